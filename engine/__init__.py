@@ -1,0 +1,1 @@
+"""Veche: an audio-conference engine for Asterisk ConfBridge."""

@@ -1,0 +1,111 @@
+"""Command line: ``python -m engine run | migrate | asterisk-config render DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from engine.config import Settings
+from engine.domain.errors import VecheError
+
+log = logging.getLogger("engine")
+
+
+async def _run(settings: Settings) -> None:
+    from aiohttp import web
+
+    from engine.app import Engine
+    from web.app import init_app
+
+    engine = Engine(settings)
+    await engine.start()
+    runner = web.AppRunner(init_app(engine))
+    await runner.setup()
+    site = web.TCPSite(runner, settings.web_host, settings.web_port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await engine.stop()
+        raise VecheError(f"cannot listen on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
+    print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  "
+          f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
+          f"FastAGI {settings.agi_host}:{settings.agi_port}, access number {settings.access_number}). "
+          "Ctrl-C stops everything.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("Stopping Veche...", flush=True)
+    await runner.cleanup()
+    await engine.stop()
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from engine.stack import local_stack
+
+    with local_stack(settings) as ready:
+        asyncio.run(_run(ready))
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from engine.adapters.db import create_pool
+    from engine.adapters.db.migrations import migrate
+
+    async def go() -> None:
+        if not settings.database_url:
+            raise VecheError("set DATABASE_URL to migrate")
+        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+        await pool.close()
+        print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.path.name}" for m in applied))
+
+    asyncio.run(go())
+
+
+def cmd_render(settings: Settings, args: argparse.Namespace) -> None:
+    from engine.stack import render_asterisk_config
+
+    dest = render_asterisk_config(settings, Path(args.dir))
+    print(f"rendered asterisk-config into {dest}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Veche conference engine")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the engine and portal (starts Postgres/Asterisk unless configured)") \
+        .set_defaults(func=cmd_run)
+    sub.add_parser("migrate", help="apply SQL migrations to DATABASE_URL").set_defaults(func=cmd_migrate)
+    ast = sub.add_parser("asterisk-config", help="Asterisk configuration")
+    ast_sub = ast.add_subparsers(dest="action", required=True)
+    render = ast_sub.add_parser("render", help="render asterisk-config/ templates into DIR")
+    render.add_argument("dir")
+    render.set_defaults(func=cmd_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("engine.ami.panoramisk").setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+        args.func(settings, args)
+    except VecheError as exc:
+        print(f"veche: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Outbound adapters: AMI, database, mail. The only modules that speak those protocols."""

@@ -1,0 +1,348 @@
+"""The only module that speaks AMI: wraps panoramisk behind a small interface, one object per
+Asterisk node, with a liveness check, no replay of actions after a reconnect, and typed events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from engine.config import AmiTarget
+from engine.domain.errors import AmiError, AmiUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[["AmiEvent"], Awaitable[None] | None]
+LinkCallback = Callable[[str, bool], Awaitable[None] | None]
+
+# What may be put into Channel / Context / Variable values: the engine builds these itself,
+# and this guard makes sure no caller can smuggle separators or newlines into an action.
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.;/@:+\-]{1,200}$")
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.;/@:+\- ]{0,200}$")
+
+
+def _check_token(value: str, what: str) -> str:
+    if not _SAFE_TOKEN.match(value):
+        raise AmiError(f"refusing unsafe {what} {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class AmiEvent:
+    """One AMI event, with the node it came from. Header names keep Asterisk's spelling."""
+
+    node_id: str
+    name: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str, default: str = "") -> str:
+        value = self.headers.get(key)
+        if value is None:
+            lowered = key.lower()
+            value = next((v for k, v in self.headers.items() if k.lower() == lowered), default)
+        return value if isinstance(value, str) else ",".join(value)
+
+    @classmethod
+    def from_message(cls, node_id: str, message: Message) -> AmiEvent:
+        headers = {k: (v if isinstance(v, str) else list(v)) for k, v in message.items()
+                   if k != "content"}
+        return cls(node_id=node_id, name=message.get("Event", ""), headers=headers)
+
+
+class _Manager(Manager):
+    """panoramisk's Manager, telling the adapter how each login attempt ended."""
+
+    def login(self, future: asyncio.Future) -> bool:
+        ok = super().login(future)
+        adapter: AmiAdapter | None = self.config.get("adapter")
+        if adapter is not None:
+            adapter._login_done(future)
+        return ok
+
+
+class AmiAdapter:
+    """AMI link to one Asterisk node."""
+
+    def __init__(self, target: AmiTarget, node_id: str = "ast1", *, ping_interval: float = 5.0,
+                 pong_timeout: float = 3.0, action_timeout: float = 10.0) -> None:
+        self.target = target
+        self.node_id = node_id
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.action_timeout = action_timeout
+        self._manager: _Manager | None = None
+        self._subscribers: list[tuple[frozenset[str] | None, EventCallback]] = []
+        self._link_callbacks: list[LinkCallback] = []
+        self._queue: asyncio.Queue[AmiEvent] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._logged_in = asyncio.Event()
+        self._login_result: asyncio.Future | None = None
+        self._pending: set[asyncio.Future] = set()
+        self._closing = False
+        self.reconnects = 0
+
+    # ----------------------------------------------------------------- life cycle
+
+    @property
+    def connected(self) -> bool:
+        return self._logged_in.is_set()
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        """Log in, or raise ConfigError with a one-line reason (unreachable, wrong secret)."""
+        where = f"{self.target.host}:{self.target.port}"
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.target.host, self.target.port), timeout)
+            writer.close()
+        except (TimeoutError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ConfigError(f"cannot reach Asterisk AMI at {where}: {reason}") from None
+        loop = asyncio.get_running_loop()
+        self._login_result = loop.create_future()
+        self._manager = _Manager(
+            loop=loop, host=self.target.host, port=self.target.port,
+            username=self.target.username, secret=self.target.secret,
+            ping_delay=10**9, reconnect_timeout=1, adapter=self,
+            on_disconnect=self._on_disconnect,
+            forgetable_actions=("ping", "login", "originate"),
+            log=logging.getLogger("engine.ami.panoramisk"),
+        )
+        self._manager.register_event("*", self._on_message)
+        self._tasks.append(asyncio.create_task(self._deliver_events(), name="ami-events"))
+        self._manager.connect()
+        try:
+            ok = await asyncio.wait_for(asyncio.shield(self._login_result), timeout)
+        except TimeoutError:
+            await self.close()
+            raise ConfigError(f"Asterisk AMI at {where} did not answer the login in {timeout:.0f} s") from None
+        if not ok:
+            await self.close()
+            raise ConfigError(f"Asterisk AMI at {where} refused user {self.target.username!r}: "
+                              "wrong secret or not permitted from this address")
+        self._tasks.append(asyncio.create_task(self._liveness(), name="ami-liveness"))
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._manager is not None:
+            self._manager.close()
+            self._manager.awaiting_actions.clear()
+        self._logged_in.clear()
+        self._fail_pending()
+
+    def _login_done(self, future: asyncio.Future) -> None:
+        try:
+            ok = bool(future.result().success)
+        except Exception:  # noqa: BLE001 - a broken login is a failed login
+            ok = False
+        if self._login_result is not None and not self._login_result.done():
+            self._login_result.set_result(ok)
+            if ok:
+                self._logged_in.set()
+            return
+        if ok and not self._logged_in.is_set():
+            self._logged_in.set()
+            self.reconnects += 1
+            log.warning("AMI link to %s is up again (reconnect #%d)", self.node_id, self.reconnects)
+            self._notify_link(True)
+
+    def _on_disconnect(self, manager: Manager, exc: object) -> None:
+        # panoramisk would replay unanswered actions after the reconnect; an Originate replayed
+        # could dial a person twice, so the adapter drops them all and fails their futures.
+        manager.awaiting_actions.clear()
+        self._fail_pending()
+        if self._logged_in.is_set():
+            self._logged_in.clear()
+            if not self._closing:
+                log.warning("AMI link to %s lost", self.node_id)
+                self._notify_link(False)
+
+    def _fail_pending(self) -> None:
+        for fut in list(self._pending):
+            if not fut.done():
+                fut.set_exception(AmiUnavailable(f"AMI link to {self.node_id} lost"))
+        self._pending.clear()
+
+    def _drop_link(self) -> None:
+        manager = self._manager
+        if manager is not None and manager.protocol is not None:
+            transport = getattr(manager.protocol, "transport", None)
+            if transport is not None:
+                transport.abort()  # connection_lost follows, and panoramisk reconnects
+
+    async def _liveness(self) -> None:
+        """panoramisk's Ping never checks for the pong: a half-open link would go unnoticed."""
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if not self.connected:
+                continue
+            try:
+                await self.action("Ping", timeout=self.pong_timeout)
+            except (TimeoutError, AmiError):
+                if self.connected:
+                    log.warning("AMI %s: no pong within %.1f s, dropping the link", self.node_id,
+                                self.pong_timeout)
+                    self._drop_link()
+
+    def _notify_link(self, up: bool) -> None:
+        for callback in self._link_callbacks:
+            result = callback(self.node_id, up)
+            if asyncio.iscoroutine(result):
+                asyncio.ensure_future(result)
+
+    # ----------------------------------------------------------------- events
+
+    def subscribe(self, callback: EventCallback, events: Iterable[str] | None = None) -> None:
+        """Call ``callback`` for every event (or only the named ones), in arrival order."""
+        self._subscribers.append((frozenset(events) if events is not None else None, callback))
+
+    def unsubscribe(self, callback: EventCallback) -> None:
+        self._subscribers = [(names, cb) for names, cb in self._subscribers if cb is not callback]
+
+    def on_link_change(self, callback: LinkCallback) -> None:
+        """``callback(node_id, up)`` when the link is lost or comes back after a loss."""
+        self._link_callbacks.append(callback)
+
+    def _on_message(self, manager: Manager, message: Message) -> None:
+        self._queue.put_nowait(AmiEvent.from_message(self.node_id, message))
+
+    async def _deliver_events(self) -> None:
+        while True:
+            event = await self._queue.get()
+            for names, callback in list(self._subscribers):
+                if names is not None and event.name not in names:
+                    continue
+                try:
+                    result = callback(event)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
+                    log.exception("AMI event subscriber failed on %s", event.name)
+
+    async def wait_for_event(self, predicate: Callable[[AmiEvent], bool],
+                             timeout: float = 10.0) -> AmiEvent:
+        """The next event matching ``predicate`` (subscribe before triggering it)."""
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[AmiEvent] = loop.create_future()
+
+        def check(event: AmiEvent) -> None:
+            if not found.done() and predicate(event):
+                found.set_result(event)
+
+        self.subscribe(check)
+        try:
+            return await asyncio.wait_for(found, timeout)
+        finally:
+            self.unsubscribe(check)
+
+    # ----------------------------------------------------------------- actions
+
+    async def action(self, name: str, timeout: float | None = None, **headers: Any) -> Message:
+        """Send one action and return its single response; raise AmiError on an error reply."""
+        response = await self._send({"Action": name, **headers}, as_list=False, timeout=timeout)
+        if response.get("Response") in ("Error", "Failure", "Fail"):
+            raise AmiError(f"{name} refused by {self.node_id}: {response.get('Message', '?')}")
+        return response
+
+    async def action_list(self, name: str, timeout: float | None = None,
+                          empty_ok: tuple[str, ...] = (), **headers: Any) -> list[Message]:
+        """Send a list action (EventList) and return its events, without the Complete marker."""
+        result = await self._send({"Action": name, **headers}, as_list=None, timeout=timeout)
+        messages = result if isinstance(result, list) else [result]
+        head = messages[0]
+        if head.get("Response") in ("Error", "Failure"):
+            if any(text in head.get("Message", "") for text in empty_ok):
+                return []
+            raise AmiError(f"{name} refused by {self.node_id}: {head.get('Message', '?')}")
+        return [m for m in messages[1:] if not m.get("Event", "").endswith("Complete")]
+
+    async def _send(self, action: dict[str, Any], as_list: bool | None,
+                    timeout: float | None) -> Any:
+        if not self.connected or self._manager is None:
+            raise AmiUnavailable(f"AMI link to {self.node_id} is down")
+        future = self._manager.send_action(action, as_list=as_list)
+        self._pending.add(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
+        except TimeoutError:
+            raise AmiError(f"{action['Action']} got no answer from {self.node_id}") from None
+        finally:
+            self._pending.discard(future)
+
+    async def originate(self, *, channel_id: str, channel: str, context: str, exten: str,
+                        variables: dict[str, str], timeout_ms: int, caller_id: str | None = None,
+                        other_channel_id: str | None = None) -> None:
+        """Queue an Originate; its outcome comes later as an OriginateResponse event whose
+        Uniqueid is ``channel_id``. Returns once Asterisk accepted it (never replayed)."""
+        headers: dict[str, Any] = {
+            "Channel": _check_token(channel, "channel"),
+            "Context": _check_token(context, "context"),
+            "Exten": _check_token(exten, "extension"),
+            "Priority": "1",
+            "Async": "true",
+            "Timeout": str(int(timeout_ms)),
+            "ChannelId": _check_token(channel_id, "channel id"),
+            "Variable": [f"{_check_token(k, 'variable')}={self._check_value(v)}"
+                         for k, v in variables.items()],
+        }
+        if other_channel_id:
+            headers["OtherChannelId"] = _check_token(other_channel_id, "channel id")
+        if caller_id:
+            headers["CallerID"] = self._check_value(caller_id)
+        await self.action("Originate", **headers)
+
+    @staticmethod
+    def _check_value(value: str) -> str:
+        if not _SAFE_VALUE.match(value):
+            raise AmiError(f"refusing unsafe variable value {value!r}")
+        return value
+
+    async def hangup(self, channel: str, cause: int = 16) -> None:
+        await self.action("Hangup", Channel=_check_token(channel, "channel"), Cause=str(cause))
+
+    async def getvar(self, channel: str, variable: str) -> str:
+        response = await self.action("Getvar", Channel=_check_token(channel, "channel"),
+                                     Variable=variable)
+        return response.get("Value", "") or ""
+
+    async def setvar(self, channel: str, variable: str, value: str) -> None:
+        await self.action("Setvar", Channel=_check_token(channel, "channel"),
+                          Variable=_check_token(variable, "variable"),
+                          Value=self._check_value(value))
+
+    # ConfBridge ----------------------------------------------------------------
+
+    async def confbridge_rooms(self) -> list[AmiEvent]:
+        messages = await self.action_list("ConfbridgeListRooms", empty_ok=("No active conferences",))
+        return [AmiEvent.from_message(self.node_id, m) for m in messages]
+
+    async def confbridge_members(self, room: str) -> list[AmiEvent]:
+        messages = await self.action_list(
+            "ConfbridgeList", Conference=_check_token(room, "room"),
+            empty_ok=("No active conferences", "No Conference by that name found"))
+        return [AmiEvent.from_message(self.node_id, m) for m in messages]
+
+    async def confbridge_kick(self, room: str, channel: str) -> None:
+        await self.action("ConfbridgeKick", Conference=_check_token(room, "room"),
+                          Channel=_check_token(channel, "channel"))
+
+    async def confbridge_mute(self, room: str, channel: str, mute: bool = True) -> None:
+        await self.action("ConfbridgeMute" if mute else "ConfbridgeUnmute",
+                          Conference=_check_token(room, "room"),
+                          Channel=_check_token(channel, "channel"))
+
+    async def confbridge_lock(self, room: str, lock: bool = True) -> None:
+        await self.action("ConfbridgeLock" if lock else "ConfbridgeUnlock",
+                          Conference=_check_token(room, "room"))

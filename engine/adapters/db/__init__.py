@@ -1,0 +1,31 @@
+"""PostgreSQL access: the asyncpg pool and the migration runner. All SQL of the engine lives
+in this package (one repository module per aggregate) and in sql/."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from engine.domain.errors import ConfigError
+
+
+def describe_url(url: str) -> str:
+    """host:port/database of a DSN, without the password, for error messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20,
+                      timeout: float = 10.0) -> asyncpg.Pool:
+    """Open the pool, or raise ConfigError naming what and where in one line."""
+    try:
+        return await asyncio.wait_for(
+            asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30),
+            timeout)
+    except (TimeoutError, OSError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(f"cannot reach PostgreSQL at {describe_url(url)}: {reason}") from None
+    except asyncpg.PostgresError as exc:
+        raise ConfigError(f"PostgreSQL at {describe_url(url)} refused the connection: {exc}") from None

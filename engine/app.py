@@ -1,0 +1,63 @@
+"""The composition root: builds the adapters and services of one engine process from its
+settings, starts them in order and stops them in reverse."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from engine.adapters.ami import AmiAdapter
+from engine.adapters.db import create_pool
+from engine.adapters.db.migrations import migrate
+from engine.agi import AgiServer
+from engine.config import Settings
+from engine.domain.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """Everything one engine process runs: database pool, AMI link per node, FastAGI server,
+    and the services built on them."""
+
+    settings: Settings
+    pool: asyncpg.Pool | None = None
+    nodes: dict[str, AmiAdapter] = field(default_factory=dict)
+    agi: AgiServer | None = None
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ami(self) -> AmiAdapter:
+        """The AMI adapter of the default node."""
+        return self.nodes[self.settings.node_id]
+
+    async def start(self) -> None:
+        settings = self.settings
+        if not settings.database_url:
+            raise ConfigError("no database: set DATABASE_URL (or run through `python -m engine run`)")
+        self.pool = await create_pool(settings.database_url)
+        async with self.pool.acquire() as conn:
+            await migrate(conn)
+        adapter = AmiAdapter(settings.ami, settings.node_id)
+        await adapter.connect()
+        self.nodes[settings.node_id] = adapter
+        self.agi = AgiServer(settings.agi_host, settings.agi_port)
+        await self.agi.start()
+        log.info("engine started: node %s, AMI %s:%s, FastAGI %s:%s", settings.node_id,
+                 settings.ami.host, settings.ami.port, settings.agi_host, settings.agi_port)
+
+    async def stop(self) -> None:
+        for service in reversed(list(self.services.values())):
+            stop = getattr(service, "stop", None)
+            if stop is not None:
+                await stop()
+        if self.agi is not None:
+            await self.agi.stop()
+        for adapter in self.nodes.values():
+            await adapter.close()
+        if self.pool is not None:
+            await self.pool.close()

@@ -1,0 +1,127 @@
+"""Engine settings, read once from the environment (VECHE_* variables) so every entry point agrees."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from engine.domain.errors import ConfigError
+
+DEFAULT_AMI_SECRET = "veche-dev-secret"
+
+
+@dataclass(frozen=True)
+class AmiTarget:
+    """Where the engine's AMI adapter logs in."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "veche"
+    secret: str = DEFAULT_AMI_SECRET
+
+    @classmethod
+    def from_url(cls, url: str) -> AmiTarget:
+        """Parse ``ami://user:secret@host:port``."""
+        parts = urlsplit(url)
+        if parts.scheme != "ami" or not parts.hostname or not parts.username:
+            raise ConfigError(f"ASTERISK_AMI_URL must look like ami://user:secret@host:5038, got {url!r}")
+        return cls(
+            host=parts.hostname,
+            port=parts.port or 5038,
+            username=unquote(parts.username),
+            secret=unquote(parts.password or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one engine process."""
+
+    database_url: str | None = None
+    ami: AmiTarget = field(default_factory=AmiTarget)
+    ami_external: bool = False  # True when ASTERISK_AMI_URL points at an operator's own PBX
+    node_id: str = "ast1"
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtp_start: int = 20000
+    rtp_end: int = 20999
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    trunk_target: str = "127.0.0.1:5070"
+    access_number: str = "7000"
+    short_number_length: int = 4
+    pin_length: int = 6
+    conference_number_length: int = 6
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "veche")
+    run_dir: Path = field(default_factory=lambda: Path.cwd() / "run")
+    ring_timeout: int = 30
+    calls_per_second: float = 20.0
+    test_mode: bool = False
+    secret_key: str = ""
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "veche@localhost"
+    log_json: bool = False
+
+    @property
+    def rootfs(self) -> Path:
+        return self.cache_dir / "rootfs"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        base = cls()
+
+        def get(name: str, default: object) -> str:
+            return env.get(f"VECHE_{name}", str(default))
+
+        def get_int(name: str, default: int) -> int:
+            raw = get(name, default)
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f"VECHE_{name} must be a whole number, got {raw!r}") from None
+
+        ami_url = env.get("ASTERISK_AMI_URL")
+        ami = AmiTarget.from_url(ami_url) if ami_url else AmiTarget(
+            port=get_int("AMI_PORT", 5038),
+            username=get("AMI_USER", "veche"),
+            secret=get("AMI_SECRET", DEFAULT_AMI_SECRET),
+        )
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            ami=ami,
+            ami_external=bool(ami_url),
+            node_id=get("NODE_ID", base.node_id),
+            web_host=get("WEB_HOST", base.web_host),
+            web_port=get_int("WEB_PORT", base.web_port),
+            sip_port=get_int("SIP_PORT", base.sip_port),
+            agi_host=get("AGI_HOST", base.agi_host),
+            agi_port=get_int("AGI_PORT", base.agi_port),
+            trunk_target=get("TRUNK_TARGET", base.trunk_target),
+            access_number=get("ACCESS_NUMBER", base.access_number),
+            short_number_length=get_int("SHORT_NUMBER_LENGTH", base.short_number_length),
+            pin_length=get_int("PIN_LENGTH", base.pin_length),
+            cache_dir=Path(get("CACHE_DIR", base.cache_dir)).expanduser(),
+            run_dir=Path(get("RUN_DIR", base.run_dir)).expanduser(),
+            ring_timeout=get_int("RING_TIMEOUT", base.ring_timeout),
+            test_mode=get("TEST_MODE", "0") in ("1", "true", "yes"),
+            secret_key=get("SECRET_KEY", ""),
+            smtp_host=get("SMTP_HOST", base.smtp_host),
+            smtp_port=get_int("SMTP_PORT", base.smtp_port),
+            smtp_user=env.get("VECHE_SMTP_USER") or None,
+            smtp_password=env.get("VECHE_SMTP_PASSWORD") or None,
+            smtp_starttls=get("SMTP_STARTTLS", "0") in ("1", "true", "yes"),
+            mail_from=get("MAIL_FROM", base.mail_from),
+            log_json=get("LOG_JSON", "0") in ("1", "true", "yes"),
+        )

@@ -1,0 +1,65 @@
+"""Domain errors: what the services raise, independent of the protocol that caused them."""
+
+from __future__ import annotations
+
+
+class VecheError(Exception):
+    """Base of every error the engine reports to a user or operator."""
+
+    code = "error"
+
+
+class ConfigError(VecheError):
+    """The engine's configuration is wrong or a required part cannot be reached."""
+
+    code = "config"
+
+
+class MigrationError(VecheError):
+    """A SQL migration failed; nothing of it was applied."""
+
+    code = "migration"
+
+
+class AmiError(VecheError):
+    """Asterisk refused an action or the AMI link is down."""
+
+    code = "ami"
+
+
+class AmiUnavailable(AmiError):
+    """The AMI link is not up, so the action was not sent."""
+
+    code = "ami_unavailable"
+
+
+class ValidationError(VecheError):
+    """User input is not acceptable; names the field."""
+
+    code = "validation"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(VecheError):
+    code = "not_found"
+
+
+class Forbidden(VecheError):
+    code = "forbidden"
+
+
+class StateConflict(VecheError):
+    """The action does not apply to the object's current state (e.g. conference not running)."""
+
+    code = "state_conflict"
+
+
+class LimitExceeded(VecheError):
+    code = "limit_exceeded"
+
+
+class RateLimited(VecheError):
+    code = "rate_limited"

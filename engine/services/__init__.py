@@ -1,0 +1,1 @@
+"""Business services: the rules every entry point (web, API, FastAGI, CLI) shares."""

@@ -1,0 +1,321 @@
+"""Provisions the real parts for development and tests: the Asterisk 22 root file system, an
+Asterisk instance started from the project's own asterisk-config/, and a private PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from engine.config import Settings
+from engine.domain.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ASTERISK_CONFIG_DIR = PROJECT_ROOT / "asterisk-config"
+PG_BIN = Path(os.environ.get("VECHE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+ROOTFS_PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en-gsm"
+HOST_PACKAGES = {"debootstrap": "debootstrap", "sipp": "sip-tester"}
+CONFIG_FILES = (
+    "asterisk.conf", "modules.conf", "logger.conf", "manager.conf", "rtp.conf",
+    "pjsip.conf", "confbridge.conf", "extensions.conf", "cdr.conf", "cel.conf", "features.conf",
+    "indications.conf", "acl.conf", "udptl.conf", "pjproject.conf", "ccss.conf",
+)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that nothing listens on right now (TCP or UDP)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_udp_port_pair() -> int:
+    """An even UDP port whose successor is free too (RTP + RTCP)."""
+    for _ in range(100):
+        port = free_port(socket.SOCK_DGRAM)
+        if port % 2 == 0 and port < 65000:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise ConfigError("no free UDP port pair on 127.0.0.1")
+
+
+def ensure_host_tools(*commands: str) -> None:
+    """Install the Debian packages that provide ``commands`` when they are missing."""
+    missing = [HOST_PACKAGES[c] for c in commands if shutil.which(c) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise ConfigError(f"missing tools {missing}: install them with apt-get (needs root)")
+    log.info("installing %s with apt-get", " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+# --------------------------------------------------------------------------- Asterisk
+
+
+def ensure_rootfs(settings: Settings) -> Path:
+    """Build (once, cached) the Debian sid root file system that carries Asterisk 22."""
+    rootfs = settings.rootfs
+    if (rootfs / "usr/sbin/asterisk").exists():
+        return rootfs
+    if os.geteuid() != 0:
+        raise ConfigError(f"{rootfs} has no Asterisk and building it needs root (debootstrap)")
+    ensure_host_tools("debootstrap")
+    partial = rootfs.with_name(rootfs.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["debootstrap", "--variant=minbase", f"--include={ROOTFS_PACKAGES}", "sid", str(partial)]
+    mirror = os.environ.get("VECHE_DEBIAN_MIRROR")
+    if mirror:
+        cmd.append(mirror)
+    log.info("building the Asterisk root file system in %s (about a minute, once)", rootfs)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        raise ConfigError(f"debootstrap of {partial} failed: {' | '.join(tail)}")
+    partial.rename(rootfs)
+    return rootfs
+
+
+def _rootfs_user(rootfs: Path, name: str) -> tuple[int, int]:
+    for line in (rootfs / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2]), int(fields[3])
+    raise ConfigError(f"no user {name!r} in {rootfs}/etc/passwd")
+
+
+def _prepare_rootfs(rootfs: Path) -> None:
+    """Mount proc and give the chroot a hosts file naming this machine (no DNS stalls)."""
+    proc = rootfs / "proc"
+    if not os.path.ismount(proc):
+        subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+    hostname = socket.gethostname()
+    (rootfs / "etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
+    (rootfs / "var/run/asterisk").mkdir(parents=True, exist_ok=True)
+
+
+def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] | None = None,
+                           trunk_sources: tuple[str, ...] = ("127.0.0.1",)) -> Path:
+    """Render the templates of asterisk-config/ for these settings into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ASTERISK_CONFIG_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    dirs = dirs or {k: f"/var/lib/asterisk/{k}" for k in ("etc", "db", "spool", "run", "log")}
+    dirs.setdefault("etc", str(dest))
+    length = settings.short_number_length
+    values = {
+        "node_id": settings.node_id,
+        "dirs": dirs,
+        "ami_bind": settings.ami.host,
+        "ami_port": settings.ami.port,
+        "ami_user": settings.ami.username,
+        "ami_secret": settings.ami.secret,
+        "ami_permit": "127.0.0.1",
+        "sip_host": settings.sip_host,
+        "sip_port": settings.sip_port,
+        "trunk_target": settings.trunk_target,
+        "trunk_sources": trunk_sources,
+        "agi_host": settings.agi_host,
+        "agi_port": settings.agi_port,
+        "access_number": settings.access_number,
+        "short_number_pattern": "_" + "X" * length,
+        "ring_timeout": settings.ring_timeout,
+        "rtp_start": settings.rtp_start,
+        "rtp_end": settings.rtp_end,
+    }
+    for name in CONFIG_FILES:
+        (dest / name).write_text(env.get_template(name).render(**values))
+    return dest
+
+
+@dataclass
+class AsteriskProcess:
+    """One Asterisk 22 running in the cached sid root file system with rendered configs."""
+
+    settings: Settings
+    name: str = "main"
+    process: subprocess.Popen | None = None
+
+    @property
+    def base_in_root(self) -> str:
+        return f"/var/lib/veche/{self.name}"
+
+    @property
+    def base(self) -> Path:
+        return self.settings.rootfs / self.base_in_root.lstrip("/")
+
+    @property
+    def conf_in_root(self) -> str:
+        return f"{self.base_in_root}/etc/asterisk.conf"
+
+    def start(self, timeout: float = 30.0) -> None:
+        rootfs = ensure_rootfs(self.settings)
+        _prepare_rootfs(rootfs)
+        uid, gid = _rootfs_user(rootfs, "asterisk")
+        shutil.rmtree(self.base, ignore_errors=True)
+        dirs = {}
+        for sub in ("etc", "db", "spool", "run", "log"):
+            path = self.base / sub
+            path.mkdir(parents=True, exist_ok=True)
+            os.chown(path, uid, gid)
+            dirs[sub] = f"{self.base_in_root}/{sub}"
+        render_asterisk_config(self.settings, self.base / "etc", dirs)
+        log_path = self.base / "log" / "stdout.log"
+        self._stdout = open(log_path, "wb")  # noqa: SIM115 - kept open for the process's life
+        self.process = subprocess.Popen(
+            ["chroot", str(rootfs), "/usr/sbin/asterisk", "-f", "-n", "-U", "asterisk",
+             "-G", "asterisk", "-C", self.conf_in_root],
+            stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_fully_booted(timeout)
+
+    def cli(self, command: str, timeout: float = 10.0) -> str:
+        """Run an Asterisk CLI command through the instance's control socket."""
+        result = subprocess.run(
+            ["chroot", str(self.settings.rootfs), "/usr/sbin/asterisk", "-C", self.conf_in_root,
+             "-rx", command],
+            capture_output=True, text=True, timeout=timeout,
+        )
+        return result.stdout
+
+    def wait_fully_booted(self, timeout: float) -> None:
+        ctl = self.base / "run" / "asterisk.ctl"
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while not ctl.exists():
+            if self.process and self.process.poll() is not None:
+                raise ConfigError(f"Asterisk exited at start (code {self.process.returncode}); "
+                                  f"see {self.base / 'log'}")
+            if time.monotonic() > deadline:
+                raise ConfigError(f"Asterisk did not open its control socket within {timeout:.0f} s")
+            time.sleep(delay)  # the socket appears once; nothing to await before it exists
+            delay = min(delay * 2, 0.2)
+        self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self.process or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._stdout.close()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (tests of recovery)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class PostgresCluster:
+    """A private PostgreSQL 15 cluster on 127.0.0.1, for when no DATABASE_URL is given."""
+
+    data_dir: Path
+    port: int = 0
+    database: str = "veche"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def _as_postgres(self, argv: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *argv]
+        return argv
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def start(self) -> str:
+        if not (PG_BIN / "initdb").exists():
+            raise ConfigError(f"PostgreSQL binaries not found in {PG_BIN} (set DATABASE_URL or VECHE_PG_BIN)")
+        self.port = self.port or free_port()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        for parent in [self.data_dir.parent, *self.data_dir.parent.parents]:
+            if os.geteuid() == 0 and parent != Path("/"):
+                os.chmod(parent, os.stat(parent).st_mode | 0o011)  # let postgres traverse
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._chown(self.data_dir)
+            self._run([str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                       "-A", "trust", "-E", "UTF8", "--no-sync"], "initdb")
+        self._run([
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
+            "-l", str(self.data_dir / "server.log"),
+            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
+                  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                  "-c max_connections=200",
+            "start",
+        ], "pg_ctl start")
+        self._run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                   self.database], "createdb", ok_if="already exists")
+        return self.url
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+                      "pg_ctl stop", ok_if="not running")
+
+    def _run(self, argv: list[str], what: str, ok_if: str | None = None) -> None:
+        result = subprocess.run(self._as_postgres(argv), capture_output=True, text=True)
+        if result.returncode != 0:
+            text = (result.stdout + result.stderr).strip()
+            if ok_if and ok_if in text:
+                return
+            raise ConfigError(f"{what} failed for {self.data_dir}: {text.splitlines()[-1] if text else '?'}")
+
+
+@contextmanager
+def local_stack(settings: Settings) -> Iterator[Settings]:
+    """Bring up what the settings do not point at (Postgres, Asterisk); yield the final settings."""
+    pg: PostgresCluster | None = None
+    ast: AsteriskProcess | None = None
+    try:
+        if not settings.database_url:
+            pg = PostgresCluster(settings.run_dir / "postgres")
+            settings = settings.with_(database_url=pg.start())
+        if not settings.ami_external:
+            ast = AsteriskProcess(settings, name=f"node-{settings.node_id}")
+            ast.start()
+        yield settings
+    finally:
+        if ast:
+            ast.stop()
+        if pg:
+            pg.stop()

@@ -1,0 +1,98 @@
+"""Session fixtures: a real PostgreSQL, a real Asterisk 22 from the project's asterisk-config/,
+SIPp playing the trunk's far end, and the engine wired to them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from engine.config import AmiTarget, Settings
+from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair
+from tests.support.sipp import SippFactory, SippProcess
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+def make_settings(run_dir: Path, **overrides: object) -> Settings:
+    """Settings with every port free, so parallel test sessions never collide."""
+    rtp_start = 10000 + 2 * secrets.randbelow(20000)
+    base = Settings(
+        ami=AmiTarget(port=free_port(), secret=secrets.token_hex(8)),
+        sip_port=free_udp_port_pair(),
+        agi_port=free_port(),
+        web_port=free_port(),
+        trunk_target=f"127.0.0.1:{free_udp_port_pair()}",
+        rtp_start=rtp_start,
+        rtp_end=rtp_start + 1999,
+        ring_timeout=3,
+        run_dir=run_dir,
+        test_mode=True,
+        secret_key=secrets.token_hex(32),
+        cache_dir=Path(os.environ.get("VECHE_CACHE_DIR", Path.home() / ".cache" / "veche")),
+    )
+    return base.with_(**overrides)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("veche-run")
+
+
+@pytest.fixture(scope="session")
+def database_url(run_dir: Path) -> Iterator[str]:
+    """A fresh database: in DATABASE_URL's server if given, else in a private cluster."""
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        import asyncio
+
+        name = f"veche_test_{secrets.token_hex(4)}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(given)
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.close()
+
+        asyncio.run(create())
+        yield given.rsplit("/", 1)[0] + "/" + name
+        return
+    cluster = PostgresCluster(run_dir / "postgres")
+    url = cluster.start()
+    yield url
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(run_dir: Path, database_url: str) -> Settings:
+    return make_settings(run_dir, database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+def asterisk(settings: Settings) -> Iterator[AsteriskProcess]:
+    process = AsteriskProcess(settings, name=f"test-{os.getpid()}")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def sipp(run_dir: Path, settings: Settings) -> SippFactory:
+    return SippFactory(run_dir / "sipp", settings.sip_port)
+
+
+@pytest.fixture(scope="session")
+async def pstn(sipp: SippFactory, settings: Settings, asterisk: AsteriskProcess) -> AsyncIterator[SippProcess]:
+    """The trunk's far end: every dialled number is a SIPp callee (see tests/sipp/pstn.xml)."""
+    process = await sipp.pstn(int(settings.trunk_target.rsplit(":", 1)[1]))
+    yield process
+    await process.stop()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

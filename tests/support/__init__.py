@@ -1,0 +1,1 @@
+"""Test harness for the real parts: SIPp callers and callees, DTMF captures."""

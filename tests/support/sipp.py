@@ -1,0 +1,88 @@
+"""Runs SIPp as the trunk's far end (callees) and as dial-in callers, on loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from engine.stack import free_port, free_udp_port_pair
+from tests.support.dtmf import write_dtmf_pcap
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "sipp"
+
+
+@dataclass
+class SippProcess:
+    """One SIPp process; ``await stop()`` ends it, ``await wait()`` waits for its own end."""
+
+    argv: list[str]
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> SippProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        return self
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout)
+        finally:
+            self._log.close()
+
+    async def stop(self) -> None:
+        if self.process and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
+            await self.process.wait()
+        if not self._log.closed:
+            self._log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class SippFactory:
+    """Builds SIPp processes against one Asterisk (its SIP port) in a work folder."""
+
+    workdir: Path
+    asterisk_sip_port: int
+    _count: int = field(default=0)
+
+    def _next(self, what: str) -> Path:
+        self._count += 1
+        return self.workdir / f"{self._count:04d}-{what}"
+
+    async def pstn(self, port: int) -> SippProcess:
+        """The trunk's far end on 127.0.0.1:port (see tests/sipp/pstn.xml for the number codes)."""
+        base = self._next("pstn")
+        argv = ["sipp", "-sf", str(SCENARIOS / "pstn.xml"), "-i", "127.0.0.1", "-p", str(port),
+                "-mi", "127.0.0.1", "-mp", str(free_udp_port_pair()), "-nostdin",
+                "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err"]
+        return await SippProcess(argv, base.with_suffix(".log")).start()
+
+    async def caller(self, digits: str, caller: str = "375291110000", delay_ms: int = 300,
+                     service: str = "7000") -> SippProcess:
+        """A dial-in caller that keys ``digits`` (``,`` pauses) after the answer."""
+        base = self._next("caller")
+        pcap = write_dtmf_pcap(digits, base.with_suffix(".pcap"))
+        template = jinja2.Template((SCENARIOS / "caller.xml.j2").read_text())
+        scenario = base.with_suffix(".xml")
+        scenario.write_text(template.render(digits=digits, caller=caller, pcap=pcap,
+                                            delay_ms=delay_ms))
+        argv = ["sipp", f"127.0.0.1:{self.asterisk_sip_port}", "-sf", str(scenario), "-s", service,
+                "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
+                "-mi", "127.0.0.1", "-mp", str(free_udp_port_pair()), "-nostdin",
+                "-trace_err", "-error_file", f"{base}.err"]
+        return await SippProcess(argv, base.with_suffix(".log")).start()

@@ -1,0 +1,1 @@
+"""The customer portal and the JSON API (aiohttp)."""
