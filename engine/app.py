@@ -3,6 +3,7 @@ settings, starts them in order and stops them in reverse."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +16,15 @@ from engine.adapters.db.migrations import migrate
 from engine.agi import AgiServer
 from engine.config import Settings
 from engine.domain.errors import ConfigError
+from engine.services.bus import EventBus
 
 log = logging.getLogger(__name__)
+
+# Service modules, installed in this order; each has ``async def install(engine) -> service``
+# and the service may have ``async def start()`` / ``async def stop()``. A module's install
+# stores what it returns in ``engine.services[<last part of the module name>]``.
+SERVICE_MODULES: tuple[str, ...] = (
+)
 
 
 @dataclass
@@ -29,6 +37,7 @@ class Engine:
     nodes: dict[str, AmiAdapter] = field(default_factory=dict)
     agi: AgiServer | None = None
     services: dict[str, Any] = field(default_factory=dict)
+    bus: EventBus = field(default_factory=EventBus)
 
     @property
     def ami(self) -> AmiAdapter:
@@ -46,6 +55,14 @@ class Engine:
         await adapter.connect()
         self.nodes[settings.node_id] = adapter
         self.agi = AgiServer(settings.agi_host, settings.agi_port)
+        for module_name in SERVICE_MODULES:
+            module = importlib.import_module(module_name)
+            service = await module.install(self)
+            self.services[module_name.rsplit(".", 1)[1]] = service
+        for service in self.services.values():
+            start = getattr(service, "start", None)
+            if start is not None:
+                await start()
         await self.agi.start()
         log.info("engine started: node %s, AMI %s:%s, FastAGI %s:%s", settings.node_id,
                  settings.ami.host, settings.ami.port, settings.agi_host, settings.agi_port)

@@ -96,3 +96,14 @@ async def pstn(sipp: SippFactory, settings: Settings, asterisk: AsteriskProcess)
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings, asterisk, pstn) -> AsyncIterator:
+    """The engine with all its services, on the session's Postgres and Asterisk."""
+    from engine.app import Engine
+
+    instance = Engine(settings)
+    await instance.start()
+    yield instance
+    await instance.stop()

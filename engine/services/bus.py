@@ -1,0 +1,52 @@
+"""In-process publish/subscribe of domain events, so the console's live stream, the notifier
+and metrics learn what the services did without the services knowing them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """``kind`` examples: conference.scheduled, conference.updated, conference.cancelled,
+    conference.started, conference.extended, conference.locked, conference.unlocked,
+    conference.ended, participant.added, participant.state (state, reason), participant.muted,
+    participant.unmuted, participant.kicked, participant.talking."""
+
+    kind: str
+    conference_id: int
+    owner_id: int | None = None
+    participant_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+Subscriber = Callable[[DomainEvent], Awaitable[None] | None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Subscriber) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
+    async def publish(self, event: DomainEvent) -> None:
+        for callback in list(self._subscribers):
+            try:
+                result = callback(event)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a failing listener must not break the service
+                log.exception("subscriber of %s failed", event.kind)
