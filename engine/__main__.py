@@ -11,6 +11,7 @@ from pathlib import Path
 
 from engine.config import Settings
 from engine.domain.errors import VecheError
+from engine.logging import configure_logging
 
 log = logging.getLogger("engine")
 
@@ -22,27 +23,32 @@ async def _run(settings: Settings) -> None:
     from web.app import init_app
 
     engine = Engine(settings)
-    await engine.start()
-    runner = web.AppRunner(init_app(engine))
-    await runner.setup()
-    site = web.TCPSite(runner, settings.web_host, settings.web_port)
     try:
-        await site.start()
-    except OSError as exc:
+        await engine.start()
+    except BaseException:
+        await engine.stop()  # close what did start (pool, AMI) before reporting the error
+        raise
+    try:
+        runner = web.AppRunner(init_app(engine))
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise VecheError(f"cannot listen on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
+        print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  "
+              f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
+              f"FastAGI {settings.agi_host}:{settings.agi_port}, access number {settings.access_number}). "
+              "Ctrl-C stops everything.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("Stopping Veche...", flush=True)
+        await runner.cleanup()
+    finally:
         await engine.stop()
-        raise VecheError(f"cannot listen on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
-    print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  "
-          f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
-          f"FastAGI {settings.agi_host}:{settings.agi_port}, access number {settings.access_number}). "
-          "Ctrl-C stops everything.", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    print("Stopping Veche...", flush=True)
-    await runner.cleanup()
-    await engine.stop()
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
@@ -87,17 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     render = ast_sub.add_parser("render", help="render asterisk-config/ templates into DIR")
     render.add_argument("dir")
     render.set_defaults(func=cmd_render)
+    from engine.cli import add_commands
+
+    add_commands(sub)  # account create, token create
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("engine.ami.panoramisk").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
     try:
         settings = Settings.from_env()
+        configure_logging(json_output=settings.log_json, verbose=args.verbose)
         args.func(settings, args)
     except VecheError as exc:
         print(f"veche: error: {exc}", file=sys.stderr)

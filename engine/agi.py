@@ -7,9 +7,12 @@ import asyncio
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from panoramisk.fast_agi import Application, Request
+
+from engine.logging import log_context
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +101,19 @@ class AgiServer:
         self._app = Application()
         self._server: asyncio.base_events.Server | None = None
         self.handled = 0
+        self.sessions: Counter[str] = Counter()  # sessions started, per route (metrics)
 
     def route(self, name: str, handler: AgiRoute) -> None:
         async def endpoint(request: Request) -> None:  # panoramisk needs a coroutine function
             call = AgiCall(request)
-            try:
-                await handler(call)
-            except AgiHangup:
-                log.info("AGI %s: caller %s hung up", name, call.caller_number)
-            finally:
-                self.handled += 1
+            self.sessions[name] += 1
+            with log_context(channel=call.channel, call_id=call.uniqueid):
+                try:
+                    await handler(call)
+                except AgiHangup:
+                    log.info("AGI %s: caller %s hung up", name, call.caller_number)
+                finally:
+                    self.handled += 1
 
         self._app.add_route(name, endpoint)
 

@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 # and the service may have ``async def start()`` / ``async def stop()``. A module's install
 # stores what it returns in ``engine.services[<last part of the module name>]``.
 SERVICE_MODULES: tuple[str, ...] = (
+    "engine.services.calls",
+    "engine.services.conferences",
+    "engine.services.recovery",
+    "engine.services.scheduler",
+    "engine.services.notifier",
+    "engine.services.accounts",
+    "engine.services.addressbook",
+    "engine.services.captcha",
+    "engine.services.tokens",
+    "engine.services.dialin",
+    "engine.services.quality",
+    "engine.services.metrics",
 )
 
 

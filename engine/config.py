@@ -60,6 +60,16 @@ class Settings:
     run_dir: Path = field(default_factory=lambda: Path.cwd() / "run")
     ring_timeout: int = 30
     calls_per_second: float = 20.0
+    # conference engine (E1): retries, deadline warning, extension cap, test time scale
+    retry_busy: int = 0  # extra dial attempts after a busy callee
+    retry_no_answer: int = 0  # extra dial attempts after no answer
+    retry_delay_seconds: float = 30.0
+    warning_seconds: float = 120.0  # the room hears the deadline warning this long before the end
+    extend_cap_minutes: int = 120  # total auto-extension allowed per conference
+    join_early_minutes: int = 10  # dial-in may join this long before the start
+    minute_seconds: float = 60.0  # length of a conference "minute" (tests shrink it)
+    number_plan_country: str = "375"
+    number_plan_blocked_prefixes: tuple[str, ...] = ("375902",)  # premium rate
     test_mode: bool = False
     secret_key: str = ""
     smtp_host: str = "127.0.0.1"
@@ -68,6 +78,16 @@ class Settings:
     smtp_password: str | None = None
     smtp_starttls: bool = False
     mail_from: str = "veche@localhost"
+    smtp_timeout: float = 30.0
+    smtp_tls: bool = False  # implicit TLS (port 465); smtp_starttls upgrades a plain connection instead
+    smtp_ca_file: str | None = None  # CA bundle that signs the SMTP server's certificate (default: system)
+    mail_max_attempts: int = 5  # SMTP tries before a message is marked failed
+    mail_retry_base_seconds: float = 30.0  # back-off after the first failure, doubled per try
+    mail_retry_max_seconds: float = 3600.0
+    mail_lease_seconds: float = 300.0  # a 'sending' row whose worker died is retried after this
+    mail_poll_interval: float = 5.0  # delivery worker and reminder scan period
+    reminder_late_window_seconds: int = 900  # a reminder later than this (engine was down) is skipped
+    sms_gateway: str | None = None  # no SMS gateway configured: the SMS channel reports "not available"
     log_json: bool = False
 
     @property
@@ -105,7 +125,10 @@ class Settings:
             node_id=get("NODE_ID", base.node_id),
             web_host=get("WEB_HOST", base.web_host),
             web_port=get_int("WEB_PORT", base.web_port),
+            sip_host=get("SIP_HOST", base.sip_host),
             sip_port=get_int("SIP_PORT", base.sip_port),
+            rtp_start=get_int("RTP_START", base.rtp_start),
+            rtp_end=get_int("RTP_END", base.rtp_end),
             agi_host=get("AGI_HOST", base.agi_host),
             agi_port=get_int("AGI_PORT", base.agi_port),
             trunk_target=get("TRUNK_TARGET", base.trunk_target),
@@ -115,6 +138,12 @@ class Settings:
             cache_dir=Path(get("CACHE_DIR", base.cache_dir)).expanduser(),
             run_dir=Path(get("RUN_DIR", base.run_dir)).expanduser(),
             ring_timeout=get_int("RING_TIMEOUT", base.ring_timeout),
+            calls_per_second=float(get_int("CALLS_PER_SECOND", int(base.calls_per_second))),
+            retry_busy=get_int("RETRY_BUSY", base.retry_busy),
+            retry_no_answer=get_int("RETRY_NO_ANSWER", base.retry_no_answer),
+            warning_seconds=float(get_int("WARNING_SECONDS", int(base.warning_seconds))),
+            extend_cap_minutes=get_int("EXTEND_CAP_MINUTES", base.extend_cap_minutes),
+            join_early_minutes=get_int("JOIN_EARLY_MINUTES", base.join_early_minutes),
             test_mode=get("TEST_MODE", "0") in ("1", "true", "yes"),
             secret_key=get("SECRET_KEY", ""),
             smtp_host=get("SMTP_HOST", base.smtp_host),
@@ -123,5 +152,10 @@ class Settings:
             smtp_password=env.get("VECHE_SMTP_PASSWORD") or None,
             smtp_starttls=get("SMTP_STARTTLS", "0") in ("1", "true", "yes"),
             mail_from=get("MAIL_FROM", base.mail_from),
+            smtp_tls=get("SMTP_TLS", "0") in ("1", "true", "yes"),
+            smtp_ca_file=env.get("VECHE_SMTP_CA_FILE") or None,
+            mail_max_attempts=get_int("MAIL_MAX_ATTEMPTS", base.mail_max_attempts),
+            reminder_late_window_seconds=get_int("REMINDER_LATE_WINDOW", base.reminder_late_window_seconds),
+            sms_gateway=env.get("VECHE_SMS_GATEWAY") or None,
             log_json=get("LOG_JSON", "0") in ("1", "true", "yes"),
         )

@@ -3,6 +3,7 @@ Asterisk instance started from the project's own asterisk-config/, and a private
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -118,8 +119,10 @@ def _prepare_rootfs(rootfs: Path) -> None:
 
 
 def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] | None = None,
-                           trunk_sources: tuple[str, ...] = ("127.0.0.1",)) -> Path:
-    """Render the templates of asterisk-config/ for these settings into ``dest``."""
+                           trunk_sources: tuple[str, ...] | None = None) -> Path:
+    """Render the templates of asterisk-config/ for these settings into ``dest``. Calls from
+    ``trunk_sources`` (default: the trunk target's host) are dial-ins."""
+    trunk_sources = trunk_sources or (settings.trunk_target.rsplit(":", 1)[0],)
     dest.mkdir(parents=True, exist_ok=True)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(ASTERISK_CONFIG_DIR)),
@@ -301,6 +304,12 @@ class PostgresCluster:
             raise ConfigError(f"{what} failed for {self.data_dir}: {text.splitlines()[-1] if text else '?'}")
 
 
+def local_asterisk_name(settings: Settings) -> str:
+    """The Asterisk instance directory of a run dir: two checkouts (or test runs) never share one."""
+    run_key = hashlib.sha1(str(settings.run_dir.resolve()).encode()).hexdigest()[:10]
+    return f"node-{settings.node_id}-{run_key}"
+
+
 @contextmanager
 def local_stack(settings: Settings) -> Iterator[Settings]:
     """Bring up what the settings do not point at (Postgres, Asterisk); yield the final settings."""
@@ -311,7 +320,7 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
             pg = PostgresCluster(settings.run_dir / "postgres")
             settings = settings.with_(database_url=pg.start())
         if not settings.ami_external:
-            ast = AsteriskProcess(settings, name=f"node-{settings.node_id}")
+            ast = AsteriskProcess(settings, name=local_asterisk_name(settings))
             ast.start()
         yield settings
     finally:

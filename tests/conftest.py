@@ -107,3 +107,20 @@ async def engine(settings: Settings, asterisk, pstn) -> AsyncIterator:
     await instance.start()
     yield instance
     await instance.stop()
+
+
+@pytest.fixture(scope="session")
+async def api_server(engine) -> AsyncIterator:
+    """The portal + JSON API application (init_app) on a free port, over the session's engine;
+    SSE heartbeats every 0.5 s so tests see them quickly."""
+    from aiohttp.test_utils import TestServer
+
+    from web.api.events import HEARTBEAT_SECONDS
+    from web.app import init_app
+
+    app = init_app(engine)
+    app[HEARTBEAT_SECONDS] = 0.5
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()

@@ -1,37 +1,67 @@
-"""aiohttp application factory: ``init_app(engine)`` wires routes to the engine's services."""
+"""aiohttp application factory: ``init_app(engine)`` wires the portal's pages (and the API's
+routes) to the engine's services, with sessions, CSRF, security headers and translations."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import aiohttp_jinja2
+import aiohttp_session
+import jinja2
 from aiohttp import web
 
 from engine.app import Engine
+from web import i18n
+from web.metrics import health_response, setup_metrics
+from web.security import csrf_protection, security_headers
+from web.sessions import PostgresSessionStorage
+
+log = logging.getLogger(__name__)
 
 ENGINE_KEY = web.AppKey("engine", Engine)
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+TEMPLATE_DIR = WEB_DIR / "templates"
 
 
 async def healthz(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE_KEY]
-    checks = {
-        "postgres": engine.pool is not None and not engine.pool.is_closing(),
-        "ami": bool(engine.nodes) and all(a.connected for a in engine.nodes.values()),
-        "fastagi": engine.agi is not None and engine.agi.listening,
-    }
-    if checks["postgres"]:
-        try:
-            await engine.pool.fetchval("SELECT 1")
-        except Exception:  # noqa: BLE001 - any failure means unhealthy
-            checks["postgres"] = False
-    healthy = all(checks.values())
-    return web.json_response({"healthy": healthy, "checks": checks}, status=200 if healthy else 503)
+    return await health_response(request.app[ENGINE_KEY])  # PostgreSQL, AMI, FastAGI (web/metrics.py)
 
 
-async def index(request: web.Request) -> web.Response:
-    return web.Response(text="Veche", content_type="text/plain")
+def _jinja_environment(app: web.Application) -> jinja2.Environment:
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=jinja2.select_autoescape(("html", "xml"), default=True),
+        extensions=["jinja2.ext.i18n"],
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(i18n.context_gettext, i18n.context_ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["when"] = i18n.format_when
+    env.filters["duration"] = i18n.format_duration
+    return env
 
 
 def init_app(engine: Engine) -> web.Application:
-    app = web.Application()
+    from web.views import error_pages, setup_routes
+
+    app = web.Application(middlewares=[security_headers, error_pages], client_max_size=256 * 1024)
     app[ENGINE_KEY] = engine
-    app.router.add_get("/", index)
+    setup_metrics(app)  # GET /metrics and the HTTP latency middleware (web/metrics.py)
+    app[i18n.TRANSLATIONS_KEY] = i18n.load_catalogs()
+    _jinja_environment(app)
+    accounts = engine.services.get("accounts")
+    if accounts is None:
+        raise RuntimeError("the portal needs engine.services['accounts'] (engine.services.accounts)")
+    aiohttp_session.setup(app, PostgresSessionStorage(accounts))
+    app.middlewares.append(csrf_protection)
     app.router.add_get("/healthz", healthz)
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+    setup_routes(app)
+    from web.api import setup_api
+
+    setup_api(app)  # the JSON API under /api/v1 (W2)
     return app

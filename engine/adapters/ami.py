@@ -16,6 +16,7 @@ from panoramisk.message import Message
 
 from engine.config import AmiTarget
 from engine.domain.errors import AmiError, AmiUnavailable, ConfigError
+from engine.logging import log_context
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ class _Manager(Manager):
         if adapter is not None:
             adapter._login_done(future)
         return ok
+
+    def connect(self, *args: Any, **kwargs: Any) -> asyncio.Task | None:
+        adapter: AmiAdapter | None = self.config.get("adapter")
+        if adapter is not None and adapter._closing:
+            return None  # a closed adapter stays closed (panoramisk would retry every second)
+        return super().connect(*args, **kwargs)
+
+    def connection_lost(self, exc: object) -> None:
+        adapter: AmiAdapter | None = self.config.get("adapter")
+        if adapter is not None and adapter._closing:
+            self._connected = False
+            return
+        super().connection_lost(exc)
 
 
 class AmiAdapter:
@@ -151,6 +165,8 @@ class AmiAdapter:
             self._login_result.set_result(ok)
             if ok:
                 self._logged_in.set()
+            else:
+                self._closing = True  # connect() closes a refused adapter; Asterisk hangs up first
             return
         if ok and not self._logged_in.is_set():
             self._logged_in.set()
@@ -221,15 +237,17 @@ class AmiAdapter:
     async def _deliver_events(self) -> None:
         while True:
             event = await self._queue.get()
-            for names, callback in list(self._subscribers):
-                if names is not None and event.name not in names:
-                    continue
-                try:
-                    result = callback(event)
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
-                    log.exception("AMI event subscriber failed on %s", event.name)
+            with log_context(node=self.node_id, channel=event.get("Channel"), call_id=event.get("Uniqueid"),
+                             room=event.get("Conference")):
+                for names, callback in list(self._subscribers):
+                    if names is not None and event.name not in names:
+                        continue
+                    try:
+                        result = callback(event)
+                        if asyncio.iscoroutine(result):
+                            await result
+                    except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
+                        log.exception("AMI event subscriber failed on %s", event.name)
 
     async def wait_for_event(self, predicate: Callable[[AmiEvent], bool],
                              timeout: float = 10.0) -> AmiEvent:

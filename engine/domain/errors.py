@@ -63,3 +63,9 @@ class LimitExceeded(VecheError):
 
 class RateLimited(VecheError):
     code = "rate_limited"
+
+
+class Unauthenticated(VecheError):
+    """No valid credentials came with the request (unknown, malformed or revoked API token)."""
+
+    code = "unauthenticated"

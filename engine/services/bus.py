@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.logging import log_context
+
 log = logging.getLogger(__name__)
 
 
@@ -43,10 +45,11 @@ class EventBus:
             self._subscribers.remove(callback)
 
     async def publish(self, event: DomainEvent) -> None:
-        for callback in list(self._subscribers):
-            try:
-                result = callback(event)
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:  # noqa: BLE001 - a failing listener must not break the service
-                log.exception("subscriber of %s failed", event.kind)
+        with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
+            for callback in list(self._subscribers):
+                try:
+                    result = callback(event)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:  # noqa: BLE001 - a failing listener must not break the service
+                    log.exception("subscriber of %s failed", event.kind)

@@ -1,0 +1,117 @@
+"""Dial-in benchmark: SIPp callers at 10 calls per second for 60 s (600 calls) dial the access
+number, key a valid conference number and guest PIN, stay a few seconds and hang up; no call may
+fail. Also reports the engine's own AGI handling time per call (database and decisions, without
+the time spent waiting for the caller's digits). Writes the "dialin" section of bench/RESULTS.md.
+Run: python -m bench.bench_dialin"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import socket
+import statistics
+import time
+from pathlib import Path
+
+import jinja2
+
+from bench._stack import bench_stack, machine, write_section
+from engine.adapters.ami import AmiEvent
+from engine.app import Engine
+from engine.stack import free_port, free_udp_port_pair
+from tests.support.dialin_factories import create_conference
+from tests.support.dtmf import write_dtmf_pcap
+from tests.support.sipp import SCENARIOS, SippProcess
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def sipp_counts(stat_file: Path) -> dict[str, int]:
+    with open(stat_file, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    last = rows[-1]
+    return {key: int(last[key]) for key in ("TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)")}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--stay-ms", type=int, default=8000, help="time from answer to the caller's BYE")
+    args = parser.parse_args()
+    total = int(args.rate * args.seconds)
+    logging.basicConfig(level=logging.WARNING)
+    async with bench_stack() as stack:
+        where = machine(stack.asterisk)
+        engine = Engine(stack.settings)
+        await engine.start()
+        try:
+            conference = await create_conference(engine.pool, node_id=stack.settings.node_id,
+                                                  max_participants=total + 10)
+            base = stack.settings.run_dir / "dialin-bench"
+            pcap = write_dtmf_pcap(f"{conference.conference_number}#,{conference.guest_pin}#",
+                                   base.with_suffix(".pcap"))
+            scenario = base.with_suffix(".xml")
+            template = jinja2.Template((SCENARIOS / "caller_hangup.xml.j2").read_text())
+            scenario.write_text(template.render(pcap=pcap, delay_ms=300, stay_ms=args.stay_ms))
+            stat_file = base.with_suffix(".stat.csv")
+            argv = ["sipp", f"127.0.0.1:{stack.settings.sip_port}", "-sf", str(scenario), "-s",
+                    stack.settings.access_number, "-r", f"{args.rate:g}", "-m", str(total), "-l", str(total),
+                    "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
+                    "-mp", str(free_udp_port_pair()), "-nostdin", "-trace_stat", "-stf", str(stat_file),
+                    "-fd", "5", "-trace_err", "-error_file", str(base.with_suffix(".err"))]
+            joins = 0
+
+            def on_join(event: AmiEvent) -> None:
+                nonlocal joins
+                if event.get("Conference") == conference.room:
+                    joins += 1
+
+            engine.ami.subscribe(on_join, ("ConfbridgeJoin",))
+            dialin = engine.services["dialin"]
+            dialin.outcomes.clear()
+            started = time.monotonic()
+            process = await SippProcess(argv, base.with_suffix(".log")).start()
+            code = await process.wait(args.seconds + args.stay_ms / 1000 + 120)
+            elapsed = time.monotonic() - started
+            counts = sipp_counts(stat_file)
+            outcomes = list(dialin.outcomes)
+        finally:
+            await engine.stop()
+    admitted = [o for o in outcomes if o.participant_id is not None]
+    engine_ms = [o.engine_seconds * 1000 for o in admitted]
+    total_s = [o.total_seconds for o in admitted]
+    lines = [
+        "## Dial-in: 10 callers per second for 60 s", "",
+        f"Machine: {where}.", "",
+        f"SIPp (tests/sipp/caller_hangup.xml.j2) placed {counts['TotalCallCreated']} calls at {args.rate:g}/s "
+        f"to the access number; each keyed the conference number and guest PIN as RFC 4733 events, stayed "
+        f"{args.stay_ms / 1000:g} s after the answer and hung up (about {args.rate * args.stay_ms / 1000:.0f} "
+        f"calls up at once, all in one ConfBridge room). Wall time {elapsed:.1f} s, SIPp exit code {code}.", "",
+        "| calls | successful (SIPp) | failed (SIPp) | admitted by the engine | ConfbridgeJoin seen |",
+        "|---|---|---|---|---|",
+        f"| {counts['TotalCallCreated']} | {counts['SuccessfulCall(C)']} | {counts['FailedCall(C)']} | "
+        f"{len(admitted)} | {joins} |", "",
+        "Engine's AGI handling time per admitted call (FastAGI session minus the time spent playing prompts "
+        "and waiting for digits: conference lookup, PIN check, seat count, participant row, SET VARIABLE "
+        "round trips):", "",
+        "| p50 | p95 | p99 | max | mean |", "|---|---|---|---|---|",
+    ]
+    if engine_ms:
+        lines.append(f"| {percentile(engine_ms, 0.5):.1f} ms | {percentile(engine_ms, 0.95):.1f} ms | "
+                     f"{percentile(engine_ms, 0.99):.1f} ms | {max(engine_ms):.1f} ms | "
+                     f"{statistics.mean(engine_ms):.1f} ms |")
+        lines += ["", f"Whole IVR session per call (prompts and keying included): median "
+                      f"{statistics.median(total_s):.2f} s, max {max(total_s):.2f} s."]
+    text = "\n".join(lines)
+    print(text)
+    write_section("dialin", text)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

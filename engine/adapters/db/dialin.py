@@ -1,0 +1,98 @@
+"""SQL of dial-in: finding a conference by the number a caller keyed, counting who is in it,
+adding the caller as a participant, and the failed-entry log that slows PIN guessing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from engine.domain.model import Conference, ConferenceState, Participant, ParticipantState, Role
+
+_CONFERENCE_FIELDS = tuple(f.name for f in dataclasses.fields(Conference) if f.name != "participants")
+CONFERENCE_COLUMNS = ", ".join(_CONFERENCE_FIELDS)
+_PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(Participant))
+PARTICIPANT_COLUMNS = ", ".join(_PARTICIPANT_FIELDS)
+# A dial-in caller who got a room but whose ConfbridgeJoin has not arrived yet still takes a seat.
+_PENDING_SEAT_SECONDS = 30
+
+
+def conference_from_row(row: asyncpg.Record) -> Conference:
+    values = dict(row)
+    values["state"] = ConferenceState(values["state"])
+    return Conference(**{name: values[name] for name in _CONFERENCE_FIELDS})
+
+
+def participant_from_row(row: asyncpg.Record) -> Participant:
+    from engine.domain.model import FailureReason, Origin
+
+    values = {name: row[name] for name in _PARTICIPANT_FIELDS}
+    values["role"] = Role(values["role"])
+    values["origin"] = Origin(values["origin"])
+    values["state"] = ParticipantState(values["state"])
+    if values["failure_reason"] is not None:
+        values["failure_reason"] = FailureReason(values["failure_reason"])
+    return Participant(**values)
+
+
+class DialinRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def conference_by_number(self, number: str) -> Conference | None:
+        """The live (scheduled or running) conference with this number, else the latest one
+        that is over, so its callers hear that it ended."""
+        row = await self.pool.fetchrow(
+            f"SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE conference_number = $1 "
+            "ORDER BY (state IN ('scheduled', 'running')) DESC, starts_at DESC LIMIT 1", number)
+        return conference_from_row(row) if row else None
+
+    async def seats_taken(self, conference_id: int) -> int:
+        """Connected participants, plus dial-in callers admitted moments ago and still joining."""
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM participants WHERE conference_id = $1 AND (state = 'connected' "
+            "OR (origin = 'dialin' AND state = 'calling' "
+            f"AND created_at > now() - interval '{_PENDING_SEAT_SECONDS} seconds'))", conference_id)
+
+    async def add_caller(self, conference_id: int, *, number: str, role: Role, call_id: str,
+                         channel: str, node_id: str) -> Participant:
+        """The caller as a participant (origin dialin, state calling) and its log entry, at once."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO participants (conference_id, number, role, origin, state, call_id, channel, "
+                "node_id, attempts) VALUES ($1, $2, $3, 'dialin', 'calling', $4, $5, $6, 1) "
+                f"RETURNING {PARTICIPANT_COLUMNS}",
+                conference_id, number, str(role), call_id, channel, node_id)
+            await conn.execute(
+                "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+                "VALUES ($1, 'participant.dialin', 'caller', $2, $3::jsonb)",
+                conference_id, row["id"], json.dumps({"number": number, "role": str(role)}))
+        return participant_from_row(row)
+
+    async def record_failure(self, *, caller: str, kind: str, conference_id: int | None,
+                             conference_number: str, call_id: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO dialin_failures (caller, conference_id, conference_number, kind, call_id) "
+            "VALUES ($1, $2, $3, $4, $5)", caller, conference_id, conference_number[:20], kind, call_id)
+
+    async def recent_failures(self, *, caller: str, conference_id: int | None,
+                              since: datetime) -> tuple[int, int]:
+        """(failures of this caller number, failures on this conference) since ``since``."""
+        row = await self.pool.fetchrow(
+            "SELECT (SELECT count(*) FROM dialin_failures WHERE caller = $1 AND at >= $3 AND kind <> 'blocked') "
+            "AS by_caller, (SELECT count(*) FROM dialin_failures WHERE conference_id = $2 AND at >= $3 "
+            "AND kind <> 'blocked') AS by_conference", caller, conference_id, since)
+        return int(row["by_caller"]), int(row["by_conference"] or 0)
+
+    async def failures(self, **where: Any) -> list[dict[str, Any]]:
+        """Failure rows matching ``caller=`` / ``conference_id=`` (for tests and the operator)."""
+        if set(where) - {"caller", "conference_id"}:
+            raise ValueError(f"cannot filter failures by {sorted(where)}")
+        clauses = [f"{name} = ${i}" for i, name in enumerate(where, start=1)]
+        rows = await self.pool.fetch(
+            "SELECT at, caller, conference_id, conference_number, kind, call_id FROM dialin_failures "
+            + (f"WHERE {' AND '.join(clauses)} " if clauses else "") + "ORDER BY at", *where.values())
+        return [dict(r) for r in rows]

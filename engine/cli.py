@@ -1,0 +1,93 @@
+"""The account and API-token subcommands of ``python -m engine`` (an operator's first steps:
+``account create 375291234567 --password-stdin`` then ``token create 375291234567``). They open
+DATABASE_URL and call the same services as the portal; they need no Asterisk."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from engine.config import Settings
+from engine.domain.errors import ConfigError, ValidationError
+
+
+@asynccontextmanager
+async def _services(settings: Settings, *names: str) -> AsyncIterator[dict[str, Any]]:
+    """The named engine.services modules installed on a small pool, migrations applied."""
+    from engine.adapters.db import create_pool
+    from engine.adapters.db.migrations import migrate
+    from engine.app import Engine
+
+    if not settings.database_url:
+        raise ConfigError("set DATABASE_URL to the engine's PostgreSQL database")
+    engine = Engine(settings)
+    engine.pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with engine.pool.acquire() as conn:
+            await migrate(conn)
+        for name in names:
+            engine.services[name] = await importlib.import_module(f"engine.services.{name}").install(engine)
+        yield engine.services
+    finally:
+        await engine.pool.close()
+
+
+def _one_line(exc: ValidationError) -> ValidationError:
+    """A validation error whose message names its field, for a one-line CLI error."""
+    return ValidationError(f"{exc.field}: {exc}" if exc.field else str(exc), exc.field)
+
+
+def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
+    if not args.password_stdin:
+        raise ValidationError("give the password on standard input with --password-stdin", "password")
+    password = sys.stdin.readline().rstrip("\r\n")
+
+    async def go() -> None:
+        async with _services(settings, "accounts") as services:
+            try:
+                account = await services["accounts"].create(
+                    args.phone, password, name=args.name, email=args.email, language=args.language, role=args.role)
+            except ValidationError as exc:
+                raise _one_line(exc) from None
+        print(f"created account {account.phone} (id {account.id}, role {account.role})")
+
+    asyncio.run(go())
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
+    async def go() -> None:
+        async with _services(settings, "accounts", "tokens") as services:
+            try:
+                issued = await services["tokens"].issue_for_phone(args.phone, args.name)
+            except ValidationError as exc:
+                raise _one_line(exc) from None
+        print(issued.secret)  # stdout holds only the token, so scripts can capture it
+        print(f"token {issued.token.id} for {args.phone}: shown once, keep it secret", file=sys.stderr)
+
+    asyncio.run(go())
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``account create`` and ``token create`` on the main parser's subparsers."""
+    account = sub.add_parser("account", help="customer and operator accounts")
+    account_sub = account.add_subparsers(dest="action", required=True)
+    create = account_sub.add_parser("create", help="create an account (password read from standard input)")
+    create.add_argument("phone", help="the phone account, 375XXXXXXXXX")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.add_argument("--name", default="")
+    create.add_argument("--email", default=None)
+    create.add_argument("--language", default="ru", choices=("ru", "en"))
+    create.add_argument("--role", default="customer", choices=("customer", "operator"))
+    create.set_defaults(func=cmd_account_create)
+
+    token = sub.add_parser("token", help="JSON API bearer tokens")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    issue = token_sub.add_parser("create", help="issue an API token for an account and print it")
+    issue.add_argument("phone", help="the phone account, 375XXXXXXXXX")
+    issue.add_argument("--name", default="", help="a label to tell tokens apart")
+    issue.set_defaults(func=cmd_token_create)

@@ -1,0 +1,197 @@
+"""Accounts and their address book (contacts, conference rooms, planning templates): the data
+and the input rules the portal, the API and the CLI share. No I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from engine.domain.errors import ValidationError
+from engine.domain.model import AUTO_EXTEND_STEPS
+
+LANGUAGES = ("ru", "en")
+ACCOUNT_PHONE = re.compile(r"^375[0-9]{9}$")
+DIAL_NUMBER = re.compile(r"^[0-9]{2,15}$")
+EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[A-Za-z0-9-]{2,63}$")
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+
+# Login rate limits: failures counted in a sliding window, per account and per client address.
+LOGIN_WINDOW = timedelta(minutes=15)
+LOGIN_FAILURES_PER_ACCOUNT = 5
+LOGIN_FAILURES_PER_ADDRESS = 20
+
+
+@dataclass
+class Account:
+    id: int
+    phone: str
+    name: str = ""
+    email: str | None = None
+    language: str = "ru"
+    timezone: str = "Europe/Minsk"
+    role: str = "customer"
+    max_participants: int = 50
+    max_concurrent_conferences: int = 3
+    max_dialouts_per_minute: int = 120
+    blocked: bool = False
+
+
+@dataclass
+class Contact:
+    id: int
+    owner_id: int
+    name: str
+    number: str
+    email: str | None = None
+
+
+@dataclass
+class Room:
+    """A named conference-room endpoint (a speakerphone in a meeting room): invitable like a contact."""
+
+    id: int
+    owner_id: int
+    name: str
+    number: str
+    location: str = ""
+
+
+@dataclass
+class TemplateParticipant:
+    number: str
+    name: str = ""
+    email: str | None = None
+
+
+@dataclass
+class Template:
+    """A saved Planning form; the account's default template pre-fills Planning."""
+
+    id: int
+    owner_id: int
+    name: str
+    subject: str = ""
+    duration_minutes: int = 60
+    max_participants: int = 10
+    auto_invite: bool = True
+    auto_extend_minutes: int = 0
+    guest_pin_required: bool = True
+    reminder_minutes: int | None = None
+    participants: list[TemplateParticipant] = field(default_factory=list)
+    is_default: bool = False
+
+
+TEMPLATE_FIELDS = ("name", "subject", "duration_minutes", "max_participants", "auto_invite",
+                   "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
+                   "is_default")
+
+
+def account_phone(raw: str) -> str:
+    """The login of a phone account: exactly 375XXXXXXXXX. A '+' or spaces are refused (with a
+    hint) rather than silently stripped, so the customer learns the format the IVR uses too."""
+    value = raw or ""
+    if "+" in value or any(ch.isspace() for ch in value):
+        raise ValidationError("Enter the account as 375XXXXXXXXX: digits only, without '+' or spaces", "phone")
+    if not ACCOUNT_PHONE.match(value):
+        raise ValidationError("The account is 12 digits in the format 375XXXXXXXXX", "phone")
+    return value
+
+
+def password(raw: str, field_name: str = "password") -> str:
+    if not raw or len(raw) < PASSWORD_MIN_LENGTH:
+        raise ValidationError("The password must have at least 8 characters", field_name)
+    if len(raw) > PASSWORD_MAX_LENGTH:
+        raise ValidationError("The password is too long", field_name)
+    return raw
+
+
+def person_name(raw: str | None, field_name: str = "name", *, required: bool = False) -> str:
+    value = (raw or "").strip()
+    if required and not value:
+        raise ValidationError("Enter a name", field_name)
+    if len(value) > 100:
+        raise ValidationError("The name is too long (100 characters at most)", field_name)
+    if any(ord(ch) < 32 for ch in value):
+        raise ValidationError("The name contains control characters", field_name)
+    return value
+
+
+def email(raw: str | None, field_name: str = "email") -> str | None:
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if len(value) > 254 or not EMAIL.match(value):
+        raise ValidationError("Enter a valid e-mail address", field_name)
+    return value
+
+
+def dial_number(raw: str | None, field_name: str = "number") -> str:
+    """A number to invite (contact, room, participant): digits only, as the number plan dials it."""
+    value = (raw or "").strip()
+    if "+" in value or " " in value:
+        raise ValidationError("Enter the number with digits only, without '+' or spaces", field_name)
+    if not DIAL_NUMBER.match(value):
+        raise ValidationError("Enter a number of 2 to 15 digits", field_name)
+    return value
+
+
+def language(raw: str | None) -> str:
+    if raw not in LANGUAGES:
+        raise ValidationError("Choose Russian or English", "language")
+    return raw
+
+
+def template_values(values: dict) -> dict:
+    """Checks the fields of a template (any subset of TEMPLATE_FIELDS) and returns them normalised."""
+    out: dict = {}
+    for key, value in values.items():
+        if key not in TEMPLATE_FIELDS:
+            raise ValidationError(f"Unknown template field {key}", key)
+        if key == "name":
+            out[key] = person_name(value, "name", required=True)
+        elif key == "subject":
+            subject = (value or "").strip()
+            if len(subject) > 200:
+                raise ValidationError("The subject is too long (200 characters at most)", "subject")
+            out[key] = subject
+        elif key == "duration_minutes":
+            out[key] = _int_between(value, 1, 720, key, "The duration is 1 to 720 minutes")
+        elif key == "max_participants":
+            out[key] = _int_between(value, 1, 1000, key, "Enter the number of participants")
+        elif key == "auto_extend_minutes":
+            minutes = _int_between(value, 0, 60, key, "Auto-extend is off, 15, 30, 45 or 60 minutes")
+            if minutes not in AUTO_EXTEND_STEPS:
+                raise ValidationError("Auto-extend is off, 15, 30, 45 or 60 minutes", key)
+            out[key] = minutes
+        elif key == "reminder_minutes":
+            out[key] = None if value in (None, "", 0) else _int_between(
+                value, 1, 1440, key, "The reminder lead time is 1 to 1440 minutes")
+        elif key in ("auto_invite", "guest_pin_required", "is_default"):
+            out[key] = bool(value)
+        elif key == "participants":
+            out[key] = [template_participant(p, i) for i, p in enumerate(value or [])]
+    return out
+
+
+def template_participant(raw: object, index: int = 0) -> TemplateParticipant:
+    if isinstance(raw, TemplateParticipant):
+        raw = {"number": raw.number, "name": raw.name, "email": raw.email}
+    if not isinstance(raw, dict):
+        raise ValidationError("A participant needs a number", f"participants[{index}]")
+    return TemplateParticipant(
+        number=dial_number(raw.get("number"), f"participants[{index}].number"),
+        name=person_name(raw.get("name"), f"participants[{index}].name"),
+        email=email(raw.get("email"), f"participants[{index}].email"),
+    )
+
+
+def _int_between(value: object, low: int, high: int, field_name: str, message: str) -> int:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(message, field_name) from None
+    if not low <= number <= high:
+        raise ValidationError(message, field_name)
+    return number

@@ -1,0 +1,102 @@
+"""Dial-in rules: which PIN gives which role, when a caller is refused and why, and how long a
+caller waits after a wrong entry. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from engine.domain.model import Conference, ConferenceState, Role
+
+
+class Refusal(StrEnum):
+    """Why a caller with a correct PIN is not let into the room."""
+
+    NOT_STARTED = "not_started"
+    ENDED = "ended"
+    LOCKED = "locked"
+    FULL = "full"
+    BLOCKED = "blocked"  # too many wrong entries from this caller recently
+
+
+# Prompts from Asterisk's core sounds, so a caller always hears why.
+PROMPT_CONFERENCE_NUMBER = "conf-getconfno"
+PROMPT_PIN = "conf-getpin"
+PROMPT_UNKNOWN_NUMBER = "conf-invalid"
+PROMPT_WRONG_PIN = "conf-invalidpin"
+PROMPT_GOODBYE = "goodbye"
+REFUSAL_PROMPTS: dict[Refusal, tuple[str, ...]] = {
+    Refusal.NOT_STARTED: ("please-try-call-later",),
+    Refusal.ENDED: ("confbridge-conf-end",),
+    Refusal.LOCKED: ("conf-locked",),
+    Refusal.FULL: ("conf-full",),
+    Refusal.BLOCKED: ("please-try-call-later",),
+}
+
+
+@dataclass(frozen=True)
+class DialinPolicy:
+    """Tunable limits of the dial-in IVR."""
+
+    max_wrong_entries: int = 3  # per call; then the call ends
+    join_early_minutes: int = 10  # a caller may enter a scheduled conference this early
+    failure_window_seconds: int = 900  # failures older than this no longer count
+    base_delay_seconds: float = 1.0  # wait after the first recent failure, doubled for each further one
+    max_delay_seconds: float = 15.0
+    caller_block_after: int = 10  # failures of one caller number in the window: refused outright
+    conference_failures_per_step: int = 3  # failures on one conference (any caller) that add a doubling
+    digits_timeout_ms: int = 8000
+    max_digits: int = 12
+
+    def delay_for(self, caller_failures: int, conference_failures: int) -> float:
+        """Seconds to wait before answering a wrong entry, growing with the recent failures of
+        this caller and (more slowly, since many callers share it) of this conference."""
+        steps = max(caller_failures, conference_failures // max(1, self.conference_failures_per_step))
+        if steps <= 0:
+            return 0.0
+        return min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (steps - 1))
+
+    def caller_blocked(self, caller_failures: int) -> bool:
+        return caller_failures >= self.caller_block_after
+
+
+def role_for_pin(conference: Conference, pin: str | None) -> Role | None:
+    """The role a keyed PIN grants, or None for a wrong PIN. ``#`` alone ("") is a guest when
+    the conference does not require the guest PIN. Compared in constant time."""
+    if pin is None:
+        return None
+    if pin and hmac.compare_digest(pin.encode(), conference.chair_pin.encode()):
+        return Role.CHAIR
+    if pin and hmac.compare_digest(pin.encode(), conference.guest_pin.encode()):
+        return Role.GUEST
+    if not conference.guest_pin_required and pin == "":
+        return Role.GUEST
+    return None
+
+
+def admission(conference: Conference, role: Role, now: datetime, connected: int,
+              policy: DialinPolicy) -> Refusal | None:
+    """None when a caller with ``role`` may join now, else why not. A chair enters a locked or
+    full conference; nobody enters one that is over or too far from its start."""
+    if conference.state in (ConferenceState.ENDED, ConferenceState.CANCELLED, ConferenceState.FAILED):
+        return Refusal.ENDED
+    if conference.state == ConferenceState.SCHEDULED:
+        if now < conference.starts_at - timedelta(minutes=policy.join_early_minutes):
+            return Refusal.NOT_STARTED
+        if now >= conference.ends_at:
+            return Refusal.ENDED
+    if role == Role.CHAIR:
+        return None
+    if conference.locked:
+        return Refusal.LOCKED
+    if connected >= conference.max_participants:
+        return Refusal.FULL
+    return None
+
+
+def caller_number(raw: str) -> str:
+    """The caller's number as stored (digits only, 2..15); "00" when withheld or not a number."""
+    digits = "".join(ch for ch in raw if ch.isdigit())[:15]
+    return digits if len(digits) >= 2 else "00"

@@ -1,0 +1,108 @@
+"""Rules a conference plan must satisfy before it is stored (pure: no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.domain.errors import LimitExceeded, ValidationError
+from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan, Role
+from engine.domain.numberplan import NumberPlan
+
+MAX_DURATION_MINUTES = 720
+MAX_REMINDER_MINUTES = 1440
+EXTEND_STEPS = (15, 30, 45, 60)
+PLAN_FIELDS = frozenset({"subject", "start", "duration_minutes", "max_participants", "auto_invite",
+                         "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
+                         "timezone", "mode"})
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """The per-account limits the plan is checked against."""
+
+    max_participants: int
+    max_concurrent_conferences: int
+    max_dialouts_per_minute: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AccountLimits:
+        return cls(row["max_participants"], row["max_concurrent_conferences"], row["max_dialouts_per_minute"])
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_participant(participant: ParticipantPlan, number_plan: NumberPlan,
+                         field: str = "participants") -> ParticipantPlan:
+    """A participant with a number of the plan, a short name and a plausible e-mail."""
+    if not isinstance(participant, ParticipantPlan):
+        raise ValidationError("a participant needs a number", field)
+    number_plan.validate(participant.number, f"{field}.number")
+    name = participant.name or ""
+    if not isinstance(name, str) or len(name) > 100 or any(ch in name for ch in "\r\n\0"):
+        raise ValidationError("the name must be up to 100 characters on one line", f"{field}.name")
+    email = participant.email or None
+    if email is not None and (not isinstance(email, str) or len(email) > 254 or "@" not in email
+                              or any(ch.isspace() for ch in email)):
+        raise ValidationError("the e-mail address is not valid", f"{field}.email")
+    try:
+        role = Role(participant.role)
+    except ValueError:
+        raise ValidationError("the role must be chair or guest", f"{field}.role") from None
+    return ParticipantPlan(number=participant.number, name=name.strip(), email=email, role=role)
+
+
+def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: NumberPlan) -> ConferencePlan:
+    """The plan with its participants checked, or ValidationError / LimitExceeded naming the field."""
+    subject = plan.subject.strip() if isinstance(plan.subject, str) else ""
+    if not 1 <= len(subject) <= 200:
+        raise ValidationError("the subject must be 1 to 200 characters", "subject")
+    if not _is_int(plan.duration_minutes) or not 1 <= plan.duration_minutes <= MAX_DURATION_MINUTES:
+        raise ValidationError(f"the duration must be 1 to {MAX_DURATION_MINUTES} minutes", "duration_minutes")
+    if not _is_int(plan.max_participants) or plan.max_participants < 1:
+        raise ValidationError("the participant limit must be a positive number", "max_participants")
+    if plan.max_participants > limits.max_participants:
+        raise LimitExceeded(f"your account allows at most {limits.max_participants} participants")
+    if plan.auto_extend_minutes not in AUTO_EXTEND_STEPS or isinstance(plan.auto_extend_minutes, bool):
+        raise ValidationError("auto-extend must be off, 15, 30, 45 or 60 minutes", "auto_extend_minutes")
+    if plan.reminder_minutes is not None and (
+            not _is_int(plan.reminder_minutes) or not 1 <= plan.reminder_minutes <= MAX_REMINDER_MINUTES):
+        raise ValidationError(f"the reminder must be 1 to {MAX_REMINDER_MINUTES} minutes before",
+                              "reminder_minutes")
+    if plan.mode != "voice":
+        raise ValidationError("only voice conferences are available", "mode")
+    if plan.start is not None and plan.start.tzinfo is None:
+        raise ValidationError("the start time needs a time zone", "start")
+    participants = validate_participants(plan.participants, number_plan)
+    if len(participants) > plan.max_participants:
+        raise ValidationError(f"{len(participants)} participants planned but the limit is "
+                              f"{plan.max_participants}", "participants")
+    return ConferencePlan(
+        subject=subject, start=plan.start, duration_minutes=plan.duration_minutes,
+        max_participants=plan.max_participants, participants=participants, auto_invite=bool(plan.auto_invite),
+        auto_extend_minutes=plan.auto_extend_minutes, guest_pin_required=bool(plan.guest_pin_required),
+        reminder_minutes=plan.reminder_minutes, timezone=plan.timezone, mode=plan.mode)
+
+
+def validate_participants(participants: Iterable[ParticipantPlan],
+                          number_plan: NumberPlan) -> tuple[ParticipantPlan, ...]:
+    """Every participant checked; the same number twice is refused."""
+    result: list[ParticipantPlan] = []
+    seen: set[str] = set()
+    for index, participant in enumerate(participants):
+        checked = validate_participant(participant, number_plan, f"participants[{index}]")
+        if checked.number in seen:
+            raise ValidationError(f"{checked.number} is planned twice", f"participants[{index}].number")
+        seen.add(checked.number)
+        result.append(checked)
+    return tuple(result)
+
+
+def validate_extension(minutes: object) -> int:
+    """A manual extension: 15, 30, 45 or 60 minutes."""
+    if not _is_int(minutes) or minutes not in EXTEND_STEPS:
+        raise ValidationError("extend by 15, 30, 45 or 60 minutes", "minutes")
+    return int(minutes)  # type: ignore[arg-type]

@@ -1,0 +1,84 @@
+"""Log set-up of the engine: plain text for people, or one JSON object per line for log shippers
+(VECHE_LOG_JSON=1), carrying the conference, participant and channel ids of whatever was being
+handled when the line was written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+# Ids of what the current task is handling: set around an AMI event, a domain event or a FastAGI
+# session, and copied into tasks spawned from there (asyncio copies the context).
+_context: ContextVar[dict[str, Any] | None] = ContextVar("veche_log_context", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def _clean(ids: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ids.items() if v not in (None, "")}
+
+
+@contextmanager
+def log_context(**ids: Any) -> Iterator[None]:
+    """Within the block, log lines carry ``ids`` (conference_id=..., channel=...; empty values skipped)."""
+    token = _context.set({**(_context.get() or {}), **_clean(ids)})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_context() -> dict[str, Any]:
+    return dict(_context.get() or {})
+
+
+class ContextFilter(logging.Filter):
+    """Copies the current log context onto each record (unless the call passed the same ``extra``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_context.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the context ids, any ``extra``
+    fields, and the traceback as text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(*, json_output: bool = False, verbose: bool = False, stream: Any = None) -> None:
+    """Route every logger to ``stream`` (stderr) as text or JSON lines; quiet panoramisk's chatter."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_output else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("engine.ami.panoramisk").setLevel(logging.WARNING)
+    logging.getLogger("panoramisk").setLevel(logging.WARNING)

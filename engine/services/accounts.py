@@ -1,0 +1,181 @@
+"""Accounts: creation, login (argon2id, rate limits per account and per address), profile and
+password changes, and the server-side web sessions that a login opens and a logout revokes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.sessions import SessionRepository
+from engine.domain import accounts as rules
+from engine.domain.accounts import Account
+from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
+
+log = logging.getLogger(__name__)
+
+SESSION_IDLE_TIMEOUT = timedelta(minutes=30)
+SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=12)
+ANONYMOUS_SESSION_TIMEOUT = timedelta(hours=1)
+
+
+@dataclass
+class WebSession:
+    """A live portal session as the web layer sees it."""
+
+    token: str
+    account_id: int | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AccountService:
+    def __init__(self, repository: AccountRepository, sessions: SessionRepository) -> None:
+        self.repository = repository
+        self.sessions = sessions
+        self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+
+    async def _hash(self, plain: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, plain)
+
+    async def _verify(self, password_hash: str, plain: str) -> bool:
+        try:
+            return await asyncio.to_thread(self.hasher.verify, password_hash, plain)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # accounts
+    async def create(self, phone: str, password: str, *, name: str = "", email: str | None = None,
+                     language: str = "ru", role: str = "customer", **limits: Any) -> Account:
+        phone = rules.account_phone(phone)
+        rules.password(password)
+        values: dict[str, Any] = {
+            "name": rules.person_name(name), "email": rules.email(email), "language": rules.language(language)}
+        if role not in ("customer", "operator"):
+            raise ValidationError("The role is customer or operator", "role")
+        values["role"] = role
+        for key, value in limits.items():
+            if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "timezone"):
+                raise ValidationError(f"Unknown account setting {key}", key)
+            values[key] = value
+        account = await self.repository.insert(phone, await self._hash(password), **values)
+        if account is None:
+            raise ValidationError("This account already exists", "phone")
+        log.info("account %s created", account.id)
+        return account
+
+    async def authenticate(self, phone: str, password: str, *, address: str | None = None) -> Account:
+        phone = rules.account_phone(phone)
+        since = datetime.now(UTC) - rules.LOGIN_WINDOW
+        if address is not None and await self.repository.failures_since(
+                since, address=address) >= rules.LOGIN_FAILURES_PER_ADDRESS:
+            raise RateLimited("Too many failed logins from this address; try again in 15 minutes")
+        if await self.repository.failures_since(since, phone=phone) >= rules.LOGIN_FAILURES_PER_ACCOUNT:
+            raise RateLimited("Too many failed logins for this account; try again in 15 minutes")
+        found = await self.repository.by_phone(phone)
+        if found is None:
+            await self._verify(self._dummy_hash, password)  # same work whether or not the account exists
+            await self.repository.record_attempt(phone, address, False)
+            raise ValidationError("Wrong account or password", "password")
+        account, password_hash = found
+        if not await self._verify(password_hash, password or ""):
+            await self.repository.record_attempt(phone, address, False)
+            raise ValidationError("Wrong account or password", "password")
+        if account.blocked:
+            raise Forbidden("This account is blocked; contact the operator")
+        await self.repository.record_attempt(phone, address, True)
+        if self.hasher.check_needs_rehash(password_hash):
+            await self.repository.set_password_hash(account.id, await self._hash(password))
+        return account
+
+    async def get(self, account_id: int) -> Account:
+        account = await self.repository.get(account_id)
+        if account is None:
+            raise NotFound("No such account")
+        return account
+
+    async def update_profile(self, account_id: int, **fields: Any) -> Account:
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "name":
+                values[key] = rules.person_name(value)
+            elif key == "email":
+                values[key] = rules.email(value)
+            elif key == "language":
+                values[key] = rules.language(value)
+            elif key == "timezone":
+                values[key] = str(value)
+            else:
+                raise ValidationError(f"The profile has no field {key}", key)
+        account = await self.repository.update(account_id, values)
+        if account is None:
+            raise NotFound("No such account")
+        return account
+
+    async def set_limits(self, account_id: int, **limits: Any) -> Account:
+        """Operator's knob: participant/conference/dial-out limits and blocking."""
+        account = await self.repository.update(account_id, limits)
+        if account is None:
+            raise NotFound("No such account")
+        return account
+
+    async def change_password(self, account_id: int, old: str, new: str, *,
+                              keep_session: str | None = None) -> None:
+        """Changes the password and revokes every other session of the account."""
+        password_hash = await self.repository.password_hash(account_id)
+        if password_hash is None:
+            raise NotFound("No such account")
+        if not await self._verify(password_hash, old or ""):
+            raise ValidationError("The current password is wrong", "old_password")
+        rules.password(new, "new_password")
+        if new == old:
+            raise ValidationError("The new password is the same as the current one", "new_password")
+        await self.repository.set_password_hash(account_id, await self._hash(new))
+        await self.sessions.revoke_account(account_id, keep=_token_hash(keep_session) if keep_session else None)
+
+    # web sessions
+    async def load_session(self, token: str) -> WebSession | None:
+        """The live session of a cookie value, or None when unknown, revoked, idle or expired."""
+        if not token or len(token) > 100:
+            return None
+        stored = await self.sessions.get_live(_token_hash(token), datetime.now(UTC) - SESSION_IDLE_TIMEOUT)
+        if stored is None:
+            return None
+        return WebSession(token, stored.account_id, stored.data, stored.created_at)
+
+    async def save_session(self, token: str | None, account_id: int | None, data: dict[str, Any]) -> str:
+        """Stores the session's data; a None token opens a new session. Returns the token."""
+        if token is None:
+            token = secrets.token_urlsafe(32)
+        lifetime = SESSION_ABSOLUTE_TIMEOUT if account_id else ANONYMOUS_SESSION_TIMEOUT
+        await self.sessions.upsert(_token_hash(token), account_id, data, datetime.now(UTC) + lifetime)
+        return token
+
+    async def revoke_session(self, token: str) -> None:
+        await self.sessions.revoke(_token_hash(token))
+
+    async def revoke_sessions(self, account_id: int) -> int:
+        return await self.sessions.revoke_account(account_id)
+
+    async def purge_sessions(self) -> None:
+        await self.sessions.purge(datetime.now(UTC) - timedelta(days=7))
+
+    async def start(self) -> None:
+        await self.purge_sessions()
+
+
+async def install(engine: Any) -> AccountService:
+    return AccountService(AccountRepository(engine.pool), SessionRepository(engine.pool))

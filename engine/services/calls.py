@@ -1,0 +1,482 @@
+"""Dial-out and call tracking: turns Originates and Asterisk's events into participant states.
+
+Dial-out: every participant is dialled ``Local/<number>@veche-dialout/n`` (number plan checked
+again right before the Originate) with a ChannelId the engine chooses; the outcome arrives as
+OriginateResponse (Uniqueid == ChannelId), UserEvent VecheDialResult (Call == ChannelId) and
+Hangup. State machine: planned -> calling -> ringing -> connected -> left, or failed(reason,
+cause). The tracker follows ConfbridgeJoin/Leave/Mute/Unmute/Talking/Hangup of every participant
+(dial-out or dial-in) by ``participants.call_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.db.conferences import ConferenceRepository
+from engine.domain.errors import AmiError, RateLimited, ValidationError
+from engine.domain.model import Conference, FailureReason, Participant, ParticipantState, Role
+from engine.domain.numberplan import NumberPlan
+from engine.services.bus import DomainEvent
+
+log = logging.getLogger(__name__)
+
+TRACKED_EVENTS = ("OriginateResponse", "UserEvent", "DialBegin", "Hangup", "ConfbridgeJoin",
+                  "ConfbridgeLeave", "ConfbridgeMute", "ConfbridgeUnmute", "ConfbridgeTalking")
+DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, ParticipantState.LEFT)
+IN_CALL_STATES = (ParticipantState.CALLING, ParticipantState.RINGING)
+PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
+# The fixed prompts the engine may play into a room (key -> Asterisk sound name).
+PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
+ANNOUNCER_PREFIX = "an-"
+DIALOUT_PREFIX = "vo-"
+OUTCOME_GRACE_SECONDS = 2.0
+DEFAULT_CAUSES = {FailureReason.BUSY: 17, FailureReason.NO_ANSWER: 19, FailureReason.CONGESTION: 34,
+                  FailureReason.REJECTED: 21, FailureReason.INVALID_NUMBER: 28}
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def failure_from(dial_status: str | None, dial_cause: int | None, originate_reason: str | None,
+                 hangup_cause: int | None) -> tuple[FailureReason, int | None]:
+    """Why a dial-out failed and its hangup cause, from what Asterisk reported. The Originate
+    Reason alone does not tell busy from rejected, so the dialplan's DialStatus comes first."""
+    cause = dial_cause or hangup_cause or None
+    if dial_status == "BUSY":
+        reason = FailureReason.BUSY
+    elif dial_status == "NOANSWER":
+        reason = FailureReason.NO_ANSWER
+    elif dial_status == "CONGESTION":
+        reason = FailureReason.CONGESTION
+    elif dial_status == "CHANUNAVAIL":
+        reason = {21: FailureReason.REJECTED, 1: FailureReason.INVALID_NUMBER,
+                  28: FailureReason.INVALID_NUMBER}.get(cause or 0, FailureReason.CONGESTION)
+    elif dial_status == "CANCEL":
+        reason = FailureReason.CANCELLED
+    elif originate_reason == "3":
+        reason = FailureReason.NO_ANSWER
+    elif originate_reason == "5" or hangup_cause == 17:
+        reason = FailureReason.BUSY
+    elif originate_reason == "8" or hangup_cause == 34:
+        reason = FailureReason.CONGESTION
+    elif hangup_cause in (1, 28):
+        reason = FailureReason.INVALID_NUMBER
+    elif hangup_cause == 21:
+        reason = FailureReason.REJECTED
+    else:
+        reason = FailureReason.ERROR
+    return reason, cause or DEFAULT_CAUSES.get(reason)
+
+
+@dataclass
+class DialAttempt:
+    """One Originate in flight, until its outcome is known."""
+
+    call_id: str
+    participant_id: int
+    conference_id: int
+    owner_id: int | None
+    node_id: str
+    answered: bool = False
+    originate_reason: str | None = None
+    dial_status: str | None = None
+    dial_cause: int | None = None
+    hangup_cause: int | None = None
+    outcome: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: bool = False
+
+
+class Pacer:
+    """Spaces out actions to at most ``rate`` per second (shared by all dial-outs)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class CallService:
+    """Dial-out (invite state machine) and the participant tracker for every node."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.repo = ConferenceRepository(engine.pool)
+        self.number_plan = NumberPlan.from_settings(self.settings)
+        self.pacer = Pacer(self.settings.calls_per_second)
+        self.attempts: dict[str, DialAttempt] = {}
+        self.originates = 0  # Originate actions sent for participants (observability and tests)
+        self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
+        self._conference_info: dict[int, tuple[int | None, str]] = {}  # id -> (owner_id, room)
+        self._tasks: set[asyncio.Task] = set()
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        """Subscribe the tracker to every node's AMI events."""
+        for adapter in self.engine.nodes.values():
+            adapter.subscribe(self.on_event, TRACKED_EVENTS)
+
+    async def stop(self) -> None:
+        for adapter in self.engine.nodes.values():
+            adapter.unsubscribe(self.on_event)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def node(self, node_id: str | None) -> AmiAdapter:
+        return self.engine.nodes.get(node_id or self.settings.node_id) or self.engine.ami
+
+    # ----------------------------------------------------------------- dial-out
+
+    async def dial(self, conference: Conference, participants: Iterable[Participant], *,
+                   actor: str = "engine", strict_rate: bool = True) -> list[int]:
+        """Dial the given participants into the conference's room in parallel, paced by
+        ``calls_per_second``; returns the ids queued. Participants already in a call are skipped.
+        The account's dial-outs-per-minute limit applies: ``strict_rate`` raises RateLimited
+        (nothing dialled), otherwise the excess participants fail with reason 'error'."""
+        wanted = [p for p in participants if p.state in DIALABLE_STATES and p.origin == "dialout"]
+        if not wanted:
+            return []
+        for participant in wanted:  # nothing reaches an Originate without the number plan
+            self.number_plan.validate(participant.number, "number")
+        allowed = len(wanted)
+        limits = await self.repo.account_limits(conference.owner_id)
+        if limits is not None:
+            recent = await self.repo.count_recent_dialouts(conference.owner_id)
+            allowed = max(0, limits["max_dialouts_per_minute"] - recent)
+            if allowed < len(wanted) and strict_rate:
+                raise RateLimited(f"at most {limits['max_dialouts_per_minute']} dial-outs per minute; "
+                                  f"{allowed} left now")
+        self._conference_info[conference.id] = (conference.owner_id, conference.room)
+        queued = []
+        for index, participant in enumerate(wanted):
+            if index >= allowed:
+                await self.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
+                                 detail={"why": "rate_limited"}, only_states=DIALABLE_STATES)
+                continue
+            call_id = f"{DIALOUT_PREFIX}{secrets.token_hex(8)}"
+            updated = await self.repo.update_participant(
+                participant.id, only_states=DIALABLE_STATES, state=ParticipantState.CALLING,
+                call_id=call_id, channel=None, failure_reason=None, hangup_cause=None,
+                attempts=participant.attempts + 1, node_id=conference.node_id, talking=False,
+                muted=False)
+            if updated is None:
+                continue
+            attempt = DialAttempt(call_id, participant.id, conference.id, conference.owner_id,
+                                  conference.node_id)
+            self.attempts[call_id] = attempt
+            await self.repo.log_event(conference.id, "participant.dialing", actor=actor,
+                                      participant_id=participant.id,
+                                      detail={"number": participant.number, "attempt": updated.attempts})
+            await self._publish("participant.state", conference.id, conference.owner_id, participant.id,
+                                state="calling", reason=None, cause=None)
+            self._spawn(self._originate(conference, updated, attempt), f"dial-{participant.id}")
+            queued.append(participant.id)
+        return queued
+
+    async def _originate(self, conference: Conference, participant: Participant, attempt: DialAttempt) -> None:
+        await self.pacer.wait()
+        try:
+            number = self.number_plan.validate(participant.number, "number")
+            variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": PROFILES[participant.role],
+                         "VECHE_CALL": attempt.call_id,
+                         "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
+            self.originates += 1
+            await self.node(conference.node_id).originate(
+                channel_id=attempt.call_id, other_channel_id=f"{attempt.call_id}-2",
+                channel=f"Local/{number}@veche-dialout/n", context="veche-room", exten="join",
+                variables=variables, timeout_ms=(self.settings.ring_timeout + 5) * 1000,
+                caller_id=self.settings.access_number)
+        except (AmiError, ValidationError) as exc:
+            log.warning("dial-out of participant %s failed: %s", participant.id, exc)
+            self.attempts.pop(attempt.call_id, None)
+            reason = FailureReason.INVALID_NUMBER if isinstance(exc, ValidationError) else FailureReason.ERROR
+            await self.mark_failed(participant, attempt.owner_id, reason, None, detail={"error": str(exc)},
+                             only_states=IN_CALL_STATES)
+
+    async def mark_failed(self, participant: Participant, owner_id: int | None, reason: FailureReason,
+                    cause: int | None, *, detail: dict[str, Any] | None = None,
+                    only_states: Iterable[str] = IN_CALL_STATES) -> Participant | None:
+        """Record a failed call (reason, cause), log and publish it; None if the participant was
+        no longer in ``only_states``."""
+        updated = await self.repo.update_participant(
+            participant.id, only_states=only_states, state=ParticipantState.FAILED,
+            failure_reason=reason, hangup_cause=cause, talking=False)
+        if updated is None:
+            return None
+        await self.repo.log_event(participant.conference_id, "participant.failed",
+                                  participant_id=participant.id,
+                                  detail={"reason": str(reason), "cause": cause, **(detail or {})})
+        await self._publish("participant.state", participant.conference_id, owner_id, participant.id,
+                            state="failed", reason=str(reason), cause=cause)
+        return updated
+
+    async def _finish_attempt(self, attempt: DialAttempt, wait_for_detail: bool) -> None:
+        """The Originate failed: record why, once, after the dialplan's result had a chance to come."""
+        if attempt.finished:
+            return
+        if wait_for_detail and attempt.dial_status is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(attempt.outcome.wait(), OUTCOME_GRACE_SECONDS)
+        if attempt.finished:
+            return
+        attempt.finished = True
+        self.attempts.pop(attempt.call_id, None)
+        reason, cause = failure_from(attempt.dial_status, attempt.dial_cause, attempt.originate_reason,
+                                     attempt.hangup_cause)
+        participant = await self.repo.get_participant(attempt.participant_id)
+        if participant is None or participant.call_id != attempt.call_id:
+            return
+        failed = await self.mark_failed(participant, attempt.owner_id, reason, cause,
+                                  detail={"dial_status": attempt.dial_status,
+                                          "originate_reason": attempt.originate_reason})
+        if failed is not None:
+            await self._maybe_retry(failed, reason)
+
+    async def _maybe_retry(self, participant: Participant, reason: FailureReason) -> None:
+        retries = {FailureReason.BUSY: self.settings.retry_busy,
+                   FailureReason.NO_ANSWER: self.settings.retry_no_answer}.get(reason, 0)
+        if participant.attempts > retries:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.settings.retry_delay_seconds)
+            conference = await self.repo.get(participant.conference_id, with_participants=False)
+            current = await self.repo.get_participant(participant.id)
+            if conference is None or current is None or conference.state != "running":
+                return
+            if current.state == ParticipantState.FAILED and current.call_id == participant.call_id:
+                await self.dial(conference, [current], actor="engine:retry", strict_rate=False)
+
+        self._spawn(later(), f"retry-{participant.id}")
+
+    async def hangup(self, participant: Participant) -> None:
+        """Hang up the participant's call, wherever it is (dialling or in the room)."""
+        if not participant.call_id:
+            return
+        adapter = self.node(participant.node_id)
+        targets = [participant.call_id]
+        if participant.channel:
+            targets.insert(0, participant.channel)
+        for target in targets:
+            try:
+                await adapter.hangup(target)
+                return
+            except AmiError as exc:
+                log.debug("hangup %s: %s", target, exc)
+
+    async def announce(self, conference: Conference, prompt: str) -> str:
+        """Play one of the engine's fixed prompts into the room through a quiet announcer
+        channel; returns the announcer's channel id."""
+        sound = PROMPTS[prompt]  # KeyError for anything not in the fixed list
+        call_id = f"{ANNOUNCER_PREFIX}{secrets.token_hex(8)}"
+        await self.node(conference.node_id).originate(
+            channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/play@veche-announce/n",
+            context="veche-room", exten="join",
+            variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_announcer",
+                       "VECHE_SOUND": sound, "VECHE_CALL": call_id,
+                       "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)},
+            timeout_ms=10000)
+        return call_id
+
+    # ----------------------------------------------------------------- tracker
+
+    async def on_event(self, event: AmiEvent) -> None:
+        """Route one AMI event to the handler of its kind."""
+        handler = getattr(self, f"_on_{event.name}", None)
+        if handler is not None:
+            await handler(event)
+
+    async def _on_OriginateResponse(self, event: AmiEvent) -> None:  # noqa: N802
+        attempt = self.attempts.get(event.get("Uniqueid"))
+        if attempt is None or attempt.node_id != event.node_id:
+            return
+        attempt.originate_reason = event.get("Reason")
+        if event.get("Response") == "Success":
+            attempt.answered = True
+            return
+        self._spawn(self._finish_attempt(attempt, wait_for_detail=True), f"outcome-{attempt.call_id}")
+
+    async def _on_UserEvent(self, event: AmiEvent) -> None:  # noqa: N802
+        if event.get("UserEvent") != "VecheDialResult":
+            return
+        attempt = self.attempts.get(event.get("Call"))
+        if attempt is None:
+            return
+        attempt.dial_status = event.get("DialStatus") or None
+        with contextlib.suppress(ValueError):
+            attempt.dial_cause = int(event.get("Cause") or 0) or None
+        attempt.outcome.set()
+
+    async def _on_DialBegin(self, event: AmiEvent) -> None:  # noqa: N802
+        uid = event.get("Uniqueid")
+        attempt = self.attempts.get(uid[:-2]) if uid.endswith("-2") else None
+        if attempt is None or attempt.node_id != event.node_id:
+            return
+        updated = await self.repo.update_participant(
+            attempt.participant_id, only_states=(ParticipantState.CALLING,), state=ParticipantState.RINGING)
+        if updated is not None:
+            await self._publish("participant.state", attempt.conference_id, attempt.owner_id,
+                                attempt.participant_id, state="ringing", reason=None, cause=None)
+
+    async def _on_Hangup(self, event: AmiEvent) -> None:  # noqa: N802
+        uid = event.get("Uniqueid")
+        cause = None
+        with contextlib.suppress(ValueError):
+            cause = int(event.get("Cause") or 0) or None
+        if uid.endswith("-2") and uid[:-2] in self.attempts:
+            attempt = self.attempts[uid[:-2]]
+            attempt.hangup_cause = attempt.hangup_cause or cause
+            return
+        attempt = self.attempts.get(uid)
+        if attempt is not None:
+            attempt.hangup_cause = attempt.hangup_cause or cause
+            if attempt.answered:  # answered but never reached the room
+                self._spawn(self._finish_attempt(attempt, wait_for_detail=False), f"outcome-{uid}")
+            return
+        if uid not in self._known and event.get("Context") != "veche-dialin":
+            return
+        participant = await self._participant(uid, event.node_id)
+        self._known.pop(uid, None)
+        if participant is None:
+            return
+        if participant.state == ParticipantState.CONNECTED:
+            await self.mark_left(participant, cause)
+        elif participant.state in IN_CALL_STATES:
+            # a caller who hung up before reaching the room
+            updated = await self.repo.update_participant(
+                participant.id, only_states=IN_CALL_STATES, state=ParticipantState.LEFT,
+                left_at=now_utc(), hangup_cause=cause)
+            if updated is not None:
+                owner_id, _ = await self._info(participant.conference_id)
+                await self._publish("participant.state", participant.conference_id, owner_id, participant.id,
+                                    state="left", reason=None, cause=cause)
+
+    async def _on_ConfbridgeJoin(self, event: AmiEvent) -> None:  # noqa: N802
+        uid = event.get("Uniqueid")
+        if uid.startswith(ANNOUNCER_PREFIX):
+            return
+        attempt = self.attempts.pop(uid, None)
+        if attempt is not None:
+            attempt.finished = True
+        participant = await self._participant(uid, event.node_id)
+        if participant is None:
+            return
+        muted = event.get("Muted").lower() == "yes"
+        updated = await self.repo.update_participant(
+            participant.id, state=ParticipantState.CONNECTED, joined_at=now_utc(), left_at=None,
+            channel=event.get("Channel") or participant.channel, failure_reason=None, muted=muted)
+        if updated is None:
+            return
+        self._known[uid] = participant.id
+        await self.repo.log_event(participant.conference_id, "participant.joined", participant_id=participant.id,
+                                  detail={"number": participant.number, "origin": str(participant.origin),
+                                          "role": str(participant.role)})
+        owner_id, _ = await self._info(participant.conference_id)
+        await self._publish("participant.state", participant.conference_id, owner_id, participant.id,
+                            state="connected", reason=None, cause=None)
+
+    async def _on_ConfbridgeLeave(self, event: AmiEvent) -> None:  # noqa: N802
+        uid = event.get("Uniqueid")
+        if uid.startswith(ANNOUNCER_PREFIX):
+            return
+        participant = await self._participant(uid, event.node_id)
+        if participant is not None and participant.state == ParticipantState.CONNECTED:
+            await self.mark_left(participant, None)
+
+    async def mark_left(self, participant: Participant, cause: int | None) -> None:
+        """A connected participant left the room: record, log and publish it (once)."""
+        updated = await self.repo.mark_left(participant.id, now_utc())
+        if updated is None:
+            return
+        if cause is not None:
+            await self.repo.update_participant(participant.id, hangup_cause=cause)
+        await self.repo.log_event(participant.conference_id, "participant.left", participant_id=participant.id,
+                                  detail={"connected_seconds": updated.connected_seconds, "cause": cause})
+        owner_id, _ = await self._info(participant.conference_id)
+        await self._publish("participant.state", participant.conference_id, owner_id, participant.id,
+                            state="left", reason=None, cause=cause)
+
+    async def _on_mute_change(self, event: AmiEvent, muted: bool) -> None:
+        uid = event.get("Uniqueid")
+        if uid.startswith(ANNOUNCER_PREFIX):
+            return
+        participant = await self._participant(uid, event.node_id)
+        if participant is None or participant.muted == muted:
+            return
+        await self.repo.update_participant(participant.id, muted=muted)
+        owner_id, _ = await self._info(participant.conference_id)
+        await self._publish("participant.muted" if muted else "participant.unmuted", participant.conference_id,
+                            owner_id, participant.id)
+
+    async def _on_ConfbridgeMute(self, event: AmiEvent) -> None:  # noqa: N802
+        await self._on_mute_change(event, True)
+
+    async def _on_ConfbridgeUnmute(self, event: AmiEvent) -> None:  # noqa: N802
+        await self._on_mute_change(event, False)
+
+    async def _on_ConfbridgeTalking(self, event: AmiEvent) -> None:  # noqa: N802
+        uid = event.get("Uniqueid")
+        if uid.startswith(ANNOUNCER_PREFIX):
+            return
+        participant = await self._participant(uid, event.node_id)
+        if participant is None:
+            return
+        talking = event.get("TalkingStatus").lower() == "on"
+        if participant.talking != talking:
+            await self.repo.update_participant(participant.id, talking=talking)
+        owner_id, _ = await self._info(participant.conference_id)
+        await self._publish("participant.talking", participant.conference_id, owner_id, participant.id,
+                            talking=talking)
+
+    async def _participant(self, call_id: str, node_id: str) -> Participant | None:
+        if not call_id:
+            return None
+        participant = await self.repo.participant_by_call_id(call_id)
+        if participant is None or (participant.node_id and participant.node_id != node_id):
+            return None
+        return participant
+
+    async def _info(self, conference_id: int) -> tuple[int | None, str]:
+        info = self._conference_info.get(conference_id)
+        if info is None:
+            conference = await self.repo.get(conference_id, with_participants=False)
+            info = (conference.owner_id, conference.room) if conference else (None, "")
+            self._conference_info[conference_id] = info
+        return info
+
+    async def _publish(self, kind: str, conference_id: int, owner_id: int | None,
+                       participant_id: int | None = None, **data: Any) -> None:
+        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
+                                                  participant_id=participant_id, data=data))
+
+
+async def install(engine: Any) -> CallService:
+    """Build the dial-out service and tracker of this engine."""
+    return CallService(engine)

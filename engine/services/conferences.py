@@ -1,0 +1,471 @@
+"""Conference service: planning, the life cycle (start, deadline, end) and live control of a
+conference. The portal, the JSON API and the CLI all call these methods."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from engine.adapters.ami import AmiEvent
+from engine.adapters.db.conferences import ConferenceRepository
+from engine.domain.errors import AmiError, Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
+from engine.domain.model import (
+    Conference,
+    ConferencePlan,
+    ConferenceState,
+    FailureReason,
+    Origin,
+    Participant,
+    ParticipantPlan,
+    ParticipantState,
+)
+from engine.domain.numberplan import NumberPlan
+from engine.domain.pins import generate_conference_number, generate_pins
+from engine.domain.planning import (
+    PLAN_FIELDS,
+    AccountLimits,
+    validate_extension,
+    validate_participant,
+    validate_plan,
+)
+from engine.services.bus import DomainEvent
+from engine.services.calls import IN_CALL_STATES, CallService, now_utc
+
+log = logging.getLogger(__name__)
+
+START_IN_PAST_TOLERANCE = timedelta(seconds=60)
+ROOM_EMPTY_TIMEOUT = 10.0
+
+
+def actor_of(owner_id: int | None) -> str:
+    """How the event log names who acted."""
+    return "operator" if owner_id is None else f"account:{owner_id}"
+
+
+class ConferenceService:
+    """Plans, runs and controls conferences (see /work/helpers/CONTRACTS.md)."""
+
+    def __init__(self, engine: Any, calls: CallService) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.repo = ConferenceRepository(engine.pool)
+        self.calls = calls
+        self.number_plan = NumberPlan.from_settings(self.settings)
+
+    # ----------------------------------------------------------------- helpers
+
+    def minutes(self, minutes: float) -> timedelta:
+        """A conference duration in wall-clock time (tests shrink ``minute_seconds``)."""
+        return timedelta(seconds=minutes * self.settings.minute_seconds)
+
+    def _wake_scheduler(self) -> None:
+        scheduler = self.engine.services.get("scheduler")
+        if scheduler is not None:
+            scheduler.wake()
+
+    async def _publish(self, kind: str, conference: Conference, participant_id: int | None = None,
+                       **data: Any) -> None:
+        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference.id,
+                                                  owner_id=conference.owner_id,
+                                                  participant_id=participant_id, data=data))
+
+    async def _owned(self, owner_id: int | None, conference_id: int, with_participants: bool = True) -> Conference:
+        conference = await self.repo.get(conference_id, owner_id, with_participants=with_participants)
+        if conference is None:
+            raise NotFound("no such conference")
+        return conference
+
+    async def _running(self, owner_id: int | None, conference_id: int) -> Conference:
+        conference = await self._owned(owner_id, conference_id)
+        if conference.state != ConferenceState.RUNNING:
+            raise StateConflict(f"the conference is {conference.state}, not running")
+        return conference
+
+    @staticmethod
+    def _participant_of(conference: Conference, participant_id: int) -> Participant:
+        for participant in conference.participants:
+            if participant.id == participant_id:
+                return participant
+        raise NotFound("no such participant in this conference")
+
+    async def _limits(self, owner_id: int) -> AccountLimits:
+        row = await self.repo.account_limits(owner_id)
+        if row is None:
+            raise NotFound("no such account")
+        if row["blocked"]:
+            raise Forbidden("the account is blocked")
+        return AccountLimits.from_row(row)
+
+    async def _check_concurrency(self, owner_id: int, limits: AccountLimits, starts_at: datetime,
+                                 ends_at: datetime, exclude_id: int | None = None) -> None:
+        overlapping = await self.repo.count_overlapping(owner_id, starts_at, ends_at, exclude_id)
+        if overlapping >= limits.max_concurrent_conferences:
+            raise LimitExceeded(f"your account allows at most {limits.max_concurrent_conferences} "
+                                "conferences at the same time")
+
+    # ----------------------------------------------------------------- planning
+
+    async def plan(self, owner_id: int, plan: ConferencePlan) -> Conference:
+        """Validate and store a conference; an immediate plan (start None) starts at once."""
+        limits = await self._limits(owner_id)
+        checked = validate_plan(plan, limits, self.number_plan)
+        now = now_utc()
+        immediate = checked.start is None
+        starts_at = now if immediate else checked.start
+        if not immediate and starts_at < now - START_IN_PAST_TOLERANCE:
+            raise ValidationError("the start time is in the past", "start")
+        ends_at = starts_at + self.minutes(checked.duration_minutes)
+        await self._check_concurrency(owner_id, limits, starts_at, ends_at)
+        participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
+                         "node_id": self.settings.node_id} for p in checked.participants]
+        conference = None
+        for _ in range(20):
+            chair_pin, guest_pin = generate_pins(self.settings.pin_length)
+            fields = {
+                "owner_id": owner_id, "subject": checked.subject, "mode": checked.mode,
+                "node_id": self.settings.node_id, "room": f"veche-{secrets.token_hex(8)}",
+                "conference_number": generate_conference_number(self.settings.conference_number_length),
+                "chair_pin": chair_pin, "guest_pin": guest_pin,
+                "guest_pin_required": checked.guest_pin_required, "immediate": immediate,
+                "starts_at": starts_at, "duration_minutes": checked.duration_minutes, "ends_at": ends_at,
+                "timezone": checked.timezone, "max_participants": checked.max_participants,
+                "auto_invite": checked.auto_invite, "auto_extend_minutes": checked.auto_extend_minutes,
+                "extend_cap_minutes": self.settings.extend_cap_minutes,
+                "reminder_minutes": checked.reminder_minutes,
+            }
+            try:
+                conference = await self.repo.insert_conference(fields, participants)
+                break
+            except asyncpg.UniqueViolationError:
+                continue  # the random conference number is in use: draw another
+        if conference is None:
+            raise LimitExceeded("no free conference number; try again later")
+        await self.repo.log_event(conference.id, "conference.scheduled", actor=actor_of(owner_id),
+                                  detail={"subject": conference.subject, "immediate": immediate,
+                                          "starts_at": conference.starts_at.isoformat(),
+                                          "participants": len(participants)})
+        await self._publish("conference.scheduled", conference, immediate=immediate)
+        if immediate:
+            await self.start_conference(conference.id)
+        else:
+            self._wake_scheduler()
+        return await self._owned(owner_id, conference.id)
+
+    async def get(self, owner_id: int | None, conference_id: int) -> Conference:
+        """One conference with its participants (NotFound if not the owner's)."""
+        return await self._owned(owner_id, conference_id)
+
+    async def list(self, owner_id: int | None, states: set[ConferenceState] | None = None) -> list[Conference]:
+        """The owner's conferences (optionally only in ``states``), newest start first."""
+        return await self.repo.list(owner_id, states)
+
+    async def history(self, owner_id: int | None, since: datetime, until: datetime) -> list[Conference]:
+        """Ended, cancelled or failed conferences whose start lies in [since, until)."""
+        return await self.repo.history(owner_id, since, until)
+
+    async def events(self, owner_id: int | None, conference_id: int) -> list[dict]:
+        """The conference's event log (at, kind, actor, participant_id, detail), oldest first."""
+        await self._owned(owner_id, conference_id, with_participants=False)
+        return await self.repo.events(conference_id)
+
+    async def update(self, owner_id: int | None, conference_id: int, changes: dict) -> Conference:
+        """Change a scheduled conference; keys are ConferencePlan fields."""
+        conference = await self._owned(owner_id, conference_id)
+        if conference.state != ConferenceState.SCHEDULED:
+            raise StateConflict(f"only a scheduled conference can be changed; this one is {conference.state}")
+        unknown = set(changes) - PLAN_FIELDS
+        if unknown:
+            raise ValidationError(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
+        if "start" in changes and changes["start"] is None:
+            raise ValidationError("a scheduled conference needs a start time", "start")
+        current = ConferencePlan(
+            subject=conference.subject, start=conference.starts_at, duration_minutes=conference.duration_minutes,
+            max_participants=conference.max_participants,
+            participants=tuple(ParticipantPlan(p.number, p.name, p.email, p.role) for p in conference.participants
+                               if p.origin == Origin.DIALOUT),
+            auto_invite=conference.auto_invite, auto_extend_minutes=conference.auto_extend_minutes,
+            guest_pin_required=conference.guest_pin_required, reminder_minutes=conference.reminder_minutes,
+            timezone=conference.timezone, mode=conference.mode)
+        proposed = {**asdict(current), **changes}
+        try:
+            proposed["participants"] = tuple(
+                p if isinstance(p, ParticipantPlan) else ParticipantPlan(**p) for p in proposed["participants"])
+        except TypeError:
+            raise ValidationError("each participant needs a number (and optionally name, email, role)",
+                                  "participants") from None
+        limits = await self._limits(conference.owner_id)
+        checked = validate_plan(ConferencePlan(**proposed), limits, self.number_plan)
+        if "start" in changes and checked.start < now_utc() - START_IN_PAST_TOLERANCE:
+            raise ValidationError("the start time is in the past", "start")
+        ends_at = checked.start + self.minutes(checked.duration_minutes)
+        await self._check_concurrency(conference.owner_id, limits, checked.start, ends_at, exclude_id=conference.id)
+        if "participants" in changes:
+            await self.repo.delete_planned_participants(conference.id)
+            for p in checked.participants:
+                await self.repo.add_participant(conference.id, number=p.number, name=p.name, email=p.email,
+                                                role=str(p.role), node_id=conference.node_id)
+        updated = await self.repo.update(
+            conference.id, subject=checked.subject, starts_at=checked.start,
+            duration_minutes=checked.duration_minutes, ends_at=ends_at,
+            max_participants=checked.max_participants, auto_invite=checked.auto_invite,
+            auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
+            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone)
+        changed = sorted(changes)
+        await self.repo.log_event(conference.id, "conference.updated", actor=actor_of(owner_id),
+                                  detail={"changed": changed})
+        await self._publish("conference.updated", updated, changed=changed)
+        self._wake_scheduler()
+        return await self._owned(owner_id, conference.id)
+
+    async def cancel(self, owner_id: int | None, conference_id: int) -> Conference:
+        """Cancel a scheduled conference."""
+        conference = await self._owned(owner_id, conference_id, with_participants=False)
+        cancelled = await self.repo.transition(conference.id, [ConferenceState.SCHEDULED],
+                                               ConferenceState.CANCELLED, cancelled_at=now_utc(),
+                                               end_reason="cancelled")
+        if cancelled is None:
+            raise StateConflict(f"only a scheduled conference can be cancelled; this one is {conference.state}")
+        await self.repo.log_event(conference.id, "conference.cancelled", actor=actor_of(owner_id))
+        await self._publish("conference.cancelled", cancelled)
+        self._wake_scheduler()
+        return await self._owned(owner_id, conference.id)
+
+    # ----------------------------------------------------------------- life cycle (scheduler)
+
+    async def start_conference(self, conference_id: int, actor: str = "engine") -> Conference | None:
+        """Start a scheduled conference (once, even with several engines) and dial its planned
+        participants when auto-invite is on. None when it was not scheduled any more."""
+        missed = await self.repo.transition_if_over(conference_id, ConferenceState.FAILED, end_reason="missed",
+                                                    ended_at=now_utc())
+        if missed is not None:  # the engine was down for the whole planned time
+            log.warning("conference %s was missed: its end passed before it could start", conference_id)
+            await self.repo.log_event(conference_id, "conference.failed", actor=actor, detail={"reason": "missed"})
+            await self._publish("conference.failed", missed, reason="missed")
+            return None
+        started = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.RUNNING,
+                                             started_at=now_utc())
+        if started is None:
+            return None
+        lateness = (started.started_at - started.starts_at).total_seconds()
+        await self.repo.log_event(conference_id, "conference.started", actor=actor,
+                                  detail={"late_seconds": round(lateness, 3)})
+        await self._publish("conference.started", started)
+        self._wake_scheduler()
+        if started.auto_invite:
+            started.participants = await self.repo.participants(conference_id)
+            planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
+            await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+        return started
+
+    async def warn(self, conference: Conference) -> None:
+        """Play the deadline warning into the room, once."""
+        if not await self.repo.mark_warned(conference.id):
+            return
+        detail: dict[str, Any] = {"ends_at": conference.ends_at.isoformat()}
+        if not await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED]):
+            return  # nobody to warn; do not create an empty room for the announcer
+        try:
+            detail["announcer"] = await self.calls.announce(conference, "deadline_warning")
+        except AmiError as exc:
+            detail["error"] = str(exc)
+        await self.repo.log_event(conference.id, "conference.warned", detail=detail)
+        await self._publish("conference.warned", conference, ends_at=conference.ends_at.isoformat())
+
+    async def deadline(self, conference: Conference) -> Conference | None:
+        """The conference reached its end: auto-extend when on, someone is connected and the
+        cap allows; otherwise end it."""
+        if conference.auto_extend_minutes:
+            connected = await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED])
+            if connected:
+                step = conference.auto_extend_minutes
+                extended = await self.repo.extend(conference.id, self.minutes(step).total_seconds(), step,
+                                                  count_against_cap=True)
+                if extended is not None:
+                    log.info("conference %s auto-extended by %s min to %s", conference.id, step, extended.ends_at)
+                    await self.repo.log_event(conference.id, "conference.extended",
+                                              detail={"minutes": step, "auto": True,
+                                                      "ends_at": extended.ends_at.isoformat()})
+                    await self._publish("conference.extended", extended, minutes=step, auto=True,
+                                        ends_at=extended.ends_at.isoformat())
+                    return extended
+                await self.repo.log_event(conference.id, "conference.extend_refused",
+                                          detail={"why": "cap", "cap_minutes": conference.extend_cap_minutes})
+        return await self.end_conference(conference.id, reason="deadline", actor="engine")
+
+    async def end_conference(self, conference_id: int, reason: str, actor: str = "engine") -> Conference | None:
+        """End a running conference: state ended, every channel leaves and is hung up, the room
+        closes. None when it was not running."""
+        ended = await self.repo.transition(conference_id, [ConferenceState.RUNNING], ConferenceState.ENDED,
+                                           ended_at=now_utc(), end_reason=reason)
+        if ended is None:
+            return None
+        await self._teardown(ended)
+        await self.repo.log_event(conference_id, "conference.ended", actor=actor, detail={"reason": reason})
+        await self._publish("conference.ended", ended, reason=reason)
+        self._wake_scheduler()
+        return ended
+
+    async def _teardown(self, conference: Conference) -> None:
+        adapter = self.calls.node(conference.node_id)
+        try:
+            members = await adapter.confbridge_members(conference.room)
+        except AmiError as exc:
+            log.warning("conference %s: cannot list the room: %s", conference.id, exc)
+            members = []
+        room_closed = asyncio.get_running_loop().create_future()
+
+        def on_end(event: AmiEvent) -> None:
+            if event.get("Conference") == conference.room and not room_closed.done():
+                room_closed.set_result(True)
+
+        adapter.subscribe(on_end, ("ConfbridgeEnd",))
+        try:
+            for member in members:
+                with contextlib.suppress(AmiError):
+                    await adapter.hangup(member.get("Channel"))
+            participants = await self.repo.participants(conference.id)
+            for participant in participants:
+                if participant.state in IN_CALL_STATES:
+                    self.calls.attempts.pop(participant.call_id or "", None)
+                    await self.calls.hangup(participant)
+            if members:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(room_closed, ROOM_EMPTY_TIMEOUT)
+        finally:
+            adapter.unsubscribe(on_end)
+        for participant in await self.repo.participants(conference.id):
+            if participant.state == ParticipantState.CONNECTED:
+                await self.calls.mark_left(participant, None)
+            elif participant.state in IN_CALL_STATES:
+                await self.calls.mark_failed(participant, conference.owner_id, FailureReason.CANCELLED, None,
+                                       detail={"why": "conference ended"})
+
+    # ----------------------------------------------------------------- live control
+
+    async def add_participant(self, owner_id: int | None, conference_id: int, participant: ParticipantPlan,
+                              invite: bool = True) -> Participant:
+        """Add a participant to a scheduled or running conference (dialled at once if running and ``invite``)."""
+        conference = await self._owned(owner_id, conference_id)
+        if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
+            raise StateConflict(f"the conference is {conference.state}")
+        checked = validate_participant(participant, self.number_plan, "participant")
+        active = [p for p in conference.participants if p.state != ParticipantState.FAILED]
+        if any(p.number == checked.number and p.origin == Origin.DIALOUT for p in conference.participants):
+            raise ValidationError(f"{checked.number} is already a participant; invite them again instead",
+                                  "participant.number")
+        if len(active) >= conference.max_participants:
+            raise LimitExceeded(f"the conference allows at most {conference.max_participants} participants")
+        added = await self.repo.add_participant(conference.id, number=checked.number, name=checked.name,
+                                                email=checked.email, role=str(checked.role),
+                                                node_id=conference.node_id)
+        await self.repo.log_event(conference.id, "participant.added", actor=actor_of(owner_id),
+                                  participant_id=added.id, detail={"number": added.number, "name": added.name})
+        await self._publish("participant.added", conference, added.id, number=added.number, name=added.name)
+        if invite and conference.state == ConferenceState.RUNNING:
+            await self.calls.dial(conference, [added], actor=actor_of(owner_id), strict_rate=True)
+            added = await self.repo.get_participant(added.id) or added
+        return added
+
+    async def invite(self, owner_id: int | None, conference_id: int, participant_ids: list[int]) -> None:
+        """Dial (or re-dial) the given participants of a running conference."""
+        conference = await self._running(owner_id, conference_id)
+        chosen = [self._participant_of(conference, pid) for pid in participant_ids]
+        for participant in chosen:
+            if participant.origin != Origin.DIALOUT:
+                raise StateConflict(f"participant {participant.id} dialled in; they cannot be dialled back")
+        await self.calls.dial(conference, chosen, actor=actor_of(owner_id), strict_rate=True)
+
+    def _in_room(self, conference: Conference, participant_id: int) -> Participant:
+        participant = self._participant_of(conference, participant_id)
+        if participant.state != ParticipantState.CONNECTED or not participant.channel:
+            raise StateConflict("the participant is not in the conference room")
+        return participant
+
+    async def mute(self, owner_id: int | None, conference_id: int, participant_id: int, muted: bool) -> None:
+        """Mute or unmute a connected participant."""
+        conference = await self._running(owner_id, conference_id)
+        participant = self._in_room(conference, participant_id)
+        try:
+            await self.calls.node(conference.node_id).confbridge_mute(conference.room, participant.channel, muted)
+        except AmiError as exc:
+            raise StateConflict(f"Asterisk could not {'mute' if muted else 'unmute'}: {exc}") from exc
+        await self.repo.update_participant(participant.id, muted=muted)
+        kind = "participant.muted" if muted else "participant.unmuted"
+        await self.repo.log_event(conference.id, kind, actor=actor_of(owner_id), participant_id=participant.id)
+        await self._publish(kind, conference, participant.id)
+
+    async def kick(self, owner_id: int | None, conference_id: int, participant_id: int) -> None:
+        """Remove a participant from the room (or stop dialling them)."""
+        conference = await self._running(owner_id, conference_id)
+        participant = self._participant_of(conference, participant_id)
+        if participant.state in IN_CALL_STATES:
+            self.calls.attempts.pop(participant.call_id or "", None)
+            await self.calls.hangup(participant)
+            await self.calls.mark_failed(participant, conference.owner_id, FailureReason.CANCELLED, None,
+                                   detail={"why": "kicked"})
+        else:
+            participant = self._in_room(conference, participant_id)
+            try:
+                await self.calls.node(conference.node_id).confbridge_kick(conference.room, participant.channel)
+            except AmiError as exc:
+                raise StateConflict(f"Asterisk could not remove the participant: {exc}") from exc
+            await self.calls.mark_left(participant, None)
+        await self.repo.log_event(conference.id, "participant.kicked", actor=actor_of(owner_id),
+                                  participant_id=participant.id)
+        await self._publish("participant.kicked", conference, participant.id)
+
+    async def lock(self, owner_id: int | None, conference_id: int, locked: bool) -> None:
+        """Lock (no new guests; a chair may still enter) or unlock a running conference."""
+        conference = await self._running(owner_id, conference_id)
+        try:
+            await self.calls.node(conference.node_id).confbridge_lock(conference.room, locked)
+        except AmiError as exc:
+            # no room yet (nobody joined): the stored flag is what dial-in checks
+            log.info("conference %s: room not locked in Asterisk: %s", conference.id, exc)
+        await self.repo.update(conference.id, locked=locked)
+        kind = "conference.locked" if locked else "conference.unlocked"
+        await self.repo.log_event(conference.id, kind, actor=actor_of(owner_id))
+        await self._publish(kind, conference)
+
+    async def extend(self, owner_id: int | None, conference_id: int, minutes: int) -> Conference:
+        """Move the end of a running conference by 15, 30, 45 or 60 minutes."""
+        step = validate_extension(minutes)
+        conference = await self._running(owner_id, conference_id)
+        extended = await self.repo.extend(conference.id, self.minutes(step).total_seconds(), step,
+                                          count_against_cap=False)
+        if extended is None:
+            raise StateConflict("the conference is not running")
+        await self.repo.log_event(conference.id, "conference.extended", actor=actor_of(owner_id),
+                                  detail={"minutes": step, "auto": False, "ends_at": extended.ends_at.isoformat()})
+        await self._publish("conference.extended", extended, minutes=step, auto=False,
+                            ends_at=extended.ends_at.isoformat())
+        self._wake_scheduler()
+        return await self._owned(owner_id, conference.id)
+
+    async def end(self, owner_id: int | None, conference_id: int) -> Conference:
+        """End a running conference now: everyone is hung up and the room closes."""
+        conference = await self._running(owner_id, conference_id)
+        ended = await self.end_conference(conference.id, reason="ended_by_" + ("operator" if owner_id is None
+                                                                                else "owner"),
+                                          actor=actor_of(owner_id))
+        if ended is None:
+            raise StateConflict("the conference is not running")
+        return await self._owned(owner_id, conference.id)
+
+
+async def install(engine: Any) -> ConferenceService:
+    """Build the conference service (needs the calls service installed before it)."""
+    calls = engine.services.get("calls")
+    if calls is None:
+        from engine.services.calls import install as install_calls
+
+        calls = await install_calls(engine)
+        engine.services["calls"] = calls
+    return ConferenceService(engine, calls)

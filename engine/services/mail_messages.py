@@ -1,0 +1,185 @@
+"""Builds the conference e-mails: subject, plain text and HTML from jinja2 templates in the owner's
+language and time zone, and the iCalendar (.ics) part; the chair PIN only ever reaches the
+chair's own copy because guests' templates and calendars are rendered without it."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.dates import format_date, format_time
+from icalendar import Calendar, Event, vCalAddress, vText
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from engine.domain.notifications import ConferenceFacts, MessageKind, Recipient, RecipientRole
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "mail"
+LANGUAGES = ("ru", "en")
+PRODID = "-//Veche//Audio conferences//EN"
+MIME_POLICY = SMTP.clone(cte_type="7bit")  # every part ASCII-safe: no server needs 8BITMIME
+
+_CALENDAR_LABELS = {
+    "ru": {
+        "access": "Номер доступа", "conference": "Номер конференции", "guest_pin": "PIN участника",
+        "no_pin": "PIN участника не нужен", "chair_pin": "PIN председателя",
+        "location": "Тел. {access}, конференция {number}", "pin": "PIN {pin}",
+        "cancelled": "Конференция отменена.",
+    },
+    "en": {
+        "access": "Access number", "conference": "Conference number", "guest_pin": "Participant PIN",
+        "no_pin": "No participant PIN is needed", "chair_pin": "Chair PIN",
+        "location": "Phone {access}, conference {number}", "pin": "PIN {pin}",
+        "cancelled": "The conference has been cancelled.",
+    },
+}
+
+
+@dataclass(frozen=True)
+class ComposedMessage:
+    subject: str
+    message_id: str
+    text: str
+    html: str
+    calendar: bytes | None
+    raw: bytes  # the complete MIME message, exactly as it goes to the SMTP server
+
+
+def _letters(count: int) -> str:
+    """Random letters for Message-ID and MIME boundaries: no digit runs that could look like a PIN."""
+    return "".join(secrets.choice(string.ascii_letters) for _ in range(count))
+
+
+def calendar_method(kind: MessageKind) -> str:
+    return "CANCEL" if kind is MessageKind.CANCELLATION else "REQUEST"
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def format_when(moment: datetime, timezone: str, language: str) -> str:
+    """'25 ноября 2026 г., 15:00' / 'November 25, 2026, 15:00' in the given time zone."""
+    local = moment.astimezone(zone(timezone))
+    return f"{format_date(local, 'long', locale=language)}, {format_time(local, 'HH:mm', locale=language)}"
+
+
+class MailComposer:
+    """Renders one message for one recipient. Stateless apart from the template environment."""
+
+    def __init__(self, sender: str, template_dir: Path = TEMPLATE_DIR) -> None:
+        self.sender = sender
+        self.domain = sender.rsplit("@", 1)[-1] if "@" in sender else "localhost"
+        self.templates = Environment(
+            loader=FileSystemLoader(str(template_dir)),
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+            undefined=StrictUndefined, keep_trailing_newline=True)
+
+    def context(self, facts: ConferenceFacts, recipient: Recipient, kind: MessageKind) -> dict[str, object]:
+        language = facts.language if facts.language in LANGUAGES else "ru"
+        context: dict[str, object] = {
+            "kind": kind.value, "role": recipient.role.value, "language": language,
+            "recipient_name": recipient.name, "owner_name": facts.owner_name,
+            "subject": facts.subject, "when": format_when(facts.starts_at, facts.timezone, language),
+            "ends": format_when(facts.ends_at, facts.timezone, language), "timezone": facts.timezone,
+            "duration_minutes": facts.duration_minutes, "access_number": facts.access_number,
+            "conference_number": facts.conference_number, "guest_pin": facts.guest_pin,
+            "reminder_minutes": facts.reminder_minutes or 0,
+        }
+        # The chair PIN enters the rendering context only for the chair's own copy.
+        context["chair_pin"] = facts.chair_pin if recipient.role is RecipientRole.CHAIR else ""
+        return context
+
+    def compose(self, facts: ConferenceFacts, recipient: Recipient, kind: MessageKind,
+                now: datetime | None = None) -> ComposedMessage:
+        now = now or datetime.now(UTC)
+        context = self.context(facts, recipient, kind)
+        language = str(context["language"])
+        subject = self.templates.get_template(f"{language}/subject.txt.j2").render(context).strip()
+        context["mail_subject"] = subject
+        text = self.templates.get_template(f"{language}/body.txt.j2").render(context)
+        html = self.templates.get_template(f"{language}/body.html.j2").render(context)
+        calendar = build_calendar(facts, recipient, kind, organizer=self.sender, now=now)
+        message_id = f"<{kind.value}.{facts.conference_id}.{facts.sequence}.{_letters(16)}@{self.domain}>"
+        message = EmailMessage(policy=MIME_POLICY)
+        message["Subject"] = subject
+        message["From"] = self.sender
+        message["To"] = formataddr((recipient.name, recipient.email)) if recipient.name else recipient.email
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = message_id
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        method = calendar_method(kind)
+        message.add_attachment(calendar, maintype="text", subtype="calendar", filename="invite.ics",
+                               params={"method": method, "charset": "utf-8"})
+        for part in message.walk():
+            if part.is_multipart():
+                part.set_boundary(f"veche-{_letters(24)}")
+        return ComposedMessage(subject=subject, message_id=message_id, text=text, html=html,
+                               calendar=calendar, raw=message.as_bytes())
+
+
+def dial_in_lines(facts: ConferenceFacts, recipient: Recipient) -> list[str]:
+    labels = _CALENDAR_LABELS.get(facts.language, _CALENDAR_LABELS["ru"])
+    lines = [f"{labels['access']}: {facts.access_number}",
+             f"{labels['conference']}: {facts.conference_number}",
+             f"{labels['guest_pin']}: {facts.guest_pin}" if facts.guest_pin else labels["no_pin"]]
+    if recipient.role is RecipientRole.CHAIR:
+        lines.append(f"{labels['chair_pin']}: {facts.chair_pin}")
+    return lines
+
+
+def location_text(facts: ConferenceFacts) -> str:
+    """Guest dial-in details only: LOCATION is shown in calendar lists, so no chair PIN here."""
+    labels = _CALENDAR_LABELS.get(facts.language, _CALENDAR_LABELS["ru"])
+    location = labels["location"].format(access=facts.access_number, number=facts.conference_number)
+    if facts.guest_pin:
+        location += ", " + labels["pin"].format(pin=facts.guest_pin)
+    return location
+
+
+def build_calendar(facts: ConferenceFacts, recipient: Recipient, kind: MessageKind, *, organizer: str,
+                   now: datetime | None = None) -> bytes:
+    """An RFC 5545 calendar with one VEVENT: METHOD REQUEST (invitation, reminder, update) or
+    CANCEL, the conference's stable UID and current SEQUENCE, start and end in UTC."""
+    now = now or datetime.now(UTC)
+    labels = _CALENDAR_LABELS.get(facts.language, _CALENDAR_LABELS["ru"])
+    method = calendar_method(kind)
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", method)
+    event = Event()
+    event.add("uid", facts.uid)
+    event.add("sequence", facts.sequence)
+    event.add("dtstamp", now.astimezone(UTC))
+    event.add("dtstart", facts.starts_at.astimezone(UTC))
+    event.add("dtend", facts.ends_at.astimezone(UTC))
+    event.add("summary", facts.subject)
+    description = "\n".join(dial_in_lines(facts, recipient))
+    if kind is MessageKind.CANCELLATION:
+        description = labels["cancelled"] + "\n" + description
+    event.add("description", description)
+    event.add("location", location_text(facts))
+    event.add("status", "CANCELLED" if kind is MessageKind.CANCELLATION else "CONFIRMED")
+    organizer_address = vCalAddress(f"mailto:{organizer}")
+    organizer_address.params["cn"] = vText(facts.owner_name or "Veche")
+    event.add("organizer", organizer_address)
+    attendee = vCalAddress(f"mailto:{recipient.email}")
+    attendee.params["role"] = vText("CHAIR" if recipient.role is RecipientRole.CHAIR else "REQ-PARTICIPANT")
+    attendee.params["partstat"] = vText("NEEDS-ACTION")
+    attendee.params["rsvp"] = vText("FALSE")
+    if recipient.name:
+        attendee.params["cn"] = vText(recipient.name)
+    event.add("attendee", attendee)
+    calendar.add_component(event)
+    return calendar.to_ical()

@@ -1,0 +1,169 @@
+"""Observability service: feeds the engine's Prometheus metrics from domain events, AMI events and
+link changes (without the other services knowing), reads gauges at scrape time, and checks health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from engine.adapters.ami import AmiEvent
+from engine.adapters.db.metrics import MetricsRepository
+from engine.metrics import ScrapeSnapshot, VecheMetrics
+from engine.services.bus import DomainEvent
+
+log = logging.getLogger(__name__)
+
+DIALOUT_CONTEXT = "@veche-dialout"
+# DIALSTATUS of veche-trunk's Dial, reported by UserEvent VecheDialResult
+DIAL_STATUS_OUTCOMES = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CONGESTION": "congestion",
+                        "CANCEL": "cancelled"}
+CAUSE_CALL_REJECTED = "21"
+# OriginateResponse Reason when the dialplan left no VecheDialResult (e.g. refused by veche-dialout)
+ORIGINATE_REASON_OUTCOMES = {"4": "answered", "5": "busy", "3": "no_answer", "8": "congestion"}
+REMEMBERED_DIAL_RESULTS = 4096
+# label values exposed as 0 from the start, so dashboards and alerts see every series
+OUTCOMES = ("answered", "busy", "no_answer", "rejected", "unavailable", "congestion", "cancelled", "failed")
+FAILURE_REASONS = ("busy", "no_answer", "congestion", "rejected", "invalid_number", "cancelled", "error")
+KNOWN_EVENT_KINDS = (
+    "conference.scheduled", "conference.updated", "conference.cancelled", "conference.started",
+    "conference.extended", "conference.locked", "conference.unlocked", "conference.ended", "conference.failed",
+    "participant.added", "participant.state", "participant.muted", "participant.unmuted", "participant.kicked",
+    "participant.talking",
+)
+
+
+def originate_outcome(response: AmiEvent, dial_result: AmiEvent | None) -> str:
+    """answered, busy, no_answer, rejected, unavailable, congestion, cancelled or failed."""
+    if response.get("Response") == "Success":
+        return "answered"
+    if dial_result is not None:
+        status = dial_result.get("DialStatus")
+        if status == "CHANUNAVAIL":
+            return "rejected" if dial_result.get("Cause") == CAUSE_CALL_REJECTED else "unavailable"
+        if status in DIAL_STATUS_OUTCOMES and status != "ANSWER":
+            return DIAL_STATUS_OUTCOMES[status]
+    return ORIGINATE_REASON_OUTCOMES.get(response.get("Reason"), "failed")
+
+
+class MetricsService:
+    """Owns the engine's metrics registry."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.metrics = VecheMetrics()
+        self.repo = MetricsRepository(engine.pool)
+        self._dial_results: OrderedDict[str, AmiEvent] = OrderedDict()
+        self._running = False
+
+    async def start(self) -> None:
+        self._running = True
+        for kind in KNOWN_EVENT_KINDS:
+            self.metrics.domain_events.labels(kind)
+        for reason in FAILURE_REASONS:
+            self.metrics.participant_failures.labels(reason)
+        self.engine.bus.subscribe(self.on_domain_event)
+        for node, adapter in self.engine.nodes.items():
+            for outcome in OUTCOMES:
+                self.metrics.originates.labels(node, outcome)
+            for state in ("up", "down"):
+                self.metrics.ami_link_changes.labels(node, state)
+            adapter.subscribe(self.on_ami_event, ("OriginateResponse", "UserEvent"))
+            adapter.on_link_change(self.on_link_change)
+
+    async def stop(self) -> None:
+        self._running = False
+        self.engine.bus.unsubscribe(self.on_domain_event)
+        for adapter in self.engine.nodes.values():
+            adapter.unsubscribe(self.on_ami_event)
+
+    # ----------------------------------------------------------------- event feeds
+
+    def on_ami_event(self, event: AmiEvent) -> None:
+        if event.name == "UserEvent":
+            if event.get("UserEvent") == "VecheDialResult" and event.get("Call"):
+                self._dial_results[event.get("Call")] = event
+                while len(self._dial_results) > REMEMBERED_DIAL_RESULTS:
+                    self._dial_results.popitem(last=False)
+            return
+        if event.name != "OriginateResponse" or DIALOUT_CONTEXT not in event.get("Channel"):
+            return
+        dial_result = self._dial_results.pop(event.get("Uniqueid"), None)
+        outcome = originate_outcome(event, dial_result)
+        self.metrics.originates.labels(event.node_id, outcome).inc()
+
+    def on_link_change(self, node_id: str, up: bool) -> None:
+        if self._running:
+            self.metrics.ami_link_changes.labels(node_id, "up" if up else "down").inc()
+
+    async def on_domain_event(self, event: DomainEvent) -> None:
+        self.metrics.domain_events.labels(event.kind).inc()
+        if event.kind == "participant.state" and event.data.get("state") == "failed":
+            self.metrics.participant_failures.labels(str(event.data.get("reason") or "unknown")).inc()
+        elif event.kind == "participant.added" and event.data.get("origin") == "dialin":
+            self.metrics.dialin_admitted.inc()
+        elif event.kind == "conference.started":
+            delay = await self.repo.start_delay_seconds(event.conference_id)
+            if delay is not None:
+                self.metrics.conference_start_delay.observe(delay)
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.metrics.http_latency.labels(method, route, str(status)).observe(seconds)
+
+    # ----------------------------------------------------------------- scrape and health
+
+    async def refresh(self) -> ScrapeSnapshot:
+        """Read the gauges that are computed at scrape time."""
+        nodes = self.engine.nodes
+        agi = self.engine.agi
+        snapshot = ScrapeSnapshot(
+            ami_connected={node: adapter.connected for node, adapter in nodes.items()},
+            ami_reconnects={node: adapter.reconnects for node, adapter in nodes.items()},
+            conferences_running=dict.fromkeys(nodes, 0),
+            participants_connected=dict.fromkeys(nodes, 0),
+            dialin_attempts=agi.sessions["dialin"] if agi is not None else 0,
+            fastagi_listening=agi is not None and agi.listening,
+        )
+        try:
+            counts = await asyncio.wait_for(self.repo.counts(), 5)
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer even with the database down
+            log.warning("metrics: cannot read the database: %s", exc)
+        else:
+            snapshot.conferences_running.update(counts.conferences_running)
+            snapshot.participants_connected.update(counts.participants_connected)
+            snapshot.scheduler_lag_seconds = counts.scheduler_lag_seconds
+            snapshot.mail_queue = counts.mail_queue
+            snapshot.dialin_failures = counts.dialin_failures
+        self.metrics.scrape.snapshot = snapshot
+        return snapshot
+
+    async def exposition(self) -> bytes:
+        await self.refresh()
+        return self.metrics.exposition()
+
+    async def health(self) -> dict[str, Any]:
+        """PostgreSQL, AMI (every node) and FastAGI, each checked on its own."""
+        details: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.repo.ping(), 3)
+            postgres = True
+        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+            postgres = False
+            details["postgres"] = str(exc) or type(exc).__name__
+        nodes = {node: adapter.connected for node, adapter in self.engine.nodes.items()}
+        ami = bool(nodes) and all(nodes.values())
+        if not ami:
+            down = [node for node, up in nodes.items() if not up] or ["(none)"]
+            details["ami"] = "AMI link down: " + ", ".join(down)
+        agi = self.engine.agi
+        fastagi = agi is not None and agi.listening
+        if not fastagi:
+            details["fastagi"] = "FastAGI server is not listening"
+        checks = {"postgres": postgres, "ami": ami, "fastagi": fastagi}
+        return {"healthy": all(checks.values()), "checks": checks, "nodes": nodes, "details": details}
+
+
+async def install(engine: Any) -> MetricsService:
+    """Build the metrics service of this engine."""
+    return MetricsService(engine)

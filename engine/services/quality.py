@@ -1,0 +1,75 @@
+"""Network quality report: reads RTCP statistics of each connected participant's media channel
+over AMI and rates them (jitter, loss, round-trip time, codec, estimated MOS, verdict)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from engine.domain import quality as rules
+from engine.domain.errors import AmiError
+from engine.domain.model import Origin, Participant, ParticipantState
+
+if TYPE_CHECKING:
+    from engine.adapters.ami import AmiAdapter
+    from engine.app import Engine
+
+log = logging.getLogger(__name__)
+
+DIALOUT_PEER_SUFFIX = "-2"  # the Local;2 half of a dial-out, bridged to the callee's SIP channel
+
+
+class QualityService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def report(self, owner_id: int | None, conference_id: int) -> list[dict[str, Any]]:
+        """One row per connected participant: participant_id, number, name, codec, jitter_ms,
+        loss_percent, rtt_ms, mos, verdict. NotFound when the conference is not the owner's."""
+        conference = await self.engine.services["conferences"].get(owner_id, conference_id)
+        connected = [p for p in conference.participants if p.state == ParticipantState.CONNECTED]
+        return list(await asyncio.gather(*(self._row(p, p.node_id or conference.node_id) for p in connected)))
+
+    async def _row(self, participant: Participant, node_id: str) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "participant_id": participant.id, "number": participant.number, "name": participant.name,
+            "codec": None, "jitter_ms": None, "loss_percent": None, "rtt_ms": None, "mos": None,
+            "verdict": str(rules.Verdict.UNKNOWN),
+        }
+        adapter = self.engine.nodes.get(node_id)
+        if adapter is None or not adapter.connected:
+            return row
+        try:
+            channel = await self._media_channel(adapter, participant)
+            if not channel:
+                return row
+            rtcp, native = await asyncio.gather(adapter.getvar(channel, "CHANNEL(rtcp,all)"),
+                                                adapter.getvar(channel, "CHANNEL(audionativeformat)"))
+        except AmiError as exc:
+            log.info("quality of participant %s unavailable: %s", participant.id, exc)
+            return row
+        codec = rules.codec_name(native) or None
+        stats = rules.parse_rtcp_all(rtcp)
+        row["codec"] = codec
+        if stats is None or stats.packets == 0:
+            return row
+        mos = rules.estimate_mos(stats.jitter_ms, stats.loss_percent, stats.rtt_ms, codec or "")
+        row.update(jitter_ms=round(stats.jitter_ms, 2), loss_percent=round(stats.loss_percent, 2),
+                   rtt_ms=round(stats.rtt_ms, 2), mos=mos, verdict=str(rules.verdict(mos)))
+        return row
+
+    @staticmethod
+    async def _media_channel(adapter: AmiAdapter, participant: Participant) -> str | None:
+        """The SIP channel carrying the participant's audio: for dial-in the caller's own
+        channel; for dial-out the channel the Local;2 half dialled (its BRIDGEPEER)."""
+        if not participant.call_id:
+            return None
+        if participant.origin == Origin.DIALIN:
+            return participant.channel or participant.call_id
+        peer = await adapter.getvar(participant.call_id + DIALOUT_PEER_SUFFIX, "BRIDGEPEER")
+        return peer or None
+
+
+async def install(engine: Engine) -> QualityService:
+    return QualityService(engine)

@@ -1,0 +1,268 @@
+"""Recovery: after an engine start, an AMI link loss or an Asterisk restart, bring the stored
+participant states back in line with what Asterisk really has (rooms, members, channels), keep
+the calls in progress up, never dial anyone twice, and re-invite those an Asterisk restart cut off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.nodes import NodeRepository
+from engine.domain.errors import AmiError
+from engine.domain.model import (
+    Conference,
+    ConferenceState,
+    FailureReason,
+    Origin,
+    Participant,
+    ParticipantState,
+)
+from engine.services.bus import DomainEvent
+
+if TYPE_CHECKING:
+    from engine.adapters.ami import AmiAdapter, AmiEvent
+    from engine.app import Engine
+
+log = logging.getLogger(__name__)
+
+IN_CALL = (ParticipantState.CALLING, ParticipantState.RINGING)
+LIVE_CONFERENCE_STATES = (ConferenceState.RUNNING, ConferenceState.SCHEDULED)
+BOOT_WAIT_SECONDS = 15.0  # after a reconnect, wait this long for Asterisk's FullyBooted
+LEFT_DURING_OUTAGE_MARGIN = timedelta(seconds=2)
+
+
+@dataclass
+class ResyncReport:
+    """What one resync found and changed (logged, and returned for tests)."""
+
+    node_id: str
+    reason: str
+    asterisk_restarted: bool = False
+    kept: list[int] = field(default_factory=list)  # connected and still in the room
+    reconnected: list[int] = field(default_factory=list)  # in the room, stored state corrected
+    left: list[int] = field(default_factory=list)  # stored as connected but gone
+    failed: list[int] = field(default_factory=list)  # dial-out whose call vanished unanswered
+    reinvited: list[int] = field(default_factory=list)
+    closed_rooms: list[str] = field(default_factory=list)
+
+
+class RecoveryService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.repo = ConferenceRepository(engine.pool)
+        self.nodes = NodeRepository(engine.pool)
+        self.reports: list[ResyncReport] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._booted: dict[str, asyncio.Event] = {}
+        self._outage_since: dict[str, datetime] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self.resynced = asyncio.Event()  # set after each resync (tests wait on it; cleared by them)
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        for node_id, adapter in self.engine.nodes.items():
+            self._booted[node_id] = asyncio.Event()
+            self._booted[node_id].set()  # it answered our login just now
+            adapter.subscribe(self._on_system_event, ("FullyBooted", "Shutdown"))
+            adapter.on_link_change(self._on_link_change)
+        for node_id in self.engine.nodes:
+            try:
+                await self.resync(node_id, "engine start")
+            except AmiError as exc:  # the link may drop meanwhile; the link-up resync follows
+                log.warning("recovery at start of node %s incomplete: %s", node_id, exc)
+
+    async def stop(self) -> None:
+        for adapter in self.engine.nodes.values():
+            adapter.unsubscribe(self._on_system_event)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _on_system_event(self, event: AmiEvent) -> None:
+        booted = self._booted.setdefault(event.node_id, asyncio.Event())
+        if event.name == "FullyBooted":
+            booted.set()
+        elif event.name == "Shutdown":
+            booted.clear()
+            self._outage_since.setdefault(event.node_id, datetime.now(UTC))
+
+    def _on_link_change(self, node_id: str, up: bool) -> None:
+        booted = self._booted.setdefault(node_id, asyncio.Event())
+        if not up:
+            booted.clear()
+            self._outage_since.setdefault(node_id, datetime.now(UTC))
+            return
+        task = asyncio.create_task(self._after_reconnect(node_id), name=f"recovery-{node_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_reconnect(self, node_id: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._booted[node_id].wait(), BOOT_WAIT_SECONDS)
+        try:
+            await self.resync(node_id, "AMI link up")
+        except AmiError as exc:
+            log.warning("recovery of node %s after reconnect incomplete: %s", node_id, exc)
+        except Exception:  # noqa: BLE001 - logged; the next link change retries
+            log.exception("recovery of node %s failed", node_id)
+
+    # ----------------------------------------------------------------- resync
+
+    async def resync(self, node_id: str, reason: str) -> ResyncReport:
+        """Compare the node's running conferences in the database with Asterisk and correct the
+        database; re-invite whom an Asterisk restart cut off. Safe to run at any time."""
+        lock = self._locks.setdefault(node_id, asyncio.Lock())
+        async with lock:
+            report = await self._resync(node_id, reason)
+        self.reports.append(report)
+        del self.reports[:-100]
+        self.resynced.set()
+        log.info("recovery of node %s (%s): restarted=%s kept=%d reconnected=%d left=%d failed=%d "
+                 "reinvited=%d closed=%d", node_id, reason, report.asterisk_restarted, len(report.kept),
+                 len(report.reconnected), len(report.left), len(report.failed), len(report.reinvited),
+                 len(report.closed_rooms))
+        return report
+
+    async def _resync(self, node_id: str, reason: str) -> ResyncReport:
+        adapter = self.engine.nodes[node_id]
+        report = ResyncReport(node_id, reason)
+        status = await adapter.action("CoreStatus")
+        boot = f"{status.get('CoreStartupDate', '')} {status.get('CoreStartupTime', '')}".strip()
+        previous_boot = await self.nodes.swap_boot(node_id, boot)
+        report.asterisk_restarted = previous_boot is not None and previous_boot != boot
+        outage_since = self._outage_since.pop(node_id, None)
+        rooms = {r.get("Conference") for r in await adapter.confbridge_rooms()}
+        channels = {c.get("Uniqueid") for c in await adapter.action_list("CoreShowChannels")}
+        now = datetime.now(UTC)
+        calls = self.engine.services.get("calls")
+        in_flight = set(getattr(calls, "attempts", {}) or {})
+        live = await self.repo.list(None, [str(s) for s in LIVE_CONFERENCE_STATES], node_id=node_id)
+        for conference in live:
+            members = await self._members(adapter, conference.room) if conference.room in rooms else {}
+            cut_off: list[Participant] = []
+            for participant in conference.participants:
+                if participant.call_id and participant.call_id in in_flight:
+                    continue  # this engine is dialling it right now; its tracker follows the outcome
+                member = members.get(participant.call_id or "")
+                if member is not None:
+                    await self._in_room(conference, participant, member, report)
+                elif participant.state == ParticipantState.CONNECTED:
+                    await self._gone(conference, participant, now, report, report.asterisk_restarted)
+                    if report.asterisk_restarted:
+                        cut_off.append(participant)
+                elif participant.state in IN_CALL:
+                    if participant.call_id and ({participant.call_id, participant.call_id + "-2"} & channels):
+                        continue  # still ringing or joining; events will tell
+                    await self._vanished(conference, participant, report)
+                elif (report.asterisk_restarted and participant.state == ParticipantState.LEFT
+                      and outage_since is not None and participant.left_at is not None
+                      and participant.left_at >= outage_since - LEFT_DURING_OUTAGE_MARGIN):
+                    cut_off.append(participant)  # hung up by Asterisk's own shutdown
+            if report.asterisk_restarted and conference.state == ConferenceState.RUNNING:
+                await self._resume(conference, cut_off, now, report)
+        # rooms of conferences that are over but still have members (the engine died ending them)
+        for conference_id, room in await self.nodes.finished_rooms(node_id, sorted(rooms)) if rooms else []:
+            for member in (await self._members(adapter, room)).values():
+                with contextlib.suppress(AmiError):
+                    await adapter.hangup(member.get("Channel"))
+            report.closed_rooms.append(room)
+            await self.repo.log_event(conference_id, "conference.room_closed", detail={"by": "recovery"})
+        return report
+
+    @staticmethod
+    async def _members(adapter: AmiAdapter, room: str) -> dict[str, AmiEvent]:
+        return {m.get("Uniqueid"): m for m in await adapter.confbridge_members(room)}
+
+    async def _in_room(self, conference: Conference, participant: Participant, member: AmiEvent,
+                       report: ResyncReport) -> None:
+        channel = member.get("Channel") or participant.channel
+        muted = member.get("Muted").lower() == "yes"
+        if participant.state == ParticipantState.CONNECTED:
+            if participant.channel != channel or participant.muted != muted:
+                await self.repo.update_participant(participant.id, channel=channel, muted=muted)
+            report.kept.append(participant.id)
+            return
+        await self.repo.update_participant(
+            participant.id, state=ParticipantState.CONNECTED, channel=channel, muted=muted,
+            joined_at=participant.joined_at or datetime.now(UTC), left_at=None, failure_reason=None)
+        report.reconnected.append(participant.id)
+        await self.repo.log_event(conference.id, "participant.joined", participant_id=participant.id,
+                                  detail={"number": participant.number, "recovered": True,
+                                          "stored_state": str(participant.state)})
+        await self._publish(conference, participant, "connected", None)
+
+    async def _gone(self, conference: Conference, participant: Participant, now: datetime,
+                    report: ResyncReport, interrupted: bool) -> None:
+        updated = await self.repo.mark_left(participant.id, now)
+        if updated is None:
+            return
+        report.left.append(participant.id)
+        await self.repo.log_event(conference.id, "participant.left", participant_id=participant.id,
+                                  detail={"connected_seconds": updated.connected_seconds, "recovered": True,
+                                          "interrupted": interrupted})
+        await self._publish(conference, participant, "left", None)
+
+    async def _vanished(self, conference: Conference, participant: Participant, report: ResyncReport) -> None:
+        """A call being set up when the engine lost sight of it, and gone now without reaching
+        the room: a dial-out failed (outcome unknown), a dial-in caller left."""
+        if participant.origin == Origin.DIALIN:
+            updated = await self.repo.update_participant(
+                participant.id, only_states=[str(s) for s in IN_CALL], state=ParticipantState.LEFT,
+                left_at=datetime.now(UTC))
+            state, reason = "left", None
+        else:
+            updated = await self.repo.update_participant(
+                participant.id, only_states=[str(s) for s in IN_CALL], state=ParticipantState.FAILED,
+                failure_reason=FailureReason.ERROR)
+            state, reason = "failed", str(FailureReason.ERROR)
+        if updated is None:
+            return
+        report.failed.append(participant.id)
+        await self.repo.log_event(conference.id, f"participant.{state}", participant_id=participant.id,
+                                  detail={"reason": reason, "recovered": True, "why": "call lost while the "
+                                          "engine was not watching"})
+        await self._publish(conference, participant, state, reason)
+
+    async def _resume(self, conference: Conference, cut_off: list[Participant], now: datetime,
+                      report: ResyncReport) -> None:
+        """Asterisk restarted under a running conference: record the interruption and, if the
+        conference still has time, dial back the dial-out participants it cut off (once: they
+        are 'calling' afterwards, so a later resync does not pick them again)."""
+        await self.repo.log_event(conference.id, "conference.interrupted", detail={
+            "node": conference.node_id, "why": "asterisk restarted",
+            "participants": [p.id for p in cut_off]})
+        await self._publish_conference(conference, "conference.interrupted", {"participants": [p.id for p in cut_off]})
+        if conference.ends_at <= now or not cut_off:
+            return
+        calls = self.engine.services.get("calls")
+        if calls is None:
+            return
+        fresh = [await self.repo.get_participant(p.id) for p in cut_off if p.origin == Origin.DIALOUT]
+        dialable = [p for p in fresh if p is not None and p.state in (ParticipantState.LEFT, ParticipantState.FAILED)]
+        queued = await calls.dial(conference, dialable, actor="engine:recovery", strict_rate=False)
+        report.reinvited.extend(queued)
+        await self.repo.log_event(conference.id, "conference.resumed", detail={"reinvited": queued})
+        await self._publish_conference(conference, "conference.resumed", {"reinvited": queued})
+
+    async def _publish(self, conference: Conference, participant: Participant, state: str,
+                       reason: str | None) -> None:
+        await self.engine.bus.publish(DomainEvent(
+            kind="participant.state", conference_id=conference.id, owner_id=conference.owner_id,
+            participant_id=participant.id, data={"state": state, "reason": reason, "cause": None,
+                                                 "recovered": True}))
+
+    async def _publish_conference(self, conference: Conference, kind: str, data: dict[str, Any]) -> None:
+        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference.id,
+                                                  owner_id=conference.owner_id, data=data))
+
+
+async def install(engine: Engine) -> RecoveryService:
+    return RecoveryService(engine)

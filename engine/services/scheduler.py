@@ -1,0 +1,107 @@
+"""Scheduler: starts conferences at their time, plays the deadline warning and applies the
+deadline (auto-extend or end), always reading the database so a restart loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from engine.services.calls import now_utc
+from engine.services.conferences import ConferenceService
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_SECONDS = 30.0  # re-read the database at least this often (other writers, clock changes)
+IN_FLIGHT_RECHECK_SECONDS = 1.0
+
+
+class Scheduler:
+    """One loop per engine, for the conferences of its node. Starting and ending are
+    compare-and-set in SQL, so two engines on one node never do either twice."""
+
+    def __init__(self, engine: Any, conferences: ConferenceService) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.conferences = conferences
+        self.repo = conferences.repo
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._inflight: dict[tuple[str, int], asyncio.Task] = {}
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def wake(self) -> None:
+        """Something changed (planned, updated, extended, ended): recompute the next due time."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            spawned = 0
+            try:
+                spawned = await self.run_due()
+                next_due = await self.repo.next_due(self.settings.node_id, self.settings.warning_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+                log.exception("scheduler pass failed")
+                next_due = None
+            delay = MAX_SLEEP_SECONDS
+            if next_due is not None:
+                delay = min(delay, max(0.0, (next_due - now_utc()).total_seconds()))
+            if delay <= 0 and not spawned:
+                delay = IN_FLIGHT_RECHECK_SECONDS  # what is due is being handled; its end wakes us
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def run_due(self) -> int:
+        """Start, warn and end whatever is due now, each conference in its own task (so one slow
+        end never delays another start); returns how many jobs were started."""
+        node_id = self.settings.node_id
+        now = now_utc()
+        jobs = [(("start", c.id), self.conferences.start_conference, c.id)
+                for c in await self.repo.due_starts(node_id, now)]
+        jobs += [(("warn", c.id), self.conferences.warn, c)
+                 for c in await self.repo.due_warnings(node_id, now, self.settings.warning_seconds)]
+        jobs += [(("end", c.id), self.conferences.deadline, c) for c in await self.repo.due_ends(node_id, now)]
+        spawned = 0
+        for key, function, argument in jobs:
+            if key in self._inflight:
+                continue
+            task = asyncio.create_task(self._job(key, function, argument), name=f"scheduler-{key[0]}-{key[1]}")
+            self._inflight[key] = task
+            spawned += 1
+        return spawned
+
+    async def _job(self, key: tuple[str, int], function: Any, argument: Any) -> None:
+        try:
+            await function(argument)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged; the next pass retries what is still due
+            log.exception("scheduled %s of conference %s failed", *key)
+        finally:
+            self._inflight.pop(key, None)
+            self.wake()
+
+
+async def install(engine: Any) -> Scheduler:
+    """Build the scheduler of this engine (after the conference service)."""
+    return Scheduler(engine, engine.services["conferences"])

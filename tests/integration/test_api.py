@@ -1,0 +1,469 @@
+"""The JSON API /api/v1 against the real engine (Postgres, Asterisk, SIPp callees): every endpoint,
+its validation errors, authentication (bearer and portal session with CSRF) and the OpenAPI
+description's agreement with the routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.web_urldispatcher import PrefixedSubAppResource
+from openapi_spec_validator import validate as validate_openapi
+
+from tests.support.api import ApiClient, BusWatcher, connected, new_user
+from web.api import ROUTES
+from web.api.openapi import build_spec
+
+pytestmark = pytest.mark.stack
+
+ANSWERS = "375290000100"  # SIPp callee that answers and waits (tests/sipp/pstn.xml)
+ANSWERS_RTP = "375290000201"  # answers and sends RTP
+BUSY = "375290000486"
+
+
+def _later(minutes: int = 120) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+@pytest.fixture(scope="module")
+async def user(engine, api_server):
+    return await new_user(engine, api_server)
+
+
+@pytest.fixture(scope="module")
+async def api(user) -> ApiClient:
+    return user.api
+
+
+# --- description and authentication ------------------------------------------------------------
+
+async def test_openapi_is_valid_public_and_describes_every_route(api_server) -> None:
+    reply = await ApiClient(api_server).get("/openapi.json")
+    assert reply.status == 200
+    spec = reply.body
+    validate_openapi(spec)
+    assert spec["openapi"].startswith("3.1")
+    described = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    routed = {("GET", "/openapi.json")}
+    for method, path, _handler in ROUTES:
+        plain = path.replace(":[0-9]{1,19}", "")
+        routed.add((method, plain))
+    assert routed == described
+    # and the application really serves exactly these routes under /api/v1
+    api_app = next(r._app for r in api_server.app.router.resources() if isinstance(r, PrefixedSubAppResource))
+    served = {(route.method, route.resource.canonical.removeprefix("/api/v1"))
+              for route in api_app.router.routes() if route.method != "HEAD"}
+    assert served == described
+    assert spec == build_spec("/api/v1")
+
+
+async def test_requests_without_valid_credentials_get_401(api_server, engine, user) -> None:
+    anonymous = ApiClient(api_server)
+    reply = await anonymous.get("/conferences")
+    assert reply.status == 401 and reply.error["code"] == "unauthenticated"
+    assert reply.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    for header in ("Bearer nonsense", "Bearer veche_" + "x" * 43, "Basic dXNlcjpwYXNz", "Bearer"):
+        reply = await anonymous.get("/me", headers={"Authorization": header})
+        assert reply.status == 401, header
+        assert reply.error["code"] == "unauthenticated"
+    reply = await anonymous.post("/conferences", {"subject": "x"})
+    assert reply.status == 401
+
+
+async def test_me_returns_the_token_account(api, user) -> None:
+    reply = await api.get("/me")
+    assert reply.status == 200
+    assert reply.body["id"] == user.account.id and reply.body["phone"] == user.account.phone
+    assert "password_hash" not in reply.body
+
+
+async def test_tokens_are_listed_revocable_and_record_use(engine, api_server) -> None:
+    owner = await new_user(engine, api_server)
+    created = await owner.api.post("/tokens", {"name": "integration"})
+    assert created.status == 201
+    secret = created.body["token"]
+    assert secret.startswith("veche_") and created.body["details"]["prefix"] == secret[:12]
+    second = ApiClient(api_server, secret)
+    assert (await second.get("/me")).status == 200
+    listed = await owner.api.get("/tokens")
+    assert listed.status == 200
+    tokens = {t["id"]: t for t in listed.body["tokens"]}
+    assert "token" not in str(listed.body).replace('"tokens"', "").replace("'tokens'", "")
+    assert tokens[created.body["details"]["id"]]["last_used_at"] is not None
+    stored = await engine.pool.fetchval("SELECT token_hash FROM api_tokens WHERE id = $1",
+                                        created.body["details"]["id"])
+    assert secret not in stored
+    assert (await owner.api.call("DELETE", f"/tokens/{created.body['details']['id']}")).status == 204
+    revoked = await second.get("/me")
+    assert revoked.status == 401 and revoked.error["code"] == "unauthenticated"
+    assert (await owner.api.call("DELETE", "/tokens/999999999")).status == 404
+    bad = await owner.api.post("/tokens", {"name": "x" * 101})
+    assert bad.status == 400 and bad.error["field"] == "name"
+    unnamed = await owner.api.call("POST", "/tokens")  # the body is optional
+    assert unnamed.status == 201
+
+
+async def test_blocked_account_is_refused(engine, api_server) -> None:
+    blocked = await new_user(engine, api_server)
+    assert (await blocked.api.get("/me")).status == 200
+    await engine.services["accounts"].set_limits(blocked.account.id, blocked=True)
+    reply = await blocked.api.get("/me")
+    assert reply.status == 403 and reply.error["code"] == "forbidden"
+    reply = await blocked.api.post("/conferences", {"subject": "x", "duration_minutes": 5, "max_participants": 2})
+    assert reply.status == 403
+
+
+async def test_session_cookie_works_and_writes_need_the_csrf_token(engine, api_server, user) -> None:
+    from web.sessions import COOKIE_NAME
+
+    accounts = engine.services["accounts"]
+    cookie = await accounts.save_session(None, user.account.id, {"account_id": user.account.id, "csrf": "t0ken"})
+    browser = ApiClient(api_server, cookies={COOKIE_NAME: cookie})
+    reply = await browser.get("/me")
+    assert reply.status == 200 and reply.body["id"] == user.account.id
+    body = {"name": "Via session", "number": "375291112233"}
+    reply = await browser.post("/contacts", body)
+    assert reply.status == 403 and reply.error["code"] == "csrf"
+    reply = await browser.post("/contacts", body, headers={"X-CSRF-Token": "wrong"})
+    assert reply.status == 403
+    reply = await browser.post("/contacts", body, headers={"X-CSRF-Token": "t0ken"})
+    assert reply.status == 201
+    await accounts.revoke_session(cookie)
+    assert (await browser.get("/me")).status == 401
+
+
+async def test_unknown_paths_and_methods_are_json_errors(api) -> None:
+    reply = await api.get("/nothing-here")
+    assert reply.status == 404 and reply.error["code"] == "not_found"
+    reply = await api.get("/conferences/abc")
+    assert reply.status == 404 and reply.error["code"] == "not_found"
+    reply = await api.get("/conferences/99999999999999999999999")
+    assert reply.status == 404
+    reply = await api.call("PUT", "/conferences")
+    assert reply.status == 405 and reply.error["code"] == "method_not_allowed"
+
+
+# --- conferences ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "", "duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "x" * 201, "duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "S", "duration_minutes": "30", "max_participants": 5}, "duration_minutes"),
+    ({"subject": "S", "duration_minutes": 30.5, "max_participants": 5}, "duration_minutes"),
+    ({"subject": "S\u0007", "duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "S", "duration_minutes": 0, "max_participants": 5}, "duration_minutes"),
+    ({"subject": "S", "duration_minutes": 721, "max_participants": 5}, "duration_minutes"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": True}, "max_participants"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "auto_extend_minutes": 20},
+     "auto_extend_minutes"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "reminder_minutes": 0}, "reminder_minutes"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "start": "tomorrow"}, "start"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "start": "2001-01-01T10:00:00Z"}, "start"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "start": "0001-01-01T00:00:00"}, "start"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "timezone": "Mars/Olympus"}, "timezone"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "colour": "red"}, "colour"),
+    ({"subject": "S\x00", "duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5, "participants": [{"name": "x"}]},
+     "participants[0].number"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5,
+      "participants": [{"number": "375 29 123"}]}, "participants[0].number"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5,
+      "participants": [{"number": "88001234567"}]}, "participants[0].number"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5,
+      "participants": [{"number": "375291234567&x"}]}, "participants[0].number"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 1,
+      "participants": [{"number": "375291234567"}, {"number": "375291234568"}]}, "participants"),
+    ({"subject": "S", "duration_minutes": 30, "max_participants": 5,
+      "participants": [{"number": "375291234567", "role": "boss"}]}, "participants[0].role"),
+])
+async def test_create_conference_validation_errors(api, engine, body, field) -> None:
+    before = await engine.pool.fetchval("SELECT count(*) FROM conferences")
+    reply = await api.post("/conferences", body)
+    assert reply.status == 400, reply.body
+    assert reply.error["code"] == "validation"
+    assert reply.error["field"] == field, reply.error
+    assert reply.error["message"]
+    assert await engine.pool.fetchval("SELECT count(*) FROM conferences") == before
+
+
+async def test_create_conference_rejects_bad_json_and_limits(api, user) -> None:
+    reply = await api.post("/conferences", data="{not json")
+    assert reply.status == 400 and reply.error["field"] == "body"
+    reply = await api.post("/conferences", data="[1, 2]")
+    assert reply.status == 400
+    reply = await api.post("/conferences", data="")
+    assert reply.status == 400 and reply.error["field"] == "body"
+    over = user.account.max_participants + 1
+    reply = await api.post("/conferences", {"subject": "Big", "duration_minutes": 30, "max_participants": over})
+    assert reply.status == 422 and reply.error["code"] == "limit_exceeded"
+
+
+async def test_scheduled_conference_get_list_patch_cancel(api, user) -> None:
+    body = {"subject": "Quarterly review", "start": _later(), "duration_minutes": 45, "max_participants": 4,
+            "auto_invite": True, "auto_extend_minutes": 15, "guest_pin_required": True, "reminder_minutes": 30,
+            "participants": [{"number": ANSWERS, "name": "Anna", "email": "anna@example.org"}]}
+    created = await api.post("/conferences", body)
+    assert created.status == 201, created.body
+    conference = created.body
+    for key in ("id", "conference_number", "chair_pin", "guest_pin", "access_number", "state", "starts_at",
+                "ends_at"):
+        assert conference[key] is not None, key
+    assert conference["state"] == "scheduled"
+    assert conference["chair_pin"] != conference["guest_pin"]
+    assert created.headers["Location"].endswith(f"/api/v1/conferences/{conference['id']}")
+    starts = datetime.fromisoformat(conference["starts_at"])
+    assert datetime.fromisoformat(conference["ends_at"]) > starts
+    assert conference["participants"][0]["number"] == ANSWERS
+    assert conference["participants"][0]["state"] == "planned"
+    cid = conference["id"]
+
+    one = await api.get(f"/conferences/{cid}")
+    assert one.status == 200 and one.body["subject"] == "Quarterly review"
+    listed = await api.get("/conferences")
+    assert cid in [c["id"] for c in listed.body["conferences"]]
+    assert all(c["state"] in ("scheduled", "running") for c in listed.body["conferences"])
+    scheduled = await api.get("/conferences?state=scheduled")
+    assert cid in [c["id"] for c in scheduled.body["conferences"]]
+    assert cid not in [c["id"] for c in (await api.get("/conferences?state=ended")).body["conferences"]]
+    assert cid in [c["id"] for c in (await api.get("/conferences?state=all")).body["conferences"]]
+    for bad in ("sleeping", "scheduled,,running", "scheduled%00"):
+        bad_state = await api.get(f"/conferences?state={bad}")
+        assert bad_state.status == 400 and bad_state.error["field"] == "state", bad
+
+    patched = await api.call("PATCH", f"/conferences/{cid}", {
+        "subject": "Quarterly review (moved)", "start": _later(180),
+        "participants": [{"number": ANSWERS, "name": "Anna"}, {"number": ANSWERS_RTP, "name": "Boris"}]})
+    assert patched.status == 200, patched.body
+    assert patched.body["subject"] == "Quarterly review (moved)"
+    assert sorted(p["number"] for p in patched.body["participants"]) == sorted([ANSWERS, ANSWERS_RTP])
+    assert datetime.fromisoformat(patched.body["starts_at"]) > starts
+    for bad, field in (({}, "body"), ({"subject": ""}, "subject"), ({"duration_minutes": -1}, "duration_minutes"),
+                       ({"start": "2001-01-01T00:00:00Z"}, "start"), ({"owner_id": 1}, "owner_id")):
+        reply = await api.call("PATCH", f"/conferences/{cid}", bad)
+        assert reply.status == 400, (bad, reply.body)
+        assert reply.error["field"] == field
+    reply = await api.call("PATCH", f"/conferences/{cid}", {"max_participants": user.account.max_participants + 1})
+    assert reply.status == 422
+
+    deliveries = await api.get(f"/conferences/{cid}/deliveries")
+    assert deliveries.status == 200
+    anna = [d for d in deliveries.body["deliveries"] if d["email"] == "anna@example.org"]
+    assert anna and anna[0]["kind"] == "invitation" and anna[0]["status"] in ("queued", "sent", "retrying", "failed")
+
+    log = await api.get(f"/conferences/{cid}/log")
+    assert log.status == 200
+    assert [e["kind"] for e in log.body["events"]][:2] == ["conference.scheduled", "conference.updated"]
+
+    cancelled = await api.call("DELETE", f"/conferences/{cid}")
+    assert cancelled.status == 200 and cancelled.body["state"] == "cancelled"
+    again = await api.call("DELETE", f"/conferences/{cid}")
+    assert again.status == 409 and again.error["code"] == "state_conflict"
+    reply = await api.call("PATCH", f"/conferences/{cid}", {"subject": "too late"})
+    assert reply.status == 409
+    for action in ("lock", "unlock", "end"):
+        reply = await api.post(f"/conferences/{cid}/{action}")
+        assert reply.status == 409, action
+    assert (await api.post(f"/conferences/{cid}/extend", {"minutes": 15})).status == 409
+    assert (await api.get("/conferences/999999999")).status == 404
+
+
+async def test_add_participant_to_scheduled_conference_does_not_dial(api) -> None:
+    created = await api.post("/conferences", {"subject": "Later", "start": _later(), "duration_minutes": 30,
+                                              "max_participants": 3})
+    cid = created.body["id"]
+    added = await api.post(f"/conferences/{cid}/participants", {"number": ANSWERS, "name": "Later one"})
+    assert added.status == 201 and added.body["state"] == "planned"
+    duplicate = await api.post(f"/conferences/{cid}/participants", {"number": ANSWERS})
+    assert duplicate.status == 400
+    for bad, field in (({"name": "no number"}, "number"), ({"number": "12ab"}, "number"),
+                       ({"number": "37529000030"}, "participant.number"),
+                       ({"number": ANSWERS_RTP, "invite": "yes"}, "invite")):
+        reply = await api.post(f"/conferences/{cid}/participants", bad)
+        assert reply.status == 400 and reply.error["field"] == field, reply.body
+    reply = await api.post(f"/conferences/{cid}/participants/{added.body['id']}/invite")
+    assert reply.status == 409  # not running yet
+    assert (await api.call("DELETE", f"/conferences/{cid}")).status == 200
+
+
+async def test_live_conference_control_end_to_end(api, engine, user, pstn) -> None:
+    body = {"subject": "Live via API", "start": "now", "duration_minutes": 30, "max_participants": 5,
+            "participants": [{"number": ANSWERS_RTP, "name": "Rita"}, {"number": BUSY, "name": "Busy"}]}
+    async with BusWatcher(engine) as bus:
+        created = await api.post("/conferences", body)
+        assert created.status == 201, created.body
+        cid = created.body["id"]
+        assert created.body["state"] == "running"
+        bus.conference_id = cid
+        rita = next(p for p in created.body["participants"] if p["number"] == ANSWERS_RTP)
+        busy = next(p for p in created.body["participants"] if p["number"] == BUSY)
+        await bus.wait(connected(rita["id"]))
+        await bus.wait(lambda e: e.kind == "participant.state" and e.participant_id == busy["id"]
+                       and e.data.get("state") == "failed")
+
+        state = await api.get(f"/conferences/{cid}")
+        by_id = {p["id"]: p for p in state.body["participants"]}
+        assert by_id[rita["id"]]["state"] == "connected" and by_id[rita["id"]]["joined_at"]
+        assert by_id[busy["id"]]["state"] == "failed" and by_id[busy["id"]]["failure_reason"] == "busy"
+
+        base = f"/conferences/{cid}/participants/{rita['id']}"
+        assert (await api.post(base + "/mute")).status == 204
+        assert {p["id"]: p for p in (await api.get(f"/conferences/{cid}")).body["participants"]}[
+            rita["id"]]["muted"] is True
+        assert (await api.post(base + "/unmute")).status == 204
+        assert (await api.post(f"/conferences/{cid}/participants/{busy['id']}/mute")).status == 409
+        assert (await api.post(f"/conferences/{cid}/participants/999999999/mute")).status == 404
+
+        assert (await api.post(f"/conferences/{cid}/lock")).status == 204
+        assert (await api.get(f"/conferences/{cid}")).body["locked"] is True
+        assert (await api.post(f"/conferences/{cid}/unlock")).status == 204
+        assert (await api.get(f"/conferences/{cid}")).body["locked"] is False
+
+        ends_at = datetime.fromisoformat(state.body["ends_at"])
+        extended = await api.post(f"/conferences/{cid}/extend", {"minutes": 15})
+        assert extended.status == 200
+        assert datetime.fromisoformat(extended.body["ends_at"]) > ends_at
+        for bad in ({"minutes": 20}, {"minutes": "15"}, {}, {"minutes": 15, "why": 1}):
+            reply = await api.post(f"/conferences/{cid}/extend", bad)
+            assert reply.status == 400 and reply.error["field"], bad
+
+        quality = await api.get(f"/conferences/{cid}/quality")
+        if "quality" in engine.services:
+            assert quality.status == 200
+            rows = {row["participant_id"]: row for row in quality.body["participants"]}
+            assert rows[rita["id"]]["verdict"] in ("good", "fair", "poor", "unknown")
+        else:
+            assert quality.status == 503 and quality.error["code"] == "unavailable"
+
+        added = await api.post(f"/conferences/{cid}/participants", {"number": "375290000301", "name": "Late"})
+        assert added.status == 201, added.body
+        await bus.wait(connected(added.body["id"]))
+
+        assert (await api.post(base + "/kick")).status == 204
+        await bus.wait(lambda e: e.kind == "participant.state" and e.participant_id == rita["id"]
+                       and e.data.get("state") == "left")
+        bus.events.clear()
+        assert (await api.post(base + "/invite")).status == 204  # re-dial the kicked one
+        await bus.wait(connected(rita["id"]))
+        bus.events.clear()
+        reply = await api.post(f"/conferences/{cid}/invite", {"participant_ids": [busy["id"]]})
+        assert reply.status == 204
+        await bus.wait(lambda e: e.kind == "participant.state" and e.participant_id == busy["id"]
+                       and e.data.get("state") == "failed")
+        for bad, field in (({"participant_ids": []}, "participant_ids"),
+                           ({"participant_ids": ["1"]}, "participant_ids[0]"), ({}, "participant_ids")):
+            reply = await api.post(f"/conferences/{cid}/invite", bad)
+            assert reply.status == 400 and reply.error["field"] == field, reply.body
+        reply = await api.post(f"/conferences/{cid}/invite", {"participant_ids": [999999999]})
+        assert reply.status == 404
+
+        ended = await api.post(f"/conferences/{cid}/end")
+        assert ended.status == 200 and ended.body["state"] == "ended"
+        assert all(p["state"] in ("left", "failed") for p in ended.body["participants"])
+        assert (await api.post(f"/conferences/{cid}/end")).status == 409
+        assert (await api.post(base + "/mute")).status == 409
+        assert (await api.call("DELETE", f"/conferences/{cid}")).status == 409
+
+    kinds = [e["kind"] for e in (await api.get(f"/conferences/{cid}/log")).body["events"]]
+    for kind in ("conference.scheduled", "conference.started", "participant.muted", "conference.locked",
+                 "conference.extended", "participant.kicked", "conference.ended"):
+        assert kind in kinds, kinds
+
+    today = datetime.now(ZoneInfo(user.account.timezone)).date().isoformat()
+    history = await api.get(f"/history?from={today}&to={today}")
+    assert history.status == 200
+    assert cid in [c["id"] for c in history.body["conferences"]]
+    found = next(c for c in history.body["conferences"] if c["id"] == cid)
+    assert {p["number"] for p in found["participants"]} >= {ANSWERS_RTP, BUSY}
+    default = await api.get("/history")
+    assert cid in [c["id"] for c in default.body["conferences"]]
+
+
+async def test_history_period_validation(api) -> None:
+    for query, field in (("from=yesterday", "from"), ("to=2026-13-01", "to"),
+                         ("from=2026-01-02&to=2026-01-01", "from"), ("from=0001-01-01", "from"),
+                         ("to=2026-01-01%00", "to")):
+        reply = await api.get(f"/history?{query}")
+        assert reply.status == 400 and reply.error["field"] == field, (query, reply.body)
+    reply = await api.get("/history?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z")
+    assert reply.status == 200 and reply.body["conferences"] == []
+
+
+# --- address book and templates --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kind", "good", "changed", "bad"), [
+    ("contacts", {"name": "Olga", "number": "375291234567", "email": "olga@example.org"},
+     {"name": "Olga P.", "number": "375291234568", "email": None},
+     [({"number": "375291234567"}, "name"), ({"name": "X", "number": "+375291234567"}, "number"),
+      ({"name": "X", "number": "375291234567", "email": "not-mail"}, "email"),
+      ({"name": "X", "number": 375291234567}, "number")]),
+    ("rooms", {"name": "Board room", "number": "1234", "location": "3rd floor"},
+     {"name": "Board room B", "number": "1235", "location": ""},
+     [({"name": "X"}, "number"), ({"name": "", "number": "1234"}, "name"),
+      ({"name": "X", "number": "12 34"}, "number")]),
+])
+async def test_address_book_crud(api, kind, good, changed, bad) -> None:
+    created = await api.post(f"/{kind}", good)
+    assert created.status == 201, created.body
+    item = created.body
+    assert {k: item[k] for k in good} == good
+    assert "owner_id" not in item
+    listed = await api.get(f"/{kind}")
+    assert item["id"] in [i["id"] for i in listed.body[kind]]
+    searched = await api.get(f"/{kind}?search={good['name'][:3]}")
+    assert item["id"] in [i["id"] for i in searched.body[kind]]
+    assert (await api.get(f"/{kind}?search=zzzz-nothing")).body[kind] == []
+    nul = await api.get(f"/{kind}?search=a%00b")
+    assert nul.status == 400 and nul.error["field"] == "search"
+    assert (await api.get(f"/{kind}/{item['id']}")).body == item
+    updated = await api.call("PUT", f"/{kind}/{item['id']}", changed)
+    assert updated.status == 200 and {k: updated.body[k] for k in changed} == changed
+    for body, field in bad:
+        reply = await api.post(f"/{kind}", body)
+        assert reply.status == 400 and reply.error["field"] == field, (body, reply.body)
+        reply = await api.call("PUT", f"/{kind}/{item['id']}", body)
+        assert reply.status == 400, body
+    assert (await api.call("DELETE", f"/{kind}/{item['id']}")).status == 204
+    assert (await api.get(f"/{kind}/{item['id']}")).status == 404
+    assert (await api.call("DELETE", f"/{kind}/{item['id']}")).status == 404
+    assert (await api.call("PUT", f"/{kind}/{item['id']}", changed)).status == 404
+
+
+async def test_templates_crud_and_default(api) -> None:
+    body = {"name": "Weekly", "subject": "Weekly sync", "duration_minutes": 30, "max_participants": 6,
+            "auto_extend_minutes": 15, "reminder_minutes": 10,
+            "participants": [{"number": ANSWERS, "name": "Anna", "email": None}], "is_default": True}
+    created = await api.post("/templates", body)
+    assert created.status == 201, created.body
+    template = created.body
+    assert template["is_default"] is True and template["participants"][0]["number"] == ANSWERS
+    other = await api.post("/templates", {"name": "Ad hoc"})
+    assert other.status == 201 and other.body["is_default"] is False
+    made_default = await api.call("PATCH", f"/templates/{other.body['id']}", {"is_default": True})
+    assert made_default.status == 200 and made_default.body["is_default"] is True
+    assert (await api.get(f"/templates/{template['id']}")).body["is_default"] is False
+    listed = await api.get("/templates")
+    assert {t["id"] for t in listed.body["templates"]} >= {template["id"], other.body["id"]}
+    renamed = await api.call("PATCH", f"/templates/{template['id']}", {"name": "Weekly (new)",
+                                                                        "duration_minutes": 60})
+    assert renamed.status == 200 and renamed.body["name"] == "Weekly (new)" and renamed.body["duration_minutes"] == 60
+    for bad, field in (({"subject": "no name"}, "name"), ({"name": "T", "auto_extend_minutes": 7},
+                                                         "auto_extend_minutes"),
+                       ({"name": "T", "participants": [{"number": "abc"}]}, "participants[0].number"),
+                       ({"name": "T", "duration_minutes": 0}, "duration_minutes")):
+        reply = await api.post("/templates", bad)
+        assert reply.status == 400 and reply.error["field"] == field, (bad, reply.body)
+    assert (await api.call("PATCH", f"/templates/{template['id']}", {})).status == 400
+    assert (await api.call("DELETE", f"/templates/{template['id']}")).status == 204
+    assert (await api.get(f"/templates/{template['id']}")).status == 404
+    assert (await api.call("PATCH", f"/templates/{template['id']}", {"name": "gone"})).status == 404
+
+
+async def test_error_bodies_never_carry_tracebacks(api) -> None:
+    replies = [await api.post("/conferences", data="\x00"), await api.get("/conferences/0"),
+               await api.post("/contacts", {"name": "A" * 5000, "number": "1" * 5000}),
+               await api.post("/conferences", {"subject": "S", "duration_minutes": 2**40, "max_participants": 2**40})]
+    for reply in replies:
+        assert 400 <= reply.status < 500, reply.body
+        assert "Traceback" not in str(reply.body) and set(reply.error) <= {"code", "message", "field"}

@@ -1,0 +1,38 @@
+"""Runs one engine in a process of its own, so a test can SIGKILL it mid-conference.
+
+``python -m tests.support.engine_process <base64 pickle of (Settings, plan)>`` starts the engine,
+plans the conference if one is given (``(owner_id, ConferencePlan)``), prints one JSON line
+``{"conference_id": ...}`` and runs until killed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import pickle
+import sys
+from typing import Any
+
+from engine.app import Engine
+
+
+def encode(settings: Any, plan: Any = None) -> str:
+    return base64.b64encode(pickle.dumps((settings, plan))).decode()
+
+
+async def run(argument: str) -> None:
+    settings, plan = pickle.loads(base64.b64decode(argument))  # noqa: S301 - written by our own test
+    engine = Engine(settings)
+    await engine.start()
+    conference_id = None
+    if plan is not None:
+        owner_id, conference_plan = plan
+        conference_id = (await engine.services["conferences"].plan(owner_id, conference_plan)).id
+    print(json.dumps({"conference_id": conference_id}), flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(run(sys.argv[1]))

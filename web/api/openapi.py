@@ -1,0 +1,445 @@
+"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json. Its request-body schemas
+are also what web/api/parse.py validates bodies against, so the description cannot drift from
+what the API accepts; tests check that every route is described."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INT32_MAX = 2**31 - 1
+ID_MAX = 2**63 - 1
+
+# Reusable schema fragments -------------------------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = True,
+         description: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    return schema
+
+
+ID = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
+DATETIME = {"type": "string", "format": "date-time"}
+NULL_DATETIME = _nullable(DATETIME)
+ONE_LINE = "^[^\\u0000-\\u001f\\u007f]*$"  # no control characters (names, subjects, locations)
+TEXT_100 = {"type": "string", "maxLength": 100, "pattern": ONE_LINE}
+NAME_100 = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": ONE_LINE}
+NUMBER = {"type": "string", "pattern": "^[0-9]{2,15}$", "examples": ["375291234567"],
+          "description": "2 to 15 digits, without + or spaces (participants must also be in the number plan)"}
+EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
+                    "pattern": "^[^@\\s<>\"']{1,64}@[^@\\s<>\"']{1,255}\\.[A-Za-z0-9-]{2,63}$"},
+                   {"const": ""}, {"type": "null"}],
+         "description": "an e-mail address; empty or null for none"}
+EMAIL_OUT = _nullable({"type": "string"})
+STATE_NAMES = "scheduled|running|ended|cancelled|failed"
+STATE_FILTER = {"type": "string", "pattern": f"^(all|({STATE_NAMES})(,({STATE_NAMES}))*)?$",
+                "examples": ["scheduled,running", "all"],
+                "description": "comma-separated states, or all; default scheduled,running"}
+DAY_OR_MOMENT = {"type": "string", "examples": ["2026-11-25", "2026-11-25T10:00:00+03:00"],
+                 "pattern": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$",
+                 "description": "a date YYYY-MM-DD or an ISO 8601 date-time (years 1970 to 9000)"}
+INT32 = {"type": "integer", "minimum": -(2**31), "maximum": INT32_MAX}
+
+PARTICIPANT_STATES = ["planned", "calling", "ringing", "connected", "left", "failed"]
+CONFERENCE_STATES = ["scheduled", "running", "ended", "cancelled", "failed"]
+FAILURE_REASONS = ["busy", "no_answer", "congestion", "rejected", "invalid_number", "cancelled", "error"]
+
+_PLAN_FIELDS: dict[str, Any] = {
+    "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": ONE_LINE},
+    "start": {"type": "string", "maxLength": 64, "examples": ["now", "2030-01-31T10:00:00+03:00"],
+              "description": '"now" for an immediate conference, or an ISO 8601 date-time (without an '
+                             "offset it is read in `timezone`, else the account's time zone)"},
+    "timezone": {"type": "string", "maxLength": 64, "description": "IANA zone, e.g. Europe/Minsk"},
+    "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+    "max_participants": {"type": "integer", "minimum": 1, "maximum": INT32_MAX,
+                         "description": "at most the account's limit"},
+    "auto_invite": {"type": "boolean", "description": "dial every planned participant at the start"},
+    "auto_extend_minutes": {"type": "integer", "enum": [0, 15, 30, 45, 60]},
+    "guest_pin_required": {"type": "boolean"},
+    "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
+    "participants": {"type": "array", "maxItems": 1000, "items": _ref("ParticipantInput")},
+    "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": _obj({
+        "code": {"type": "string", "description": "stable, machine-readable",
+                 "examples": ["validation", "unauthenticated", "forbidden", "csrf", "not_found",
+                              "state_conflict", "limit_exceeded", "rate_limited", "unavailable"]},
+        "message": {"type": "string"},
+        "field": {"type": "string", "description": "the offending field (validation errors)"},
+    }, ("code", "message"), closed=False)}, ("error",), closed=False),
+    "Account": _obj({
+        "id": ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
+        "language": {"type": "string", "enum": ["ru", "en"]}, "timezone": {"type": "string"},
+        "role": {"type": "string", "enum": ["customer", "operator"]},
+        "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
+        "max_dialouts_per_minute": {"type": "integer"},
+    }, ("id", "phone"), closed=False),
+    "ParticipantInput": _obj({
+        "number": NUMBER, "name": TEXT_100, "email": EMAIL,
+        "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
+    }, ("number",)),
+    "ParticipantAdd": _obj({
+        "number": NUMBER, "name": TEXT_100, "email": EMAIL,
+        "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
+        "invite": {"type": "boolean", "default": True, "description": "dial at once (running conference)"},
+    }, ("number",)),
+    "Participant": _obj({
+        "id": ID, "conference_id": ID, "number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
+        "role": {"type": "string", "enum": ["chair", "guest"]},
+        "origin": {"type": "string", "enum": ["dialout", "dialin"]},
+        "state": {"type": "string", "enum": PARTICIPANT_STATES},
+        "failure_reason": _nullable({"type": "string", "enum": FAILURE_REASONS}),
+        "hangup_cause": _nullable({"type": "integer"}),
+        "muted": {"type": "boolean"}, "talking": {"type": "boolean"}, "attempts": {"type": "integer"},
+        "joined_at": NULL_DATETIME, "left_at": NULL_DATETIME, "connected_seconds": {"type": "integer"},
+    }, ("id", "number", "state"), closed=False),
+    "ConferenceCreate": _obj(
+        _PLAN_FIELDS, ("subject", "duration_minutes", "max_participants"),
+        description="start defaults to now; auto_invite and guest_pin_required default to true"),
+    "ConferenceUpdate": {**_obj({**_PLAN_FIELDS, "start": {
+        "type": "string", "format": "date-time", "maxLength": 64, "examples": ["2030-01-31T10:00:00+03:00"],
+        "description": "ISO 8601 date-time, not in the past (a scheduled conference keeps a start time)"}}),
+                         "minProperties": 1,
+                         "description": "any subset of the planning fields; participants replaces the list"},
+    "Conference": _obj({
+        "id": ID, "subject": {"type": "string"}, "mode": {"type": "string", "enum": ["voice"]},
+        "state": {"type": "string", "enum": CONFERENCE_STATES},
+        "access_number": {"type": "string", "description": "the number callers dial first"},
+        "conference_number": {"type": "string", "description": "keyed in after the access number, then #"},
+        "chair_pin": {"type": "string"}, "guest_pin": {"type": "string"},
+        "guest_pin_required": {"type": "boolean"}, "immediate": {"type": "boolean"},
+        "starts_at": DATETIME, "duration_minutes": {"type": "integer"}, "ends_at": DATETIME,
+        "timezone": {"type": "string"}, "max_participants": {"type": "integer"},
+        "auto_invite": {"type": "boolean"}, "auto_extend_minutes": {"type": "integer"},
+        "extended_minutes": {"type": "integer"}, "reminder_minutes": _nullable({"type": "integer"}),
+        "locked": {"type": "boolean"}, "started_at": NULL_DATETIME, "ended_at": NULL_DATETIME,
+        "cancelled_at": NULL_DATETIME, "end_reason": _nullable({"type": "string"}),
+        "participants": {"type": "array", "items": _ref("Participant")},
+    }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
+        "starts_at", "ends_at", "participants"), closed=False),
+    "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},
+                           ("conferences",), closed=False),
+    "InviteRequest": _obj({"participant_ids": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                               "items": ID}}, ("participant_ids",)),
+    "ExtendRequest": _obj({"minutes": {"type": "integer", "enum": [15, 30, 45, 60]}}, ("minutes",)),
+    "QualityRow": _obj({
+        "participant_id": ID, "number": {"type": "string"}, "name": {"type": "string"},
+        "codec": _nullable({"type": "string"}), "jitter_ms": _nullable({"type": "number"}),
+        "loss_percent": _nullable({"type": "number"}), "rtt_ms": _nullable({"type": "number"}),
+        "mos": _nullable({"type": "number"}),
+        "verdict": {"type": "string", "enum": ["good", "fair", "poor", "unknown"]},
+    }, ("participant_id", "verdict"), closed=False),
+    "QualityReport": _obj({"participants": {"type": "array", "items": _ref("QualityRow")}},
+                          ("participants",), closed=False),
+    "Delivery": _obj({
+        "participant_id": _nullable(ID), "email": _nullable({"type": "string"}),
+        "kind": {"type": "string", "examples": ["invitation", "reminder", "update", "cancellation"]},
+        "status": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_available"]},
+        "last_error": _nullable({"type": "string"}), "role": _nullable({"type": "string"}),
+        "attempts": _nullable({"type": "integer"}), "sent_at": NULL_DATETIME, "channel": {"type": "string"},
+    }, ("participant_id", "kind", "status"), closed=False),
+    "DeliveryList": _obj({"deliveries": {"type": "array", "items": _ref("Delivery")}}, ("deliveries",),
+                         closed=False),
+    "LogEntry": _obj({
+        "at": DATETIME, "kind": {"type": "string"}, "actor": {"type": "string"},
+        "participant_id": _nullable(ID), "detail": {"type": "object"},
+    }, ("at", "kind"), closed=False),
+    "ConferenceLog": _obj({"events": {"type": "array", "items": _ref("LogEntry")}}, ("events",), closed=False),
+    "DomainEvent": _obj({
+        "kind": {"type": "string", "examples": ["participant.state", "conference.extended"]},
+        "conference_id": ID, "participant_id": _nullable(ID), "data": {"type": "object"}, "at": DATETIME,
+    }, ("kind", "conference_id", "data", "at"), closed=False),
+    "History": _obj({
+        "from": DATETIME, "to": DATETIME, "conferences": {"type": "array", "items": _ref("Conference")},
+    }, ("from", "to", "conferences"), closed=False),
+    "ContactInput": _obj({"name": NAME_100, "number": NUMBER,
+                          "email": EMAIL}, ("name", "number")),
+    "Contact": _obj({"id": ID, "name": {"type": "string"}, "number": {"type": "string"}, "email": EMAIL_OUT},
+                    ("id", "name", "number"), closed=False),
+    "ContactList": _obj({"contacts": {"type": "array", "items": _ref("Contact")}}, ("contacts",), closed=False),
+    "RoomInput": _obj({"name": NAME_100, "number": NUMBER,
+                       "location": TEXT_100}, ("name", "number")),
+    "Room": _obj({"id": ID, "name": {"type": "string"}, "number": {"type": "string"},
+                  "location": {"type": "string"}}, ("id", "name", "number"), closed=False),
+    "RoomList": _obj({"rooms": {"type": "array", "items": _ref("Room")}}, ("rooms",), closed=False),
+    "TemplateParticipantInput": _obj({"number": NUMBER, "name": TEXT_100, "email": EMAIL}, ("number",)),
+    "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT},
+                                ("number",), closed=False),
+    "TemplateInput": _obj({
+        "name": NAME_100,
+        "subject": {"type": "string", "maxLength": 200, "pattern": ONE_LINE},
+        "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+        "max_participants": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "auto_invite": {"type": "boolean"}, "auto_extend_minutes": {"type": "integer", "enum": [0, 15, 30, 45, 60]},
+        "guest_pin_required": {"type": "boolean"},
+        "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
+        "participants": {"type": "array", "maxItems": 1000, "items": _ref("TemplateParticipantInput")},
+        "is_default": {"type": "boolean", "description": "make it the default that pre-fills Planning"},
+    }),
+    "Template": _obj({
+        "id": ID, "name": {"type": "string"}, "subject": {"type": "string"}, "duration_minutes": {"type": "integer"},
+        "max_participants": {"type": "integer"}, "auto_invite": {"type": "boolean"},
+        "auto_extend_minutes": {"type": "integer"}, "guest_pin_required": {"type": "boolean"},
+        "reminder_minutes": _nullable({"type": "integer"}),
+        "participants": {"type": "array", "items": _ref("TemplateParticipant")},
+        "is_default": {"type": "boolean"},
+    }, ("id", "name"), closed=False),
+    "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
+                         closed=False),
+    "TokenCreate": _obj({"name": TEXT_100}),
+    "Token": _obj({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"}, "created_at": DATETIME,
+                   "last_used_at": NULL_DATETIME, "revoked_at": NULL_DATETIME}, ("id", "prefix"), closed=False),
+    "TokenCreated": _obj({"token": {"type": "string", "description": "the bearer secret, shown only now"},
+                          "details": _ref("Token")}, ("token", "details"), closed=False),
+    "TokenList": _obj({"tokens": {"type": "array", "items": _ref("Token")}}, ("tokens",), closed=False),
+}
+# "name" of a template is required on create only; TemplateInput serves PATCH too.
+SCHEMAS["TemplateCreate"] = {**SCHEMAS["TemplateInput"], "required": ["name"]}
+SCHEMAS["TemplateUpdate"] = {**SCHEMAS["TemplateInput"], "minProperties": 1}
+del SCHEMAS["TemplateInput"]
+
+# Operations ----------------------------------------------------------------------------------
+
+_ERRORS = {
+    "400": "invalid JSON or a field that fails validation (`field` names it)",
+    "401": "no or invalid credentials",
+    "403": "account blocked, or a cookie-authenticated write without a valid X-CSRF-Token",
+    "404": "no such object for this account",
+    "409": "the object's state does not allow this",
+    "422": "an account limit would be exceeded",
+    "429": "too many requests",
+    "503": "the telephony engine cannot be reached",
+}
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _error(status: str) -> dict[str, Any]:
+    return _json("Error", _ERRORS[status])
+
+
+def _op(operation_id: str, summary: str, ok: dict[str, dict[str, Any]], *, tag: str, body: str | None = None,
+        errors: tuple[str, ...] = ("401", "403", "404"), params: list[dict[str, Any]] | None = None,
+        body_required: bool = True) -> dict[str, Any]:
+    responses = dict(ok)
+    if body is not None or params:
+        responses["400"] = _error("400")
+    for status in errors:
+        responses[status] = _error(status)
+    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag],
+                                 "responses": responses}
+    if body is not None:
+        operation["requestBody"] = {"required": body_required,
+                                    "content": {"application/json": {"schema": _ref(body)}}}
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def _path_id(name: str, what: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": f"id of the {what}", "schema": ID}
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+NO_CONTENT = {"204": {"description": "done"}}
+CONF = [_path_id("id", "conference")]
+CONF_PARTICIPANT = [*CONF, _path_id("pid", "participant")]
+LIVE = ("401", "403", "404", "409", "503")
+
+
+def _crud(kind: str, singular: str, tag: str, list_schema: str, item_schema: str, create_body: str,
+          update_body: str, update_method: str, search: bool) -> dict[str, Any]:
+    item = [_path_id("id", singular)]
+    list_params = [_query("search", "text in the name, number or e-mail")] if search else None
+    title = singular.capitalize()
+    return {
+        f"/{kind}": {
+            "get": _op(f"list_{kind}", f"List {kind}", {"200": _json(list_schema, kind)}, tag=tag,
+                       errors=("401", "403"), params=list_params),
+            "post": _op(f"create_{singular.replace(' ', '_')}", f"Add a {singular}",
+                        {"201": _json(item_schema, f"the new {singular}")}, tag=tag, body=create_body,
+                        errors=("401", "403")),
+        },
+        f"/{kind}/{{id}}": {
+            "get": _op(f"get_{singular.replace(' ', '_')}", f"One {singular}", {"200": _json(item_schema, title)},
+                       tag=tag, params=item),
+            update_method: _op(f"update_{singular.replace(' ', '_')}", f"Change a {singular}",
+                               {"200": _json(item_schema, f"the changed {singular}")}, tag=tag,
+                               body=update_body, params=item),
+            "delete": _op(f"delete_{singular.replace(' ', '_')}", f"Delete a {singular}", NO_CONTENT, tag=tag,
+                          params=item),
+        },
+    }
+
+
+PATHS: dict[str, Any] = {
+    "/openapi.json": {"get": {"operationId": "openapi", "summary": "This description", "tags": ["meta"],
+                              "security": [], "responses": {"200": {"description": "OpenAPI 3.1 document",
+                                                                    "content": {"application/json": {}}}}}},
+    "/me": {"get": _op("me", "The authenticated account", {"200": _json("Account", "account")}, tag="account",
+                       errors=("401", "403"))},
+    "/conferences": {
+        "get": _op("list_conferences", "Upcoming and running conferences (or those in `state`)",
+                   {"200": _json("ConferenceList", "conferences")}, tag="conferences", errors=("401", "403"),
+                   params=[_query("state", "which conferences", STATE_FILTER)]),
+        "post": _op("create_conference", "Plan a conference (immediate with start \"now\")",
+                    {"201": _json("Conference", "the planned conference")}, tag="conferences",
+                    body="ConferenceCreate", errors=("401", "403", "409", "422", "429", "503")),
+    },
+    "/conferences/{id}": {
+        "get": _op("get_conference", "A conference with its participants and their states",
+                   {"200": _json("Conference", "conference")}, tag="conferences", params=CONF),
+        "patch": _op("update_conference", "Change a scheduled conference",
+                     {"200": _json("Conference", "the changed conference")}, tag="conferences",
+                     body="ConferenceUpdate", params=CONF, errors=("401", "403", "404", "409", "422")),
+        "delete": _op("cancel_conference", "Cancel a scheduled conference",
+                      {"200": _json("Conference", "the cancelled conference")}, tag="conferences",
+                      params=CONF, errors=("401", "403", "404", "409")),
+    },
+    "/conferences/{id}/participants": {
+        "post": _op("add_participant", "Add a participant (dialled at once into a running conference)",
+                    {"201": _json("Participant", "the new participant")}, tag="live", body="ParticipantAdd",
+                    params=CONF, errors=("401", "403", "404", "409", "422", "429", "503")),
+    },
+    "/conferences/{id}/invite": {
+        "post": _op("invite_participants", "Invite (dial or re-dial) the selected participants", NO_CONTENT,
+                    tag="live", body="InviteRequest", params=CONF, errors=(*LIVE, "422", "429")),
+    },
+    "/conferences/{id}/participants/{pid}/invite": {
+        "post": _op("invite_participant", "Invite (dial or re-dial) one participant", NO_CONTENT, tag="live",
+                    params=CONF_PARTICIPANT, errors=(*LIVE, "422", "429")),
+    },
+    "/conferences/{id}/participants/{pid}/mute": {
+        "post": _op("mute_participant", "Mute a connected participant", NO_CONTENT, tag="live",
+                    params=CONF_PARTICIPANT, errors=LIVE),
+    },
+    "/conferences/{id}/participants/{pid}/unmute": {
+        "post": _op("unmute_participant", "Unmute a connected participant", NO_CONTENT, tag="live",
+                    params=CONF_PARTICIPANT, errors=LIVE),
+    },
+    "/conferences/{id}/participants/{pid}/kick": {
+        "post": _op("kick_participant", "Remove a participant from the conference", NO_CONTENT, tag="live",
+                    params=CONF_PARTICIPANT, errors=LIVE),
+    },
+    "/conferences/{id}/lock": {
+        "post": _op("lock_conference", "Lock: no more guests may dial in", NO_CONTENT, tag="live", params=CONF,
+                    errors=LIVE),
+    },
+    "/conferences/{id}/unlock": {
+        "post": _op("unlock_conference", "Unlock", NO_CONTENT, tag="live", params=CONF, errors=LIVE),
+    },
+    "/conferences/{id}/extend": {
+        "post": _op("extend_conference", "Extend a running conference",
+                    {"200": _json("Conference", "the extended conference")}, tag="live", body="ExtendRequest",
+                    params=CONF, errors=(*LIVE, "422")),
+    },
+    "/conferences/{id}/end": {
+        "post": _op("end_conference", "End a running conference: everyone leaves, the room closes",
+                    {"200": _json("Conference", "the ended conference")}, tag="live", params=CONF, errors=LIVE),
+    },
+    "/conferences/{id}/quality": {
+        "get": _op("conference_quality", "Network quality of each connected participant (RTCP)",
+                   {"200": _json("QualityReport", "one row per connected participant")}, tag="live", params=CONF,
+                   errors=LIVE),
+    },
+    "/conferences/{id}/deliveries": {
+        "get": _op("conference_deliveries", "E-mail delivery status of the invitations, reminders and updates",
+                   {"200": _json("DeliveryList", "one row per message and recipient")}, tag="conferences",
+                   params=CONF, errors=("401", "403", "404", "503")),
+    },
+    "/conferences/{id}/log": {
+        "get": _op("conference_log", "What happened in the conference, in order (the history's detail)",
+                   {"200": _json("ConferenceLog", "event log")}, tag="history", params=CONF),
+    },
+    "/conferences/{id}/events": {
+        "get": _op("conference_events", "Live Server-Sent Events of the conference",
+                   {"200": {"description": (
+                       "text/event-stream. First an event named `snapshot` whose data is the Conference "
+                       "(as GET /conferences/{id}); then one unnamed (`message`) event per domain event, "
+                       "data a DomainEvent (`kind` e.g. participant.state with data.state/reason/cause, "
+                       "participant.muted, participant.talking, conference.extended, conference.ended); "
+                       "comment lines as heartbeats. A reconnecting client gets a fresh snapshot."),
+                       "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+                   tag="live", params=CONF),
+    },
+    "/history": {
+        "get": _op("history", "Past conferences (ended, cancelled, failed) whose start is in [from, to)",
+                   {"200": _json("History", "conferences")}, tag="history", errors=("401", "403"),
+                   params=[_query("from", "date (YYYY-MM-DD, in the account's time zone) or date-time; "
+                                  "default 30 days before `to`", DAY_OR_MOMENT),
+                           _query("to", "date (inclusive) or date-time (exclusive); default now",
+                                  DAY_OR_MOMENT)]),
+    },
+    **_crud("contacts", "contact", "address book", "ContactList", "Contact", "ContactInput", "ContactInput",
+            "put", True),
+    **_crud("rooms", "room", "address book", "RoomList", "Room", "RoomInput", "RoomInput", "put", True),
+    **_crud("templates", "template", "templates", "TemplateList", "Template", "TemplateCreate", "TemplateUpdate",
+            "patch", False),
+    "/tokens": {
+        "get": _op("list_tokens", "The account's API tokens (never their secrets)",
+                   {"200": _json("TokenList", "tokens")}, tag="account", errors=("401", "403")),
+        "post": _op("create_token", "Issue an API token; the secret is in this response only",
+                    {"201": _json("TokenCreated", "the new token")}, tag="account", body="TokenCreate",
+                    errors=("401", "403"), body_required=False),
+    },
+    "/tokens/{id}": {
+        "delete": _op("revoke_token", "Revoke an API token", NO_CONTENT, tag="account",
+                      params=[_path_id("id", "token")]),
+    },
+}
+
+DESCRIPTION = """\
+The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`
+(a token comes from `python -m engine token create <account>` or POST /tokens), or with the portal's
+session cookie; cookie-authenticated writes must carry the session's CSRF token in `X-CSRF-Token`.
+Errors are JSON `{"error": {"code", "message", "field"?}}` with a stable `code`. Strings must not contain NUL."""
+
+
+def build_spec(server_url: str = "/api/v1") -> dict[str, Any]:
+    """The OpenAPI document (a fresh dict each time)."""
+    import copy
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Veche API", "version": "1.0.0", "description": DESCRIPTION},
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}, {"session": []}],
+        "tags": [{"name": name} for name in ("conferences", "live", "history", "address book", "templates",
+                                              "account", "meta")],
+        "paths": copy.deepcopy(PATHS),
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "API token"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "veche_session",
+                            "description": "portal session; writes also need X-CSRF-Token"},
+            },
+        },
+    }
+
+
+def body_schema(name: str) -> dict[str, Any]:
+    """A self-contained JSON Schema (2020-12) for validating a request body of component ``name``."""
+    return {"$ref": f"#/components/schemas/{name}", "components": {"schemas": SCHEMAS}}

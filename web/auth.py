@@ -1,0 +1,82 @@
+"""Who is asking: the account of the portal session (W2 adds API bearer tokens here), and the
+login/logout session switches (a fresh session id on every login)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from engine.domain.accounts import Account
+from engine.domain.errors import NotFound
+
+ACCOUNT_KEY = web.RequestKey("veche.account", object)
+_MISSING = object()
+
+
+def _engine(request: web.Request) -> Any:
+    from web.app import ENGINE_KEY
+
+    return request.app[ENGINE_KEY]
+
+
+async def current_account(request: web.Request) -> Account | None:
+    """The logged-in account of this request's session, or None (cached on the request)."""
+    cached = request.get(ACCOUNT_KEY, _MISSING)
+    if cached is not _MISSING:
+        return cached
+    if "Authorization" in request.headers:  # API token (W2): raises Unauthenticated / Forbidden
+        from web.api.bearer import bearer_account
+
+        request[ACCOUNT_KEY] = await bearer_account(request)
+        return request[ACCOUNT_KEY]
+    account = None
+    session = await get_session(request)
+    account_id = session.get("account_id")
+    if account_id is not None:
+        try:
+            account = await _engine(request).services["accounts"].get(int(account_id))
+        except NotFound:
+            account = None
+        if account is not None and account.blocked:
+            account = None
+    request[ACCOUNT_KEY] = account
+    return account
+
+
+async def start_login_session(request: web.Request, account: Account) -> None:
+    """Revokes the pre-login session and opens a new one (new id), so a planted id is useless."""
+    old = await get_session(request)
+    language = old.get("lang")
+    if old.identity:
+        await _engine(request).services["accounts"].revoke_session(old.identity)
+    session = await new_session(request)
+    session["account_id"] = account.id
+    if language and not account.language:
+        session["lang"] = language
+    request[ACCOUNT_KEY] = account
+
+
+async def end_session(request: web.Request) -> None:
+    session = await get_session(request)
+    session.invalidate()
+    request[ACCOUNT_KEY] = None
+
+
+View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def login_required(view: View) -> View:
+    """Sends anonymous visitors to the login page (and back afterwards)."""
+
+    @functools.wraps(view)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        if await current_account(request) is None:
+            target = request.path_qs if request.method == "GET" else "/"
+            raise web.HTTPSeeOther(request.app.router["login"].url_for().with_query(next=target))
+        return await view(request)
+
+    return wrapper

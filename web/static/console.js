@@ -1,0 +1,227 @@
+/* The chair's live console: the participant table follows the conference's event stream
+   (Server-Sent Events). On every (re)connect and every reported change it loads the current
+   state once, so a console that lost its connection shows the present, never a stale table. */
+(function () {
+  "use strict";
+  var root = document.getElementById("console");
+  if (!root) { return; }
+  var labels = JSON.parse(root.dataset.labels);
+  var csrf = document.querySelector("meta[name=csrf-token]").content;
+  var base = "/conferences/" + root.dataset.conference;
+  var body = root.querySelector("[data-participants]");
+  var toast = root.querySelector("[data-toast]");
+  var offline = root.querySelector("[data-offline]");
+  var current = null;
+  var loading = false;
+  var again = false;
+  var timer = null;
+  var timeFormat = new Intl.DateTimeFormat(root.dataset.lang, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZone: root.dataset.tz || undefined
+  });
+  var shortTime = new Intl.DateTimeFormat(root.dataset.lang, {
+    hour: "2-digit", minute: "2-digit", hour12: false, timeZone: root.dataset.tz || undefined
+  });
+
+  function label(key) { return labels[key] || key; }
+
+  function duration(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    var mm = (h ? String(m).padStart(2, "0") : String(m));
+    return (h ? h + ":" : "") + mm + ":" + String(s).padStart(2, "0");
+  }
+
+  function liveSeconds(p) {
+    var seconds = p.connected_seconds || 0;
+    if (p.state === "connected" && p.joined_at) {
+      seconds = Math.max(seconds, (Date.now() - Date.parse(p.joined_at)) / 1000);
+    }
+    return seconds;
+  }
+
+  function badge(state, reason) {
+    var span = document.createElement("span");
+    span.className = "badge state-" + state;
+    span.dataset.state = state;
+    span.textContent = label(state) + (reason ? " · " + label(reason) : "");
+    return span;
+  }
+
+  function chip(text, action, danger) {
+    var button = document.createElement("button");
+    button.className = "chip" + (danger ? " danger" : "");
+    button.formAction = action;
+    button.textContent = text;
+    return button;
+  }
+
+  function cell(row, name, content) {
+    var td = document.createElement("td");
+    td.dataset.col = name;
+    if (typeof content === "string") { td.textContent = content; } else if (content) { td.appendChild(content); }
+    row.appendChild(td);
+    return td;
+  }
+
+  function render(conference) {
+    current = conference;
+    var checked = {};
+    body.querySelectorAll("input[name=participant]:checked").forEach(function (box) { checked[box.value] = true; });
+    var rows = document.createDocumentFragment();
+    var connected = 0;
+    conference.participants.forEach(function (p) {
+      var row = document.createElement("tr");
+      row.dataset.participant = p.id;
+      row.dataset.state = p.display_state;
+      var box = document.createElement("input");
+      box.type = "checkbox"; box.name = "participant"; box.value = p.id; box.checked = !!checked[p.id];
+      cell(row, "select", box);
+      cell(row, "name", p.name || "—");
+      cell(row, "number", p.number).className = "mono";
+      cell(row, "state", badge(p.display_state, p.reason));
+      cell(row, "joined", p.joined_at ? timeFormat.format(new Date(p.joined_at)) : "—");
+      cell(row, "duration", duration(liveSeconds(p))).className = "mono";
+      var actions = document.createElement("div");
+      actions.className = "actions";
+      cell(row, "actions", actions);
+      var url = base + "/participants/" + p.id + "/";
+      if (conference.state === "running") {
+        if (p.state === "connected") {
+          connected += 1;
+          actions.appendChild(p.muted ? chip(label("unmute"), url + "unmute") : chip(label("mute"), url + "mute"));
+          var kick = chip(label("kick"), url + "kick", true);
+          kick.dataset.confirm = label("confirm_kick");
+          actions.appendChild(kick);
+        } else if (p.state !== "calling" && p.state !== "ringing") {
+          actions.appendChild(chip(label("redial"), url + "redial"));
+        }
+      }
+      rows.appendChild(row);
+    });
+    if (!conference.participants.length) {
+      var empty = document.createElement("tr");
+      empty.className = "empty";
+      var td = cell(empty, "empty", label("nobody"));
+      td.colSpan = 7; td.className = "muted";
+      rows.appendChild(empty);
+    }
+    body.replaceChildren(rows);
+    var summary = root.querySelector("[data-summary]");
+    if (summary) { summary.textContent = label("connected") + ": " + connected + " / " + conference.participants.length; }
+    var stateBox = root.querySelector("[data-conf-state]");
+    stateBox.replaceChildren(badge(conference.state));
+    root.querySelector("[data-locked]").hidden = !conference.locked;
+    root.querySelector("[data-lock-form]").hidden = conference.locked;
+    root.querySelector("[data-unlock-form]").hidden = !conference.locked;
+    root.querySelector("[data-ends-at]").textContent = shortTime.format(new Date(conference.ends_at));
+    root.dataset.confState = conference.state;
+    root.classList.toggle("is-over", conference.state !== "running" && conference.state !== "scheduled");
+  }
+
+  function refresh() {
+    if (loading) { again = true; return; }
+    loading = true;
+    fetch(root.dataset.stateUrl, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.status === 401 || response.redirected) { window.location.reload(); return null; }
+        return response.ok ? response.json() : null;
+      })
+      .then(function (conference) { if (conference) { render(conference); } })
+      .catch(function () { /* the stream's reconnect will refresh */ })
+      .finally(function () {
+        loading = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  var pending = null;
+  function soon() {
+    if (pending) { return; }
+    pending = setTimeout(function () { pending = null; refresh(); }, 100);
+  }
+
+  var kinds = ["message", "snapshot", "state", "conference", "participant",
+    "conference.scheduled", "conference.updated", "conference.cancelled", "conference.started",
+    "conference.extended", "conference.locked", "conference.unlocked", "conference.ended", "conference.failed",
+    "participant.added", "participant.state", "participant.muted", "participant.unmuted", "participant.kicked",
+    "participant.talking"];
+  function connect() {
+    var stream = new EventSource(root.dataset.eventsUrl);
+    stream.onopen = function () { offline.hidden = true; root.dataset.live = "1"; refresh(); };
+    stream.onerror = function () {
+      root.dataset.live = "0";
+      offline.hidden = false;
+      if (stream.readyState === EventSource.CLOSED) { setTimeout(connect, 3000); }
+    };
+    kinds.forEach(function (kind) { stream.addEventListener(kind, soon); });
+    window.addEventListener("pagehide", function () { stream.close(); });
+  }
+
+  function show(message, isError) {
+    toast.textContent = message;
+    toast.className = "toast" + (isError ? " toast-error" : "");
+    toast.hidden = false;
+    clearTimeout(timer);
+    timer = setTimeout(function () { toast.hidden = true; }, 3500);
+  }
+
+  root.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("[data-async]")) { return; }
+    event.preventDefault();
+    var submitter = event.submitter;
+    var question = (submitter && submitter.dataset.confirm) || form.dataset.confirm;
+    if (question && !window.confirm(question)) { return; }
+    var confirmField = form.querySelector("input[name=confirm]");
+    if (confirmField) { confirmField.value = "on"; }
+    var action = (submitter && submitter.getAttribute("formaction")) || form.getAttribute("action");
+    var data = new URLSearchParams(new FormData(form));
+    fetch(action, {
+      method: "POST", credentials: "same-origin", body: data,
+      headers: { "X-CSRF-Token": csrf, Accept: "application/json" }
+    }).then(function (response) {
+      return response.json().catch(function () { return { error: { message: response.statusText } }; });
+    }).then(function (result) {
+      if (result.error) { show(result.error.message, true); return; }
+      show(result.message || "OK", false);
+      if (form.matches("[data-add-form]")) { form.reset(); }
+      var menu = root.querySelector("[data-menu]");
+      if (menu) { menu.open = false; }
+      if (result.redirect) { window.location.assign(result.redirect); return; }
+      refresh();
+    }).catch(function () { show(label("offline"), true); });
+  });
+
+  var all = root.querySelector("[data-check-all]");
+  if (all) {
+    all.addEventListener("change", function () {
+      body.querySelectorAll("input[name=participant]").forEach(function (box) { box.checked = all.checked; });
+    });
+  }
+
+  var quality = root.querySelector("[data-quality]");
+  var dialog = root.querySelector("[data-quality-dialog]");
+  if (quality && dialog && dialog.showModal) {
+    quality.addEventListener("click", function (event) {
+      event.preventDefault();
+      fetch(quality.getAttribute("href") + "?partial=1", { credentials: "same-origin" })
+        .then(function (response) { return response.text(); })
+        .then(function (html) {
+          dialog.querySelector("[data-quality-body]").innerHTML = html;
+          root.querySelector("[data-menu]").open = false;
+          dialog.showModal();
+        });
+    });
+  }
+
+  setInterval(function () {
+    if (!current) { return; }
+    current.participants.forEach(function (p) {
+      if (p.state !== "connected") { return; }
+      var td = body.querySelector("tr[data-participant='" + p.id + "'] [data-col=duration]");
+      if (td) { td.textContent = duration(liveSeconds(p)); }
+    });
+  }, 1000);
+
+  connect();
+})();

@@ -1,0 +1,134 @@
+"""What every portal view shares: the template context (account, language, CSRF token, flash
+messages), translations for Python-side messages, and small form-parsing helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+from babel.support import Translations
+from multidict import MultiDictProxy
+
+from engine.domain.errors import VecheError
+from web.auth import current_account
+from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, TRANSLATIONS_KEY
+from web.security import CSRF_FIELD, csrf_token
+
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogue; it is translated where it is shown."""
+    return message
+
+
+NAVIGATION = (
+    ("planning", N_("Planning")),
+    ("conferences", N_("Conferences")),
+    ("history", N_("History")),
+    ("settings", N_("Settings")),
+    ("help", N_("Help")),
+)
+
+
+def engine_of(request: web.Request) -> Any:
+    from web.app import ENGINE_KEY
+
+    return request.app[ENGINE_KEY]
+
+
+def service(request: web.Request, name: str) -> Any:
+    found = engine_of(request).services.get(name)
+    if found is None:
+        raise web.HTTPServiceUnavailable(reason=f"{name} service is not running")
+    return found
+
+
+async def language(request: web.Request) -> str:
+    account = await current_account(request)
+    if account is not None and account.language in LANGUAGES:
+        return account.language
+    session = await get_session(request)
+    chosen = session.get("lang")
+    return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
+
+
+async def translations(request: web.Request) -> Translations:
+    return request.app[TRANSLATIONS_KEY][await language(request)]
+
+
+async def translate(request: web.Request, message: str, **values: Any) -> str:
+    text = (await translations(request)).gettext(message)
+    return text % values if values else text
+
+
+async def translate_later(request: web.Request, message: str) -> str:
+    """Translates a message marked elsewhere with N_()."""
+    return (await translations(request)).gettext(message)
+
+
+async def error_text(request: web.Request, error: VecheError) -> str:
+    """A domain error's message in the visitor's language (catalogued messages are translated)."""
+    return (await translations(request)).gettext(str(error))
+
+
+async def flash(request: web.Request, message: str, kind: str = "ok") -> None:
+    """A one-time notice shown on the next page (message already translated)."""
+    session = await get_session(request)
+    session["flash"] = [*session.get("flash", []), {"kind": kind, "text": message}]
+
+
+async def base_context(request: web.Request) -> dict[str, Any]:
+    account = await current_account(request)
+    session = await get_session(request)
+    flashes = session.pop("flash", []) if "flash" in session else []
+    lang = await language(request)
+    router = request.app.router
+    return {
+        "account": account,
+        "lang": lang,
+        "translations": request.app[TRANSLATIONS_KEY][lang],
+        "csrf_token": await csrf_token(request),
+        "csrf_field": CSRF_FIELD,
+        "flashes": flashes,
+        "navigation": NAVIGATION,
+        "current_path": request.path,
+        "access_number": engine_of(request).settings.access_number,
+        "url": lambda name, **parts: str(router[name].url_for(**{k: str(v) for k, v in parts.items()})),
+        "static": lambda path: str(router["static"].url_for(filename=path, append_version=True)),
+    }
+
+
+def field(form: MultiDictProxy, name: str, default: str = "") -> str:
+    value = form.get(name, default)
+    return value.strip() if isinstance(value, str) else default
+
+
+def checkbox(form: MultiDictProxy, name: str) -> bool:
+    return form.get(name) in ("on", "1", "true", "yes")
+
+
+def int_param(value: str, *, default: int | None = None) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    value = int_param(request.match_info.get(name, ""))
+    if value is None or value <= 0 or value > 2**62:
+        raise web.HTTPNotFound()
+    return value
+
+
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+async def render(request: web.Request, template: str, context: dict[str, Any] | None = None, *,
+                 status: int = 200) -> web.Response:
+    """Renders a page with the shared context, computed after the view did its work."""
+    values = await base_context(request)
+    values.update(context or {})
+    return aiohttp_jinja2.render_template(template, request, values, status=status)

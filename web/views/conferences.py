@@ -1,0 +1,274 @@
+"""Conferences (upcoming and running), the conference card, editing and cancelling a scheduled
+conference, and the chair's live console with its actions and the network status report."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from engine.domain.errors import LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
+from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState
+from web.auth import current_account, login_required
+from web.i18n import local_time
+from web.views.common import (
+    N_,
+    checkbox,
+    engine_of,
+    error_text,
+    field,
+    flash,
+    path_id,
+    render,
+    service,
+    translate,
+    wants_json,
+)
+from web.views.planning import _form_error, form_context, plan_from_form
+
+log = logging.getLogger(__name__)
+
+EXTEND_STEPS = (15, 30, 45, 60)
+
+
+def display_state(participant: Participant) -> str:
+    """What the console shows: connected splits into talking / muted."""
+    if participant.state == ParticipantState.CONNECTED:
+        if participant.muted:
+            return "muted"
+        if participant.talking:
+            return "talking"
+    return str(participant.state)
+
+
+def participant_json(participant: Participant) -> dict[str, Any]:
+    return {
+        "id": participant.id, "name": participant.name, "number": participant.number,
+        "role": str(participant.role), "origin": str(participant.origin), "state": str(participant.state),
+        "display_state": display_state(participant),
+        "reason": str(participant.failure_reason) if participant.failure_reason else None,
+        "muted": participant.muted, "talking": participant.talking, "attempts": participant.attempts,
+        "joined_at": participant.joined_at.isoformat() if participant.joined_at else None,
+        "left_at": participant.left_at.isoformat() if participant.left_at else None,
+        "connected_seconds": participant.connected_seconds,
+    }
+
+
+def conference_json(conference: Conference) -> dict[str, Any]:
+    return {
+        "id": conference.id, "subject": conference.subject, "state": str(conference.state),
+        "locked": conference.locked, "starts_at": conference.starts_at.isoformat(),
+        "ends_at": conference.ends_at.isoformat(), "extended_minutes": conference.extended_minutes,
+        "participants": [participant_json(p) for p in conference.participants],
+    }
+
+
+async def _conference(request: web.Request) -> Conference:
+    account = await current_account(request)
+    return await service(request, "conferences").get(account.id, path_id(request))
+
+
+@login_required
+async def conferences(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    items = await service(request, "conferences").list(
+        account.id, {ConferenceState.RUNNING, ConferenceState.SCHEDULED})
+    running = sorted((c for c in items if c.state == ConferenceState.RUNNING), key=lambda c: c.starts_at)
+    upcoming = sorted((c for c in items if c.state == ConferenceState.SCHEDULED), key=lambda c: c.starts_at)
+    return await render(request, "conferences.html", {"running": running, "upcoming": upcoming})
+
+
+@login_required
+async def card(request: web.Request) -> web.StreamResponse:
+    conference = await _conference(request)
+    account = await current_account(request)
+    deliveries: list[dict] = []
+    notifier = engine_of(request).services.get("notifier")
+    if notifier is not None:
+        try:
+            deliveries = await notifier.delivery_status(account.id, conference.id)
+        except VecheError:
+            log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
+    return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries})
+
+
+@login_required
+async def edit(request: web.Request) -> web.StreamResponse:
+    conference = await _conference(request)
+    if conference.state != ConferenceState.SCHEDULED:
+        raise web.HTTPSeeOther(f"/conferences/{conference.id}")
+    account = await current_account(request)
+    start = local_time(conference.starts_at, account.timezone)
+    values = {"subject": conference.subject, "duration_minutes": conference.duration_minutes,
+              "max_participants": conference.max_participants, "auto_invite": conference.auto_invite,
+              "auto_extend_minutes": conference.auto_extend_minutes,
+              "guest_pin_required": conference.guest_pin_required, "reminder_minutes": conference.reminder_minutes,
+              "participants": [{"number": p.number, "name": p.name, "email": p.email}
+                               for p in conference.participants],
+              "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
+    context = await form_context(request, values)
+    return await render(request, "conference_edit.html", {"conference": conference, **context})
+
+
+@login_required
+async def edit_submit(request: web.Request) -> web.StreamResponse:
+    conference = await _conference(request)
+    account = await current_account(request)
+    form = await request.post()
+    try:
+        plan = plan_from_form(form, account.timezone)
+        changes = {"subject": plan.subject, "start": plan.start, "duration_minutes": plan.duration_minutes,
+                   "max_participants": plan.max_participants, "auto_invite": plan.auto_invite,
+                   "auto_extend_minutes": plan.auto_extend_minutes, "guest_pin_required": plan.guest_pin_required,
+                   "reminder_minutes": plan.reminder_minutes, "participants": plan.participants}
+        await service(request, "conferences").update(account.id, conference.id, changes)
+    except (ValidationError, StateConflict, LimitExceeded) as exc:
+        return await _form_error(request, form, exc, template="conference_edit.html",
+                                 extra={"conference": conference})
+    await flash(request, await translate(request, "Conference updated"))
+    raise web.HTTPSeeOther(f"/conferences/{conference.id}")
+
+
+@login_required
+async def cancel(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    conference_id = path_id(request)
+    try:
+        await service(request, "conferences").cancel(account.id, conference_id)
+    except StateConflict as exc:
+        await flash(request, await error_text(request, exc), "error")
+        raise web.HTTPSeeOther(f"/conferences/{conference_id}") from None
+    await flash(request, await translate(request, "Conference cancelled"))
+    raise web.HTTPSeeOther("/conferences")
+
+
+@login_required
+async def console(request: web.Request) -> web.StreamResponse:
+    conference = await _conference(request)
+    return await render(request, "console.html", {
+        "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state})
+
+
+@login_required
+async def console_state(request: web.Request) -> web.StreamResponse:
+    """The console's current state as JSON: fetched when the event stream (re)connects and when
+    it reports a change, so a reconnecting console always shows the present."""
+    conference = await _conference(request)
+    return web.json_response(conference_json(conference), headers={"Cache-Control": "no-store"})
+
+
+async def _action_done(request: web.Request, conference_id: int, message: str,
+                       error: VecheError | None = None, target: str | None = None) -> web.StreamResponse:
+    text = await error_text(request, error) if error else await translate(request, message)
+    if wants_json(request):
+        if error is not None:
+            status = 404 if isinstance(error, NotFound) else 409 if isinstance(
+                error, StateConflict | LimitExceeded) else 400
+            return web.json_response({"error": {"code": error.code, "message": text}}, status=status)
+        return web.json_response({"ok": True, "message": text, "redirect": target})
+    await flash(request, text, "error" if error else "ok")
+    raise web.HTTPSeeOther(target or f"/conferences/{conference_id}/console")
+
+
+async def _run_action(request: web.Request, message: str, call: Any, target: str | None = None) -> web.StreamResponse:
+    conference_id = path_id(request)
+    try:
+        await call
+    except NotFound:
+        raise
+    except (ValidationError, StateConflict, LimitExceeded) as exc:
+        return await _action_done(request, conference_id, message, exc)
+    return await _action_done(request, conference_id, message, target=target)
+
+
+@login_required
+async def add_participant(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    form = await request.post()
+    participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None)
+    invite = form.get("invite", "on") == "on"
+    return await _run_action(request, N_("Participant added"), service(request, "conferences").add_participant(
+        account.id, path_id(request), participant, invite=invite))
+
+
+@login_required
+async def invite(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    form = await request.post()
+    ids = []
+    for value in form.getall("participant", []):
+        try:
+            ids.append(int(value))
+        except ValueError:
+            continue
+    if not ids:
+        return await _action_done(request, path_id(request), "",
+                                  ValidationError("Tick the participants to invite", "participant"))
+    return await _run_action(request, N_("Invitations sent"), service(request, "conferences").invite(
+        account.id, path_id(request), ids))
+
+
+PARTICIPANT_ACTIONS = {
+    "mute": (N_("Participant muted"), lambda s, a, c, p: s.mute(a, c, p, True)),
+    "unmute": (N_("Participant unmuted"), lambda s, a, c, p: s.mute(a, c, p, False)),
+    "kick": (N_("Participant disconnected"), lambda s, a, c, p: s.kick(a, c, p)),
+    "redial": (N_("Calling the participant again"), lambda s, a, c, p: s.invite(a, c, [p])),
+}
+
+
+@login_required
+async def participant_action(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    action = request.match_info["action"]
+    if action not in PARTICIPANT_ACTIONS:
+        raise web.HTTPNotFound()
+    message, call = PARTICIPANT_ACTIONS[action]
+    return await _run_action(request, message, call(
+        service(request, "conferences"), account.id, path_id(request), path_id(request, "pid")))
+
+
+@login_required
+async def conference_action(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    action = request.match_info["action"]
+    conferences_service = service(request, "conferences")
+    conference_id = path_id(request)
+    if action == "lock":
+        return await _run_action(request, N_("Conference locked"),
+                                 conferences_service.lock(account.id, conference_id, True))
+    if action == "unlock":
+        return await _run_action(request, N_("Conference unlocked"),
+                                 conferences_service.lock(account.id, conference_id, False))
+    if action == "extend":
+        form = await request.post()
+        try:
+            minutes = int(field(form, "minutes"))
+        except ValueError:
+            minutes = 0
+        if minutes not in EXTEND_STEPS:
+            return await _action_done(request, conference_id, "",
+                                      ValidationError("Extend by 15, 30, 45 or 60 minutes", "minutes"))
+        return await _run_action(request, N_("Conference extended"),
+                                 conferences_service.extend(account.id, conference_id, minutes))
+    if action == "end":
+        form = await request.post()
+        if not checkbox(form, "confirm") and not wants_json(request):
+            return await _action_done(request, conference_id, "",
+                                      ValidationError("Confirm that the conference should end", "confirm"))
+        return await _run_action(request, N_("Conference ended"), conferences_service.end(account.id, conference_id),
+                                 target=f"/history/{conference_id}")
+    raise web.HTTPNotFound()
+
+
+@login_required
+async def quality(request: web.Request) -> web.StreamResponse:
+    conference = await _conference(request)
+    account = await current_account(request)
+    reporter = engine_of(request).services.get("quality")
+    rows: list[dict] | None = None
+    if reporter is not None:
+        rows = await reporter.report(account.id, conference.id)
+    partial = request.query.get("partial") == "1"
+    return await render(request, "quality_partial.html" if partial else "quality.html",
+                        {"conference": conference, "rows": rows})

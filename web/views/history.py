@@ -1,0 +1,113 @@
+"""Conference history: a period (from/to or a quick range), the list, a conference's details
+(participants' join/leave times, durations, invite outcomes, event log) and CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from engine.domain.model import Conference
+from web.auth import current_account, login_required
+from web.i18n import local_time
+from web.views.common import path_id, render, service
+
+QUICK_RANGES = ("today", "yesterday", "7d", "30d", "month")
+MAX_PERIOD_DAYS = 366
+
+
+def period(query: dict, timezone: str) -> tuple[date, date, str]:
+    """(first day, last day, chosen quick range or '') in the account's time zone."""
+    today = datetime.now(ZoneInfo(timezone)).date()
+    chosen = query.get("range", "")
+    if chosen in QUICK_RANGES:
+        first, last = {
+            "today": (today, today),
+            "yesterday": (today - timedelta(days=1), today - timedelta(days=1)),
+            "7d": (today - timedelta(days=6), today),
+            "30d": (today - timedelta(days=29), today),
+            "month": (today.replace(day=1), today),
+        }[chosen]
+        return first, last, chosen
+    try:
+        first = date.fromisoformat(query.get("from", ""))
+    except ValueError:
+        first = today - timedelta(days=6)
+    try:
+        last = date.fromisoformat(query.get("to", ""))
+    except ValueError:
+        last = today
+    if last < first:
+        first, last = last, first
+    if (last - first).days > MAX_PERIOD_DAYS:
+        first = last - timedelta(days=MAX_PERIOD_DAYS)
+    return first, last, "" if "from" in query or "to" in query else "7d"
+
+
+async def _history(request: web.Request) -> tuple[list[Conference], date, date, str]:
+    account = await current_account(request)
+    first, last, chosen = period(dict(request.query), account.timezone)
+    zone = ZoneInfo(account.timezone)
+    since = datetime.combine(first, time.min, tzinfo=zone)
+    until = datetime.combine(last + timedelta(days=1), time.min, tzinfo=zone)
+    items = await service(request, "conferences").history(account.id, since, until)
+    items.sort(key=lambda c: c.started_at or c.starts_at, reverse=True)
+    return items, first, last, chosen
+
+
+@login_required
+async def history(request: web.Request) -> web.StreamResponse:
+    items, first, last, chosen = await _history(request)
+    return await render(request, "history.html", {
+        "conferences": items, "first": first.isoformat(), "last": last.isoformat(), "chosen": chosen,
+        "quick_ranges": QUICK_RANGES})
+
+
+@login_required
+async def history_detail(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    conferences = service(request, "conferences")
+    conference = await conferences.get(account.id, path_id(request))
+    events = await conferences.events(account.id, conference.id)
+    return await render(request, "history_detail.html", {"conference": conference, "events": events})
+
+
+def _cell(value: datetime | None, timezone: str) -> str:
+    local = local_time(value, timezone)
+    return local.strftime("%Y-%m-%d %H:%M:%S") if local else ""
+
+
+@login_required
+async def history_csv(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    items, first, last, _ = await _history(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["conference_id", "subject", "conference_number", "state", "started_at", "ended_at",
+                     "participant_name", "participant_number", "participant_state", "failure_reason",
+                     "attempts", "joined_at", "left_at", "connected_seconds"])
+    for conference in items:
+        rows = conference.participants or [None]
+        for participant in rows:
+            base = [conference.id, _safe(conference.subject), conference.conference_number, str(conference.state),
+                    _cell(conference.started_at or conference.starts_at, account.timezone),
+                    _cell(conference.ended_at, account.timezone)]
+            if participant is None:
+                writer.writerow(base + [""] * 8)
+                continue
+            writer.writerow(base + [
+                _safe(participant.name), participant.number, str(participant.state),
+                str(participant.failure_reason or ""), participant.attempts,
+                _cell(participant.joined_at, account.timezone), _cell(participant.left_at, account.timezone),
+                participant.connected_seconds])
+    filename = f"veche-history-{first.isoformat()}-{last.isoformat()}.csv"
+    return web.Response(body=("\ufeff" + buffer.getvalue()).encode(), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _safe(text: str) -> str:
+    """Neutralises spreadsheet formulas in user-supplied text (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
