@@ -186,6 +186,10 @@ async def test_plan_card_edit_cancel(client: PortalClient, engine) -> None:
     assert f'data-conference="{conference_id}"' in listing.text
     edit = await client.get(f"/conferences/{conference_id}/edit")
     assert edit.status == 200
+    invalid = await client.post(f"/conferences/{conference_id}/edit", [
+        ("subject", ""), ("when", "later"), ("date", "not-a-date"), ("time", "11:00"), ("duration_minutes", "90"),
+        ("max_participants", "5")])
+    assert invalid.status == 400 and ("flash-error" in invalid.text or "field-error" in invalid.text)
     page = await client.post(f"/conferences/{conference_id}/edit", [
         ("subject", "Board meeting (moved)"), ("when", "later"), ("date", start.strftime("%Y-%m-%d")),
         ("time", "11:00"), ("duration_minutes", "90"), ("max_participants", "5"),
@@ -314,3 +318,19 @@ async def test_history_lists_and_exports(client: PortalClient, engine) -> None:
         assert response.headers["Content-Type"].startswith("text/csv")
         body = (await response.read()).decode("utf-8-sig")
     assert "Quick one" in body and "375290001207" in body
+
+
+async def test_settings_errors_render_the_form_again(client: PortalClient, engine) -> None:
+    account = await new_account(engine)
+    await client.login(account.phone)
+    await client.get("/settings")
+    page = await client.post("/settings/profile", {"name": "Ann", "email": "not-an-address", "language": "en"})
+    assert page.status == 400 and "field-error" in page.text
+    await client.get("/settings")
+    page = await client.post("/settings/password", {"old_password": PASSWORD, "new_password": "new-password-1",
+                                                    "new_password_again": "new-password-2"})
+    assert page.status == 400 and "field-error" in page.text
+    page = await client.post("/settings/password", {"old_password": PASSWORD, "new_password": "new-password-1",
+                                                    "new_password_again": "new-password-1"}, token=page.csrf)
+    assert page.status == 200 and "/settings" in page.url
+    await engine.services["accounts"].authenticate(account.phone, "new-password-1")
