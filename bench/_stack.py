@@ -67,7 +67,9 @@ def machine(asterisk: AsteriskProcess | None = None) -> str:
     cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     version = asterisk.cli("core show version").strip().split(" built by")[0] if asterisk else ""
     sipp = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()
-    return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cores} cores (nproc), {cpu}; "
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cores} cores (nproc), {cpu}; load average at start "
+            f"{load} (the machine was shared with other test runs); "
             f"Python {platform.python_version()}; {version or 'Asterisk ?'}; "
             f"{sipp[0].strip().rstrip('.') if sipp else 'SIPp ?'}")
 

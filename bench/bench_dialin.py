@@ -20,10 +20,10 @@ import jinja2
 from bench._stack import bench_stack, machine, write_section
 from engine.adapters.ami import AmiEvent
 from engine.app import Engine
-from engine.stack import free_port, free_udp_port_pair
+from engine.stack import free_port
 from tests.support.dialin_factories import create_conference
 from tests.support.dtmf import write_dtmf_pcap
-from tests.support.sipp import SCENARIOS, SippProcess
+from tests.support.sipp import SCENARIOS, SippProcess, free_media_port
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -63,7 +63,7 @@ async def main() -> None:
             argv = ["sipp", f"127.0.0.1:{stack.settings.sip_port}", "-sf", str(scenario), "-s",
                     stack.settings.access_number, "-r", f"{args.rate:g}", "-m", str(total), "-l", str(total),
                     "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
-                    "-mp", str(free_udp_port_pair()), "-nostdin", "-trace_stat", "-stf", str(stat_file),
+                    "-mp", str(free_media_port()), "-nostdin", "-trace_stat", "-stf", str(stat_file),
                     "-fd", "5", "-trace_err", "-error_file", str(base.with_suffix(".err"))]
             joins = 0
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m engine run | migrate | asterisk-config render DIR``."""
+"""Command line: ``python -m engine run | migrate | asterisk-config render DIR | account create |
+token create | token revoke``."""
 
 from __future__ import annotations
 

@@ -36,6 +36,8 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.dialin",
     "engine.services.quality",
     "engine.services.metrics",
+    "engine.services.audit",
+    "engine.services.operator",
 )
 
 

@@ -1,5 +1,6 @@
 """The account and API-token subcommands of ``python -m engine`` (an operator's first steps:
-``account create 375291234567 --password-stdin`` then ``token create 375291234567``). They open
+``account create 375291234567 --password-stdin`` then ``token create 375291234567``; ``token revoke
+ID``). They open
 DATABASE_URL and call the same services as the portal; they need no Asterisk."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +16,12 @@ from typing import Any
 
 from engine.config import Settings
 from engine.domain.errors import ConfigError, ValidationError
+
+
+def _quiet(args: argparse.Namespace) -> None:
+    """Only warnings and errors on stderr (unless -v): the output is the command's answer."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 @asynccontextmanager
@@ -43,6 +51,7 @@ def _one_line(exc: ValidationError) -> ValidationError:
 
 
 def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
+    _quiet(args)
     if not args.password_stdin:
         raise ValidationError("give the password on standard input with --password-stdin", "password")
     password = sys.stdin.readline().rstrip("\r\n")
@@ -60,6 +69,7 @@ def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
+    _quiet(args)
     async def go() -> None:
         async with _services(settings, "accounts", "tokens") as services:
             try:
@@ -67,7 +77,18 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
             except ValidationError as exc:
                 raise _one_line(exc) from None
         print(issued.secret)  # stdout holds only the token, so scripts can capture it
-        print(f"token {issued.token.id} for {args.phone}: shown once, keep it secret", file=sys.stderr)
+        print(f"token id {issued.token.id} for {args.phone}: shown once, keep it secret "
+              f"(revoke with: python -m engine token revoke {issued.token.id})", file=sys.stderr)
+
+    asyncio.run(go())
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> None:
+    _quiet(args)
+    async def go() -> None:
+        async with _services(settings, "accounts", "tokens") as services:
+            token = await services["tokens"].revoke(None, args.token_id)
+        print(f"token {token.id} ({token.prefix}...) revoked")
 
     asyncio.run(go())
 
@@ -91,3 +112,6 @@ def add_commands(sub: Any) -> None:
     issue.add_argument("phone", help="the phone account, 375XXXXXXXXX")
     issue.add_argument("--name", default="", help="a label to tell tokens apart")
     issue.set_defaults(func=cmd_token_create)
+    revoke = token_sub.add_parser("revoke", help="revoke an API token by its id (shown when it was created)")
+    revoke.add_argument("token_id", type=int)
+    revoke.set_defaults(func=cmd_token_revoke)

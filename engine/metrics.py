@@ -100,6 +100,11 @@ class VecheMetrics:
         self.conference_start_delay = Histogram(
             "veche_conference_start_delay_seconds", "Time from a conference's planned start to its actual start",
             buckets=START_DELAY_BUCKETS, registry=self.registry)
+        self.limit_hits = Counter(  # operator edition: toll-fraud guard (engine/services/operator.py)
+            "veche_account_limit_hits", "Actions refused because an account hit a limit or its number plan",
+            ["limit"], registry=self.registry)
+        self.limit_alerts = Counter("veche_account_limit_alerts", "Alerts: an account hit a limit repeatedly",
+                                    ["limit"], registry=self.registry)
         self.http_latency = Histogram(
             "veche_http_request_duration_seconds", "Time to answer an HTTP request of the portal and API",
             ["method", "route", "status"], buckets=HTTP_BUCKETS, registry=self.registry)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from engine.app import Engine
 from web import i18n
+from web.audit_context import audit_context
 from web.metrics import health_response, setup_metrics
 from web.security import csrf_protection, security_headers
 from web.sessions import PostgresSessionStorage
@@ -58,6 +59,7 @@ def init_app(engine: Engine) -> web.Application:
         raise RuntimeError("the portal needs engine.services['accounts'] (engine.services.accounts)")
     aiohttp_session.setup(app, PostgresSessionStorage(accounts))
     app.middlewares.append(csrf_protection)
+    app.middlewares.append(audit_context)  # the client's address for the audit log (operator edition)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     setup_routes(app)

@@ -147,6 +147,9 @@ class AmiAdapter:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            while not task.done():  # Python 3.11's wait_for can swallow a cancel: repeat it
+                await asyncio.wait({task}, timeout=1.0)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
@@ -341,6 +344,11 @@ class AmiAdapter:
                           Value=self._check_value(value))
 
     # ConfBridge ----------------------------------------------------------------
+
+    async def channel_count(self) -> int:
+        """Channels up on the node (CoreShowChannels): the operator's measure of Asterisk load."""
+        messages = await self.action_list("CoreShowChannels")
+        return sum(1 for m in messages if m.get("Event") == "CoreShowChannel")
 
     async def confbridge_rooms(self) -> list[AmiEvent]:
         messages = await self.action_list("ConfbridgeListRooms", empty_ok=("No active conferences",))

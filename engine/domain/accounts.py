@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from engine.domain.errors import ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS
+from engine.domain.passwords import is_common
 
 LANGUAGES = ("ru", "en")
 ACCOUNT_PHONE = re.compile(r"^375[0-9]{9}$")
@@ -104,6 +105,8 @@ def password(raw: str, field_name: str = "password") -> str:
         raise ValidationError("The password must have at least 8 characters", field_name)
     if len(raw) > PASSWORD_MAX_LENGTH:
         raise ValidationError("The password is too long", field_name)
+    if is_common(raw):  # operator edition: the shipped list of common passwords
+        raise ValidationError("This password is too common; choose a less predictable one", field_name)
     return raw
 
 

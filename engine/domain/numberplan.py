@@ -2,11 +2,79 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
 
 from engine.domain.errors import ValidationError
 
 _DIGITS = frozenset("0123456789")
+MAX_DIGITS = 15  # E.164, and what participants.number stores
+# Operator patterns, Asterisk style: "_" starts a pattern with X (0-9), Z (1-9), N (2-9),
+# [1-5] classes, "." (one or more digits) and "!" (zero or more); without "_" it is a literal number.
+_PATTERN_SHAPE = re.compile(r"^(_[0-9XZNxzn\[\]\-]+[.!]?|[0-9]{2,15})$")
+_PREMIUM_TYPES = (PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST)
+NUMBER_KINDS = ("internal", "mobile", "fixed", "toll_free", "premium", "international", "unknown")
+
+
+def validate_pattern(raw: object, field: str = "patterns") -> str:
+    """An operator's dial pattern in the Asterisk style (``_375XXXXXXXXX``, ``_1XXX``, ``7000``)."""
+    if not isinstance(raw, str) or not _PATTERN_SHAPE.match(raw.strip()):
+        raise ValidationError("a pattern is digits, or _ followed by digits, X, Z, N, [1-5] and an optional "
+                              "final . or !", field)
+    pattern = raw.strip()
+    try:
+        pattern_regex(pattern)
+    except re.error:
+        raise ValidationError(f"the pattern {pattern} is malformed", field) from None
+    return pattern
+
+
+@lru_cache(maxsize=1024)
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regular expression of an Asterisk-style dial pattern (digits only, whole number)."""
+    if not pattern.startswith("_"):
+        return re.compile(re.escape(pattern))
+    parts: list[str] = []
+    body = pattern[1:]
+    index = 0
+    while index < len(body):
+        char = body[index].upper()
+        if char == "X":
+            parts.append("[0-9]")
+        elif char == "Z":
+            parts.append("[1-9]")
+        elif char == "N":
+            parts.append("[2-9]")
+        elif char == ".":
+            parts.append("[0-9]+")
+        elif char == "!":
+            parts.append("[0-9]*")
+        elif char == "[":
+            end = body.find("]", index)
+            if end < 0:
+                raise re.error("unclosed class")
+            members = body[index + 1:end]
+            if not members or not re.fullmatch(r"[0-9\-]+", members):
+                raise re.error("bad class")
+            parts.append(f"[{members}]")
+            index = end
+        elif char.isdigit():
+            parts.append(char)
+        else:
+            raise re.error(f"bad character {char}")
+        index += 1
+    return re.compile("".join(parts))
+
+
+def _parsed(e164_digits: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse("+" + e164_digits)
+    except phonenumbers.NumberParseException:
+        return None
 
 
 @dataclass(frozen=True)
@@ -19,6 +87,11 @@ class NumberPlan:
     national_digits: int = 9
     short_number_length: int = 4
     blocked_prefixes: tuple[str, ...] = ("375902",)
+    # set per account group by the operator (engine/services/operator.py): patterns that replace
+    # the default rules, and whether international / premium-rate destinations are allowed
+    patterns: tuple[str, ...] = ()
+    allow_international: bool = False
+    allow_premium: bool = False
 
     @classmethod
     def from_settings(cls, settings: object) -> NumberPlan:
@@ -29,9 +102,58 @@ class NumberPlan:
             blocked_prefixes=tuple(getattr(settings, "number_plan_blocked_prefixes", ("375902",))),
         )
 
+    def for_group(self, patterns: tuple[str, ...] | list[str], *, allow_international: bool = False,
+                  allow_premium: bool = False) -> NumberPlan:
+        """This plan as an operator's number-plan group narrows or widens it."""
+        return replace(self, patterns=tuple(patterns), allow_international=allow_international,
+                       allow_premium=allow_premium)
+
     @property
     def full_length(self) -> int:
         return len(self.country_code) + self.national_digits
+
+    def is_international(self, number: str) -> bool:
+        """Neither an internal short number nor a number of the home country."""
+        return not (len(number) == self.short_number_length or number.startswith(self.country_code))
+
+    def classify(self, number: str) -> str:
+        """internal, mobile, fixed, toll_free, premium, international or unknown (for the operator's
+        view and the premium check), using the ``phonenumbers`` metadata."""
+        if len(number) == self.short_number_length and not number.startswith(self.country_code):
+            return "internal"
+        if any(number.startswith(prefix) for prefix in self.blocked_prefixes):
+            return "premium"
+        if number.startswith("00"):
+            parsed = _parsed(number[2:])
+            if parsed is not None and phonenumbers.number_type(parsed) in _PREMIUM_TYPES:
+                return "premium"
+            return "international"
+        if self.is_international(number):
+            return "international"
+        parsed = _parsed(number)
+        kind = phonenumbers.number_type(parsed) if parsed is not None else PhoneNumberType.UNKNOWN
+        if kind in _PREMIUM_TYPES:
+            return "premium"
+        return {PhoneNumberType.MOBILE: "mobile", PhoneNumberType.FIXED_LINE: "fixed",
+                PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed", PhoneNumberType.VOIP: "fixed",
+                PhoneNumberType.TOLL_FREE: "toll_free"}.get(kind, "unknown")
+
+    def _check_destination(self, raw: str, field: str) -> None:
+        """Premium-rate and international destinations only where the group allows them."""
+        kind = self.classify(raw)
+        if kind == "premium" and not self.allow_premium:
+            raise ValidationError("premium-rate numbers cannot be dialled", field)
+        if self.is_international(raw) and not self.allow_international:
+            raise ValidationError("international numbers cannot be dialled from this account", field)
+        if self.is_international(raw) and (not raw.startswith("00") or _parsed(raw[2:]) is None
+                                           or not phonenumbers.is_valid_number(_parsed(raw[2:]))):
+            raise ValidationError("write an international number as 00, the country code and the number", field)
+
+    def _validate_group(self, raw: str, field: str) -> str:
+        if not any(pattern_regex(pattern).fullmatch(raw) for pattern in self.patterns):
+            raise ValidationError("this number is not in the dialling plan of your account", field)
+        self._check_destination(raw, field)
+        return raw
 
     def validate(self, raw: object, field: str = "number") -> str:
         """Return the number if the plan allows dialling it, else raise ValidationError(field)."""
@@ -39,11 +161,13 @@ class NumberPlan:
             raise ValidationError("the number must be text made of digits", field)
         if raw == "":
             raise ValidationError("the number is empty", field)
-        if len(raw) > 32:
+        if len(raw) > MAX_DIGITS:
             raise ValidationError("the number is too long", field)
         if not all(ch in _DIGITS for ch in raw):
             raise ValidationError(
                 "the number may contain digits only (no +, spaces, letters or separators)", field)
+        if self.patterns:
+            return self._validate_group(raw, field)
         if len(raw) == self.short_number_length and raw[0] != "0":
             return raw
         if raw.startswith(self.country_code):
@@ -52,9 +176,10 @@ class NumberPlan:
                     f"a number starting with {self.country_code} must have {self.full_length} digits", field)
             if raw[len(self.country_code)] == "0":
                 raise ValidationError("this number is not in the dialling plan", field)
-            for prefix in self.blocked_prefixes:
-                if raw.startswith(prefix):
-                    raise ValidationError("premium-rate numbers cannot be dialled", field)
+            self._check_destination(raw, field)
+            return raw
+        if self.allow_international and raw.startswith("00") and len(raw) > self.short_number_length:
+            self._check_destination(raw, field)
             return raw
         if raw.startswith(("00", "810", "8")) and len(raw) > self.short_number_length:
             raise ValidationError("international and long-distance prefixes are not allowed; "

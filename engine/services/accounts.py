@@ -19,6 +19,7 @@ from engine.adapters.db.sessions import SessionRepository
 from engine.domain import accounts as rules
 from engine.domain.accounts import Account
 from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
+from engine.services.audit import audit_of
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ class AccountService:
         self.sessions = sessions
         self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        self.engine: Any = None  # set by install(): the audit log is reached through it
+
+    async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
+        """Operator edition: logins and account changes go to the audit log (engine/services/audit.py)."""
+        audit = audit_of(self.engine)
+        if audit is not None:
+            await audit.record(action, account_id=account_id, address=address, detail=detail)
 
     async def _hash(self, plain: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, plain)
@@ -89,14 +97,18 @@ class AccountService:
         if found is None:
             await self._verify(self._dummy_hash, password)  # same work whether or not the account exists
             await self.repository.record_attempt(phone, address, False)
+            await self._audit("login.failed", None, address, phone=phone, why="unknown account")
             raise ValidationError("Wrong account or password", "password")
         account, password_hash = found
         if not await self._verify(password_hash, password or ""):
             await self.repository.record_attempt(phone, address, False)
+            await self._audit("login.failed", account.id, address, why="wrong password")
             raise ValidationError("Wrong account or password", "password")
         if account.blocked:
+            await self._audit("login.failed", account.id, address, why="blocked")
             raise Forbidden("This account is blocked; contact the operator")
         await self.repository.record_attempt(phone, address, True)
+        await self._audit("login", account.id, address)
         if self.hasher.check_needs_rehash(password_hash):
             await self.repository.set_password_hash(account.id, await self._hash(password))
         return account
@@ -123,6 +135,7 @@ class AccountService:
         account = await self.repository.update(account_id, values)
         if account is None:
             raise NotFound("No such account")
+        await self._audit("account.profile_updated", account_id, changed=sorted(values))
         return account
 
     async def set_limits(self, account_id: int, **limits: Any) -> Account:
@@ -145,6 +158,7 @@ class AccountService:
             raise ValidationError("The new password is the same as the current one", "new_password")
         await self.repository.set_password_hash(account_id, await self._hash(new))
         await self.sessions.revoke_account(account_id, keep=_token_hash(keep_session) if keep_session else None)
+        await self._audit("account.password_changed", account_id)
 
     # web sessions
     async def load_session(self, token: str) -> WebSession | None:
@@ -178,4 +192,6 @@ class AccountService:
 
 
 async def install(engine: Any) -> AccountService:
-    return AccountService(AccountRepository(engine.pool), SessionRepository(engine.pool))
+    service = AccountService(AccountRepository(engine.pool), SessionRepository(engine.pool))
+    service.engine = engine
+    return service

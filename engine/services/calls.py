@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.adapters.ami import AmiAdapter, AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository
-from engine.domain.errors import AmiError, RateLimited, ValidationError
+from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
 from engine.services.bus import DomainEvent
@@ -163,13 +163,20 @@ class CallService:
         wanted = [p for p in participants if p.state in DIALABLE_STATES and p.origin == "dialout"]
         if not wanted:
             return []
+        operator = self.engine.services.get("operator")  # operator edition: per-account plan and guard
+        number_plan = await operator.number_plan_for(conference.owner_id) if operator else self.number_plan
         for participant in wanted:  # nothing reaches an Originate without the number plan
-            self.number_plan.validate(participant.number, "number")
+            number_plan.validate(participant.number, "number")
         allowed = len(wanted)
         limits = await self.repo.account_limits(conference.owner_id)
+        if limits is not None and limits["blocked"]:
+            raise Forbidden("the account is blocked")
         if limits is not None:
             recent = await self.repo.count_recent_dialouts(conference.owner_id)
             allowed = max(0, limits["max_dialouts_per_minute"] - recent)
+            if allowed < len(wanted) and operator is not None:
+                operator.guard.hit(conference.owner_id, "max_dialouts_per_minute",
+                                   f"{len(wanted)} wanted, {allowed} left")
             if allowed < len(wanted) and strict_rate:
                 raise RateLimited(f"at most {limits['max_dialouts_per_minute']} dial-outs per minute; "
                                   f"{allowed} left now")

@@ -103,10 +103,34 @@ class ConferenceService:
             raise Forbidden("the account is blocked")
         return AccountLimits.from_row(row)
 
+    async def _number_plan(self, owner_id: int | None) -> NumberPlan:
+        """The dial-out plan of the account's number-plan group (operator edition), else the default."""
+        operator = self.engine.services.get("operator")
+        return await operator.number_plan_for(owner_id) if operator is not None else self.number_plan
+
+    def _limit_hit(self, owner_id: int | None, limit: str, detail: str) -> None:
+        """Tell the toll-fraud guard (engine/services/operator.py) that an account was refused."""
+        operator = self.engine.services.get("operator")
+        if operator is not None:
+            operator.guard.hit(owner_id, limit, detail)
+
+    async def _checked_plan(self, owner_id: int, plan: ConferencePlan, limits: AccountLimits) -> ConferencePlan:
+        """validate_plan with the account's number plan; refusals are reported to the guard."""
+        try:
+            return validate_plan(plan, limits, await self._number_plan(owner_id))
+        except LimitExceeded as exc:
+            self._limit_hit(owner_id, "max_participants", str(exc))
+            raise
+        except ValidationError as exc:
+            if (exc.field or "").endswith(".number"):
+                self._limit_hit(owner_id, "number_plan", str(exc))
+            raise
+
     async def _check_concurrency(self, owner_id: int, limits: AccountLimits, starts_at: datetime,
                                  ends_at: datetime, exclude_id: int | None = None) -> None:
         overlapping = await self.repo.count_overlapping(owner_id, starts_at, ends_at, exclude_id)
         if overlapping >= limits.max_concurrent_conferences:
+            self._limit_hit(owner_id, "max_concurrent_conferences", f"{overlapping} overlapping")
             raise LimitExceeded(f"your account allows at most {limits.max_concurrent_conferences} "
                                 "conferences at the same time")
 
@@ -115,7 +139,7 @@ class ConferenceService:
     async def plan(self, owner_id: int, plan: ConferencePlan) -> Conference:
         """Validate and store a conference; an immediate plan (start None) starts at once."""
         limits = await self._limits(owner_id)
-        checked = validate_plan(plan, limits, self.number_plan)
+        checked = await self._checked_plan(owner_id, plan, limits)
         now = now_utc()
         immediate = checked.start is None
         starts_at = now if immediate else checked.start
@@ -201,7 +225,7 @@ class ConferenceService:
             raise ValidationError("each participant needs a number (and optionally name, email, role)",
                                   "participants") from None
         limits = await self._limits(conference.owner_id)
-        checked = validate_plan(ConferencePlan(**proposed), limits, self.number_plan)
+        checked = await self._checked_plan(conference.owner_id, ConferencePlan(**proposed), limits)
         if "start" in changes and checked.start < now_utc() - START_IN_PAST_TOLERANCE:
             raise ValidationError("the start time is in the past", "start")
         ends_at = checked.start + self.minutes(checked.duration_minutes)
@@ -249,6 +273,15 @@ class ConferenceService:
             await self.repo.log_event(conference_id, "conference.failed", actor=actor, detail={"reason": "missed"})
             await self._publish("conference.failed", missed, reason="missed")
             return None
+        if await self._owner_blocked(conference_id):  # operator edition: a blocked account's conferences never start
+            log.warning("conference %s not started: its account is blocked", conference_id)
+            failed = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.FAILED,
+                                                end_reason="account_blocked", ended_at=now_utc())
+            if failed is not None:
+                await self.repo.log_event(conference_id, "conference.failed", actor=actor,
+                                          detail={"reason": "account_blocked"})
+                await self._publish("conference.failed", failed, reason="account_blocked")
+            return None
         started = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.RUNNING,
                                              started_at=now_utc())
         if started is None:
@@ -263,6 +296,13 @@ class ConferenceService:
             planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
             await self.calls.dial(started, planned, actor=actor, strict_rate=False)
         return started
+
+    async def _owner_blocked(self, conference_id: int) -> bool:
+        conference = await self.repo.get(conference_id, with_participants=False)
+        if conference is None:
+            return False
+        limits = await self.repo.account_limits(conference.owner_id)
+        return bool(limits and limits["blocked"])
 
     async def warn(self, conference: Conference) -> None:
         """Play the deadline warning into the room, once."""
@@ -355,7 +395,12 @@ class ConferenceService:
         conference = await self._owned(owner_id, conference_id)
         if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
             raise StateConflict(f"the conference is {conference.state}")
-        checked = validate_participant(participant, self.number_plan, "participant")
+        try:
+            checked = validate_participant(participant, await self._number_plan(conference.owner_id), "participant")
+        except ValidationError as exc:
+            if (exc.field or "").endswith(".number"):
+                self._limit_hit(conference.owner_id, "number_plan", str(exc))
+            raise
         active = [p for p in conference.participants if p.state != ParticipantState.FAILED]
         if any(p.number == checked.number and p.origin == Origin.DIALOUT for p in conference.participants):
             raise ValidationError(f"{checked.number} is already a participant; invite them again instead",

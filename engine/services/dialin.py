@@ -120,6 +120,7 @@ class DialinService:
         policy = self.policy
         caller = outcome.caller
         conference: Conference | None = None
+        last_error: str | None = None  # the prompt of the latest wrong entry (None after a silence)
         if await self._caller_blocked(call, caller):
             outcome.refusal = Refusal.BLOCKED
             await self._say(call, watch, *rules.REFUSAL_PROMPTS[Refusal.BLOCKED], rules.PROMPT_GOODBYE)
@@ -128,24 +129,25 @@ class DialinService:
             if conference is None:
                 number = await self._ask(call, rules.PROMPT_CONFERENCE_NUMBER, watch)
                 if number is None:
-                    outcome.wrong_entries += 1
+                    outcome.wrong_entries, last_error = outcome.wrong_entries + 1, None
                     continue
                 conference = await self.repo.conference_by_number(number) if number.isdigit() else None
                 if conference is None:
-                    outcome.wrong_entries += 1
+                    outcome.wrong_entries, last_error = outcome.wrong_entries + 1, rules.PROMPT_UNKNOWN_NUMBER
                     await self._wrong_entry(call, caller, "number", None, number, watch)
                     if outcome.wrong_entries < policy.max_wrong_entries:
-                        await self._say(call, watch, rules.PROMPT_UNKNOWN_NUMBER)
+                        await self._say(call, watch, last_error)
                     continue
             pin = await self._ask(call, rules.PROMPT_PIN, watch)
             role = rules.role_for_pin(conference, pin)
             if role is None:
                 outcome.wrong_entries += 1
-                if pin is not None:
+                last_error = None if pin is None else rules.PROMPT_WRONG_PIN
+                if last_error is not None:
                     await self._wrong_entry(call, caller, "pin", conference.id, conference.conference_number,
                                             watch)
-                if outcome.wrong_entries < policy.max_wrong_entries:
-                    await self._say(call, watch, rules.PROMPT_WRONG_PIN)
+                    if outcome.wrong_entries < policy.max_wrong_entries:
+                        await self._say(call, watch, last_error)
                 continue
             outcome.conference_id, outcome.role = conference.id, role
             refusal = rules.admission(conference, role, datetime.now(UTC),
@@ -158,8 +160,7 @@ class DialinService:
             await self._admit(call, conference, role, outcome)
             return
         log.info("dial-in: %s made %d wrong entries, hanging up", caller, outcome.wrong_entries)
-        last = rules.PROMPT_WRONG_PIN if conference is not None else rules.PROMPT_UNKNOWN_NUMBER
-        await self._say(call, watch, last, rules.PROMPT_GOODBYE)
+        await self._say(call, watch, *([last_error] if last_error else []), rules.PROMPT_GOODBYE)
 
     async def _caller_blocked(self, call: DialinCall, caller: str) -> bool:
         if caller == "00":

@@ -23,6 +23,7 @@ CAUSE_CALL_REJECTED = "21"
 # OriginateResponse Reason when the dialplan left no VecheDialResult (e.g. refused by veche-dialout)
 ORIGINATE_REASON_OUTCOMES = {"4": "answered", "5": "busy", "3": "no_answer", "8": "congestion"}
 REMEMBERED_DIAL_RESULTS = 4096
+DIAL_RESULT_GRACE = 3.0  # seconds a failed OriginateResponse waits for its VecheDialResult
 # label values exposed as 0 from the start, so dashboards and alerts see every series
 OUTCOMES = ("answered", "busy", "no_answer", "rejected", "unavailable", "congestion", "cancelled", "failed")
 FAILURE_REASONS = ("busy", "no_answer", "congestion", "rejected", "invalid_number", "cancelled", "error")
@@ -55,6 +56,7 @@ class MetricsService:
         self.metrics = VecheMetrics()
         self.repo = MetricsRepository(engine.pool)
         self._dial_results: OrderedDict[str, AmiEvent] = OrderedDict()
+        self._waiting_responses: dict[str, tuple[AmiEvent, asyncio.TimerHandle]] = {}
         self._running = False
 
     async def start(self) -> None:
@@ -77,21 +79,48 @@ class MetricsService:
         self.engine.bus.unsubscribe(self.on_domain_event)
         for adapter in self.engine.nodes.values():
             adapter.unsubscribe(self.on_ami_event)
+        for response, timer in self._waiting_responses.values():
+            timer.cancel()
+            self._count_originate(response, None)
+        self._waiting_responses.clear()
 
     # ----------------------------------------------------------------- event feeds
 
     def on_ami_event(self, event: AmiEvent) -> None:
+        # A failed Originate's OriginateResponse and the dialplan's VecheDialResult arrive in either
+        # order (the Local channel passes busy/congestion on before the dialplan reports), so
+        # whichever comes first waits for the other, a failure at most DIAL_RESULT_GRACE seconds.
         if event.name == "UserEvent":
-            if event.get("UserEvent") == "VecheDialResult" and event.get("Call"):
-                self._dial_results[event.get("Call")] = event
-                while len(self._dial_results) > REMEMBERED_DIAL_RESULTS:
-                    self._dial_results.popitem(last=False)
+            call_id = event.get("Call")
+            if event.get("UserEvent") != "VecheDialResult" or not call_id:
+                return
+            waiting = self._waiting_responses.pop(call_id, None)
+            if waiting is not None:
+                response, timer = waiting
+                timer.cancel()
+                self._count_originate(response, event)
+                return
+            self._dial_results[call_id] = event
+            while len(self._dial_results) > REMEMBERED_DIAL_RESULTS:
+                self._dial_results.popitem(last=False)
             return
         if event.name != "OriginateResponse" or DIALOUT_CONTEXT not in event.get("Channel"):
             return
-        dial_result = self._dial_results.pop(event.get("Uniqueid"), None)
-        outcome = originate_outcome(event, dial_result)
-        self.metrics.originates.labels(event.node_id, outcome).inc()
+        call_id = event.get("Uniqueid")
+        dial_result = self._dial_results.pop(call_id, None)
+        if dial_result is not None or event.get("Response") == "Success" or not call_id:
+            self._count_originate(event, dial_result)
+            return
+        timer = asyncio.get_running_loop().call_later(DIAL_RESULT_GRACE, self._no_dial_result, call_id)
+        self._waiting_responses[call_id] = (event, timer)
+
+    def _no_dial_result(self, call_id: str) -> None:
+        waiting = self._waiting_responses.pop(call_id, None)
+        if waiting is not None:
+            self._count_originate(waiting[0], None)
+
+    def _count_originate(self, response: AmiEvent, dial_result: AmiEvent | None) -> None:
+        self.metrics.originates.labels(response.node_id, originate_outcome(response, dial_result)).inc()
 
     def on_link_change(self, node_id: str, up: bool) -> None:
         if self._running:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.nodes import NodeRepository
-from engine.domain.errors import AmiError
+from engine.domain.errors import AmiError, VecheError
 from engine.domain.model import (
     Conference,
     ConferenceState,
@@ -76,6 +76,8 @@ class RecoveryService:
                 await self.resync(node_id, "engine start")
             except AmiError as exc:  # the link may drop meanwhile; the link-up resync follows
                 log.warning("recovery at start of node %s incomplete: %s", node_id, exc)
+            except Exception:  # noqa: BLE001 - the engine still serves; the next link change retries
+                log.exception("recovery at start of node %s failed", node_id)
 
     async def stop(self) -> None:
         for adapter in self.engine.nodes.values():
@@ -247,7 +249,12 @@ class RecoveryService:
             return
         fresh = [await self.repo.get_participant(p.id) for p in cut_off if p.origin == Origin.DIALOUT]
         dialable = [p for p in fresh if p is not None and p.state in (ParticipantState.LEFT, ParticipantState.FAILED)]
-        queued = await calls.dial(conference, dialable, actor="engine:recovery", strict_rate=False)
+        try:
+            queued = await calls.dial(conference, dialable, actor="engine:recovery", strict_rate=False)
+        except VecheError as exc:  # e.g. the account was blocked meanwhile
+            log.warning("recovery could not re-invite into conference %s: %s", conference.id, exc)
+            await self.repo.log_event(conference.id, "conference.resume_failed", detail={"error": str(exc)})
+            return
         report.reinvited.extend(queued)
         await self.repo.log_event(conference.id, "conference.resumed", detail={"reinvited": queued})
         await self._publish_conference(conference, "conference.resumed", {"reinvited": queued})

@@ -35,9 +35,9 @@ class Scheduler:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            while not self._task.done():  # Python 3.11's wait_for can swallow a cancel: repeat it
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
             self._task = None
         tasks = list(self._inflight.values())
         for task in tasks:

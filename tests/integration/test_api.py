@@ -4,14 +4,16 @@ description's agreement with the routes."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 from aiohttp.web_urldispatcher import PrefixedSubAppResource
 from openapi_spec_validator import validate as validate_openapi
 
-from tests.support.api import ApiClient, BusWatcher, connected, new_user
+from tests.support.api import EXERCISED, ApiClient, BusWatcher, connected, new_user
 from web.api import ROUTES
 from web.api.openapi import build_spec
 
@@ -195,6 +197,8 @@ async def test_create_conference_rejects_bad_json_and_limits(api, user) -> None:
     assert reply.status == 400
     reply = await api.post("/conferences", data="")
     assert reply.status == 400 and reply.error["field"] == "body"
+    reply = await api.post("/conferences", data='{"subject": "' + "x" * 300_000 + '"}')
+    assert reply.status == 413 and reply.error["code"] == "too_large"
     over = user.account.max_participants + 1
     reply = await api.post("/conferences", {"subject": "Big", "duration_minutes": 30, "max_participants": over})
     assert reply.status == 422 and reply.error["code"] == "limit_exceeded"
@@ -251,6 +255,16 @@ async def test_scheduled_conference_get_list_patch_cancel(api, user) -> None:
     assert deliveries.status == 200
     anna = [d for d in deliveries.body["deliveries"] if d["email"] == "anna@example.org"]
     assert anna and anna[0]["kind"] == "invitation" and anna[0]["status"] in ("queued", "sent", "retrying", "failed")
+
+    async with aiohttp.ClientSession() as session, session.get(
+            api.url(f"/conferences/{cid}/events"), headers={"Authorization": f"Bearer {api.token}"}) as stream:
+        assert stream.status == 200 and stream.content_type == "text/event-stream"
+        assert await stream.content.readline() == b"retry: 2000\n"
+        assert await stream.content.readline() == b"\n"
+        assert await stream.content.readline() == b"event: snapshot\n"
+        snapshot = json.loads((await stream.content.readline()).decode().removeprefix("data: "))
+        assert snapshot["id"] == cid and snapshot["subject"] == "Quarterly review (moved)"
+    EXERCISED.add("conference_events")
 
     log = await api.get(f"/conferences/{cid}/log")
     assert log.status == 200
@@ -380,6 +394,20 @@ async def test_live_conference_control_end_to_end(api, engine, user, pstn) -> No
     assert cid in [c["id"] for c in default.body["conferences"]]
 
 
+async def test_dial_out_rate_limit_is_429(engine, api_server, pstn) -> None:
+    slow = await new_user(engine, api_server, max_dialouts_per_minute=1)
+    async with BusWatcher(engine) as bus:
+        created = await slow.api.post("/conferences", {"subject": "Rate", "start": "now", "duration_minutes": 10,
+                                                       "max_participants": 2, "participants": [{"number": BUSY}]})
+        assert created.status == 201, created.body
+        busy = created.body["participants"][0]["id"]
+        await bus.wait(lambda e: e.kind == "participant.state" and e.participant_id == busy
+                       and e.data.get("state") == "failed")
+    reply = await slow.api.post(f"/conferences/{created.body['id']}/participants/{busy}/invite")
+    assert reply.status == 429 and reply.error["code"] == "rate_limited", reply.body
+    assert (await slow.api.post(f"/conferences/{created.body['id']}/end")).status == 200
+
+
 async def test_history_period_validation(api) -> None:
     for query, field in (("from=yesterday", "from"), ("to=2026-13-01", "to"),
                          ("from=2026-01-02&to=2026-01-01", "from"), ("from=0001-01-01", "from"),
@@ -467,3 +495,13 @@ async def test_error_bodies_never_carry_tracebacks(api) -> None:
     for reply in replies:
         assert 400 <= reply.status < 500, reply.body
         assert "Traceback" not in str(reply.body) and set(reply.error) <= {"code", "message", "field"}
+
+
+async def test_every_route_was_exercised_by_this_module(request) -> None:
+    """Runs last: each operation of the description was called by the tests above."""
+    if request.config.getoption("keyword") or request.config.getoption("markexpr") or request.config.getoption(
+            "lf"):
+        pytest.skip("only meaningful when the whole module runs")
+    described = {op["operationId"] for path, item in build_spec()["paths"].items() for op in item.values()
+                 if not path.startswith("/operator/")}  # the operator edition's routes have their own tests
+    assert described - EXERCISED == set()

@@ -67,6 +67,12 @@ async def test_account_and_token_created_by_cli_work_on_the_api(database_url, en
                          "max_participants": 2})
     assert conference.status == 201
 
+    token_id = int(issued.stderr.split("token id ", 1)[1].split()[0])
+    revoked = await veche(database_url, "token", "revoke", str(token_id))
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await ApiClient(api_server, token).get("/me")).status == 401
+    assert_one_line_error(await veche(database_url, "token", "revoke", "999999999"), "no such token")
+
     operator_phone = random_phone()
     operator = await veche(database_url, "account", "create", operator_phone, "--password-stdin", "--role",
                            "operator", stdin=PASSWORD)

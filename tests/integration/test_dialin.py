@@ -150,3 +150,20 @@ async def test_conference_not_started_or_over_is_refused(engine, sipp, state, st
     process = await sipp.caller(f"{conference.conference_number}#,{conference.chair_pin}#", caller=caller)
     assert await process.wait(30) == 0, process.log_text()[-2000:]
     assert outcome_of(engine, caller).refusal == refusal
+
+
+async def test_caller_with_many_recent_failures_is_refused_even_with_the_right_pin(engine, sipp) -> None:
+    """Guessing across many calls gets nowhere: once a number has made too many wrong entries
+    recently, its calls are refused before any PIN is checked."""
+    dialin = engine.services["dialin"]
+    conference = await create_conference(engine.pool, node_id=engine.settings.node_id)
+    caller = random_caller()
+    for _ in range(dialin.policy.caller_block_after):
+        await dialin.repo.record_failure(caller=caller, kind="pin", conference_id=conference.id,
+                                         conference_number=conference.conference_number, call_id="earlier")
+    process = await sipp.caller(f"{conference.conference_number}#,{conference.chair_pin}#", caller=caller)
+    assert await process.wait(30) == 0, process.log_text()[-2000:]
+    assert outcome_of(engine, caller).refusal == Refusal.BLOCKED
+    assert await engine.pool.fetchval("SELECT count(*) FROM participants WHERE conference_id = $1",
+                                      conference.id) == 0
+    assert [f["kind"] for f in await dialin.repo.failures(caller=caller)][-1] == "blocked"

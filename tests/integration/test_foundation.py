@@ -4,7 +4,10 @@ outcomes, dial-in DTMF through FastAGI, and AMI reconnects through a TCP proxy."
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,8 @@ from engine.adapters.ami import AmiAdapter, AmiEvent
 from engine.agi import AgiCall, AgiServer
 from engine.config import Settings
 from engine.domain.errors import AmiUnavailable
+from engine.stack import AsteriskProcess
+from tests.conftest import make_settings
 from tests.support.proxy import TcpProxy
 from tests.support.sipp import SippFactory
 
@@ -96,9 +101,20 @@ async def test_number_outside_dialout_plan_never_reaches_trunk(ami: AmiAdapter, 
     assert event.get("Response") == "Failure"
 
 
-async def test_dialin_dtmf_reaches_fastagi(settings: Settings, asterisk, sipp: SippFactory) -> None:
+@pytest.fixture(scope="module")
+def bare_asterisk(run_dir: Path, database_url: str) -> Iterator[tuple[Settings, AsteriskProcess]]:
+    """An Asterisk of its own whose FastAGI port no engine holds, for the raw AGI test."""
+    own = make_settings(run_dir / "bare", database_url=database_url)
+    process = AsteriskProcess(own, name=f"bare-{os.getpid()}")
+    process.start()
+    yield own, process
+    process.stop()
+
+
+async def test_dialin_dtmf_reaches_fastagi(bare_asterisk: tuple[Settings, AsteriskProcess], run_dir: Path) -> None:
     """A SIPp caller dials the access number; its digits arrive in the FastAGI route."""
-    server = AgiServer(settings.agi_host, settings.agi_port)
+    own, _ = bare_asterisk
+    server = AgiServer(own.agi_host, own.agi_port)
     received: asyncio.Queue[tuple[str | None, str | None, str]] = asyncio.Queue()
 
     async def dialin(call: AgiCall) -> None:
@@ -109,6 +125,7 @@ async def test_dialin_dtmf_reaches_fastagi(settings: Settings, asterisk, sipp: S
     server.route("dialin", dialin)
     await server.start()
     try:
+        sipp = SippFactory(run_dir / "bare-sipp", own.sip_port)
         caller = await sipp.caller("123456#,987654#", caller="375291234567")
         first, second, number = await asyncio.wait_for(received.get(), 20)
         assert (first, second) == ("123456", "987654")

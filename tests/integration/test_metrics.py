@@ -143,8 +143,12 @@ async def test_originate_outcomes_through_ami_directly(engine, http: TestClient,
     before = await scrape(http)
     for number, outcome in (("375290023603", "rejected"), ("375290024408", "no_answer")):
         call_id = f"m-{outcome}-{secrets.token_hex(4)}"
-        done = asyncio.ensure_future(engine.ami.wait_for_event(
-            lambda e, cid=call_id: e.name == "OriginateResponse" and e.get("Uniqueid") == cid, timeout=15))
+        # both the OriginateResponse and the dialplan's VecheDialResult (they come in either order)
+        predicates = (
+            lambda e, cid=call_id: e.name == "OriginateResponse" and e.get("Uniqueid") == cid,
+            lambda e, cid=call_id: e.name == "UserEvent" and e.get("UserEvent") == "VecheDialResult"
+            and e.get("Call") == cid)
+        done = asyncio.gather(*(asyncio.ensure_future(engine.ami.wait_for_event(p, timeout=15)) for p in predicates))
         await asyncio.sleep(0)
         await engine.ami.originate(
             channel_id=call_id, other_channel_id=f"{call_id}-2", channel=f"Local/{number}@veche-dialout/n",

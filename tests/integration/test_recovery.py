@@ -189,8 +189,10 @@ async def test_ami_link_cut_for_five_seconds(node: Node) -> None:
         await proxy.stop()
 
 
-async def test_asterisk_restart_mid_conference(node: Node) -> None:
-    """Asterisk dies (SIGKILL) and comes back: the room returns, whoever was connected is dialled
+@pytest.mark.parametrize("how", ["crash", "shutdown"])
+async def test_asterisk_restart_mid_conference(node: Node, how: str) -> None:
+    """Asterisk dies (SIGKILL) or shuts down (SIGTERM: its channels hang up first, and the
+    engine sees them leave) and comes back: the room returns, whoever was connected is dialled
     again once, and the history shows the interruption."""
     engine = Engine(node.settings)
     await engine.start()
@@ -204,7 +206,7 @@ async def test_asterisk_restart_mid_conference(node: Node) -> None:
             engine, lambda e: e.kind == "conference.resumed" and e.conference_id == conference.id, timeout=60))
         await asyncio.sleep(0)
         await node.ami.close()
-        await asyncio.to_thread(node.asterisk.kill)
+        await asyncio.to_thread(node.asterisk.kill if how == "crash" else node.asterisk.stop)
         await asyncio.sleep(1.1)  # Asterisk's boot identity has a one-second resolution
         await asyncio.to_thread(node.asterisk.start)
         event = await resumed

@@ -53,6 +53,9 @@ def _operations() -> list[tuple[re.Pattern[str], str, dict[str, Any]]]:
     return found
 
 
+EXERCISED: set[str] = set()  # operationIds the tests of this session called (with any status)
+
+
 def check_against_openapi(method: str, path: str, status: int, content_type: str, body: Any) -> None:
     """The reply is one the OpenAPI description documents: its status for that operation and,
     for JSON, a body valid against the documented schema (router 404/405s of unknown paths aside)."""
@@ -61,6 +64,7 @@ def check_against_openapi(method: str, path: str, status: int, content_type: str
     if operation is None:
         assert status in (401, 404, 405), f"{method} {path} is not described but answered {status}"
         return
+    EXERCISED.add(operation["operationId"])
     responses = operation["responses"]
     assert str(status) in responses, f"{method} {path}: status {status} is not documented"
     content = responses[str(status)].get("content", {})

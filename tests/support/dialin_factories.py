@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from tests.support.factories import create_account
+
 
 def random_digits(length: int) -> str:
     return str(secrets.randbelow(9) + 1) + "".join(str(secrets.randbelow(10)) for _ in range(length - 1))
@@ -28,18 +30,11 @@ class ConferenceRow:
     guest_pin: str
 
 
-async def create_account(pool: asyncpg.Pool, max_participants: int = 500) -> int:
-    return await pool.fetchval(
-        "INSERT INTO accounts (phone, password_hash, max_participants, max_concurrent_conferences, "
-        "max_dialouts_per_minute) VALUES ($1, 'x', $2, 50, 10000) RETURNING id",
-        "375" + random_digits(9), max_participants)
-
-
 async def create_conference(pool: asyncpg.Pool, *, node_id: str, state: str = "running",
                             owner_id: int | None = None, starts_in: timedelta = timedelta(minutes=-1),
                             duration_minutes: int = 30, max_participants: int = 10, locked: bool = False,
                             guest_pin_required: bool = True) -> ConferenceRow:
-    owner_id = owner_id or await create_account(pool)
+    owner_id = owner_id or await create_account(pool, max_participants=max(50, max_participants))
     number = random_digits(9)  # the service makes 6-digit numbers; 9 digits never collide with them
     chair_pin, guest_pin = random_digits(6), random_digits(6)
     while guest_pin == chair_pin:

@@ -17,6 +17,22 @@ from tests.support.dtmf import write_dtmf_pcap
 SCENARIOS = Path(__file__).resolve().parent.parent / "sipp"
 
 
+def free_media_port() -> int:
+    """An even UDP port with the next three free too: SIPp binds audio RTP there and video RTP
+    two above (a busy video port makes SIPp exit with 254)."""
+    for _ in range(50):
+        port = free_udp_port_pair()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as video, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as video_rtcp:
+                video.bind(("127.0.0.1", port + 2))
+                video_rtcp.bind(("127.0.0.1", port + 3))
+            return port
+        except OSError:
+            continue
+    return free_udp_port_pair()
+
+
 @dataclass
 class SippProcess:
     """One SIPp process; ``await stop()`` ends it, ``await wait()`` waits for its own end."""
@@ -62,13 +78,14 @@ class SippFactory:
 
     def _next(self, what: str) -> Path:
         self._count += 1
+        self.workdir.mkdir(parents=True, exist_ok=True)
         return self.workdir / f"{self._count:04d}-{what}"
 
     async def pstn(self, port: int) -> SippProcess:
         """The trunk's far end on 127.0.0.1:port (see tests/sipp/pstn.xml for the number codes)."""
         base = self._next("pstn")
         argv = ["sipp", "-sf", str(SCENARIOS / "pstn.xml"), "-i", "127.0.0.1", "-p", str(port),
-                "-mi", "127.0.0.1", "-mp", str(free_udp_port_pair()), "-nostdin",
+                "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
                 "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err"]
         return await SippProcess(argv, base.with_suffix(".log")).start()
 
@@ -83,6 +100,6 @@ class SippFactory:
                                             delay_ms=delay_ms))
         argv = ["sipp", f"127.0.0.1:{self.asterisk_sip_port}", "-sf", str(scenario), "-s", service,
                 "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
-                "-mi", "127.0.0.1", "-mp", str(free_udp_port_pair()), "-nostdin",
+                "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
                 "-trace_err", "-error_file", f"{base}.err"]
         return await SippProcess(argv, base.with_suffix(".log")).start()

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.domain.errors import Unauthenticated
-from web.api import addressbook, conferences, events
+from web.api import addressbook, conferences, events, operator
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
@@ -63,6 +63,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/tokens", addressbook.list_tokens),
     ("POST", "/tokens", addressbook.create_token),
     ("DELETE", "/tokens" + ITEM, addressbook.revoke_token),
+    *operator.ROUTES,  # /operator/... (operator edition)
 )
 
 

@@ -11,6 +11,7 @@ from engine.domain.accounts import Contact, Room, Template
 from engine.domain.tokens import ApiToken
 from web.api import parse, render
 from web.api.common import account, no_content, ok, service
+from web.api.openapi import SEARCH
 
 CONTACT_FIELDS = ("id", "name", "number", "email")
 ROOM_FIELDS = ("id", "name", "number", "location")
@@ -62,7 +63,8 @@ async def revoke_token(request: web.Request) -> web.Response:
 # contacts --------------------------------------------------------------------------------------
 
 async def list_contacts(request: web.Request) -> web.Response:
-    contacts = await service(request, "addressbook").contacts(account(request).id, parse.query(request, "search"))
+    search = parse.query(request, "search", SEARCH)
+    contacts = await service(request, "addressbook").contacts(account(request).id, search)
     return ok({"contacts": [_contact(c) for c in contacts]})
 
 
@@ -94,7 +96,8 @@ async def delete_contact(request: web.Request) -> web.Response:
 # conference rooms ------------------------------------------------------------------------------
 
 async def list_rooms(request: web.Request) -> web.Response:
-    rooms = await service(request, "addressbook").rooms(account(request).id, parse.query(request, "search"))
+    search = parse.query(request, "search", SEARCH)
+    rooms = await service(request, "addressbook").rooms(account(request).id, search)
     return ok({"rooms": [_room(r) for r in rooms]})
 
 

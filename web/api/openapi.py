@@ -4,6 +4,7 @@ what the API accepts; tests check that every route is described."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 INT32_MAX = 2**31 - 1
@@ -41,7 +42,8 @@ NAME_100 = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": ONE_L
 NUMBER = {"type": "string", "pattern": "^[0-9]{2,15}$", "examples": ["375291234567"],
           "description": "2 to 15 digits, without + or spaces (participants must also be in the number plan)"}
 EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
-                    "pattern": "^[^@\\s<>\"']{1,64}@[^@\\s<>\"']{1,255}\\.[A-Za-z0-9-]{2,63}$"},
+                    "pattern": "^[^@\\s<>\"'\\u0000-\\u001f]{1,64}@[^@\\s<>\"'\\u0000-\\u001f]{1,255}"
+                               "\\.[A-Za-z0-9-]{2,63}$"},
                    {"const": ""}, {"type": "null"}],
          "description": "an e-mail address; empty or null for none"}
 EMAIL_OUT = _nullable({"type": "string"})
@@ -49,8 +51,9 @@ STATE_NAMES = "scheduled|running|ended|cancelled|failed"
 STATE_FILTER = {"type": "string", "pattern": f"^(all|({STATE_NAMES})(,({STATE_NAMES}))*)?$",
                 "examples": ["scheduled,running", "all"],
                 "description": "comma-separated states, or all; default scheduled,running"}
+SEARCH = {"type": "string", "pattern": "^[^\\u0000]*$", "description": "any text without NUL"}
 DAY_OR_MOMENT = {"type": "string", "examples": ["2026-11-25", "2026-11-25T10:00:00+03:00"],
-                 "pattern": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$",
+                 "pattern": r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?$",
                  "description": "a date YYYY-MM-DD or an ISO 8601 date-time (years 1970 to 9000)"}
 INT32 = {"type": "integer", "minimum": -(2**31), "maximum": INT32_MAX}
 
@@ -61,6 +64,7 @@ FAILURE_REASONS = ["busy", "no_answer", "congestion", "rejected", "invalid_numbe
 _PLAN_FIELDS: dict[str, Any] = {
     "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": ONE_LINE},
     "start": {"type": "string", "maxLength": 64, "examples": ["now", "2030-01-31T10:00:00+03:00"],
+              "pattern": r"^(now|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)$",
               "description": '"now" for an immediate conference, or an ISO 8601 date-time (without an '
                              "offset it is read in `timezone`, else the account's time zone)"},
     "timezone": {"type": "string", "maxLength": 64, "description": "IANA zone, e.g. Europe/Minsk"},
@@ -223,6 +227,7 @@ _ERRORS = {
     "404": "no such object for this account",
     "409": "the object's state does not allow this",
     "422": "an account limit would be exceeded",
+    "413": "the body is too large",
     "429": "too many requests",
     "503": "the telephony engine cannot be reached",
 }
@@ -242,6 +247,8 @@ def _op(operation_id: str, summary: str, ok: dict[str, dict[str, Any]], *, tag: 
     responses = dict(ok)
     if body is not None or params:
         responses["400"] = _error("400")
+    if body is not None:
+        responses["413"] = _error("413")
     for status in errors:
         responses[status] = _error(status)
     operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag],
@@ -272,7 +279,7 @@ LIVE = ("401", "403", "404", "409", "503")
 def _crud(kind: str, singular: str, tag: str, list_schema: str, item_schema: str, create_body: str,
           update_body: str, update_method: str, search: bool) -> dict[str, Any]:
     item = [_path_id("id", singular)]
-    list_params = [_query("search", "text in the name, number or e-mail")] if search else None
+    list_params = [_query("search", "text in the name, number or e-mail", SEARCH)] if search else None
     title = singular.capitalize()
     return {
         f"/{kind}": {
@@ -410,6 +417,12 @@ PATHS: dict[str, Any] = {
     },
 }
 
+# The operator's endpoints (operator edition) are described in a module of their own.
+from web.api.operator_spec import operator_paths, operator_schemas  # noqa: E402
+
+SCHEMAS.update(operator_schemas())
+PATHS.update(operator_paths())
+
 DESCRIPTION = """\
 The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`
 (a token comes from `python -m engine token create <account>` or POST /tokens), or with the portal's
@@ -419,15 +432,13 @@ Errors are JSON `{"error": {"code", "message", "field"?}}` with a stable `code`.
 
 def build_spec(server_url: str = "/api/v1") -> dict[str, Any]:
     """The OpenAPI document (a fresh dict each time)."""
-    import copy
-
     return {
         "openapi": "3.1.0",
         "info": {"title": "Veche API", "version": "1.0.0", "description": DESCRIPTION},
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}, {"session": []}],
         "tags": [{"name": name} for name in ("conferences", "live", "history", "address book", "templates",
-                                              "account", "meta")],
+                                              "account", "operator", "meta")],
         "paths": copy.deepcopy(PATHS),
         "components": {
             "schemas": copy.deepcopy(SCHEMAS),

@@ -10,6 +10,7 @@ from engine.domain.errors import NotFound
 from web.security import Handler
 from web.views import conferences, help, history, login, planning, settings
 from web.views.common import N_, render
+from web.views.operator import setup_operator_routes
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/settings/{kind:contacts|rooms}", settings.entry_save)
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}", settings.entry_save)
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}/delete", settings.entry_delete)
+    setup_operator_routes(app)  # /operator/... pages (operator edition)
 
 
 ERROR_TITLES = {

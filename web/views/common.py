@@ -30,6 +30,8 @@ NAVIGATION = (
     ("help", N_("Help")),
 )
 
+OPERATOR_NAVIGATION = (("operator", N_("Operator")),)  # shown to operators only (web/views/operator.py)
+
 
 def engine_of(request: web.Request) -> Any:
     from web.app import ENGINE_KEY
@@ -91,7 +93,7 @@ async def base_context(request: web.Request) -> dict[str, Any]:
         "csrf_token": await csrf_token(request),
         "csrf_field": CSRF_FIELD,
         "flashes": flashes,
-        "navigation": NAVIGATION,
+        "navigation": NAVIGATION + (OPERATOR_NAVIGATION if account is not None and account.role == "operator" else ()),
         "current_path": request.path,
         "access_number": engine_of(request).settings.access_number,
         "url": lambda name, **parts: str(router[name].url_for(**{k: str(v) for k, v in parts.items()})),

@@ -1,0 +1,64 @@
+"""Originate outcomes as the metrics service classifies them from AMI events, whichever order
+Asterisk sends the OriginateResponse and the dialplan's VecheDialResult in."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from engine.adapters.ami import AmiEvent
+from engine.services.bus import EventBus
+from engine.services.metrics import MetricsService
+
+
+def service() -> MetricsService:
+    return MetricsService(SimpleNamespace(pool=None, bus=EventBus(), nodes={}, agi=None))
+
+
+def response(call_id: str, ok: bool = False, reason: str = "1", number: str = "375290000486") -> AmiEvent:
+    return AmiEvent("ast1", "OriginateResponse", {
+        "Response": "Success" if ok else "Failure", "Reason": reason, "Uniqueid": call_id,
+        "Channel": f"Local/{number}@veche-dialout-0000001;1"})
+
+
+def dial_result(call_id: str, status: str, cause: str) -> AmiEvent:
+    return AmiEvent("ast1", "UserEvent", {"UserEvent": "VecheDialResult", "Call": call_id, "DialStatus": status,
+                                          "Cause": cause})
+
+
+def count(svc: MetricsService, outcome: str) -> float:
+    return svc.metrics.registry.get_sample_value("veche_originates_total", {"node": "ast1", "outcome": outcome}) or 0
+
+
+async def test_dial_result_first() -> None:
+    svc = service()
+    svc.on_ami_event(dial_result("c1", "CHANUNAVAIL", "21"))
+    svc.on_ami_event(response("c1", reason="8"))
+    assert count(svc, "rejected") == 1 and count(svc, "congestion") == 0
+
+
+async def test_originate_response_first_waits_for_the_dial_result() -> None:
+    svc = service()
+    svc.on_ami_event(response("c2", reason="5"))
+    assert count(svc, "busy") == 0
+    svc.on_ami_event(dial_result("c2", "NOANSWER", "0"))
+    assert count(svc, "no_answer") == 1 and count(svc, "busy") == 0
+
+
+async def test_without_a_dial_result_the_reason_decides() -> None:
+    svc = service()
+    svc.on_ami_event(response("c3", reason="1", number="4412345"))  # refused by veche-dialout: no UserEvent
+    assert count(svc, "failed") == 0
+    timer = svc._waiting_responses["c3"][1]
+    svc._no_dial_result("c3")  # what the timer calls when the grace period ends
+    timer.cancel()
+    assert count(svc, "failed") == 1 and svc._waiting_responses == {}
+
+
+async def test_answered_and_other_originates() -> None:
+    svc = service()
+    svc.on_ami_event(response("c4", ok=True, reason="4"))
+    announcer = AmiEvent("ast1", "OriginateResponse", {"Response": "Success", "Uniqueid": "a1",
+                                                       "Channel": "Local/play@veche-announce-00000002;1"})
+    svc.on_ami_event(announcer)
+    assert count(svc, "answered") == 1
+    await svc.stop()
