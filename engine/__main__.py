@@ -55,7 +55,8 @@ async def _run(settings: Settings) -> None:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from engine.stack import local_stack
 
-    with local_stack(settings) as ready:
+    settings.refuse_default_secrets()  # before anything starts: one line, exit 2
+    with local_stack(settings.with_generated_secrets()) as ready:
         asyncio.run(_run(ready))
 
 

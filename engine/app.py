@@ -60,6 +60,7 @@ class Engine:
 
     async def start(self) -> None:
         settings = self.settings
+        settings.refuse_default_secrets()  # operator edition: no development defaults on a real PBX
         if not settings.database_url:
             raise ConfigError("no database: set DATABASE_URL (or run through `python -m engine run`)")
         self.pool = await create_pool(settings.database_url)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -89,6 +92,8 @@ class Settings:
     reminder_late_window_seconds: int = 900  # a reminder later than this (engine was down) is skipped
     sms_gateway: str | None = None  # no SMS gateway configured: the SMS channel reports "not available"
     log_json: bool = False
+    ami_permit: str = "127.0.0.1"  # the only address the AMI user may log in from (manager.conf permit)
+    production: bool = False  # refuse development defaults (VECHE_PRODUCTION=1)
 
     @property
     def rootfs(self) -> Path:
@@ -158,4 +163,55 @@ class Settings:
             reminder_late_window_seconds=get_int("REMINDER_LATE_WINDOW", base.reminder_late_window_seconds),
             sms_gateway=env.get("VECHE_SMS_GATEWAY") or None,
             log_json=get("LOG_JSON", "0") in ("1", "true", "yes"),
+            ami_permit=_ipv4(get("AMI_PERMIT", base.ami_permit), "VECHE_AMI_PERMIT"),
+            production=get("PRODUCTION", "0") in ("1", "true", "yes"),
         )
+
+    def refuse_default_secrets(self) -> None:
+        """Outside test mode, no development default may guard a real PBX or a production engine
+        (one-line ConfigError). ``python -m engine run`` replaces the defaults with generated
+        secrets when it starts its own Asterisk (see ``with_generated_secrets``)."""
+        if self.test_mode:
+            return
+        default_ami = self.ami.secret in ("", DEFAULT_AMI_SECRET)
+        if default_ami and self.ami_external:
+            raise ConfigError("ASTERISK_AMI_URL uses the default (or an empty) AMI secret: "
+                              "give the PBX's manager user a secret of its own")
+        if default_ami and self.production:
+            raise ConfigError("VECHE_AMI_SECRET is the development default: set a long random secret in production")
+        if not self.secret_key and self.production:
+            raise ConfigError("VECHE_SECRET_KEY is empty: set 64 random hex characters in production")
+
+    def with_generated_secrets(self) -> Settings:
+        """For a development engine with its own Asterisk: replace the default AMI secret and an
+        empty secret key by random ones kept in ``run_dir/secrets.json`` (mode 0600), so they stay
+        the same across restarts. Settings given explicitly are kept."""
+        if self.ami_external or self.production:
+            return self
+        path = self.run_dir / "secrets.json"
+        stored: dict[str, str] = {}
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text())
+            except ValueError:
+                stored = {}
+        changed = False
+        for key in ("ami_secret", "secret_key"):
+            if not isinstance(stored.get(key), str) or len(stored[key]) < 32:
+                stored[key] = secrets.token_hex(32)
+                changed = True
+        if changed:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(stored, handle)
+        ami = self.ami if self.ami.secret not in ("", DEFAULT_AMI_SECRET) else replace(
+            self.ami, secret=stored["ami_secret"])
+        return replace(self, ami=ami, secret_key=self.secret_key or stored["secret_key"])
+
+
+def _ipv4(value: str, name: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value.strip()))
+    except ValueError:
+        raise ConfigError(f"{name} must be one IPv4 address (e.g. 127.0.0.1), got {value!r}") from None

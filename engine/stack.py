@@ -139,7 +139,7 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "ami_port": settings.ami.port,
         "ami_user": settings.ami.username,
         "ami_secret": settings.ami.secret,
-        "ami_permit": "127.0.0.1",
+        "ami_permit": settings.ami_permit,
         "sip_host": settings.sip_host,
         "sip_port": settings.sip_port,
         "trunk_target": settings.trunk_target,

@@ -34,6 +34,7 @@ IN_CALL = (ParticipantState.CALLING, ParticipantState.RINGING)
 LIVE_CONFERENCE_STATES = (ConferenceState.RUNNING, ConferenceState.SCHEDULED)
 BOOT_WAIT_SECONDS = 15.0  # after a reconnect, wait this long for Asterisk's FullyBooted
 LEFT_DURING_OUTAGE_MARGIN = timedelta(seconds=2)
+SETUP_GRACE_SECONDS = 10.0  # added to the ring timeout before a channel-less call counts as lost
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ResyncReport:
     left: list[int] = field(default_factory=list)  # stored as connected but gone
     failed: list[int] = field(default_factory=list)  # dial-out whose call vanished unanswered
     reinvited: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)  # calls too fresh to judge; checked again later
     closed_rooms: list[str] = field(default_factory=list)
 
 
@@ -106,6 +108,18 @@ class RecoveryService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _recheck_later(self, node_id: str, delay: float) -> None:
+        async def recheck() -> None:
+            await asyncio.sleep(delay)  # a deadline, not an event: the call either showed up or not
+            try:
+                await self.resync(node_id, "recheck of fresh calls")
+            except Exception:  # noqa: BLE001 - logged; the next link change retries
+                log.exception("recovery recheck of node %s failed", node_id)
+
+        task = asyncio.create_task(recheck(), name=f"recovery-recheck-{node_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _after_reconnect(self, node_id: str) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._booted[node_id].wait(), BOOT_WAIT_SECONDS)
@@ -128,9 +142,9 @@ class RecoveryService:
         del self.reports[:-100]
         self.resynced.set()
         log.info("recovery of node %s (%s): restarted=%s kept=%d reconnected=%d left=%d failed=%d "
-                 "reinvited=%d closed=%d", node_id, reason, report.asterisk_restarted, len(report.kept),
+                 "reinvited=%d deferred=%d closed=%d", node_id, reason, report.asterisk_restarted, len(report.kept),
                  len(report.reconnected), len(report.left), len(report.failed), len(report.reinvited),
-                 len(report.closed_rooms))
+                 len(report.deferred), len(report.closed_rooms))
         return report
 
     async def _resync(self, node_id: str, reason: str) -> ResyncReport:
@@ -147,6 +161,7 @@ class RecoveryService:
         calls = self.engine.services.get("calls")
         in_flight = set(getattr(calls, "attempts", {}) or {})
         live = await self.repo.list(None, [str(s) for s in LIVE_CONFERENCE_STATES], node_id=node_id)
+        vanished: list[tuple[Conference, Participant]] = []
         for conference in live:
             members = await self._members(adapter, conference.room) if conference.room in rooms else {}
             cut_off: list[Participant] = []
@@ -163,13 +178,25 @@ class RecoveryService:
                 elif participant.state in IN_CALL:
                     if participant.call_id and ({participant.call_id, participant.call_id + "-2"} & channels):
                         continue  # still ringing or joining; events will tell
-                    await self._vanished(conference, participant, report)
+                    vanished.append((conference, participant))
                 elif (report.asterisk_restarted and participant.state == ParticipantState.LEFT
                       and outage_since is not None and participant.left_at is not None
                       and participant.left_at >= outage_since - LEFT_DURING_OUTAGE_MARGIN):
                     cut_off.append(participant)  # hung up by Asterisk's own shutdown
             if report.asterisk_restarted and conference.state == ConferenceState.RUNNING:
                 await self._resume(conference, cut_off, now, report)
+        # a call set up moments ago may not have a channel yet (another engine's Originate still
+        # queued): judge those again once any such call would have rung out
+        grace = self.engine.settings.ring_timeout + SETUP_GRACE_SECONDS
+        fresh_ids = [p.id for _, p in vanished] if not report.asterisk_restarted else []
+        recent = await self.nodes.changed_recently(fresh_ids, grace) if fresh_ids else set()
+        for conference, participant in vanished:
+            if participant.id in recent:
+                report.deferred.append(participant.id)
+            else:
+                await self._vanished(conference, participant, report)
+        if report.deferred:
+            self._recheck_later(node_id, grace)
         # rooms of conferences that are over but still have members (the engine died ending them)
         for conference_id, room in await self.nodes.finished_rooms(node_id, sorted(rooms)) if rooms else []:
             for member in (await self._members(adapter, room)).values():

@@ -131,9 +131,26 @@ async def test_engine_sigkill_mid_conference(node: Node) -> None:
     await node.ami.hangup(victim.get("Channel"))
     await left
 
+    # two dial-outs whose outcome the dead engine never saw and whose calls are gone: one long
+    # ago (lost), one just now (maybe still queued in another engine: judged later)
+    lost_ids = []
+    for call_id, age in ((f"vo-lost{secrets.token_hex(4)}", "1 hour"), (f"vo-fresh{secrets.token_hex(4)}", "0")):
+        pool = await create_pool(node.settings.database_url, min_size=1, max_size=1)
+        lost_ids.append(await pool.fetchval(
+            "INSERT INTO participants (conference_id, number, state, call_id, node_id, attempts, updated_at) "
+            f"VALUES ($1, '375290009900', 'calling', $2, $3, 1, now() - interval '{age}') RETURNING id",
+            conference_id, call_id, node.settings.node_id))
+        await pool.close()
+
     engine = Engine(node.settings)
     await engine.start()  # recovery runs during start
     try:
+        report = engine.services["recovery"].reports[-1]
+        assert report.failed == [lost_ids[0]] and report.deferred == [lost_ids[1]]
+        rows = await stored(engine, conference_id)
+        assert (rows[lost_ids[0]]["state"], rows[lost_ids[0]]["failure_reason"]) == ("failed", "error")
+        assert rows[lost_ids[1]]["state"] == "calling"
+        await engine.pool.execute("DELETE FROM participants WHERE id = ANY($1::bigint[])", lost_ids)
         assert set(await members(node.ami, room)) == survivors  # the calls never dropped
         await assert_db_matches_asterisk(engine, node.ami, conference_id, room)
         rows = await stored(engine, conference_id)

@@ -26,3 +26,10 @@ class NodeRepository:
             "SELECT id, room FROM conferences WHERE node_id = $1 AND room = ANY($2::text[]) "
             "AND state IN ('ended', 'cancelled', 'failed')", node_id, rooms)
         return [(r["id"], r["room"]) for r in rows]
+
+    async def changed_recently(self, participant_ids: list[int], seconds: float) -> set[int]:
+        """Those of the participants whose row changed during the last ``seconds``."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM participants WHERE id = ANY($1::bigint[]) "
+            "AND updated_at > now() - make_interval(secs => $2)", participant_ids, float(seconds))
+        return {r["id"] for r in rows}
