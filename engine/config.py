@@ -94,6 +94,7 @@ class Settings:
     log_json: bool = False
     ami_permit: str = "127.0.0.1"  # the only address the AMI user may log in from (manager.conf permit)
     production: bool = False  # refuse development defaults (VECHE_PRODUCTION=1)
+    api_requests_per_minute: int = 1200  # per account, with a burst of the same size (VECHE_API_RATE)
 
     @property
     def rootfs(self) -> Path:
@@ -165,6 +166,7 @@ class Settings:
             log_json=get("LOG_JSON", "0") in ("1", "true", "yes"),
             ami_permit=_ipv4(get("AMI_PERMIT", base.ami_permit), "VECHE_AMI_PERMIT"),
             production=get("PRODUCTION", "0") in ("1", "true", "yes"),
+            api_requests_per_minute=max(1, get_int("API_RATE", base.api_requests_per_minute)),
         )
 
     def refuse_default_secrets(self) -> None:

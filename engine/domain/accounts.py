@@ -14,7 +14,7 @@ from engine.domain.passwords import is_common
 LANGUAGES = ("ru", "en")
 ACCOUNT_PHONE = re.compile(r"^375[0-9]{9}$")
 DIAL_NUMBER = re.compile(r"^[0-9]{2,15}$")
-EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,255}\.[A-Za-z0-9-]{2,63}$")
+EMAIL = re.compile(r"^[^@\s<>\"'\x00-\x1f\x7f]{1,64}@[^@\s<>\"'\x00-\x1f\x7f]{1,255}\.[A-Za-z0-9-]{2,63}$")
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
 

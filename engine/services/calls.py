@@ -28,7 +28,7 @@ from engine.services.bus import DomainEvent
 
 log = logging.getLogger(__name__)
 
-TRACKED_EVENTS = ("OriginateResponse", "UserEvent", "DialBegin", "Hangup", "ConfbridgeJoin",
+TRACKED_EVENTS = ("OriginateResponse", "UserEvent", "DialBegin", "Hangup", "ConfbridgeStart", "ConfbridgeJoin",
                   "ConfbridgeLeave", "ConfbridgeMute", "ConfbridgeUnmute", "ConfbridgeTalking")
 DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, ParticipantState.LEFT)
 IN_CALL_STATES = (ParticipantState.CALLING, ParticipantState.RINGING)
@@ -38,6 +38,7 @@ PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "c
 ANNOUNCER_PREFIX = "an-"
 DIALOUT_PREFIX = "vo-"
 OUTCOME_GRACE_SECONDS = 2.0
+WATCHDOG_EXTRA_SECONDS = 20.0
 DEFAULT_CAUSES = {FailureReason.BUSY: 17, FailureReason.NO_ANSWER: 19, FailureReason.CONGESTION: 34,
                   FailureReason.REJECTED: 21, FailureReason.INVALID_NUMBER: 28}
 
@@ -91,7 +92,8 @@ class DialAttempt:
     dial_status: str | None = None
     dial_cause: int | None = None
     hangup_cause: int | None = None
-    outcome: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: asyncio.Event = field(default_factory=asyncio.Event)  # the dialplan's result came
+    resolved: asyncio.Event = field(default_factory=asyncio.Event)  # joined the room or failed
     finished: bool = False
 
 
@@ -160,13 +162,19 @@ class CallService:
         ``calls_per_second``; returns the ids queued. Participants already in a call are skipped.
         The account's dial-outs-per-minute limit applies: ``strict_rate`` raises RateLimited
         (nothing dialled), otherwise the excess participants fail with reason 'error'."""
-        wanted = [p for p in participants if p.state in DIALABLE_STATES and p.origin == "dialout"]
-        if not wanted:
-            return []
         operator = self.engine.services.get("operator")  # operator edition: per-account plan and guard
         number_plan = await operator.number_plan_for(conference.owner_id) if operator else self.number_plan
-        for participant in wanted:  # nothing reaches an Originate without the number plan
-            number_plan.validate(participant.number, "number")
+        wanted = []
+        for participant in participants:
+            if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
+                continue
+            if not number_plan.is_allowed(participant.number):  # the plan changed after planning
+                await self.mark_failed(participant, conference.owner_id, FailureReason.INVALID_NUMBER, None,
+                                       detail={"why": "outside the number plan"}, only_states=DIALABLE_STATES)
+                continue
+            wanted.append(participant)
+        if not wanted:
+            return []
         allowed = len(wanted)
         limits = await self.repo.account_limits(conference.owner_id)
         if limits is not None and limits["blocked"]:
@@ -185,7 +193,7 @@ class CallService:
         for index, participant in enumerate(wanted):
             if index >= allowed:
                 await self.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
-                                 detail={"why": "rate_limited"}, only_states=DIALABLE_STATES)
+                                       detail={"why": "rate_limited"}, only_states=DIALABLE_STATES)
                 continue
             call_id = f"{DIALOUT_PREFIX}{secrets.token_hex(8)}"
             updated = await self.repo.update_participant(
@@ -203,14 +211,17 @@ class CallService:
                                       detail={"number": participant.number, "attempt": updated.attempts})
             await self._publish("participant.state", conference.id, conference.owner_id, participant.id,
                                 state="calling", reason=None, cause=None)
-            self._spawn(self._originate(conference, updated, attempt), f"dial-{participant.id}")
+            self._spawn(self._originate(conference, updated, attempt, number_plan), f"dial-{participant.id}")
             queued.append(participant.id)
         return queued
 
-    async def _originate(self, conference: Conference, participant: Participant, attempt: DialAttempt) -> None:
+    async def _originate(self, conference: Conference, participant: Participant, attempt: DialAttempt,
+                         number_plan: NumberPlan) -> None:
         await self.pacer.wait()
+        if self.attempts.get(attempt.call_id) is not attempt:
+            return  # cancelled while waiting for its slot (conference ended, participant kicked)
         try:
-            number = self.number_plan.validate(participant.number, "number")
+            number = number_plan.validate(participant.number, "number")  # checked again right before use
             variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": PROFILES[participant.role],
                          "VECHE_CALL": attempt.call_id,
                          "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
@@ -220,16 +231,35 @@ class CallService:
                 channel=f"Local/{number}@veche-dialout/n", context="veche-room", exten="join",
                 variables=variables, timeout_ms=(self.settings.ring_timeout + 5) * 1000,
                 caller_id=self.settings.access_number)
+            self._spawn(self._watchdog(attempt), f"watchdog-{attempt.call_id}")
         except (AmiError, ValidationError) as exc:
             log.warning("dial-out of participant %s failed: %s", participant.id, exc)
             self.attempts.pop(attempt.call_id, None)
             reason = FailureReason.INVALID_NUMBER if isinstance(exc, ValidationError) else FailureReason.ERROR
             await self.mark_failed(participant, attempt.owner_id, reason, None, detail={"error": str(exc)},
-                             only_states=IN_CALL_STATES)
+                                   only_states=IN_CALL_STATES)
+
+    async def _watchdog(self, attempt: DialAttempt) -> None:
+        """An attempt whose outcome never arrived (events lost with the AMI link) must not stay
+        'calling' forever: once its time is well over and its channel is gone, it failed."""
+        limit = self.settings.ring_timeout + WATCHDOG_EXTRA_SECONDS
+        while self.attempts.get(attempt.call_id) is attempt:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(attempt.resolved.wait(), limit)
+            if self.attempts.get(attempt.call_id) is not attempt or attempt.resolved.is_set():
+                return
+            try:
+                await self.node(attempt.node_id).getvar(attempt.call_id, "UNIQUEID")
+                continue  # the channel still exists (answered, in the room or on its way)
+            except AmiError:
+                pass  # no such channel: the call is over and we missed how
+            log.warning("dial-out %s: no outcome seen, channel gone; marking it failed", attempt.call_id)
+            await self._finish_attempt(attempt, wait_for_detail=False)
+            return
 
     async def mark_failed(self, participant: Participant, owner_id: int | None, reason: FailureReason,
-                    cause: int | None, *, detail: dict[str, Any] | None = None,
-                    only_states: Iterable[str] = IN_CALL_STATES) -> Participant | None:
+                          cause: int | None, *, detail: dict[str, Any] | None = None,
+                          only_states: Iterable[str] = IN_CALL_STATES) -> Participant | None:
         """Record a failed call (reason, cause), log and publish it; None if the participant was
         no longer in ``only_states``."""
         updated = await self.repo.update_participant(
@@ -254,6 +284,7 @@ class CallService:
         if attempt.finished:
             return
         attempt.finished = True
+        attempt.resolved.set()
         self.attempts.pop(attempt.call_id, None)
         reason, cause = failure_from(attempt.dial_status, attempt.dial_cause, attempt.originate_reason,
                                      attempt.hangup_cause)
@@ -282,6 +313,14 @@ class CallService:
                 await self.dial(conference, [current], actor="engine:retry", strict_rate=False)
 
         self._spawn(later(), f"retry-{participant.id}")
+
+    def forget_attempt(self, call_id: str | None) -> None:
+        """Stop following a dial-out (its conference ended or it was cancelled): no outcome,
+        no retry, and an Originate still waiting for its slot is not sent."""
+        attempt = self.attempts.pop(call_id or "", None)
+        if attempt is not None:
+            attempt.finished = True
+            attempt.resolved.set()
 
     async def hangup(self, participant: Participant) -> None:
         """Hang up the participant's call, wherever it is (dialling or in the room)."""
@@ -320,9 +359,27 @@ class CallService:
         if handler is not None:
             await handler(event)
 
+    async def _attempt_for(self, call_id: str, node_id: str) -> DialAttempt | None:
+        """The attempt in flight for ``call_id``; after an engine restart, a dial-out the previous
+        engine started (still calling in the database) is adopted so its outcome is not lost."""
+        attempt = self.attempts.get(call_id)
+        if attempt is not None:
+            return attempt if attempt.node_id == node_id else None
+        if not call_id.startswith(DIALOUT_PREFIX) or call_id.endswith("-2"):
+            return None
+        participant = await self._participant(call_id, node_id)
+        if participant is None or participant.state not in IN_CALL_STATES:
+            return None
+        owner_id, _ = await self._info(participant.conference_id)
+        attempt = DialAttempt(call_id, participant.id, participant.conference_id, owner_id, node_id)
+        self.attempts[call_id] = attempt
+        self._spawn(self._watchdog(attempt), f"watchdog-{call_id}")
+        log.info("adopted dial-out %s of participant %s (started by a previous engine)", call_id, participant.id)
+        return attempt
+
     async def _on_OriginateResponse(self, event: AmiEvent) -> None:  # noqa: N802
-        attempt = self.attempts.get(event.get("Uniqueid"))
-        if attempt is None or attempt.node_id != event.node_id:
+        attempt = await self._attempt_for(event.get("Uniqueid"), event.node_id)
+        if attempt is None:
             return
         attempt.originate_reason = event.get("Reason")
         if event.get("Response") == "Success":
@@ -333,7 +390,7 @@ class CallService:
     async def _on_UserEvent(self, event: AmiEvent) -> None:  # noqa: N802
         if event.get("UserEvent") != "VecheDialResult":
             return
-        attempt = self.attempts.get(event.get("Call"))
+        attempt = await self._attempt_for(event.get("Call"), event.node_id)
         if attempt is None:
             return
         attempt.dial_status = event.get("DialStatus") or None
@@ -375,6 +432,8 @@ class CallService:
             return
         if participant.state == ParticipantState.CONNECTED:
             await self.mark_left(participant, cause)
+        elif participant.state == ParticipantState.LEFT and cause and participant.hangup_cause is None:
+            await self.repo.update_participant(participant.id, hangup_cause=cause)
         elif participant.state in IN_CALL_STATES:
             # a caller who hung up before reaching the room
             updated = await self.repo.update_participant(
@@ -385,6 +444,16 @@ class CallService:
                 await self._publish("participant.state", participant.conference_id, owner_id, participant.id,
                                     state="left", reason=None, cause=cause)
 
+    async def _on_ConfbridgeStart(self, event: AmiEvent) -> None:  # noqa: N802
+        """A room was created: if its conference was locked before anyone joined, lock it now."""
+        conference = await self.repo.get_by_room(event.get("Conference"))
+        if conference is None or conference.node_id != event.node_id or not conference.locked:
+            return
+        try:
+            await self.node(event.node_id).confbridge_lock(conference.room, True)
+        except AmiError as exc:
+            log.warning("conference %s: could not lock the new room: %s", conference.id, exc)
+
     async def _on_ConfbridgeJoin(self, event: AmiEvent) -> None:  # noqa: N802
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
@@ -392,6 +461,7 @@ class CallService:
         attempt = self.attempts.pop(uid, None)
         if attempt is not None:
             attempt.finished = True
+            attempt.resolved.set()
         participant = await self._participant(uid, event.node_id)
         if participant is None:
             return

@@ -373,7 +373,7 @@ class ConferenceService:
             participants = await self.repo.participants(conference.id)
             for participant in participants:
                 if participant.state in IN_CALL_STATES:
-                    self.calls.attempts.pop(participant.call_id or "", None)
+                    self.calls.forget_attempt(participant.call_id)
                     await self.calls.hangup(participant)
             if members:
                 with contextlib.suppress(TimeoutError):
@@ -385,7 +385,7 @@ class ConferenceService:
                 await self.calls.mark_left(participant, None)
             elif participant.state in IN_CALL_STATES:
                 await self.calls.mark_failed(participant, conference.owner_id, FailureReason.CANCELLED, None,
-                                       detail={"why": "conference ended"})
+                                             detail={"why": "conference ended"})
 
     # ----------------------------------------------------------------- live control
 
@@ -451,10 +451,10 @@ class ConferenceService:
         conference = await self._running(owner_id, conference_id)
         participant = self._participant_of(conference, participant_id)
         if participant.state in IN_CALL_STATES:
-            self.calls.attempts.pop(participant.call_id or "", None)
+            self.calls.forget_attempt(participant.call_id)
             await self.calls.hangup(participant)
             await self.calls.mark_failed(participant, conference.owner_id, FailureReason.CANCELLED, None,
-                                   detail={"why": "kicked"})
+                                         detail={"why": "kicked"})
         else:
             participant = self._in_room(conference, participant_id)
             try:

@@ -16,13 +16,13 @@ from engine.domain import dialin as rules
 from engine.domain.dialin import DialinPolicy, Refusal
 from engine.domain.model import Conference, Role
 from engine.services.bus import DomainEvent
+from engine.services.calls import PROFILES  # the ConfBridge user profile of each role, as dial-out uses
 
 if TYPE_CHECKING:
     from engine.app import Engine
 
 log = logging.getLogger(__name__)
 
-PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 
 
 class DialinCall(Protocol):
@@ -220,6 +220,8 @@ class DialinService:
 
 
 async def install(engine: Engine) -> DialinService:
+    # composition, not a dependency: the installer wires the entry point (the FastAGI route) to
+    # the service; the service itself never calls up into the route
     from engine.agi_routes import install_routes
 
     service = DialinService(engine)

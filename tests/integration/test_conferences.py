@@ -3,6 +3,7 @@ Asterisk and SIPp, and a scheduled one starts on time, also after the engine was
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -39,7 +40,9 @@ async def test_immediate_conference_dials_everyone(engine) -> None:
     async def settled():
         current = await service.get(owner, conference.id)
         done = all(p.state in ("connected", "failed") for p in current.participants)
-        return current if done else None
+        announced = {e.participant_id for e in published
+                     if e.kind == "participant.state" and e.data["state"] in ("connected", "failed")}
+        return current if done and announced >= {p.id for p in current.participants} else None
 
     try:
         final = await wait_until(engine, settled, timeout=30, what="all participants connected or failed")
@@ -102,6 +105,14 @@ async def test_plan_rules(engine) -> None:
     assert cancelled.state == ConferenceState.CANCELLED
     with pytest.raises(StateConflict):
         await service.cancel(owner, scheduled.id)
+    window = (datetime.now(UTC), datetime.now(UTC) + timedelta(hours=2))
+    assert [c.id for c in await service.history(owner, *window)] == [scheduled.id]
+    assert await service.history(other, *window) == []
+    assert [c.id for c in await service.list(owner, {ConferenceState.CANCELLED})] == [scheduled.id]
+    assert await service.list(owner, {ConferenceState.RUNNING}) == []
+    log = await service.events(owner, scheduled.id)
+    assert [e["kind"] for e in log] == ["conference.scheduled", "conference.updated", "conference.cancelled"]
+    assert log[1]["detail"] == {"changed": ["participants", "subject"]} and log[1]["actor"] == f"account:{owner}"
 
 
 async def test_scheduled_conference_starts_on_time_after_engine_restart(settings: Settings, engine) -> None:
@@ -218,3 +229,35 @@ async def test_conference_missed_while_engine_was_down(engine) -> None:
     assert event.data["reason"] == "missed"
     current = await service.get(owner, conference.id)
     assert current.state == ConferenceState.FAILED and current.participants[0].state == "planned"
+
+
+async def test_new_engine_adopts_a_dial_out_in_progress(settings: Settings, engine) -> None:
+    """The engine is replaced while a callee is still ringing: the new engine records how that
+    call ended (no answer, cause 19) instead of leaving it 'calling' forever."""
+    node_settings = settings.with_(node_id="adopt-node", agi_port=free_port())
+    first = Engine(node_settings)
+    await first.start()
+    owner = await create_account(first.pool)
+    try:
+        ringing = asyncio.ensure_future(wait_for_bus_event(
+            first, lambda e: e.kind == "participant.state" and e.data["state"] == "ringing"))
+        conference = await first.services["conferences"].plan(owner, ConferencePlan(
+            subject="adopt", start=None, duration_minutes=10, max_participants=2,
+            participants=(ParticipantPlan("375290017408"),)))
+        await ringing
+    finally:
+        await first.stop()
+    second = Engine(node_settings.with_(agi_port=free_port()))
+    await second.start()
+    try:
+        service = second.services["conferences"]
+
+        async def failed():
+            participant = (await service.get(owner, conference.id)).participants[0]
+            return participant if participant.state == "failed" else None
+
+        participant = await wait_until(second, failed, timeout=15, what="the adopted call's outcome")
+        assert (participant.failure_reason, participant.hangup_cause, participant.attempts) == ("no_answer", 19, 1)
+        await service.end(owner, conference.id)
+    finally:
+        await second.stop()

@@ -171,3 +171,17 @@ async def test_deadline_ends_on_time_when_nobody_is_connected(fast_engine) -> No
     final = await service.get(owner, conference.id)
     assert final.state == ConferenceState.ENDED and final.extended_minutes == 0
     assert abs((final.ended_at - conference.ends_at).total_seconds()) < 1.0
+
+
+async def test_lock_before_anyone_joined_applies_when_the_room_opens(engine) -> None:
+    service = engine.services["conferences"]
+    owner = await create_account(engine.pool)
+    conference = await service.plan(owner, ConferencePlan(subject="locked early", start=None, duration_minutes=10,
+                                                          max_participants=3))
+    await service.lock(owner, conference.id, True)  # no room exists in Asterisk yet
+    assert await room_info(engine, conference.room) is None
+    await service.add_participant(owner, conference.id, ParticipantPlan("375290018200"))
+    await all_connected(engine, owner, conference.id, 1)
+    info = await room_info(engine, conference.room)
+    assert info is not None and info.get("Locked") == "Yes"
+    await service.end(owner, conference.id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import asyncpg
 import pytest
 from yarl import URL
@@ -165,3 +166,29 @@ async def test_operator_pages_render(engine, api_server) -> None:
         assert account[0].blocked is True
     finally:
         await portal.close()
+
+
+async def test_api_rate_limit_answers_429_with_json_and_retry_after(engine, api_server) -> None:
+    from aiohttp.web_urldispatcher import PrefixedSubAppResource
+
+    from web.api.ratelimit import API_LIMITER
+
+    api_app = next(r._app for r in api_server.app.router.resources() if isinstance(r, PrefixedSubAppResource))
+    limiter = api_app[API_LIMITER]
+    customer = await engine.services["accounts"].create(random_account_phone(), PASSWORD)
+    token = (await engine.services["tokens"].issue(customer.id, "burst")).secret
+    saved = limiter.per_minute
+    limiter.per_minute = 3  # this account's fresh bucket holds 3 requests
+    try:
+        statuses, last = [], None
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            for _ in range(5):
+                async with http.get(api_server.make_url("/api/v1/me")) as response:
+                    statuses.append(response.status)
+                    last = (await response.json(), response.headers.get("Retry-After"))
+    finally:
+        limiter.per_minute = saved
+    assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+    body, retry_after = last
+    assert body["error"]["code"] == "rate_limited" and "too many API requests" in body["error"]["message"]
+    assert retry_after is not None and int(retry_after) >= 1

@@ -13,6 +13,7 @@ from web.api import addressbook, conferences, events, operator
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
+from web.api.ratelimit import install_api_rate_limit
 
 PREFIX = "/api/v1"
 CONF = "/conferences/{id:[0-9]{1,19}}"
@@ -90,6 +91,7 @@ def setup_api(app: web.Application) -> web.Application:
     from web.app import ENGINE_KEY
 
     api = web.Application(middlewares=[api_errors, api_authentication])
+    install_api_rate_limit(api, app[ENGINE_KEY].settings.api_requests_per_minute)  # 429 per account (operator ed.)
     api[ENGINE_KEY] = app[ENGINE_KEY]  # web.auth reads request.app[ENGINE_KEY], which is this sub-app
     api[events.STOPPING] = asyncio.Event()
     api.on_shutdown.append(events.stop_streams)

@@ -142,7 +142,7 @@ def operator_paths() -> dict[str, Any]:
         "/operator/plan-groups/{name}": {
             "put": spec._op("operator_save_plan_group", "Create or replace a number-plan group",
                             {"200": spec._json("PlanGroup", "the group")}, tag=tag, body="PlanGroupInput",
-                            params=group, errors=errors),
+                            params=group, errors=("401", "403", "404"), body_required=False),
             "delete": spec._op("operator_delete_plan_group", "Delete a group no account uses", spec.NO_CONTENT,
                                tag=tag, params=group, errors=("401", "403", "404", "409")),
         },

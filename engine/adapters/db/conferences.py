@@ -139,6 +139,11 @@ class ConferenceRepository:
         conference.participants = await self.participants(conference.id)
         return conference
 
+    async def get_by_room(self, room: str) -> Conference | None:
+        """The conference whose ConfBridge room is ``room`` (participants not filled)."""
+        row = await self.pool.fetchrow(f"SELECT {_CONF_SELECT} FROM conferences WHERE room = $1", room)
+        return _conference(row) if row else None
+
     async def list(self, owner_id: int | None, states: Iterable[str] | None = None,
                    node_id: str | None = None) -> list[Conference]:
         """Conferences of the owner (all when None), newest start first, participants filled."""
