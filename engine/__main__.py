@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -41,6 +42,9 @@ async def _run(settings: Settings) -> None:
               f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
               f"FastAGI {settings.agi_host}:{settings.agi_port}, access number {settings.access_number}). "
               "Ctrl-C stops everything.", flush=True)
+        if not os.environ.get("DATABASE_URL"):
+            print(f"Private PostgreSQL: DATABASE_URL={settings.database_url} "
+                  "(for `python -m engine account create ...`)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

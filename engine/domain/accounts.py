@@ -146,6 +146,22 @@ def language(raw: str | None) -> str:
     return raw
 
 
+PROFILE_FIELDS = ("name", "email", "language", "timezone")
+
+
+def profile_value(key: str, value: object) -> object:
+    """One checked personal-data field (name, e-mail, language, time zone) of an account."""
+    if key == "name":
+        return person_name(value)  # type: ignore[arg-type]
+    if key == "email":
+        return email(value)  # type: ignore[arg-type]
+    if key == "language":
+        return language(value)  # type: ignore[arg-type]
+    if key == "timezone":
+        return str(value)
+    raise ValidationError(f"The profile has no field {key}", key)
+
+
 def template_values(values: dict) -> dict:
     """Checks the fields of a template (any subset of TEMPLATE_FIELDS) and returns them normalised."""
     out: dict = {}

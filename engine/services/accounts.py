@@ -120,18 +120,7 @@ class AccountService:
         return account
 
     async def update_profile(self, account_id: int, **fields: Any) -> Account:
-        values: dict[str, Any] = {}
-        for key, value in fields.items():
-            if key == "name":
-                values[key] = rules.person_name(value)
-            elif key == "email":
-                values[key] = rules.email(value)
-            elif key == "language":
-                values[key] = rules.language(value)
-            elif key == "timezone":
-                values[key] = str(value)
-            else:
-                raise ValidationError(f"The profile has no field {key}", key)
+        values: dict[str, Any] = {key: rules.profile_value(key, value) for key, value in fields.items()}
         account = await self.repository.update(account_id, values)
         if account is None:
             raise NotFound("No such account")

@@ -150,12 +150,8 @@ class OperatorService:
         for key, value in changes.items():
             if key in LIMIT_RANGES:
                 values[key] = _int_in(value, key)
-            elif key == "name":
-                values[key] = account_rules.person_name(value)
-            elif key == "email":
-                values[key] = account_rules.email(value)
-            elif key == "language":
-                values[key] = account_rules.language(value)
+            elif key in ("name", "email", "language"):
+                values[key] = account_rules.profile_value(key, value)
             elif key == "plan_group":
                 if not isinstance(value, str) or await self.repo.get_group(value) is None:
                     raise ValidationError("no such number-plan group", "plan_group")

@@ -112,6 +112,22 @@ async def test_unknown_conference_number_is_refused(engine, sipp) -> None:
     assert kinds == ["number", "number", "number"]
 
 
+async def test_blocked_accounts_conference_is_unknown_to_callers(engine, sipp) -> None:
+    """An operator-blocked account's conference admits nobody, even in the early-join window."""
+    from datetime import timedelta
+
+    conference = await create_conference(engine.pool, node_id=engine.settings.node_id, state="scheduled",
+                                          starts_in=timedelta(minutes=2))
+    await engine.pool.execute("UPDATE accounts SET blocked = true WHERE id = $1", conference.owner_id)
+    caller = random_caller()
+    number = conference.conference_number
+    process = await sipp.caller(f"{number}#,,,,,,,,,{number}#,,,,,,,,,{number}#", caller=caller)
+    assert await process.wait(30) == 0, process.log_text()[-2000:]
+    assert outcome_of(engine, caller).wrong_entries == 3
+    assert await engine.pool.fetchval("SELECT count(*) FROM participants WHERE conference_id = $1",
+                                      conference.id) == 0
+
+
 async def test_locked_conference_refuses_a_guest_and_admits_a_chair(engine, sipp) -> None:
     conference = await create_conference(engine.pool, node_id=engine.settings.node_id, locked=True)
     guest = random_caller()

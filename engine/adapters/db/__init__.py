@@ -4,6 +4,8 @@ in this package (one repository module per aggregate) and in sql/."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -29,3 +31,14 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20,
         raise ConfigError(f"cannot reach PostgreSQL at {describe_url(url)}: {reason}") from None
     except asyncpg.PostgresError as exc:
         raise ConfigError(f"PostgreSQL at {describe_url(url)} refused the connection: {exc}") from None
+
+
+def update_by_id(table: str, values: dict[str, Any], allowed: Collection[str], returning: str) -> tuple[str, list[Any]]:
+    """``UPDATE table SET <values> WHERE id = $1 RETURNING ...`` for the allowed columns only;
+    the caller passes the id first, then the returned arguments."""
+    unknown = set(values) - set(allowed)
+    if unknown or not values:
+        raise KeyError(f"not updatable: {sorted(unknown) or 'nothing'}")
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, start=2))
+    return (f"UPDATE {table} SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {returning}",
+            list(values.values()))

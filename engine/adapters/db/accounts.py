@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from engine.adapters.db import update_by_id
 from engine.domain.accounts import Account
 
 ACCOUNT_COLUMNS = ("id, phone, name, email, language, timezone, role, max_participants, "
@@ -56,16 +57,10 @@ class AccountRepository:
             "UPDATE accounts SET password_hash = $2, updated_at = now() WHERE id = $1", account_id, password_hash)
 
     async def update(self, account_id: int, values: dict[str, Any]) -> Account | None:
-        allowed = PROFILE_COLUMNS | LIMIT_COLUMNS
-        unknown = set(values) - allowed
-        if unknown:
-            raise KeyError(f"not updatable: {sorted(unknown)}")
         if not values:
             return await self.get(account_id)
-        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, start=2))
-        row = await self.pool.fetchrow(
-            f"UPDATE accounts SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {ACCOUNT_COLUMNS}",
-            account_id, *values.values())
+        sql, args = update_by_id("accounts", values, PROFILE_COLUMNS | LIMIT_COLUMNS, ACCOUNT_COLUMNS)
+        row = await self.pool.fetchrow(sql, account_id, *args)
         return _account(row) if row else None
 
     async def record_attempt(self, phone: str, address: str | None, succeeded: bool) -> None:

@@ -44,9 +44,11 @@ class DialinRepository:
 
     async def conference_by_number(self, number: str) -> Conference | None:
         """The live (scheduled or running) conference with this number, else the latest one
-        that is over, so its callers hear that it ended."""
+        that is over, so its callers hear that it ended. A blocked account's conferences are
+        unknown to callers."""
         row = await self.pool.fetchrow(
             f"SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE conference_number = $1 "
+            "AND owner_id NOT IN (SELECT id FROM accounts WHERE blocked) "
             "ORDER BY (state IN ('scheduled', 'running')) DESC, starts_at DESC LIMIT 1", number)
         return conference_from_row(row) if row else None
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from engine.adapters.db import update_by_id
+
 OPERATOR_ACCOUNT_COLUMNS = (
     "id, phone, name, email, language, timezone, role, max_participants, max_concurrent_conferences, "
     "max_dialouts_per_minute, blocked, plan_group, created_at, updated_at")
@@ -53,15 +55,10 @@ class OperatorRepository:
     async def update_account(self, account_id: int, values: dict[str, Any]) -> dict[str, Any] | None:
         """Change the operator-managed columns; None when there is no such account.
         Raises asyncpg.ForeignKeyViolationError for an unknown plan group."""
-        unknown = set(values) - OPERATOR_WRITABLE
-        if unknown:
-            raise KeyError(f"not updatable: {sorted(unknown)}")
         if not values:
             return await self.get_account(account_id)
-        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, start=2))
-        return _record(await self.pool.fetchrow(
-            f"UPDATE accounts SET {assignments}, updated_at = now() WHERE id = $1 "
-            f"RETURNING {OPERATOR_ACCOUNT_COLUMNS}", account_id, *values.values()))
+        sql, args = update_by_id("accounts", values, OPERATOR_WRITABLE, OPERATOR_ACCOUNT_COLUMNS)
+        return _record(await self.pool.fetchrow(sql, account_id, *args))
 
     async def set_password_hash(self, account_id: int, password_hash: str) -> bool:
         result = await self.pool.execute(
