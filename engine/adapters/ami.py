@@ -345,10 +345,19 @@ class AmiAdapter:
 
     # ConfBridge ----------------------------------------------------------------
 
-    async def channel_count(self) -> int:
-        """Channels up on the node (CoreShowChannels): the operator's measure of Asterisk load."""
+    async def channel_ids(self) -> set[str]:
+        """Uniqueids of the channels up on the node (CoreShowChannels)."""
         messages = await self.action_list("CoreShowChannels")
-        return sum(1 for m in messages if m.get("Event") == "CoreShowChannel")
+        return {m.get("Uniqueid", "") for m in messages if m.get("Event") == "CoreShowChannel"}
+
+    async def channel_count(self) -> int:
+        """Channels up on the node: the operator's measure of Asterisk load."""
+        return len(await self.channel_ids())
+
+    async def boot_time(self) -> str:
+        """When this Asterisk started (CoreStatus), to tell a restart from a link loss."""
+        status = await self.action("CoreStatus")
+        return f"{status.get('CoreStartupDate', '')} {status.get('CoreStartupTime', '')}".strip()
 
     async def confbridge_rooms(self) -> list[AmiEvent]:
         messages = await self.action_list("ConfbridgeListRooms", empty_ok=("No active conferences",))

@@ -150,13 +150,12 @@ class RecoveryService:
     async def _resync(self, node_id: str, reason: str) -> ResyncReport:
         adapter = self.engine.nodes[node_id]
         report = ResyncReport(node_id, reason)
-        status = await adapter.action("CoreStatus")
-        boot = f"{status.get('CoreStartupDate', '')} {status.get('CoreStartupTime', '')}".strip()
+        boot = await adapter.boot_time()
         previous_boot = await self.nodes.swap_boot(node_id, boot)
         report.asterisk_restarted = previous_boot is not None and previous_boot != boot
         outage_since = self._outage_since.pop(node_id, None)
         rooms = {r.get("Conference") for r in await adapter.confbridge_rooms()}
-        channels = {c.get("Uniqueid") for c in await adapter.action_list("CoreShowChannels")}
+        channels = await adapter.channel_ids()
         now = datetime.now(UTC)
         calls = self.engine.services.get("calls")
         in_flight = set(getattr(calls, "attempts", {}) or {})

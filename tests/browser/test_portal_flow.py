@@ -6,63 +6,17 @@ conference in today's History. Every screen is saved to artifacts/screens/<lang>
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
+from tests.support.browser import LIVE_TIMEOUT_MS, log_in, shot
 from tests.support.portal import PASSWORD, new_account
 
-pytestmark = [pytest.mark.stack, pytest.mark.browser]
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 CALLEES = (("375290001200", "Olga"), ("375290001202", "Pavel"))
-LIVE_TIMEOUT_MS = 30_000
 
-
-@pytest.fixture(scope="module")
-async def portal_url(engine) -> AsyncIterator[str]:
-    from web.app import init_app
-
-    server = TestServer(init_app(engine), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        instance = await playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                                    args=CHROMIUM_ARGS)
-        yield instance
-        await instance.close()
-
-
-@pytest.fixture(scope="module")
-def screens(artifacts: Path) -> Path:
-    folder = artifacts / "screens"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-async def shot(page: Page, screens: Path, lang: str, name: str) -> None:
-    await page.screenshot(path=str(screens / f"{lang}-{name}.png"), full_page=True)
-
-
-async def log_in(page: Page, engine, portal_url: str, phone: str) -> None:
-    await page.goto(portal_url + "/login")
-    captcha_id = await page.locator("input[name=captcha_id]").input_value()
-    answer = await engine.services["captcha"].answer_for_test(captcha_id)
-    await page.fill("input[name=phone]", phone)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.fill("input[name=captcha]", answer)
-    await page.click("button[type=submit]")
-    await page.wait_for_url("**/planning")
-
+pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
 @pytest.mark.parametrize("lang", ["ru", "en"])
 async def test_conference_from_login_to_history(lang: str, browser: Browser, engine, portal_url: str,
