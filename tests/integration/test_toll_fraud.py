@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from engine.domain.model import ConferencePlan
@@ -42,7 +42,11 @@ def dial_strings(count: int) -> list[str]:
     """``count`` distinct strings outside the plan, drawn by hypothesis (no example database, no shrinking:
     every drawn value is used, the assertions run afterwards against the real stack)."""
     found: dict[str, None] = {}
-    while len(found) < count:
+    for round_seed in range(50):  # each round is seeded apart, so every round draws new values
+        if len(found) >= count:
+            break
+
+        @seed(round_seed)
         @settings(max_examples=count, deadline=None, database=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck))
         @given(OUTSIDE_THE_PLAN)
@@ -50,6 +54,7 @@ def dial_strings(count: int) -> list[str]:
             found.setdefault(value, None)
 
         collect()
+    assert len(found) >= count, f"hypothesis drew only {len(found)} distinct dial strings"
     return list(found)[:count]
 
 
