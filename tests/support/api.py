@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -16,14 +15,11 @@ from aiohttp.test_utils import TestServer
 from jsonschema import Draft202012Validator
 
 from engine.services.bus import DomainEvent
+from tests.support.factories import random_phone
 from web.api.openapi import build_spec
 
 PASSWORD = "correct-horse-battery-9"
 _MISSING: Any = object()
-
-
-def random_phone() -> str:
-    return "37529" + "".join(secrets.choice("0123456789") for _ in range(7))
 
 
 @dataclass

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+from tests.support.factories import random_phone
 
 PASSWORD = "portal-pass-2026"
 CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
 CAPTCHA_ID = re.compile(r'name="captcha_id" value="([^"]+)"')
 
 
-def random_account_phone() -> str:
-    return "37533" + "".join(secrets.choice("0123456789") for _ in range(7))
+random_account_phone = random_phone
 
 
 @dataclass

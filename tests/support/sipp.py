@@ -89,9 +89,11 @@ class SippFactory:
                 "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err"]
         return await SippProcess(argv, base.with_suffix(".log")).start()
 
-    async def caller(self, digits: str, caller: str = "375291110000", delay_ms: int = 300,
+    async def caller(self, digits: str, caller: str = "375291110000", delay_ms: int = 1000,
                      service: str = "7000") -> SippProcess:
-        """A dial-in caller that keys ``digits`` (``,`` pauses) after the answer."""
+        """A dial-in caller that keys ``digits`` (``,`` pauses) once the first prompt plays.
+        res_agi drops the digits that arrive before the IVR's first GET DATA, so like a person the
+        caller waits ``delay_ms`` after the answer (300 ms lost a first digit on a loaded machine)."""
         base = self._next("caller")
         pcap = write_dtmf_pcap(digits, base.with_suffix(".pcap"))
         template = jinja2.Template((SCENARIOS / "caller.xml.j2").read_text())
