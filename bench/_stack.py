@@ -43,7 +43,7 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
         rtp_start=rtp_start, rtp_end=rtp_start + 3999, ring_timeout=10, run_dir=workdir,
         node_id="bench", secret_key=secrets.token_hex(32),
     ).with_(**overrides)
-    pg = PostgresCluster(workdir / "postgres")
+    pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
     settings = settings.with_(database_url=pg.start())
     asterisk = AsteriskProcess(settings, name="bench")
     pstn: SippProcess | None = None
