@@ -499,14 +499,21 @@ def local_asterisk_name(settings: Settings) -> str:
     return f"node-{settings.node_id}-{run_key}"
 
 
+def local_postgres(settings: Settings) -> PostgresCluster:
+    """The private, durable PostgreSQL that ``run`` starts in the run dir when no DATABASE_URL is set."""
+    return PostgresCluster(settings.run_dir / "postgres")
+
+
 @contextmanager
 def local_stack(settings: Settings) -> Iterator[Settings]:
-    """Bring up what the settings do not point at (Postgres, Asterisk); yield the final settings."""
+    """Bring up what the settings do not point at (Postgres, Asterisk); yield the final settings.
+    Parts that an engine which died left running are adopted or restarted (see their ``start``);
+    leaving the block stops them, adopted or not."""
     pg: PostgresCluster | None = None
     ast: AsteriskProcess | None = None
     try:
         if not settings.database_url:
-            pg = PostgresCluster(settings.run_dir / "postgres")
+            pg = local_postgres(settings)
             settings = settings.with_(database_url=pg.start())
         if not settings.ami_external:
             ast = AsteriskProcess(settings, name=local_asterisk_name(settings))
