@@ -45,7 +45,7 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
     ).with_(**overrides)
     pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
     settings = settings.with_(database_url=pg.start())
-    asterisk = AsteriskProcess(settings, name="bench")
+    asterisk = AsteriskProcess(settings, name=f"bench-{os.getpid()}")  # an instance dir of its own
     pstn: SippProcess | None = None
     try:
         asterisk.start()
