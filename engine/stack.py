@@ -288,11 +288,12 @@ class AsteriskProcess:
             if self._same_config() and self._answers():
                 log.warning("Asterisk %s (pid %d) still runs from an earlier engine: adopted with its calls",
                             self.name, running)
-                self.adopted_pid = running
+                self.process, self.adopted_pid = None, running
                 return
             log.warning("Asterisk %s (pid %d) from an earlier engine has another configuration or does not "
                         "answer: stopping it", self.name, running)
             terminate(running, f"Asterisk {self.name}")
+        self.adopted_pid = None
         uid, gid = _rootfs_user(rootfs, "asterisk")
         shutil.rmtree(self.base, ignore_errors=True)  # stale pid file, control socket, old config
         dirs = self._dirs()

@@ -351,11 +351,13 @@ async def trunk_far_end(tmp_path: Path, run: RunCommand) -> SippProcess:
 
 
 def invites(far_end: SippProcess) -> list[str]:
-    """The numbers of the initial INVITEs (not re-INVITEs) the far end received, sorted."""
+    """The numbers of the calls the far end was offered (initial INVITEs, one per Call-ID, so a
+    retransmission under load counts once), sorted."""
     text = Path(far_end.argv[far_end.argv.index("-message_file") + 1]).read_text(errors="replace")
-    numbers = []
+    calls = set()
     for block in text.split("\n\n"):
-        match = re.search(r"^INVITE sip:(\d+)@", block, re.M)
-        if match and not re.search(r"^To:.*;tag=", block, re.M | re.I):
-            numbers.append(match.group(1))
-    return sorted(numbers)
+        number = re.search(r"^INVITE sip:(\d+)@", block, re.M)
+        call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", block, re.M | re.I)
+        if number and call_id and not re.search(r"^(?:To|t):.*;tag=", block, re.M | re.I):
+            calls.add((number.group(1), call_id.group(1)))
+    return sorted(number for number, _ in calls)
