@@ -271,7 +271,7 @@ class AsteriskProcess:
         with tempfile.TemporaryDirectory(prefix="veche-ast-") as scratch:
             fresh = render_asterisk_config(self.settings, Path(scratch), self._dirs())
             names = sorted(p.name for p in fresh.iterdir())
-            match, mismatch, errors = filecmp.cmpfiles(fresh, self.base / "etc", names, shallow=False)
+            _, mismatch, errors = filecmp.cmpfiles(fresh, self.base / "etc", names, shallow=False)
             return not mismatch and not errors
 
     def _answers(self, timeout: float = 10.0) -> bool:
