@@ -43,9 +43,9 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
         rtp_start=rtp_start, rtp_end=rtp_start + 3999, ring_timeout=10, run_dir=workdir,
         node_id="bench", secret_key=secrets.token_hex(32),
     ).with_(**overrides)
-    pg = PostgresCluster(workdir / "postgres")
+    pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
     settings = settings.with_(database_url=pg.start())
-    asterisk = AsteriskProcess(settings, name="bench")
+    asterisk = AsteriskProcess(settings, name=f"bench-{os.getpid()}")  # an instance dir of its own
     pstn: SippProcess | None = None
     try:
         asterisk.start()

@@ -17,6 +17,19 @@ from engine.logging import configure_logging
 
 log = logging.getLogger("engine")
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a service manager, a closed terminal
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Outside the event loop (while PostgreSQL and Asterisk start or stop), SIGTERM and SIGHUP
+    end ``run`` as Ctrl-C does, through the clean-up of ``local_stack``."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
 
 async def _run(settings: Settings) -> None:
     from aiohttp import web
@@ -47,7 +60,7 @@ async def _run(settings: Settings) -> None:
                   "(for `python -m engine account create ...`)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         print("Stopping Veche...", flush=True)
@@ -60,8 +73,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from engine.stack import local_stack
 
     settings.refuse_default_secrets()  # before anything starts: one line, exit 2
+    _stop_on_signals()
+    # PostgreSQL and Asterisk run in sessions of their own: a signal for the engine never reaches
+    # them, and an engine that dies (kill -9) leaves them running; the next run adopts them or
+    # stops them (see engine/stack.py), so `run` always comes up again.
     with local_stack(settings.with_generated_secrets()) as ready:
-        asyncio.run(_run(ready))
+        try:
+            asyncio.run(_run(ready))
+        finally:
+            _stop_on_signals()  # the event loop's handlers are gone; the clean-up stays interruptible
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:

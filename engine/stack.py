@@ -3,14 +3,19 @@ Asterisk instance started from the project's own asterisk-config/, and a private
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import hashlib
 import logging
 import os
 import pwd
+import select
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +60,50 @@ def free_udp_port_pair() -> int:
             except OSError:
                 continue
     raise ConfigError("no free UDP port pair on 127.0.0.1")
+
+
+def process_cmdline(pid: int) -> list[str]:
+    """The arguments process ``pid`` runs with, or [] when it is gone (or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def read_pid(path: Path) -> int | None:
+    """The process id on the first line of a pid file, or None when there is none."""
+    try:
+        first = path.read_text().split("\n", 1)[0].strip()
+    except OSError:
+        return None
+    return int(first) if first.isdigit() else None
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """True once process ``pid`` (which need not be our child) has exited; False at the deadline."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    finally:
+        os.close(pidfd)
+
+
+def terminate(pid: int, what: str, timeout: float = 15.0) -> None:
+    """SIGTERM, and SIGKILL if ``pid`` is still there after ``timeout`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if wait_gone(pid, timeout):
+        return
+    log.warning("%s (pid %d) ignored SIGTERM for %.0f s: killing it", what, pid, timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    wait_gone(pid, 5.0)
 
 
 def ensure_host_tools(*commands: str) -> None:
@@ -159,11 +208,18 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
 
 @dataclass
 class AsteriskProcess:
-    """One Asterisk 22 running in the cached sid root file system with rendered configs."""
+    """One Asterisk 22 running in the cached sid root file system with rendered configs.
+
+    ``start`` first looks for an Asterisk of the same instance left running by an engine that
+    died (its pid file, else its command line): one that answers on its control socket and runs
+    exactly the configuration these settings render is adopted, so the calls in its rooms go on
+    (the engine's recovery service takes them over through AMI); any other is stopped and a
+    fresh one started. ``stop`` ends the instance whether it was started or adopted."""
 
     settings: Settings
     name: str = "main"
     process: subprocess.Popen | None = None
+    adopted_pid: int | None = None
 
     @property
     def base_in_root(self) -> str:
@@ -177,17 +233,74 @@ class AsteriskProcess:
     def conf_in_root(self) -> str:
         return f"{self.base_in_root}/etc/asterisk.conf"
 
+    @property
+    def pid_file(self) -> Path:
+        return self.base / "run" / "asterisk.pid"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the running instance (started or adopted), None when none runs."""
+        if self.process is not None:
+            return self.process.pid if self.process.poll() is None else None
+        if self.adopted_pid is not None and self._is_instance(self.adopted_pid):
+            return self.adopted_pid
+        return None
+
+    def _dirs(self) -> dict[str, str]:
+        return {sub: f"{self.base_in_root}/{sub}" for sub in ("etc", "db", "spool", "run", "log")}
+
+    def _is_instance(self, pid: int) -> bool:
+        """``pid`` is an Asterisk daemon (not a ``-rx`` client) of this instance's configuration."""
+        argv = process_cmdline(pid)
+        return (bool(argv) and argv[0].endswith("asterisk") and self.conf_in_root in argv
+                and not any(arg.startswith("-r") or arg.startswith("-R") for arg in argv))
+
+    def find_running(self) -> int | None:
+        """The pid of an Asterisk of this instance that runs already: from its pid file, or (pid
+        file lost) from the command lines of the running processes."""
+        pid = read_pid(self.pid_file)
+        if pid is not None and self._is_instance(pid):
+            return pid
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._is_instance(int(entry.name)):
+                return int(entry.name)
+        return None
+
+    def _same_config(self) -> bool:
+        """The configuration on disk is what these settings render now."""
+        with tempfile.TemporaryDirectory(prefix="veche-ast-") as scratch:
+            fresh = render_asterisk_config(self.settings, Path(scratch), self._dirs())
+            names = sorted(p.name for p in fresh.iterdir())
+            _, mismatch, errors = filecmp.cmpfiles(fresh, self.base / "etc", names, shallow=False)
+            return not mismatch and not errors
+
+    def _answers(self, timeout: float = 10.0) -> bool:
+        try:
+            return "fully booted" in self.cli("core waitfullybooted", timeout=timeout).lower()
+        except subprocess.TimeoutExpired:
+            return False
+
     def start(self, timeout: float = 30.0) -> None:
         rootfs = ensure_rootfs(self.settings)
         _prepare_rootfs(rootfs)
+        running = self.find_running()
+        if running is not None:
+            if self._same_config() and self._answers():
+                log.warning("Asterisk %s (pid %d) still runs from an earlier engine: adopted with its calls",
+                            self.name, running)
+                self.process, self.adopted_pid = None, running
+                return
+            log.warning("Asterisk %s (pid %d) from an earlier engine has another configuration or does not "
+                        "answer: stopping it", self.name, running)
+            terminate(running, f"Asterisk {self.name}")
+        self.adopted_pid = None
         uid, gid = _rootfs_user(rootfs, "asterisk")
-        shutil.rmtree(self.base, ignore_errors=True)
-        dirs = {}
-        for sub in ("etc", "db", "spool", "run", "log"):
+        shutil.rmtree(self.base, ignore_errors=True)  # stale pid file, control socket, old config
+        dirs = self._dirs()
+        for sub in dirs:
             path = self.base / sub
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, uid, gid)
-            dirs[sub] = f"{self.base_in_root}/{sub}"
         render_asterisk_config(self.settings, self.base / "etc", dirs)
         log_path = self.base / "log" / "stdout.log"
         self._stdout = open(log_path, "wb")  # noqa: SIM115 - kept open for the process's life
@@ -195,7 +308,7 @@ class AsteriskProcess:
             ["chroot", str(rootfs), "/usr/sbin/asterisk", "-f", "-n", "-U", "asterisk",
              "-G", "asterisk", "-C", self.conf_in_root],
             stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # a Ctrl-C in the engine's terminal reaches the engine only
         )
         self.wait_fully_booted(timeout)
 
@@ -223,7 +336,12 @@ class AsteriskProcess:
         self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
 
     def stop(self, timeout: float = 10.0) -> None:
-        if not self.process or self.process.poll() is not None:
+        if self.process is None:
+            if self.adopted_pid is not None and self._is_instance(self.adopted_pid):
+                terminate(self.adopted_pid, f"Asterisk {self.name}", timeout)
+            self.adopted_pid = None
+            return
+        if self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -245,15 +363,36 @@ class AsteriskProcess:
 
 @dataclass
 class PostgresCluster:
-    """A private PostgreSQL 15 cluster on 127.0.0.1, for when no DATABASE_URL is given."""
+    """A private PostgreSQL 15 cluster on 127.0.0.1, for when no DATABASE_URL is given.
+
+    Durable by default (fsync, synchronous_commit and full_page_writes on); only the test
+    harness and the benchmarks pass ``durable=False`` for speed. ``start`` adopts a postmaster
+    of this data directory that an engine which died left running, when it answers and was
+    started with exactly these options; any other one is stopped first, and a pid file whose
+    process is gone is removed."""
 
     data_dir: Path
     port: int = 0
     database: str = "veche"
+    durable: bool = True
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).absolute()  # found again by this path in the process list
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "postmaster.pid"
+
+    def server_options(self, port: int) -> str:
+        """The options ``pg_ctl start -o`` passes to the postmaster."""
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {self.data_dir} -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        return options
 
     def _as_postgres(self, argv: list[str]) -> list[str]:
         if os.geteuid() == 0:
@@ -265,10 +404,60 @@ class PostgresCluster:
             pw = pwd.getpwnam("postgres")
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
+    def running_pid(self) -> int | None:
+        """The pid of the postmaster of this data directory, None when none runs."""
+        pid = read_pid(self.pid_file)
+        if pid is None:
+            return None
+        argv = process_cmdline(pid)
+        if argv and argv[0].endswith("postgres") and str(self.data_dir) in argv:
+            return pid
+        return None
+
+    def _running_port(self) -> int | None:
+        try:
+            lines = self.pid_file.read_text().splitlines()
+            return int(lines[3])  # postmaster.pid: pid, data dir, start time, port, ...
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _started_as(self, port: int) -> bool:
+        """The running postmaster was started with the options we would give it on ``port``."""
+        try:
+            recorded = shlex.split((self.data_dir / "postmaster.opts").read_text())
+        except (OSError, ValueError):
+            return False
+        return recorded[1:] == ["-D", str(self.data_dir), *shlex.split(self.server_options(port))]
+
+    def _answers(self, port: int) -> bool:
+        result = subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
+                                 "-t", "10"], capture_output=True)
+        return result.returncode == 0
+
+    def _take_over_or_clear(self) -> bool:
+        """Deal with what an earlier engine left in the data directory; True when its still
+        running postmaster is adopted (``self.port`` is then its port)."""
+        pid = self.running_pid()
+        if pid is None:
+            if self.pid_file.exists():
+                log.warning("removing the stale %s (its process is gone)", self.pid_file)
+                self.pid_file.unlink(missing_ok=True)
+            return False
+        port = self._running_port()
+        if port is not None and (not self.port or self.port == port) and self._started_as(port) \
+                and self._answers(port):
+            log.warning("PostgreSQL (pid %d, port %d) still runs from an earlier engine: adopted", pid, port)
+            self.port = port
+            return True
+        log.warning("PostgreSQL (pid %d) from an earlier engine runs with other options or does not "
+                    "answer: restarting it", pid)
+        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"],
+                  "pg_ctl stop", ok_if="not running")
+        return False
+
     def start(self) -> str:
         if not (PG_BIN / "initdb").exists():
             raise ConfigError(f"PostgreSQL binaries not found in {PG_BIN} (set DATABASE_URL or VECHE_PG_BIN)")
-        self.port = self.port or free_port()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         for parent in [self.data_dir.parent, *self.data_dir.parent.parents]:
             if os.geteuid() == 0 and parent != Path("/"):
@@ -277,26 +466,27 @@ class PostgresCluster:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._chown(self.data_dir)
             self._run([str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                       "-A", "trust", "-E", "UTF8", "--no-sync"], "initdb")
-        self._run([
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
-            "-l", str(self.data_dir / "server.log"),
-            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
-                  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                  "-c max_connections=200",
-            "start",
-        ], "pg_ctl start")
+                       "-A", "trust", "-E", "UTF8", *([] if self.durable else ["--no-sync"])], "initdb")
+        if not self._take_over_or_clear():
+            self.port = self.port or free_port()
+            self._run([
+                str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
+                "-l", str(self.data_dir / "server.log"), "-o", self.server_options(self.port), "start",
+            ], "pg_ctl start")
         self._run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                    self.database], "createdb", ok_if="already exists")
         return self.url
 
     def stop(self) -> None:
-        if (self.data_dir / "postmaster.pid").exists():
-            self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+        if self.running_pid() is not None:
+            self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"],
                       "pg_ctl stop", ok_if="not running")
 
     def _run(self, argv: list[str], what: str, ok_if: str | None = None) -> None:
-        result = subprocess.run(self._as_postgres(argv), capture_output=True, text=True)
+        # a session of its own: a Ctrl-C in the engine's terminal must not reach the postmaster
+        # (it would shut down under the engine while the engine still closes its work)
+        result = subprocess.run(self._as_postgres(argv), capture_output=True, text=True,
+                                start_new_session=True)
         if result.returncode != 0:
             text = (result.stdout + result.stderr).strip()
             if ok_if and ok_if in text:
@@ -310,14 +500,21 @@ def local_asterisk_name(settings: Settings) -> str:
     return f"node-{settings.node_id}-{run_key}"
 
 
+def local_postgres(settings: Settings) -> PostgresCluster:
+    """The private, durable PostgreSQL that ``run`` starts in the run dir when no DATABASE_URL is set."""
+    return PostgresCluster(settings.run_dir / "postgres")
+
+
 @contextmanager
 def local_stack(settings: Settings) -> Iterator[Settings]:
-    """Bring up what the settings do not point at (Postgres, Asterisk); yield the final settings."""
+    """Bring up what the settings do not point at (Postgres, Asterisk); yield the final settings.
+    Parts that an engine which died left running are adopted or restarted (see their ``start``);
+    leaving the block stops them, adopted or not."""
     pg: PostgresCluster | None = None
     ast: AsteriskProcess | None = None
     try:
         if not settings.database_url:
-            pg = PostgresCluster(settings.run_dir / "postgres")
+            pg = local_postgres(settings)
             settings = settings.with_(database_url=pg.start())
         if not settings.ami_external:
             ast = AsteriskProcess(settings, name=local_asterisk_name(settings))

@@ -60,7 +60,7 @@ def database_url(run_dir: Path) -> Iterator[str]:
         asyncio.run(create())
         yield given.rsplit("/", 1)[0] + "/" + name
         return
-    cluster = PostgresCluster(run_dir / "postgres")
+    cluster = PostgresCluster(run_dir / "postgres", durable=False)  # fast and throw-away
     url = cluster.start()
     yield url
     cluster.stop()
