@@ -35,7 +35,7 @@ ARG_FIRST_ENTRY = "agi_arg_2"
 END_REASONS = (
     "completed",  # the route returned
     "hangup",  # the caller hung up (Asterisk answered -1 or closed the socket during the route)
-    "eof",  # the peer closed before the blank line ending the header block
+    "eof",  # the peer closed (or reset) before the blank line ending the header block
     "header_timeout",  # no complete header block in time (trickling or silent peer)
     "oversize",  # header block over its byte limit
     "encoding",  # a header line is not UTF-8
@@ -232,6 +232,8 @@ class AgiServer:
                         raise _Refused("eof", f"after {size + len(exc.partial)} bytes") from None
                     except asyncio.LimitOverrunError:
                         raise _Refused("oversize", "one line over the limit") from None
+                    except (ConnectionError, OSError) as exc:
+                        raise _Refused("eof", type(exc).__name__) from None
                     size += len(raw)
                     if size > self.limits.header_bytes:
                         raise _Refused("oversize", f"over {self.limits.header_bytes} bytes")
