@@ -14,8 +14,12 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.logging import log_context
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ END_REASONS = (
     "session_timeout",  # the session lived longer than its limit
     "bad_answer",  # an answer line to a command was too long, not UTF-8 or not AGI
     "error",  # the route raised (a bug: logged with its traceback)
+    "stopped",  # the engine stopped during the session
 )
 
 
@@ -75,7 +80,7 @@ class AgiLimits:
     session_seconds: float = 600.0
 
     @classmethod
-    def from_settings(cls, settings: object) -> AgiLimits:
+    def from_settings(cls, settings: Settings) -> AgiLimits:
         return cls(max_sessions=settings.agi_max_sessions, header_timeout=settings.agi_header_timeout,
                    header_bytes=settings.agi_header_bytes, answer_bytes=settings.agi_answer_bytes,
                    session_seconds=settings.agi_session_seconds)
@@ -264,7 +269,7 @@ class AgiServer:
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         source = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        reason, detail, name = "completed", "", "-"
+        reason, detail, name = "stopped", "", "-"
         self.active += 1
         try:
             if not self._allowed(source):
@@ -280,6 +285,7 @@ class AgiServer:
                 try:
                     async with lifetime:
                         await handler(call)
+                    reason = "completed"
                 except TimeoutError:
                     if not lifetime.expired():
                         raise
@@ -301,9 +307,9 @@ class AgiServer:
             self.active -= 1
             self.ended[reason] += 1
             writer.close()
-        level = logging.INFO if reason in ("completed", "hangup") else logging.WARNING
-        log.log(level, "FastAGI session from %s (route %s) ended: %s%s", source, name, reason,
-                f" ({detail})" if detail else "")
+            level = logging.INFO if reason in ("completed", "hangup", "stopped") else logging.WARNING
+            log.log(level, "FastAGI session from %s (route %s) ended: %s%s", source, name, reason,
+                    f" ({detail})" if detail else "")
         try:
             await asyncio.wait_for(writer.wait_closed(), 1.0)
         except (TimeoutError, ConnectionError, OSError):
