@@ -29,7 +29,7 @@ _RESULT = re.compile(r"^200 result=(\S*)(?: \((.*)\))?")
 # one header line: a lower-case agi_ name, a colon, a value without control characters but tab
 _HEADER_LINE = re.compile(r"(agi_[a-z0-9_]{1,40}):[ \t]?([^\x00-\x08\x0a-\x1f\x7f]*)")
 _ROUTE_NAME = re.compile(r"^[a-z0-9_\-]{1,40}$")
-_FIRST_ENTRY = re.compile(r"^[0-9]{1,20}$")
+_FIRST_ENTRY = re.compile(r"[0-9]{1,20}")
 
 # the dialplan's AGI arguments: AGI(agi://host:port/ROUTE,SECRET,FIRST_ENTRY)
 ARG_SECRET = "agi_arg_1"
@@ -113,7 +113,7 @@ class AgiCall:
         """The digits the caller keyed while the dialplan's Read() played the first prompt, or None
         when nothing usable was keyed (only digits, at most 20 of them)."""
         value = self.headers.get(ARG_FIRST_ENTRY, "")
-        return value if _FIRST_ENTRY.match(value) else None
+        return value if _FIRST_ENTRY.fullmatch(value) else None
 
     async def command(self, text: str) -> tuple[str, str]:
         """Send one AGI command; return (result value, text in parentheses)."""
