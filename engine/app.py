@@ -13,7 +13,7 @@ import asyncpg
 from engine.adapters.ami import AmiAdapter
 from engine.adapters.db import create_pool
 from engine.adapters.db.migrations import migrate
-from engine.agi import AgiServer
+from engine.agi import AgiLimits, AgiServer
 from engine.config import Settings
 from engine.domain.errors import ConfigError
 from engine.services.bus import EventBus
@@ -69,7 +69,8 @@ class Engine:
         adapter = AmiAdapter(settings.ami, settings.node_id)
         await adapter.connect()
         self.nodes[settings.node_id] = adapter
-        self.agi = AgiServer(settings.agi_host, settings.agi_port)
+        self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,
+                             allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
         for module_name in SERVICE_MODULES:
             module = importlib.import_module(module_name)
             service = await module.install(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -95,6 +96,15 @@ class Settings:
     ami_permit: str = "127.0.0.1"  # the only address the AMI user may log in from (manager.conf permit)
     production: bool = False  # refuse development defaults (VECHE_PRODUCTION=1)
     api_requests_per_minute: int = 1200  # per account, with a burst of the same size (VECHE_API_RATE)
+    # FastAGI: the dialplan passes this secret on every AGI call ("" = not configured: every
+    # session is refused); Settings() made in code get a random one, shared by render and engine
+    agi_secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    agi_allow: tuple[str, ...] = ()  # source networks allowed to open sessions (empty: any)
+    agi_max_sessions: int = 200  # sessions at once; more are refused and counted
+    agi_header_timeout: float = 5.0  # seconds from connect to the blank line ending the header block
+    agi_header_bytes: int = 8192  # largest header block
+    agi_answer_bytes: int = 4096  # longest answer line to a command
+    agi_session_seconds: float = 600.0  # longest life of one session
 
     @property
     def rootfs(self) -> Path:
@@ -167,6 +177,11 @@ class Settings:
             ami_permit=_ipv4(get("AMI_PERMIT", base.ami_permit), "VECHE_AMI_PERMIT"),
             production=get("PRODUCTION", "0") in ("1", "true", "yes"),
             api_requests_per_minute=max(1, get_int("API_RATE", base.api_requests_per_minute)),
+            agi_secret=_agi_secret(env.get("VECHE_AGI_SECRET", "")),
+            agi_allow=_networks(get("AGI_ALLOW", ""), "VECHE_AGI_ALLOW"),
+            agi_max_sessions=max(1, get_int("AGI_MAX_SESSIONS", base.agi_max_sessions)),
+            agi_header_timeout=float(max(1, get_int("AGI_HEADER_TIMEOUT", int(base.agi_header_timeout)))),
+            agi_session_seconds=float(max(10, get_int("AGI_SESSION_SECONDS", int(base.agi_session_seconds)))),
         )
 
     def refuse_default_secrets(self) -> None:
@@ -183,6 +198,9 @@ class Settings:
             raise ConfigError("VECHE_AMI_SECRET is the development default: set a long random secret in production")
         if not self.secret_key and self.production:
             raise ConfigError("VECHE_SECRET_KEY is empty: set 64 random hex characters in production")
+        if len(self.agi_secret) < 32 and (self.ami_external or self.production):
+            raise ConfigError("VECHE_AGI_SECRET is empty or short: set 64 random hex characters (the dialplan "
+                              "passes it on every FastAGI call)")
 
     def with_generated_secrets(self) -> Settings:
         """For a development engine with its own Asterisk: replace the default AMI secret and an
@@ -198,7 +216,7 @@ class Settings:
             except ValueError:
                 stored = {}
         changed = False
-        for key in ("ami_secret", "secret_key"):
+        for key in ("ami_secret", "secret_key", "agi_secret"):
             if not isinstance(stored.get(key), str) or len(stored[key]) < 32:
                 stored[key] = secrets.token_hex(32)
                 changed = True
@@ -209,7 +227,8 @@ class Settings:
                 json.dump(stored, handle)
         ami = self.ami if self.ami.secret not in ("", DEFAULT_AMI_SECRET) else replace(
             self.ami, secret=stored["ami_secret"])
-        return replace(self, ami=ami, secret_key=self.secret_key or stored["secret_key"])
+        return replace(self, ami=ami, secret_key=self.secret_key or stored["secret_key"],
+                       agi_secret=self.agi_secret or stored["agi_secret"])
 
 
 def _ipv4(value: str, name: str) -> str:
@@ -217,3 +236,25 @@ def _ipv4(value: str, name: str) -> str:
         return str(ipaddress.IPv4Address(value.strip()))
     except ValueError:
         raise ConfigError(f"{name} must be one IPv4 address (e.g. 127.0.0.1), got {value!r}") from None
+
+
+def _networks(value: str, name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (``10.0.0.5, 192.168.1.0/24, ::1``), normalised."""
+    networks = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name} must list IP addresses or networks (e.g. 10.0.0.5,192.168.1.0/24), "
+                              f"got {item.strip()!r}") from None
+    return tuple(networks)
+
+
+def _agi_secret(value: str) -> str:
+    """The secret goes into the dialplan as an AGI argument: letters, digits, ``-`` and ``_`` only."""
+    value = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{0,200}", value):
+        raise ConfigError("VECHE_AGI_SECRET may hold only letters, digits, '-' and '_' (e.g. 64 hex characters)")
+    return value

@@ -29,6 +29,8 @@ class ScrapeSnapshot:
     dialin_attempts: int = 0
     dialin_failures: dict[str, int] = field(default_factory=dict)  # per kind: number, pin, blocked
     fastagi_listening: bool = False
+    fastagi_sessions_active: int = 0
+    fastagi_sessions_ended: dict[str, int] = field(default_factory=dict)  # per reason (engine.agi.END_REASONS)
 
 
 class _ScrapeCollector(Collector):
@@ -75,6 +77,14 @@ class _ScrapeCollector(Collector):
         yield failures
         yield GaugeMetricFamily("veche_fastagi_listening", "1 while the FastAGI server accepts sessions",
                                 value=1.0 if snap.fastagi_listening else 0.0)
+        yield GaugeMetricFamily("veche_fastagi_sessions_active", "FastAGI sessions open now",
+                                value=snap.fastagi_sessions_active)
+        ended = CounterMetricFamily("veche_fastagi_sessions_ended",
+                                    "FastAGI sessions ended, by reason (completed, hangup, or why it was cut)",
+                                    labels=["reason"])
+        for reason, count in sorted(snap.fastagi_sessions_ended.items()):
+            ended.add_metric([reason], count)
+        yield ended
 
 
 class VecheMetrics:

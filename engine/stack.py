@@ -25,6 +25,7 @@ from pathlib import Path
 import jinja2
 
 from engine.config import Settings
+from engine.domain import dialin as dialin_rules
 from engine.domain.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,8 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
     """Render the templates of asterisk-config/ for these settings into ``dest``. Calls from
     ``trunk_sources`` (default: the trunk target's host) are dial-ins."""
     trunk_sources = trunk_sources or (settings.trunk_target.rsplit(":", 1)[0],)
+    if not settings.agi_secret:
+        raise ConfigError("VECHE_AGI_SECRET is empty: the dialplan must pass the engine's FastAGI secret")
     dest.mkdir(parents=True, exist_ok=True)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(ASTERISK_CONFIG_DIR)),
@@ -195,6 +198,11 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "trunk_sources": trunk_sources,
         "agi_host": settings.agi_host,
         "agi_port": settings.agi_port,
+        "agi_secret": settings.agi_secret,
+        # the dialplan's Read() asks for the conference number like the IVR's first GET DATA
+        "first_prompt": dialin_rules.PROMPT_CONFERENCE_NUMBER,
+        "first_max_digits": dialin_rules.DialinPolicy().max_digits,
+        "first_timeout": max(1, dialin_rules.DialinPolicy().digits_timeout_ms // 1000),
         "access_number": settings.access_number,
         "short_number_pattern": "_" + "X" * length,
         "ring_timeout": settings.ring_timeout,

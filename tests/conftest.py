@@ -33,6 +33,8 @@ def make_settings(run_dir: Path, **overrides: object) -> Settings:
         run_dir=run_dir,
         test_mode=True,
         secret_key=secrets.token_hex(32),
+        agi_secret=secrets.token_hex(32),
+        agi_header_timeout=3.0,  # short, so fuzzed sessions that trickle end soon
         cache_dir=Path(os.environ.get("VECHE_CACHE_DIR", Path.home() / ".cache" / "veche")),
     )
     return base.with_(**overrides)

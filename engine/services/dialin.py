@@ -37,6 +37,10 @@ class DialinCall(Protocol):
     @property
     def uniqueid(self) -> str: ...
 
+    @property
+    def first_entry(self) -> str | None:
+        """Digits keyed while the dialplan played the first prompt (None: nothing usable)."""
+
     async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None: ...
 
     async def play(self, *prompts: str) -> None: ...
@@ -121,13 +125,15 @@ class DialinService:
         caller = outcome.caller
         conference: Conference | None = None
         last_error: str | None = None  # the prompt of the latest wrong entry (None after a silence)
+        first_entry = call.first_entry  # the conference number the dialplan's Read() heard, if any
         if await self._caller_blocked(call, caller):
             outcome.refusal = Refusal.BLOCKED
             await self._say(call, watch, *rules.REFUSAL_PROMPTS[Refusal.BLOCKED], rules.PROMPT_GOODBYE)
             return
         while outcome.wrong_entries < policy.max_wrong_entries:
             if conference is None:
-                number = await self._ask(call, rules.PROMPT_CONFERENCE_NUMBER, watch)
+                number = first_entry or await self._ask(call, rules.PROMPT_CONFERENCE_NUMBER, watch)
+                first_entry = None
                 if number is None:
                     outcome.wrong_entries, last_error = outcome.wrong_entries + 1, None
                     continue

@@ -153,6 +153,8 @@ class MetricsService:
             participants_connected=dict.fromkeys(nodes, 0),
             dialin_attempts=agi.sessions["dialin"] if agi is not None else 0,
             fastagi_listening=agi is not None and agi.listening,
+            fastagi_sessions_active=agi.active if agi is not None else 0,
+            fastagi_sessions_ended=dict(agi.ended) if agi is not None else {},
         )
         try:
             counts = await asyncio.wait_for(self.repo.counts(), 5)

@@ -15,7 +15,8 @@ import yaml
 from engine.stack import PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
-SECRETS = {"VECHE_AMI_SECRET": "0123abcd" * 4, "POSTGRES_PASSWORD": "pg-secret-1", "VECHE_SECRET_KEY": "f" * 64}
+SECRETS = {"VECHE_AMI_SECRET": "0123abcd" * 4, "POSTGRES_PASSWORD": "pg-secret-1", "VECHE_SECRET_KEY": "f" * 64,
+           "VECHE_AGI_SECRET": "a1" * 32}
 
 # The Asterisk image has Debian's python3 + python3-jinja2 only: rendering must need nothing else.
 ONLY_STDLIB_AND_JINJA2 = """
@@ -98,7 +99,8 @@ def test_asterisk_image_render_step_produces_a_complete_config(tmp_path: Path) -
     pjsip = (dest / "pjsip.conf").read_text()
     assert "bind = 192.0.2.10:5060" in pjsip and "contact = sip:192.0.2.1:5060" in pjsip
     assert "match = 192.0.2.1" in pjsip
-    assert "agi://127.0.0.1:4573" in (dest / "extensions.conf").read_text()
+    extensions = (dest / "extensions.conf").read_text()
+    assert "agi://127.0.0.1:4573" in extensions and f"VECHE_AGI_SECRET = {SECRETS['VECHE_AGI_SECRET']}" in extensions
     entrypoint = (PROJECT_ROOT / "docker/asterisk/entrypoint.sh").read_text()
     assert "python3 -m engine asterisk-config render" in entrypoint
 

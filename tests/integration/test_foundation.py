@@ -114,11 +114,11 @@ def bare_asterisk(run_dir: Path, database_url: str) -> Iterator[tuple[Settings, 
 async def test_dialin_dtmf_reaches_fastagi(bare_asterisk: tuple[Settings, AsteriskProcess], run_dir: Path) -> None:
     """A SIPp caller dials the access number; its digits arrive in the FastAGI route."""
     own, _ = bare_asterisk
-    server = AgiServer(own.agi_host, own.agi_port)
+    server = AgiServer(own.agi_host, own.agi_port, own.agi_secret)
     received: asyncio.Queue[tuple[str | None, str | None, str]] = asyncio.Queue()
 
     async def dialin(call: AgiCall) -> None:
-        first = await call.get_data("silence/1", timeout_ms=5000, max_digits=12)
+        first = call.first_entry  # heard by the dialplan's Read() during the first prompt
         second = await call.get_data("silence/1", timeout_ms=5000, max_digits=12)
         await received.put((first, second, call.caller_number))
 

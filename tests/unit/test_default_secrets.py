@@ -23,8 +23,18 @@ def test_production_needs_a_secret_key_and_own_ami_secret() -> None:
         Settings.from_env({"VECHE_PRODUCTION": "1"}).refuse_default_secrets()
     with pytest.raises(ConfigError, match="VECHE_SECRET_KEY"):
         Settings.from_env({"VECHE_PRODUCTION": "1", "VECHE_AMI_SECRET": "x" * 40}).refuse_default_secrets()
-    Settings.from_env({"VECHE_PRODUCTION": "1", "VECHE_AMI_SECRET": "x" * 40,
-                       "VECHE_SECRET_KEY": "f" * 64}).refuse_default_secrets()
+    with pytest.raises(ConfigError, match="VECHE_AGI_SECRET"):
+        Settings.from_env({"VECHE_PRODUCTION": "1", "VECHE_AMI_SECRET": "x" * 40,
+                           "VECHE_SECRET_KEY": "f" * 64}).refuse_default_secrets()
+    Settings.from_env({"VECHE_PRODUCTION": "1", "VECHE_AMI_SECRET": "x" * 40, "VECHE_SECRET_KEY": "f" * 64,
+                       "VECHE_AGI_SECRET": "a" * 64}).refuse_default_secrets()
+
+
+def test_external_pbx_needs_an_agi_secret() -> None:
+    external = {"ASTERISK_AMI_URL": "ami://veche:" + "x" * 40 + "@10.0.0.5:5038"}
+    with pytest.raises(ConfigError, match="VECHE_AGI_SECRET"):
+        Settings.from_env(external).refuse_default_secrets()
+    Settings.from_env({**external, "VECHE_AGI_SECRET": "a" * 64}).refuse_default_secrets()
 
 
 def test_dev_run_generates_and_keeps_secrets(tmp_path: Path) -> None:
@@ -35,6 +45,7 @@ def test_dev_run_generates_and_keeps_secrets(tmp_path: Path) -> None:
     assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
     again = Settings.from_env({"VECHE_RUN_DIR": str(tmp_path)}).with_generated_secrets()
     assert (again.ami.secret, again.secret_key) == (first.ami.secret, first.secret_key)
+    assert len(first.agi_secret) == 64 and again.agi_secret == first.agi_secret
 
 
 def test_ami_permit_setting() -> None:
