@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.domain import text
 from engine.domain.errors import LimitExceeded, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan, Role
 from engine.domain.numberplan import NumberPlan
-from engine.domain import text
 
 MAX_DURATION_MINUTES = 720
 MAX_REMINDER_MINUTES = 1440
