@@ -19,7 +19,7 @@ from icalendar import Calendar, Event, vCalAddress, vText
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from engine.domain.notifications import ConferenceFacts, MessageKind, Recipient, RecipientRole
-from engine.domain.text import flatten
+from engine.domain.text import flatten, forbidden_character
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "mail"
 LANGUAGES = ("ru", "en")
@@ -40,6 +40,22 @@ _CALENDAR_LABELS = {
         "cancelled": "The conference has been cancelled.",
     },
 }
+
+
+class MessageNotBuilt(ValueError):
+    """The stored data cannot make this message; the reason is shown in the deliveries."""
+
+
+def _check_stored(facts: ConferenceFacts, recipient: Recipient) -> None:
+    """Text stored before the one-line rule existed: a subject or an address with a character the
+    rule forbids fails this message (names are only shown, so they are flattened instead)."""
+    bad = forbidden_character(facts.subject)
+    if bad is not None:
+        raise MessageNotBuilt(f"the subject contains U+{ord(bad):04X}, which one-line text may not hold; "
+                              "change the subject to send this message")
+    bad = forbidden_character(recipient.email)
+    if bad is not None or any(char.isspace() for char in recipient.email):
+        raise MessageNotBuilt("the recipient's e-mail address contains a space or a control character")
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,7 @@ class MailComposer:
     def compose(self, facts: ConferenceFacts, recipient: Recipient, kind: MessageKind,
                 now: datetime | None = None) -> ComposedMessage:
         now = now or datetime.now(UTC)
+        _check_stored(facts, recipient)
         context = self.context(facts, recipient, kind)
         language = str(context["language"])
         subject = flatten(self.templates.get_template(f"{language}/subject.txt.j2").render(context).strip())

@@ -38,7 +38,7 @@ from engine.domain.notifications import (
 )
 from engine.domain.text import flatten
 from engine.services.bus import DomainEvent, EventBus
-from engine.services.mail_messages import MailComposer
+from engine.services.mail_messages import MailComposer, MessageNotBuilt
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,8 @@ class Notifier:
             composed = self.composer.compose(facts, recipient, kind, now=now)
             subject, message_id, message, failed = composed.subject, composed.message_id, composed.raw, None
         except Exception as exc:  # noqa: BLE001 - one unbuildable message must not stop the others
-            failed = f"message could not be built: {type(exc).__name__}: {flatten(exc)}"[:500]
+            detail = str(exc) if isinstance(exc, MessageNotBuilt) else f"{type(exc).__name__}: {exc}"
+            failed = flatten(f"message not built: {detail}")[:500]
             subject, message_id, message = flatten(conference.get("subject"))[:200], "", b""
             log.warning("%s of conference %s for %s not built: %s", kind.value, conference["id"],
                         recipient.email, failed)
