@@ -150,11 +150,8 @@ async def test_unknown_paths_and_methods_are_json_errors(api) -> None:
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"duration_minutes": 30, "max_participants": 5}, "subject"),
-    ({"subject": "", "duration_minutes": 30, "max_participants": 5}, "subject"),
-    ({"subject": "x" * 201, "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "S", "duration_minutes": "30", "max_participants": 5}, "duration_minutes"),
     ({"subject": "S", "duration_minutes": 30.5, "max_participants": 5}, "duration_minutes"),
-    ({"subject": "S\u0007", "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "S", "duration_minutes": 0, "max_participants": 5}, "duration_minutes"),
     ({"subject": "S", "duration_minutes": 721, "max_participants": 5}, "duration_minutes"),
     ({"subject": "S", "duration_minutes": 30, "max_participants": True}, "max_participants"),
@@ -196,6 +193,8 @@ async def test_create_conference_validation_errors(api, engine, body, field) -> 
     ({"subject": "\u202egnitеem", "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "   ", "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "x" * 201, "duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "", "duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "S\u0007", "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "S", "duration_minutes": 30, "max_participants": 5,
       "participants": [{"number": "375291234567", "name": "Ann\x85a"}]}, "participants[0].name"),
 ])
@@ -263,7 +262,7 @@ async def test_scheduled_conference_get_list_patch_cancel(api, user) -> None:
     for bad, field in (({}, "body"), ({"subject": ""}, "subject"), ({"duration_minutes": -1}, "duration_minutes"),
                        ({"start": "2001-01-01T00:00:00Z"}, "start"), ({"owner_id": 1}, "owner_id")):
         reply = await api.call("PATCH", f"/conferences/{cid}", bad)
-        assert reply.status == 400, (bad, reply.body)
+        assert reply.status == (422 if field == "subject" else 400), (bad, reply.body)  # 422: the text rule
         assert reply.error["field"] == field
     reply = await api.call("PATCH", f"/conferences/{cid}", {"max_participants": user.account.max_participants + 1})
     assert reply.status == 422
@@ -466,7 +465,7 @@ async def test_address_book_crud(api, kind, good, changed, bad) -> None:
     updated = await api.call("PUT", f"/{kind}/{item['id']}", changed)
     assert updated.status == 200 and {k: updated.body[k] for k in changed} == changed
     for body, field in bad:
-        status = 422 if field in ("name", "location") else 400  # the text rule answers 422
+        status = 422 if field in ("name", "location") and field in body else 400  # the text rule answers 422
         reply = await api.post(f"/{kind}", body)
         assert reply.status == status and reply.error["field"] == field, (body, reply.body)
         reply = await api.call("PUT", f"/{kind}/{item['id']}", body)

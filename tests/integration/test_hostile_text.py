@@ -308,3 +308,17 @@ async def test_card_shows_a_message_that_could_not_be_built(portal, engine) -> N
         assert "Your copy" in page.text
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("name", ["Iri\rna", "Iri\u2028na", "\u202eanirI", "I" * 101])
+async def test_cli_account_name_follows_the_text_rule(database_url, engine, name: str) -> None:
+    """``python -m engine account create --name`` refuses what the portal and the API refuse,
+    with one line naming the field, and creates nothing."""
+    from tests.integration.test_cli import assert_one_line_error, veche
+    from tests.support.factories import random_phone
+
+    phone = random_phone()
+    run = await veche(database_url, "account", "create", phone, "--password-stdin", "--name", name,
+                      stdin="a-long-password-2026\n")
+    assert_one_line_error(run, "name")
+    assert await engine.pool.fetchval("SELECT count(*) FROM accounts WHERE phone = $1", phone) == 0
