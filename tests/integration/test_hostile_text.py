@@ -118,7 +118,7 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
         start = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).isoformat()
         accepted: dict[int, str] = {}
         refused = 0
-        for index, record in enumerate(draw_records(60)):
+        for index, record in enumerate(draw_records(120)):
             guest = f"text-guest-{index}-{secrets.token_hex(3)}@example.org"
             reply = await api.post("/conferences", {
                 "subject": record["subject"], "start": start, "duration_minutes": 30, "max_participants": 5,
