@@ -195,6 +195,7 @@ async def test_create_conference_validation_errors(api, engine, body, field) -> 
     ({"subject": "x" * 201, "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "", "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "S\u0007", "duration_minutes": 30, "max_participants": 5}, "subject"),
+    ({"subject": "lone \ud800 surrogate", "duration_minutes": 30, "max_participants": 5}, "subject"),
     ({"subject": "S", "duration_minutes": 30, "max_participants": 5,
       "participants": [{"number": "375291234567", "name": "Ann\x85a"}]}, "participants[0].name"),
 ])

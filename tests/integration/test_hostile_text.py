@@ -284,7 +284,7 @@ async def test_portal_refuses_a_bare_cr_subject_in_both_languages(portal, engine
 
 async def test_card_shows_a_message_that_could_not_be_built(portal, engine) -> None:
     """A legacy subject (stored before the rule): the real notifier stores its invitations as
-    failed with the reason, and the card shows it."""
+    failed with the reason, which the API's deliveries and the card show."""
     account = await new_account(engine, language="en")
     await engine.pool.execute("UPDATE accounts SET email = 'card-owner@example.org' WHERE id = $1", account.id)
     starts_at = datetime.now(UTC) + timedelta(days=2)
@@ -297,8 +297,11 @@ async def test_card_shows_a_message_that_could_not_be_built(portal, engine) -> N
     await engine.pool.execute("INSERT INTO participants (conference_id, number, name, email) "
                               "VALUES ($1, '375291234567', 'Olga', 'card-olga@example.org')", conference_id)
     await engine.services["notifier"].reconcile(conference_id)
-    statuses = await engine.services["notifier"].delivery_status(account.id, conference_id)
-    assert {s["status"] for s in statuses} == {"failed"} and len(statuses) == 2, statuses
+    token = (await engine.services["tokens"].issue(account.id, "card")).secret
+    reply = await ApiClient(portal, token).get(f"/conferences/{conference_id}/deliveries")
+    statuses = reply.body["deliveries"]
+    assert reply.status == 200 and {s["status"] for s in statuses} == {"failed"} and len(statuses) == 2, statuses
+    assert all("U+2028" in s["last_error"] for s in statuses), statuses
     client = PortalClient(str(portal.make_url("/")), engine)
     try:
         await client.login(account.phone)
