@@ -38,7 +38,19 @@ DATETIME = {"type": "string", "format": "date-time"}
 NULL_DATETIME = _nullable(DATETIME)
 ONE_LINE = "^[^\\u0000-\\u001f\\u007f]*$"  # no control characters (names, subjects, locations)
 TEXT_100 = {"type": "string", "maxLength": 100, "pattern": ONE_LINE}
-NAME_100 = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": ONE_LINE}
+
+
+def _one_line(limit: int, required: bool = False) -> dict[str, Any]:
+    """A field under the one-line text rule (engine/domain/text.py), which the service applies:
+    text that breaks it is refused with 422 and code invalid_text naming the field."""
+    return {"type": "string", "description": (
+        ("required; " if required else "") + f"one line, at most {limit} characters after trimming; "
+        "no control characters (CR, LF, TAB, C1), no U+2028/U+2029, no bidi overrides or isolates")}
+
+
+SUBJECT = _one_line(200, required=True)
+NAME = _one_line(100)
+NAME_REQUIRED = _one_line(100, required=True)
 NUMBER = {"type": "string", "pattern": "^[0-9]{2,15}$", "examples": ["375291234567"],
           "description": "2 to 15 digits, without + or spaces (participants must also be in the number plan)"}
 EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
@@ -62,7 +74,7 @@ CONFERENCE_STATES = ["scheduled", "running", "ended", "cancelled", "failed"]
 FAILURE_REASONS = ["busy", "no_answer", "congestion", "rejected", "invalid_number", "cancelled", "error"]
 
 _PLAN_FIELDS: dict[str, Any] = {
-    "subject": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": ONE_LINE},
+    "subject": SUBJECT,
     "start": {"type": "string", "maxLength": 64, "examples": ["now", "2030-01-31T10:00:00+03:00"],
               "pattern": r"^(now|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)$",
               "description": '"now" for an immediate conference, or an ISO 8601 date-time (without an '
@@ -95,11 +107,11 @@ SCHEMAS: dict[str, Any] = {
         "max_dialouts_per_minute": {"type": "integer"},
     }, ("id", "phone"), closed=False),
     "ParticipantInput": _obj({
-        "number": NUMBER, "name": TEXT_100, "email": EMAIL,
+        "number": NUMBER, "name": NAME, "email": EMAIL,
         "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
     }, ("number",)),
     "ParticipantAdd": _obj({
-        "number": NUMBER, "name": TEXT_100, "email": EMAIL,
+        "number": NUMBER, "name": NAME, "email": EMAIL,
         "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
         "invite": {"type": "boolean", "default": True, "description": "dial at once (running conference)"},
     }, ("number",)),
@@ -172,22 +184,22 @@ SCHEMAS: dict[str, Any] = {
     "History": _obj({
         "from": DATETIME, "to": DATETIME, "conferences": {"type": "array", "items": _ref("Conference")},
     }, ("from", "to", "conferences"), closed=False),
-    "ContactInput": _obj({"name": NAME_100, "number": NUMBER,
+    "ContactInput": _obj({"name": NAME_REQUIRED, "number": NUMBER,
                           "email": EMAIL}, ("name", "number")),
     "Contact": _obj({"id": ID, "name": {"type": "string"}, "number": {"type": "string"}, "email": EMAIL_OUT},
                     ("id", "name", "number"), closed=False),
     "ContactList": _obj({"contacts": {"type": "array", "items": _ref("Contact")}}, ("contacts",), closed=False),
-    "RoomInput": _obj({"name": NAME_100, "number": NUMBER,
-                       "location": TEXT_100}, ("name", "number")),
+    "RoomInput": _obj({"name": NAME_REQUIRED, "number": NUMBER,
+                       "location": NAME}, ("name", "number")),
     "Room": _obj({"id": ID, "name": {"type": "string"}, "number": {"type": "string"},
                   "location": {"type": "string"}}, ("id", "name", "number"), closed=False),
     "RoomList": _obj({"rooms": {"type": "array", "items": _ref("Room")}}, ("rooms",), closed=False),
-    "TemplateParticipantInput": _obj({"number": NUMBER, "name": TEXT_100, "email": EMAIL}, ("number",)),
+    "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL}, ("number",)),
     "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT},
                                 ("number",), closed=False),
     "TemplateInput": _obj({
-        "name": NAME_100,
-        "subject": {"type": "string", "maxLength": 200, "pattern": ONE_LINE},
+        "name": NAME_REQUIRED,
+        "subject": _one_line(200),
         "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
         "max_participants": {"type": "integer", "minimum": 1, "maximum": 1000},
         "auto_invite": {"type": "boolean"}, "auto_extend_minutes": {"type": "integer", "enum": [0, 15, 30, 45, 60]},
@@ -226,7 +238,8 @@ _ERRORS = {
     "403": "account blocked, or a cookie-authenticated write without a valid X-CSRF-Token",
     "404": "no such object for this account",
     "409": "the object's state does not allow this",
-    "422": "an account limit would be exceeded",
+    "422": "an account limit would be exceeded, or a text field breaks the one-line text rule "
+           "(code invalid_text, `field` names it)",
     "413": "the body is too large",
     "429": "too many requests",
     "503": "the telephony engine cannot be reached",
@@ -287,14 +300,14 @@ def _crud(kind: str, singular: str, tag: str, list_schema: str, item_schema: str
                        errors=("401", "403"), params=list_params),
             "post": _op(f"create_{singular.replace(' ', '_')}", f"Add a {singular}",
                         {"201": _json(item_schema, f"the new {singular}")}, tag=tag, body=create_body,
-                        errors=("401", "403")),
+                        errors=("401", "403", "422")),
         },
         f"/{kind}/{{id}}": {
             "get": _op(f"get_{singular.replace(' ', '_')}", f"One {singular}", {"200": _json(item_schema, title)},
                        tag=tag, params=item),
             update_method: _op(f"update_{singular.replace(' ', '_')}", f"Change a {singular}",
                                {"200": _json(item_schema, f"the changed {singular}")}, tag=tag,
-                               body=update_body, params=item),
+                               body=update_body, params=item, errors=("401", "403", "404", "422")),
             "delete": _op(f"delete_{singular.replace(' ', '_')}", f"Delete a {singular}", NO_CONTENT, tag=tag,
                           params=item),
         },
