@@ -1,0 +1,77 @@
+"""The dial-out pacer (engine/services/calls.py Pacer): at most ``rate`` slots per second, handed
+out to the waiting accounts in turn, so a long blast of one account delays another account by at
+most one slot per other waiting account. Asserted on the order of slots, not on wall time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from engine.services.calls import Pacer
+
+FAST = 500.0  # slots per second: quick tests; the order does not depend on the rate
+
+
+async def _take(pacer: Pacer, key: object, label: str, order: list[str]) -> None:
+    await pacer.wait(key)
+    order.append(label)
+
+
+async def test_a_blast_delays_another_account_by_at_most_one_slot() -> None:
+    pacer = Pacer(FAST)
+    order: list[str] = []
+    blast = [asyncio.create_task(_take(pacer, "A", f"A{i}", order)) for i in range(200)]
+    await asyncio.sleep(0)  # A's blast is queued (and its first slot may be out) before B asks
+    while len(order) < 3:
+        await asyncio.sleep(0.001)
+    b_asks_at = len(order)
+    small = [asyncio.create_task(_take(pacer, "B", f"B{i}", order)) for i in range(3)]
+    await asyncio.gather(*small)
+    b_positions = [order.index(f"B{i}") for i in range(3)]
+    # B's three slots alternate with A's: each comes at most one A slot after the previous one
+    assert b_positions[0] - b_asks_at <= 1, order[:b_asks_at + 8]
+    assert b_positions[1] - b_positions[0] <= 2 and b_positions[2] - b_positions[1] <= 2, b_positions
+    await asyncio.gather(*blast)
+    assert [x for x in order if x.startswith("A")] == [f"A{i}" for i in range(200)]  # A keeps its own order
+    assert pacer.waiting() == 0
+
+
+async def test_three_accounts_take_turns_one_slot_each() -> None:
+    pacer = Pacer(FAST)
+    order: list[str] = []
+    tasks = [asyncio.create_task(_take(pacer, key, f"{key}{i}", order)) for key in "ABC" for i in range(4)]
+    await asyncio.gather(*tasks)
+    assert order == ["A0", "B0", "C0", "A1", "B1", "C1", "A2", "B2", "C2", "A3", "B3", "C3"]
+
+
+async def test_the_rate_holds_across_accounts() -> None:
+    rate = 50.0
+    pacer = Pacer(rate)
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def take(key: str) -> None:
+        await pacer.wait(key)
+        times.append(loop.time())
+
+    await asyncio.gather(*(take(key) for key in "ABCDE" for _ in range(3)))
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(times) == 15
+    assert min(gaps) >= (1 / rate) * 0.9, gaps  # never two slots closer than the interval
+
+
+async def test_a_waiter_that_gives_up_frees_its_slot_for_the_next() -> None:
+    pacer = Pacer(FAST)
+    order: list[str] = []
+    first = asyncio.create_task(_take(pacer, "A", "A0", order))
+    doomed = asyncio.create_task(_take(pacer, "A", "A1", order))
+    last = asyncio.create_task(_take(pacer, "A", "A2", order))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    await asyncio.gather(first, last)
+    assert order == ["A0", "A2"]
+    assert pacer.waiting() == 0
+
+
+async def test_rate_zero_means_no_pacing() -> None:
+    pacer = Pacer(0)
+    await asyncio.wait_for(asyncio.gather(*(pacer.wait(k) for k in range(100))), 1.0)
