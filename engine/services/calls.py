@@ -114,6 +114,9 @@ class Pacer:
         self._queues: dict[Hashable, deque[asyncio.Future[None]]] = {}
         self._turns: deque[Hashable] = deque()  # keys with a waiter, in the order they get a slot
         self._runner: asyncio.Task[None] | None = None
+        # ("wait", key) when someone asks, ("slot", key) when a slot is given: the order tells
+        # how long each account waited, in slots (observability and tests)
+        self.history: deque[tuple[str, Hashable]] = deque(maxlen=10000)
 
     def waiting(self, key: Hashable | None = None) -> int:
         """How many wait for a slot (of one key, or in all)."""
@@ -132,6 +135,7 @@ class Pacer:
             queue = self._queues[key] = deque()
             self._turns.append(key)
         queue.append(waiter)
+        self.history.append(("wait", key))
         if self._runner is None or self._runner.done():
             self._runner = loop.create_task(self._hand_out(), name="pacer")
         await waiter
@@ -154,6 +158,7 @@ class Pacer:
             if waiter.done():
                 continue  # its caller gave up waiting: the slot goes to the next one
             waiter.set_result(None)
+            self.history.append(("slot", key))
             self._next = max(now, self._next) + self.interval
 
 
