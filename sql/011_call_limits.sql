@@ -1,7 +1,8 @@
 -- Concurrent outbound calls: a cap per account (operator-editable beside the other account
 -- limits). The system-wide cap is the setting VECHE_MAX_CONCURRENT_CALLS. A dial-out holds its
--- slot while its participant is calling, ringing or connected, so a slot is released by the
--- very state change that records the hangup or the failure, and recovery re-counts it for free.
+-- slot while its participant is calling, ringing or connected in a running conference, so a
+-- slot is released by the very state change that records the hangup or the failure (or by the
+-- end of the conference), and recovery's corrections of participant states re-count it.
 ALTER TABLE accounts
     ADD COLUMN max_concurrent_calls integer NOT NULL DEFAULT 30 CHECK (max_concurrent_calls > 0);
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from engine.services.calls import Pacer
-from tests.support.api import new_user
+from tests.support.api import ApiClient, new_user
 from tests.support.factories import wait_until
+from tests.support.portal import PASSWORD, PortalClient, random_account_phone
 
 pytestmark = pytest.mark.stack
 
@@ -142,13 +144,19 @@ async def test_a_blast_does_not_hold_up_another_accounts_small_conference(engine
 
         await wait_until(engine, small_dialled, timeout=20, what="the small conference dialled")
         assert pacer.waiting(a) > 20  # the blast was still queued when the small one went through
-        # each of B's Originates waited at most one of A's slots (the engine's pacer record)
+        # while B had an Originate waiting, A got at most one slot before each of B's (the pacer's record)
         history = list(pacer.history)
-        asked = [i for i, entry in enumerate(history) if entry == ("wait", b)]
-        given = [i for i, entry in enumerate(history) if entry == ("slot", b)]
-        assert len(asked) == len(given) == 3
-        for start, end in zip(asked, given, strict=True):
-            assert sum(entry == ("slot", a) for entry in history[start:end]) <= 1, history[start:end + 1]
+        assert history.count(("wait", b)) == history.count(("slot", b)) == 3
+        b_waiting, a_slots_since = 0, 0
+        for entry in history:
+            if entry == ("wait", b):
+                a_slots_since = a_slots_since if b_waiting else 0
+                b_waiting += 1
+            elif entry == ("slot", b):
+                b_waiting, a_slots_since = b_waiting - 1, 0
+            elif entry == ("slot", a) and b_waiting:
+                a_slots_since += 1
+                assert a_slots_since <= 1, history
 
         async def small_connected():
             group = await _settled(engine, b, [meeting.body["id"]])
@@ -164,3 +172,48 @@ async def test_a_blast_does_not_hold_up_another_accounts_small_conference(engine
         for user, reply in ((blaster, blast), (small, locals().get("meeting"))):
             if reply is not None and reply.status == 201:
                 await user.api.post(f"/conferences/{reply.body['id']}/end")
+
+
+async def test_operator_sets_the_concurrent_calls_limit_by_api_and_page(engine, api_server) -> None:
+    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator")
+    api = ApiClient(api_server, (await engine.services["tokens"].issue(operator.id, "operator")).secret)
+    phone = random_account_phone()
+    created = await api.post("/operator/accounts", {"phone": phone, "password": PASSWORD, "max_concurrent_calls": 7})
+    assert created.status == 201 and created.body["max_concurrent_calls"] == 7, created.body
+    account_id = created.body["id"]
+    for bad in (0, 10001, "many", True):
+        refused = await api.call("PATCH", f"/operator/accounts/{account_id}", {"max_concurrent_calls": bad})
+        assert refused.status in (400, 422) and refused.error["field"] == "max_concurrent_calls", (bad, refused.body)
+    changed = await api.call("PATCH", f"/operator/accounts/{account_id}", {"max_concurrent_calls": 12})
+    assert changed.status == 200 and changed.body["max_concurrent_calls"] == 12
+    assert (await engine.services["accounts"].repository.get(account_id)).max_concurrent_calls == 12
+
+    portal = PortalClient(str(api_server.make_url("/")), engine)
+    try:
+        await portal.login(operator.phone)
+        page = await portal.get(f"/operator/accounts/{account_id}")
+        assert page.status == 200 and 'name="max_concurrent_calls"' in page.text and 'value="12"' in page.text
+        saved = await portal.post(f"/operator/accounts/{account_id}", {
+            "name": "", "email": "", "language": "ru", "plan_group": "default", "max_participants": "50",
+            "max_concurrent_conferences": "3", "max_dialouts_per_minute": "120", "max_concurrent_calls": "5"})
+        assert saved.status == 200, saved.text[-500:]
+        assert (await engine.services["accounts"].repository.get(account_id)).max_concurrent_calls == 5
+        entries = (await api.get(f"/operator/audit?account_id={account_id}")).body["entries"]
+        assert any(e["action"] == "account.updated" and e["detail"].get("max_concurrent_calls") == 5 for e in entries)
+    finally:
+        await portal.close()
+
+
+async def test_parallel_additions_stop_at_the_conference_participant_limit(engine, api_server) -> None:
+    user = await new_user(engine, api_server)
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    numbers = _numbers(12, "100")
+    created = await user.api.post("/conferences", {**_body("Small room", numbers[:1]), "start": later,
+                                                   "max_participants": 3})
+    assert created.status == 201, created.body
+    path = f"/conferences/{created.body['id']}/participants"
+    replies = await asyncio.gather(*(user.api.post(path, {"number": n}) for n in numbers[1:]))
+    assert sorted(r.status for r in replies) == [201] * 2 + [422] * 9, [r.body for r in replies]
+    assert all("at most 3 participants" in r.error["message"] for r in replies if r.status == 422)
+    assert await engine.pool.fetchval("SELECT count(*) FROM participants WHERE conference_id = $1",
+                                      created.body["id"]) == 3

@@ -43,7 +43,8 @@ class SlotGrant:
 
 class CallSlotRepository:
     """Counts and takes dial-out slots. A slot is a dial-out participant in state calling,
-    ringing or connected, so every state change that ends a call releases it."""
+    ringing or connected of a running conference, so every state change that ends a call (and
+    the end of its conference) releases it, and recovery's corrections re-count it."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -63,15 +64,16 @@ class CallSlotRepository:
                 "FOR NO KEY UPDATE", owner_id)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SYSTEM_CALLS_LOCK)
             system_live = await conn.fetchval(
-                "SELECT count(*) FROM participants WHERE origin = 'dialout' AND state = ANY($1)",
+                "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+                "WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($1)",
                 list(LIVE_PARTICIPANT_STATES))
             rooms = {"system_concurrent_calls": system_cap - system_live}
             grant.limits["system_concurrent_calls"] = system_cap
             if account is not None:
                 account_live = await conn.fetchval(
                     "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-                    "WHERE c.owner_id = $1 AND p.origin = 'dialout' AND p.state = ANY($2)",
-                    owner_id, list(LIVE_PARTICIPANT_STATES))
+                    "WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
+                    "AND p.state = ANY($2)", owner_id, list(LIVE_PARTICIPANT_STATES))
                 recent = await conn.fetchval(
                     "SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
                     "WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
@@ -109,5 +111,6 @@ class CallSlotRepository:
         """Dial-outs calling, ringing or connected now (of one account, or of the whole system)."""
         return await self.pool.fetchval(
             "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-            "WHERE p.origin = 'dialout' AND p.state = ANY($2) AND ($1::bigint IS NULL OR c.owner_id = $1)",
+            "WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($2) "
+            "AND ($1::bigint IS NULL OR c.owner_id = $1)",
             owner_id, list(LIVE_PARTICIPANT_STATES))
