@@ -140,6 +140,19 @@ class Pacer:
             self._runner = loop.create_task(self._hand_out(), name="pacer")
         await waiter
 
+    async def close(self) -> None:
+        """Stop handing out slots (the engine stops): every waiter is cancelled."""
+        for queue in self._queues.values():
+            for waiter in queue:
+                waiter.cancel()
+        self._queues.clear()
+        self._turns.clear()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+
     async def _hand_out(self) -> None:
         """Give the slots out, one key per slot in turn, until no one waits."""
         loop = asyncio.get_running_loop()
@@ -192,6 +205,7 @@ class CallService:
             adapter.unsubscribe(self.on_event)
         for task in list(self._tasks):
             task.cancel()
+        await self.pacer.close()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
