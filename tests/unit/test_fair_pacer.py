@@ -1,11 +1,16 @@
 """The dial-out pacer (engine/services/calls.py Pacer): at most ``rate`` slots per second, handed
 out to the waiting accounts in turn, so a long blast of one account delays another account by at
-most one slot per other waiting account. Asserted on the order of slots, not on wall time."""
+most one slot per other waiting account (asserted on the order of slots, not on wall time), and
+the system-wide cap of concurrent outbound calls as a setting."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from engine.config import Settings
+from engine.domain.errors import ConfigError
 from engine.services.calls import Pacer
 
 FAST = 500.0  # slots per second: quick tests; the order does not depend on the rate
@@ -96,3 +101,11 @@ async def test_close_cancels_every_waiter_and_the_hand_out() -> None:
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 3  # the first had its slot
     assert pacer.waiting() == 0
+
+
+def test_the_system_cap_setting_is_read_and_checked() -> None:
+    assert Settings.from_env({}).max_concurrent_calls == 200
+    assert Settings.from_env({"VECHE_MAX_CONCURRENT_CALLS": "7"}).max_concurrent_calls == 7
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(ConfigError, match="VECHE_MAX_CONCURRENT_CALLS"):
+            Settings.from_env({"VECHE_MAX_CONCURRENT_CALLS": bad})
