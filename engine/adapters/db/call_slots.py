@@ -4,18 +4,15 @@ calls, checked and taken in one transaction so parallel requests cannot both pas
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
-from engine.adapters.db.conferences import LIVE_PARTICIPANT_STATES, participant_from_row
+from engine.adapters.db.conferences import LIVE_PARTICIPANT_STATES, PARTICIPANT_COLUMNS, participant_from_row
 from engine.domain.model import Participant
 
-_PART_RETURNING = (
-    "id, conference_id, number, name, email, role, origin, state, failure_reason, hangup_cause, call_id, "
-    "channel, node_id, muted, talking, attempts, joined_at, left_at, connected_seconds")
+_PART_RETURNING = ", ".join(f"p.{column}" for column in PARTICIPANT_COLUMNS)
 # pg_advisory_xact_lock key of the system-wide count of outbound calls ('veche' 11).
 SYSTEM_CALLS_LOCK = 0x76656368_0011
 
@@ -90,21 +87,27 @@ class CallSlotRepository:
                 grant.bound_by = bound_by
                 if all_or_nothing:
                     return grant
-            for request in requests[:grant.room]:
-                row = await conn.fetchrow(
-                    "UPDATE participants SET state = 'calling', call_id = $3, channel = NULL, "
-                    "failure_reason = NULL, hangup_cause = NULL, attempts = $4, node_id = $5, talking = false, "
-                    "muted = false, updated_at = now() WHERE id = $1 AND state = ANY($2) "
-                    f"RETURNING {_PART_RETURNING}",
-                    request.participant_id, list(from_states), request.call_id, request.attempts,
-                    request.node_id)
-                if row is None:
-                    continue  # dialled or removed meanwhile
-                await conn.execute(
-                    "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
-                    "VALUES ($1, 'participant.dialing', $2, $3, $4::jsonb)", conference_id, actor,
-                    request.participant_id, json.dumps({"number": request.number, "attempt": request.attempts}))
-                grant.claimed.append(participant_from_row(row))
+            taken = list(requests[:grant.room])
+            if not taken:
+                return grant
+            rows = await conn.fetch(
+                "UPDATE participants p SET state = 'calling', call_id = r.call_id, channel = NULL, "
+                "failure_reason = NULL, hangup_cause = NULL, attempts = r.attempts, node_id = r.node_id, "
+                "talking = false, muted = false, updated_at = now() "
+                "FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) AS r(id, call_id, attempts, node_id) "
+                f"WHERE p.id = r.id AND p.state = ANY($5) RETURNING {_PART_RETURNING}",
+                [r.participant_id for r in taken], [r.call_id for r in taken], [r.attempts for r in taken],
+                [r.node_id for r in taken], list(from_states))
+            by_id = {row["id"]: participant_from_row(row) for row in rows}  # some may have moved on meanwhile
+            dialled = [r for r in taken if r.participant_id in by_id]
+            grant.claimed = [by_id[r.participant_id] for r in dialled]
+            await conn.execute(
+                "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+                "SELECT $1, 'participant.dialing', $2, r.id, "
+                "jsonb_build_object('number', r.number, 'attempt', r.attempt) "
+                "FROM unnest($3::bigint[], $4::text[], $5::int[]) WITH ORDINALITY AS r(id, number, attempt, n) "
+                "ORDER BY r.n", conference_id, actor, [r.participant_id for r in dialled],
+                [r.number for r in dialled], [r.attempts for r in dialled])
         return grant
 
     async def live_calls(self, owner_id: int | None = None) -> int:
