@@ -4,7 +4,7 @@
 -- slot is released by the very state change that records the hangup or the failure (or by the
 -- end of the conference), and recovery's corrections of participant states re-count it.
 ALTER TABLE accounts
-    ADD COLUMN max_concurrent_calls integer NOT NULL DEFAULT 30 CHECK (max_concurrent_calls > 0);
+    ADD COLUMN max_concurrent_calls integer NOT NULL DEFAULT 50 CHECK (max_concurrent_calls > 0);
 
 -- The slot count: live dial-out participants, by conference (the owner is one join away).
 CREATE INDEX participants_live_dialout ON participants (conference_id)

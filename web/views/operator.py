@@ -16,7 +16,7 @@ from web.views.common import error_text, field, flash, int_param, path_id, rende
 LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
 ACCOUNT_DEFAULTS = {"phone": "", "name": "", "email": "", "language": "ru", "plan_group": "default",
                     "max_participants": 50, "max_concurrent_conferences": 3, "max_dialouts_per_minute": 120,
-                    "max_concurrent_calls": 30}
+                    "max_concurrent_calls": 50}
 GROUP_DEFAULTS = {"name": "", "description": "", "patterns": "", "allow_international": False,
                   "allow_premium": False}
 
