@@ -64,6 +64,7 @@ class Settings:
     run_dir: Path = field(default_factory=lambda: Path.cwd() / "run")
     ring_timeout: int = 30
     calls_per_second: float = 20.0
+    max_concurrent_calls: int = 200  # dial-outs calling, ringing or connected at once, all accounts together
     # conference engine (E1): retries, deadline warning, extension cap, test time scale
     retry_busy: int = 0  # extra dial attempts after a busy callee
     retry_no_answer: int = 0  # extra dial attempts after no answer
@@ -128,6 +129,12 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"VECHE_{name} must be a whole number, got {raw!r}") from None
 
+        def positive(name: str, default: int) -> int:
+            value = get_int(name, default)
+            if value < 1:
+                raise ConfigError(f"VECHE_{name} must be at least 1, got {value}")
+            return value
+
         ami_url = env.get("ASTERISK_AMI_URL")
         ami = AmiTarget.from_url(ami_url) if ami_url else AmiTarget(
             port=get_int("AMI_PORT", 5038),
@@ -155,6 +162,7 @@ class Settings:
             run_dir=Path(get("RUN_DIR", base.run_dir)).expanduser(),
             ring_timeout=get_int("RING_TIMEOUT", base.ring_timeout),
             calls_per_second=float(get_int("CALLS_PER_SECOND", int(base.calls_per_second))),
+            max_concurrent_calls=positive("MAX_CONCURRENT_CALLS", base.max_concurrent_calls),
             retry_busy=get_int("RETRY_BUSY", base.retry_busy),
             retry_no_answer=get_int("RETRY_NO_ANSWER", base.retry_no_answer),
             warning_seconds=float(get_int("WARNING_SECONDS", int(base.warning_seconds))),

@@ -37,6 +37,7 @@ class Account:
     max_participants: int = 50
     max_concurrent_conferences: int = 3
     max_dialouts_per_minute: int = 120
+    max_concurrent_calls: int = 50  # dial-outs calling, ringing or connected at once (a full default conference fits)
     blocked: bool = False
 
 

@@ -76,7 +76,8 @@ class AccountService:
             raise ValidationError("The role is customer or operator", "role")
         values["role"] = role
         for key, value in limits.items():
-            if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "timezone"):
+            if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute",
+                           "max_concurrent_calls", "timezone"):
                 raise ValidationError(f"Unknown account setting {key}", key)
             values[key] = value
         account = await self.repository.insert(phone, await self._hash(password), **values)

@@ -24,7 +24,7 @@ from engine.services.audit import AuditService, acting, audit_of
 log = logging.getLogger(__name__)
 
 LIMIT_RANGES = {"max_participants": (1, 1000), "max_concurrent_conferences": (1, 100),
-                "max_dialouts_per_minute": (1, 10000)}
+                "max_dialouts_per_minute": (1, 10000), "max_concurrent_calls": (1, 10000)}
 GROUP_NAME_HINT = "1 to 40 lower-case letters, digits, - or _"
 MAX_PATTERNS = 50
 # Toll-fraud guard: this many refused actions of one account and kind within the window raise an alert.

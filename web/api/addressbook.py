@@ -17,7 +17,7 @@ CONTACT_FIELDS = ("id", "name", "number", "email")
 ROOM_FIELDS = ("id", "name", "number", "location")
 TOKEN_FIELDS = ("id", "name", "prefix", "created_at", "last_used_at", "revoked_at")
 ACCOUNT_FIELDS = ("id", "phone", "name", "email", "language", "timezone", "role", "max_participants",
-                  "max_concurrent_conferences", "max_dialouts_per_minute")
+                  "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
 
 
 def _contact(item: Contact) -> dict[str, Any]:

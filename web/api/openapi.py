@@ -104,7 +104,7 @@ SCHEMAS: dict[str, Any] = {
         "language": {"type": "string", "enum": ["ru", "en"]}, "timezone": {"type": "string"},
         "role": {"type": "string", "enum": ["customer", "operator"]},
         "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
-        "max_dialouts_per_minute": {"type": "integer"},
+        "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
     }, ("id", "phone"), closed=False),
     "ParticipantInput": _obj({
         "number": NUMBER, "name": NAME, "email": EMAIL,

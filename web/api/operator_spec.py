@@ -17,6 +17,7 @@ def _limits() -> dict[str, Any]:
     return {"max_participants": {"type": "integer", "minimum": 1, "maximum": 1000},
             "max_concurrent_conferences": {"type": "integer", "minimum": 1, "maximum": 100},
             "max_dialouts_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "max_concurrent_calls": {"type": "integer", "minimum": 1, "maximum": 10000},
             "plan_group": GROUP_NAME}
 
 
@@ -29,7 +30,8 @@ def operator_schemas() -> dict[str, Any]:
         "language": {"type": "string"}, "timezone": {"type": "string"},
         "role": {"type": "string", "enum": ["customer", "operator"]},
         "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
-        "max_dialouts_per_minute": {"type": "integer"}, "blocked": {"type": "boolean"},
+        "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
+        "blocked": {"type": "boolean"},
         "plan_group": {"type": "string"}, "created_at": spec.DATETIME, "updated_at": spec.DATETIME,
     }, ("id", "phone", "role", "blocked", "plan_group"), closed=False)
     group_out = spec._obj({

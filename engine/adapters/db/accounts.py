@@ -12,9 +12,10 @@ from engine.adapters.db import update_by_id
 from engine.domain.accounts import Account
 
 ACCOUNT_COLUMNS = ("id, phone, name, email, language, timezone, role, max_participants, "
-                   "max_concurrent_conferences, max_dialouts_per_minute, blocked")
+                   "max_concurrent_conferences, max_dialouts_per_minute, max_concurrent_calls, blocked")
 PROFILE_COLUMNS = frozenset({"name", "email", "language", "timezone"})
-LIMIT_COLUMNS = frozenset({"max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "blocked"})
+LIMIT_COLUMNS = frozenset({"max_participants", "max_concurrent_conferences", "max_dialouts_per_minute",
+                           "max_concurrent_calls", "blocked"})
 
 
 def _account(row: asyncpg.Record) -> Account:
