@@ -233,12 +233,11 @@ class DialinService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def pin_lockout(self, conference_id: int) -> dict[str, str] | None:
-        """The running lock-out of a conference's PIN entry, for its console and card."""
+    async def pin_lockout(self, conference_id: int) -> dict[str, datetime] | None:
+        """The running lock-out of a conference's PIN entry (started_at, until), for its console
+        and card."""
         found = await self.repo.conference_lockout(conference_id)
-        if found is None:
-            return None
-        return {"started_at": found[0].isoformat(), "until": found[1].isoformat()}
+        return {"started_at": found[0], "until": found[1]} if found else None
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
         node_id = self.engine.settings.node_id
