@@ -128,7 +128,7 @@ async def test_withheld_callers_share_one_counter_and_are_blocked_past_the_lower
 
 async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_shows_a_banner(
         engine, sipp, api_server) -> None:
-    from tests.support.factories import PASSWORD
+    from tests.support.api import PASSWORD
 
     notifier = engine.services["notifier"]
     email = f"owner-{secrets.token_hex(4)}@example.org"
