@@ -62,13 +62,14 @@ class DialinPolicy:
     # lockout_seconds; the delays alone only slow down guessing spread over many callers.
     lockout_after: int = 20
     lockout_seconds: int = 900
-    conference_failures_per_step: int = 3  # failures on one conference (any caller) that add a doubling
+    conference_failures_per_step: int = 3  # failures on one conference number (any caller) that add a doubling
     digits_timeout_ms: int = 8000
     max_digits: int = 12
 
     def delay_for(self, caller_failures: int, conference_failures: int) -> float:
         """Seconds to wait before answering a wrong entry, growing with the recent failures of
-        this caller and (more slowly, since many callers share it) of this conference."""
+        this caller and (more slowly, since many callers share it) of the conference number
+        keyed, whether such a conference exists or not (so the wait tells nothing either)."""
         steps = max(caller_failures, conference_failures // max(1, self.conference_failures_per_step))
         if steps <= 0:
             return 0.0
