@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from engine.domain import pins
 from engine.domain.errors import ConfigError
 
 DEFAULT_AMI_SECRET = "veche-dev-secret"
@@ -106,6 +107,12 @@ class Settings:
     agi_header_bytes: int = 8192  # largest header block
     agi_answer_bytes: int = 4096  # longest answer line to a command
     agi_session_seconds: float = 600.0  # longest life of one session
+    # dial-in PIN guessing: wrong PINs on one conference number within the failure window that
+    # close PIN entry for the cool-down, and the failures of withheld callers (one shared counter)
+    # after which every withheld call is refused
+    pin_lockout_after: int = 20
+    pin_lockout_seconds: int = 900
+    withheld_block_after: int = 5
 
     @property
     def rootfs(self) -> Path:
@@ -157,7 +164,7 @@ class Settings:
             trunk_target=get("TRUNK_TARGET", base.trunk_target),
             access_number=get("ACCESS_NUMBER", base.access_number),
             short_number_length=get_int("SHORT_NUMBER_LENGTH", base.short_number_length),
-            pin_length=get_int("PIN_LENGTH", base.pin_length),
+            pin_length=check_pin_length(get_int("PIN_LENGTH", base.pin_length), "VECHE_PIN_LENGTH"),
             cache_dir=Path(get("CACHE_DIR", base.cache_dir)).expanduser(),
             run_dir=Path(get("RUN_DIR", base.run_dir)).expanduser(),
             ring_timeout=get_int("RING_TIMEOUT", base.ring_timeout),
@@ -190,6 +197,12 @@ class Settings:
             agi_max_sessions=max(1, get_int("AGI_MAX_SESSIONS", base.agi_max_sessions)),
             agi_header_timeout=float(max(1, get_int("AGI_HEADER_TIMEOUT", int(base.agi_header_timeout)))),
             agi_session_seconds=float(max(10, get_int("AGI_SESSION_SECONDS", int(base.agi_session_seconds)))),
+            pin_lockout_after=_at_least(1, get_int("PIN_LOCKOUT_AFTER", base.pin_lockout_after),
+                                        "VECHE_PIN_LOCKOUT_AFTER"),
+            pin_lockout_seconds=_at_least(1, get_int("PIN_LOCKOUT_SECONDS", base.pin_lockout_seconds),
+                                          "VECHE_PIN_LOCKOUT_SECONDS"),
+            withheld_block_after=_at_least(1, get_int("WITHHELD_BLOCK_AFTER", base.withheld_block_after),
+                                           "VECHE_WITHHELD_BLOCK_AFTER"),
         )
 
     def refuse_default_secrets(self) -> None:
@@ -237,6 +250,21 @@ class Settings:
             self.ami, secret=stored["ami_secret"])
         return replace(self, ami=ami, secret_key=self.secret_key or stored["secret_key"],
                        agi_secret=self.agi_secret or stored["agi_secret"])
+
+
+def check_pin_length(length: int, name: str) -> int:
+    """PINs shorter than engine.domain.pins.PIN_MIN_LENGTH are refused at start, never used."""
+    try:
+        return pins.check_pin_length(length)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc} (PINs are at least {pins.PIN_MIN_LENGTH} digits; "
+                          "the length may be raised, not lowered)") from None
+
+
+def _at_least(minimum: int, value: int, name: str) -> int:
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 def _ipv4(value: str, name: str) -> str:

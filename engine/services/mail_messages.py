@@ -149,6 +149,48 @@ class MailComposer:
                                calendar=calendar, raw=message.as_bytes())
 
 
+@dataclass(frozen=True)
+class PinLockoutFacts:
+    """What the owner is told when PIN entry on the conference's number is closed."""
+
+    conference_id: int
+    subject: str
+    conference_number: str
+    failures: int
+    until: datetime
+    language: str
+    timezone: str
+
+
+def compose_pin_lockout(composer: MailComposer, facts: PinLockoutFacts, recipient: Recipient,
+                        now: datetime | None = None) -> ComposedMessage:
+    """The owner's warning about a PIN lock-out: text and HTML, no calendar, no PIN at all."""
+    now = now or datetime.now(UTC)
+    language = facts.language if facts.language in LANGUAGES else "ru"
+    context: dict[str, object] = {
+        "language": language, "recipient_name": recipient.name, "subject": facts.subject,
+        "conference_number": facts.conference_number, "failures": facts.failures,
+        "until": format_when(facts.until, facts.timezone, language), "timezone": facts.timezone}
+    subject = composer.templates.get_template(f"{language}/pin_lockout.subject.txt.j2").render(context).strip()
+    context["mail_subject"] = subject
+    text = composer.templates.get_template(f"{language}/pin_lockout.txt.j2").render(context)
+    html = composer.templates.get_template(f"{language}/pin_lockout.html.j2").render(context)
+    message_id = f"<pin_lockout.{facts.conference_id}.{_letters(16)}@{composer.domain}>"
+    message = EmailMessage(policy=MIME_POLICY)
+    message["Subject"] = subject
+    message["From"] = composer.sender
+    message["To"] = formataddr((recipient.name, recipient.email)) if recipient.name else recipient.email
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    for part in message.walk():
+        if part.is_multipart():
+            part.set_boundary(f"veche-{_letters(24)}")
+    return ComposedMessage(subject=subject, message_id=message_id, text=text, html=html, calendar=None,
+                           raw=message.as_bytes())
+
+
 def dial_in_lines(facts: ConferenceFacts, recipient: Recipient) -> list[str]:
     labels = _CALENDAR_LABELS.get(facts.language, _CALENDAR_LABELS["ru"])
     lines = [f"{labels['access']}: {facts.access_number}",

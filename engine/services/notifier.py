@@ -24,6 +24,7 @@ from engine.adapters.db import notifications as repo
 from engine.adapters.mail import SendResult, SmtpMailer
 from engine.adapters.sms import SmsGateway
 from engine.config import Settings
+from engine.domain.dialin import PIN_LOCKOUT_EVENT
 from engine.domain.errors import NotFound
 from engine.domain.notifications import (
     ConferenceFacts,
@@ -38,7 +39,7 @@ from engine.domain.notifications import (
 )
 from engine.domain.text import flatten
 from engine.services.bus import DomainEvent, EventBus
-from engine.services.mail_messages import MailComposer, MessageNotBuilt
+from engine.services.mail_messages import MailComposer, MessageNotBuilt, PinLockoutFacts, compose_pin_lockout
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ class Notifier:
     # --- bus -----------------------------------------------------------------------------
 
     async def on_event(self, event: DomainEvent) -> None:
+        if event.kind == PIN_LOCKOUT_EVENT:
+            await self.queue_pin_lockout(event)
+            return
         if event.kind not in RECONCILE_ON:
             return
         await self.reconcile(event.conference_id, allow_running=True)
@@ -312,6 +316,40 @@ class Notifier:
             log.info("queued %s of conference %s for %s (%s)", kind.value, conference["id"], recipient.email,
                      recipient.role.value)
         return int(created and failed is None)
+
+    async def queue_pin_lockout(self, event: DomainEvent) -> int:
+        """Queue the owner's e-mail about a PIN lock-out of the conference: once per lock-out
+        (keyed by its start), through the outbox like every other message."""
+        now = _utc_now()
+        try:
+            until = datetime.fromisoformat(event.data["until"])
+            started_at = datetime.fromisoformat(event.data["started_at"])
+            failures = int(event.data["failures"])
+        except (KeyError, TypeError, ValueError):
+            log.exception("malformed %s event of conference %s", event.kind, event.conference_id)
+            return 0
+        async with self.pool.acquire() as conn:
+            conference = await repo.conference_with_owner(conn, event.conference_id)
+            email = ((conference or {}).get("owner_email") or "").strip()
+            if conference is None or not email:
+                return 0
+            facts = PinLockoutFacts(
+                conference_id=conference["id"], subject=conference["subject"],
+                conference_number=conference["conference_number"], failures=failures, until=until,
+                language=conference["owner_language"] or "ru",
+                timezone=conference["owner_timezone"] or conference["conference_timezone"] or "UTC")
+            recipient = Recipient(email, RecipientRole.CHAIR, conference["owner_name"] or "")
+            composed = compose_pin_lockout(self.composer, facts, recipient, now=now)
+            created = await repo.enqueue(
+                conn, dedup_key=f"{conference['id']}:pin_lockout:{started_at.timestamp():.6f}:chair:{email.lower()}",
+                conference_id=conference["id"], participant_id=None, kind=MessageKind.PIN_LOCKOUT.value,
+                recipient_role=RecipientRole.CHAIR.value, recipient=email, sender=self.settings.mail_from,
+                subject=composed.subject, message_id=composed.message_id, message=composed.raw, sequence=0,
+                now=now)
+        if created:
+            log.info("queued pin_lockout of conference %s for %s", conference["id"], email)
+            self._wake.set()
+        return int(created)
 
     # --- delivery --------------------------------------------------------------------------
 

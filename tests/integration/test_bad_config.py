@@ -148,3 +148,10 @@ async def test_cli_postgres_down(tmp_path: Path, settings: Settings, asterisk) -
 async def test_cli_malformed_ami_url(tmp_path: Path, settings: Settings) -> None:
     code, stderr, _ = await run_cli(tmp_path, settings, ASTERISK_AMI_URL="http://nowhere")
     assert_one_line_error(code, stderr, "ASTERISK_AMI_URL")
+
+
+@pytest.mark.parametrize("length", ["4", "5"])
+async def test_cli_refuses_a_pin_length_below_six(tmp_path: Path, settings: Settings, length: str) -> None:
+    """PINs are at least 6 digits: a shorter VECHE_PIN_LENGTH stops the start with one line."""
+    code, stderr, _ = await run_cli(tmp_path, settings, VECHE_PIN_LENGTH=length)
+    assert_one_line_error(code, stderr, "VECHE_PIN_LENGTH", "at least 6", f"got {length}")

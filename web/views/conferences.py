@@ -64,6 +64,12 @@ def conference_json(conference: Conference) -> dict[str, Any]:
     }
 
 
+async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, Any] | None:
+    """The running PIN lock-out of the conference (None when none or dial-in is not installed)."""
+    dialin = engine_of(request).services.get("dialin")
+    return await dialin.pin_lockout(conference_id) if dialin is not None else None
+
+
 async def _conference(request: web.Request) -> Conference:
     account = await current_account(request)
     return await service(request, "conferences").get(account.id, path_id(request))
@@ -90,7 +96,8 @@ async def card(request: web.Request) -> web.StreamResponse:
             deliveries = await notifier.delivery_status(account.id, conference.id)
         except VecheError:
             log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
-    return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries})
+    return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries,
+                                                     "pin_lockout": await _pin_lockout(request, conference.id)})
 
 
 @login_required
@@ -147,7 +154,8 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 async def console(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     return await render(request, "console.html", {
-        "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state})
+        "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state,
+        "pin_lockout": await _pin_lockout(request, conference.id)})
 
 
 @login_required
@@ -155,7 +163,10 @@ async def console_state(request: web.Request) -> web.StreamResponse:
     """The console's current state as JSON: fetched when the event stream (re)connects and when
     it reports a change, so a reconnecting console always shows the present."""
     conference = await _conference(request)
-    return web.json_response(conference_json(conference), headers={"Cache-Control": "no-store"})
+    body = conference_json(conference)
+    lockout = await _pin_lockout(request, conference.id)
+    body["pin_lockout"] = {name: moment.isoformat() for name, moment in lockout.items()} if lockout else None
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def _action_done(request: web.Request, conference_id: int, message: str,
