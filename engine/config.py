@@ -95,6 +95,12 @@ class Settings:
     ami_permit: str = "127.0.0.1"  # the only address the AMI user may log in from (manager.conf permit)
     production: bool = False  # refuse development defaults (VECHE_PRODUCTION=1)
     api_requests_per_minute: int = 1200  # per account, with a burst of the same size (VECHE_API_RATE)
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed (VECHE_TRUSTED_PROXIES)
+    sse_streams_per_account: int = 10  # open SSE streams per account (VECHE_SSE_STREAMS)
+    captcha_max: int = 10000  # live login CAPTCHAs kept at most (VECHE_CAPTCHA_MAX)
+    metrics_host: str = "127.0.0.1"  # the Prometheus listener, apart from the web port
+    metrics_port: int = 9464
+    metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
 
     @property
     def rootfs(self) -> Path:
@@ -167,6 +173,12 @@ class Settings:
             ami_permit=_ipv4(get("AMI_PERMIT", base.ami_permit), "VECHE_AMI_PERMIT"),
             production=get("PRODUCTION", "0") in ("1", "true", "yes"),
             api_requests_per_minute=max(1, get_int("API_RATE", base.api_requests_per_minute)),
+            trusted_proxies=_networks(get("TRUSTED_PROXIES", ""), "VECHE_TRUSTED_PROXIES"),
+            sse_streams_per_account=max(1, get_int("SSE_STREAMS", base.sse_streams_per_account)),
+            captcha_max=max(10, get_int("CAPTCHA_MAX", base.captcha_max)),
+            metrics_host=get("METRICS_HOST", base.metrics_host),
+            metrics_port=get_int("METRICS_PORT", base.metrics_port),
+            metrics_token=get("METRICS_TOKEN", ""),
         )
 
     def refuse_default_secrets(self) -> None:
@@ -217,3 +229,16 @@ def _ipv4(value: str, name: str) -> str:
         return str(ipaddress.IPv4Address(value.strip()))
     except ValueError:
         raise ConfigError(f"{name} must be one IPv4 address (e.g. 127.0.0.1), got {value!r}") from None
+
+
+def _networks(value: str, name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (10.0.0.1, 10.0.0.0/8, ::1), normalised."""
+    found = []
+    for item in value.split(","):
+        if item.strip():
+            try:
+                found.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ConfigError(f"{name} must list addresses or networks (e.g. 10.0.0.1,192.168.0.0/24), "
+                                  f"got {item.strip()!r}") from None
+    return tuple(found)

@@ -78,6 +78,7 @@ async def test_run_brings_up_the_stack_and_ctrl_c_stops_all_of_it(tmp_path: Path
         VECHE_RUN_DIR=str(run_dir),
         VECHE_CACHE_DIR=str(settings.cache_dir),
         VECHE_WEB_PORT=str(ports["web"]),
+        VECHE_METRICS_PORT=str(free_port()),
         VECHE_SIP_PORT=str(sip_port),
         VECHE_AMI_PORT=str(ports["ami"]),
         VECHE_AGI_PORT=str(ports["agi"]),
