@@ -1,4 +1,4 @@
-"""Who is asking: the account of the portal session (W2 adds API bearer tokens here), and the
+"""Who is asking: the account of the portal session or of an API bearer token, and the
 login/logout session switches (a fresh session id on every login)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from engine.domain.accounts import Account
 from engine.domain.errors import NotFound
 
 ACCOUNT_KEY = web.RequestKey("veche.account", object)
+BY_TOKEN_KEY = web.RequestKey("veche.by_token", bool)
 _MISSING = object()
 
 
@@ -32,6 +33,7 @@ async def current_account(request: web.Request) -> Account | None:
         from web.api.bearer import bearer_account
 
         request[ACCOUNT_KEY] = await bearer_account(request)
+        request[BY_TOKEN_KEY] = True
         return request[ACCOUNT_KEY]
     account = None
     session = await get_session(request)
@@ -45,6 +47,11 @@ async def current_account(request: web.Request) -> Account | None:
             account = None
     request[ACCOUNT_KEY] = account
     return account
+
+
+def by_token(request: web.Request) -> bool:
+    """True when this request was authenticated by an API bearer token (not a portal session)."""
+    return request.get(BY_TOKEN_KEY, False)
 
 
 async def start_login_session(request: web.Request, account: Account) -> None:

@@ -37,6 +37,7 @@ class Account:
     max_concurrent_conferences: int = 3
     max_dialouts_per_minute: int = 120
     blocked: bool = False
+    admin: bool = False  # an operator who may block, reset or delete other operators
 
 
 @dataclass

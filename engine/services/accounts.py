@@ -67,7 +67,7 @@ class AccountService:
 
     # accounts
     async def create(self, phone: str, password: str, *, name: str = "", email: str | None = None,
-                     language: str = "ru", role: str = "customer", **limits: Any) -> Account:
+                     language: str = "ru", role: str = "customer", admin: bool = False, **limits: Any) -> Account:
         phone = rules.account_phone(phone)
         rules.password(password)
         values: dict[str, Any] = {
@@ -75,6 +75,10 @@ class AccountService:
         if role not in ("customer", "operator"):
             raise ValidationError("The role is customer or operator", "role")
         values["role"] = role
+        if admin and role != "operator":
+            raise ValidationError("Only an operator account can be an admin", "admin")
+        if admin:
+            values["admin"] = True
         for key, value in limits.items():
             if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "timezone"):
                 raise ValidationError(f"Unknown account setting {key}", key)
@@ -127,6 +131,14 @@ class AccountService:
         await self._audit("account.profile_updated", account_id, changed=sorted(values))
         return account
 
+    async def set_admin(self, phone: str, admin: bool) -> Account:
+        """Give or take an operator's admin flag (the CLI only: no web page or API sets it)."""
+        account = await self.repository.set_admin(rules.account_phone(phone), admin)
+        if account is None:
+            raise NotFound(f"No operator account {phone}")
+        await self._audit("account.admin_granted" if admin else "account.admin_revoked", account.id)
+        return account
+
     async def set_limits(self, account_id: int, **limits: Any) -> Account:
         """Operator's knob: participant/conference/dial-out limits and blocking."""
         account = await self.repository.update(account_id, limits)
@@ -147,6 +159,7 @@ class AccountService:
             raise ValidationError("The new password is the same as the current one", "new_password")
         await self.repository.set_password_hash(account_id, await self._hash(new))
         await self.sessions.revoke_account(account_id, keep=_token_hash(keep_session) if keep_session else None)
+        await self.revoke_tokens(account_id)
         await self._audit("account.password_changed", account_id)
 
     # web sessions
@@ -172,6 +185,11 @@ class AccountService:
 
     async def revoke_sessions(self, account_id: int) -> int:
         return await self.sessions.revoke_account(account_id)
+
+    async def revoke_tokens(self, account_id: int) -> int:
+        """Revoke the account's API tokens (a changed or reset password ends them all)."""
+        tokens = self.engine.services.get("tokens") if self.engine is not None else None
+        return await tokens.revoke_all(account_id) if tokens is not None else 0
 
     async def purge_sessions(self) -> None:
         await self.sessions.purge(datetime.now(UTC) - timedelta(days=7))

@@ -12,7 +12,7 @@ from engine.adapters.db import update_by_id
 from engine.domain.accounts import Account
 
 ACCOUNT_COLUMNS = ("id, phone, name, email, language, timezone, role, max_participants, "
-                   "max_concurrent_conferences, max_dialouts_per_minute, blocked")
+                   "max_concurrent_conferences, max_dialouts_per_minute, blocked, admin")
 PROFILE_COLUMNS = frozenset({"name", "email", "language", "timezone"})
 LIMIT_COLUMNS = frozenset({"max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "blocked"})
 
@@ -61,6 +61,13 @@ class AccountRepository:
             return await self.get(account_id)
         sql, args = update_by_id("accounts", values, PROFILE_COLUMNS | LIMIT_COLUMNS, ACCOUNT_COLUMNS)
         row = await self.pool.fetchrow(sql, account_id, *args)
+        return _account(row) if row else None
+
+    async def set_admin(self, phone: str, admin: bool) -> Account | None:
+        """Set an operator's admin flag (the CLI's ``account admin``); None when no such operator."""
+        row = await self.pool.fetchrow(
+            f"UPDATE accounts SET admin = $2, updated_at = now() WHERE phone = $1 AND role = 'operator' "
+            f"RETURNING {ACCOUNT_COLUMNS}", phone, admin)
         return _account(row) if row else None
 
     async def record_attempt(self, phone: str, address: str | None, succeeded: bool) -> None:
