@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from engine.domain.errors import VecheError
 from engine.metrics import CONTENT_TYPE_LATEST
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,8 +95,8 @@ async def start_metrics_listener(app: web.Application) -> None:
         await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise OSError(exc.errno, f"cannot listen for /metrics on {settings.metrics_host}:"
-                                 f"{settings.metrics_port}: {exc.strerror}") from None
+        raise VecheError(f"cannot listen for /metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                         f"{exc.strerror} (set VECHE_METRICS_HOST / VECHE_METRICS_PORT)") from None
     app[METRICS_RUNNER_KEY] = runner
     log.info("metrics listening on %s:%s", *metrics_address(app))
 
