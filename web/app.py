@@ -15,7 +15,7 @@ from engine.app import Engine
 from web import i18n
 from web.audit_context import audit_context
 from web.metrics import health_response, setup_metrics
-from web.security import csrf_protection, security_headers
+from web.security import TRUSTED_PROXIES, csrf_protection, security_headers
 from web.sessions import PostgresSessionStorage
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def init_app(engine: Engine) -> web.Application:
 
     app = web.Application(middlewares=[security_headers, error_pages], client_max_size=256 * 1024)
     app[ENGINE_KEY] = engine
+    app[TRUSTED_PROXIES] = tuple(engine.settings.trusted_proxies)  # web/security.py client_address
     setup_metrics(app)  # the HTTP latency middleware and the /metrics listener (web/metrics.py)
     app[i18n.TRANSLATIONS_KEY] = i18n.load_catalogs()
     _jinja_environment(app)

@@ -91,6 +91,7 @@ async def csrf_protection(request: web.Request, handler: Handler) -> web.StreamR
 
 
 DEFAULT_LANDING = "/planning"
+TRUSTED_PROXIES = web.AppKey("veche.trusted_proxies", tuple)
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -159,9 +160,7 @@ def forwarded_client(peer: str | None, forwarded_for: list[str], trusted: tuple[
 
 
 def client_address(request: web.Request) -> str | None:
-    """The requesting client's address (see forwarded_client), with VECHE_TRUSTED_PROXIES."""
-    from web.app import ENGINE_KEY
-
-    engine = request.config_dict.get(ENGINE_KEY)
-    trusted = getattr(getattr(engine, "settings", None), "trusted_proxies", ())
-    return forwarded_client(request.remote, request.headers.getall("X-Forwarded-For", []), tuple(trusted))
+    """The requesting client's address (see forwarded_client), with the portal's trusted proxies
+    (TRUSTED_PROXIES, set from VECHE_TRUSTED_PROXIES by init_app)."""
+    trusted = request.config_dict.get(TRUSTED_PROXIES, ())
+    return forwarded_client(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
