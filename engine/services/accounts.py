@@ -4,6 +4,7 @@ password changes, and the server-side web sessions that a login opens and a logo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 SESSION_IDLE_TIMEOUT = timedelta(minutes=30)
 SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=12)
 ANONYMOUS_SESSION_TIMEOUT = timedelta(hours=1)
+HOUSEKEEPING_SECONDS = 600.0  # ended sessions and old login attempts are purged this often
+ATTEMPTS_KEPT = timedelta(days=1)  # login attempts outlive the limits' window by far (the audit log keeps history)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class AccountService:
         self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
         self.engine: Any = None  # set by install(): the audit log is reached through it
+        self._housekeeper: asyncio.Task[None] | None = None
 
     async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
         """Operator edition: logins and account changes go to the audit log (engine/services/audit.py)."""
@@ -192,10 +196,29 @@ class AccountService:
         return await tokens.revoke_all(account_id) if tokens is not None else 0
 
     async def purge_sessions(self) -> None:
-        await self.sessions.purge(datetime.now(UTC) - timedelta(days=7))
+        """Drop sessions ended a week ago and login attempts older than ATTEMPTS_KEPT."""
+        now = datetime.now(UTC)
+        await self.sessions.purge(now - timedelta(days=7))
+        await self.repository.purge_attempts(now - ATTEMPTS_KEPT)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                await self.purge_sessions()
+            except Exception:  # a database hiccup: try again next round
+                log.exception("session purge failed")
 
     async def start(self) -> None:
         await self.purge_sessions()
+        self._housekeeper = asyncio.create_task(self._housekeeping(), name="accounts-housekeeping")
+
+    async def stop(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeper
+            self._housekeeper = None
 
 
 async def install(engine: Any) -> AccountService:

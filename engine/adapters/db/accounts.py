@@ -74,6 +74,11 @@ class AccountRepository:
         await self.pool.execute(
             "INSERT INTO login_attempts (phone, address, succeeded) VALUES ($1, $2, $3)", phone, address, succeeded)
 
+    async def purge_attempts(self, before: datetime) -> int:
+        """Forget login attempts older than ``before`` (the limits look back only minutes)."""
+        status = await self.pool.execute("DELETE FROM login_attempts WHERE at < $1", before)
+        return int(status.split()[-1])
+
     async def failures_since(self, since: datetime, *, phone: str | None = None, address: str | None = None) -> int:
         """Failed attempts after ``since`` (and after the last success, for a phone)."""
         if phone is not None:
