@@ -1,7 +1,7 @@
 """Image CAPTCHAs for the login form: drawn locally with the `captcha` package; the answer stays
 server-side and is consumed by the first check, right or wrong. The table is bounded (the newest
-``VECHE_CAPTCHA_MAX`` rows), expired rows are purged every minute, and each picture is drawn once
-and kept with its row."""
+PER_ADDRESS rows of each client address, the newest ``VECHE_CAPTCHA_MAX`` in all), expired rows
+are purged every minute, and each picture is drawn once and kept with its row."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ CAPTCHA_ALPHABET = "ACDEFHJKLMNPRTUVWXY34679"  # no look-alikes (0/O, 1/I, 5/S, 
 CAPTCHA_LENGTH = 5
 CAPTCHA_LIFETIME = timedelta(minutes=10)
 PURGE_INTERVAL_SECONDS = 60.0
+PER_ADDRESS = 20  # live CAPTCHAs one client address keeps; its older ones are dropped, nobody else's
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,12 @@ class CaptchaService:
         self._painter = ImageCaptcha(width=200, height=70)
         self._purger: asyncio.Task[None] | None = None
 
-    async def new(self) -> str:
-        """A new CAPTCHA's id (its answer is stored, never returned)."""
+    async def new(self, address: str | None = None) -> str:
+        """A new CAPTCHA's id for the client at ``address`` (its answer is stored, never returned)."""
         captcha_id = secrets.token_urlsafe(16)
         answer = "".join(secrets.choice(CAPTCHA_ALPHABET) for _ in range(CAPTCHA_LENGTH))
-        await self.repository.insert(captcha_id, answer, datetime.now(UTC) + CAPTCHA_LIFETIME, keep=self.max_rows)
+        await self.repository.insert(captcha_id, answer, datetime.now(UTC) + CAPTCHA_LIFETIME,
+                                     address=(address or "")[:64], keep=self.max_rows, per_address=PER_ADDRESS)
         return captcha_id
 
     async def image(self, captcha_id: str) -> bytes | None:

@@ -129,23 +129,48 @@ async def test_an_untrusted_peers_forwarded_for_is_ignored(engine, api_server) -
     assert [row["address"] for row in addresses] == ["127.0.0.1"]
 
 
-async def test_anonymous_visitors_leave_no_session_rows_and_bounded_captchas(engine, api_server) -> None:
+async def _visit_login(session: aiohttp.ClientSession, server: TestServer, forwarded: str) -> None:
+    async with session.get(server.make_url("/login"), headers={"X-Forwarded-For": forwarded}) as response:
+        assert response.status == 200
+        await response.read()
+
+
+async def test_anonymous_visitors_leave_no_session_rows_and_bounded_captchas(engine, proxied) -> None:
     captcha = engine.services["captcha"]
     sessions_before = await engine.pool.fetchval("SELECT count(*) FROM web_sessions")
     kept, captcha.max_rows = captcha.max_rows, 50
     try:
-        async def visit(session: aiohttp.ClientSession) -> None:
-            async with session.get(api_server.make_url("/login")) as response:
-                assert response.status == 200
-                await response.read()
-
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-            for _ in range(40):
-                await asyncio.gather(*(visit(session) for _visit in range(25)))
+            for batch in range(40):  # 1,000 visits from 100 client addresses
+                await asyncio.gather(*(_visit_login(session, proxied, f"198.18.{batch % 4}.{visit + 1}")
+                                       for visit in range(25)))
         assert await engine.pool.fetchval("SELECT count(*) FROM captchas") <= 50
         assert await engine.pool.fetchval("SELECT count(*) FROM web_sessions") == sessions_before
     finally:
         captcha.max_rows = kept
+
+
+async def test_one_clients_flood_of_login_pages_keeps_another_clients_captcha(engine, proxied) -> None:
+    from engine.services.captcha import PER_ADDRESS
+
+    net = secrets.randbelow(200) + 1
+    flood, victim = f"198.19.{net}.1", f"198.19.{net}.2"
+    account = await new_account(engine)
+    client = PortalClient(str(proxied.make_url("/")), engine)
+    try:
+        form = await client.get("/login", headers={"X-Forwarded-For": victim})
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+            for _batch in range(40):
+                await asyncio.gather(*(_visit_login(session, proxied, flood) for _visit in range(25)))
+        assert await engine.pool.fetchval("SELECT count(*) FROM captchas WHERE address = $1", flood) <= PER_ADDRESS
+        answer = await client.captcha_answer(form)
+        async with client.session.post(client.base_url + "/login", allow_redirects=False, headers={
+                "X-Forwarded-For": victim}, data={"phone": account.phone, "password": PORTAL_PASSWORD,
+                                                  "captcha_id": form.captcha_id, "captcha": answer,
+                                                  "next": "/planning", "_csrf": form.csrf}) as response:
+            assert response.status == 303
+    finally:
+        await client.close()
 
 
 async def test_a_captcha_picture_is_drawn_once_and_expired_ones_are_purged(engine, api_server) -> None:

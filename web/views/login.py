@@ -15,7 +15,7 @@ from web.views.common import error_text, field, render, service, translate
 
 async def login_page(request: web.Request, *, error: str | None = None, error_field: str | None = None,
                      phone: str = "", status: int = 200) -> web.Response:
-    captcha_id = await service(request, "captcha").new()
+    captcha_id = await service(request, "captcha").new(client_address(request))
     return await render(request, "login.html", {
         "captcha_id": captcha_id, "error": error, "error_field": error_field, "phone": phone,
         "next": safe_redirect(request.query.get("next", "") or ""),

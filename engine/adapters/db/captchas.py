@@ -1,5 +1,6 @@
 """SQL of the login CAPTCHAs: the answer stays in the database; taking it deletes it (single use).
-The table is bounded: every insert trims it to the newest ``keep`` rows."""
+The table is bounded: every insert trims the client address's rows to its newest ``per_address``
+and the whole table to the newest ``keep``."""
 
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ class CaptchaRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def insert(self, captcha_id: str, answer: str, expires_at: datetime, *, keep: int) -> None:
-        """Store a CAPTCHA, then drop the oldest ones beyond ``keep`` (each insert's trim runs
-        after its own insert, so once the inserts end the table holds at most ``keep`` rows)."""
+    async def insert(self, captcha_id: str, answer: str, expires_at: datetime, *, address: str, keep: int,
+                     per_address: int) -> None:
+        """Store a CAPTCHA, then drop the address's oldest beyond ``per_address`` and the table's
+        oldest beyond ``keep`` (each insert's trim runs after its own insert, so once the inserts
+        end the bounds hold)."""
         async with self.pool.acquire() as conn:
             await conn.execute(
-                "INSERT INTO captchas (id, answer, expires_at) VALUES ($1, $2, $3)", captcha_id, answer, expires_at)
+                "INSERT INTO captchas (id, answer, expires_at, address) VALUES ($1, $2, $3, $4)",
+                captcha_id, answer, expires_at, address)
+            await conn.execute(
+                """DELETE FROM captchas WHERE address = $1 AND created_at <= (
+                       SELECT created_at FROM captchas WHERE address = $1
+                       ORDER BY created_at DESC OFFSET $2 LIMIT 1)""", address, per_address)
             await conn.execute(
                 """DELETE FROM captchas WHERE created_at <= (
                        SELECT created_at FROM captchas ORDER BY created_at DESC OFFSET $1 LIMIT 1)""", keep)
