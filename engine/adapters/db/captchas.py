@@ -22,13 +22,18 @@ class CaptchaRepository:
             await conn.execute(
                 "INSERT INTO captchas (id, answer, expires_at, address) VALUES ($1, $2, $3, $4)",
                 captcha_id, answer, expires_at, address)
+            # SKIP LOCKED: rows another trim is deleting are left to it, so parallel trims never deadlock
             await conn.execute(
-                """DELETE FROM captchas WHERE address = $1 AND created_at <= (
-                       SELECT created_at FROM captchas WHERE address = $1
-                       ORDER BY created_at DESC OFFSET $2 LIMIT 1)""", address, per_address)
+                """DELETE FROM captchas WHERE id IN (
+                       SELECT id FROM captchas WHERE address = $1 AND created_at <= (
+                           SELECT created_at FROM captchas WHERE address = $1
+                           ORDER BY created_at DESC OFFSET $2 LIMIT 1)
+                       FOR UPDATE SKIP LOCKED)""", address, per_address)
             await conn.execute(
-                """DELETE FROM captchas WHERE created_at <= (
-                       SELECT created_at FROM captchas ORDER BY created_at DESC OFFSET $1 LIMIT 1)""", keep)
+                """DELETE FROM captchas WHERE id IN (
+                       SELECT id FROM captchas WHERE created_at <= (
+                           SELECT created_at FROM captchas ORDER BY created_at DESC OFFSET $1 LIMIT 1)
+                       FOR UPDATE SKIP LOCKED)""", keep)
 
     async def peek(self, captcha_id: str) -> str | None:
         return await self.pool.fetchval(
