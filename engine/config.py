@@ -113,6 +113,12 @@ class Settings:
     pin_lockout_after: int = 20
     pin_lockout_seconds: int = 900
     withheld_block_after: int = 5
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed (VECHE_TRUSTED_PROXIES)
+    sse_streams_per_account: int = 10  # open SSE streams per account (VECHE_SSE_STREAMS)
+    captcha_max: int = 10000  # live login CAPTCHAs kept at most (VECHE_CAPTCHA_MAX)
+    metrics_host: str = "127.0.0.1"  # the Prometheus listener, apart from the web port
+    metrics_port: int = 9464
+    metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
 
     @property
     def rootfs(self) -> Path:
@@ -203,6 +209,12 @@ class Settings:
                                           "VECHE_PIN_LOCKOUT_SECONDS"),
             withheld_block_after=_at_least(1, get_int("WITHHELD_BLOCK_AFTER", base.withheld_block_after),
                                            "VECHE_WITHHELD_BLOCK_AFTER"),
+            trusted_proxies=_networks(get("TRUSTED_PROXIES", ""), "VECHE_TRUSTED_PROXIES"),
+            sse_streams_per_account=max(1, get_int("SSE_STREAMS", base.sse_streams_per_account)),
+            captcha_max=max(10, get_int("CAPTCHA_MAX", base.captcha_max)),
+            metrics_host=get("METRICS_HOST", base.metrics_host),
+            metrics_port=get_int("METRICS_PORT", base.metrics_port),
+            metrics_token=get("METRICS_TOKEN", ""),
         )
 
     def refuse_default_secrets(self) -> None:

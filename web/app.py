@@ -15,7 +15,7 @@ from engine.app import Engine
 from web import i18n
 from web.audit_context import audit_context
 from web.metrics import health_response, setup_metrics
-from web.security import csrf_protection, security_headers
+from web.security import TRUSTED_PROXIES, csrf_protection, security_headers
 from web.sessions import PostgresSessionStorage
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,14 @@ def init_app(engine: Engine) -> web.Application:
 
     app = web.Application(middlewares=[security_headers, error_pages], client_max_size=256 * 1024)
     app[ENGINE_KEY] = engine
-    setup_metrics(app)  # GET /metrics and the HTTP latency middleware (web/metrics.py)
+    app[TRUSTED_PROXIES] = tuple(engine.settings.trusted_proxies)  # web/security.py client_address
+    setup_metrics(app)  # the HTTP latency middleware and the /metrics listener (web/metrics.py)
     app[i18n.TRANSLATIONS_KEY] = i18n.load_catalogs()
     _jinja_environment(app)
     accounts = engine.services.get("accounts")
     if accounts is None:
         raise RuntimeError("the portal needs engine.services['accounts'] (engine.services.accounts)")
-    aiohttp_session.setup(app, PostgresSessionStorage(accounts))
+    aiohttp_session.setup(app, PostgresSessionStorage(accounts, secret_key=engine.settings.secret_key))
     app.middlewares.append(csrf_protection)
     app.middlewares.append(audit_context)  # the client's address for the audit log (operator edition)
     app.router.add_get("/healthz", healthz)

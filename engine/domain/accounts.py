@@ -39,6 +39,7 @@ class Account:
     max_dialouts_per_minute: int = 120
     max_concurrent_calls: int = 50  # dial-outs calling, ringing or connected at once (a full default conference fits)
     blocked: bool = False
+    admin: bool = False  # an operator who may block, reset or delete other operators
 
 
 @dataclass

@@ -4,6 +4,7 @@ password changes, and the server-side web sessions that a login opens and a logo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 SESSION_IDLE_TIMEOUT = timedelta(minutes=30)
 SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=12)
 ANONYMOUS_SESSION_TIMEOUT = timedelta(hours=1)
+HOUSEKEEPING_SECONDS = 600.0  # ended sessions and old login attempts are purged this often
+ATTEMPTS_KEPT = timedelta(days=1)  # login attempts outlive the limits' window by far (the audit log keeps history)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class AccountService:
         self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
         self.engine: Any = None  # set by install(): the audit log is reached through it
+        self._housekeeper: asyncio.Task[None] | None = None
 
     async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
         """Operator edition: logins and account changes go to the audit log (engine/services/audit.py)."""
@@ -67,7 +71,7 @@ class AccountService:
 
     # accounts
     async def create(self, phone: str, password: str, *, name: str = "", email: str | None = None,
-                     language: str = "ru", role: str = "customer", **limits: Any) -> Account:
+                     language: str = "ru", role: str = "customer", admin: bool = False, **limits: Any) -> Account:
         phone = rules.account_phone(phone)
         rules.password(password)
         values: dict[str, Any] = {
@@ -75,6 +79,10 @@ class AccountService:
         if role not in ("customer", "operator"):
             raise ValidationError("The role is customer or operator", "role")
         values["role"] = role
+        if admin and role != "operator":
+            raise ValidationError("Only an operator account can be an admin", "admin")
+        if admin:
+            values["admin"] = True
         for key, value in limits.items():
             if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute",
                            "max_concurrent_calls", "timezone"):
@@ -128,6 +136,14 @@ class AccountService:
         await self._audit("account.profile_updated", account_id, changed=sorted(values))
         return account
 
+    async def set_admin(self, phone: str, admin: bool) -> Account:
+        """Give or take an operator's admin flag (the CLI only: no web page or API sets it)."""
+        account = await self.repository.set_admin(rules.account_phone(phone), admin)
+        if account is None:
+            raise NotFound(f"No operator account {phone}")
+        await self._audit("account.admin_granted" if admin else "account.admin_revoked", account.id)
+        return account
+
     async def set_limits(self, account_id: int, **limits: Any) -> Account:
         """Operator's knob: participant/conference/dial-out limits and blocking."""
         account = await self.repository.update(account_id, limits)
@@ -148,6 +164,7 @@ class AccountService:
             raise ValidationError("The new password is the same as the current one", "new_password")
         await self.repository.set_password_hash(account_id, await self._hash(new))
         await self.sessions.revoke_account(account_id, keep=_token_hash(keep_session) if keep_session else None)
+        await self.revoke_tokens(account_id)
         await self._audit("account.password_changed", account_id)
 
     # web sessions
@@ -174,11 +191,35 @@ class AccountService:
     async def revoke_sessions(self, account_id: int) -> int:
         return await self.sessions.revoke_account(account_id)
 
+    async def revoke_tokens(self, account_id: int) -> int:
+        """Revoke the account's API tokens (a changed or reset password ends them all)."""
+        tokens = self.engine.services.get("tokens") if self.engine is not None else None
+        return await tokens.revoke_all(account_id) if tokens is not None else 0
+
     async def purge_sessions(self) -> None:
-        await self.sessions.purge(datetime.now(UTC) - timedelta(days=7))
+        """Drop sessions ended a week ago and login attempts older than ATTEMPTS_KEPT."""
+        now = datetime.now(UTC)
+        await self.sessions.purge(now - timedelta(days=7))
+        await self.repository.purge_attempts(now - ATTEMPTS_KEPT)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                await self.purge_sessions()
+            except Exception:  # a database hiccup: try again next round
+                log.exception("session purge failed")
 
     async def start(self) -> None:
         await self.purge_sessions()
+        self._housekeeper = asyncio.create_task(self._housekeeping(), name="accounts-housekeeping")
+
+    async def stop(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeper
+            self._housekeeper = None
 
 
 async def install(engine: Any) -> AccountService:

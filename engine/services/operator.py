@@ -1,7 +1,8 @@
 """The operator's service: customer accounts (create, limits, number-plan group, block, delete,
 password reset), number-plan groups, every running conference with the load of its Asterisk node,
 the audit log, and the toll-fraud guard that alerts when an account keeps hitting its limits.
-Every method takes the acting operator's account id and refuses anybody else."""
+Every method takes the acting operator's account id and refuses anybody else; another operator's
+account is managed only by an operator with the admin flag (set with ``python -m engine account``)."""
 
 from __future__ import annotations
 
@@ -132,6 +133,12 @@ class OperatorService:
             await self.audit.record(action, actor=f"operator:{operator_id}", actor_id=operator_id,
                                     account_id=account_id, conference_id=conference_id, detail=detail)
 
+    @staticmethod
+    def _may_manage(actor: dict[str, Any], target: dict[str, Any]) -> None:
+        """Another operator's account is managed only by an operator with the admin flag."""
+        if target["role"] == "operator" and target["id"] != actor["id"] and not actor.get("admin"):
+            raise Forbidden("only an admin operator may block, reset or delete another operator")
+
     async def _customer(self, account_id: int) -> dict[str, Any]:
         account = await self.repo.get_account(account_id)
         if account is None:
@@ -188,8 +195,8 @@ class OperatorService:
 
     async def update_account(self, operator_id: int, account_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a customer's profile fields, limits or number-plan group."""
-        await self._operator(operator_id)
-        await self._customer(account_id)
+        actor = await self._operator(operator_id)
+        self._may_manage(actor, await self._customer(account_id))
         values = await self._account_values(changes)
         updated = await self.repo.update_account(account_id, values)
         if updated is None:
@@ -200,10 +207,10 @@ class OperatorService:
 
     async def set_blocked(self, operator_id: int, account_id: int, blocked: bool) -> dict[str, Any]:
         """Block (no login, no API token, no conference starts, running ones end) or unblock."""
-        await self._operator(operator_id)
+        actor = await self._operator(operator_id)
         if account_id == operator_id:
             raise StateConflict("an operator cannot block their own account")
-        await self._customer(account_id)
+        self._may_manage(actor, await self._customer(account_id))
         updated = await self.repo.update_account(account_id, {"blocked": blocked})
         assert updated is not None
         ended: list[int] = []
@@ -216,21 +223,23 @@ class OperatorService:
 
     async def reset_password(self, operator_id: int, account_id: int, password: str) -> None:
         """Set a new password (checked like any other) and end the account's sessions."""
-        await self._operator(operator_id)
-        await self._customer(account_id)
+        actor = await self._operator(operator_id)
+        self._may_manage(actor, await self._customer(account_id))
         account_rules.password(password, "password")
         accounts = self._accounts()
         await self.repo.set_password_hash(account_id, await asyncio.to_thread(accounts.hasher.hash, password))
         await accounts.revoke_sessions(account_id)
+        await accounts.revoke_tokens(account_id)
         await self._record(operator_id, "account.password_reset", account_id)
 
     async def delete_account(self, operator_id: int, account_id: int) -> None:
         """Delete a customer account with its conferences, address book and tokens (running
         conferences are ended first, so nobody stays on the line)."""
-        await self._operator(operator_id)
+        actor = await self._operator(operator_id)
         if account_id == operator_id:
             raise StateConflict("an operator cannot delete their own account")
         account = await self._customer(account_id)
+        self._may_manage(actor, account)
         ended = await self._end_running(operator_id, account_id)
         if not await self.repo.delete_account(account_id):
             raise NotFound("no such account")

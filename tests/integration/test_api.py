@@ -13,7 +13,7 @@ import pytest
 from aiohttp.web_urldispatcher import PrefixedSubAppResource
 from openapi_spec_validator import validate as validate_openapi
 
-from tests.support.api import EXERCISED, ApiClient, BusWatcher, connected, new_user
+from tests.support.api import EXERCISED, ApiClient, BusWatcher, connected, new_user, session_client
 from web.api import ROUTES
 from web.api.openapi import build_spec
 
@@ -82,7 +82,8 @@ async def test_me_returns_the_token_account(api, user) -> None:
 
 async def test_tokens_are_listed_revocable_and_record_use(engine, api_server) -> None:
     owner = await new_user(engine, api_server)
-    created = await owner.api.post("/tokens", {"name": "integration"})
+    portal = await session_client(engine, api_server, owner.account.id)  # a token cannot mint tokens
+    created = await portal.post("/tokens", {"name": "integration"})
     assert created.status == 201
     secret = created.body["token"]
     assert secret.startswith("veche_") and created.body["details"]["prefix"] == secret[:12]
@@ -100,9 +101,9 @@ async def test_tokens_are_listed_revocable_and_record_use(engine, api_server) ->
     revoked = await second.get("/me")
     assert revoked.status == 401 and revoked.error["code"] == "unauthenticated"
     assert (await owner.api.call("DELETE", "/tokens/999999999")).status == 404
-    bad = await owner.api.post("/tokens", {"name": "x" * 101})
+    bad = await portal.post("/tokens", {"name": "x" * 101})
     assert bad.status == 400 and bad.error["field"] == "name"
-    unnamed = await owner.api.call("POST", "/tokens")  # the body is optional
+    unnamed = await portal.call("POST", "/tokens")  # the body is optional
     assert unnamed.status == 201
 
 

@@ -4,6 +4,7 @@ with its own error and authentication middlewares, mounted by ``setup_api(app)``
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -94,6 +95,7 @@ def setup_api(app: web.Application) -> web.Application:
     install_api_rate_limit(api, app[ENGINE_KEY].settings.api_requests_per_minute)  # 429 per account (operator ed.)
     api[ENGINE_KEY] = app[ENGINE_KEY]  # web.auth reads request.app[ENGINE_KEY], which is this sub-app
     api[events.STOPPING] = asyncio.Event()
+    api[events.OPEN_STREAMS] = Counter()
     api.on_shutdown.append(events.stop_streams)
     api.router.add_get("/openapi.json", openapi_json)
     for method, path, handler in ROUTES:

@@ -218,9 +218,12 @@ SCHEMAS: dict[str, Any] = {
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),
-    "TokenCreate": _obj({"name": TEXT_100}),
+    "TokenCreate": _obj({"name": TEXT_100, "expires_in_days": {
+        "type": "integer", "minimum": 1, "maximum": 3650,
+        "description": "the token stops working this many days from now (default: never)"}}),
     "Token": _obj({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"}, "created_at": DATETIME,
-                   "last_used_at": NULL_DATETIME, "revoked_at": NULL_DATETIME}, ("id", "prefix"), closed=False),
+                   "last_used_at": NULL_DATETIME, "revoked_at": NULL_DATETIME, "expires_at": NULL_DATETIME},
+                  ("id", "prefix"), closed=False),
     "TokenCreated": _obj({"token": {"type": "string", "description": "the bearer secret, shown only now"},
                           "details": _ref("Token")}, ("token", "details"), closed=False),
     "TokenList": _obj({"tokens": {"type": "array", "items": _ref("Token")}}, ("tokens",), closed=False),
@@ -402,7 +405,7 @@ PATHS: dict[str, Any] = {
                        "participant.muted, participant.talking, conference.extended, conference.ended); "
                        "comment lines as heartbeats. A reconnecting client gets a fresh snapshot."),
                        "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
-                   tag="live", params=CONF),
+                   tag="live", params=CONF, errors=("401", "403", "404", "429")),
     },
     "/history": {
         "get": _op("history", "Past conferences (ended, cancelled, failed) whose start is in [from, to)",
@@ -420,7 +423,8 @@ PATHS: dict[str, Any] = {
     "/tokens": {
         "get": _op("list_tokens", "The account's API tokens (never their secrets)",
                    {"200": _json("TokenList", "tokens")}, tag="account", errors=("401", "403")),
-        "post": _op("create_token", "Issue an API token; the secret is in this response only",
+        "post": _op("create_token", "Issue an API token (from a portal session only: a bearer token gets 403); "
+                    "the secret is in this response only",
                     {"201": _json("TokenCreated", "the new token")}, tag="account", body="TokenCreate",
                     errors=("401", "403"), body_required=False),
     },

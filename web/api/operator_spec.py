@@ -33,6 +33,7 @@ def operator_schemas() -> dict[str, Any]:
         "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
         "blocked": {"type": "boolean"},
         "plan_group": {"type": "string"}, "created_at": spec.DATETIME, "updated_at": spec.DATETIME,
+        "admin": {"type": "boolean", "description": "an operator who may block, reset or delete operators"},
     }, ("id", "phone", "role", "blocked", "plan_group"), closed=False)
     group_out = spec._obj({
         "name": {"type": "string"}, "description": {"type": "string"},
@@ -123,7 +124,8 @@ def operator_paths() -> dict[str, Any]:
                              errors=("401", "403", "404", "409")),
         },
         "/operator/accounts/{id}/password": {
-            "post": spec._op("operator_reset_password", "Set a new password (ends the account's sessions)",
+            "post": spec._op("operator_reset_password", "Set a new password (ends the account's sessions "
+                             "and revokes its API tokens)",
                              spec.NO_CONTENT, tag=tag, body="PasswordReset", params=item),
         },
         "/operator/conferences": {
