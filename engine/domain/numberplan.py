@@ -80,12 +80,15 @@ def _parsed(e164_digits: str) -> phonenumbers.PhoneNumber | None:
 @dataclass(frozen=True)
 class NumberPlan:
     """Default: Belarusian numbers (``375`` + 9 digits) and internal short numbers of a fixed
-    length. Digits only: no ``+``, spaces, separators or letters are accepted (nothing is
+    length that start with one of the operator's short-number prefixes (none by default: no
+    short number is dialled until the operator names its prefixes). Digits only: no ``+``,
+    spaces, separators or letters are accepted (nothing is
     silently cleaned, so what the customer sees is what is dialled)."""
 
     country_code: str = "375"
     national_digits: int = 9
     short_number_length: int = 4
+    short_number_prefixes: tuple[str, ...] = ()
     blocked_prefixes: tuple[str, ...] = ("375902",)
     # set per account group by the operator (engine/services/operator.py): patterns that replace
     # the default rules, and whether international / premium-rate destinations are allowed
@@ -99,6 +102,7 @@ class NumberPlan:
         return cls(
             country_code=getattr(settings, "number_plan_country", "375"),
             short_number_length=getattr(settings, "short_number_length", 4),
+            short_number_prefixes=tuple(getattr(settings, "short_number_prefixes", ())),
             blocked_prefixes=tuple(getattr(settings, "number_plan_blocked_prefixes", ("375902",))),
         )
 
@@ -112,8 +116,12 @@ class NumberPlan:
     def full_length(self) -> int:
         return len(self.country_code) + self.national_digits
 
+    def is_short(self, number: str) -> bool:
+        """An internal short number: its length, and one of the operator's prefixes."""
+        return len(number) == self.short_number_length and number.startswith(self.short_number_prefixes)
+
     def is_international(self, number: str) -> bool:
-        """Neither an internal short number nor a number of the home country."""
+        """Neither of the internal short length nor a number of the home country."""
         return not (len(number) == self.short_number_length or number.startswith(self.country_code))
 
     def classify(self, number: str) -> str:
@@ -168,7 +176,7 @@ class NumberPlan:
                 "the number may contain digits only (no +, spaces, letters or separators)", field)
         if self.patterns:
             return self._validate_group(raw, field)
-        if len(raw) == self.short_number_length and raw[0] != "0":
+        if self.is_short(raw):
             return raw
         if raw.startswith(self.country_code):
             if len(raw) != self.full_length:
@@ -184,9 +192,12 @@ class NumberPlan:
         if raw.startswith(("00", "810", "8")) and len(raw) > self.short_number_length:
             raise ValidationError("international and long-distance prefixes are not allowed; "
                                   f"write the number as {self.country_code} and 9 digits", field)
-        raise ValidationError(
-            f"the number must be {self.country_code} and {self.national_digits} digits, "
-            f"or an internal number of {self.short_number_length} digits", field)
+        if self.short_number_prefixes:
+            raise ValidationError(
+                f"the number must be {self.country_code} and {self.national_digits} digits, or an internal "
+                f"number of {self.short_number_length} digits starting with "
+                f"{', '.join(self.short_number_prefixes)}", field)
+        raise ValidationError(f"the number must be {self.country_code} and {self.national_digits} digits", field)
 
     def is_allowed(self, raw: object) -> bool:
         """True when ``validate`` would accept the number."""
@@ -195,3 +206,58 @@ class NumberPlan:
         except ValidationError:
             return False
         return True
+
+
+def validate_short_prefix(raw: str) -> str:
+    """An operator's short-number prefix: 1 to 6 digits, not starting with 0."""
+    if not re.fullmatch(r"[1-9][0-9]{0,5}", raw):
+        raise ValidationError("a short-number prefix is 1 to 6 digits and does not start with 0",
+                              "short_number_prefixes")
+    return raw
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """What the dialplan needs of one number-plan group."""
+
+    patterns: tuple[str, ...] = ()
+    allow_international: bool = False
+    allow_premium: bool = False
+
+
+@dataclass(frozen=True)
+class DialoutRules:
+    """The Asterisk patterns of the ``veche-dialout`` context: ``allowed`` go to the trunk,
+    ``refused`` hang up (Asterisk prefers the more specific pattern, so a refused prefix wins
+    over a broader allowed one). The dialplan is the union of every group's plan; narrowing per
+    account (and the premium/international classification) stays in the engine."""
+
+    allowed: tuple[str, ...]
+    refused: tuple[str, ...]
+
+
+def _default_patterns(plan: NumberPlan) -> list[str]:
+    patterns = [f"_{plan.country_code}Z" + "X" * (plan.national_digits - 1)]
+    for prefix in plan.short_number_prefixes:
+        if len(prefix) < plan.short_number_length:
+            patterns.append(f"_{prefix}" + "X" * (plan.short_number_length - len(prefix)))
+        elif len(prefix) == plan.short_number_length:
+            patterns.append(prefix)
+    return patterns
+
+
+def dialout_rules(default: NumberPlan, groups: list[GroupRule]) -> DialoutRules:
+    """The dialplan of ``veche-dialout`` from the default plan and the operator's groups (a group
+    without patterns uses the default plan). One source: the same plans the engine checks with."""
+    allowed: list[str] = []
+    premium = False
+    for group in [GroupRule(), *groups]:
+        premium = premium or group.allow_premium
+        if group.patterns:
+            allowed.extend(validate_pattern(p) for p in group.patterns)
+        else:
+            allowed.extend(_default_patterns(default))
+            if group.allow_international:
+                allowed.append("_00Z.")
+    refused = [] if premium else [validate_pattern(f"_{prefix}.") for prefix in default.blocked_prefixes]
+    return DialoutRules(tuple(dict.fromkeys(allowed)), tuple(p for p in dict.fromkeys(refused) if p not in allowed))

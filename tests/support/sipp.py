@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class SippProcess:
 
     argv: list[str]
     log_path: Path
+    message_path: Path | None = None  # SIP messages SIPp received and sent (-trace_msg)
     process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> SippProcess:
@@ -64,6 +66,13 @@ class SippProcess:
         if not self._log.closed:
             self._log.close()
 
+    def invited_numbers(self) -> list[str]:
+        """The numbers of every INVITE this SIPp received so far (the far end's own count)."""
+        if self.message_path is None or not self.message_path.exists():
+            return []
+        text = self.message_path.read_text(errors="replace")
+        return re.findall(r"^INVITE sip:([^@\s]*)@", text, flags=re.MULTILINE)
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -86,8 +95,9 @@ class SippFactory:
         base = self._next("pstn")
         argv = ["sipp", "-sf", str(SCENARIOS / "pstn.xml"), "-i", "127.0.0.1", "-p", str(port),
                 "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
-                "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err"]
-        return await SippProcess(argv, base.with_suffix(".log")).start()
+                "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err",
+                "-trace_msg", "-message_file", f"{base}.msg"]
+        return await SippProcess(argv, base.with_suffix(".log"), base.with_suffix(".msg")).start()
 
     async def caller(self, digits: str, caller: str = "375291110000", delay_ms: int = 1000,
                      service: str = "7000") -> SippProcess:
