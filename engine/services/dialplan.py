@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 DialplanSink = Callable[[str], None]  # installs the rendered context and reloads the dialplan
 
 
+async def rules_from_groups(repo: OperatorRepository, default_plan: NumberPlan) -> DialoutRules:
+    """The ``veche-dialout`` rules of ``default_plan`` and every number-plan group stored."""
+    groups = [GroupRule(tuple(g["patterns"] or ()), bool(g["allow_international"]), bool(g["allow_premium"]))
+              for g in await repo.list_groups()]
+    return dialout_rules(default_plan, groups)
+
+
 class DialplanService:
     def __init__(self, engine: Engine, sink: DialplanSink | None = None) -> None:
         self.engine = engine
@@ -37,9 +44,7 @@ class DialplanService:
 
     async def rules(self) -> DialoutRules:
         """The dialplan rules of the default plan and every group in the database."""
-        groups = [GroupRule(tuple(g["patterns"] or ()), bool(g["allow_international"]), bool(g["allow_premium"]))
-                  for g in await self.repo.list_groups()]
-        return dialout_rules(self.default_plan, groups)
+        return await rules_from_groups(self.repo, self.default_plan)
 
     async def sync(self, reason: str) -> DialoutRules:
         """Render ``veche-dialout`` from the number plan and install it where the engine can;
