@@ -151,6 +151,15 @@ async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server,
         assert real is not None and real["channel"] == join.get("Channel"), (dict(real or {}), join.headers)
         assert join.channel_variable("VECHE_PARTICIPANT") is not None
 
+        # the adapter itself refuses the patterns AMI would widen, before anything reaches Asterisk
+        for wide in ("/./", "all", "participants", "PJSIP/"):
+            with pytest.raises(AmiError):
+                await engine.ami.hangup(wide)
+            with pytest.raises(AmiError):
+                await engine.ami.confbridge_kick(other.room, wide)
+            with pytest.raises(AmiError):
+                await engine.ami.confbridge_mute(other.room, wide)
+
         for row in rows:
             reply = await api.post(f"/conferences/{target.id}/participants/{row['id']}/kick")
             assert reply.status in (200, 204), (reply.status, reply.body)
