@@ -16,6 +16,7 @@ import pytest
 from engine.adapters.ami import AmiEvent
 from engine.domain.errors import AmiError
 from engine.domain.model import ConferencePlan, ParticipantPlan
+from engine.domain.numberplan import NumberPlan
 from tests.support.factories import create_account
 
 pytestmark = pytest.mark.stack
@@ -143,3 +144,25 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
         assert await _reaching_the_trunk(engine, pstn, [new]) == set()
     finally:
         dialplan.sink = None
+
+
+async def test_short_numbers_are_the_operators_prefixes_only(engine, asterisk, pstn) -> None:
+    """VECHE_SHORT_NUMBER_PREFIXES=5: 5xxx numbers reach the trunk, other short numbers do not."""
+    dialplan, operator = engine.services["dialplan"], engine.services["operator"]
+    plans = dialplan.default_plan, operator.default_plan
+    with_prefix = NumberPlan.from_settings(engine.settings.with_(short_number_prefixes=("5",)))
+    dialplan.sink, dialplan.installed = asterisk.install_dialout, None
+    try:
+        dialplan.default_plan = operator.default_plan = with_prefix
+        await dialplan.sync("test: short-number prefix 5")
+        assert "_5XXX" in asterisk.cli("dialplan show veche-dialout")
+        numbers = ["5486", "5123486", "0486", "9486"]
+        expected = {n for n in numbers if await _engine_allows(engine, n)}
+        assert "5486" in expected and "5123486" not in expected and "0486" not in expected
+        assert await _reaching_the_trunk(engine, pstn, numbers) == expected
+    finally:
+        dialplan.default_plan, operator.default_plan = plans
+        dialplan.installed = None
+        await dialplan.sync("test end")
+        dialplan.sink = None
+    assert "_5XXX" not in asterisk.cli("dialplan show veche-dialout")
