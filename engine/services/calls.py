@@ -442,7 +442,7 @@ class CallService:
                 self._spawn(self._finish_attempt(attempt, wait_for_detail=False), f"outcome-{uid}")
             return
         if uid not in self._known and event.get("Context") != "veche-dialin" \
-                and event.channel_variable(PARTICIPANT_VARIABLE) is None:
+                and not is_dialin_token(event.channel_variable(PARTICIPANT_VARIABLE)):
             return
         participant = await self._participant_of(event)
         self._known.pop(uid, None)
