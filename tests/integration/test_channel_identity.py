@@ -191,3 +191,11 @@ async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server,
     finally:
         engine.ami.unsubscribe(on_hangup)
         await service.end(owner_b, other.id)
+
+
+def test_channel_variables_come_from_chanvariable_headers() -> None:
+    one = AmiEvent("ast1", "Hangup", {"ChanVariable": "VECHE_PARTICIPANT=vi-0123456789abcdef"})
+    two = AmiEvent("ast1", "Hangup", {"ChanVariable": ["OTHER=a=b", "VECHE_PARTICIPANT="]})
+    assert one.channel_variable("VECHE_PARTICIPANT") == "vi-0123456789abcdef"
+    assert two.channel_variable("OTHER") == "a=b" and two.channel_variable("VECHE_PARTICIPANT") == ""
+    assert AmiEvent("ast1", "Hangup", {}).channel_variable("VECHE_PARTICIPANT") is None
