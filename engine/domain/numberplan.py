@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import phonenumbers
-from phonenumbers import PhoneNumberType
+if TYPE_CHECKING:
+    import phonenumbers
 
 from engine.domain.errors import ValidationError
 
@@ -16,7 +17,6 @@ MAX_DIGITS = 15  # E.164, and what participants.number stores
 # Operator patterns, Asterisk style: "_" starts a pattern with X (0-9), Z (1-9), N (2-9),
 # [1-5] classes, "." (one or more digits) and "!" (zero or more); without "_" it is a literal number.
 _PATTERN_SHAPE = re.compile(r"^(_[0-9XZNxzn\[\]\-]+[.!]?|[0-9]{2,15})$")
-_PREMIUM_TYPES = (PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST)
 NUMBER_KINDS = ("internal", "mobile", "fixed", "toll_free", "premium", "international", "unknown")
 
 
@@ -70,7 +70,21 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+def _phonenumbers():  # noqa: ANN202 - the module
+    """``phonenumbers``, imported on first use: rendering the dialplan (the Asterisk image has
+    only the standard library and jinja2) needs the plan's rules, not the number metadata."""
+    import phonenumbers
+
+    return phonenumbers
+
+
+def _premium(number: phonenumbers.PhoneNumber) -> bool:
+    types = _phonenumbers().PhoneNumberType
+    return _phonenumbers().number_type(number) in (types.PREMIUM_RATE, types.SHARED_COST)
+
+
 def _parsed(e164_digits: str) -> phonenumbers.PhoneNumber | None:
+    phonenumbers = _phonenumbers()
     try:
         return phonenumbers.parse("+" + e164_digits)
     except phonenumbers.NumberParseException:
@@ -133,14 +147,16 @@ class NumberPlan:
             return "premium"
         if number.startswith("00"):
             parsed = _parsed(number[2:])
-            if parsed is not None and phonenumbers.number_type(parsed) in _PREMIUM_TYPES:
+            if parsed is not None and _premium(parsed):
                 return "premium"
             return "international"
         if self.is_international(number):
             return "international"
         parsed = _parsed(number)
+        phonenumbers = _phonenumbers()
+        PhoneNumberType = phonenumbers.PhoneNumberType  # noqa: N806 - the library's name
         kind = phonenumbers.number_type(parsed) if parsed is not None else PhoneNumberType.UNKNOWN
-        if kind in _PREMIUM_TYPES:
+        if parsed is not None and _premium(parsed):
             return "premium"
         return {PhoneNumberType.MOBILE: "mobile", PhoneNumberType.FIXED_LINE: "fixed",
                 PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed", PhoneNumberType.VOIP: "fixed",
@@ -154,7 +170,7 @@ class NumberPlan:
         if self.is_international(raw) and not self.allow_international:
             raise ValidationError("international numbers cannot be dialled from this account", field)
         if self.is_international(raw) and (not raw.startswith("00") or _parsed(raw[2:]) is None
-                                           or not phonenumbers.is_valid_number(_parsed(raw[2:]))):
+                                           or not _phonenumbers().is_valid_number(_parsed(raw[2:]))):
             raise ValidationError("write an international number as 00, the country code and the number", field)
 
     def _validate_group(self, raw: str, field: str) -> str:
