@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-def _phonenumbers():  # noqa: ANN202 - the module
+def _phonenumbers() -> ModuleType:
     """``phonenumbers``, imported on first use: rendering the dialplan (the Asterisk image has
     only the standard library and jinja2) needs the plan's rules, not the number metadata."""
     import phonenumbers
