@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # and the service may have ``async def start()`` / ``async def stop()``. A module's install
 # stores what it returns in ``engine.services[<last part of the module name>]``.
 SERVICE_MODULES: tuple[str, ...] = (
+    "engine.services.dialplan",
     "engine.services.calls",
     "engine.services.conferences",
     "engine.services.recovery",

@@ -17,6 +17,15 @@ from engine.domain.errors import ConfigError
 DEFAULT_AMI_SECRET = "veche-dev-secret"
 
 
+def _short_prefixes(raw: str) -> tuple[str, ...]:
+    """VECHE_SHORT_NUMBER_PREFIXES: comma-separated digit prefixes of internal short numbers."""
+    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for prefix in prefixes:
+        if not prefix.isascii() or not prefix.isdigit() or prefix.startswith("0") or len(prefix) > 6:
+            raise ConfigError(f"VECHE_SHORT_NUMBER_PREFIXES: {prefix!r} is not 1 to 6 digits without a leading 0")
+    return prefixes
+
+
 @dataclass(frozen=True)
 class AmiTarget:
     """Where the engine's AMI adapter logs in."""
@@ -59,6 +68,7 @@ class Settings:
     trunk_target: str = "127.0.0.1:5070"
     access_number: str = "7000"
     short_number_length: int = 4
+    short_number_prefixes: tuple[str, ...] = ()  # internal numbers: these prefixes only (none: no short numbers)
     pin_length: int = 6
     conference_number_length: int = 6
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "veche")
@@ -170,6 +180,7 @@ class Settings:
             trunk_target=get("TRUNK_TARGET", base.trunk_target),
             access_number=get("ACCESS_NUMBER", base.access_number),
             short_number_length=get_int("SHORT_NUMBER_LENGTH", base.short_number_length),
+            short_number_prefixes=_short_prefixes(get("SHORT_NUMBER_PREFIXES", "")),
             pin_length=check_pin_length(get_int("PIN_LENGTH", base.pin_length), "VECHE_PIN_LENGTH"),
             cache_dir=Path(get("CACHE_DIR", base.cache_dir)).expanduser(),
             run_dir=Path(get("RUN_DIR", base.run_dir)).expanduser(),

@@ -6,6 +6,11 @@ OriginateResponse (Uniqueid == ChannelId), UserEvent VecheDialResult (Call == Ch
 Hangup. State machine: planned -> calling -> ringing -> connected -> left, or failed(reason,
 cause). The tracker follows ConfbridgeJoin/Leave/Mute/Unmute/Talking/Hangup of every participant
 (dial-out or dial-in) by ``participants.call_id``.
+
+A channel's name and Uniqueid are learned from AMI events only. A dial-in participant starts with
+an engine-chosen token as ``call_id``, which the IVR puts on the caller's channel as the variable
+``VECHE_PARTICIPANT``; manager.conf reports it in every event of that channel (``channelvars``),
+and the first event carrying it tells the tracker the channel's real Uniqueid and name.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
 from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotRequest
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
@@ -39,6 +44,8 @@ PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
 ANNOUNCER_PREFIX = "an-"
 DIALOUT_PREFIX = "vo-"
+DIALIN_PREFIX = "vi-"
+PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
 OUTCOME_GRACE_SECONDS = 2.0
 WATCHDOG_EXTRA_SECONDS = 20.0
 # What the event log says about a participant a dial-out limit left out.
@@ -50,6 +57,16 @@ DEFAULT_CAUSES = {FailureReason.BUSY: 17, FailureReason.NO_ANSWER: 19, FailureRe
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def new_dialin_token() -> str:
+    """The ``call_id`` of a dial-in participant until AMI reports its channel's Uniqueid."""
+    return f"{DIALIN_PREFIX}{secrets.token_hex(8)}"
+
+
+def is_dialin_token(value: str | None) -> bool:
+    return bool(value) and len(value) == len(DIALIN_PREFIX) + 16 and value.startswith(DIALIN_PREFIX) \
+        and all(c in "0123456789abcdef" for c in value[len(DIALIN_PREFIX):])
 
 
 def failure_from(dial_status: str | None, dial_cause: int | None, originate_reason: str | None,
@@ -402,9 +419,9 @@ class CallService:
         if not participant.call_id:
             return
         adapter = self.node(participant.node_id)
-        targets = [participant.call_id]
-        if participant.channel:
-            targets.insert(0, participant.channel)
+        # a dial-in token names no channel yet: that call's channel was never reported by AMI
+        targets = [t for t in (participant.channel, participant.call_id) if t and is_channel(t)
+                   and not is_dialin_token(t)]
         for target in targets:
             try:
                 await adapter.hangup(target)
@@ -499,9 +516,10 @@ class CallService:
             if attempt.answered:  # answered but never reached the room
                 self._spawn(self._finish_attempt(attempt, wait_for_detail=False), f"outcome-{uid}")
             return
-        if uid not in self._known and event.get("Context") != "veche-dialin":
+        if uid not in self._known and event.get("Context") != "veche-dialin" \
+                and not is_dialin_token(event.channel_variable(PARTICIPANT_VARIABLE)):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         self._known.pop(uid, None)
         if participant is None:
             return
@@ -537,13 +555,14 @@ class CallService:
         if attempt is not None:
             attempt.finished = True
             attempt.resolved.set()
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is None:
             return
         muted = event.get("Muted").lower() == "yes"
+        channel = event.get("Channel")
         updated = await self.repo.update_participant(
             participant.id, state=ParticipantState.CONNECTED, joined_at=now_utc(), left_at=None,
-            channel=event.get("Channel") or participant.channel, failure_reason=None, muted=muted)
+            channel=channel if is_channel(channel) else participant.channel, failure_reason=None, muted=muted)
         if updated is None:
             return
         self._known[uid] = participant.id
@@ -558,7 +577,7 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is not None and participant.state == ParticipantState.CONNECTED:
             await self.mark_left(participant, None)
 
@@ -579,7 +598,7 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is None or participant.muted == muted:
             return
         await self.repo.update_participant(participant.id, muted=muted)
@@ -597,7 +616,7 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is None:
             return
         talking = event.get("TalkingStatus").lower() == "on"
@@ -606,6 +625,28 @@ class CallService:
         owner_id, _ = await self._info(participant.conference_id)
         await self._publish("participant.talking", participant.conference_id, owner_id, participant.id,
                             talking=talking)
+
+    async def _participant_of(self, event: AmiEvent) -> Participant | None:
+        """The participant an event is about: by the channel's Uniqueid, or, for a dial-in
+        caller whose channel AMI has not reported yet, by the token the IVR put on the channel;
+        then the channel's Uniqueid and name from this event are stored as the call's identity."""
+        uid = event.get("Uniqueid")
+        participant = await self._participant(uid, event.node_id)
+        if participant is not None:
+            return participant
+        token = event.channel_variable(PARTICIPANT_VARIABLE)
+        if not is_dialin_token(token) or not is_channel(uid):
+            return None
+        participant = await self._participant(token or "", event.node_id)
+        if participant is None or participant.origin != "dialin":
+            return None
+        channel = event.get("Channel")
+        learned = await self.repo.update_participant(
+            participant.id, call_id=uid, channel=channel if is_channel(channel) else None,
+            node_id=event.node_id)
+        if learned is not None:
+            log.info("dial-in participant %s is channel %s (%s)", participant.id, channel, uid)
+        return learned
 
     async def _participant(self, call_id: str, node_id: str) -> Participant | None:
         if not call_id:

@@ -16,7 +16,7 @@ from engine.domain import dialin as rules
 from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
 from engine.domain.model import Conference, Role
 from engine.services.bus import DomainEvent
-from engine.services.calls import PROFILES  # the ConfBridge user profile of each role, as dial-out uses
+from engine.services.calls import PARTICIPANT_VARIABLE, PROFILES, new_dialin_token
 
 if TYPE_CHECKING:
     from engine.app import Engine
@@ -247,11 +247,15 @@ class DialinService:
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
         node_id = self.engine.settings.node_id
+        # The AGI headers name a channel and Uniqueid, but anyone reaching the FastAGI port can
+        # write them: the call is known by a token of ours until AMI reports the channel that
+        # carries it (engine/services/calls.py learns the real Uniqueid and name from the events).
+        token = new_dialin_token()
         participant = await self.repo.add_caller(
-            conference.id, number=outcome.caller, role=role, call_id=call.uniqueid, channel=call.channel,
-            node_id=node_id)
+            conference.id, number=outcome.caller, role=role, call_id=token, channel=None, node_id=node_id)
         outcome.participant_id = participant.id
-        # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's Uniqueid
+        # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's token
+        await call.set_variable(PARTICIPANT_VARIABLE, token)
         await call.set_variable("VECHE_PROFILE", PROFILES[role])
         # one seat more than planned, for the quiet announcer channel that plays the deadline warning
         await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + 1))

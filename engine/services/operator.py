@@ -320,6 +320,7 @@ class OperatorService:
                                            bool(allow_international), bool(allow_premium))
         await self._record(operator_id, "plan_group.saved", group=name, patterns=group["patterns"],
                            allow_international=group["allow_international"], allow_premium=group["allow_premium"])
+        await self._plan_changed(f"group {name} saved")
         return group
 
     async def delete_group(self, operator_id: int, name: str) -> None:
@@ -333,6 +334,17 @@ class OperatorService:
         if not deleted:
             raise NotFound("no such number-plan group")
         await self._record(operator_id, "plan_group.deleted", group=name)
+        await self._plan_changed(f"group {name} deleted")
+
+    async def _plan_changed(self, reason: str) -> None:
+        """Bring Asterisk's veche-dialout context in line with the groups (engine/services/dialplan.py)."""
+        dialplan = self.engine.services.get("dialplan")
+        if dialplan is None:
+            return
+        try:
+            await dialplan.sync(reason)
+        except Exception:  # noqa: BLE001 - the group is saved; Asterisk keeps the narrower old plan
+            log.exception("could not install the dialplan after %s", reason)
 
     async def number_plan_for(self, account_id: int | None) -> NumberPlan:
         """The dial-out plan of the account's group (the engine's default plan when the group has

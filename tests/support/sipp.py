@@ -65,6 +65,10 @@ class SippProcess:
         if not self._log.closed:
             self._log.close()
 
+    def invited_numbers(self) -> list[str]:
+        """The numbers of every call this far end was invited to so far, in arrival order."""
+        return [number for number, _ in self.invites()]
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

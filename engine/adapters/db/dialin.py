@@ -61,7 +61,7 @@ class DialinRepository:
             f"AND created_at > now() - interval '{_PENDING_SEAT_SECONDS} seconds'))", conference_id)
 
     async def add_caller(self, conference_id: int, *, number: str, role: Role, call_id: str,
-                         channel: str, node_id: str) -> Participant:
+                         channel: str | None, node_id: str) -> Participant:
         """The caller as a participant (origin dialin, state calling) and its log entry, at once."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
