@@ -168,7 +168,7 @@ def compose_pin_lockout(composer: MailComposer, facts: PinLockoutFacts, recipien
     now = now or datetime.now(UTC)
     language = facts.language if facts.language in LANGUAGES else "ru"
     context: dict[str, object] = {
-        "language": language, "recipient_name": recipient.name, "subject": facts.subject,
+        "language": language, "recipient_name": flatten(recipient.name), "subject": flatten(facts.subject),
         "conference_number": facts.conference_number, "failures": facts.failures,
         "until": format_when(facts.until, facts.timezone, language), "timezone": facts.timezone}
     subject = composer.templates.get_template(f"{language}/pin_lockout.subject.txt.j2").render(context).strip()
@@ -179,7 +179,7 @@ def compose_pin_lockout(composer: MailComposer, facts: PinLockoutFacts, recipien
     message = EmailMessage(policy=MIME_POLICY)
     message["Subject"] = subject
     message["From"] = composer.sender
-    message["To"] = formataddr((recipient.name, recipient.email)) if recipient.name else recipient.email
+    message["To"] = formataddr((flatten(recipient.name), recipient.email)) if recipient.name else recipient.email
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
     message.set_content(text)

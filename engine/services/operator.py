@@ -18,6 +18,7 @@ import asyncpg
 
 from engine.adapters.db.operator import OperatorRepository
 from engine.domain import accounts as account_rules
+from engine.domain import text
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict, ValidationError
 from engine.domain.numberplan import NumberPlan, validate_pattern
 from engine.services.audit import AuditService, acting, audit_of
@@ -311,12 +312,11 @@ class OperatorService:
         if not isinstance(name, str) or not name or len(name) > 40 or not all(
                 ch.isascii() and (ch.islower() or ch.isdigit() or ch in "-_") for ch in name) or name[0] in "-_":
             raise ValidationError(f"the group name is {GROUP_NAME_HINT}", "name")
-        if not isinstance(description, str) or len(description) > 200 or any(ord(ch) < 32 for ch in description):
-            raise ValidationError("the description is one line of at most 200 characters", "description")
+        description = text.one_line(description, "description", limit=200)
         if isinstance(patterns, str) or len(patterns) > MAX_PATTERNS:
             raise ValidationError(f"at most {MAX_PATTERNS} patterns", "patterns")
         checked = [validate_pattern(p, f"patterns[{i}]") for i, p in enumerate(patterns)]
-        group = await self.repo.save_group(name, description.strip(), list(dict.fromkeys(checked)),
+        group = await self.repo.save_group(name, description, list(dict.fromkeys(checked)),
                                            bool(allow_international), bool(allow_premium))
         await self._record(operator_id, "plan_group.saved", group=name, patterns=group["patterns"],
                            allow_international=group["allow_international"], allow_premium=group["allow_premium"])

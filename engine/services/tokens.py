@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from engine.adapters.db.tokens import TokenRepository
+from engine.domain import text
 from engine.domain.accounts import Account, account_phone
 from engine.domain.errors import Forbidden, NotFound, Unauthenticated, ValidationError
 from engine.domain.tokens import (
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from engine.app import Engine
 
 _SECRET_SHAPE = re.compile(rf"^{TOKEN_PREFIX}[A-Za-z0-9_-]{{20,100}}$")
-NAME_MAX = 100
 
 
 class TokenService:
@@ -40,9 +40,7 @@ class TokenService:
         ``by_token``: the request itself came with a bearer token, which may not mint tokens."""
         if by_token:
             raise Forbidden("an API token cannot create tokens: use the portal or python -m engine token create")
-        name = name.strip()
-        if len(name) > NAME_MAX or "\x00" in name:
-            raise ValidationError(f"token name is at most {NAME_MAX} characters", field="name")
+        name = text.name(name)
         expires_at = None
         if expires_in_days is not None:
             if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int) \

@@ -325,3 +325,19 @@ async def test_cli_account_name_follows_the_text_rule(database_url, engine, name
                       stdin="a-long-password-2026\n")
     assert_one_line_error(run, "name")
     assert await engine.pool.fetchval("SELECT count(*) FROM accounts WHERE phone = $1", phone) == 0
+
+
+@pytest.mark.parametrize("hostile", ["tok\u2028en", "tok\ren", "\u202etoken"])
+async def test_token_names_and_group_descriptions_follow_the_rule(engine, api_server, hostile: str) -> None:
+    from tests.integration.test_operator import _operator
+    from tests.support.api import session_client
+
+    user = await new_user(engine, api_server)
+    portal_api = await session_client(engine, api_server, user.account.id)
+    refused = await portal_api.post("/tokens", {"name": hostile})
+    assert refused.status == 422 and refused.body["error"]["field"] == "name", refused.body
+    assert refused.body["error"]["code"] == "invalid_text"
+    _, operator_api = await _operator(engine, api_server)
+    group = await operator_api.call("PUT", f"/operator/plan-groups/g-{secrets.token_hex(3)}", {
+        "description": hostile, "patterns": [], "allow_international": False, "allow_premium": False})
+    assert group.status == 422 and group.body["error"]["field"] == "description", group.body

@@ -36,8 +36,6 @@ def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: 
 ID = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
 DATETIME = {"type": "string", "format": "date-time"}
 NULL_DATETIME = _nullable(DATETIME)
-ONE_LINE = "^[^\\u0000-\\u001f\\u007f]*$"  # no control characters (names, subjects, locations)
-TEXT_100 = {"type": "string", "maxLength": 100, "pattern": ONE_LINE}
 
 
 def _one_line(limit: int, required: bool = False) -> dict[str, Any]:
@@ -218,7 +216,7 @@ SCHEMAS: dict[str, Any] = {
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),
-    "TokenCreate": _obj({"name": TEXT_100, "expires_in_days": {
+    "TokenCreate": _obj({"name": NAME, "expires_in_days": {
         "type": "integer", "minimum": 1, "maximum": 3650,
         "description": "the token stops working this many days from now (default: never)"}}),
     "Token": _obj({"id": ID, "name": {"type": "string"}, "prefix": {"type": "string"}, "created_at": DATETIME,
@@ -426,7 +424,7 @@ PATHS: dict[str, Any] = {
         "post": _op("create_token", "Issue an API token (from a portal session only: a bearer token gets 403); "
                     "the secret is in this response only",
                     {"201": _json("TokenCreated", "the new token")}, tag="account", body="TokenCreate",
-                    errors=("401", "403"), body_required=False),
+                    errors=("401", "403", "422"), body_required=False),
     },
     "/tokens/{id}": {
         "delete": _op("revoke_token", "Revoke an API token", NO_CONTENT, tag="account",

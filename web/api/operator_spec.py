@@ -24,7 +24,7 @@ def _limits() -> dict[str, Any]:
 def operator_schemas() -> dict[str, Any]:
     from web.api import openapi as spec
 
-    profile = {"name": spec.TEXT_100, "email": spec.EMAIL, "language": {"type": "string", "enum": ["ru", "en"]}}
+    profile = {"name": spec.NAME, "email": spec.EMAIL, "language": {"type": "string", "enum": ["ru", "en"]}}
     account_out = spec._obj({
         "id": spec.ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": spec.EMAIL_OUT,
         "language": {"type": "string"}, "timezone": {"type": "string"},
@@ -53,7 +53,7 @@ def operator_schemas() -> dict[str, Any]:
         "PlanGroupList": spec._obj({"groups": {"type": "array", "items": spec._ref("PlanGroup")}}, ("groups",),
                                    closed=False),
         "PlanGroupInput": spec._obj({
-            "description": {"type": "string", "maxLength": 200, "pattern": spec.ONE_LINE},
+            "description": spec._one_line(200),
             "patterns": {"type": "array", "maxItems": 50, "items": PATTERN,
                          "description": "empty: the default plan (375 + 9 digits, internal short numbers)"},
             "allow_international": {"type": "boolean", "default": False},
@@ -146,7 +146,7 @@ def operator_paths() -> dict[str, Any]:
         "/operator/plan-groups/{name}": {
             "put": spec._op("operator_save_plan_group", "Create or replace a number-plan group",
                             {"200": spec._json("PlanGroup", "the group")}, tag=tag, body="PlanGroupInput",
-                            params=group, errors=("401", "403", "404"), body_required=False),
+                            params=group, errors=("401", "403", "404", "422"), body_required=False),
             "delete": spec._op("operator_delete_plan_group", "Delete a group no account uses", spec.NO_CONTENT,
                                tag=tag, params=group, errors=("401", "403", "404", "409")),
         },
