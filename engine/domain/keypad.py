@@ -63,11 +63,11 @@ def action_for(key: str, role: Role) -> KeyAction | None:
 
 
 def menu_prompts(role: Role) -> list[str]:
-    """The sounds that read out the role's menu (*0)."""
-    prompts: list[str] = []
+    """The sounds that read out the role's menu (*0): press, then star 1 ..., star 4 ... in turn."""
+    prompts: list[str] = [SAY_PRESS]
     for key, action, phrase in MENU_LINES:
         if action in ALLOWED[role]:
-            prompts += [SAY_PRESS, SAY_STAR, f"digits/{key}", phrase]
+            prompts += [SAY_STAR, f"digits/{key}", phrase]
     return prompts
 
 

@@ -45,6 +45,7 @@ class KeypadAnswer:
     action: KeyAction | None = None
     said: list[str | int] = field(default_factory=list)
     error: str | None = None
+    done: bool = False  # the answer was spoken (or the caller hung up meanwhile)
 
 
 class KeypadService:
@@ -58,11 +59,12 @@ class KeypadService:
         """Handle ``key`` pressed on the channel of ``call``; the participant is the one whose
         call id is the channel's Uniqueid, on this node, connected to a running conference."""
         answer = KeypadAnswer(key=key)
+        self.answers.append(answer)
+        del self.answers[:-1000]
         try:
             await self._press(call, key, node_id, answer)
         finally:
-            self.answers.append(answer)
-            del self.answers[:-1000]
+            answer.done = True
         return answer
 
     async def _press(self, call: KeypadCall, key: str, node_id: str, answer: KeypadAnswer) -> None:

@@ -54,14 +54,15 @@ async def keypad_caller(factory: SippFactory, entry: str, steps: list[str], call
     step_pcaps = [write_dtmf_pcap(digits, base.with_name(f"{base.name}-step{index}.pcap"),
                                   first_seq=1000 + 2000 * index, first_ts=160_000 + 8_000_000 * index)
                   for index, digits in enumerate(steps, start=1)]
-    call_id = f"keypad-{secrets.token_hex(8)}@127.0.0.1"
+    tag = f"keypad-{secrets.token_hex(8)}"
+    call_id = f"{tag}-1@127.0.0.1"  # SIPp's Call-ID of its first (only) call, from -cid_str
     template = jinja2.Template((SCENARIOS / "caller_keypad.xml.j2").read_text())
     scenario = base.with_suffix(".xml")
-    scenario.write_text(template.render(entry=entry, caller=caller, call_id=call_id, delay_ms=delay_ms,
+    scenario.write_text(template.render(entry=entry, caller=caller, delay_ms=delay_ms,
                                         entry_pcap=entry_pcap, step_pcaps=step_pcaps))
     port = free_port(socket.SOCK_DGRAM)
     argv = ["sipp", f"127.0.0.1:{factory.asterisk_sip_port}", "-sf", str(scenario), "-s", service,
-            "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", str(port),
+            "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", str(port), "-cid_str", f"{tag}-%u@%s",
             "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
             "-trace_err", "-error_file", f"{base}.err"]
     process = await SippProcess(argv, base.with_suffix(".log")).start()
