@@ -18,7 +18,7 @@ from tests.integration.test_dialin import dial_in_and_join, outcome_of
 from tests.support.api import ApiUser, BusWatcher, new_user
 from tests.support.dialin_factories import random_caller
 from tests.support.factories import create_account, wait_until
-from tests.support.keypad import KeypadCaller, keypad_caller
+from tests.support.keypad import KeypadCaller, keypad_caller, send_info
 
 pytestmark = pytest.mark.stack
 
@@ -251,3 +251,41 @@ async def test_keypad_session_from_no_participant_acts_on_nothing(engine) -> Non
         assert all(a.participant_id is None and a.action is None and a.error for a in new), new
         if context != "veche-keypad" or len(key) != 1:
             assert new == []  # refused by the route before the service
+
+
+async def test_invited_guest_keys_through_the_dial_out_leg(engine, owner: ApiUser) -> None:
+    """A guest the chair invited into a locked room (dialled out, reaching the room through a
+    Local channel) has the guest menu too: the SIPp callee keys *1 and is muted."""
+    number = f"375290{secrets.randbelow(1000):03d}741"  # the pstn callee that keys *1 on a SIP INFO
+    created = await owner.api.post("/conferences", {
+        "subject": "Invited keypad", "start": "now", "duration_minutes": 30, "max_participants": 3,
+        "participants": [{"number": callee()}]})
+    assert created.status == 201, created.body
+    cid = created.body["id"]
+    try:
+        await wait_connected(engine, owner.account.id, cid, 1)
+        assert (await owner.api.post(f"/conferences/{cid}/lock")).status in (200, 204)
+        added = await owner.api.post(f"/conferences/{cid}/participants", {"number": number})
+        assert added.status == 201, added.body
+        guest_id = added.body["id"]
+        await wait_connected(engine, owner.account.id, cid, 2)
+        call_id = await engine.pool.fetchval("SELECT call_id FROM participants WHERE id = $1", guest_id)
+        channels = await engine.ami.action_list("CoreShowChannels")
+        trunk_leg = next(c.get("Channel") for c in channels
+                         if c.get("Channel", "").startswith("PJSIP/") and c.get("Linkedid") == call_id)
+        sip_call_id = await engine.ami.getvar(trunk_leg, "CHANNEL(pjsip,call-id)")
+        await send_info(int(engine.settings.trunk_target.rsplit(":", 1)[1]), sip_call_id, 101)
+        keypad = engine.services["keypad"]
+
+        async def answered():
+            return next((a for a in keypad.answers if a.participant_id == guest_id and a.done), None)
+
+        answer = await wait_until(engine, answered, timeout=TIMEOUT, what="the invited guest's *1")
+        assert answer.said == [rules.SAY_MUTED]
+        body = (await owner.api.get(f"/conferences/{cid}")).body
+        assert body["locked"] is True
+        assert {p["id"]: p for p in body["participants"]}[guest_id]["muted"] is True
+        log = (await owner.api.get(f"/conferences/{cid}/log")).body["events"]
+        assert any(e["kind"] == "participant.muted" and e["actor"] == f"keypad:{guest_id}" for e in log)
+    finally:
+        await owner.api.post(f"/conferences/{cid}/end")

@@ -16,6 +16,21 @@ from tests.support.dtmf import write_dtmf_pcap
 from tests.support.sipp import SCENARIOS, SippFactory, SippProcess, free_media_port
 
 
+async def send_info(sip_port: int, call_id: str, cseq: int) -> None:
+    """Send a SIP INFO of dialog ``call_id`` to the SIPp on ``sip_port``: its "press the next key"."""
+    info = (f"INFO sip:caller@127.0.0.1:{sip_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-{secrets.token_hex(6)}\r\n"
+            f"From: <sip:test@127.0.0.1>;tag={secrets.token_hex(4)}\r\n"
+            f"To: <sip:caller@127.0.0.1>\r\n"
+            f"Call-ID: {call_id}\r\n"
+            f"CSeq: {cseq} INFO\r\n"
+            "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_sendto(sock, info.encode(), ("127.0.0.1", sip_port))
+
+
 @dataclass
 class KeypadCaller:
     process: SippProcess
@@ -28,17 +43,7 @@ class KeypadCaller:
         """Play the next step's digits (returns them)."""
         digits = self.steps[self.pressed]
         self.pressed += 1
-        info = (f"INFO sip:caller@127.0.0.1:{self.sip_port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-{secrets.token_hex(6)}\r\n"
-                f"From: <sip:test@127.0.0.1>;tag={secrets.token_hex(4)}\r\n"
-                f"To: <sip:caller@127.0.0.1>\r\n"
-                f"Call-ID: {self.call_id}\r\n"
-                f"CSeq: {100 + self.pressed} INFO\r\n"
-                "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        loop = asyncio.get_running_loop()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)
-            await loop.sock_sendto(sock, info.encode(), ("127.0.0.1", self.sip_port))
+        await send_info(self.sip_port, self.call_id, 100 + self.pressed)
         return digits
 
     async def stop(self) -> None:
