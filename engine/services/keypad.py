@@ -36,8 +36,8 @@ class KeypadCall(Protocol):
 
 @dataclass
 class KeypadAnswer:
-    """One key press as the engine handled it, for logs and tests: what it did and what the
-    caller heard (an int was said as a number)."""
+    """One key press as the engine handled it, for logs and tests: what it did and what
+    Asterisk confirmed it played to the caller (an int was said as a number)."""
 
     key: str
     participant_id: int | None = None
@@ -139,13 +139,15 @@ class KeypadService:
         return rules.SAY_GUESTS_MUTED if muted else rules.SAY_GUESTS_UNMUTED
 
     @staticmethod
-    async def _say(call: KeypadCall, answer: KeypadAnswer, said: list[str | int]) -> None:
-        answer.said = said
-        for part in said:
+    async def _say(call: KeypadCall, answer: KeypadAnswer, parts: list[str | int]) -> None:
+        """Speak ``parts``; ``answer.said`` holds those Asterisk confirmed (a sound it could not
+        play, or a hang-up, ends the answer there)."""
+        for part in parts:
             if isinstance(part, int):
                 await call.say_number(part)
             else:
                 await call.play(part)
+            answer.said.append(part)
 
 
 async def install(engine: Engine) -> KeypadService:
