@@ -1,5 +1,6 @@
-"""FastAGI routes: the entry point of dial-in calls. Each route hands the call to one service;
-the rules (PINs, admission, brute-force guard) live in the service, not here."""
+"""FastAGI routes: the entry point of dial-in calls and of keypad commands in a room. Each route
+hands the call to one service; the rules (PINs, admission, brute-force guard, who may press
+which key) live in the services, not here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from engine.agi import AgiCall
 if TYPE_CHECKING:
     from engine.app import Engine
     from engine.services.dialin import DialinService
+    from engine.services.keypad import KeypadService
 
 log = logging.getLogger(__name__)
 
@@ -24,3 +26,37 @@ def install_routes(engine: Engine, *, dialin: DialinService) -> None:
         log.debug("dial-in call %s: %s", call.uniqueid, outcome)
 
     engine.agi.route("dialin", dialin_route)
+
+
+class _KeypadChannel:
+    """The caller's channel as the keypad service sees it: play sounds and say numbers."""
+
+    def __init__(self, call: AgiCall) -> None:
+        self._call = call
+
+    @property
+    def uniqueid(self) -> str:
+        return self._call.uniqueid
+
+    async def play(self, *prompts: str) -> None:
+        await self._call.play(*prompts)
+
+    async def say_number(self, number: int) -> None:
+        await self._call.command(f'SAY NUMBER {int(number)} ""')
+
+
+def install_keypad_route(engine: Engine, *, keypad: KeypadService) -> None:
+    """Register the route the ConfBridge menus reach through the ``veche-keypad`` context
+    (``AGI(agi://host:port/keypad)``; the key pressed after ``*`` is the extension)."""
+    assert engine.agi is not None, "the FastAGI server is built before the services"
+
+    async def keypad_route(call: AgiCall) -> None:
+        key = call.headers.get("agi_extension", "")
+        if call.headers.get("agi_context") != "veche-keypad" or len(key) != 1 or not key.isdigit():
+            log.warning("keypad route called from %s/%s: ignored", call.headers.get("agi_context"), key[:20])
+            return
+        answer = await keypad.press(_KeypadChannel(call), key, engine.settings.node_id)
+        log.info("keypad *%s of participant %s: %s %s", key, answer.participant_id, answer.action,
+                 answer.error or "")
+
+    engine.agi.route("keypad", keypad_route)

@@ -35,6 +35,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.captcha",
     "engine.services.tokens",
     "engine.services.dialin",
+    "engine.services.keypad",
     "engine.services.quality",
     "engine.services.metrics",
     "engine.services.audit",
