@@ -9,6 +9,7 @@ import asyncio
 import re
 import secrets
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,31 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
     # the last announcer (the end) hung up, having played to the end, before the participant
     announcers = [uid for uid in order if uid.startswith("an-")]
     assert announcers and announcers[-1] in enders, order
+
+
+async def test_api_language_field_of_conferences_and_templates(engine, api_server) -> None:
+    from tests.support.api import new_user
+
+    user = await new_user(engine, api_server)
+    api = user.api
+    body = {"subject": "S", "duration_minutes": 30, "max_participants": 5,
+            "start": (datetime.now(UTC) + timedelta(hours=2)).isoformat()}
+    created = await api.post("/conferences", {**body, "language": "en"})
+    assert created.status == 201 and created.body["language"] == "en", created.body
+    changed = await api.call("PATCH", f"/conferences/{created.body['id']}", {"language": "ru"})
+    assert changed.status == 200 and changed.body["language"] == "ru", changed.body
+    before = await engine.pool.fetchval("SELECT count(*) FROM conferences")
+    for hostile in ("de", "", "RU", "ru\nHangup", "en;Set(x=1)", 1, None, ["ru"]):
+        reply = await api.post("/conferences", {**body, "language": hostile})
+        assert reply.status == 400 and reply.error["field"] == "language", (hostile, reply.body)
+    assert await engine.pool.fetchval("SELECT count(*) FROM conferences") == before
+    refused = await api.call("PATCH", f"/conferences/{created.body['id']}", {"language": "xx"})
+    assert refused.status == 400 and refused.error["field"] == "language"
+    assert (await api.get(f"/conferences/{created.body['id']}")).body["language"] == "ru"
+
+    template = await api.post("/templates", {"name": "English calls", "language": "en"})
+    assert template.status == 201 and template.body["language"] == "en", template.body
+    plain = await api.post("/templates", {"name": "Owner's language"})
+    assert plain.status == 201 and plain.body["language"] is None
+    bad = await api.post("/templates", {"name": "T", "language": "fr"})
+    assert bad.status == 400 and bad.error["field"] == "language", bad.body
