@@ -57,3 +57,24 @@ def test_only_the_node_languages_are_accepted(value: object) -> None:
     with pytest.raises(ValidationError) as caught:
         speech.validate_language(value)
     assert caught.value.field == "language"
+
+
+class _Recorder:
+    """Stands in for the FastAGI stream: records what the call would send to Asterisk."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+@pytest.mark.parametrize("value", ["de", "", "ru\nEXEC Dial", 'ru" "x', "CHANNEL(language)", "en us"])
+async def test_agi_refuses_any_language_but_the_node_languages(value: str) -> None:
+    from engine.agi import AgiCall
+
+    recorder = _Recorder()
+    call = AgiCall(None, recorder, {})  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        await call.set_language(value)
+    assert recorder.sent == []
