@@ -198,3 +198,40 @@ async def test_api_language_field_of_conferences_and_templates(engine, api_serve
     assert plain.status == 201 and plain.body["language"] is None
     bad = await api.post("/templates", {"name": "T", "language": "fr"})
     assert bad.status == 400 and bad.error["field"] == "language", bad.body
+
+
+async def test_portal_planning_and_templates_carry_the_voice_language(engine) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from tests.support.portal import PortalClient, new_account
+    from web.app import init_app
+
+    server = TestServer(init_app(engine), host="127.0.0.1")
+    await server.start_server()
+    client = PortalClient(str(server.make_url("/")), engine)
+    try:
+        account = await new_account(engine, language="ru")
+        await client.login(account.phone)
+        start = datetime.now(UTC).astimezone() + timedelta(days=2)
+        fields = [("subject", "Voice"), ("when", "later"), ("date", start.strftime("%Y-%m-%d")),
+                  ("time", "10:30"), ("duration_minutes", "60"), ("max_participants", "5"),
+                  ("guest_pin_required", "on"), ("auto_extend_minutes", "0")]
+        form = await client.get("/planning")
+        assert '<option value="ru" selected>' in form.text  # the portal language pre-selected
+        before = await engine.pool.fetchval("SELECT count(*) FROM conferences WHERE owner_id = $1", account.id)
+        refused = await client.post("/planning", [*fields, ("language", "ru\r\nX")], token=form.csrf)
+        assert refused.status == 400 and "field-error" in refused.text
+        assert await engine.pool.fetchval(
+            "SELECT count(*) FROM conferences WHERE owner_id = $1", account.id) == before
+        page = await client.post("/planning", [*fields, ("language", "en")], token=form.csrf)
+        assert page.status == 200 and "/conferences/" in page.url, page.text[:2000]
+        conference_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+        assert (await engine.services["conferences"].get(account.id, conference_id)).language == "en"
+        assert 'data-test="voice-language">Английский<' in page.text
+        await client.post("/planning/template", [*fields, ("language", "en"), ("template_name", "English")],
+                          token=form.csrf)
+        templates = await engine.services["addressbook"].templates(account.id)
+        assert [(t.name, t.language) for t in templates] == [("English", "en")]
+    finally:
+        await client.close()
+        await server.close()
