@@ -125,7 +125,7 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
     owner = await create_account(engine.pool)
     hangups: list[AmiEvent] = []
     record = hangups.append  # one bound method, so unsubscribe finds it
-    engine.ami.subscribe(record, ("Hangup",))
+    engine.ami.subscribe(record, ("Hangup", "ConfbridgeJoin"))
     with PlaybackLog(asterisk) as log:
         try:
             conference = await service.plan(owner, ConferencePlan(
@@ -155,6 +155,7 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
             await log.wait_played(("conf-extended.gsm", "ru"), "veche-announce")
             await log.wait_played(("digits/15.gsm", "ru"), "veche-announce")
             await log.wait_played(("queue-minutes.gsm", "ru"), "veche-announce")
+            await service.lock(owner, conference.id, True)  # the end is announced in a locked room too
 
             await wait_for_bus_event(engine, lambda e: e.kind == "conference.ended"
                                      and e.conference_id == conference.id, timeout=40)
@@ -164,12 +165,14 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
             engine.ami.unsubscribe(record)
     final = await service.get(owner, conference.id)
     assert final.state == ConferenceState.ENDED and final.end_reason == "deadline"
-    order = [e.get("Uniqueid") for e in hangups]
+    joined = {e.get("Uniqueid") for e in hangups if e.name == "ConfbridgeJoin"}
+    order = [e.get("Uniqueid") for e in hangups if e.name == "Hangup"]
     assert call_id in order, order
     enders = [uid for uid in order[:order.index(call_id)] if uid.startswith("an-")]
     # the last announcer (the end) hung up, having played to the end, before the participant
-    announcers = [uid for uid in order if uid.startswith("an-")]
+    announcers = [uid for uid in order if uid.startswith("an-") and not uid.endswith("-2")]
     assert announcers and announcers[-1] in enders, order
+    assert announcers[-1] in joined, (announcers, joined)  # the end's announcer got into the locked room
 
 
 async def test_api_language_field_of_conferences_and_templates(engine, api_server) -> None:
