@@ -67,6 +67,7 @@ class Settings:
     agi_port: int = 4573
     trunk_target: str = "127.0.0.1:5070"
     access_number: str = "7000"
+    access_language: str = "ru"  # the voice language of the IVR until the caller's conference is known
     short_number_length: int = 4
     short_number_prefixes: tuple[str, ...] = ()  # internal numbers: these prefixes only (none: no short numbers)
     pin_length: int = 6
@@ -179,6 +180,7 @@ class Settings:
             agi_port=get_int("AGI_PORT", base.agi_port),
             trunk_target=get("TRUNK_TARGET", base.trunk_target),
             access_number=get("ACCESS_NUMBER", base.access_number),
+            access_language=_language("VECHE_ACCESS_LANGUAGE", get("ACCESS_LANGUAGE", base.access_language)),
             short_number_length=get_int("SHORT_NUMBER_LENGTH", base.short_number_length),
             short_number_prefixes=_short_prefixes(get("SHORT_NUMBER_PREFIXES", "")),
             pin_length=check_pin_length(get_int("PIN_LENGTH", base.pin_length), "VECHE_PIN_LENGTH"),
@@ -316,4 +318,13 @@ def _agi_secret(value: str) -> str:
     value = value.strip()
     if not re.fullmatch(r"[A-Za-z0-9_\-]{0,200}", value):
         raise ConfigError("VECHE_AGI_SECRET may hold only letters, digits, '-' and '_' (e.g. 64 hex characters)")
+    return value
+
+
+def _language(name: str, value: str) -> str:
+    """A voice language every node carries (engine.domain.speech.LANGUAGES)."""
+    from engine.domain.speech import LANGUAGES
+
+    if value not in LANGUAGES:
+        raise ConfigError(f"{name} must be one of {', '.join(LANGUAGES)}, got {value!r}")
     return value

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from engine.domain import text
+from engine.domain import speech, text
 from engine.domain.errors import ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS
 from engine.domain.passwords import is_common
@@ -85,11 +85,12 @@ class Template:
     reminder_minutes: int | None = None
     participants: list[TemplateParticipant] = field(default_factory=list)
     is_default: bool = False
+    language: str | None = None  # the voice language; None: the owner's portal language
 
 
 TEMPLATE_FIELDS = ("name", "subject", "duration_minutes", "max_participants", "auto_invite",
                    "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                   "is_default")
+                   "is_default", "language")
 
 
 def account_phone(raw: str) -> str:
@@ -185,6 +186,8 @@ def template_values(values: dict) -> dict:
             out[key] = bool(value)
         elif key == "participants":
             out[key] = [template_participant(p, i) for i, p in enumerate(value or [])]
+        elif key == "language":
+            out[key] = None if value in (None, "") else speech.validate_language(value)
     return out
 
 

@@ -72,6 +72,7 @@ class ConferencePlan:
     reminder_minutes: int | None = None
     timezone: str = "Europe/Minsk"
     mode: str = "voice"
+    language: str | None = None  # the voice language; None: the owner's portal language
 
 
 @dataclass
@@ -126,4 +127,5 @@ class Conference:
     ended_at: datetime | None = None
     cancelled_at: datetime | None = None
     end_reason: str | None = None
+    language: str = "ru"  # the voice language its callers hear (engine.domain.speech.LANGUAGES)
     participants: list[Participant] = field(default_factory=list)

@@ -31,6 +31,7 @@ from engine.adapters.db.conferences import ConferenceRepository
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
+from engine.domain.speech import Announcement
 from engine.services.bus import DomainEvent
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ INVITED_PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest_invited"
 # The fixed prompts the engine may play into a room (key -> Asterisk sound name).
 PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
 ANNOUNCER_PREFIX = "an-"
+ANNOUNCE_TIMEOUT_SECONDS = 30.0  # an announcement is a few seconds; never hold an end longer
 DIALOUT_PREFIX = "vo-"
 DIALIN_PREFIX = "vi-"
 PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
@@ -316,7 +318,7 @@ class CallService:
         try:
             number = number_plan.validate(participant.number, "number")  # checked again right before use
             variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": INVITED_PROFILES[participant.role],
-                         "VECHE_CALL": attempt.call_id,
+                         "VECHE_CALL": attempt.call_id, "VECHE_LANG": conference.language,
                          "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
             self.originates += 1
             self.originated.append((conference.owner_id, participant.id))
@@ -431,18 +433,45 @@ class CallService:
             except AmiError as exc:
                 log.debug("hangup %s: %s", target, exc)
 
-    async def announce(self, conference: Conference, prompt: str) -> str:
-        """Play one of the engine's fixed prompts into the room through a quiet announcer
-        channel; returns the announcer's channel id."""
-        sound = PROMPTS[prompt]  # KeyError for anything not in the fixed list
+    async def announce(self, conference: Conference, prompt: str | Announcement, *, wait: bool = False) -> str:
+        """Play one of the engine's fixed prompts, or an announcement composed of them, into the
+        room through a quiet announcer channel speaking the conference's language; returns the
+        announcer's channel id. ``wait``: return only once the announcer has hung up (played
+        to the end), or after ANNOUNCE_TIMEOUT_SECONDS."""
+        if isinstance(prompt, Announcement):
+            spoken = prompt
+        else:
+            spoken = Announcement(conference.language, (PROMPTS[prompt],))  # KeyError outside the list
         call_id = f"{ANNOUNCER_PREFIX}{secrets.token_hex(8)}"
-        await self.node(conference.node_id).originate(
-            channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/play@veche-announce/n",
-            context="veche-room", exten="join",
-            variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_announcer",
-                       "VECHE_SOUND": sound, "VECHE_CALL": call_id,
-                       "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)},
-            timeout_ms=10000)
+        adapter = self.node(conference.node_id)
+        finished = asyncio.get_running_loop().create_future()
+
+        def on_hangup(event: AmiEvent) -> None:
+            if event.get("Uniqueid") in (call_id, f"{call_id}-2") and not finished.done():
+                finished.set_result(event)
+
+        if wait:
+            adapter.subscribe(on_hangup, ("Hangup",))
+        try:
+            await adapter.originate(
+                channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/play@veche-announce/n",
+                context="veche-room", exten="join",
+                variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_announcer",
+                           "VECHE_LANG": spoken.language, "VECHE_SOUND": spoken.sounds[0],
+                           "VECHE_SOUND2": spoken.sounds[1] if len(spoken.sounds) > 1 else "",
+                           "VECHE_NUMBER": "" if spoken.number is None else str(spoken.number),
+                           "VECHE_UNIT": spoken.unit or "", "VECHE_CALL": call_id,
+                           "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)},
+                timeout_ms=10000)
+            if wait:
+                try:
+                    await asyncio.wait_for(finished, ANNOUNCE_TIMEOUT_SECONDS)
+                except TimeoutError:
+                    log.warning("conference %s: announcer %s did not finish within %.0f s", conference.id,
+                                call_id, ANNOUNCE_TIMEOUT_SECONDS)
+        finally:
+            if wait:
+                adapter.unsubscribe(on_hangup)
         return call_id
 
     # ----------------------------------------------------------------- tracker

@@ -15,6 +15,7 @@ import asyncpg
 
 from engine.adapters.ami import AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
+from engine.domain import speech
 from engine.domain.errors import AmiError, Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from engine.domain.model import (
     Conference,
@@ -144,6 +145,7 @@ class ConferenceService:
         if not immediate and starts_at < now - START_IN_PAST_TOLERANCE:
             raise ValidationError("the start time is in the past", "start")
         ends_at = starts_at + self.minutes(checked.duration_minutes)
+        language = checked.language or (await self.repo.account_limits(owner_id) or {}).get("language", "ru")
         participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
                          "node_id": self.settings.node_id} for p in checked.participants]
         conference = None
@@ -159,7 +161,7 @@ class ConferenceService:
                 "timezone": checked.timezone, "max_participants": checked.max_participants,
                 "auto_invite": checked.auto_invite, "auto_extend_minutes": checked.auto_extend_minutes,
                 "extend_cap_minutes": self.settings.extend_cap_minutes,
-                "reminder_minutes": checked.reminder_minutes,
+                "reminder_minutes": checked.reminder_minutes, "language": language,
             }
             try:
                 conference = await self.repo.insert_conference(fields, participants)
@@ -215,7 +217,7 @@ class ConferenceService:
                                if p.origin == Origin.DIALOUT),
             auto_invite=conference.auto_invite, auto_extend_minutes=conference.auto_extend_minutes,
             guest_pin_required=conference.guest_pin_required, reminder_minutes=conference.reminder_minutes,
-            timezone=conference.timezone, mode=conference.mode)
+            timezone=conference.timezone, mode=conference.mode, language=conference.language)
         proposed = {**asdict(current), **changes}
         try:
             proposed["participants"] = tuple(
@@ -244,7 +246,8 @@ class ConferenceService:
             duration_minutes=checked.duration_minutes, ends_at=ends_at,
             max_participants=checked.max_participants, auto_invite=checked.auto_invite,
             auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
-            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone)
+            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone,
+            language=checked.language or conference.language)
         changed = sorted(changes)
         await self.repo.log_event(conference.id, "conference.updated", actor=actor_of(owner_id),
                                   detail={"changed": changed})
@@ -312,15 +315,33 @@ class ConferenceService:
         """Play the deadline warning into the room, once."""
         if not await self.repo.mark_warned(conference.id):
             return
-        detail: dict[str, Any] = {"ends_at": conference.ends_at.isoformat()}
+        detail: dict[str, Any] = {"ends_at": conference.ends_at.isoformat(), "language": conference.language}
         if not await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED]):
             return  # nobody to warn; do not create an empty room for the announcer
+        left = max(0, round((conference.ends_at - now_utc()).total_seconds()))
+        if left >= 60:
+            left = round(left / 60) * 60  # said in whole minutes
+        announcement = speech.warning(conference.language, left)
+        detail["prompts"] = list(announcement.files())
         try:
-            detail["announcer"] = await self.calls.announce(conference, "deadline_warning")
+            detail["announcer"] = await self.calls.announce(conference, announcement)
         except AmiError as exc:
             detail["error"] = str(exc)
         await self.repo.log_event(conference.id, "conference.warned", detail=detail)
-        await self._publish("conference.warned", conference, ends_at=conference.ends_at.isoformat())
+        await self._publish("conference.warned", conference, ends_at=conference.ends_at.isoformat(),
+                            seconds_left=left, language=conference.language)
+
+    async def _announce(self, conference: Conference, announcement: speech.Announcement,
+                        wait: bool = False) -> str | None:
+        """Play an announcement into the room when anyone is connected; an Asterisk failure is
+        logged and never stops what the announcement is about."""
+        if not await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED]):
+            return None
+        try:
+            return await self.calls.announce(conference, announcement, wait=wait)
+        except AmiError as exc:
+            log.warning("conference %s: announcement %s not played: %s", conference.id, announcement.files(), exc)
+            return None
 
     async def deadline(self, conference: Conference) -> Conference | None:
         """The conference reached its end: auto-extend when on, someone is connected and the
@@ -338,6 +359,7 @@ class ConferenceService:
                                                       "ends_at": extended.ends_at.isoformat()})
                     await self._publish("conference.extended", extended, minutes=step, auto=True,
                                         ends_at=extended.ends_at.isoformat())
+                    await self._announce(extended, speech.extended(extended.language, step))
                     return extended
                 await self.repo.log_event(conference.id, "conference.extend_refused",
                                           detail={"why": "cap", "cap_minutes": conference.extend_cap_minutes})
@@ -350,6 +372,8 @@ class ConferenceService:
                                            ended_at=now_utc(), end_reason=reason)
         if ended is None:
             return None
+        # everyone hears that it has ended; the hang-up waits for the announcer to finish
+        await self._announce(ended, speech.ending(ended.language), wait=True)
         await self._teardown(ended)
         await self.repo.log_event(conference_id, "conference.ended", actor=actor, detail={"reason": reason})
         await self._publish("conference.ended", ended, reason=reason)
@@ -501,6 +525,7 @@ class ConferenceService:
         await self._publish("conference.extended", extended, minutes=step, auto=False,
                             ends_at=extended.ends_at.isoformat(), actor=actor or actor_of(owner_id))
         self._wake_scheduler()
+        await self._announce(extended, speech.extended(extended.language, step))
         return await self._owned(owner_id, conference.id)
 
     async def end(self, owner_id: int | None, conference_id: int) -> Conference:

@@ -47,6 +47,8 @@ class DialinCall(Protocol):
 
     async def set_variable(self, name: str, value: str) -> None: ...
 
+    async def set_language(self, language: str) -> None: ...
+
 
 @dataclass
 class DialinOutcome:
@@ -163,6 +165,8 @@ class DialinService:
                     await self._say(call, watch, last_error)
                 continue
             outcome.conference_id, outcome.role = conference.id, role
+            # known only after a correct PIN: from here the caller hears the conference's language
+            await call.set_language(conference.language)
             refusal = rules.admission(conference, role, datetime.now(UTC),
                                       await self.repo.seats_taken(conference.id), policy)
             if refusal is not None:

@@ -87,6 +87,8 @@ _PLAN_FIELDS: dict[str, Any] = {
     "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
     "participants": {"type": "array", "maxItems": 1000, "items": _ref("ParticipantInput")},
     "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
+    "language": {"type": "string", "enum": ["ru", "en"],
+                 "description": "the voice language callers hear; default: the account's portal language"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -144,6 +146,7 @@ SCHEMAS: dict[str, Any] = {
         "extended_minutes": {"type": "integer"}, "reminder_minutes": _nullable({"type": "integer"}),
         "locked": {"type": "boolean"}, "started_at": NULL_DATETIME, "ended_at": NULL_DATETIME,
         "cancelled_at": NULL_DATETIME, "end_reason": _nullable({"type": "string"}),
+        "language": {"type": "string", "enum": ["ru", "en"], "description": "the voice language callers hear"},
         "participants": {"type": "array", "items": _ref("Participant")},
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
@@ -205,6 +208,8 @@ SCHEMAS: dict[str, Any] = {
         "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
         "participants": {"type": "array", "maxItems": 1000, "items": _ref("TemplateParticipantInput")},
         "is_default": {"type": "boolean", "description": "make it the default that pre-fills Planning"},
+        "language": _nullable({"type": "string", "enum": ["ru", "en"],
+                               "description": "the voice language; null: the account's portal language"}),
     }),
     "Template": _obj({
         "id": ID, "name": {"type": "string"}, "subject": {"type": "string"}, "duration_minutes": {"type": "integer"},
@@ -212,7 +217,7 @@ SCHEMAS: dict[str, Any] = {
         "auto_extend_minutes": {"type": "integer"}, "guest_pin_required": {"type": "boolean"},
         "reminder_minutes": _nullable({"type": "integer"}),
         "participants": {"type": "array", "items": _ref("TemplateParticipant")},
-        "is_default": {"type": "boolean"},
+        "is_default": {"type": "boolean"}, "language": _nullable({"type": "string", "enum": ["ru", "en"]}),
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),

@@ -13,6 +13,10 @@
   var offline = root.querySelector("[data-offline]");
   var lockout = root.querySelector("[data-pin-lockout]");
   var current = null;
+  var warned = false;  // the engine announced the deadline (conference.warned)
+  var warningSeconds = Number(root.dataset.warningSeconds) || 0;
+  var timeWarning = root.querySelector("[data-time-warning]");
+  var countdown = root.querySelector("[data-countdown]");
   var loading = false;
   var again = false;
   var timer = null;
@@ -62,6 +66,30 @@
     if (typeof content === "string") { td.textContent = content; } else if (content) { td.appendChild(content); }
     row.appendChild(td);
     return td;
+  }
+
+  // The banner shows the time left once the room heard the deadline warning (or the end is
+  // that close), counting down every second; an extension moves the end and hides it.
+  function showCountdown() {
+    if (!current || current.state !== "running") { timeWarning.hidden = true; return; }
+    var left = (Date.parse(current.ends_at) - Date.now()) / 1000;
+    if (left > warningSeconds && !warned) { timeWarning.hidden = true; return; }
+    if (left > warningSeconds + 1) { warned = false; timeWarning.hidden = true; return; }
+    countdown.textContent = duration(left);
+    timeWarning.hidden = false;
+  }
+
+  function onEvent(message) {
+    var item = null;
+    try { item = JSON.parse(message.data); } catch (ignore) { item = null; }
+    if (item && item.kind === "conference.warned") { warned = true; }
+    if (item && item.kind === "conference.extended") {
+      warned = false;
+      if (current && item.data && item.data.ends_at) { current.ends_at = item.data.ends_at; }
+      show(label("extended_by").replace("{minutes}", String(item.data && item.data.minutes)), false);
+      showCountdown();
+    }
+    soon();
   }
 
   function render(conference) {
@@ -118,6 +146,7 @@
     root.dataset.confState = conference.state;
     showLockout(conference.pin_lockout ? conference.pin_lockout.until : "");
     root.classList.toggle("is-over", conference.state !== "running" && conference.state !== "scheduled");
+    showCountdown();
   }
 
   // The banner of a running PIN lock-out: shown until its end, then hidden without a reload.
@@ -156,7 +185,7 @@
     "conference.scheduled", "conference.updated", "conference.cancelled", "conference.started",
     "conference.extended", "conference.locked", "conference.unlocked", "conference.ended", "conference.failed",
     "participant.added", "participant.state", "participant.muted", "participant.unmuted", "participant.kicked",
-    "participant.talking", "conference.pin_lockout"];
+    "participant.talking", "conference.pin_lockout", "conference.warned"];
   function connect() {
     var stream = new EventSource(root.dataset.eventsUrl);
     stream.onopen = function () { offline.hidden = true; root.dataset.live = "1"; refresh(); };
@@ -165,7 +194,7 @@
       offline.hidden = false;
       if (stream.readyState === EventSource.CLOSED) { setTimeout(connect, 3000); }
     };
-    kinds.forEach(function (kind) { stream.addEventListener(kind, soon); });
+    kinds.forEach(function (kind) { stream.addEventListener(kind, onEvent); });
     window.addEventListener("pagehide", function () { stream.close(); });
   }
 
@@ -229,6 +258,7 @@
   setInterval(function () {
     if (lockout.dataset.until && Date.parse(lockout.dataset.until) <= Date.now()) { showLockout(""); }
     if (!current) { return; }
+    showCountdown();
     current.participants.forEach(function (p) {
       if (p.state !== "connected") { return; }
       var td = body.querySelector("tr[data-participant='" + p.id + "'] [data-col=duration]");

@@ -111,6 +111,7 @@ async def edit(request: web.Request) -> web.StreamResponse:
               "max_participants": conference.max_participants, "auto_invite": conference.auto_invite,
               "auto_extend_minutes": conference.auto_extend_minutes,
               "guest_pin_required": conference.guest_pin_required, "reminder_minutes": conference.reminder_minutes,
+              "language": conference.language,
               "participants": [{"number": p.number, "name": p.name, "email": p.email}
                                for p in conference.participants],
               "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
@@ -128,7 +129,8 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
         changes = {"subject": plan.subject, "start": plan.start, "duration_minutes": plan.duration_minutes,
                    "max_participants": plan.max_participants, "auto_invite": plan.auto_invite,
                    "auto_extend_minutes": plan.auto_extend_minutes, "guest_pin_required": plan.guest_pin_required,
-                   "reminder_minutes": plan.reminder_minutes, "participants": plan.participants}
+                   "reminder_minutes": plan.reminder_minutes, "participants": plan.participants,
+                   "language": plan.language}
         await service(request, "conferences").update(account.id, conference.id, changes)
     except (ValidationError, StateConflict, LimitExceeded) as exc:
         return await _form_error(request, form, exc, template="conference_edit.html",
@@ -155,7 +157,8 @@ async def console(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     return await render(request, "console.html", {
         "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state,
-        "pin_lockout": await _pin_lockout(request, conference.id)})
+        "pin_lockout": await _pin_lockout(request, conference.id),
+        "warning_seconds": int(engine_of(request).settings.warning_seconds)})
 
 
 @login_required

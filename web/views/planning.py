@@ -52,6 +52,7 @@ def plan_form_values(form: MultiDictProxy, *, for_template: bool = False) -> dic
         "reminder_minutes": _int(form, "reminder_minutes", "Choose the reminder lead time")
         if checkbox(form, "reminder") else None,
         "participants": form_participants(form),
+        "language": field(form, "language") or None,
     }
     return values
 
@@ -77,11 +78,12 @@ def plan_from_form(form: MultiDictProxy, timezone: str) -> ConferencePlan:
 def _values_from_template(template: Template | None) -> dict[str, Any]:
     if template is None:
         return {"subject": "", "duration_minutes": 60, "max_participants": 10, "auto_invite": True,
-                "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": []}
+                "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": [],
+                "language": None}
     return {"subject": template.subject, "duration_minutes": template.duration_minutes,
             "max_participants": template.max_participants, "auto_invite": template.auto_invite,
             "auto_extend_minutes": template.auto_extend_minutes, "guest_pin_required": template.guest_pin_required,
-            "reminder_minutes": template.reminder_minutes,
+            "reminder_minutes": template.reminder_minutes, "language": template.language,
             "participants": [asdict(p) for p in template.participants]}
 
 
@@ -100,7 +102,7 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
             "reminder_minutes": number("reminder_minutes", 60) if checkbox(form, "reminder") else None,
             "participants": form_participants(form), "when": field(form, "when", "now"),
             "date": field(form, "date"), "time": field(form, "time"),
-            "template_name": field(form, "template_name")}
+            "template_name": field(form, "template_name"), "language": field(form, "language") or None}
 
 
 async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
