@@ -38,6 +38,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.metrics",
     "engine.services.audit",
     "engine.services.operator",
+    "engine.services.outbox",
 )
 
 

@@ -72,6 +72,7 @@ class ConferencePlan:
     reminder_minutes: int | None = None
     timezone: str = "Europe/Minsk"
     mode: str = "voice"
+    notify_participants: bool = False  # the owner's consent to mail the participants
 
 
 @dataclass
@@ -127,3 +128,4 @@ class Conference:
     cancelled_at: datetime | None = None
     end_reason: str | None = None
     participants: list[Participant] = field(default_factory=list)
+    notify_participants: bool = False

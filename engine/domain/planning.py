@@ -16,7 +16,7 @@ MAX_REMINDER_MINUTES = 1440
 EXTEND_STEPS = (15, 30, 45, 60)
 PLAN_FIELDS = frozenset({"subject", "start", "duration_minutes", "max_participants", "auto_invite",
                          "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                         "timezone", "mode"})
+                         "timezone", "mode", "notify_participants"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
             not _is_int(plan.reminder_minutes) or not 1 <= plan.reminder_minutes <= MAX_REMINDER_MINUTES):
         raise ValidationError(f"the reminder must be 1 to {MAX_REMINDER_MINUTES} minutes before",
                               "reminder_minutes")
+    if not isinstance(plan.notify_participants, bool):
+        raise ValidationError("notify_participants is true or false", "notify_participants")
     if plan.mode != "voice":
         raise ValidationError("only voice conferences are available", "mode")
     if plan.start is not None and plan.start.tzinfo is None:
@@ -81,7 +83,8 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
         subject=subject, start=plan.start, duration_minutes=plan.duration_minutes,
         max_participants=plan.max_participants, participants=participants, auto_invite=bool(plan.auto_invite),
         auto_extend_minutes=plan.auto_extend_minutes, guest_pin_required=bool(plan.guest_pin_required),
-        reminder_minutes=plan.reminder_minutes, timezone=plan.timezone, mode=plan.mode)
+        reminder_minutes=plan.reminder_minutes, timezone=plan.timezone, mode=plan.mode,
+        notify_participants=plan.notify_participants)
 
 
 def validate_participants(participants: Iterable[ParticipantPlan],

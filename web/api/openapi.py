@@ -89,6 +89,10 @@ _PLAN_FIELDS: dict[str, Any] = {
     "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
     "participants": {"type": "array", "maxItems": 1000, "items": _ref("ParticipantInput")},
     "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
+    "notify_participants": {"type": "boolean", "default": False,
+                            "description": "the owner's consent to e-mail the participants (invitation, update, "
+                                           "cancellation, reminder); off unless sent as true. The owner's own "
+                                           "copy follows the account's mail_own_copy switch"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -146,6 +150,7 @@ SCHEMAS: dict[str, Any] = {
         "extended_minutes": {"type": "integer"}, "reminder_minutes": _nullable({"type": "integer"}),
         "locked": {"type": "boolean"}, "started_at": NULL_DATETIME, "ended_at": NULL_DATETIME,
         "cancelled_at": NULL_DATETIME, "end_reason": _nullable({"type": "string"}),
+        "notify_participants": {"type": "boolean"},
         "participants": {"type": "array", "items": _ref("Participant")},
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
@@ -166,7 +171,8 @@ SCHEMAS: dict[str, Any] = {
     "Delivery": _obj({
         "participant_id": _nullable(ID), "email": _nullable({"type": "string"}),
         "kind": {"type": "string", "examples": ["invitation", "reminder", "update", "cancellation"]},
-        "status": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_available"]},
+        "status": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_available",
+                                                   "not_wanted"]},
         "last_error": _nullable({"type": "string"}), "role": _nullable({"type": "string"}),
         "attempts": _nullable({"type": "integer"}), "sent_at": NULL_DATETIME, "channel": {"type": "string"},
     }, ("participant_id", "kind", "status"), closed=False),

@@ -53,6 +53,8 @@ def plan_form_values(form: MultiDictProxy, *, for_template: bool = False) -> dic
         if checkbox(form, "reminder") else None,
         "participants": form_participants(form),
     }
+    if not for_template:
+        values["notify_participants"] = checkbox(form, "notify_participants")
     return values
 
 
@@ -98,6 +100,7 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
             "auto_extend_minutes": number("auto_extend_minutes", 0),
             "guest_pin_required": checkbox(form, "guest_pin_required"),
             "reminder_minutes": number("reminder_minutes", 60) if checkbox(form, "reminder") else None,
+            "notify_participants": checkbox(form, "notify_participants"),
             "participants": form_participants(form), "when": field(form, "when", "now"),
             "date": field(form, "date"), "time": field(form, "time"),
             "template_name": field(form, "template_name")}

@@ -7,7 +7,7 @@ from aiohttp_session import get_session
 
 from engine.domain.errors import ValidationError
 from web.auth import ACCOUNT_KEY, current_account, login_required
-from web.views.common import N_, error_text, field, flash, path_id, render, service, translate
+from web.views.common import N_, checkbox, error_text, field, flash, path_id, render, service, translate
 from web.views.planning import plan_form_values, template_form_context
 
 
@@ -20,9 +20,18 @@ async def profile(request: web.Request) -> web.StreamResponse:
 async def profile_submit(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
+    accounts = service(request, "accounts")
+    new_email = field(form, "email")
+    # A new address counts only once it is confirmed from that address; clearing it needs no link.
+    changes = {"name": field(form, "name"), "language": field(form, "language"),
+               "mail_own_copy": checkbox(form, "mail_own_copy")}
+    confirm = bool(new_email) and new_email.lower() != (account.email or "").lower()
+    if not new_email:
+        changes["email"] = ""
     try:
-        await service(request, "accounts").update_profile(
-            account.id, name=field(form, "name"), email=field(form, "email"), language=field(form, "language"))
+        await accounts.update_profile(account.id, **changes)
+        if confirm:
+            new_email = await accounts.request_email_change(account.id, new_email)
     except ValidationError as exc:
         return await render(request, "settings/profile.html", {
             "section": "profile", "errors": {exc.field: await error_text(request, exc)}, "form": form}, status=400)
@@ -30,6 +39,10 @@ async def profile_submit(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
     session["lang"] = field(form, "language")
     await flash(request, await translate(request, "Personal information saved"))
+    if confirm:
+        await flash(request, await translate(
+            request, "We sent a link to %(email)s: the address changes when you open it (within 30 minutes)",
+            email=new_email))
     raise web.HTTPSeeOther("/settings")
 
 
