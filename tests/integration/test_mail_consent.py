@@ -5,21 +5,57 @@ recipient what went out and what was not sent because the switch was off."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+import pytest
+
+from engine.adapters.db.migrations import migrate
 from engine.config import Settings
-from tests.integration.test_mail import (  # noqa: F401 - fixtures used by name
+from tests.integration.test_mail import (
     NotifierInstance,
     SmtpServer,
     by_recipient,
-    instances,
-    mail_database,
     mail_settings,
     make_account,
     make_conference,
     open_instance,
-    smtp,
+    smtp_server,
 )
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SmtpServer]:
+    async with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def consent_database(database_url: str) -> str:
+    """A database of its own, so the session engine's notifier never touches these rows."""
+    name = f"veche_consent_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = database_url.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[list[NotifierInstance]]:
+    found: list[NotifierInstance] = []
+    yield found
+    for instance in found:
+        await instance.close()
 
 
 async def drain(notifier) -> None:
@@ -27,10 +63,10 @@ async def drain(notifier) -> None:
         pass
 
 
-async def test_consent_off_mails_only_the_owner(smtp: SmtpServer, settings: Settings, mail_database: str,
-                                                instances: list[NotifierInstance]) -> None:
-    notifier = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
-    instance = instances[0]
+async def test_consent_off_mails_only_the_owner(sink: SmtpServer, settings: Settings, consent_database: str,
+                                                opened: list[NotifierInstance]) -> None:
+    notifier = await open_instance(opened, mail_settings(settings, consent_database, sink.port))
+    instance = opened[0]
     pool = instance.engine.pool
     owner = await make_account(pool, email_address="c-owner@example.org")
     starts_at = datetime.now(UTC) + timedelta(seconds=62)
@@ -50,7 +86,7 @@ async def test_consent_off_mails_only_the_owner(smtp: SmtpServer, settings: Sett
     rows = await pool.fetch("SELECT recipient, kind FROM mail_outbox WHERE conference_id = $1", conference.id)
     assert {row["recipient"] for row in rows} == {"c-owner@example.org"}
     assert sorted(row["kind"] for row in rows) == ["cancellation", "invitation", "reminder", "update"]
-    received = await smtp.handler.collect(len(rows))
+    received = await sink.handler.collect(len(rows))
     assert {item.recipients[0] for item in received} == {"c-owner@example.org"}
     statuses = await notifier.delivery_status(owner, conference.id)
     wanted = {s["email"]: s for s in statuses if s["role"] == "guest"}
@@ -58,10 +94,10 @@ async def test_consent_off_mails_only_the_owner(smtp: SmtpServer, settings: Sett
     assert {s["status"] for s in statuses if s["role"] == "chair"} == {"sent"}
 
 
-async def test_consent_on_and_owner_copy_off(smtp: SmtpServer, settings: Settings, mail_database: str,
-                                             instances: list[NotifierInstance]) -> None:
-    notifier = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
-    instance = instances[0]
+async def test_consent_on_and_owner_copy_off(sink: SmtpServer, settings: Settings, consent_database: str,
+                                             opened: list[NotifierInstance]) -> None:
+    notifier = await open_instance(opened, mail_settings(settings, consent_database, sink.port))
+    instance = opened[0]
     pool = instance.engine.pool
     owner = await make_account(pool, email_address="o-owner@example.org")
     await pool.execute("UPDATE accounts SET mail_own_copy = false WHERE id = $1", owner)
@@ -69,14 +105,14 @@ async def test_consent_on_and_owner_copy_off(smtp: SmtpServer, settings: Setting
                                        guests=(("Petr", "o-petr@example.org"), ("Anna", "o-anna@example.org")))
     await instance.publish("conference.scheduled", conference.id)
     await drain(notifier)
-    invitations = by_recipient(await smtp.handler.collect(2))
+    invitations = by_recipient(await sink.handler.collect(2))
     assert set(invitations) == {"o-petr@example.org", "o-anna@example.org"}
     assert all(item.kind == "invitation" for item in invitations.values())
     # the switch back on: the owner gets the invitation now, the participants nothing twice
     await pool.execute("UPDATE accounts SET mail_own_copy = true WHERE id = $1", owner)
     await instance.publish("conference.updated", conference.id, changed=[])
     await drain(notifier)
-    late = await smtp.handler.next()
+    late = await sink.handler.next()
     assert late.recipients == ["o-owner@example.org"] and late.kind == "invitation"
     assert conference.chair_pin in late.texts()["text/plain"]
     statuses = await notifier.delivery_status(owner, conference.id)
