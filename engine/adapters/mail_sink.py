@@ -59,6 +59,7 @@ class MailSink:
 
     def start(self) -> int:
         self.directory.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
         with socket.socket() as probe:
             probe.bind((self.host, 0))
             port = probe.getsockname()[1]

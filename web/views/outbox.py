@@ -8,7 +8,7 @@ from aiohttp import web
 from web.views.common import render, service
 from web.views.operator import operator_required
 
-NAME = r"{name:[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{8}\.eml}"
+NAME = r"{message:[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{8}\.eml}"
 # The message's HTML runs in a unique opaque origin: no scripts, no forms, nothing fetched.
 HTML_POLICY = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                "form-action 'none'; base-uri 'none'; frame-ancestors 'self'")
@@ -23,20 +23,20 @@ async def outbox(request: web.Request) -> web.StreamResponse:
 
 @operator_required
 async def outbox_message(request: web.Request) -> web.StreamResponse:
-    message = await service(request, "outbox").message(request.match_info["name"])
+    message = await service(request, "outbox").message(request.match_info["message"])
     return await render(request, "operator/outbox_message.html", {"message": message})
 
 
 @operator_required
 async def outbox_html(request: web.Request) -> web.StreamResponse:
-    message = await service(request, "outbox").message(request.match_info["name"])
+    message = await service(request, "outbox").message(request.match_info["message"])
     return web.Response(text=message.html, content_type="text/html", headers={
         "Content-Security-Policy": HTML_POLICY, "X-Frame-Options": "SAMEORIGIN"})
 
 
 @operator_required
 async def outbox_raw(request: web.Request) -> web.StreamResponse:
-    message = await service(request, "outbox").message(request.match_info["name"])
+    message = await service(request, "outbox").message(request.match_info["message"])
     if request.match_info["part"] == "invite.ics":
         return web.Response(text=message.calendar, content_type="text/plain",
                             headers={"Content-Disposition": 'attachment; filename="invite.ics"'})
