@@ -290,8 +290,8 @@ async def test_card_shows_a_message_that_could_not_be_built(portal, engine) -> N
     starts_at = datetime.now(UTC) + timedelta(days=2)
     conference_id = await engine.pool.fetchval("""
         INSERT INTO conferences (owner_id, subject, node_id, room, conference_number, chair_pin, guest_pin,
-                                 starts_at, duration_minutes, ends_at, max_participants)
-        VALUES ($1, $2, 'ast1', $3, $4, '912345', '112345', $5, 30, $6, 5) RETURNING id""",
+                                 starts_at, duration_minutes, ends_at, max_participants, notify_participants)
+        VALUES ($1, $2, 'ast1', $3, $4, '912345', '112345', $5, 30, $6, 5, true) RETURNING id""",
         account.id, "Legacy\u2028subject", f"card-{secrets.token_hex(6)}", "6" + str(secrets.randbelow(10**5)).zfill(5),
         starts_at, starts_at + timedelta(minutes=30))
     await engine.pool.execute("INSERT INTO participants (conference_id, number, name, email) "

@@ -79,11 +79,12 @@ def plan_from_form(form: MultiDictProxy, timezone: str) -> ConferencePlan:
 def _values_from_template(template: Template | None) -> dict[str, Any]:
     if template is None:
         return {"subject": "", "duration_minutes": 60, "max_participants": 10, "auto_invite": True,
-                "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": []}
+                "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": [],
+                "notify_participants": False}
     return {"subject": template.subject, "duration_minutes": template.duration_minutes,
             "max_participants": template.max_participants, "auto_invite": template.auto_invite,
             "auto_extend_minutes": template.auto_extend_minutes, "guest_pin_required": template.guest_pin_required,
-            "reminder_minutes": template.reminder_minutes,
+            "reminder_minutes": template.reminder_minutes, "notify_participants": False,
             "participants": [asdict(p) for p in template.participants]}
 
 
