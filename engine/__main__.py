@@ -58,6 +58,8 @@ async def _run(settings: Settings) -> None:
         if not os.environ.get("DATABASE_URL"):
             print(f"Private PostgreSQL: DATABASE_URL={settings.database_url} "
                   "(for `python -m engine account create ...`)", flush=True)
+        if settings.mail_sink:
+            print(f"No VECHE_SMTP_HOST: mail is kept in {settings.run_dir / 'mail'} (Operator > Outbox).", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:

@@ -66,7 +66,7 @@ class MailSink:
         self._controller = Controller(_KeepHandler(self.directory), hostname=self.host, port=port,
                                       data_size_limit=MAX_MESSAGE_BYTES)
         self._controller.start()
-        log.info("no VECHE_SMTP_HOST: mail is kept in %s (local SMTP sink on %s:%s)", self.directory,
+        log.debug("no VECHE_SMTP_HOST: mail is kept in %s (local SMTP sink on %s:%s)", self.directory,
                  self.host, port)
         return port
 

@@ -180,3 +180,27 @@ async def test_email_change_needs_the_new_address(mail_engine, sink: SmtpServer,
     await client.post("/settings/profile", {"name": "Ivan", "email": new, "language": "ru"})
     assert (await engine.services["accounts"].get(account.id)).mail_own_copy is False
     assert PASSWORD
+
+
+async def test_password_reset_through_the_api(mail_engine, sink: SmtpServer, portal: TestServer) -> None:
+    import aiohttp
+
+    engine = mail_engine
+    account = await new_account(engine)
+    address = f"api-reset-{account.phone}@example.org"
+    await engine.services["accounts"].update_profile(account.id, email=address)
+    base = str(portal.make_url("/api/v1"))
+    async with aiohttp.ClientSession() as http:
+        answers = []
+        for phone in ("375290000002", account.phone):
+            async with http.post(base + "/password-reset", json={"phone": phone}) as reply:
+                answers.append((reply.status, await reply.json()))
+        assert answers[0] == answers[1] == (202, {"status": "accepted"})
+        secret = link_of(await sink.handler.next()).rsplit("/", 1)[1]
+        confirm = {"token": secret, "password": NEW_PASSWORD}
+        async with http.post(base + "/password-reset/confirm", json=confirm) as reply:
+            assert reply.status == 204
+        async with http.post(base + "/password-reset/confirm", json=confirm) as reply:
+            body = await reply.json()
+            assert reply.status == 400 and body["error"]["field"] == "link"
+    await engine.services["accounts"].authenticate(account.phone, NEW_PASSWORD)

@@ -224,6 +224,13 @@ SCHEMAS: dict[str, Any] = {
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),
+    "Accepted": _obj({"status": {"type": "string", "enum": ["accepted"]}}, ("status",)),
+    "PasswordResetRequest": _obj({"phone": {"type": "string", "maxLength": 32,
+                                            "description": "the phone account, 375XXXXXXXXX"}}, ("phone",)),
+    "PasswordResetConfirm": _obj({
+        "token": {"type": "string", "minLength": 20, "maxLength": 100, "pattern": "^[A-Za-z0-9_-]+$",
+                  "description": "the secret at the end of the mailed link /password/reset/{token}"},
+        "password": {"type": "string", "minLength": 1, "maxLength": 1024}}, ("token", "password")),
     "TokenCreate": _obj({"name": TEXT_100, "expires_in_days": {
         "type": "integer", "minimum": 1, "maximum": 3650,
         "description": "the token stops working this many days from now (default: never)"}}),
@@ -438,6 +445,17 @@ PATHS: dict[str, Any] = {
         "delete": _op("revoke_token", "Revoke an API token", NO_CONTENT, tag="account",
                       params=[_path_id("id", "token")]),
     },
+    "/password-reset": {"post": {**_op(
+        "request_password_reset", "Mail a password-reset link (valid 30 minutes, usable once) to the account's "
+        "e-mail address. No authentication; the answer is the same whether or not the account exists. At most 3 "
+        "mails per account and 10 requests per client address an hour (429)",
+        {"202": _json("Accepted", "accepted")}, tag="account", body="PasswordResetRequest", errors=("429",)),
+        "security": []}},
+    "/password-reset/confirm": {"post": {**_op(
+        "confirm_password_reset", "Set a new password with the mailed link's token (once); every session and "
+        "API token of the account is revoked. A used, expired or unknown token: 400 with field `link`",
+        NO_CONTENT, tag="account", body="PasswordResetConfirm", errors=()),
+        "security": []}},
 }
 
 # The operator's endpoints (operator edition) are described in a module of their own.
