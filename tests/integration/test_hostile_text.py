@@ -122,7 +122,8 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
             guest = f"text-guest-{index}-{secrets.token_hex(3)}@example.org"
             reply = await api.post("/conferences", {
                 "subject": record["subject"], "start": start, "duration_minutes": 30, "max_participants": 5,
-                "notify_participants": True, "participants": [{"number": "375291234567", "name": record["participant_name"], "email": guest}]})
+                "notify_participants": True,
+                "participants": [{"number": "375291234567", "name": record["participant_name"], "email": guest}]})
             values = check_reply(reply, {"subject": (record["subject"], 200, True),
                                          "participants[0].name": (record["participant_name"], 100, False)})
             if values is None:
