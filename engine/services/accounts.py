@@ -209,10 +209,11 @@ class AccountService:
                               sent=False, why="unknown account" if account is None else
                               "blocked" if account.blocked else "no e-mail" if not account.email else "limit")
             return
-        secret = secrets.token_urlsafe(32)
-        await self.links.create(account.id, PASSWORD_RESET, _token_hash(secret), now + RESET_LINK_LIFETIME)
         await self._audit("password.reset_requested", account.id, address, sent=True)
-        self._send_link(account, account.email, PASSWORD_RESET, f"/password/reset/{secret}", RESET_LINK_LIFETIME)
+        secret = secrets.token_urlsafe(32)
+        # The link is stored and mailed in the background: the answer takes as long as for an unknown account.
+        self._send_link(account, account.email, PASSWORD_RESET, f"/password/reset/{secret}", RESET_LINK_LIFETIME,
+                        store=(PASSWORD_RESET, _token_hash(secret), now + RESET_LINK_LIFETIME, None))
 
     async def reset_link_usable(self, secret: str) -> bool:
         """Whether the reset link still works (the page shows the form or says it does not)."""
@@ -268,17 +269,22 @@ class AccountService:
         await self._audit("account.email_changed", used["account_id"])
         return await self.get(used["account_id"])
 
-    def _send_link(self, account: Account, to: str, purpose: str, path: str, lifetime: timedelta) -> None:
-        """Send in the background, so the answer takes as long whether or not mail goes out. The
-        message is never stored: it holds the link's secret."""
+    def _send_link(self, account: Account, to: str, purpose: str, path: str, lifetime: timedelta,
+                   store: tuple[str, str, datetime, str | None] | None = None) -> None:
+        """Send in the background (storing the link's hash first when ``store`` is given), so the
+        answer takes as long whether or not mail goes out. The message is never stored: it holds
+        the link's secret."""
         settings = self.engine.settings
         facts = AccountLinkFacts(purpose=purpose, phone=account.phone, link=settings.portal_url + path,
                                  minutes=int(lifetime.total_seconds() // 60), language=account.language)
-        composed = compose_account_link(MailComposer(settings.mail_from), facts,
-                                        Recipient(to, RecipientRole.CHAIR, account.name))
 
         async def send() -> None:
             try:
+                if store is not None:
+                    link_purpose, token_hash, expires_at, new_email = store
+                    await self.links.create(account.id, link_purpose, token_hash, expires_at, new_email=new_email)
+                composed = compose_account_link(MailComposer(settings.mail_from), facts,
+                                                Recipient(to, RecipientRole.CHAIR, account.name))
                 async with SmtpMailer(settings) as mailer:
                     result = await mailer.send(settings.mail_from, to, composed.raw)
             except Exception:  # noqa: BLE001 - a failed send is logged; the user can ask again
