@@ -116,3 +116,33 @@ async def test_outbox_page_keeps_html_inert(lang: str, browser: Browser, engine,
         await shot(page, screens, lang, "account-outbox")
     finally:
         await context.close()
+
+
+NOT_WANTED = {"ru": "не отправлено: письма участникам выключены", "en": "not sent: e-mail to participants is off"}
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+async def test_planning_consent_switch_and_card(lang: str, browser: Browser, engine, portal_url: str,
+                                                screens: Path) -> None:
+    account = await new_account(engine, language=lang)
+    await engine.services["accounts"].update_profile(account.id, email=f"card-{account.phone}@example.org")
+    context = await browser.new_context(viewport={"width": 1366, "height": 860}, locale=lang)
+    page = await context.new_page()
+    try:
+        await log_in(page, engine, portal_url, account.phone)
+        switch = page.locator("[data-test=notify-participants]")
+        await expect(switch).not_to_be_checked()  # consent is off until the customer gives it
+        await page.fill("input[name=subject]", "Consent")
+        await page.locator("input[name=p_number]").first.fill("375291234567")
+        await page.locator("input[name=p_email]").first.fill("olga@example.org")
+        await page.click("input[name=when][value=later]")
+        await page.click("details.advanced summary")
+        await shot(page, screens, lang, "account-planning-consent")
+        await page.click("[data-test=schedule]")
+        await page.wait_for_url("**/conferences/*")
+        row = page.locator("[data-test=deliveries] tr[data-recipient='olga@example.org']")
+        await expect(row).to_contain_text(NOT_WANTED[lang])
+        await expect(page.locator("[data-test=mail-consent]")).to_be_visible()
+        await shot(page, screens, lang, "account-card-deliveries")
+    finally:
+        await context.close()
