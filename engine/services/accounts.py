@@ -245,6 +245,8 @@ class AccountService:
             raise ValidationError("Enter a valid e-mail address", "email")
         account = await self.get(account_id)
         now = datetime.now(UTC)
+        if await self.links.created_since(account.id, EMAIL_CHANGE, now - RESET_WINDOW) >= EMAIL_CHANGES_PER_ACCOUNT:
+            raise RateLimited("Too many e-mail address changes; try again in an hour")
         secret = secrets.token_urlsafe(32)
         await self.links.create(account.id, EMAIL_CHANGE, _token_hash(secret), now + EMAIL_LINK_LIFETIME,
                                 new_email=checked)

@@ -179,6 +179,10 @@ async def test_email_change_needs_the_new_address(mail_engine, sink: SmtpServer,
     await client.get("/settings")
     await client.post("/settings/profile", {"name": "Ivan", "email": new, "language": "ru"})
     assert (await engine.services["accounts"].get(account.id)).mail_own_copy is False
+    for number in range(4):  # five changes within the hour, the sixth is refused
+        await engine.services["accounts"].request_email_change(account.id, f"n{number}-{new}")
+    with pytest.raises(RateLimited):
+        await engine.services["accounts"].request_email_change(account.id, f"late-{new}")
     assert PASSWORD
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp_session import get_session
 
-from engine.domain.errors import ValidationError
+from engine.domain.errors import RateLimited, ValidationError
 from web.auth import ACCOUNT_KEY, current_account, login_required
 from web.views.common import N_, checkbox, error_text, field, flash, path_id, render, service, translate
 from web.views.planning import plan_form_values, template_form_context
@@ -32,9 +32,10 @@ async def profile_submit(request: web.Request) -> web.StreamResponse:
         await accounts.update_profile(account.id, **changes)
         if confirm:
             new_email = await accounts.request_email_change(account.id, new_email)
-    except ValidationError as exc:
+    except (ValidationError, RateLimited) as exc:
         return await render(request, "settings/profile.html", {
-            "section": "profile", "errors": {exc.field: await error_text(request, exc)}, "form": form}, status=400)
+            "section": "profile", "errors": {getattr(exc, "field", None) or "email": await error_text(request, exc)},
+            "form": form}, status=429 if isinstance(exc, RateLimited) else 400)
     request.pop(ACCOUNT_KEY, None)
     session = await get_session(request)
     session["lang"] = field(form, "language")

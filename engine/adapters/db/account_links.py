@@ -25,6 +25,11 @@ class AccountLinkRepository:
         return await self.pool.fetchval(
             "SELECT count(*) FROM reset_requests WHERE address = $1 AND created_at >= $2", address or "", since)
 
+    async def created_since(self, account_id: int, purpose: str, since: datetime) -> int:
+        return await self.pool.fetchval("""
+            SELECT count(*) FROM account_links WHERE account_id = $1 AND purpose = $2 AND created_at >= $3""",
+            account_id, purpose, since)
+
     async def create(self, account_id: int, purpose: str, token_hash: str, expires_at: datetime,
                      new_email: str | None = None) -> None:
         """A new link; the account's earlier unused links of the same purpose stop working."""
