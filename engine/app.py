@@ -40,6 +40,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.metrics",
     "engine.services.audit",
     "engine.services.operator",
+    "engine.services.outbox",
 )
 
 

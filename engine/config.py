@@ -130,6 +130,14 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # the Prometheus listener, apart from the web port
     metrics_port: int = 9464
     metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
+    # no VECHE_SMTP_HOST: `run` keeps mail in run/mail/ through an embedded SMTP sink (refused in production)
+    mail_sink: bool = False
+    public_url: str = ""  # the portal's address in mail links (VECHE_PUBLIC_URL; default http://web_host:web_port)
+
+    @property
+    def portal_url(self) -> str:
+        """The portal's base address for links in e-mail, without a trailing slash."""
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
     def rootfs(self) -> Path:
@@ -228,7 +236,15 @@ class Settings:
             metrics_host=get("METRICS_HOST", base.metrics_host),
             metrics_port=get_int("METRICS_PORT", base.metrics_port),
             metrics_token=get("METRICS_TOKEN", ""),
+            mail_sink=not env.get("VECHE_SMTP_HOST"),
+            public_url=get("PUBLIC_URL", ""),
         )
+
+    def refuse_mail_sink(self) -> None:
+        """A production engine sends real mail: without VECHE_SMTP_HOST it refuses to start."""
+        if self.mail_sink and self.production:
+            raise ConfigError("VECHE_SMTP_HOST is not set: a production engine does not keep its mail in the "
+                              "local sink (run/mail); set VECHE_SMTP_HOST to your mail server")
 
     def refuse_default_secrets(self) -> None:
         """Outside test mode, no development default may guard a real PBX or a production engine

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jinja2
 
+from engine.adapters.mail_sink import MailSink
 from engine.config import Settings
 from engine.domain import dialin as dialin_rules
 from engine.domain.errors import ConfigError
@@ -581,7 +582,12 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
     leaving the block stops them, adopted or not."""
     pg: PostgresCluster | None = None
     ast: AsteriskProcess | None = None
+    sink: MailSink | None = None
     try:
+        if settings.mail_sink:  # no SMTP server configured: mail is kept in run/mail/ for the Outbox page
+            sink = MailSink(settings.run_dir / "mail")
+            settings = settings.with_(smtp_host=sink.host, smtp_port=sink.start(), smtp_user=None,
+                                      smtp_password=None, smtp_starttls=False, smtp_tls=False)
         if not settings.database_url:
             pg = local_postgres(settings)
             settings = settings.with_(database_url=pg.start())
@@ -594,3 +600,5 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
             ast.stop()
         if pg:
             pg.stop()
+        if sink:
+            sink.stop()

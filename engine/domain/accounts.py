@@ -40,6 +40,7 @@ class Account:
     max_concurrent_calls: int = 50  # dial-outs calling, ringing or connected at once (a full default conference fits)
     blocked: bool = False
     admin: bool = False  # an operator who may block, reset or delete other operators
+    mail_own_copy: bool = True  # the owner gets a copy of the conference mail (Personal data)
 
 
 @dataclass
@@ -157,6 +158,10 @@ def profile_value(key: str, value: object) -> object:
         return language(value)  # type: ignore[arg-type]
     if key == "timezone":
         return str(value)
+    if key == "mail_own_copy":
+        if not isinstance(value, bool):
+            raise ValidationError("The own-copy switch is on or off", key)
+        return value
     raise ValidationError(f"The profile has no field {key}", key)
 
 

@@ -73,6 +73,7 @@ class ConferencePlan:
     timezone: str = "Europe/Minsk"
     mode: str = "voice"
     language: str | None = None  # the voice language; None: the owner's portal language
+    notify_participants: bool = False  # the owner's consent to mail the participants
 
 
 @dataclass
@@ -129,3 +130,4 @@ class Conference:
     end_reason: str | None = None
     language: str = "ru"  # the voice language its callers hear (engine.domain.speech.LANGUAGES)
     participants: list[Participant] = field(default_factory=list)
+    notify_participants: bool = False

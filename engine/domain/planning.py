@@ -16,7 +16,7 @@ MAX_REMINDER_MINUTES = 1440
 EXTEND_STEPS = (15, 30, 45, 60)
 PLAN_FIELDS = frozenset({"subject", "start", "duration_minutes", "max_participants", "auto_invite",
                          "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                         "timezone", "mode", "language"})
+                         "timezone", "mode", "language", "notify_participants"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
         raise ValidationError(f"the reminder must be 1 to {MAX_REMINDER_MINUTES} minutes before",
                               "reminder_minutes")
     language = None if plan.language is None else speech.validate_language(plan.language)
+    if not isinstance(plan.notify_participants, bool):
+        raise ValidationError("notify_participants is true or false", "notify_participants")
     if plan.mode != "voice":
         raise ValidationError("only voice conferences are available", "mode")
     if plan.start is not None and plan.start.tzinfo is None:
@@ -83,7 +85,7 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
         max_participants=plan.max_participants, participants=participants, auto_invite=bool(plan.auto_invite),
         auto_extend_minutes=plan.auto_extend_minutes, guest_pin_required=bool(plan.guest_pin_required),
         reminder_minutes=plan.reminder_minutes, timezone=plan.timezone, mode=plan.mode,
-        language=language)
+        language=language, notify_participants=plan.notify_participants)
 
 
 def validate_participants(participants: Iterable[ParticipantPlan],

@@ -225,6 +225,7 @@ async def test_create_conference_rejects_bad_json_and_limits(api, user) -> None:
 async def test_scheduled_conference_get_list_patch_cancel(api, user) -> None:
     body = {"subject": "Quarterly review", "start": _later(), "duration_minutes": 45, "max_participants": 4,
             "auto_invite": True, "auto_extend_minutes": 15, "guest_pin_required": True, "reminder_minutes": 30,
+            "notify_participants": True,
             "participants": [{"number": ANSWERS, "name": "Anna", "email": "anna@example.org"}]}
     created = await api.post("/conferences", body)
     assert created.status == 201, created.body
@@ -515,6 +516,14 @@ async def test_error_bodies_never_carry_tracebacks(api) -> None:
     for reply in replies:
         assert 400 <= reply.status < 500, reply.body
         assert "Traceback" not in str(reply.body) and set(reply.error) <= {"code", "message", "field"}
+
+
+async def test_password_reset_is_public_and_answers_alike(api_server) -> None:
+    anonymous = ApiClient(api_server)
+    reply = await anonymous.post("/password-reset", {"phone": "375290000003"})
+    assert reply.status == 202 and reply.body == {"status": "accepted"}
+    bad = await anonymous.post("/password-reset/confirm", {"token": "x" * 43, "password": "a-long-password-1"})
+    assert bad.status == 400 and bad.error["field"] == "link"
 
 
 async def test_every_route_was_exercised_by_this_module(request) -> None:

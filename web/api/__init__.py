@@ -20,7 +20,7 @@ PREFIX = "/api/v1"
 CONF = "/conferences/{id:[0-9]{1,19}}"
 PARTICIPANT = CONF + "/participants/{pid:[0-9]{1,19}}"
 ITEM = "/{id:[0-9]{1,19}}"
-PUBLIC_PATHS = frozenset({PREFIX + "/openapi.json"})
+PUBLIC_PATHS = frozenset({PREFIX + "/openapi.json", PREFIX + "/password-reset", PREFIX + "/password-reset/confirm"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,6 +65,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/tokens", addressbook.list_tokens),
     ("POST", "/tokens", addressbook.create_token),
     ("DELETE", "/tokens" + ITEM, addressbook.revoke_token),
+    ("POST", "/password-reset", addressbook.request_password_reset),
+    ("POST", "/password-reset/confirm", addressbook.confirm_password_reset),
     *operator.ROUTES,  # /operator/... (operator edition)
 )
 

@@ -89,6 +89,10 @@ _PLAN_FIELDS: dict[str, Any] = {
     "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
     "language": {"type": "string", "enum": ["ru", "en"],
                  "description": "the voice language callers hear; default: the account's portal language"},
+    "notify_participants": {"type": "boolean", "default": False,
+                            "description": "the owner's consent to e-mail the participants (invitation, update, "
+                                           "cancellation, reminder); off unless sent as true. The owner's own "
+                                           "copy follows the account's mail_own_copy switch"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -147,6 +151,7 @@ SCHEMAS: dict[str, Any] = {
         "locked": {"type": "boolean"}, "started_at": NULL_DATETIME, "ended_at": NULL_DATETIME,
         "cancelled_at": NULL_DATETIME, "end_reason": _nullable({"type": "string"}),
         "language": {"type": "string", "enum": ["ru", "en"], "description": "the voice language callers hear"},
+        "notify_participants": {"type": "boolean"},
         "participants": {"type": "array", "items": _ref("Participant")},
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
@@ -167,7 +172,8 @@ SCHEMAS: dict[str, Any] = {
     "Delivery": _obj({
         "participant_id": _nullable(ID), "email": _nullable({"type": "string"}),
         "kind": {"type": "string", "examples": ["invitation", "reminder", "update", "cancellation"]},
-        "status": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_available"]},
+        "status": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_available",
+                                                   "not_wanted"]},
         "last_error": _nullable({"type": "string"}), "role": _nullable({"type": "string"}),
         "attempts": _nullable({"type": "integer"}), "sent_at": NULL_DATETIME, "channel": {"type": "string"},
     }, ("participant_id", "kind", "status"), closed=False),
@@ -221,6 +227,13 @@ SCHEMAS: dict[str, Any] = {
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),
+    "Accepted": _obj({"status": {"type": "string", "enum": ["accepted"]}}, ("status",)),
+    "PasswordResetRequest": _obj({"phone": {"type": "string", "maxLength": 32,
+                                            "description": "the phone account, 375XXXXXXXXX"}}, ("phone",)),
+    "PasswordResetConfirm": _obj({
+        "token": {"type": "string", "minLength": 20, "maxLength": 100, "pattern": "^[A-Za-z0-9_-]+$",
+                  "description": "the secret at the end of the mailed link /password/reset/{token}"},
+        "password": {"type": "string", "minLength": 1, "maxLength": 1024}}, ("token", "password")),
     "TokenCreate": _obj({"name": NAME, "expires_in_days": {
         "type": "integer", "minimum": 1, "maximum": 3650,
         "description": "the token stops working this many days from now (default: never)"}}),
@@ -435,6 +448,17 @@ PATHS: dict[str, Any] = {
         "delete": _op("revoke_token", "Revoke an API token", NO_CONTENT, tag="account",
                       params=[_path_id("id", "token")]),
     },
+    "/password-reset": {"post": {**_op(
+        "request_password_reset", "Mail a password-reset link (valid 30 minutes, usable once) to the account's "
+        "e-mail address. No authentication; the answer is the same whether or not the account exists. At most 3 "
+        "mails per account and 10 requests per client address an hour (429)",
+        {"202": _json("Accepted", "accepted")}, tag="account", body="PasswordResetRequest", errors=("429",)),
+        "security": []}},
+    "/password-reset/confirm": {"post": {**_op(
+        "confirm_password_reset", "Set a new password with the mailed link's token (once); every session and "
+        "API token of the account is revoked. A used, expired or unknown token: 400 with field `link`",
+        NO_CONTENT, tag="account", body="PasswordResetConfirm", errors=()),
+        "security": []}},
 }
 
 # The operator's endpoints (operator edition) are described in a module of their own.

@@ -164,6 +164,7 @@ def conference_plan(data: dict[str, Any], account_timezone: str) -> ConferencePl
         timezone=tz.key,
         mode=data.get("mode", "voice"),
         language=data.get("language"),
+        notify_participants=data.get("notify_participants", False),
     )
 
 

@@ -9,8 +9,10 @@ from aiohttp import web
 from engine.domain.errors import NotFound
 from web.security import Handler
 from web.views import conferences, help, history, login, planning, settings
+from web.views.account import setup_account_routes
 from web.views.common import N_, render
 from web.views.operator import setup_operator_routes
+from web.views.outbox import setup_outbox_routes
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}", settings.entry_save)
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}/delete", settings.entry_delete)
     setup_operator_routes(app)  # /operator/... pages (operator edition)
+    setup_outbox_routes(app)  # /operator/outbox: the local mail sink
+    setup_account_routes(app)  # password reset, e-mail confirmation, Settings > API tokens
 
 
 ERROR_TITLES = {

@@ -112,6 +112,7 @@ async def edit(request: web.Request) -> web.StreamResponse:
               "auto_extend_minutes": conference.auto_extend_minutes,
               "guest_pin_required": conference.guest_pin_required, "reminder_minutes": conference.reminder_minutes,
               "language": conference.language,
+              "notify_participants": conference.notify_participants,
               "participants": [{"number": p.number, "name": p.name, "email": p.email}
                                for p in conference.participants],
               "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
@@ -130,7 +131,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
                    "max_participants": plan.max_participants, "auto_invite": plan.auto_invite,
                    "auto_extend_minutes": plan.auto_extend_minutes, "guest_pin_required": plan.guest_pin_required,
                    "reminder_minutes": plan.reminder_minutes, "participants": plan.participants,
-                   "language": plan.language}
+                   "language": plan.language, "notify_participants": plan.notify_participants}
         await service(request, "conferences").update(account.id, conference.id, changes)
     except (ValidationError, StateConflict, LimitExceeded) as exc:
         return await _form_error(request, form, exc, template="conference_edit.html",

@@ -54,6 +54,8 @@ def plan_form_values(form: MultiDictProxy, *, for_template: bool = False) -> dic
         "participants": form_participants(form),
         "language": field(form, "language") or None,
     }
+    if not for_template:
+        values["notify_participants"] = checkbox(form, "notify_participants")
     return values
 
 
@@ -79,11 +81,11 @@ def _values_from_template(template: Template | None) -> dict[str, Any]:
     if template is None:
         return {"subject": "", "duration_minutes": 60, "max_participants": 10, "auto_invite": True,
                 "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": [],
-                "language": None}
+                "language": None, "notify_participants": False}
     return {"subject": template.subject, "duration_minutes": template.duration_minutes,
             "max_participants": template.max_participants, "auto_invite": template.auto_invite,
             "auto_extend_minutes": template.auto_extend_minutes, "guest_pin_required": template.guest_pin_required,
-            "reminder_minutes": template.reminder_minutes, "language": template.language,
+            "reminder_minutes": template.reminder_minutes, "language": template.language, "notify_participants": False,
             "participants": [asdict(p) for p in template.participants]}
 
 
@@ -100,6 +102,7 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
             "auto_extend_minutes": number("auto_extend_minutes", 0),
             "guest_pin_required": checkbox(form, "guest_pin_required"),
             "reminder_minutes": number("reminder_minutes", 60) if checkbox(form, "reminder") else None,
+            "notify_participants": checkbox(form, "notify_participants"),
             "participants": form_participants(form), "when": field(form, "when", "now"),
             "date": field(form, "date"), "time": field(form, "time"),
             "template_name": field(form, "template_name"), "language": field(form, "language") or None}

@@ -26,7 +26,7 @@ CONFERENCE_COLUMNS = (
     "guest_pin", "guest_pin_required", "immediate", "starts_at", "duration_minutes", "ends_at",
     "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extend_cap_minutes",
     "extended_minutes", "reminder_minutes", "locked", "state", "started_at", "ended_at",
-    "cancelled_at", "end_reason", "language",
+    "cancelled_at", "end_reason", "language", "notify_participants",
 )
 PARTICIPANT_COLUMNS = (
     "id", "conference_id", "number", "name", "email", "role", "origin", "state", "failure_reason",
