@@ -129,10 +129,17 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # the Prometheus listener, apart from the web port
     metrics_port: int = 9464
     metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
+    recording_dir: Path | None = None  # converted recordings (VECHE_RECORDING_DIR; None: run_dir/recordings)
+    recording_retention_days: int = 30  # recordings older than this are deleted (VECHE_RECORDING_RETENTION_DAYS)
 
     @property
     def rootfs(self) -> Path:
         return self.cache_dir / "rootfs"
+
+    @property
+    def recordings(self) -> Path:
+        """Where converted recordings are kept."""
+        return self.recording_dir or self.run_dir / "recordings"
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -226,6 +233,8 @@ class Settings:
             metrics_host=get("METRICS_HOST", base.metrics_host),
             metrics_port=get_int("METRICS_PORT", base.metrics_port),
             metrics_token=get("METRICS_TOKEN", ""),
+            recording_dir=Path(env["VECHE_RECORDING_DIR"]).expanduser() if env.get("VECHE_RECORDING_DIR") else None,
+            recording_retention_days=positive("RECORDING_RETENTION_DAYS", base.recording_retention_days),
         )
 
     def refuse_default_secrets(self) -> None:

@@ -72,6 +72,7 @@ class ConferencePlan:
     reminder_minutes: int | None = None
     timezone: str = "Europe/Minsk"
     mode: str = "voice"
+    recording: bool = False  # record the room (the operator allows it per account)
 
 
 @dataclass
@@ -127,3 +128,5 @@ class Conference:
     cancelled_at: datetime | None = None
     end_reason: str | None = None
     participants: list[Participant] = field(default_factory=list)
+    recording: bool = False
+    recording_error: str | None = None  # why the last recording failed, for the console card

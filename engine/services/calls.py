@@ -43,7 +43,8 @@ PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 # Whoever the owner or chair invites enters even a locked room (see asterisk-config/confbridge.conf).
 INVITED_PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest_invited"}
 # The fixed prompts the engine may play into a room (key -> Asterisk sound name).
-PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
+PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end",
+           "recording": "conf-now-recording"}
 ANNOUNCER_PREFIX = "an-"
 DIALOUT_PREFIX = "vo-"
 DIALIN_PREFIX = "vi-"

@@ -160,6 +160,7 @@ class ConferenceService:
                 "auto_invite": checked.auto_invite, "auto_extend_minutes": checked.auto_extend_minutes,
                 "extend_cap_minutes": self.settings.extend_cap_minutes,
                 "reminder_minutes": checked.reminder_minutes,
+                "recording": checked.recording,
             }
             try:
                 conference = await self.repo.insert_conference(fields, participants)
@@ -215,7 +216,7 @@ class ConferenceService:
                                if p.origin == Origin.DIALOUT),
             auto_invite=conference.auto_invite, auto_extend_minutes=conference.auto_extend_minutes,
             guest_pin_required=conference.guest_pin_required, reminder_minutes=conference.reminder_minutes,
-            timezone=conference.timezone, mode=conference.mode)
+            timezone=conference.timezone, mode=conference.mode, recording=conference.recording)
         proposed = {**asdict(current), **changes}
         try:
             proposed["participants"] = tuple(
@@ -244,7 +245,7 @@ class ConferenceService:
             duration_minutes=checked.duration_minutes, ends_at=ends_at,
             max_participants=checked.max_participants, auto_invite=checked.auto_invite,
             auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
-            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone)
+            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone, recording=checked.recording)
         changed = sorted(changes)
         await self.repo.log_event(conference.id, "conference.updated", actor=actor_of(owner_id),
                                   detail={"changed": changed})

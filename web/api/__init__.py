@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.domain.errors import Unauthenticated
-from web.api import addressbook, conferences, events, operator
+from web.api import addressbook, conferences, events, operator, recordings
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
@@ -65,6 +65,11 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/tokens", addressbook.list_tokens),
     ("POST", "/tokens", addressbook.create_token),
     ("DELETE", "/tokens" + ITEM, addressbook.revoke_token),
+    ("POST", CONF + "/recording/start", recordings.start_recording),
+    ("POST", CONF + "/recording/stop", recordings.stop_recording),
+    ("GET", CONF + "/recordings", recordings.list_recordings),
+    ("GET", "/recordings" + ITEM + "/file", recordings.recording_file),
+    ("DELETE", "/recordings" + ITEM, recordings.delete_recording),
     *operator.ROUTES,  # /operator/... (operator edition)
 )
 

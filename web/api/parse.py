@@ -163,6 +163,7 @@ def conference_plan(data: dict[str, Any], account_timezone: str) -> ConferencePl
         reminder_minutes=data.get("reminder_minutes"),
         timezone=tz.key,
         mode=data.get("mode", "voice"),
+        recording=data.get("recording", False),
     )
 
 
