@@ -6,6 +6,7 @@ ALTER TABLE accounts ADD COLUMN recording_allowed boolean NOT NULL DEFAULT true;
 
 ALTER TABLE conferences ADD COLUMN recording boolean NOT NULL DEFAULT false;
 ALTER TABLE conferences ADD COLUMN recording_error text;
+ALTER TABLE templates ADD COLUMN recording boolean NOT NULL DEFAULT false;
 
 CREATE TABLE recordings (
     id                bigserial PRIMARY KEY,

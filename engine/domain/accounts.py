@@ -85,11 +85,12 @@ class Template:
     reminder_minutes: int | None = None
     participants: list[TemplateParticipant] = field(default_factory=list)
     is_default: bool = False
+    recording: bool = False
 
 
 TEMPLATE_FIELDS = ("name", "subject", "duration_minutes", "max_participants", "auto_invite",
                    "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                   "is_default")
+                   "is_default", "recording")
 
 
 def account_phone(raw: str) -> str:
@@ -181,7 +182,7 @@ def template_values(values: dict) -> dict:
         elif key == "reminder_minutes":
             out[key] = None if value in (None, "", 0) else _int_between(
                 value, 1, 1440, key, "The reminder lead time is 1 to 1440 minutes")
-        elif key in ("auto_invite", "guest_pin_required", "is_default"):
+        elif key in ("auto_invite", "guest_pin_required", "is_default", "recording"):
             out[key] = bool(value)
         elif key == "participants":
             out[key] = [template_participant(p, i) for i, p in enumerate(value or [])]

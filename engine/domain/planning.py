@@ -76,7 +76,9 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
     if not isinstance(plan.recording, bool):
         raise ValidationError("recording must be true or false", "recording")
     if plan.recording and not limits.recording_allowed:
-        raise Forbidden("recording is not allowed for your account; ask the operator")
+        refused = Forbidden("recording is not allowed for your account; ask the operator")
+        refused.field = "recording"  # type: ignore[attr-defined]
+        raise refused
     if plan.start is not None and plan.start.tzinfo is None:
         raise ValidationError("the start time needs a time zone", "start")
     participants = validate_participants(plan.participants, number_plan)

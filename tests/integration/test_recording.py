@@ -78,6 +78,16 @@ async def duration_of(data: bytes, tmp_path) -> float:
     return float(out)
 
 
+async def mean_volume(path) -> float:
+    """The file's mean volume in dB (ffmpeg's volumedetect decodes it)."""
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-nostdin", "-i", str(path), "-af", "volumedetect", "-f", "null", "-",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await process.communicate()
+    line = next(x for x in err.decode().splitlines() if "mean_volume:" in x)
+    return float(line.split("mean_volume:")[1].split()[0])
+
+
 async def test_recorded_conference(engine, api_server, owner: ApiUser, tmp_path) -> None:
     created = await owner.api.post("/conferences", {
         "subject": "Recorded", "start": "now", "duration_minutes": 30, "max_participants": 4,
@@ -112,6 +122,7 @@ async def test_recorded_conference(engine, api_server, owner: ApiUser, tmp_path)
     status, headers, data = await download(api_server, owner, one["id"])
     assert status == 200 and len(data) == one["size_bytes"] and headers["Content-Type"] == "audio/ogg"
     assert abs(await duration_of(data, tmp_path) - one["duration_seconds"]) < 0.5
+    assert await mean_volume(tmp_path / "download.ogg") > -40  # the callees' audio, not silence
     status, headers, part = await download(api_server, owner, one["id"], {"Range": "bytes=100-199"})
     assert status == 206 and part == data[100:200]
     assert headers["Content-Range"] == f"bytes 100-199/{len(data)}"
@@ -142,7 +153,9 @@ async def _one(owner: ApiUser, cid: int, state: str):
 
 
 async def test_operator_forbids_recording(engine, api_server, owner: ApiUser) -> None:
-    await engine.services["recording"].set_allowed(owner.account.id, False)
+    operator = await new_user(engine, api_server, role="operator")
+    changed = await operator.api.call("PATCH", f"/operator/accounts/{owner.account.id}", {"recording_allowed": False})
+    assert changed.status == 200 and changed.body["recording_allowed"] is False, changed.body
     refused = await owner.api.post("/conferences", {
         "subject": "Not allowed", "start": "now", "duration_minutes": 5, "max_participants": 2, "recording": True})
     assert refused.status == 403 and "recording" in refused.error["message"]

@@ -209,6 +209,7 @@ SCHEMAS: dict[str, Any] = {
         "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
         "participants": {"type": "array", "maxItems": 1000, "items": _ref("TemplateParticipantInput")},
         "is_default": {"type": "boolean", "description": "make it the default that pre-fills Planning"},
+        "recording": {"type": "boolean", "description": "conferences planned from it are recorded"},
     }),
     "Template": _obj({
         "id": ID, "name": {"type": "string"}, "subject": {"type": "string"}, "duration_minutes": {"type": "integer"},
@@ -216,7 +217,7 @@ SCHEMAS: dict[str, Any] = {
         "auto_extend_minutes": {"type": "integer"}, "guest_pin_required": {"type": "boolean"},
         "reminder_minutes": _nullable({"type": "integer"}),
         "participants": {"type": "array", "items": _ref("TemplateParticipant")},
-        "is_default": {"type": "boolean"},
+        "is_default": {"type": "boolean"}, "recording": {"type": "boolean"},
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),

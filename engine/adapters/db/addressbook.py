@@ -11,7 +11,7 @@ import asyncpg
 from engine.domain.accounts import Contact, Room, Template, TemplateParticipant
 
 TEMPLATE_COLUMNS = ("id, owner_id, name, subject, duration_minutes, max_participants, auto_invite, "
-                    "auto_extend_minutes, guest_pin_required, reminder_minutes, participants, is_default")
+                    "auto_extend_minutes, guest_pin_required, reminder_minutes, participants, is_default, recording")
 
 
 def _template(row: asyncpg.Record) -> Template:
