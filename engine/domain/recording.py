@@ -13,7 +13,7 @@ CONVERTED_SUFFIX = ".ogg"  # Ogg/Opus
 _CALL_ID = re.compile(r"rc-[0-9a-f]{16}")
 # What a node may report (MixMonitor's MIXMONITOR_FILENAME): the monitor spool of an instance
 # directory of the root file system, and the file named after the recorder's call id.
-_RAW_PATH = re.compile(r"/var/lib/veche/[A-Za-z0-9_.\-]{1,80}/spool/monitor/(rc-[0-9a-f]{16})\.wav")
+_RAW_PATH = re.compile(r"/var/lib/veche/[A-Za-z0-9_][A-Za-z0-9_.\-]{0,79}/spool/monitor/(rc-[0-9a-f]{16})\.wav")
 
 
 def new_call_id() -> str:

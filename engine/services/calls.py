@@ -46,6 +46,7 @@ INVITED_PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest_invited"
 PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end",
            "recording": "conf-now-recording"}
 ANNOUNCER_PREFIX = "an-"
+ROOM_EXTRA_MEMBERS = 2  # room seats beyond the participants: the announcer and the recorder
 DIALOUT_PREFIX = "vo-"
 DIALIN_PREFIX = "vi-"
 PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
@@ -318,7 +319,7 @@ class CallService:
             number = number_plan.validate(participant.number, "number")  # checked again right before use
             variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": INVITED_PROFILES[participant.role],
                          "VECHE_CALL": attempt.call_id,
-                         "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
+                         "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)}
             self.originates += 1
             self.originated.append((conference.owner_id, participant.id))
             await self.node(conference.node_id).originate(
@@ -442,7 +443,7 @@ class CallService:
             context="veche-room", exten="join",
             variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_announcer",
                        "VECHE_SOUND": sound, "VECHE_CALL": call_id,
-                       "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)},
+                       "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
             timeout_ms=10000)
         return call_id
 

@@ -19,7 +19,7 @@ from engine.domain import recording as rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState
 from engine.services.bus import DomainEvent
-from engine.services.calls import ANNOUNCER_PREFIX, now_utc
+from engine.services.calls import ANNOUNCER_PREFIX, ROOM_EXTRA_MEMBERS, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class RecordingService:
                 channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/record@veche-record/n",
                 context="veche-room", exten="join",
                 variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_recorder", "VECHE_CALL": call_id,
-                           "VECHE_MAX_MEMBERS": str(conference.max_participants + 2)},
+                           "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
                 timeout_ms=10000)
         except AmiError as exc:
             await self._failed(row, f"Asterisk did not start the recorder: {exc}")
@@ -232,6 +232,8 @@ class RecordingService:
             log.error("conference %s: %s (cause %s)", row["conference_id"], error,
                       event.get("Cause") if event else "?")
             await self.repo.set_conference_error(row["conference_id"], error)
+            await self.conferences.log_event(row["conference_id"], "recording.failed",
+                                             detail={"recording_id": row["id"], "error": error})
             await self._publish("recording.failed", row["conference_id"], row["owner_id"],
                                 recording_id=row["id"], error=error)
         try:

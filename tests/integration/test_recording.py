@@ -16,6 +16,7 @@ from engine.domain import keypad as rules
 from tests.integration.test_keypad import press, start_with_caller
 from tests.support.api import ApiUser, new_user
 from tests.support.factories import wait_until
+from tests.support.portal import PortalClient
 
 pytestmark = pytest.mark.stack
 
@@ -129,6 +130,7 @@ async def test_recorded_conference(engine, api_server, owner: ApiUser, tmp_path)
 
     stranger = await new_user(engine, api_server)
     assert (await download(api_server, stranger, one["id"]))[0] == 404
+    assert (await stranger.api.get(f"/recordings/{one['id']}/file")).error["code"] == "not_found"
     assert (await stranger.api.get(f"/conferences/{cid}/recordings")).status == 404
     assert (await stranger.api.call("DELETE", f"/recordings/{one['id']}")).status == 404
 
@@ -150,6 +152,33 @@ async def test_recorded_conference(engine, api_server, owner: ApiUser, tmp_path)
 async def _one(owner: ApiUser, cid: int, state: str):
     rows = [r for r in await recordings(owner, cid) if r["state"] == state]
     return rows[0] if rows else None
+
+
+async def test_a_lost_recorder_never_stops_the_conference(engine, api_server, owner: ApiUser) -> None:
+    """The node drops the recorder: the conference runs on, the card and the log say why, and
+    what was recorded is kept."""
+    created = await owner.api.post("/conferences", {
+        "subject": "Recorder lost", "start": "now", "duration_minutes": 10, "max_participants": 2,
+        "recording": True, "participants": [{"number": talker()}]})
+    cid = created.body["id"]
+    row = await wait_until(engine, lambda: _one(owner, cid, "recording"), timeout=TIMEOUT, what="recording")
+    await wait_audio(engine, row["id"], 1)
+    await engine.ami.hangup(row_call_id := await engine.pool.fetchval(
+        "SELECT call_id FROM recordings WHERE id = $1", row["id"]))
+    assert row_call_id.startswith("rc-")
+    await wait_until(engine, lambda: logged(engine, cid, "recording.failed"), timeout=TIMEOUT, what="the failure")
+    body = (await owner.api.get(f"/conferences/{cid}")).body
+    assert body["state"] == "running" and body["recording_error"] == "the recorder left the room"
+    assert [p["state"] for p in body["participants"]] == ["connected"]
+    client = PortalClient(str(api_server.make_url("/")), engine)
+    try:
+        await client.login(owner.account.phone)
+        card = await client.get(f"/conferences/{cid}")
+        assert "data-recording-error" in card.text and "the recorder left the room" in card.text
+    finally:
+        await client.close()
+    await wait_until(engine, lambda: _one(owner, cid, "ready"), timeout=TIMEOUT, what="the kept part")
+    assert (await owner.api.post(f"/conferences/{cid}/end")).status == 200
 
 
 async def test_operator_forbids_recording(engine, api_server, owner: ApiUser) -> None:
