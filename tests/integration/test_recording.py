@@ -14,6 +14,7 @@ import pytest
 
 from engine.domain import keypad as rules
 from tests.integration.test_keypad import press, start_with_caller
+from tests.support.api import PASSWORD as API_PASSWORD
 from tests.support.api import ApiUser, new_user
 from tests.support.factories import wait_until
 from tests.support.portal import PortalClient
@@ -172,7 +173,7 @@ async def test_a_lost_recorder_never_stops_the_conference(engine, api_server, ow
     assert [p["state"] for p in body["participants"]] == ["connected"]
     client = PortalClient(str(api_server.make_url("/")), engine)
     try:
-        await client.login(owner.account.phone)
+        await client.login(owner.account.phone, API_PASSWORD)
         card = await client.get(f"/conferences/{cid}")
         assert "data-recording-error" in card.text and "the recorder left the room" in card.text
     finally:
@@ -214,3 +215,10 @@ async def test_chair_keypad_starts_and_stops_recording(engine, sipp, api_server,
     finally:
         await owner.api.post(f"/conferences/{cid}/end")
         await caller.stop()
+
+
+async def test_templates_carry_the_recording_choice(owner: ApiUser) -> None:
+    created = await owner.api.post("/templates", {"name": "Recorded board", "recording": True})
+    assert created.status == 201 and created.body["recording"] is True, created.body
+    changed = await owner.api.call("PATCH", f"/templates/{created.body['id']}", {"recording": False})
+    assert changed.status == 200 and changed.body["recording"] is False
