@@ -16,7 +16,7 @@ from engine.domain import keypad as rules
 from tests.integration.test_keypad import press, start_with_caller
 from tests.support.api import PASSWORD as API_PASSWORD
 from tests.support.api import ApiUser, new_user
-from tests.support.factories import wait_until
+from tests.support.factories import random_phone, wait_until
 from tests.support.portal import PortalClient
 
 pytestmark = pytest.mark.stack
@@ -222,3 +222,19 @@ async def test_templates_carry_the_recording_choice(owner: ApiUser) -> None:
     assert created.status == 201 and created.body["recording"] is True, created.body
     changed = await owner.api.call("PATCH", f"/templates/{created.body['id']}", {"recording": False})
     assert changed.status == 200 and changed.body["recording"] is False
+
+
+async def test_operator_page_switches_recording_per_account(engine, api_server, owner: ApiUser) -> None:
+    operator = await engine.services["accounts"].create(random_phone(), API_PASSWORD, role="operator")
+    client = PortalClient(str(api_server.make_url("/")), engine)
+    try:
+        await client.login(operator.phone, API_PASSWORD)
+        page = await client.get(f"/operator/accounts/{owner.account.id}")
+        assert 'name="recording_allowed" checked' in page.text
+        await client.post(f"/operator/accounts/{owner.account.id}", {"recording_field": "1"})  # unticked
+        assert not await engine.services["recording"].repo.recording_allowed(owner.account.id)
+        page = await client.get(f"/operator/accounts/{owner.account.id}")
+        await client.post(f"/operator/accounts/{owner.account.id}", {"recording_field": "1", "recording_allowed": "on"})
+        assert await engine.services["recording"].repo.recording_allowed(owner.account.id)
+    finally:
+        await client.close()
