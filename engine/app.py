@@ -36,6 +36,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.tokens",
     "engine.services.dialin",
     "engine.services.keypad",
+    "engine.services.recording",
     "engine.services.quality",
     "engine.services.metrics",
     "engine.services.audit",

@@ -130,6 +130,8 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # the Prometheus listener, apart from the web port
     metrics_port: int = 9464
     metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
+    recording_dir: Path | None = None  # converted recordings (VECHE_RECORDING_DIR; None: run_dir/recordings)
+    recording_retention_days: int = 30  # recordings older than this are deleted (VECHE_RECORDING_RETENTION_DAYS)
     # no VECHE_SMTP_HOST: `run` keeps mail in run/mail/ through an embedded SMTP sink (refused in production)
     mail_sink: bool = False
     public_url: str = ""  # the portal's address in mail links (VECHE_PUBLIC_URL; default http://web_host:web_port)
@@ -142,6 +144,11 @@ class Settings:
     @property
     def rootfs(self) -> Path:
         return self.cache_dir / "rootfs"
+
+    @property
+    def recordings(self) -> Path:
+        """Where converted recordings are kept."""
+        return self.recording_dir or self.run_dir / "recordings"
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -238,6 +245,8 @@ class Settings:
             metrics_token=get("METRICS_TOKEN", ""),
             mail_sink=not env.get("VECHE_SMTP_HOST"),
             public_url=get("PUBLIC_URL", ""),
+            recording_dir=Path(env["VECHE_RECORDING_DIR"]).expanduser() if env.get("VECHE_RECORDING_DIR") else None,
+            recording_retention_days=positive("RECORDING_RETENTION_DAYS", base.recording_retention_days),
         )
 
     def refuse_mail_sink(self) -> None:

@@ -87,11 +87,12 @@ class Template:
     participants: list[TemplateParticipant] = field(default_factory=list)
     is_default: bool = False
     language: str | None = None  # the voice language; None: the owner's portal language
+    recording: bool = False
 
 
 TEMPLATE_FIELDS = ("name", "subject", "duration_minutes", "max_participants", "auto_invite",
                    "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                   "is_default", "language")
+                   "is_default", "language", "recording")
 
 
 def account_phone(raw: str) -> str:
@@ -187,7 +188,7 @@ def template_values(values: dict) -> dict:
         elif key == "reminder_minutes":
             out[key] = None if value in (None, "", 0) else _int_between(
                 value, 1, 1440, key, "The reminder lead time is 1 to 1440 minutes")
-        elif key in ("auto_invite", "guest_pin_required", "is_default"):
+        elif key in ("auto_invite", "guest_pin_required", "is_default", "recording"):
             out[key] = bool(value)
         elif key == "participants":
             out[key] = [template_participant(p, i) for i, p in enumerate(value or [])]

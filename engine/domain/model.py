@@ -74,6 +74,7 @@ class ConferencePlan:
     mode: str = "voice"
     language: str | None = None  # the voice language; None: the owner's portal language
     notify_participants: bool = False  # the owner's consent to mail the participants
+    recording: bool = False  # record the room (the operator allows it per account)
 
 
 @dataclass
@@ -131,3 +132,5 @@ class Conference:
     language: str = "ru"  # the voice language its callers hear (engine.domain.speech.LANGUAGES)
     participants: list[Participant] = field(default_factory=list)
     notify_participants: bool = False
+    recording: bool = False
+    recording_error: str | None = None  # why the last recording failed, for the console card

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.domain import speech, text
-from engine.domain.errors import LimitExceeded, ValidationError
+from engine.domain.errors import Forbidden, LimitExceeded, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan, Role
 from engine.domain.numberplan import NumberPlan
 
@@ -16,7 +16,7 @@ MAX_REMINDER_MINUTES = 1440
 EXTEND_STEPS = (15, 30, 45, 60)
 PLAN_FIELDS = frozenset({"subject", "start", "duration_minutes", "max_participants", "auto_invite",
                          "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                         "timezone", "mode", "language", "notify_participants"})
+                         "timezone", "mode", "language", "notify_participants", "recording"})
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,12 @@ class AccountLimits:
     max_participants: int
     max_concurrent_conferences: int
     max_dialouts_per_minute: int
+    recording_allowed: bool = True
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AccountLimits:
-        return cls(row["max_participants"], row["max_concurrent_conferences"], row["max_dialouts_per_minute"])
+        return cls(row["max_participants"], row["max_concurrent_conferences"], row["max_dialouts_per_minute"],
+                   bool(row.get("recording_allowed", True)))
 
 
 def _is_int(value: object) -> bool:
@@ -74,6 +76,12 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
         raise ValidationError("notify_participants is true or false", "notify_participants")
     if plan.mode != "voice":
         raise ValidationError("only voice conferences are available", "mode")
+    if not isinstance(plan.recording, bool):
+        raise ValidationError("recording must be true or false", "recording")
+    if plan.recording and not limits.recording_allowed:
+        refused = Forbidden("recording is not allowed for your account; ask the operator")
+        refused.field = "recording"  # type: ignore[attr-defined]
+        raise refused
     if plan.start is not None and plan.start.tzinfo is None:
         raise ValidationError("the start time needs a time zone", "start")
     participants = validate_participants(plan.participants, number_plan)
@@ -85,7 +93,7 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
         max_participants=plan.max_participants, participants=participants, auto_invite=bool(plan.auto_invite),
         auto_extend_minutes=plan.auto_extend_minutes, guest_pin_required=bool(plan.guest_pin_required),
         reminder_minutes=plan.reminder_minutes, timezone=plan.timezone, mode=plan.mode,
-        language=language, notify_participants=plan.notify_participants)
+        language=language, notify_participants=plan.notify_participants, recording=plan.recording)
 
 
 def validate_participants(participants: Iterable[ParticipantPlan],

@@ -44,9 +44,11 @@ PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 # Whoever the owner or chair invites enters even a locked room (see asterisk-config/confbridge.conf).
 INVITED_PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest_invited"}
 # The fixed prompts the engine may play into a room (key -> Asterisk sound name).
-PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
+PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end",
+           "recording": "conf-now-recording"}
 ANNOUNCER_PREFIX = "an-"
 ANNOUNCE_TIMEOUT_SECONDS = 30.0  # an announcement is a few seconds; never hold an end longer
+ROOM_EXTRA_MEMBERS = 2  # room seats beyond the participants: the announcer and the recorder
 DIALOUT_PREFIX = "vo-"
 DIALIN_PREFIX = "vi-"
 PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
@@ -319,7 +321,7 @@ class CallService:
             number = number_plan.validate(participant.number, "number")  # checked again right before use
             variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": INVITED_PROFILES[participant.role],
                          "VECHE_CALL": attempt.call_id, "VECHE_LANG": conference.language,
-                         "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
+                         "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)}
             self.originates += 1
             self.originated.append((conference.owner_id, participant.id))
             await self.node(conference.node_id).originate(
@@ -461,7 +463,7 @@ class CallService:
                            "VECHE_SOUND2": spoken.sounds[1] if len(spoken.sounds) > 1 else "",
                            "VECHE_NUMBER": "" if spoken.number is None else str(spoken.number),
                            "VECHE_UNIT": spoken.unit or "", "VECHE_CALL": call_id,
-                           "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)},
+                           "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
                 timeout_ms=10000)
             if wait:
                 try:

@@ -162,7 +162,7 @@ class ConferenceService:
                 "auto_invite": checked.auto_invite, "auto_extend_minutes": checked.auto_extend_minutes,
                 "extend_cap_minutes": self.settings.extend_cap_minutes,
                 "reminder_minutes": checked.reminder_minutes, "language": language,
-                "notify_participants": checked.notify_participants,
+                "notify_participants": checked.notify_participants, "recording": checked.recording,
             }
             try:
                 conference = await self.repo.insert_conference(fields, participants)
@@ -219,7 +219,7 @@ class ConferenceService:
             auto_invite=conference.auto_invite, auto_extend_minutes=conference.auto_extend_minutes,
             guest_pin_required=conference.guest_pin_required, reminder_minutes=conference.reminder_minutes,
             timezone=conference.timezone, mode=conference.mode, language=conference.language,
-            notify_participants=conference.notify_participants)
+            notify_participants=conference.notify_participants, recording=conference.recording)
         proposed = {**asdict(current), **changes}
         try:
             proposed["participants"] = tuple(
@@ -249,7 +249,8 @@ class ConferenceService:
             max_participants=checked.max_participants, auto_invite=checked.auto_invite,
             auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
             reminder_minutes=checked.reminder_minutes, timezone=checked.timezone,
-            language=checked.language or conference.language, notify_participants=checked.notify_participants)
+            language=checked.language or conference.language, notify_participants=checked.notify_participants,
+            recording=checked.recording)
         changed = sorted(changes)
         await self.repo.log_event(conference.id, "conference.updated", actor=actor_of(owner_id),
                                   detail={"changed": changed})

@@ -16,7 +16,7 @@ from engine.domain import dialin as rules
 from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
 from engine.domain.model import Conference, Role
 from engine.services.bus import DomainEvent
-from engine.services.calls import PARTICIPANT_VARIABLE, PROFILES, new_dialin_token
+from engine.services.calls import PARTICIPANT_VARIABLE, PROFILES, ROOM_EXTRA_MEMBERS, new_dialin_token
 
 if TYPE_CHECKING:
     from engine.app import Engine
@@ -262,7 +262,7 @@ class DialinService:
         await call.set_variable(PARTICIPANT_VARIABLE, token)
         await call.set_variable("VECHE_PROFILE", PROFILES[role])
         # one seat more than planned, for the quiet announcer channel that plays the deadline warning
-        await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + 1))
+        await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + ROOM_EXTRA_MEMBERS))
         await call.set_variable("VECHE_ROOM", conference.room)
         log.info("dial-in: %s joins conference %s as %s (participant %s)", outcome.caller, conference.id, role,
                  participant.id)

@@ -117,6 +117,9 @@ class KeypadService:
                 current = await self.repo.get(conference.id, with_participants=False)
                 ends_at = current.ends_at if current is not None else conference.ends_at
                 said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.engine.settings.minute_seconds))
+            elif action == KeyAction.RECORD:
+                recording = await self.engine.services["recording"].toggle(owner, conference.id, actor=actor)
+                said = [rules.SAY_RECORDING if recording else rules.SAY_RECORDING_STOPPED]
             else:
                 said = list(rules.menu_prompts(Role(participant.role)))
         except VecheError as exc:

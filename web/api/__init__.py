@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.domain.errors import Unauthenticated
-from web.api import addressbook, conferences, events, operator
+from web.api import addressbook, conferences, events, operator, recordings
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
@@ -67,6 +67,11 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/tokens" + ITEM, addressbook.revoke_token),
     ("POST", "/password-reset", addressbook.request_password_reset),
     ("POST", "/password-reset/confirm", addressbook.confirm_password_reset),
+    ("POST", CONF + "/recording/start", recordings.start_recording),
+    ("POST", CONF + "/recording/stop", recordings.stop_recording),
+    ("GET", CONF + "/recordings", recordings.list_recordings),
+    ("GET", "/recordings" + ITEM + "/file", recordings.recording_file),
+    ("DELETE", "/recordings" + ITEM, recordings.delete_recording),
     *operator.ROUTES,  # /operator/... (operator edition)
 )
 

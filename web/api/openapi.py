@@ -93,6 +93,8 @@ _PLAN_FIELDS: dict[str, Any] = {
                             "description": "the owner's consent to e-mail the participants (invitation, update, "
                                            "cancellation, reminder); off unless sent as true. The owner's own "
                                            "copy follows the account's mail_own_copy switch"},
+    "recording": {"type": "boolean", "default": False,
+                  "description": "record the conference (403 when the operator forbids it for the account)"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -153,6 +155,8 @@ SCHEMAS: dict[str, Any] = {
         "language": {"type": "string", "enum": ["ru", "en"], "description": "the voice language callers hear"},
         "notify_participants": {"type": "boolean"},
         "participants": {"type": "array", "items": _ref("Participant")},
+        "recording": {"type": "boolean"},
+        "recording_error": _nullable({"type": "string", "description": "why the last recording failed"}),
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
     "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},
@@ -216,6 +220,7 @@ SCHEMAS: dict[str, Any] = {
         "is_default": {"type": "boolean", "description": "make it the default that pre-fills Planning"},
         "language": _nullable({"type": "string", "enum": ["ru", "en"],
                                "description": "the voice language; null: the account's portal language"}),
+        "recording": {"type": "boolean", "description": "conferences planned from it are recorded"},
     }),
     "Template": _obj({
         "id": ID, "name": {"type": "string"}, "subject": {"type": "string"}, "duration_minutes": {"type": "integer"},
@@ -224,6 +229,7 @@ SCHEMAS: dict[str, Any] = {
         "reminder_minutes": _nullable({"type": "integer"}),
         "participants": {"type": "array", "items": _ref("TemplateParticipant")},
         "is_default": {"type": "boolean"}, "language": _nullable({"type": "string", "enum": ["ru", "en"]}),
+        "recording": {"type": "boolean"},
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),
@@ -234,6 +240,15 @@ SCHEMAS: dict[str, Any] = {
         "token": {"type": "string", "minLength": 20, "maxLength": 100, "pattern": "^[A-Za-z0-9_-]+$",
                   "description": "the secret at the end of the mailed link /password/reset/{token}"},
         "password": {"type": "string", "minLength": 1, "maxLength": 1024}}, ("token", "password")),
+    "Recording": _obj({
+        "id": ID, "conference_id": ID,
+        "state": {"type": "string", "enum": ["recording", "converting", "ready", "failed"]},
+        "duration_seconds": _nullable({"type": "number"}), "size_bytes": _nullable({"type": "integer"}),
+        "error": _nullable({"type": "string"}), "started_at": DATETIME, "stopped_at": NULL_DATETIME,
+        "created_at": DATETIME,
+    }, ("id", "conference_id", "state"), closed=False),
+    "RecordingList": _obj({"recordings": {"type": "array", "items": _ref("Recording")}}, ("recordings",),
+                          closed=False),
     "TokenCreate": _obj({"name": NAME, "expires_in_days": {
         "type": "integer", "minimum": 1, "maximum": 3650,
         "description": "the token stops working this many days from now (default: never)"}}),
@@ -430,6 +445,28 @@ PATHS: dict[str, Any] = {
                                   "default 30 days before `to`", DAY_OR_MOMENT),
                            _query("to", "date (inclusive) or date-time (exclusive); default now",
                                   DAY_OR_MOMENT)]),
+    },
+    "/conferences/{id}/recording/start": {
+        "post": _op("start_recording", "Start recording a running conference (everyone hears it)",
+                    {"201": _json("Recording", "the recording")}, tag="live", params=CONF, errors=LIVE),
+    },
+    "/conferences/{id}/recording/stop": {
+        "post": _op("stop_recording", "Stop the running recording (the file is converted afterwards)",
+                    NO_CONTENT, tag="live", params=CONF, errors=LIVE),
+    },
+    "/conferences/{id}/recordings": {
+        "get": _op("list_recordings", "The conference's recordings with duration and size",
+                   {"200": _json("RecordingList", "recordings")}, tag="history", params=CONF),
+    },
+    "/recordings/{id}/file": {
+        "get": _op("recording_file", "The recording as Ogg/Opus; HTTP range requests let a player seek",
+                   {"200": {"description": "the file", "content": {"audio/ogg": {}}},
+                    "206": {"description": "the requested range", "content": {"audio/ogg": {}}}},
+                   tag="history", params=[_path_id("id", "recording")]),
+    },
+    "/recordings/{id}": {
+        "delete": _op("delete_recording", "Delete a recording", NO_CONTENT, tag="history",
+                      params=[_path_id("id", "recording")], errors=("401", "403", "404", "409")),
     },
     **_crud("contacts", "contact", "address book", "ContactList", "Contact", "ContactInput", "ContactInput",
             "put", True),

@@ -165,6 +165,7 @@ def conference_plan(data: dict[str, Any], account_timezone: str) -> ConferencePl
         mode=data.get("mode", "voice"),
         language=data.get("language"),
         notify_participants=data.get("notify_participants", False),
+        recording=data.get("recording", False),
     )
 
 

@@ -47,6 +47,8 @@ def setup_routes(app: web.Application) -> None:
     add.add_get("/history", history.history, name="history")
     add.add_get("/history.csv", history.history_csv, name="history_csv")
     add.add_get(r"/history/{id:\d+}", history.history_detail, name="history_detail")
+    add.add_get(r"/recordings/{id:\d+}.ogg", history.recording_file, name="recording_file")
+    add.add_post(r"/recordings/{id:\d+}/delete", history.recording_delete, name="recording_delete")
 
     add.add_get("/settings", settings.profile, name="settings")
     add.add_post("/settings/profile", settings.profile_submit, name="settings_profile")

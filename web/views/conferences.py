@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.domain.errors import LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
+from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
 from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState
 from web.auth import current_account, login_required
 from web.i18n import local_time
@@ -113,6 +113,7 @@ async def edit(request: web.Request) -> web.StreamResponse:
               "guest_pin_required": conference.guest_pin_required, "reminder_minutes": conference.reminder_minutes,
               "language": conference.language,
               "notify_participants": conference.notify_participants,
+              "recording": conference.recording,
               "participants": [{"number": p.number, "name": p.name, "email": p.email}
                                for p in conference.participants],
               "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
@@ -131,9 +132,10 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
                    "max_participants": plan.max_participants, "auto_invite": plan.auto_invite,
                    "auto_extend_minutes": plan.auto_extend_minutes, "guest_pin_required": plan.guest_pin_required,
                    "reminder_minutes": plan.reminder_minutes, "participants": plan.participants,
-                   "language": plan.language, "notify_participants": plan.notify_participants}
+                   "language": plan.language, "notify_participants": plan.notify_participants,
+                   "recording": plan.recording}
         await service(request, "conferences").update(account.id, conference.id, changes)
-    except (ValidationError, StateConflict, LimitExceeded) as exc:
+    except (ValidationError, StateConflict, LimitExceeded, Forbidden) as exc:
         return await _form_error(request, form, exc, template="conference_edit.html",
                                  extra={"conference": conference})
     await flash(request, await translate(request, "Conference updated"))

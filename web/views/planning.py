@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from engine.domain.accounts import Template
-from engine.domain.errors import LimitExceeded, StateConflict, ValidationError
+from engine.domain.errors import Forbidden, LimitExceeded, StateConflict, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan
 from web.auth import current_account, login_required
 from web.views.common import checkbox, error_text, field, flash, render, service, translate
@@ -49,6 +49,7 @@ def plan_form_values(form: MultiDictProxy, *, for_template: bool = False) -> dic
         "auto_invite": checkbox(form, "auto_invite"),
         "auto_extend_minutes": _int(form, "auto_extend_minutes", "Auto-extend is off, 15, 30, 45 or 60 minutes"),
         "guest_pin_required": checkbox(form, "guest_pin_required"),
+        "recording": checkbox(form, "recording"),
         "reminder_minutes": _int(form, "reminder_minutes", "Choose the reminder lead time")
         if checkbox(form, "reminder") else None,
         "participants": form_participants(form),
@@ -81,11 +82,12 @@ def _values_from_template(template: Template | None) -> dict[str, Any]:
     if template is None:
         return {"subject": "", "duration_minutes": 60, "max_participants": 10, "auto_invite": True,
                 "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": [],
-                "language": None, "notify_participants": False}
+                "language": None, "notify_participants": False, "recording": False}
     return {"subject": template.subject, "duration_minutes": template.duration_minutes,
             "max_participants": template.max_participants, "auto_invite": template.auto_invite,
             "auto_extend_minutes": template.auto_extend_minutes, "guest_pin_required": template.guest_pin_required,
             "reminder_minutes": template.reminder_minutes, "language": template.language, "notify_participants": False,
+            "recording": template.recording,
             "participants": [asdict(p) for p in template.participants]}
 
 
@@ -101,6 +103,7 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
             "max_participants": number("max_participants", 10), "auto_invite": checkbox(form, "auto_invite"),
             "auto_extend_minutes": number("auto_extend_minutes", 0),
             "guest_pin_required": checkbox(form, "guest_pin_required"),
+            "recording": checkbox(form, "recording"),
             "reminder_minutes": number("reminder_minutes", 60) if checkbox(form, "reminder") else None,
             "notify_participants": checkbox(form, "notify_participants"),
             "participants": form_participants(form), "when": field(form, "when", "now"),
@@ -163,6 +166,8 @@ async def schedule(request: web.Request) -> web.StreamResponse:
         return await _form_error(request, form, exc)
     except (LimitExceeded, StateConflict) as exc:
         return await _form_error(request, form, exc, status=409)
+    except Forbidden as exc:
+        return await _form_error(request, form, exc, status=403)
     await flash(request, await translate(request, "Conference scheduled"))
     raise web.HTTPSeeOther(f"/conferences/{conference.id}")
 

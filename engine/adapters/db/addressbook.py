@@ -11,7 +11,8 @@ import asyncpg
 from engine.domain.accounts import Contact, Room, Template, TemplateParticipant
 
 TEMPLATE_COLUMNS = ("id, owner_id, name, subject, duration_minutes, max_participants, auto_invite, "
-                    "auto_extend_minutes, guest_pin_required, reminder_minutes, participants, is_default, language")
+                    "auto_extend_minutes, guest_pin_required, reminder_minutes, participants, is_default, language, "
+                    "recording")
 
 
 def _template(row: asyncpg.Record) -> Template:
