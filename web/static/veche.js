@@ -73,7 +73,7 @@
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (form.dataset.confirm && !form.dataset.async) {
+    if (form.dataset.confirm && !form.hasAttribute("data-async")) {
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
     }
   });
