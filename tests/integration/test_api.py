@@ -481,11 +481,15 @@ async def test_address_book_crud(api, kind, good, changed, bad) -> None:
 async def test_templates_crud_and_default(api) -> None:
     body = {"name": "Weekly", "subject": "Weekly sync", "duration_minutes": 30, "max_participants": 6,
             "auto_extend_minutes": 15, "reminder_minutes": 10,
-            "participants": [{"number": ANSWERS, "name": "Anna", "email": None}], "is_default": True}
+            "participants": [{"number": ANSWERS, "name": "Anna", "email": None, "role": "chair"},
+                             {"number": BUSY, "name": "Boris"}], "is_default": True}
     created = await api.post("/templates", body)
     assert created.status == 201, created.body
     template = created.body
     assert template["is_default"] is True and template["participants"][0]["number"] == ANSWERS
+    assert [p["role"] for p in template["participants"]] == ["chair", "guest"]
+    bad_role = await api.post("/templates", {"name": "Roles", "participants": [{"number": ANSWERS, "role": "boss"}]})
+    assert bad_role.status == 400, bad_role.body
     other = await api.post("/templates", {"name": "Ad hoc"})
     assert other.status == 201 and other.body["is_default"] is False
     made_default = await api.call("PATCH", f"/templates/{other.body['id']}", {"is_default": True})

@@ -200,8 +200,11 @@ SCHEMAS: dict[str, Any] = {
     "Room": _obj({"id": ID, "name": {"type": "string"}, "number": {"type": "string"},
                   "location": {"type": "string"}}, ("id", "name", "number"), closed=False),
     "RoomList": _obj({"rooms": {"type": "array", "items": _ref("Room")}}, ("rooms",), closed=False),
-    "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL}, ("number",)),
-    "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT},
+    "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL,
+                                      "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"}},
+                                     ("number",)),
+    "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
+                                 "role": {"type": "string", "enum": ["chair", "guest"]}},
                                 ("number",), closed=False),
     "TemplateInput": _obj({
         "name": NAME_REQUIRED,

@@ -8,6 +8,7 @@
     var template = body.rows[body.rows.length - 1];
     var row = template.cloneNode(true);
     row.querySelectorAll("input").forEach(function (input) { input.value = ""; });
+    row.querySelectorAll("select").forEach(function (select) { select.selectedIndex = 0; });
     body.appendChild(row);
     if (values) {
       row.querySelector("[name=p_number]").value = values.number || "";

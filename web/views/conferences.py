@@ -112,7 +112,7 @@ async def edit(request: web.Request) -> web.StreamResponse:
               "max_participants": conference.max_participants, "auto_invite": conference.auto_invite,
               "auto_extend_minutes": conference.auto_extend_minutes,
               "guest_pin_required": conference.guest_pin_required, "reminder_minutes": conference.reminder_minutes,
-              "participants": [{"number": p.number, "name": p.name, "email": p.email}
+              "participants": [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role)}
                                for p in conference.participants],
               "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
     context = await form_context(request, values)
