@@ -419,6 +419,8 @@ class CallService:
         ``role`` (admin and marked for a chair). The call stays up; the room's leave and join
         of this move are not the participant leaving. A muted participant stays muted."""
         call_id = participant.call_id or ""
+        if call_id in self._rejoining:
+            raise AmiError("the participant's role is being changed; try again in a moment")
         adapter = self.node(participant.node_id)
         entered = asyncio.get_running_loop().create_future()
         self._rejoining[call_id] = entered

@@ -21,8 +21,10 @@ pytestmark = [pytest.mark.stack, pytest.mark.browser]
 # SIPp callees that answer and wait (tests/sipp/pstn.xml); one pair per language
 NUMBERS = {"ru": ("375290021100", "375290022100"), "en": ("375290023100", "375290024100")}
 TEXT = {
-    "ru": {"start": "Начать сейчас", "not_started": "Ещё не началась", "chair": "ведущий", "invited": "Приглашённые"},
-    "en": {"start": "Start now", "not_started": "Not started yet", "chair": "chair", "invited": "Invited"},
+    "ru": {"start": "Начать сейчас", "not_started": "Ещё не началась", "chair": "ведущий", "guest": "гость",
+           "invited": "Приглашённые"},
+    "en": {"start": "Start now", "not_started": "Not started yet", "chair": "chair", "guest": "guest",
+           "invited": "Invited"},
 }
 
 
@@ -95,6 +97,12 @@ async def test_start_now_tabs_roles_and_one_end_prompt(browser: Browser, engine,
             await row.locator("[data-test=make-chair]").click()
             await expect(row.locator("[data-col=role]")).to_have_text(text["chair"], timeout=LIVE_TIMEOUT_MS)
             await expect(row).to_have_attribute("data-state", "connected")
+            pavel = await row.get_attribute("data-participant")
+            async with http.patch(f"{portal_url}/api/v1/conferences/{cid}/participants/{pavel}",
+                                  json={"role": "guest"}) as reply:
+                assert reply.status == 200, await reply.text()
+            await expect(row.locator("[data-col=role]")).to_have_text(text["guest"], timeout=LIVE_TIMEOUT_MS)
+            await expect(row.locator("[data-test=make-chair]")).to_be_visible()
 
             # tabs: invited shows both dialled-out rows, dialled-in none
             await page.click("[data-tab=dialin]")
