@@ -1,17 +1,20 @@
-"""A dial-in caller's role changes in the call: a SIPp caller who joined with the guest PIN is
-made chair and back through the conference service; ConfBridge reports the member's Admin and
-MarkedUser flags accordingly, the call stays up (same channel, never marked left), and the
-event log and the bus say what changed."""
+"""Start now within the account's limits, and a dial-in caller's role changed in the call: a
+SIPp caller who joined with the guest PIN is made chair and back; ConfBridge reports the member's
+Admin and MarkedUser flags accordingly, the call stays up (same channel, never marked left), and
+the event log and the bus say what changed."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from engine.domain.errors import ValidationError
-from engine.domain.model import ParticipantState, Role
+from engine.domain.errors import LimitExceeded, NotFound, StateConflict, ValidationError
+from engine.domain.model import ConferencePlan, ConferenceState, ParticipantState, Role
 from tests.integration.test_dialin import CALL_SETUP_TIMEOUT, dial_in_and_join, hang_up_all, member
 from tests.support.api import BusWatcher
 from tests.support.dialin_factories import create_conference, random_caller
+from tests.support.factories import create_account
 
 pytestmark = pytest.mark.stack
 
@@ -48,3 +51,28 @@ async def test_dial_in_guest_made_chair_and_back_in_the_call(engine, sipp) -> No
     assert kinds.count("participant.role") == 2 and "participant.left" not in kinds
     await hang_up_all(engine, conference.room)
     assert await process.wait(CALL_SETUP_TIMEOUT) == 0
+
+
+async def test_start_now_respects_the_concurrent_conference_limit(engine) -> None:
+    """Starting early moves the conference into the present: over the account's limit of
+    conferences at the same time it is refused and stays scheduled at its time."""
+    service = engine.services["conferences"]
+    owner = await create_account(engine.pool, max_concurrent_conferences=1)
+    running = await service.plan(owner, ConferencePlan(subject="now", start=None, duration_minutes=30,
+                                                       max_participants=3))
+    later = datetime.now(UTC) + timedelta(hours=5)
+    scheduled = await service.plan(owner, ConferencePlan(subject="later", start=later, duration_minutes=30,
+                                                         max_participants=3))
+    with pytest.raises(LimitExceeded, match="at most 1"):
+        await service.start_now(owner, scheduled.id)
+    kept = await service.get(owner, scheduled.id)
+    assert kept.state == ConferenceState.SCHEDULED and kept.starts_at == scheduled.starts_at
+    with pytest.raises(NotFound):
+        await service.start_now(await create_account(engine.pool), scheduled.id)
+    await service.end(owner, running.id)
+    started = await service.start_now(owner, scheduled.id)
+    assert started.state == ConferenceState.RUNNING and started.starts_at < later
+    assert started.ends_at - started.starts_at == service.minutes(30)
+    with pytest.raises(StateConflict):
+        await service.start_now(owner, scheduled.id)
+    await service.end(owner, scheduled.id)
