@@ -386,6 +386,5 @@ class AmiAdapter:
         """Send a channel that is in a room back through ``veche-room`` with another user profile:
         ConfBridge cannot change a member's profile during a call, and a Redirect keeps the call
         up (the member is out of the room for a moment, and its room stays in VECHE_ROOM)."""
-        await self.setvar(channel, "VECHE_PROFILE", profile)
-        await self.action("Redirect", Channel=_check_token(channel, "channel"), Context="veche-room",
-                          Exten="join", Priority="1")
+        await self.setvar(channel, "VECHE_PROFILE", profile)  # refuses what the channel rule refuses
+        await self.action("Redirect", Channel=channel, Context="veche-room", Exten="join", Priority="1")
