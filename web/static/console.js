@@ -104,7 +104,7 @@
         } else if (p.state === "calling" || p.state === "ringing") {
           actions.appendChild(chip(label("hangup"), url + "hangup", true));
         } else if (p.origin === "dialout") {
-          actions.appendChild(chip(label("redial"), url + "redial"));
+          actions.appendChild(chip(label(p.state === "planned" ? "call" : "redial"), url + "redial"));
         }
       }
       if (conference.state === "running" || conference.state === "scheduled") {
@@ -256,7 +256,7 @@
   var all = root.querySelector("[data-check-all]");
   if (all) {
     all.addEventListener("change", function () {
-      body.querySelectorAll("input[name=participant]").forEach(function (box) { box.checked = all.checked; });
+      body.querySelectorAll("tr:not([hidden]) input[name=participant]").forEach(function (box) { box.checked = all.checked; });
     });
   }
 
