@@ -425,7 +425,7 @@ class CallService:
         entered = asyncio.get_running_loop().create_future()
         self._rejoining[call_id] = entered
         try:
-            await adapter.confbridge_rejoin(participant.channel or "", PROFILES[role])
+            await adapter.confbridge_rejoin(participant.channel or "", self._profile(participant, role))
             try:
                 await asyncio.wait_for(entered, REJOIN_TIMEOUT)
             except TimeoutError:
@@ -435,12 +435,18 @@ class CallService:
         finally:
             self._rejoining.pop(call_id, None)
 
+    @staticmethod
+    def _profile(participant: Participant, role: Role) -> str:
+        """The ConfBridge user profile a participant enters with in ``role``."""
+        return PROFILES[role]
+
     async def set_profile(self, participant: Participant, role: Role) -> None:
         """A call still being set up enters the room with the user profile of ``role``."""
         if not participant.call_id:
             return
         try:
-            await self.node(participant.node_id).setvar(participant.call_id, "VECHE_PROFILE", PROFILES[role])
+            await self.node(participant.node_id).setvar(participant.call_id, "VECHE_PROFILE",
+                                                        self._profile(participant, role))
         except AmiError as exc:  # the call ended meanwhile: the stored role is used next time
             log.info("participant %s: profile not set on the call: %s", participant.id, exc)
 
