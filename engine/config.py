@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from engine.domain import pins
 from engine.domain.errors import ConfigError
+from engine.domain.planning import EXTEND_CAP_MINUTES
 
 DEFAULT_AMI_SECRET = "veche-dev-secret"
 
@@ -82,7 +83,7 @@ class Settings:
     retry_no_answer: int = 0  # extra dial attempts after no answer
     retry_delay_seconds: float = 30.0
     warning_seconds: float = 120.0  # the room hears the deadline warning this long before the end
-    extend_cap_minutes: int = 120  # total auto-extension allowed per conference
+    extend_cap_minutes: int = EXTEND_CAP_MINUTES  # total extension (manual and auto) per conference
     join_early_minutes: int = 10  # dial-in may join this long before the start
     minute_seconds: float = 60.0  # length of a conference "minute" (tests shrink it)
     number_plan_country: str = "375"

@@ -68,6 +68,7 @@ class TemplateParticipant:
     number: str
     name: str = ""
     email: str | None = None
+    role: str = "guest"  # chair or guest, as in a conference plan
 
 
 @dataclass
@@ -199,13 +200,17 @@ def template_values(values: dict) -> dict:
 
 def template_participant(raw: object, index: int = 0) -> TemplateParticipant:
     if isinstance(raw, TemplateParticipant):
-        raw = {"number": raw.number, "name": raw.name, "email": raw.email}
+        raw = {"number": raw.number, "name": raw.name, "email": raw.email, "role": raw.role}
     if not isinstance(raw, dict):
         raise ValidationError("A participant needs a number", f"participants[{index}]")
+    role = raw.get("role") or "guest"
+    if role not in ("chair", "guest"):
+        raise ValidationError("the role is chair or guest", f"participants[{index}].role")
     return TemplateParticipant(
         number=dial_number(raw.get("number"), f"participants[{index}].number"),
         name=person_name(raw.get("name"), f"participants[{index}].name"),
         email=email(raw.get("email"), f"participants[{index}].email"),
+        role=role,
     )
 
 

@@ -14,6 +14,9 @@ from engine.domain.numberplan import NumberPlan
 MAX_DURATION_MINUTES = 720
 MAX_REMINDER_MINUTES = 1440
 EXTEND_STEPS = (15, 30, 45, 60)
+# How far a conference may run past its planned end, by hand and automatically together
+# (VECHE_EXTEND_CAP_MINUTES overrides it; each conference keeps the cap it was planned with).
+EXTEND_CAP_MINUTES = 120
 PLAN_FIELDS = frozenset({"subject", "start", "duration_minutes", "max_participants", "auto_invite",
                          "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
                          "timezone", "mode", "language", "notify_participants", "recording"})
@@ -115,3 +118,8 @@ def validate_extension(minutes: object) -> int:
     if not _is_int(minutes) or minutes not in EXTEND_STEPS:
         raise ValidationError("extend by 15, 30, 45 or 60 minutes", "minutes")
     return int(minutes)  # type: ignore[arg-type]
+
+
+def extension_refusal(cap_minutes: int) -> str:
+    """Why an extension beyond the cap is refused."""
+    return f"a conference may run at most {cap_minutes} minutes past its planned end"

@@ -29,7 +29,7 @@ from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
 from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotRequest
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
-from engine.domain.model import Conference, FailureReason, Participant, ParticipantState, Role
+from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
 from engine.domain.speech import Announcement
 from engine.services.bus import DomainEvent
@@ -54,6 +54,7 @@ DIALIN_PREFIX = "vi-"
 PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
 OUTCOME_GRACE_SECONDS = 2.0
 WATCHDOG_EXTRA_SECONDS = 20.0
+REJOIN_TIMEOUT = 10.0  # how long a channel moved back into its room may take to re-enter
 # What the event log says about a participant a dial-out limit left out.
 LIMIT_WHY = {"max_dialouts_per_minute": "rate_limited", "max_concurrent_calls": "account_call_limit",
              "system_concurrent_calls": "system_call_limit"}
@@ -215,6 +216,7 @@ class CallService:
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
         self._conference_info: dict[int, tuple[int | None, str]] = {}  # id -> (owner_id, room)
         self._tasks: set[asyncio.Task] = set()
+        self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
 
     # ----------------------------------------------------------------- life cycle
 
@@ -435,6 +437,42 @@ class CallService:
             except AmiError as exc:
                 log.debug("hangup %s: %s", target, exc)
 
+    async def rejoin(self, participant: Participant, role: Role, muted: bool = False) -> None:
+        """Move a connected participant's channel back into its room with the user profile of
+        ``role`` (admin and marked for a chair). The call stays up; the room's leave and join
+        of this move are not the participant leaving. A muted participant stays muted."""
+        call_id = participant.call_id or ""
+        if call_id in self._rejoining:
+            raise AmiError("the participant's role is being changed; try again in a moment")
+        adapter = self.node(participant.node_id)
+        entered = asyncio.get_running_loop().create_future()
+        self._rejoining[call_id] = entered
+        try:
+            await adapter.confbridge_rejoin(participant.channel or "", self._profile(participant, role))
+            try:
+                await asyncio.wait_for(entered, REJOIN_TIMEOUT)
+            except TimeoutError:
+                raise AmiError("the participant did not re-enter the room") from None
+            if muted:
+                await adapter.confbridge_mute(str(entered.result()), participant.channel or "", True)
+        finally:
+            self._rejoining.pop(call_id, None)
+
+    @staticmethod
+    def _profile(participant: Participant, role: Role) -> str:
+        """The ConfBridge user profile a participant enters with in ``role``."""
+        return (INVITED_PROFILES if participant.origin == Origin.DIALOUT else PROFILES)[role]
+
+    async def set_profile(self, participant: Participant, role: Role) -> None:
+        """A call still being set up enters the room with the user profile of ``role``."""
+        if not participant.call_id:
+            return
+        try:
+            await self.node(participant.node_id).setvar(participant.call_id, "VECHE_PROFILE",
+                                                        self._profile(participant, role))
+        except AmiError as exc:  # the call ended meanwhile: the stored role is used next time
+            log.info("participant %s: profile not set on the call: %s", participant.id, exc)
+
     async def announce(self, conference: Conference, prompt: str | Announcement, *, wait: bool = False) -> str:
         """Play one of the engine's fixed prompts, or an announcement composed of them, into the
         room through a quiet announcer channel speaking the conference's language; returns the
@@ -584,6 +622,11 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
+        entered = self._rejoining.get(uid)
+        if entered is not None:
+            if not entered.done():
+                entered.set_result(event.get("Conference"))
+            return
         attempt = self.attempts.pop(uid, None)
         if attempt is not None:
             attempt.finished = True
@@ -608,7 +651,7 @@ class CallService:
 
     async def _on_ConfbridgeLeave(self, event: AmiEvent) -> None:  # noqa: N802
         uid = event.get("Uniqueid")
-        if uid.startswith(ANNOUNCER_PREFIX):
+        if uid.startswith(ANNOUNCER_PREFIX) or uid in self._rejoining:
             return
         participant = await self._participant_of(event)
         if participant is not None and participant.state == ParticipantState.CONNECTED:

@@ -26,12 +26,14 @@ from engine.domain.model import (
     Participant,
     ParticipantPlan,
     ParticipantState,
+    Role,
 )
 from engine.domain.numberplan import NumberPlan
 from engine.domain.pins import generate_conference_number, generate_pins
 from engine.domain.planning import (
     PLAN_FIELDS,
     AccountLimits,
+    extension_refusal,
     validate_extension,
     validate_participant,
     validate_plan,
@@ -271,6 +273,29 @@ class ConferenceService:
         self._wake_scheduler()
         return await self._owned(owner_id, conference.id)
 
+    async def start_now(self, owner_id: int | None, conference_id: int) -> Conference:
+        """Start a scheduled conference before its time: it runs its planned duration from now
+        (within the account's limit of concurrent conferences) and starts through the
+        scheduler's path, so auto-invite and the call limits apply as at the planned time."""
+        conference = await self._owned(owner_id, conference_id, with_participants=False)
+        if conference.state != ConferenceState.SCHEDULED:
+            raise StateConflict(f"only a scheduled conference can be started; this one is {conference.state}")
+        await self._limits(conference.owner_id)
+        now = now_utc()
+        try:
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, now,
+                                               now + self.minutes(conference.duration_minutes))
+        except OverLimit as exc:
+            raise self._concurrency_refused(conference.owner_id, exc) from None
+        if moved is None:
+            raise StateConflict("the conference is no longer scheduled")
+        await self.repo.log_event(conference.id, "conference.start_requested", actor=actor_of(owner_id),
+                                  detail={"planned_start": conference.starts_at.isoformat()})
+        started = await self.start_conference(conference.id, actor=actor_of(owner_id))
+        if started is None:
+            raise StateConflict("the conference could not start")
+        return await self._owned(owner_id, conference.id)
+
     # ----------------------------------------------------------------- life cycle (scheduler)
 
     async def start_conference(self, conference_id: int, actor: str = "engine") -> Conference | None:
@@ -500,6 +525,45 @@ class ConferenceService:
                                   participant_id=participant.id)
         await self._publish("participant.kicked", conference, participant.id)
 
+    async def set_role(self, owner_id: int | None, conference_id: int, participant_id: int,
+                       role: Role | str) -> Participant:
+        """Make a participant a chair or a guest. A connected participant takes the new role in
+        the call at once: ConfBridge cannot change a member's user profile, so the channel
+        re-enters the room with the other profile (calls.rejoin); a call being set up joins with it."""
+        try:
+            role = Role(role)
+        except ValueError:
+            raise ValidationError("the role is chair or guest", "role") from None
+        conference = await self._owned(owner_id, conference_id)
+        if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
+            raise StateConflict(f"the conference is {conference.state}")
+        participant = self._participant_of(conference, participant_id)
+        if participant.role == role:
+            return participant
+        live = conference.state == ConferenceState.RUNNING
+        if live and participant.state == ParticipantState.CONNECTED and participant.channel:
+            # a locked room lets only chairs in: open it for the moment of a chair's re-entry as a guest
+            reopen = conference.locked and role == Role.GUEST
+            adapter = self.calls.node(conference.node_id)
+            if reopen:
+                with contextlib.suppress(AmiError):
+                    await adapter.confbridge_lock(conference.room, False)
+            try:
+                await self.calls.rejoin(participant, role, muted=participant.muted)
+            except AmiError as exc:
+                raise StateConflict(f"Asterisk could not change the role: {exc}") from exc
+            finally:
+                if reopen:
+                    with contextlib.suppress(AmiError):
+                        await adapter.confbridge_lock(conference.room, True)
+        elif live and participant.state in IN_CALL_STATES:
+            await self.calls.set_profile(participant, role)
+        updated = await self.repo.update_participant(participant.id, role=str(role)) or participant
+        await self.repo.log_event(conference.id, "participant.role", actor=actor_of(owner_id),
+                                  participant_id=participant.id, detail={"role": str(role)})
+        await self._publish("participant.role", conference, participant.id, role=str(role))
+        return updated
+
     async def lock(self, owner_id: int | None, conference_id: int, locked: bool, actor: str | None = None) -> None:
         """Lock (no guest dials in; a chair PIN and whoever is invited still enter) or unlock a
         running conference."""
@@ -520,9 +584,10 @@ class ConferenceService:
         step = validate_extension(minutes)
         conference = await self._running(owner_id, conference_id)
         extended = await self.repo.extend(conference.id, self.minutes(step).total_seconds(), step,
-                                          count_against_cap=False)
+                                          count_against_cap=True)
         if extended is None:
-            raise StateConflict("the conference is not running")
+            current = await self._running(owner_id, conference_id)
+            raise LimitExceeded(extension_refusal(current.extend_cap_minutes))
         await self.repo.log_event(conference.id, "conference.extended", actor=actor or actor_of(owner_id),
                                   detail={"minutes": step, "auto": False, "ends_at": extended.ends_at.isoformat()})
         await self._publish("conference.extended", extended, minutes=step, auto=False,

@@ -119,8 +119,14 @@ SCHEMAS: dict[str, Any] = {
     "ParticipantAdd": _obj({
         "number": NUMBER, "name": NAME, "email": EMAIL,
         "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
-        "invite": {"type": "boolean", "default": True, "description": "dial at once (running conference)"},
+        "invite": {"type": "boolean", "default": True, "description": "dial at once (running conference); false adds "
+                   "the participant to be invited later"},
     }, ("number",)),
+    "ParticipantUpdate": _obj({
+        "role": {"type": "string", "enum": ["chair", "guest"],
+                 "description": "a connected participant takes the role in the call at once "
+                                "(re-enters the room with the chair or guest profile; the call stays up)"},
+    }, ("role",)),
     "Participant": _obj({
         "id": ID, "conference_id": ID, "number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
         "role": {"type": "string", "enum": ["chair", "guest"]},
@@ -205,8 +211,11 @@ SCHEMAS: dict[str, Any] = {
     "Room": _obj({"id": ID, "name": {"type": "string"}, "number": {"type": "string"},
                   "location": {"type": "string"}}, ("id", "name", "number"), closed=False),
     "RoomList": _obj({"rooms": {"type": "array", "items": _ref("Room")}}, ("rooms",), closed=False),
-    "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL}, ("number",)),
-    "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT},
+    "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL,
+                                      "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"}},
+                                     ("number",)),
+    "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
+                                 "role": {"type": "string", "enum": ["chair", "guest"]}},
                                 ("number",), closed=False),
     "TemplateInput": _obj({
         "name": NAME_REQUIRED,
@@ -371,6 +380,17 @@ PATHS: dict[str, Any] = {
         "delete": _op("cancel_conference", "Cancel a scheduled conference",
                       {"200": _json("Conference", "the cancelled conference")}, tag="conferences",
                       params=CONF, errors=("401", "403", "404", "409")),
+    },
+    "/conferences/{id}/start": {
+        "post": _op("start_conference", "Start a scheduled conference now: it runs its planned duration from "
+                    "now, planned participants are dialled when auto-invite is on; the account's limits apply",
+                    {"200": _json("Conference", "the running conference")}, tag="live", params=CONF,
+                    errors=("401", "403", "404", "409", "422", "429", "503")),
+    },
+    "/conferences/{id}/participants/{pid}": {
+        "patch": _op("update_participant", "Make a participant a chair or a guest (live in a running conference)",
+                     {"200": _json("Participant", "the changed participant")}, tag="live",
+                     body="ParticipantUpdate", params=CONF_PARTICIPANT, errors=(*LIVE, "422")),
     },
     "/conferences/{id}/participants": {
         "post": _op("add_participant", "Add a participant (dialled at once into a running conference)",

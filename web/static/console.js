@@ -17,6 +17,7 @@
   var warningSeconds = Number(root.dataset.warningSeconds) || 0;
   var timeWarning = root.querySelector("[data-time-warning]");
   var countdown = root.querySelector("[data-countdown]");
+  var tab = "all";
   var loading = false;
   var again = false;
   var timer = null;
@@ -102,11 +103,18 @@
       var row = document.createElement("tr");
       row.dataset.participant = p.id;
       row.dataset.state = p.display_state;
+      row.dataset.origin = p.origin;
+      row.dataset.role = p.role;
+      row.hidden = tab !== "all" && p.origin !== tab;
       var box = document.createElement("input");
       box.type = "checkbox"; box.name = "participant"; box.value = p.id; box.checked = !!checked[p.id];
       cell(row, "select", box);
       cell(row, "name", p.name || "—");
       cell(row, "number", p.number).className = "mono";
+      var role = document.createElement("span");
+      role.className = "badge role-" + p.role;
+      role.textContent = label(p.role);
+      cell(row, "role", role);
       cell(row, "state", badge(p.display_state, p.reason));
       cell(row, "joined", p.joined_at ? timeFormat.format(new Date(p.joined_at)) : "—");
       cell(row, "duration", duration(liveSeconds(p))).className = "mono";
@@ -121,9 +129,17 @@
           var kick = chip(label("kick"), url + "kick", true);
           kick.dataset.confirm = label("confirm_kick");
           actions.appendChild(kick);
-        } else if (p.state !== "calling" && p.state !== "ringing") {
-          actions.appendChild(chip(label("redial"), url + "redial"));
+        } else if (p.state === "calling" || p.state === "ringing") {
+          actions.appendChild(chip(label("hangup"), url + "hangup", true));
+        } else if (p.origin === "dialout") {
+          actions.appendChild(chip(label(p.state === "planned" ? "call" : "redial"), url + "redial"));
         }
+      }
+      if (conference.state === "running" || conference.state === "scheduled") {
+        var other = p.role === "chair" ? "guest" : "chair";
+        var roleChip = chip(label("make_" + other), url + other);
+        roleChip.dataset.test = "make-" + other;
+        actions.appendChild(roleChip);
       }
       rows.appendChild(row);
     });
@@ -131,7 +147,7 @@
       var empty = document.createElement("tr");
       empty.className = "empty";
       var td = cell(empty, "empty", label("nobody"));
-      td.colSpan = 7; td.className = "muted";
+      td.colSpan = 8; td.className = "muted";
       rows.appendChild(empty);
     }
     body.replaceChildren(rows);
@@ -144,6 +160,26 @@
     root.querySelector("[data-unlock-form]").hidden = !conference.locked;
     root.querySelector("[data-ends-at]").textContent = shortTime.format(new Date(conference.ends_at));
     root.dataset.confState = conference.state;
+    root.querySelectorAll("[data-running-only]").forEach(function (el) { el.hidden = conference.state !== "running"; });
+    root.querySelectorAll("[data-scheduled-only]").forEach(function (el) { el.hidden = conference.state !== "scheduled"; });
+    var counts = { all: conference.participants.length, dialout: 0, dialin: 0 };
+    conference.participants.forEach(function (p) { counts[p.origin] = (counts[p.origin] || 0) + 1; });
+    root.querySelectorAll("[data-count]").forEach(function (el) { el.textContent = "(" + counts[el.dataset.count] + ")"; });
+    var dialList = root.querySelector("[data-dial-list]");
+    if (dialList) {
+      var items = document.createDocumentFragment();
+      conference.participants.forEach(function (p) {
+        if (p.origin !== "dialout") { return; }
+        var li = document.createElement("li");
+        li.textContent = (p.name || p.number) + " ";
+        var number = document.createElement("span");
+        number.className = "mono muted";
+        number.textContent = p.number;
+        li.appendChild(number);
+        items.appendChild(li);
+      });
+      if (items.childNodes.length) { dialList.replaceChildren(items); }
+    }
     showLockout(conference.pin_lockout ? conference.pin_lockout.until : "");
     root.classList.toggle("is-over", conference.state !== "running" && conference.state !== "scheduled");
     showCountdown();
@@ -185,7 +221,7 @@
     "conference.scheduled", "conference.updated", "conference.cancelled", "conference.started",
     "conference.extended", "conference.locked", "conference.unlocked", "conference.ended", "conference.failed",
     "participant.added", "participant.state", "participant.muted", "participant.unmuted", "participant.kicked",
-    "participant.talking", "conference.pin_lockout", "conference.warned"];
+    "participant.talking", "participant.role", "conference.pin_lockout", "conference.warned"];
   function connect() {
     var stream = new EventSource(root.dataset.eventsUrl);
     stream.onopen = function () { offline.hidden = true; root.dataset.live = "1"; refresh(); };
@@ -233,10 +269,23 @@
     }).catch(function () { show(label("offline"), true); });
   });
 
+  root.querySelectorAll("[data-tab]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      tab = button.dataset.tab;
+      root.querySelectorAll("[data-tab]").forEach(function (other) {
+        other.classList.toggle("is-active", other === button);
+        other.setAttribute("aria-selected", other === button ? "true" : "false");
+      });
+      body.querySelectorAll("tr[data-participant]").forEach(function (row) {
+        row.hidden = tab !== "all" && row.dataset.origin !== tab;
+      });
+    });
+  });
+
   var all = root.querySelector("[data-check-all]");
   if (all) {
     all.addEventListener("change", function () {
-      body.querySelectorAll("input[name=participant]").forEach(function (box) { box.checked = all.checked; });
+      body.querySelectorAll("tr:not([hidden]) input[name=participant]").forEach(function (box) { box.checked = all.checked; });
     });
   }
 

@@ -42,7 +42,7 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/conferences/{id:\d+}/participants", conferences.add_participant, name="add_participant")
     add.add_post(r"/conferences/{id:\d+}/invite", conferences.invite, name="invite")
     add.add_post(r"/conferences/{id:\d+}/participants/{pid:\d+}/{action:[a-z]+}", conferences.participant_action)
-    add.add_post(r"/conferences/{id:\d+}/{action:lock|unlock|extend|end}", conferences.conference_action)
+    add.add_post(r"/conferences/{id:\d+}/{action:start|lock|unlock|extend|end}", conferences.conference_action)
 
     add.add_get("/history", history.history, name="history")
     add.add_get("/history.csv", history.history_csv, name="history_csv")

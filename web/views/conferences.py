@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
-from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState
+from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState, Role
 from web.auth import current_account, login_required
 from web.i18n import local_time
 from web.views.common import (
@@ -59,6 +59,7 @@ def conference_json(conference: Conference) -> dict[str, Any]:
     return {
         "id": conference.id, "subject": conference.subject, "state": str(conference.state),
         "locked": conference.locked, "starts_at": conference.starts_at.isoformat(),
+        "auto_invite": conference.auto_invite,
         "ends_at": conference.ends_at.isoformat(), "extended_minutes": conference.extended_minutes,
         "participants": [participant_json(p) for p in conference.participants],
     }
@@ -114,7 +115,7 @@ async def edit(request: web.Request) -> web.StreamResponse:
               "language": conference.language,
               "notify_participants": conference.notify_participants,
               "recording": conference.recording,
-              "participants": [{"number": p.number, "name": p.name, "email": p.email}
+              "participants": [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role)}
                                for p in conference.participants],
               "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
     context = await form_context(request, values)
@@ -203,8 +204,12 @@ async def _run_action(request: web.Request, message: str, call: Any, target: str
 async def add_participant(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
-    participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None)
-    invite = form.get("invite", "on") == "on"
+    role = field(form, "role") or "guest"
+    if role not in ("chair", "guest"):
+        return await _action_done(request, path_id(request), "", ValidationError("Choose chair or guest", "role"))
+    participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None,
+                                  Role(role))
+    invite = checkbox(form, "invite")
     return await _run_action(request, N_("Participant added"), service(request, "conferences").add_participant(
         account.id, path_id(request), participant, invite=invite))
 
@@ -231,6 +236,9 @@ PARTICIPANT_ACTIONS = {
     "unmute": (N_("Participant unmuted"), lambda s, a, c, p: s.mute(a, c, p, False)),
     "kick": (N_("Participant disconnected"), lambda s, a, c, p: s.kick(a, c, p)),
     "redial": (N_("Calling the participant again"), lambda s, a, c, p: s.invite(a, c, [p])),
+    "hangup": (N_("Call cancelled"), lambda s, a, c, p: s.kick(a, c, p)),
+    "chair": (N_("The participant is now a chair"), lambda s, a, c, p: s.set_role(a, c, p, Role.CHAIR)),
+    "guest": (N_("The participant is now a guest"), lambda s, a, c, p: s.set_role(a, c, p, Role.GUEST)),
 }
 
 
@@ -251,6 +259,10 @@ async def conference_action(request: web.Request) -> web.StreamResponse:
     action = request.match_info["action"]
     conferences_service = service(request, "conferences")
     conference_id = path_id(request)
+    if action == "start":
+        return await _run_action(request, N_("Conference started"),
+                                 conferences_service.start_now(account.id, conference_id),
+                                 target=f"/conferences/{conference_id}/console")
     if action == "lock":
         return await _run_action(request, N_("Conference locked"),
                                  conferences_service.lock(account.id, conference_id, True))

@@ -31,12 +31,14 @@ def _int(form: MultiDictProxy, name: str, message: str) -> int:
 
 def form_participants(form: MultiDictProxy) -> list[dict[str, Any]]:
     numbers, names, emails = form.getall("p_number", []), form.getall("p_name", []), form.getall("p_email", [])
+    roles = form.getall("p_role", [])
     rows = []
     for index, number in enumerate(numbers):
         name = names[index].strip() if index < len(names) else ""
         email = emails[index].strip() if index < len(emails) else ""
+        role = roles[index] if index < len(roles) else "guest"
         if number.strip() or name or email:
-            rows.append({"number": number.strip(), "name": name, "email": email or None})
+            rows.append({"number": number.strip(), "name": name, "email": email or None, "role": role})
     return rows
 
 
@@ -73,7 +75,8 @@ def form_start(form: MultiDictProxy, timezone: str) -> datetime | None:
 
 def plan_from_form(form: MultiDictProxy, timezone: str) -> ConferencePlan:
     values = plan_form_values(form)
-    participants = tuple(ParticipantPlan(p["number"], p["name"], p["email"]) for p in values.pop("participants"))
+    participants = tuple(ParticipantPlan(p["number"], p["name"], p["email"], p["role"])
+                         for p in values.pop("participants"))
     return ConferencePlan(start=form_start(form, timezone), participants=participants, timezone=timezone,
                           mode="voice", **values)
 
@@ -118,7 +121,7 @@ async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str
     later = (datetime.now(zone) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     values = {"when": "now", "date": later.strftime("%Y-%m-%d"), "time": later.strftime("%H:%M"),
               "template_name": "", **values}
-    rows = list(values["participants"]) + [{"number": "", "name": "", "email": None}] * EMPTY_ROWS
+    rows = list(values["participants"]) + [{"number": "", "name": "", "email": None, "role": "guest"}] * EMPTY_ROWS
     return {"values": values, "rows": rows, "contacts": await book.contacts(account.id),
             "rooms": await book.rooms(account.id), "durations": DURATIONS, "extend_steps": AUTO_EXTEND_STEPS,
             "reminder_leads": REMINDER_LEADS, "errors": {}}

@@ -148,5 +148,5 @@ def _encode(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     if "participants" in out:
         out["participants"] = json.dumps(
-            [{"number": p.number, "name": p.name, "email": p.email} for p in out["participants"]])
+            [{"number": p.number, "name": p.name, "email": p.email, "role": p.role} for p in out["participants"]])
     return out
