@@ -56,7 +56,7 @@ def check_channel(value: object) -> str:
 
 def _check_variable_name(name: str) -> str:
     """A variable or dialplan function the engine reads: ``UNIQUEID``, ``CHANNEL(rtcp,all)``."""
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Z_]{1,40}(\([a-z,]{1,40}\))?", name):
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Z_]{1,40}(\([a-z,\-]{1,40}\))?", name):
         raise AmiError(f"refusing to read variable {name!r}")
     return name
 

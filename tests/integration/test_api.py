@@ -102,7 +102,7 @@ async def test_tokens_are_listed_revocable_and_record_use(engine, api_server) ->
     assert revoked.status == 401 and revoked.error["code"] == "unauthenticated"
     assert (await owner.api.call("DELETE", "/tokens/999999999")).status == 404
     bad = await portal.post("/tokens", {"name": "x" * 101})
-    assert bad.status == 400 and bad.error["field"] == "name"
+    assert bad.status == 422 and bad.error["field"] == "name"
     unnamed = await portal.call("POST", "/tokens")  # the body is optional
     assert unnamed.status == 201
 
