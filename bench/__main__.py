@@ -1,0 +1,72 @@
+"""One command for the benchmarks: ``python -m bench all`` runs every benchmark and rewrites
+bench/RESULTS.md; ``python -m bench dialout|dialin|ingest [options]`` runs one of them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from pathlib import Path
+from types import ModuleType
+
+from bench import _stack, bench_ami_ingest, bench_dialin, bench_dialout
+from bench._stack import machine, write_header
+
+# name -> module with add_arguments(parser) and async run(args) -> str (its RESULTS.md section)
+BENCHMARKS: dict[str, ModuleType] = {
+    "dialout": bench_dialout,
+    "dialin": bench_dialin,
+    "ingest": bench_ami_ingest,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    top.add_argument("--results", type=Path, default=_stack.RESULTS,
+                     help="the file whose sections are rewritten (default bench/RESULTS.md)")
+    commands = top.add_subparsers(dest="command", required=True)
+    every = commands.add_parser("all", help="run every benchmark with its defaults and rewrite bench/RESULTS.md")
+    every.add_argument("--skip", nargs="*", default=[], choices=sorted(BENCHMARKS),
+                       help="benchmarks to leave out (their old sections stay)")
+    for name, module in BENCHMARKS.items():
+        sub = commands.add_parser(name, help=(module.__doc__ or "").split(":", 1)[0])
+        module.add_arguments(sub)
+    return top
+
+
+def defaults(module: ModuleType) -> argparse.Namespace:
+    sub = argparse.ArgumentParser()
+    module.add_arguments(sub)
+    return sub.parse_args([])
+
+
+async def run_all(skip: list[str]) -> None:
+    started = time.monotonic()
+    where = machine()
+    failures: list[str] = []
+    for name, module in BENCHMARKS.items():
+        if name in skip:
+            continue
+        print(f"== {name}", flush=True)
+        try:
+            await module.run(defaults(module))
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
+            logging.exception("benchmark %s failed", name)
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    write_header(where, time.monotonic() - started, failures)
+    print(f"wrote {_stack.RESULTS}")
+
+
+def main() -> None:
+    args = parser().parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    _stack.RESULTS = args.results
+    if args.command == "all":
+        asyncio.run(run_all(args.skip))
+    else:
+        asyncio.run(BENCHMARKS[args.command].run(args))
+
+
+if __name__ == "__main__":
+    main()
