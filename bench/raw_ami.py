@@ -55,7 +55,8 @@ class _Headers(Protocol):
 
 def track(tally: CallTally, message: _Headers, calls: Container[str], room: str | None, at: float) -> None:
     """Fold one AMI event into the run's tally: a ConfbridgeJoin of one of ``calls`` (in ``room``
-    unless None) is a join; a failed OriginateResponse or a Hangup of either leg before the join ends the call."""
+    unless None) is a join; a failed OriginateResponse or a Hangup of either leg before the join
+    ends the call. The other leg's Uniqueid is the call id plus ``-2``, so no call id may end so."""
     event = message.get("Event")
     uid = message.get("Uniqueid", "")
     call = uid[:-2] if uid.endswith("-2") else uid
@@ -77,9 +78,9 @@ async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str,
     call ended one way or another, or the deadline passed (the rest then count as timed out).
     Returns the seconds until the last join (or until the run was over) and the tally."""
     started = time.perf_counter()
-    calls = {f"raw-{room}-{index}" for index in range(len(numbers))}
+    calls = {f"raw-{room}-c{index}" for index in range(len(numbers))}
     for index, number in enumerate(numbers):
-        call_id = f"raw-{room}-{index}"
+        call_id = f"raw-{room}-c{index}"  # never ends in "-2", the other leg's suffix
         ami.send({"Action": "Originate", "Channel": f"Local/{number}@veche-dialout/n", "Context": "veche-room",
                   "Exten": "join", "Priority": "1", "Async": "true", "Timeout": "15000",
                   "ChannelId": call_id, "OtherChannelId": f"{call_id}-2",
