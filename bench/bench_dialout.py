@@ -28,9 +28,14 @@ TRACKED = ("OriginateResponse", "Hangup", "ConfbridgeJoin")
 ROOM_END_SECONDS = 30.0
 
 
-def callees(size: int, run: int) -> list[str]:
-    # 375 29 <run:2> <index:3> 00: answered by pstn.xml, never one of its special endings
-    return [f"37529{run % 100:02d}{i:03d}00" for i in range(size)]
+def callees(size: int, run: int, busy_every: int = 0) -> list[str]:
+    """375 29 <run:2> <index:3> 00: answered by pstn.xml, never one of its special endings; with
+    ``busy_every`` (10 or more) every such callee ends in 486 instead, and is busy."""
+    numbers = [f"37529{run % 100:02d}{i:03d}00" for i in range(size)]
+    if busy_every:
+        every = max(10, busy_every)  # 10 apart: the first two index digits keep them distinct
+        numbers = [n[:-3] + "486" if i % every == every - 1 else n for i, n in enumerate(numbers)]
+    return numbers
 
 
 def deadline_for(size: int, given: float | None) -> float:
@@ -55,14 +60,15 @@ class SizeResult:
 
 
 async def raw_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
-                   results: dict[int, SizeResult]) -> None:
+                   busy_every: int, results: dict[int, SizeResult]) -> None:
     target = stack.settings.ami
     ami = await RawAmi.connect(target.host, target.port, target.username, target.secret)
     try:
         for n in sizes:
             for rep in range(repeats):
                 room = f"raw{n}x{rep}{secrets.token_hex(2)}"
-                seconds, tally = await originate_and_wait(ami, callees(n, rep), room, deadline_for(n, deadline))
+                numbers = callees(n, rep, busy_every)
+                seconds, tally = await originate_and_wait(ami, numbers, room, deadline_for(n, deadline))
                 results[n].raw.append(Run(seconds if tally.all_joined else None, None, tally))
                 if tally.joined:
                     await clear_room(ami, room, ROOM_END_SECONDS)
@@ -89,7 +95,7 @@ class _EngineCalls:
 
 
 async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
-                      calls_per_second: float, results: dict[int, SizeResult]) -> None:
+                      calls_per_second: float, busy_every: int, results: dict[int, SizeResult]) -> None:
     engine = Engine(stack.settings.with_(calls_per_second=calls_per_second))
     await engine.start()
     service = engine.services["conferences"]
@@ -99,15 +105,15 @@ async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadlin
                                      max_dialouts_per_minute=10**6)
         for n in sizes:
             for rep in range(repeats):
-                results[n].engine.append(await _engine_run(engine, service, owner, n, rep, calls,
-                                                           deadline_for(n, deadline)))
+                results[n].engine.append(await _engine_run(engine, service, owner, n, callees(n, 50 + rep, busy_every),
+                                                           calls, deadline_for(n, deadline)))
                 calls.next_run()
     finally:
         await engine.stop()
 
 
-async def _engine_run(engine: Engine, service, owner, n: int, rep: int, calls: _EngineCalls,  # noqa: ANN001
-                      deadline: float) -> Run:
+async def _engine_run(engine: Engine, service, owner, n: int, numbers: list[str],  # noqa: ANN001
+                      calls: _EngineCalls, deadline: float) -> Run:
     tally = CallTally(n)
     stored: list[float] = []
     changed = asyncio.Event()
@@ -129,7 +135,7 @@ async def _engine_run(engine: Engine, service, owner, n: int, rep: int, calls: _
     try:
         conference = await service.plan(owner, ConferencePlan(
             subject=f"bench {n}", start=None, duration_minutes=30, max_participants=n,
-            participants=tuple(ParticipantPlan(c) for c in callees(n, 50 + rep))))
+            participants=tuple(ParticipantPlan(c) for c in numbers)))
         # over when every call has an outcome and every joined call is stored connected
         while not (tally.finished and len(stored) >= len(tally.joined)):
             left = stop_at - time.perf_counter()
@@ -172,6 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds one run may take (default 30 + 0.2 per callee)")
     parser.add_argument("--calls-per-second", type=float, default=1000.0,
                         help="the engine's dial-out pacing (default high: measure the engine, not the pacer)")
+    parser.add_argument("--busy-every", type=int, default=0,
+                        help="make every K-th callee (K >= 10) busy, to see failed calls counted")
 
 
 def _failures(runs: list[Run]) -> str:
@@ -235,8 +243,9 @@ async def run(args: argparse.Namespace) -> str:
     async with bench_stack() as stack:
         where = machine(stack.asterisk)
         # The raw runs happen before the engine starts, so the engine's event handling does not load them.
-        await raw_runs(stack, args.sizes, args.repeats, args.deadline, results)
-        await engine_runs(stack, args.sizes, args.repeats, args.deadline, args.calls_per_second, results)
+        await raw_runs(stack, args.sizes, args.repeats, args.deadline, args.busy_every, results)
+        await engine_runs(stack, args.sizes, args.repeats, args.deadline, args.calls_per_second, args.busy_every,
+                          results)
     text = report(args, where, results)
     print(text)
     write_section("dialout", text)

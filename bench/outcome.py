@@ -14,8 +14,9 @@ TIMEOUT_REASON = "no outcome by the deadline"
 @dataclass
 class CallTally:
     """The calls of one run. A call counts once: the first of joined / failed wins, so a Hangup
-    after a join (or a second failure report) changes nothing. The run is over when every
-    expected call joined or ended one way or another; the caller adds the deadline."""
+    after a join changes nothing, and a second report of a failed call (its OriginateResponse and
+    its Hangup, in either order) only adds to its reason. The run is over when every expected
+    call joined or ended one way or another; the caller adds the deadline."""
 
     expected: int
     joined: set[str] = field(default_factory=set)
@@ -29,9 +30,11 @@ class CallTally:
         self.last_join_at = at
 
     def fail(self, call_id: str, reason: str) -> None:
-        if call_id in self.joined or call_id in self.failed:
+        if call_id in self.joined:
             return
-        self.failed[call_id] = reason
+        known = self.failed.get(call_id)
+        parts = set(known.split(" + ")) if known else set()
+        self.failed[call_id] = " + ".join(sorted(parts | {reason}))
 
     @property
     def all_joined(self) -> bool:

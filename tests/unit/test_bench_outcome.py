@@ -29,6 +29,9 @@ def test_first_outcome_of_a_call_wins() -> None:
     tally.join("b", 2.0)  # nor is a late join of a call already failed
     tally.join("a", 3.0)
     assert tally.joined == {"a"} and tally.failed == {"b": "hangup cause 34"}
+    tally.fail("b", "OriginateResponse Reason 8")  # both reports of one failure, in any order
+    tally.fail("b", "hangup cause 34")
+    assert tally.failed == {"b": "OriginateResponse Reason 8 + hangup cause 34"}
     assert tally.last_join_at == 1.0
 
 
