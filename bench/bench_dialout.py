@@ -23,7 +23,7 @@ from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.services.bus import DomainEvent
 from tests.support.factories import create_account
 
-SIZES = (10, 50, 100)
+SIZES = (10, 100, 300, 500)
 TRACKED = ("OriginateResponse", "Hangup", "ConfbridgeJoin")
 ROOM_END_SECONDS = 30.0
 

@@ -78,9 +78,10 @@ async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str,
     call ended one way or another, or the deadline passed (the rest then count as timed out).
     Returns the seconds until the last join (or until the run was over) and the tally."""
     started = time.perf_counter()
-    calls = {f"raw-{room}-c{index}" for index in range(len(numbers))}
+    calls = {f"raw-{room}-c{index:04d}" for index in range(len(numbers))}
     for index, number in enumerate(numbers):
-        call_id = f"raw-{room}-c{index}"  # never ends in "-2", the other leg's suffix
+        # all of one length (like the engine's), never ending in "-2" (the other leg's suffix)
+        call_id = f"raw-{room}-c{index:04d}"
         ami.send({"Action": "Originate", "Channel": f"Local/{number}@veche-dialout/n", "Context": "veche-room",
                   "Exten": "join", "Priority": "1", "Async": "true", "Timeout": "15000",
                   "ChannelId": call_id, "OtherChannelId": f"{call_id}-2",
