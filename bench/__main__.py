@@ -27,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
                      help="the file whose sections are rewritten (default bench/RESULTS.md)")
     commands = top.add_subparsers(dest="command", required=True)
     every = commands.add_parser("all", help="run every benchmark with its defaults and rewrite bench/RESULTS.md")
+    every.add_argument("--quick", action="store_true",
+                       help="tiny sizes and one repeat: checks the plumbing, the figures mean nothing")
     every.add_argument("--skip", nargs="*", default=[], choices=sorted(BENCHMARKS),
                        help="benchmarks to leave out (their old sections stay)")
     for name, module in BENCHMARKS.items():
@@ -35,13 +37,21 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def defaults(module: ModuleType) -> argparse.Namespace:
+# ``all --quick``: the options each benchmark runs with
+QUICK: dict[str, list[str]] = {
+    "dialout": ["--sizes", "10", "--repeats", "1"],
+    "dialin": ["--rate", "2", "--seconds", "5", "--stay-ms", "2000"],
+    "ingest": ["--events", "5000", "--repeats", "1"],
+}
+
+
+def options(name: str, quick: bool) -> argparse.Namespace:
     sub = argparse.ArgumentParser()
-    module.add_arguments(sub)
-    return sub.parse_args([])
+    BENCHMARKS[name].add_arguments(sub)
+    return sub.parse_args(QUICK.get(name, []) if quick else [])
 
 
-async def run_all(skip: list[str]) -> None:
+async def run_all(skip: list[str], quick: bool = False) -> None:
     started = time.monotonic()
     where = machine()
     failures: list[str] = []
@@ -50,11 +60,13 @@ async def run_all(skip: list[str]) -> None:
             continue
         print(f"== {name}", flush=True)
         try:
-            await module.run(defaults(module))
+            await module.run(options(name, quick))
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
             logging.exception("benchmark %s failed", name)
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
-    write_header(where, time.monotonic() - started, failures)
+    command = "python -m bench all --quick (a plumbing check: the figures mean nothing)" if quick else \
+        "python -m bench all"
+    write_header(where, time.monotonic() - started, failures, command)
     print(f"wrote {_stack.RESULTS}")
 
 
@@ -63,7 +75,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     _stack.RESULTS = args.results
     if args.command == "all":
-        asyncio.run(run_all(args.skip))
+        asyncio.run(run_all(args.skip, args.quick))
     else:
         asyncio.run(BENCHMARKS[args.command].run(args))
 

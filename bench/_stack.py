@@ -105,9 +105,9 @@ def machine(asterisk: AsteriskProcess | None = None) -> str:
             f"{sipp[0].strip().rstrip('.') if sipp else 'SIPp ?'}")
 
 
-def write_header(where: str, seconds: float, failures: list[str]) -> None:
+def write_header(where: str, seconds: float, failures: list[str], command: str = "python -m bench all") -> None:
     """The top of RESULTS.md after ``python -m bench all``: the machine and how the run went."""
-    lines = ["## The run", "", f"`python -m bench all`, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+    lines = ["## The run", "", f"`{command}`, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
              f"after {seconds / 60:.1f} min. Machine: {where}.", ""]
     lines += ([f"Failed benchmarks (their sections below are older): {'; '.join(failures)}."] if failures
               else ["Every section below comes from this run."])
