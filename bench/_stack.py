@@ -101,7 +101,7 @@ def machine(asterisk: AsteriskProcess | None = None) -> str:
     busy = " (other work was running: figures are pessimistic)" if os.getloadavg()[0] > 1.0 else ""
     return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cores} cores (nproc), {cpu}; load average at start "
             f"{load}{busy}; "
-            f"open-file limit {files}; Python {platform.python_version()}; {version or 'no Asterisk'}; "
+            f"open-file limit {files}; Python {platform.python_version()}; {version or 'Asterisk: see each section'}; "
             f"{sipp[0].strip().rstrip('.') if sipp else 'SIPp ?'}")
 
 

@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -333,12 +333,20 @@ async def record(calls: int, path: Path = STREAM) -> int:
 # ----------------------------------------------------------------- the run
 
 
-def pin_to_one_core() -> str:
-    with contextlib.suppress(AttributeError, OSError):
-        cpu = min(os.sched_getaffinity(0))
+@contextlib.contextmanager
+def one_core() -> Iterator[str]:
+    """Pin this process to one CPU for the block (the benchmarks after it get all CPUs back)."""
+    try:
+        before = os.sched_getaffinity(0)
+        cpu = min(before)
         os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned"
+    except (AttributeError, OSError):
+        yield "not pinned"
+        return
+    try:
+        yield f"pinned to CPU {cpu}"
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -358,7 +366,6 @@ async def run(args: argparse.Namespace) -> str:
     blocks = load_stream()
     data, events = payload(blocks, args.events)
     where = machine()
-    pinned = pin_to_one_core()
     consumers = [raw_consumer(), panoramisk_consumer(),
                  engine_consumer("engine: AmiAdapter + tracker, in-memory repository", _null_repo)]
     cluster: PostgresCluster | None = None
@@ -381,13 +388,14 @@ async def run(args: argparse.Namespace) -> str:
     rates: dict[str, list[float]] = {c.name: [] for c in consumers}
     lost: dict[str, int] = {c.name: 0 for c in consumers}
     try:
-        for _ in range(args.repeats):
-            for consumer in consumers:  # interleaved, so a noisy moment hits every reader alike
-                rate = await measure(server, consumer, data, events, args.deadline)
-                if rate is None:
-                    lost[consumer.name] += 1
-                else:
-                    rates[consumer.name].append(rate)
+        with one_core() as pinned:
+            for _ in range(args.repeats):
+                for consumer in consumers:  # interleaved, so a noisy moment hits every reader alike
+                    rate = await measure(server, consumer, data, events, args.deadline)
+                    if rate is None:
+                        lost[consumer.name] += 1
+                    else:
+                        rates[consumer.name].append(rate)
     finally:
         await server.close()
         if cluster is not None:

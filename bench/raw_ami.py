@@ -16,7 +16,11 @@ class RawAmi:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int, username: str, secret: str) -> RawAmi:
+    async def connect(cls, host: str, port: int, username: str, secret: str, timeout: float = 30.0) -> RawAmi:
+        return await asyncio.wait_for(cls._login(host, port, username, secret), timeout)
+
+    @classmethod
+    async def _login(cls, host: str, port: int, username: str, secret: str) -> RawAmi:
         reader, writer = await asyncio.open_connection(host, port)
         await reader.readline()  # "Asterisk Call Manager/..."
         ami = cls(reader, writer)
