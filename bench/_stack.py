@@ -88,6 +88,36 @@ async def start_pstn(workdir: Path, port: int) -> SippProcess:
     return await SippProcess(argv, workdir / "pstn.log").start()
 
 
+_LOG_LINE = re.compile(r"^\[[^\]]*\]\s+(?P<level>WARNING|ERROR)\[[^\]]*\](?:\[[^\]]*\])?\s+(?P<text>.*)$")
+
+
+def asterisk_log_size(asterisk: AsteriskProcess) -> int:
+    path = asterisk.base / "log" / "messages.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def asterisk_complaints(asterisk: AsteriskProcess, since: int = 0, top: int = 6) -> str:
+    """Asterisk's warnings and errors logged after byte ``since`` of its messages.log, alike
+    lines counted together (numbers, ids and names blurred): what it said while a load ran."""
+    path = asterisk.base / "log" / "messages.log"
+    if not path.exists():
+        return "—"
+    with open(path, "rb") as handle:
+        handle.seek(since)
+        lines = handle.read().decode(errors="replace").splitlines()
+    counts: dict[str, int] = {}
+    for line in lines:
+        match = _LOG_LINE.match(line)
+        if match:
+            text = re.sub(r"\b[\w.-]*\d[\w.-]*\b", "N", match["text"])
+            key = f"{match['level']} {text}"
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return "none"
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return "; ".join(f"{count}× `{text}`" for text, count in ranked[:top])
+
+
 def machine(asterisk: AsteriskProcess | None = None) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench._stack import BenchStack, bench_stack, machine, write_section
+from bench._stack import BenchStack, asterisk_complaints, asterisk_log_size, bench_stack, machine, write_section
 from bench.outcome import CallTally, ratio, reasons_text, summarize
 from bench.raw_ami import RawAmi, clear_room, originate_and_wait, track
 from engine.adapters.ami import AmiEvent
@@ -193,7 +193,7 @@ def _complete(runs: list[Run]) -> str:
     return f"{sum(1 for r in runs if r.joined is not None)}/{len(runs)}"
 
 
-def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult]) -> str:
+def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult], complaints: str = "—") -> str:
     lines = [
         "## Dial-out: start to all N callees joined", "",
         f"Machine: {where}.", "",
@@ -235,6 +235,7 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult])
         lines.append(f"Largest N with every call joined in every run: {sustained or 'none'}; N = {broke} "
                      f"was the first to lose calls (raw: {_failures(failing.raw)}; engine: "
                      f"{_failures(failing.engine)}).")
+    lines += ["", f"Asterisk's warnings and errors during the runs (messages.log): {complaints}."]
     return "\n".join(lines)
 
 
@@ -242,11 +243,13 @@ async def run(args: argparse.Namespace) -> str:
     results = {n: SizeResult() for n in args.sizes}
     async with bench_stack() as stack:
         where = machine(stack.asterisk)
+        log_start = asterisk_log_size(stack.asterisk)
         # The raw runs happen before the engine starts, so the engine's event handling does not load them.
         await raw_runs(stack, args.sizes, args.repeats, args.deadline, args.busy_every, results)
         await engine_runs(stack, args.sizes, args.repeats, args.deadline, args.calls_per_second, args.busy_every,
                           results)
-    text = report(args, where, results)
+        complaints = asterisk_complaints(stack.asterisk, log_start)
+    text = report(args, where, results, complaints)
     print(text)
     write_section("dialout", text)
     return text

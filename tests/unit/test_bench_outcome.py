@@ -77,3 +77,21 @@ def test_summary_min_median_max_and_ratio() -> None:
     assert empty.count == 0 and math.isnan(empty.median) and empty.fmt() == "—"
     assert ratio(summarize([0.6]), summarize([0.5])) == "1.20x"
     assert ratio(empty, summarize([0.5])) == "—"
+
+
+def test_asterisk_complaints_are_counted_alike(tmp_path) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from bench._stack import asterisk_complaints
+
+    log = tmp_path / "log" / "messages.log"
+    log.parent.mkdir()
+    old = "[2026-11-26 00:56:40.001] WARNING[1][C-00000001] chan.c: before the run\n"
+    log.write_text(old + "".join(
+        f"[2026-11-26 00:56:41.{i:03d}] WARNING[2{i}][C-0000{i:04x}] taskprocessor.c: Taskprocessor "
+        f"'stasis/m:manager:core-0000{i:04x}' queue reached {500 + i} scheduled tasks (high water mark: 500).\n"
+        for i in range(3)) + "[2026-11-26 00:56:42.000] ERROR[7] channel.c: Channel Unique ID 'raw-x-c0028' "
+        "already in use\n[2026-11-26 00:56:42.001] NOTICE[7] loader.c: not a complaint\n")
+    text = asterisk_complaints(SimpleNamespace(base=tmp_path), since=len(old))
+    assert text == ("3× `WARNING taskprocessor.c: Taskprocessor 'stasis/m:manager:N' queue reached N scheduled "
+                    "tasks (high water mark: N).`; 1× `ERROR channel.c: Channel Unique ID 'N' already in use`")
