@@ -13,11 +13,13 @@ import logging
 import socket
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import jinja2
 
 from bench._stack import bench_stack, machine, write_section
+from bench.outcome import reasons_text
 from engine.adapters.ami import AmiEvent
 from engine.app import Engine
 from engine.stack import free_port
@@ -114,6 +116,11 @@ async def run(args: argparse.Namespace) -> str:
                      f"{statistics.mean(engine_ms):.1f} ms |")
         lines += ["", f"Whole IVR session per call (prompts and keying included): median "
                       f"{statistics.median(total_s):.2f} s, max {max(total_s):.2f} s."]
+    refused = Counter(str(o.refusal) if o.refusal is not None else "left before admission"
+                      for o in outcomes if o.participant_id is None)
+    wrong = sum(1 for o in outcomes if o.wrong_entries)
+    lines += ["", f"Callers the engine did not admit: {reasons_text(refused)}; callers with a wrong entry "
+                  f"(a digit lost on the way, then keyed again or refused): {wrong}."]
     text = "\n".join(lines)
     print(text)
     write_section("dialin", text)
