@@ -66,7 +66,9 @@ async def run_all(skip: list[str], quick: bool = False) -> None:
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
     command = "python -m bench all --quick (a plumbing check: the figures mean nothing)" if quick else \
         "python -m bench all"
-    write_header(where, time.monotonic() - started, failures, command)
+    if skip:
+        command += " --skip " + " ".join(skip)
+    write_header(where, time.monotonic() - started, failures, command, skipped=skip)
     print(f"wrote {_stack.RESULTS}")
 
 

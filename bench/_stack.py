@@ -135,12 +135,17 @@ def machine(asterisk: AsteriskProcess | None = None) -> str:
             f"{sipp[0].strip().rstrip('.') if sipp else 'SIPp ?'}")
 
 
-def write_header(where: str, seconds: float, failures: list[str], command: str = "python -m bench all") -> None:
+def write_header(where: str, seconds: float, failures: list[str], command: str = "python -m bench all",
+                 skipped: list[str] | None = None) -> None:
     """The top of RESULTS.md after ``python -m bench all``: the machine and how the run went."""
     lines = ["## The run", "", f"`{command}`, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
              f"after {seconds / 60:.1f} min. Machine: {where}.", ""]
-    lines += ([f"Failed benchmarks (their sections below are older): {'; '.join(failures)}."] if failures
-              else ["Every section below comes from this run."])
+    if failures:
+        lines.append(f"Failed benchmarks (their sections below are older): {'; '.join(failures)}.")
+    if skipped:
+        lines.append(f"Skipped (their sections below are older): {', '.join(skipped)}.")
+    if not failures and not skipped:
+        lines.append("Every section below comes from this run.")
     write_section("run", "\n".join(lines), first=True)
 
 
