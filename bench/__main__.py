@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from types import ModuleType
@@ -54,16 +55,24 @@ def options(name: str, quick: bool) -> argparse.Namespace:
 async def run_all(skip: list[str], quick: bool = False) -> None:
     started = time.monotonic()
     where = machine()
+    loads: dict[str, float] = {}
     failures: list[str] = []
     for name, module in BENCHMARKS.items():
         if name in skip:
             continue
         print(f"== {name}", flush=True)
+        loads[name] = os.getloadavg()[0]  # before the benchmark starts its own processes
         try:
             await module.run(options(name, quick))
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
             logging.exception("benchmark %s failed", name)
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    cores = os.cpu_count() or 1
+    busy = {name: load for name, load in loads.items() if load > cores}
+    if busy:
+        failures.append("not final: the 1-minute load average was above the number of cores at the start of " +
+                        ", ".join(f"{name} ({load:.1f})" for name, load in busy.items()) +
+                        " (other work was running); rerun on a quiet machine")
     command = "python -m bench all --quick (a plumbing check: the figures mean nothing)" if quick else \
         "python -m bench all"
     if skip:

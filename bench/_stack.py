@@ -141,7 +141,7 @@ def write_header(where: str, seconds: float, failures: list[str], command: str =
     lines = ["## The run", "", f"`{command}`, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
              f"after {seconds / 60:.1f} min. Machine: {where}.", ""]
     if failures:
-        lines.append(f"Failed benchmarks (their sections below are older): {'; '.join(failures)}.")
+        lines.append(f"Failed or doubtful: {'; '.join(failures)}.")
     if skipped:
         lines.append(f"Skipped (their sections below are older): {', '.join(skipped)}.")
     if not failures and not skipped:
