@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.config import AmiTarget, Settings
 from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair
-from tests.support.sipp import SCENARIOS, SippFactory, SippProcess, free_media_port
+from tests.support.sipp import SippFactory, SippProcess, free_media_port, pstn_scenario
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "RESULTS.md"
@@ -81,7 +81,7 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
 async def start_pstn(workdir: Path, port: int) -> SippProcess:
     """The trunk's far end (tests/sipp/pstn.xml) sized for hundreds of simultaneous callees;
     ``workdir`` must exist."""
-    argv = ["sipp", "-sf", str(SCENARIOS / "pstn.xml"), "-i", "127.0.0.1", "-p", str(port),
+    argv = ["sipp", "-sf", str(pstn_scenario(workdir / "pstn")), "-i", "127.0.0.1", "-p", str(port),
             "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
             "-max_socket", str(SIPP_MAX_SOCKET), "-l", str(SIPP_CALL_LIMIT),
             "-trace_err", "-error_file", str(workdir / "pstn.err")]
