@@ -12,14 +12,15 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-WIDTH = 400.0
-LEFT = 34.0  # room for value labels
+WIDTH = 360.0
+LEFT = 30.0  # room for value labels
 RIGHT = 10.0
-FONT = 11
-LABEL_CHARS = 48
+FONT = 13
+LABEL_CHARS = 40
 PALETTE = ("#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626")
+DASHES = ("", "6 3", "2 2", "8 2 2 2")  # told apart without colour, too
 TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
-MAX_TIME_TICKS = 5
+MAX_TIME_TICKS = 4
 MAX_MARKERS = 60  # more points than this are drawn as a line only
 
 
@@ -145,7 +146,7 @@ def timeline_svg(svg_id: str, lanes: Sequence[Lane], start: datetime, end: datet
     and, inside, a darker bar per mark; a time axis at the bottom and a legend."""
     if not lanes:
         return _empty(svg_id, words, "timeline")
-    lane_height, bar = 34.0, 12.0
+    lane_height, bar = 36.0, 12.0
     top = 6.0
     bottom = top + lane_height * len(lanes)
     height = bottom + FONT + 8 + 20
@@ -173,8 +174,8 @@ def timeline_svg(svg_id: str, lanes: Sequence[Lane], start: datetime, end: datet
     parts.append('<g class="legend">'
                  f'<rect x="{LEFT:.0f}" y="{legend_y - 9:.0f}" width="14" height="10" fill="#93c5fd"/>'
                  f'<text x="{LEFT + 18:.0f}" y="{legend_y:.0f}">{esc(words.span)}</text>'
-                 f'<rect x="{LEFT + 150:.0f}" y="{legend_y - 9:.0f}" width="14" height="10" fill="#1d4ed8"/>'
-                 f'<text x="{LEFT + 168:.0f}" y="{legend_y:.0f}">{esc(words.mark)}</text></g>')
+                 f'<rect x="{LEFT + 140:.0f}" y="{legend_y - 9:.0f}" width="14" height="10" fill="#1d4ed8"/>'
+                 f'<text x="{LEFT + 158:.0f}" y="{legend_y:.0f}">{esc(words.mark)}</text></g>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -187,8 +188,8 @@ def line_chart_svg(svg_id: str, series: Sequence[Series], start: datetime, end: 
         return _empty(svg_id, words, "line")
     plot_top, plot_bottom = 8.0, 128.0
     top_value = nice_max(max(v for s in series for _, v in s.points))
-    legend_top = plot_bottom + FONT + 22
-    height = legend_top + 16 * len(series)
+    legend_top = plot_bottom + FONT + 24
+    height = legend_top + (FONT + 5) * len(series)
     parts = _open(svg_id, height, words, "line")
     parts += _axis(time_ticks(start, end, timezone), start, end, plot_top, plot_bottom)
     parts.append('<g class="values" fill="#6b7280" stroke="#e5e7eb">')
@@ -201,6 +202,7 @@ def line_chart_svg(svg_id: str, series: Sequence[Series], start: datetime, end: 
                  f'{esc(words.unit)}</text></g>')
     for index, one in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
+        dash = f' stroke-dasharray="{DASHES[index % len(DASHES)]}"' if DASHES[index % len(DASHES)] else ""
         label = shorten(one.label)
         coords = [(time_x(at, start, end), scale(value, 0, top_value, plot_bottom, plot_top))
                   for at, value in one.points]
@@ -208,15 +210,16 @@ def line_chart_svg(svg_id: str, series: Sequence[Series], start: datetime, end: 
                      f'stroke="{colour}" fill="{colour}">')
         if len(coords) > 1:
             points = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-            parts.append(f'<polyline points="{points}" fill="none" stroke-width="2"/>')
+            parts.append(f'<polyline points="{points}" fill="none" stroke-width="2"{dash}/>')
         if len(coords) <= MAX_MARKERS:
             for (x, y), (at, value) in zip(coords, one.points, strict=True):
                 local = at.astimezone(ZoneInfo(timezone))
                 parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5"><title>'
                              f'{esc(f"{label}: {number(value)} {words.unit} ({local:%H:%M:%S})")}</title></circle>')
-        legend_y = legend_top + 16 * index
-        parts.append(f'<rect x="{LEFT:.0f}" y="{legend_y - 9:.0f}" width="14" height="4" stroke="none"/>'
-                     f'<text x="{LEFT + 18:.0f}" y="{legend_y:.0f}" fill="#111827" stroke="none">{esc(label)}</text>')
+        legend_y = legend_top + (FONT + 5) * index
+        parts.append(f'<line x1="{LEFT:.0f}" x2="{LEFT + 20:.0f}" y1="{legend_y - 4:.0f}" y2="{legend_y - 4:.0f}" '
+                     f'stroke-width="3"{dash}/>'
+                     f'<text x="{LEFT + 26:.0f}" y="{legend_y:.0f}" fill="#111827" stroke="none">{esc(label)}</text>')
         parts.append("</g>")
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -133,15 +133,19 @@ class PicturesService:
         conference = await self.conferences.get(owner_id, conference_id)
         events = await self.conferences.events(owner_id, conference_id)
         start, end = self._window(conference)
-        return Timeline(conference, start, end, rules.connected_spans(events, conference.participants, end),
-                        rules.talk_spans(await self.repo.talk_spans(conference_id), end))
+        connected = rules.connected_spans(events, conference.participants, end)
+        talking = rules.talk_spans(await self.repo.talk_spans(conference_id), end)
+        moments = [moment for spans in (*connected.values(), *talking.values()) for span in spans for moment in span]
+        return Timeline(conference, min([start, *moments]), max([end, *moments]), connected, talking)
 
     async def network(self, owner_id: int | None, conference_id: int) -> NetworkSeries:
         """Jitter and loss over time per participant (NotFound if not the owner's)."""
         conference = await self.conferences.get(owner_id, conference_id)
         samples = await self.repo.quality_samples(conference_id)
         start, end = self._window(conference)
-        return NetworkSeries(conference, start, end, rules.series_by_participant(samples, "jitter_ms"),
+        moments = [sample["at"] for sample in samples]
+        return NetworkSeries(conference, min([start, *moments]), max([end, *moments]),
+                             rules.series_by_participant(samples, "jitter_ms"),
                              rules.series_by_participant(samples, "loss_percent"))
 
     async def load(self, hours: int = 24) -> list[dict[str, Any]]:

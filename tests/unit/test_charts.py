@@ -40,9 +40,7 @@ def test_nice_max_rounds_up_to_round_numbers() -> None:
 
 def test_time_ticks_are_round_and_in_the_viewers_zone() -> None:
     ticks = charts.time_ticks(T0 + timedelta(seconds=7), T0 + timedelta(minutes=10), "Europe/Minsk")
-    labels = [label for _, label in ticks]
-    assert labels[0] == "13:02" and all(label.endswith(("0", "2", "4", "6", "8")) for label in labels)
-    assert 2 <= len(ticks) <= charts.MAX_TIME_TICKS + 1
+    assert [label for _, label in ticks] == ["13:05", "13:10"]
     short = charts.time_ticks(T0, T0 + timedelta(seconds=40), "UTC")
     assert [label for _, label in short][:2] == ["10:00:00", "10:00:10"]
     day = charts.time_ticks(T0 - timedelta(hours=24), T0, "Asia/Kolkata")  # a half-hour offset
