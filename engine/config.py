@@ -135,7 +135,7 @@ class Settings:
     recording_retention_days: int = 30  # recordings older than this are deleted (VECHE_RECORDING_RETENTION_DAYS)
     quality_sample_seconds: int = 5  # participants' network numbers kept (VECHE_QUALITY_SAMPLE_SECONDS)
     load_sample_seconds: int = 60  # load counted this often (VECHE_LOAD_SAMPLE_SECONDS)
-    load_retention_days: int = 30  # load samples older than this are deleted (VECHE_LOAD_RETENTION_DAYS)
+    sample_retention_days: int = 30  # older samples deleted (VECHE_SAMPLE_RETENTION_DAYS)
     # no VECHE_SMTP_HOST: `run` keeps mail in run/mail/ through an embedded SMTP sink (refused in production)
     mail_sink: bool = False
     public_url: str = ""  # the portal's address in mail links (VECHE_PUBLIC_URL; default http://web_host:web_port)
@@ -253,7 +253,7 @@ class Settings:
             recording_retention_days=positive("RECORDING_RETENTION_DAYS", base.recording_retention_days),
             quality_sample_seconds=positive("QUALITY_SAMPLE_SECONDS", base.quality_sample_seconds),
             load_sample_seconds=positive("LOAD_SAMPLE_SECONDS", base.load_sample_seconds),
-            load_retention_days=positive("LOAD_RETENTION_DAYS", base.load_retention_days),
+            sample_retention_days=positive("SAMPLE_RETENTION_DAYS", base.sample_retention_days),
         )
 
     def refuse_mail_sink(self) -> None:

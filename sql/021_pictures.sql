@@ -1,7 +1,7 @@
 -- Pictures: who talked when (one row per talking span, from ConfbridgeTalking), network numbers
 -- of each connected participant sampled every VECHE_QUALITY_SAMPLE_SECONDS, and the system's load
--- (running conferences, calls, connected participants) sampled every minute and kept
--- VECHE_LOAD_RETENTION_DAYS days.
+-- (running conferences, calls, connected participants) sampled every minute; samples are kept
+-- VECHE_SAMPLE_RETENTION_DAYS days.
 
 CREATE TABLE talk_spans (
     id              bigserial PRIMARY KEY,
@@ -24,6 +24,7 @@ CREATE TABLE quality_samples (
     mos             double precision
 );
 CREATE INDEX quality_samples_conference ON quality_samples (conference_id, at);
+CREATE INDEX quality_samples_at ON quality_samples (at);
 
 CREATE TABLE load_samples (
     at              timestamptz PRIMARY KEY DEFAULT now(),

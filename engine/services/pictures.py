@@ -1,6 +1,6 @@
 """Data behind the pictures: talking spans recorded from the live events, each connected
 participant's network numbers sampled every VECHE_QUALITY_SAMPLE_SECONDS, the system's load
-sampled every VECHE_LOAD_SAMPLE_SECONDS (kept VECHE_LOAD_RETENTION_DAYS), and the spans and
+sampled every VECHE_LOAD_SAMPLE_SECONDS (both kept VECHE_SAMPLE_RETENTION_DAYS), and the spans and
 series the history detail, the network report and the operator dashboard draw."""
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ class PicturesService:
         return await self.repo.add_load_sample(datetime.now(UTC).replace(microsecond=0))
 
     async def purge(self) -> int:
-        before = datetime.now(UTC) - timedelta(days=self.settings.load_retention_days)
-        return await self.repo.purge_load(before)
+        before = datetime.now(UTC) - timedelta(days=self.settings.sample_retention_days)
+        return await self.repo.purge_samples(before)
 
     # ----------------------------------------------------------------- reading
 

@@ -11,6 +11,7 @@ import pytest
 
 from engine.config import Settings
 from engine.domain.errors import ConfigError
+from engine.domain.model import ConferencePlan, ParticipantPlan
 from tests.support.pictures import HOSTILE_NAME, SVG_NS, pictured_conference, svg_of
 from tests.support.portal import PASSWORD, PortalClient, new_account, random_account_phone
 
@@ -72,17 +73,26 @@ async def test_timeline_network_and_load_pictures(engine, sipp, api_server) -> N
         await desk.close()
 
 
-async def test_load_samples_are_purged_after_the_retention(engine) -> None:
+async def test_samples_are_purged_after_the_retention(engine) -> None:
     pictures = engine.services["pictures"]
-    old = datetime.now(UTC) - timedelta(days=engine.settings.load_retention_days, minutes=5)
+    owner = await new_account(engine)
+    conference = await engine.services["conferences"].plan(owner.id, ConferencePlan(
+        subject="old", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=10, max_participants=2,
+        participants=(ParticipantPlan("375290007201"),)))
+    old = datetime.now(UTC) - timedelta(days=engine.settings.sample_retention_days, minutes=5)
+    fresh = datetime.now(UTC)
     await engine.pool.execute("INSERT INTO load_samples (at, conferences, calls, participants) "
                               "VALUES ($1, 0, 0, 0) ON CONFLICT DO NOTHING", old)
-    assert await pictures.purge() >= 1
+    await pictures.repo.add_quality_samples(conference.id, old, [(conference.participants[0].id, 1.0, 0.0, 2.0, 4.4)])
+    await pictures.repo.add_quality_samples(conference.id, fresh, [(conference.participants[0].id, 1.5, 0.0, 2.0, 4.4)])
+    assert await pictures.purge() >= 2
     assert await engine.pool.fetchval("SELECT count(*) FROM load_samples WHERE at = $1", old) == 0
+    assert [s["at"] for s in await pictures.repo.quality_samples(conference.id)] == [fresh]
+    await engine.services["conferences"].cancel(owner.id, conference.id)
 
 
 def test_sample_intervals_must_be_positive() -> None:
     assert Settings.from_env({"VECHE_QUALITY_SAMPLE_SECONDS": "2"}).quality_sample_seconds == 2
-    for name in ("VECHE_QUALITY_SAMPLE_SECONDS", "VECHE_LOAD_SAMPLE_SECONDS", "VECHE_LOAD_RETENTION_DAYS"):
+    for name in ("VECHE_QUALITY_SAMPLE_SECONDS", "VECHE_LOAD_SAMPLE_SECONDS", "VECHE_SAMPLE_RETENTION_DAYS"):
         with pytest.raises(ConfigError):
             Settings.from_env({name: "0"})

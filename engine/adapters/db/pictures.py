@@ -84,6 +84,9 @@ class PicturesRepository:
             "SELECT at, conferences, calls, participants FROM load_samples WHERE at >= $1 ORDER BY at", since)
         return [dict(r) for r in rows]
 
-    async def purge_load(self, before: datetime) -> int:
-        done = await self.pool.execute("DELETE FROM load_samples WHERE at < $1", before)
-        return int(done.split()[-1])
+    async def purge_samples(self, before: datetime) -> int:
+        """Delete load and network samples taken before ``before``; how many."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            load = await conn.execute("DELETE FROM load_samples WHERE at < $1", before)
+            network = await conn.execute("DELETE FROM quality_samples WHERE at < $1", before)
+        return int(load.split()[-1]) + int(network.split()[-1])
