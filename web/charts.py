@@ -106,7 +106,9 @@ def nice_max(value: float) -> float:
 
 
 def number(value: float) -> str:
-    return f"{value:.0f}" if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
+    """At most two decimals, no trailing zeros: 2, 0.25, 12.5."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def _open(svg_id: str, height: float, words: Words, kind: str) -> list[str]:

@@ -38,6 +38,10 @@ def test_nice_max_rounds_up_to_round_numbers() -> None:
     assert charts.nice_max(float("nan")) == 1.0
 
 
+def test_numbers_are_short() -> None:
+    assert [charts.number(v) for v in (0, 2.0, 0.25, 12.5, 1250, 0.333333)] == ["0", "2", "0.25", "12.5", "1250", "0.33"]
+
+
 def test_time_ticks_are_round_and_in_the_viewers_zone() -> None:
     ticks = charts.time_ticks(T0 + timedelta(seconds=7), T0 + timedelta(minutes=10), "Europe/Minsk")
     assert [label for _, label in ticks] == ["13:05", "13:10"]
