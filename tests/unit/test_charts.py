@@ -39,7 +39,8 @@ def test_nice_max_rounds_up_to_round_numbers() -> None:
 
 
 def test_numbers_are_short() -> None:
-    assert [charts.number(v) for v in (0, 2.0, 0.25, 12.5, 1250, 0.333333)] == ["0", "2", "0.25", "12.5", "1250", "0.33"]
+    values = (0, 2.0, 0.25, 12.5, 1250, 0.333333)
+    assert [charts.number(v) for v in values] == ["0", "2", "0.25", "12.5", "1250", "0.33"]
 
 
 def test_time_ticks_are_round_and_in_the_viewers_zone() -> None:
