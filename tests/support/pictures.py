@@ -48,15 +48,16 @@ async def pictured_conference(engine: Any, sipp: Any, owner_id: int) -> Pictured
 
         await wait_until(engine, callee_talked, timeout=40, what="the RTP callee talking")
 
-        deadline = time.monotonic() + 40
-        while True:  # RTCP numbers accumulate with the media; nothing announces them
-            await pictures.sample_quality()
-            sampled = {r["participant_id"] for r in await pictures.repo.quality_samples(conference.id)}
-            if sampled >= {p.id for p in current.participants}:
+        # the engine's own sampler (every VECHE_QUALITY_SAMPLE_SECONDS) stores the numbers; nothing
+        # announces a sample, so poll until each participant has two (a line, not just a point)
+        deadline = time.monotonic() + 8 * engine.settings.quality_sample_seconds + 20
+        while True:
+            samples = await pictures.repo.quality_samples(conference.id)
+            counts = {p.id: sum(s["participant_id"] == p.id for s in samples) for p in current.participants}
+            if min(counts.values()) >= 2:
                 break
-            assert time.monotonic() < deadline, f"no network samples of every participant: {sampled}"
-            await asyncio.sleep(1.0)
-        await pictures.sample_quality()  # a second point per participant draws a line
+            assert time.monotonic() < deadline, f"too few network samples: {counts}"
+            await asyncio.sleep(0.5)
     finally:
         await conferences.end(owner_id, conference.id)
         await caller.wait(20)
