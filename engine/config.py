@@ -133,6 +133,9 @@ class Settings:
     metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
     recording_dir: Path | None = None  # converted recordings (VECHE_RECORDING_DIR; None: run_dir/recordings)
     recording_retention_days: int = 30  # recordings older than this are deleted (VECHE_RECORDING_RETENTION_DAYS)
+    quality_sample_seconds: int = 5  # participants' network numbers kept (VECHE_QUALITY_SAMPLE_SECONDS)
+    load_sample_seconds: int = 60  # load counted this often (VECHE_LOAD_SAMPLE_SECONDS)
+    sample_retention_days: int = 30  # older samples deleted (VECHE_SAMPLE_RETENTION_DAYS)
     # no VECHE_SMTP_HOST: `run` keeps mail in run/mail/ through an embedded SMTP sink (refused in production)
     mail_sink: bool = False
     public_url: str = ""  # the portal's address in mail links (VECHE_PUBLIC_URL; default http://web_host:web_port)
@@ -248,6 +251,9 @@ class Settings:
             public_url=get("PUBLIC_URL", ""),
             recording_dir=Path(env["VECHE_RECORDING_DIR"]).expanduser() if env.get("VECHE_RECORDING_DIR") else None,
             recording_retention_days=positive("RECORDING_RETENTION_DAYS", base.recording_retention_days),
+            quality_sample_seconds=positive("QUALITY_SAMPLE_SECONDS", base.quality_sample_seconds),
+            load_sample_seconds=positive("LOAD_SAMPLE_SECONDS", base.load_sample_seconds),
+            sample_retention_days=positive("SAMPLE_RETENTION_DAYS", base.sample_retention_days),
         )
 
     def refuse_mail_sink(self) -> None:

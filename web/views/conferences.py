@@ -12,6 +12,7 @@ from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConfli
 from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState, Role
 from web.auth import current_account, login_required
 from web.i18n import local_time
+from web.views import pictures
 from web.views.common import (
     N_,
     checkbox,
@@ -298,6 +299,7 @@ async def quality(request: web.Request) -> web.StreamResponse:
     rows: list[dict] | None = None
     if reporter is not None:
         rows = await reporter.report(account.id, conference.id)
+    jitter, loss = await pictures.network_pictures(request, service(request, "pictures"), account, conference.id)
     partial = request.query.get("partial") == "1"
     return await render(request, "quality_partial.html" if partial else "quality.html",
-                        {"conference": conference, "rows": rows})
+                        {"conference": conference, "rows": rows, "jitter_chart": jitter, "loss_chart": loss})

@@ -13,6 +13,7 @@ from aiohttp import web
 from engine.domain.model import Conference
 from web.auth import current_account, login_required
 from web.i18n import local_time
+from web.views import pictures
 from web.views.common import N_, engine_of, flash, path_id, render, service
 
 QUICK_RANGES = ("today", "yesterday", "7d", "30d", "month")
@@ -82,8 +83,9 @@ async def history_detail(request: web.Request) -> web.StreamResponse:
     conference = await conferences.get(account.id, path_id(request))
     events = await conferences.events(account.id, conference.id)
     recordings = (await _recordings(request, account.id, [conference])).get(conference.id, [])
+    timeline = await pictures.timeline_picture(request, service(request, "pictures"), account, conference.id)
     return await render(request, "history_detail.html", {
-        "conference": conference, "events": events, "recordings": recordings,
+        "conference": conference, "events": events, "recordings": recordings, "timeline": timeline,
         "retention_days": engine_of(request).settings.recording_retention_days})
 
 
