@@ -21,11 +21,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
-from engine.adapters.mail_sink import MailSink
 from engine.config import Settings
+
+if TYPE_CHECKING:
+    from engine.adapters.mail_sink import MailSink
 from engine.domain import dialin as dialin_rules
 from engine.domain.errors import ConfigError
 from engine.domain.numberplan import DialoutRules, NumberPlan, dialout_rules
@@ -585,6 +588,10 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
     sink: MailSink | None = None
     try:
         if settings.mail_sink:  # no SMTP server configured: mail is kept in run/mail/ for the Outbox page
+            # imported here: the Asterisk image renders its config with engine.stack and carries no
+            # mail packages
+            from engine.adapters.mail_sink import MailSink
+
             sink = MailSink(settings.run_dir / "mail")
             settings = settings.with_(smtp_host=sink.host, smtp_port=sink.start(), smtp_user=None,
                                       smtp_password=None, smtp_starttls=False, smtp_tls=False)

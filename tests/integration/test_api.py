@@ -616,6 +616,21 @@ async def test_password_reset_is_public_and_answers_alike(api_server) -> None:
     assert bad.status == 400 and bad.error["field"] == "link"
 
 
+async def test_recording_routes_of_a_conference_that_is_not_running(api) -> None:
+    """The recording routes answer with clear errors before there is anything to record (the
+    recording itself, through real Asterisk, is in test_recording.py)."""
+    created = await api.post("/conferences", {"subject": "Not yet", "start": _later(), "duration_minutes": 30,
+                                              "max_participants": 3})
+    cid = created.body["id"]
+    listed = await api.get(f"/conferences/{cid}/recordings")
+    assert listed.status == 200 and listed.body == {"recordings": []}
+    assert (await api.post(f"/conferences/{cid}/recording/start")).status == 409  # not running
+    assert (await api.post(f"/conferences/{cid}/recording/stop")).status == 409
+    assert (await api.get("/recordings/999999999/file")).status == 404
+    assert (await api.call("DELETE", "/recordings/999999999")).status == 404
+    assert (await api.call("DELETE", f"/conferences/{cid}")).status == 200
+
+
 async def test_every_route_was_exercised_by_this_module(request) -> None:
     """Runs last: each operation of the description was called by the tests above."""
     options = request.config.option

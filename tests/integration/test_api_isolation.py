@@ -18,6 +18,7 @@ pytestmark = pytest.mark.stack
 BODIES = {
     ("PATCH", "/conferences/{id}"): {"subject": "hijacked"},
     ("POST", "/conferences/{id}/participants"): {"number": "375290000302", "name": "intruder"},
+    ("PATCH", "/conferences/{id}/participants/{pid}"): {"role": "chair"},
     ("POST", "/conferences/{id}/invite"): {"participant_ids": ["<pid>"]},
     ("POST", "/conferences/{id}/extend"): {"minutes": 60},
     ("PUT", "/contacts/{id}"): {"name": "hijacked", "number": "375291234567"},
