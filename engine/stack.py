@@ -570,6 +570,15 @@ def local_asterisk_name(settings: Settings) -> str:
     return f"node-{settings.node_id}-{run_key}"
 
 
+def with_instance_prompts(settings: Settings, name: str) -> Settings:
+    """These settings with the prompts directory inside Asterisk instance ``name`` of the root file
+    system (``/var/lib/veche/<name>/sounds`` as the node sees it), unless VECHE_PROMPTS_DIR is set."""
+    if settings.prompts_dir is not None:
+        return settings
+    in_root = f"/var/lib/veche/{name}/sounds"
+    return settings.with_(prompts_dir=settings.rootfs / in_root.lstrip("/"), prompts_node_dir=in_root)
+
+
 def local_postgres(settings: Settings) -> PostgresCluster:
     """The private, durable PostgreSQL that ``run`` starts in the run dir when no DATABASE_URL is set."""
     return PostgresCluster(settings.run_dir / "postgres")
@@ -592,6 +601,7 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
             pg = local_postgres(settings)
             settings = settings.with_(database_url=pg.start())
         if not settings.ami_external:
+            settings = with_instance_prompts(settings, local_asterisk_name(settings))
             ast = AsteriskProcess(settings, name=local_asterisk_name(settings))
             ast.start()
         yield settings

@@ -72,14 +72,14 @@ def check_size(size: int, limits: UploadLimits) -> None:
     if size == 0:
         raise ValidationError("the file is empty", "file")
     if size > limits.max_bytes:
-        raise ValidationError(f"the file is larger than {limits.max_bytes // 1024} KiB", "file")
+        raise ValidationError("the file is larger than the upload limit", "file")
 
 
 def check_duration(seconds: float, limits: UploadLimits) -> None:
     if not seconds > 0:
         raise ValidationError("the file holds no audio", "file")
     if seconds > limits.max_seconds:
-        raise ValidationError(f"the recording is longer than {limits.max_seconds:g} seconds", "file")
+        raise ValidationError("the recording is longer than the upload limit", "file")
 
 
 def node_path(node_dir: str, language: str, name: str) -> str:

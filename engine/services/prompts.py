@@ -137,14 +137,14 @@ async def _convert(data: bytes, kind: str, limits: rules.UploadLimits) -> tuple[
             await _sox("soxi", "-t", str(source))
             seconds = float(await _sox("soxi", "-D", str(source)) or 0)
         except (RuntimeError, ValueError):
-            raise ValidationError(f"sox cannot read the file as {kind.upper()} audio", "file") from None
+            raise ValidationError("sox cannot read the file as audio", "file") from None
         rules.check_duration(seconds, limits)
         try:
             await _sox("sox", "-V1", str(source), "-r", str(rules.NODE_RATE), "-c", "1", "-b", "16",
                        "-e", "signed-integer", str(target))
             seconds = float(await _sox("soxi", "-D", str(target)) or 0)
         except (RuntimeError, ValueError):
-            raise ValidationError(f"sox cannot convert the file from {kind.upper()}", "file") from None
+            raise ValidationError("sox cannot convert the file", "file") from None
         rules.check_duration(seconds, limits)
         return target.read_bytes(), seconds
 
