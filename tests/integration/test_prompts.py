@@ -6,12 +6,14 @@ error, a customer gets 403, every change is in the audit log."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from engine.domain import speech
 from tests.integration.test_voice import CALL_TIMEOUT, PlaybackLog, stem
 from tests.support.api import ApiClient
 from tests.support.dialin_factories import create_conference, random_caller
@@ -169,3 +171,44 @@ async def test_a_customer_gets_403(engine, api_server, tmp_path) -> None:
     finally:
         await portal.close()
     assert await engine.pool.fetchval("SELECT count(*) FROM voice_prompts WHERE name = 'goodbye'") == 0
+
+
+def spoken(path: Path, words: str) -> bytes:
+    """A Russian word spoken by espeak-ng when it is installed, else a tone (both WAV)."""
+    if shutil.which("espeak-ng"):
+        subprocess.run(["espeak-ng", "-v", "ru", "-w", str(path), words], check=True, capture_output=True)
+        return path.read_bytes()
+    return tone(path, 0.8)
+
+
+async def test_russian_extension_is_said_with_the_uploaded_veche_phrases(engine, api_server, asterisk,
+                                                                         tmp_path) -> None:
+    _, api = await _operator(engine, api_server)
+    prompts = engine.services["prompts"]
+    for name, words in (("veche-two-f", "две"), ("veche-minutes-few", "минуты")):
+        saved = await upload(api, "ru", name, spoken(tmp_path / f"{name}.wav", words))
+        assert saved.status == 200, saved.body
+    row = await create_conference(engine.pool, node_id=engine.settings.node_id)
+    await engine.pool.execute("UPDATE conferences SET language = 'ru' WHERE id = $1", row.id)
+    conference = await engine.services["conferences"].repo.get(row.id, with_participants=False)
+    node_dir = f"{asterisk.base_in_root}/sounds/ru"
+    try:
+        with PlaybackLog(asterisk) as log:
+            # "продлена на двадцать две минуты": 20 by SayNumber, then the uploaded "две", "минуты"
+            await engine.services["calls"].announce(conference, speech.extended("ru", 22, prompts.phrases("ru")),
+                                                    wait=True)
+            await log.wait_played(("conf-extended.gsm", "ru"), "veche-announce")
+            await log.wait_played(("digits/20.gsm", "ru"), "veche-announce")
+            await log.wait_played((f"{node_dir}/veche-minutes-few.slin", "ru"), "veche-announce")
+            played = [(stem(f), lang) for f, lang in log.played("veche-announce")]
+            # the file's name without the extension (the log names the channel's format there)
+            assert (f"{node_dir}/veche-two-f", "ru") in played, played
+            assert played.index((f"{node_dir}/veche-two-f", "ru")) < played.index(
+                (f"{node_dir}/veche-minutes-few", "ru")), played
+        for name in ("veche-two-f", "veche-minutes-few"):
+            assert (await api.call("DELETE", f"/operator/prompts/ru/{name}")).status == 204
+        # without the phrases: composed from core sounds as before ("сто двадцать секунд" for 2 minutes)
+        assert speech.extended("ru", 2, prompts.phrases("ru")).unit == "seconds"
+    finally:
+        for name in ("veche-two-f", "veche-minutes-few"):
+            await api.call("DELETE", f"/operator/prompts/ru/{name}")
