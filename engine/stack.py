@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import pwd
+import re
 import select
 import shlex
 import shutil
@@ -208,6 +209,13 @@ def render_dialout(rules: DialoutRules) -> str:
     return _templates().get_template(DIALOUT_FILE).render(dialout=rules)
 
 
+def _config_path(value: str, name: str) -> str:
+    """A directory as it may stand in a rendered configuration line (no spaces, commas or ${})."""
+    if not re.fullmatch(r"/[A-Za-z0-9_./-]{1,300}", value):
+        raise ConfigError(f"{name} must be an absolute path of letters, digits, '_', '.', '-' and '/', got {value!r}")
+    return value.rstrip("/")
+
+
 def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] | None = None,
                            trunk_sources: tuple[str, ...] | None = None,
                            dialout: DialoutRules | None = None) -> Path:
@@ -242,6 +250,7 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "first_prompt": dialin_rules.PROMPT_CONFERENCE_NUMBER,
         "first_max_digits": dialin_rules.DialinPolicy().max_digits,
         "first_timeout": max(1, dialin_rules.DialinPolicy().digits_timeout_ms // 1000),
+        "prompts_dir": _config_path(settings.prompts_on_node, "VECHE_PROMPTS_NODE_DIR"),
         "access_number": settings.access_number,
         "dialout": dialout,
         "access_language": settings.access_language,

@@ -52,6 +52,8 @@ async def test_uploaded_wav_and_mp3_are_heard_by_a_dialin_caller_until_deleted(e
     wav = await upload(api, "ru", "conf-getpin", tone(tmp_path / "pin.wav"))
     assert wav.status == 200, wav.body
     assert wav.body["source_kind"] == "wav" and 1400 <= wav.body["duration_ms"] <= 1600
+    first = await upload(api, "ru", "conf-getconfno", tone(tmp_path / "first.wav", 1.0, 8000, 1))
+    assert first.status == 200, first.body
     mp3 = await upload(api, "en", "conf-locked", tone(tmp_path / "locked.mp3", 2.0, 22050, 1), "audio/mpeg")
     assert mp3.status == 200, mp3.body
     assert mp3.body["source_kind"] == "mp3"
@@ -76,9 +78,10 @@ async def test_uploaded_wav_and_mp3_are_heard_by_a_dialin_caller_until_deleted(e
         played = [(stem(f), lang) for f, lang in log.played("PJSIP/")]
     assert (f"{node_dir}/ru/conf-getpin", "ru") in played, played
     assert (f"{node_dir}/en/conf-locked", "en") in played, played
-    assert ("conf-getconfno", "ru") in played and ("goodbye", "en") in played, played  # not replaced: core
+    assert (f"{node_dir}/ru/conf-getconfno", "ru") in played, played  # the dialplan's Read() finds it too
+    assert ("goodbye", "en") in played, played  # not replaced: the core sound
 
-    for language, name in (("ru", "conf-getpin"), ("en", "conf-locked")):
+    for language, name in (("ru", "conf-getpin"), ("en", "conf-locked"), ("ru", "conf-getconfno")):
         gone = await api.call("DELETE", f"/operator/prompts/{language}/{name}")
         assert gone.status == 204
         assert not (folder / language / f"{name}.wav").exists()
@@ -90,6 +93,7 @@ async def test_uploaded_wav_and_mp3_are_heard_by_a_dialin_caller_until_deleted(e
         assert await process.wait(CALL_TIMEOUT) == 0, process.log_text()[-2000:]
         played = [(stem(f), lang) for f, lang in log.played("PJSIP/")]
     assert ("conf-getpin", "ru") in played and ("conf-locked", "en") in played, played
+    assert ("conf-getconfno", "ru") in played, played
     assert not any(f.startswith(node_dir) for f, _ in played), played
 
     audit = await api.get("/operator/audit?action=prompt.")
