@@ -40,7 +40,8 @@ class PromptService:
         self._replaced: dict[str, frozenset[str]] = {language: frozenset() for language in LANGUAGES}
 
     async def start(self) -> None:
-        """Write every stored replacement to the prompts directory and drop files of none."""
+        """Write every stored replacement to the prompts directory and drop the files of prompts
+        that have none (only files named like a prompt of the catalogue are ever removed)."""
         await self.sync()
 
     async def sync(self) -> None:
@@ -54,7 +55,7 @@ class PromptService:
             folder = self.directory / language
             if folder.is_dir():
                 for path in folder.glob(f"*.{rules.NODE_EXTENSION}"):
-                    if path.stem not in replaced[language]:
+                    if path.stem in rules.NAMES and path.stem not in replaced[language]:
                         path.unlink(missing_ok=True)
         self._replaced = {language: frozenset(names) for language, names in replaced.items()}
 
