@@ -13,9 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from engine.domain import speech
+from engine.domain import keypad, speech
+from engine.domain.model import Role
+from tests.integration.test_keypad import press, start_with_caller
 from tests.integration.test_voice import CALL_TIMEOUT, PlaybackLog, stem
-from tests.support.api import ApiClient
+from tests.support.api import ApiClient, new_user
 from tests.support.dialin_factories import create_conference, random_caller
 from tests.support.portal import PASSWORD, PortalClient, random_account_phone
 
@@ -216,3 +218,25 @@ async def test_russian_extension_is_said_with_the_uploaded_veche_phrases(engine,
     finally:
         for name in ("veche-two-f", "veche-minutes-few"):
             await api.call("DELETE", f"/operator/prompts/ru/{name}")
+
+
+async def test_keypad_menu_names_a_key_by_the_uploaded_phrase(engine, api_server, sipp, asterisk, tmp_path) -> None:
+    """A guest's *0 names *6 by the uploaded "hear the minutes left" (played from its file), not
+    by the core sound "minutes"."""
+    _, api = await _operator(engine, api_server)
+    owner = await new_user(engine, api_server)
+    conference, caller, guest_id = await start_with_caller(engine, sipp, owner, "guest_pin", ["*0"])
+    language = conference["language"]
+    saved = await upload(api, language, "veche-time-left", tone(tmp_path / "left.wav", 0.6))
+    assert saved.status == 200, saved.body
+    try:
+        with PlaybackLog(asterisk) as log:
+            said = (await press(engine, caller, guest_id)).said
+            played = [(stem(f), lang) for f, lang in log.played("PJSIP/")]
+        assert said == keypad.menu_prompts(Role.GUEST, frozenset({"veche-time-left"})), said
+        assert said[-1] == "veche-time-left" and keypad.SAY_MINUTES not in said
+        assert (f"{asterisk.base_in_root}/sounds/{language}/veche-time-left", language) in played, played
+    finally:
+        await api.call("DELETE", f"/operator/prompts/{language}/veche-time-left")
+        await owner.api.post(f"/conferences/{conference['id']}/end")
+        await caller.stop()
