@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # stores what it returns in ``engine.services[<last part of the module name>]``.
 SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.dialplan",
+    "engine.services.prompts",
     "engine.services.calls",
     "engine.services.conferences",
     "engine.services.recovery",

@@ -139,6 +139,10 @@ class Settings:
     # no VECHE_SMTP_HOST: `run` keeps mail in run/mail/ through an embedded SMTP sink (refused in production)
     mail_sink: bool = False
     public_url: str = ""  # the portal's address in mail links (VECHE_PUBLIC_URL; default http://web_host:web_port)
+    prompts_dir: Path | None = None  # the operator's prompt files (VECHE_PROMPTS_DIR; None: run_dir/prompts)
+    prompts_node_dir: str = ""  # the same directory as the nodes see it (VECHE_PROMPTS_NODE_DIR; "": prompts_dir)
+    prompt_max_bytes: int = 2 * 1024 * 1024  # largest prompt upload (VECHE_PROMPT_MAX_BYTES)
+    prompt_max_seconds: int = 30  # longest prompt upload (VECHE_PROMPT_MAX_SECONDS)
 
     @property
     def portal_url(self) -> str:
@@ -153,6 +157,16 @@ class Settings:
     def recordings(self) -> Path:
         """Where converted recordings are kept."""
         return self.recording_dir or self.run_dir / "recordings"
+
+    @property
+    def prompts(self) -> Path:
+        """Where the engine writes the operator's prompt files (<language>/<name>.wav)."""
+        return self.prompts_dir or self.run_dir / "prompts"
+
+    @property
+    def prompts_on_node(self) -> str:
+        """The prompts directory as Asterisk on a node opens it."""
+        return self.prompts_node_dir or str(self.prompts)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -254,6 +268,10 @@ class Settings:
             quality_sample_seconds=positive("QUALITY_SAMPLE_SECONDS", base.quality_sample_seconds),
             load_sample_seconds=positive("LOAD_SAMPLE_SECONDS", base.load_sample_seconds),
             sample_retention_days=positive("SAMPLE_RETENTION_DAYS", base.sample_retention_days),
+            prompts_dir=Path(env["VECHE_PROMPTS_DIR"]).expanduser() if env.get("VECHE_PROMPTS_DIR") else None,
+            prompts_node_dir=get("PROMPTS_NODE_DIR", ""),
+            prompt_max_bytes=positive("PROMPT_MAX_BYTES", base.prompt_max_bytes),
+            prompt_max_seconds=positive("PROMPT_MAX_SECONDS", base.prompt_max_seconds),
         )
 
     def refuse_mail_sink(self) -> None:

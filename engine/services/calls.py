@@ -21,7 +21,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -482,6 +482,12 @@ class CallService:
             spoken = prompt
         else:
             spoken = Announcement(conference.language, (PROMPTS[prompt],))  # KeyError outside the list
+        prompts = self.engine.services.get("prompts")
+        if prompts is not None:  # the operator's replacements, played from the prompts directory
+            lang = spoken.language
+            spoken = replace(spoken, sounds=tuple(prompts.sound(lang, name) for name in spoken.sounds),
+                             unit=spoken.unit and prompts.sound(lang, spoken.unit),
+                             number_sound=spoken.number_sound and prompts.sound(lang, spoken.number_sound))
         call_id = f"{ANNOUNCER_PREFIX}{secrets.token_hex(8)}"
         adapter = self.node(conference.node_id)
         finished = asyncio.get_running_loop().create_future()
@@ -501,6 +507,7 @@ class CallService:
                            "VECHE_SOUND2": spoken.sounds[1] if len(spoken.sounds) > 1 else "",
                            "VECHE_NUMBER": "" if spoken.number is None else str(spoken.number),
                            "VECHE_UNIT": spoken.unit or "", "VECHE_CALL": call_id,
+                           "VECHE_NUMBER_SOUND": spoken.number_sound or "",
                            "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
                 timeout_ms=10000)
             if wait:

@@ -349,7 +349,7 @@ class ConferenceService:
         left = max(0, round((conference.ends_at - now_utc()).total_seconds()))
         if left >= 60:
             left = round(left / 60) * 60  # said in whole minutes
-        announcement = speech.warning(conference.language, left)
+        announcement = speech.warning(conference.language, left, self._phrases(conference.language))
         detail["prompts"] = list(announcement.files())
         try:
             detail["announcer"] = await self.calls.announce(conference, announcement)
@@ -358,6 +358,15 @@ class ConferenceService:
         await self.repo.log_event(conference.id, "conference.warned", detail=detail)
         await self._publish("conference.warned", conference, ends_at=conference.ends_at.isoformat(),
                             seconds_left=left, language=conference.language)
+
+    def _extended_speech(self, conference: Conference, minutes: int) -> speech.Announcement:
+        return speech.extended(conference.language, minutes, self._phrases(conference.language))
+
+    def _phrases(self, language: str) -> frozenset[str]:
+        """The prompts the operator replaced in ``language`` (the Veche phrases among them make
+        Russian minutes grammatical)."""
+        prompts = self.engine.services.get("prompts")
+        return prompts.phrases(language) if prompts is not None else frozenset()
 
     async def _announce(self, conference: Conference, announcement: speech.Announcement,
                         wait: bool = False) -> str | None:
@@ -387,7 +396,7 @@ class ConferenceService:
                                                       "ends_at": extended.ends_at.isoformat()})
                     await self._publish("conference.extended", extended, minutes=step, auto=True,
                                         ends_at=extended.ends_at.isoformat())
-                    await self._announce(extended, speech.extended(extended.language, step))
+                    await self._announce(extended, self._extended_speech(extended, step))
                     return extended
                 await self.repo.log_event(conference.id, "conference.extend_refused",
                                           detail={"why": "cap", "cap_minutes": conference.extend_cap_minutes})
@@ -593,7 +602,7 @@ class ConferenceService:
         await self._publish("conference.extended", extended, minutes=step, auto=False,
                             ends_at=extended.ends_at.isoformat(), actor=actor or actor_of(owner_id))
         self._wake_scheduler()
-        await self._announce(extended, speech.extended(extended.language, step))
+        await self._announce(extended, self._extended_speech(extended, step))
         return await self._owned(owner_id, conference.id)
 
     async def end(self, owner_id: int | None, conference_id: int) -> Conference:

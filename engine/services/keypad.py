@@ -116,12 +116,13 @@ class KeypadService:
             elif action == KeyAction.TIME_LEFT:
                 current = await self.repo.get(conference.id, with_participants=False)
                 ends_at = current.ends_at if current is not None else conference.ends_at
-                said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.engine.settings.minute_seconds))
+                said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.engine.settings.minute_seconds),
+                                         conference.language, self._phrases(conference.language))
             elif action == KeyAction.RECORD:
                 recording = await self.engine.services["recording"].toggle(owner, conference.id, actor=actor)
                 said = [rules.SAY_RECORDING if recording else rules.SAY_RECORDING_STOPPED]
             else:
-                said = list(rules.menu_prompts(Role(participant.role)))
+                said = list(rules.menu_prompts(Role(participant.role), self._phrases(conference.language)))
         except VecheError as exc:
             answer.error = str(exc)
             log.info("keypad *%s of participant %s refused: %s", key, participant.id, exc)
@@ -140,6 +141,11 @@ class KeypadService:
                 except VecheError as exc:  # left the room meanwhile
                     log.info("keypad mute-all: participant %s skipped: %s", guest.id, exc)
         return rules.SAY_GUESTS_MUTED if muted else rules.SAY_GUESTS_UNMUTED
+
+    def _phrases(self, language: str) -> frozenset[str]:
+        """The prompts the operator replaced in ``language`` (Veche phrases name menu keys)."""
+        prompts = self.engine.services.get("prompts")
+        return prompts.phrases(language) if prompts is not None else frozenset()
 
     @staticmethod
     async def _say(call: KeypadCall, answer: KeypadAnswer, parts: list[str | int]) -> None:

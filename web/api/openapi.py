@@ -524,6 +524,11 @@ from web.api.operator_spec import operator_paths, operator_schemas  # noqa: E402
 SCHEMAS.update(operator_schemas())
 PATHS.update(operator_paths())
 
+from web.api.prompts_spec import prompt_paths, prompt_schemas  # noqa: E402
+
+SCHEMAS.update(prompt_schemas())
+PATHS.update(prompt_paths())
+
 DESCRIPTION = """\
 The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`
 (a token comes from `python -m engine token create <account>` or POST /tokens), or with the portal's
