@@ -57,6 +57,29 @@ class StateConflict(VecheError):
     code = "state_conflict"
 
 
+class VersionConflict(StateConflict):
+    """The object changed since the editor read it (its version moved on); ``current`` is the
+    object as it is now, so the editor can be shown the other change."""
+
+    code = "version_conflict"
+
+    def __init__(self, message: str, current: object = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class IdempotencyInProgress(StateConflict):
+    """A request with the same Idempotency-Key is still being answered."""
+
+    code = "idempotency_in_progress"
+
+
+class IdempotencyKeyReused(VecheError):
+    """An Idempotency-Key came back with another request than the one it was first used with."""
+
+    code = "idempotency_key_reused"
+
+
 class LimitExceeded(VecheError):
     code = "limit_exceeded"
 

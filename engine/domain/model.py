@@ -134,3 +134,4 @@ class Conference:
     notify_participants: bool = False
     recording: bool = False
     recording_error: str | None = None  # why the last recording failed, for the console card
+    version: int = 1  # moves on every change of the row (sql/023): the API's ETag, the forms' hidden field

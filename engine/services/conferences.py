@@ -16,7 +16,15 @@ import asyncpg
 from engine.adapters.ami import AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
 from engine.domain import speech
-from engine.domain.errors import AmiError, Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
+from engine.domain.errors import (
+    AmiError,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    StateConflict,
+    ValidationError,
+    VersionConflict,
+)
 from engine.domain.model import (
     Conference,
     ConferencePlan,
@@ -203,9 +211,14 @@ class ConferenceService:
         await self._owned(owner_id, conference_id, with_participants=False)
         return await self.repo.events(conference_id)
 
-    async def update(self, owner_id: int | None, conference_id: int, changes: dict) -> Conference:
-        """Change a scheduled conference; keys are ConferencePlan fields."""
+    async def update(self, owner_id: int | None, conference_id: int, changes: dict,
+                     expected_version: int | None = None) -> Conference:
+        """Change a scheduled conference; keys are ConferencePlan fields. With ``expected_version``
+        (the version the editor read) a conference changed meanwhile is refused with
+        VersionConflict instead of silently overwriting the other change."""
         conference = await self._owned(owner_id, conference_id)
+        if expected_version is not None and conference.version != expected_version:
+            raise VersionConflict("the conference was changed meanwhile", conference)
         if conference.state != ConferenceState.SCHEDULED:
             raise StateConflict(f"only a scheduled conference can be changed; this one is {conference.state}")
         unknown = set(changes) - PLAN_FIELDS
@@ -235,9 +248,14 @@ class ConferenceService:
             raise ValidationError("the start time is in the past", "start")
         ends_at = checked.start + self.minutes(checked.duration_minutes)
         try:
-            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at)
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at,
+                                               version=expected_version)
         except OverLimit as exc:
             raise self._concurrency_refused(conference.owner_id, exc) from None
+        if moved is None and expected_version is not None:
+            now = await self._owned(owner_id, conference.id)
+            if now.state == ConferenceState.SCHEDULED and now.version != expected_version:
+                raise VersionConflict("the conference was changed meanwhile", now)
         if moved is None:
             raise StateConflict("only a scheduled conference can be changed; this one started meanwhile")
         if "participants" in changes:

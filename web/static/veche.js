@@ -77,6 +77,28 @@
     if (form.dataset.confirm && !form.hasAttribute("data-async")) {
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
     }
+    if (form.hasAttribute("data-submit-once") && !event.defaultPrevented) {
+      /* A form sent once is not sent again while its answer is on the way: later submits are
+         dropped and the buttons disabled (after this event, so the clicked button still counts). */
+      if (form.dataset.submitting) { event.preventDefault(); return; }
+      form.dataset.submitting = "1";
+      setTimeout(function () {
+        form.querySelectorAll("button[type=submit], button:not([type])").forEach(function (button) {
+          button.disabled = true;
+          button.setAttribute("aria-busy", "true");
+        });
+      }, 0);
+    }
+  });
+  /* Coming back to a page from the history cache re-enables its forms. */
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-submitting]").forEach(function (form) {
+      delete form.dataset.submitting;
+      form.querySelectorAll("button[aria-busy]").forEach(function (button) {
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+      });
+    });
   });
 
   function syncWhen(form) {
