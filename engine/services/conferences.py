@@ -35,6 +35,7 @@ from engine.domain.model import (
     ParticipantPlan,
     ParticipantState,
     Role,
+    state_refusal,
 )
 from engine.domain.numberplan import NumberPlan
 from engine.domain.pins import generate_conference_number, generate_pins
@@ -96,7 +97,7 @@ class ConferenceService:
     async def _running(self, owner_id: int | None, conference_id: int) -> Conference:
         conference = await self._owned(owner_id, conference_id)
         if conference.state != ConferenceState.RUNNING:
-            raise StateConflict(f"the conference is {conference.state}, not running")
+            raise StateConflict(state_refusal(conference.state))
         return conference
 
     @staticmethod
@@ -141,7 +142,7 @@ class ConferenceService:
         """The refusal of a plan over the account's concurrent conferences (checked atomically
         by the repository), reported to the guard."""
         self._limit_hit(owner_id, "max_concurrent_conferences", f"{exc.current} overlapping")
-        return LimitExceeded(f"your account allows at most {exc.allowed} conferences at the same time")
+        return LimitExceeded("your account allows at most %(limit)d conferences at the same time", limit=exc.allowed)
 
     # ----------------------------------------------------------------- planning
 
@@ -220,7 +221,8 @@ class ConferenceService:
         if expected_version is not None and conference.version != expected_version:
             raise VersionConflict("the conference was changed meanwhile", conference)
         if conference.state != ConferenceState.SCHEDULED:
-            raise StateConflict(f"only a scheduled conference can be changed; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be changed; %(reason)s",
+                                reason=state_refusal(conference.state))
         unknown = set(changes) - PLAN_FIELDS
         if unknown:
             raise ValidationError(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
@@ -285,7 +287,8 @@ class ConferenceService:
                                                ConferenceState.CANCELLED, cancelled_at=now_utc(),
                                                end_reason="cancelled")
         if cancelled is None:
-            raise StateConflict(f"only a scheduled conference can be cancelled; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be cancelled; %(reason)s",
+                                reason=state_refusal(conference.state))
         await self.repo.log_event(conference.id, "conference.cancelled", actor=actor_of(owner_id))
         await self._publish("conference.cancelled", cancelled)
         self._wake_scheduler()
@@ -297,7 +300,8 @@ class ConferenceService:
         scheduler's path, so auto-invite and the call limits apply as at the planned time."""
         conference = await self._owned(owner_id, conference_id, with_participants=False)
         if conference.state != ConferenceState.SCHEDULED:
-            raise StateConflict(f"only a scheduled conference can be started; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be started; %(reason)s",
+                                reason=state_refusal(conference.state))
         await self._limits(conference.owner_id)
         now = now_utc()
         try:
@@ -468,7 +472,7 @@ class ConferenceService:
         """Add a participant to a scheduled or running conference (dialled at once if running and ``invite``)."""
         conference = await self._owned(owner_id, conference_id)
         if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
-            raise StateConflict(f"the conference is {conference.state}")
+            raise StateConflict(state_refusal(conference.state))
         try:
             checked = validate_participant(participant, await self._number_plan(conference.owner_id), "participant")
         except ValidationError as exc:
@@ -476,15 +480,16 @@ class ConferenceService:
                 self._limit_hit(conference.owner_id, "number_plan", str(exc))
             raise
         if any(p.number == checked.number and p.origin == Origin.DIALOUT for p in conference.participants):
-            raise ValidationError(f"{checked.number} is already a participant; invite them again instead",
-                                  "participant.number")
+            raise ValidationError("%(number)s is already a participant; invite them again instead",
+                                  "participant.number", number=checked.number)
         try:
             added = await self.repo.add_participant(conference.id, number=checked.number, name=checked.name,
                                                     email=checked.email, role=str(checked.role),
                                                     node_id=conference.node_id,
                                                     max_active=conference.max_participants)
         except OverLimit:
-            raise LimitExceeded(f"the conference allows at most {conference.max_participants} participants") from None
+            raise LimitExceeded("the conference allows at most %(limit)d participants",
+                                limit=conference.max_participants) from None
         await self.repo.log_event(conference.id, "participant.added", actor=actor_of(owner_id),
                                   participant_id=added.id, detail={"number": added.number, "name": added.name})
         await self._publish("participant.added", conference, added.id, number=added.number, name=added.name)
@@ -499,7 +504,7 @@ class ConferenceService:
         chosen = [self._participant_of(conference, pid) for pid in participant_ids]
         for participant in chosen:
             if participant.origin != Origin.DIALOUT:
-                raise StateConflict(f"participant {participant.id} dialled in; they cannot be dialled back")
+                raise StateConflict("%(number)s dialled in and cannot be dialled back", number=participant.number)
         await self.calls.dial(conference, chosen, actor=actor_of(owner_id), strict_rate=True)
 
     def _in_room(self, conference: Conference, participant_id: int) -> Participant:
@@ -554,7 +559,7 @@ class ConferenceService:
             raise ValidationError("the role is chair or guest", "role") from None
         conference = await self._owned(owner_id, conference_id)
         if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
-            raise StateConflict(f"the conference is {conference.state}")
+            raise StateConflict(state_refusal(conference.state))
         participant = self._participant_of(conference, participant_id)
         if participant.role == role:
             return participant

@@ -49,8 +49,9 @@ def _one_line(limit: int, required: bool = False) -> dict[str, Any]:
 SUBJECT = _one_line(200, required=True)
 NAME = _one_line(100)
 NAME_REQUIRED = _one_line(100, required=True)
-NUMBER = {"type": "string", "pattern": "^[0-9]{2,15}$", "examples": ["375291234567"],
-          "description": "2 to 15 digits, without + or spaces (participants must also be in the number plan)"}
+NUMBER = {"type": "string", "pattern": "^[0-9 ().-]{2,30}$", "examples": ["375291234567", "375 29 123-45-67"],
+          "description": "2 to 15 digits, without +; spaces, dashes, dots and brackets typed between them are removed "
+                         "(participants, contacts, rooms and template participants must also be in the number plan)"}
 EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
                     "pattern": "^[^@\\s<>\"'\\u0000-\\u001f]{1,64}@[^@\\s<>\"'\\u0000-\\u001f]{1,255}"
                                "\\.[A-Za-z0-9-]{2,63}$"},

@@ -76,6 +76,8 @@ async def error_text(request: web.Request, error: VecheError) -> str:
     message_id = getattr(error, "message_id", None)
     if message_id is not None:
         values = getattr(error, "values", None) or {}
+        # a value may itself be a catalogued sentence (the reason in a refusal): translated too
+        values = {k: catalogue.gettext(v) if isinstance(v, str) and v else v for k, v in values.items()}
         return catalogue.gettext(message_id) % values if values else catalogue.gettext(message_id)
     return catalogue.gettext(str(error))
 

@@ -3,6 +3,7 @@ also the form parsing the conference edit page and template editing reuse."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from web.auth import current_account, login_required
 from web.views.common import checkbox, error_text, field, flash, render, service, translate
 
 DURATIONS = (15, 30, 45, 60, 90, 120, 180, 240)
+PARTICIPANT_ROW = re.compile(r"^participants\[([0-9]+)\]")
 REMINDER_LEADS = (5, 15, 30, 60, 120, 1440)
 EMPTY_ROWS = 3
 
@@ -157,7 +159,13 @@ async def planning(request: web.Request) -> web.StreamResponse:
 async def _form_error(request: web.Request, form: MultiDictProxy, exc: Exception, status: int = 400,
                       template: str = "planning.html", extra: dict | None = None) -> web.Response:
     context = await form_context(request, _values_from_form(form))
-    context["errors"] = {getattr(exc, "field", None) or "form": await error_text(request, exc)}
+    name = getattr(exc, "field", None) or "form"
+    message = await error_text(request, exc)
+    row = PARTICIPANT_ROW.match(name)
+    if row:  # say which row of the participant table is wrong
+        message = await translate(request, "Participant %(row)d: %(message)s", row=int(row.group(1)) + 1,
+                                  message=message)
+    context["errors"] = {name: message}
     context.setdefault("template", None)
     return await render(request, template, {**context, **(extra or {})}, status=status)
 
