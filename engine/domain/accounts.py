@@ -151,7 +151,7 @@ def dial_number(raw: str | None, field_name: str = "number") -> str:
     """A number to invite (contact, room, participant): digits only, as the number plan dials it."""
     value = normalise(raw or "")
     if "+" in value:
-        raise ValidationError("Enter the number with digits only, without '+' or spaces", field_name)
+        raise ValidationError("Enter the number in digits, without '+'", field_name)
     if not DIAL_NUMBER.match(value):
         raise ValidationError("Enter a number of 2 to 15 digits", field_name)
     return value

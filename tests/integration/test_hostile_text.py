@@ -150,6 +150,8 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
                                          "participants[0].name": (record["participant_name"], 100, False)})
             if values is not None:
                 assert (reply.body["name"], reply.body["subject"]) == (values["name"], values["subject"])
+                # template names are unique per account: free the name for the next draw
+                assert (await api.call("DELETE", f"/templates/{reply.body['id']}")).status == 204
         assert accepted and refused, (len(accepted), refused)
 
         async def all_sent() -> bool:

@@ -189,7 +189,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
         return response
     except (ValidationError, StateConflict, LimitExceeded, Forbidden) as exc:
         return await _form_error(request, form, exc, template="conference_edit.html",
-                                 extra={"conference": conference})
+                                 extra={"conference": conference, "version": _form_version(form) or ""})
     await flash(request, await translate(request, "Conference updated"))
     raise web.HTTPSeeOther(f"/conferences/{conference.id}")
 

@@ -163,8 +163,8 @@ async def _form_error(request: web.Request, form: MultiDictProxy, exc: Exception
     message = await error_text(request, exc)
     row = PARTICIPANT_ROW.match(name)
     if row:  # say which row of the participant table is wrong
-        message = await translate(request, "Participant %(row)d: %(message)s", row=int(row.group(1)) + 1,
-                                  message=message)
+        message = await translate(request, "Participant %(row)d: %(error)s", row=int(row.group(1)) + 1,
+                                  error=message)
     context["errors"] = {name: message}
     context.setdefault("template", None)
     return await render(request, template, {**context, **(extra or {})}, status=status)
