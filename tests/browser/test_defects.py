@@ -156,3 +156,66 @@ async def test_long_words_wrap_at_phone_width(lang: str, browser: Browser, engin
         assert errors == []
     finally:
         await context.close()
+
+
+SIGNED_OUT = {"ru": "Вы вышли из портала", "en": "You were logged out"}
+CLIPPED = {"ru": "Период — не более 366 дней", "en": "A period covers at most 366 days"}
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+async def test_a_form_sent_after_logging_out_elsewhere_keeps_the_input(lang: str, browser: Browser, engine,
+                                                                       portal_url: str, screens: Path) -> None:
+    from tests.support.portal import PASSWORD
+
+    account = await new_account(engine, language=lang)
+    context, page, errors = await _page(browser, lang)
+    try:
+        await log_in(page, engine, portal_url, account.phone)
+        await page.fill("input[name=subject]", "Typed before logout")
+        await page.check("input[name=when][value=later]")
+        await page.locator("input[name=p_number]").nth(0).fill("375 29 100 00 07")
+        other = await context.new_page()
+        await other.goto(portal_url + "/planning")
+        await other.locator("form[action='/logout'] button").click()
+        await other.wait_for_url("**/login*")
+        await page.click("[data-test=schedule]")
+        await page.wait_for_url("**/login?next=**")
+        await expect(page.locator(".flash-warning")).to_contain_text(SIGNED_OUT[lang])
+        await shot(page, screens, lang, "defects-signed-out")
+        captcha_id = await page.locator("input[name=captcha_id]").input_value()
+        await page.fill("input[name=phone]", account.phone)
+        await page.fill("input[name=password]", PASSWORD)
+        await page.fill("input[name=captcha]", await engine.services["captcha"].answer_for_test(captcha_id))
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/planning")
+        await expect(page.locator("input[name=subject]")).to_have_value("Typed before logout")
+        await expect(page.locator("input[name=p_number]").nth(0)).to_have_value("375 29 100 00 07")
+        await expect(page.locator("input[name=when][value=later]")).to_be_checked()
+        await page.click("[data-test=schedule]")
+        await page.wait_for_url("**/conferences/*")
+        assert await engine.pool.fetchval("SELECT subject FROM conferences WHERE owner_id = $1",
+                                          account.id) == "Typed before logout"
+        assert errors == []
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+async def test_a_history_period_too_long_says_what_is_shown(lang: str, browser: Browser, engine,
+                                                            portal_url: str, screens: Path) -> None:
+    account = await new_account(engine, language=lang)
+    context, page, errors = await _page(browser, lang)
+    try:
+        await log_in(page, engine, portal_url, account.phone)
+        await page.goto(portal_url + "/history?from=2026-11-01&to=2027-12-31")
+        notice = page.locator("[data-test=period-clipped]")
+        await expect(notice).to_contain_text(CLIPPED[lang])
+        await expect(notice).to_contain_text("2026-11-01")
+        await expect(page.locator("input[name=from]")).to_have_value("2026-11-01")
+        await expect(page.locator("input[name=to]")).to_have_value("2027-11-02")
+        await shot(page, screens, lang, "defects-history-clipped")
+        await page.goto(portal_url + "/history?from=2026-11-01&to=2026-11-30")
+        await expect(page.locator("[data-test=period-clipped]")).to_have_count(0)
+        assert errors == []
+    finally:
+        await context.close()

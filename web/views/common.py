@@ -92,6 +92,12 @@ async def base_context(request: web.Request) -> dict[str, Any]:
     account = await current_account(request)
     session = await get_session(request)
     flashes = session.pop("flash", []) if "flash" in session else []
+    kept_form = session.get("kept_form")
+    if kept_form and account is not None and request.method == "GET" and \
+            request.path_qs in (kept_form.get("page"), kept_form.get("action")):
+        session.pop("kept_form")  # refilled on this page by veche.js
+    else:
+        kept_form = None
     lang = await language(request)
     router = request.app.router
     return {
@@ -101,6 +107,7 @@ async def base_context(request: web.Request) -> dict[str, Any]:
         "csrf_token": await csrf_token(request),
         "csrf_field": CSRF_FIELD,
         "flashes": flashes,
+        "kept_form": kept_form,
         "navigation": NAVIGATION + (OPERATOR_NAVIGATION if account is not None and account.role == "operator" else ()),
         "current_path": request.path,
         "access_number": engine_of(request).settings.access_number,

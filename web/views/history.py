@@ -42,8 +42,8 @@ def period(query: dict, timezone: str) -> tuple[date, date, str]:
         last = today
     if last < first:
         first, last = last, first
-    if (last - first).days > MAX_PERIOD_DAYS:
-        first = last - timedelta(days=MAX_PERIOD_DAYS)
+    if (last - first).days > MAX_PERIOD_DAYS:  # the page says so (clipped_notice)
+        last = first + timedelta(days=MAX_PERIOD_DAYS)
     return first, last, "" if "from" in query or "to" in query else "7d"
 
 
@@ -58,11 +58,23 @@ async def _history(request: web.Request) -> tuple[list[Conference], date, date, 
     return items, first, last, chosen
 
 
+def clipped(query: dict, first: date, last: date) -> tuple[str, str] | None:
+    """The period asked for, when it was longer than MAX_PERIOD_DAYS and only [first, last] is shown."""
+    try:
+        asked = sorted((date.fromisoformat(query.get("from", "")), date.fromisoformat(query.get("to", ""))))
+    except ValueError:
+        return None
+    if (asked[0], asked[1]) == (first, last):
+        return None
+    return asked[0].isoformat(), asked[1].isoformat()
+
+
 @login_required
 async def history(request: web.Request) -> web.StreamResponse:
     items, first, last, chosen = await _history(request)
     account = await current_account(request)
     return await render(request, "history.html", {
+        "clipped": clipped(dict(request.query), first, last), "max_days": MAX_PERIOD_DAYS,
         "conferences": items, "first": first.isoformat(), "last": last.isoformat(), "chosen": chosen,
         "quick_ranges": QUICK_RANGES, "recordings": await _recordings(request, account.id, items)})
 
