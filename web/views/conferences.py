@@ -26,6 +26,7 @@ from engine.domain.model import (
     ParticipantState,
     Role,
 )
+from engine.domain.notifications import delivery_problem
 from web.auth import current_account, login_required
 from web.i18n import local_time
 from web.views.common import (
@@ -111,7 +112,8 @@ async def card(request: web.Request) -> web.StreamResponse:
     notifier = engine_of(request).services.get("notifier")
     if notifier is not None:
         try:
-            deliveries = await notifier.delivery_status(account.id, conference.id)
+            deliveries = [{**d, "problem": delivery_problem(d.get("last_error"))}
+                          for d in await notifier.delivery_status(account.id, conference.id)]
         except VecheError:
             log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
     return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries,

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from engine.domain.eventlog import actor_words, describe
 from engine.domain.model import Conference
 from web.auth import current_account, login_required
 from web.i18n import local_time
-from web.views.common import N_, engine_of, flash, path_id, render, service
+from web.views.common import N_, engine_of, flash, path_id, render, service, translations
 
 QUICK_RANGES = ("today", "yesterday", "7d", "30d", "month")
 MAX_PERIOD_DAYS = 366
@@ -96,7 +97,26 @@ async def history_detail(request: web.Request) -> web.StreamResponse:
     recordings = (await _recordings(request, account.id, [conference])).get(conference.id, [])
     return await render(request, "history_detail.html", {
         "conference": conference, "events": events, "recordings": recordings,
+        "log": await event_sentences(request, conference, events),
         "retention_days": engine_of(request).settings.recording_retention_days})
+
+
+async def event_sentences(request: web.Request, conference: Conference, events: list[dict]) -> list[dict]:
+    """The event log in the visitor's language: when, what happened in words, who did it, and the
+    recorded kind and detail for whoever wants them."""
+    catalogue = await translations(request)
+    people = {p.id: p for p in conference.participants}
+    lines = []
+    for event in events:
+        sentence = describe(event["kind"], event["detail"], people.get(event["participant_id"]))
+        values = {k: catalogue.gettext(v) if k == "reason" else v for k, v in sentence.values.items()}
+        text = catalogue.gettext(sentence.message_id)
+        lines.append({
+            "at": event["at"], "text": text % values if values else text,
+            "cause": catalogue.gettext(sentence.cause) if sentence.cause else None,
+            "by": catalogue.gettext(actor_words(event["actor"], conference.owner_id)),
+            "raw": " ".join([event["kind"], *(f"{k}={v}" for k, v in (event["detail"] or {}).items())])})
+    return lines
 
 
 @login_required

@@ -197,7 +197,8 @@ async def schedule(request: web.Request) -> web.StreamResponse:
     except Forbidden as exc:
         return await _form_error(request, form, exc, status=403)
     if not answer.replayed:
-        await flash(request, await translate(request, "Conference scheduled"))
+        started = field(form, "when", "now") == "now"
+        await flash(request, await translate(request, "Conference started" if started else "Conference scheduled"))
     raise web.HTTPSeeOther(answer.headers["Location"])
 
 
