@@ -219,3 +219,60 @@ async def test_a_history_period_too_long_says_what_is_shown(lang: str, browser: 
         assert errors == []
     finally:
         await context.close()
+
+
+EVENT_FAILED = {"ru": "не удалось дозвониться", "en": "was not reached"}
+EVENT_ENDED = {"ru": "Конференция завершилась: завершена ведущим", "en": "The conference ended: ended by the chair"}
+MAIL_DOWN = {"ru": "почтовый сервер недоступен", "en": "the mail server could not be reached"}
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+async def test_history_and_card_say_what_happened_in_words(lang: str, browser: Browser, engine, portal_url: str,
+                                                           screens: Path) -> None:
+    from engine.domain.model import ParticipantPlan
+    from tests.support.api import BusWatcher
+
+    account = await new_account(engine, language=lang)
+    conferences = engine.services["conferences"]
+    async with BusWatcher(engine) as bus:
+        conference = await conferences.plan(account.id, ConferencePlan(
+            subject="Busy line", start=None, duration_minutes=10, max_participants=3,
+            participants=(ParticipantPlan("375290000486"),)))
+        await bus.wait(lambda e: e.conference_id == conference.id and e.kind == "participant.state"
+                       and e.data.get("state") == "failed", timeout=60)
+    await conferences.end(account.id, conference.id)
+    called_off = await conferences.plan(account.id, ConferencePlan(
+        subject="Called off", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=30, max_participants=5,
+        participants=(ParticipantPlan("375291000031", "Olga", "olga@example.org"),)))
+    cancelled_id = called_off.id
+    await engine.pool.execute(
+        "INSERT INTO mail_outbox (dedup_key, conference_id, participant_id, kind, recipient_role, recipient, sender, "
+        "subject, message_id, message, status, attempts, last_error) VALUES ($1, $2, $3, 'invitation', 'guest', "
+        "'olga@example.org', 'veche@localhost', 'x', $1, 'x'::bytea, 'failed', 5, 'SMTPConnectError: Error "
+        "connecting to 127.0.0.1 on port 25; [Errno 111] Connect call failed')",
+        f"defects-{cancelled_id}@test", cancelled_id, called_off.participants[0].id)
+    await conferences.cancel(account.id, cancelled_id)
+    context, page, errors = await _page(browser, lang)
+    try:
+        await log_in(page, engine, portal_url, account.phone)
+        await page.goto(f"{portal_url}/history/{conference.id}")
+        await page.locator("summary", has_text="Журнал" if lang == "ru" else "Event log").first.click()
+        log = page.locator("tr[data-event]")
+        await expect(log.filter(has_text=EVENT_FAILED[lang])).to_have_count(1)
+        await expect(log.filter(has_text=EVENT_ENDED[lang])).to_have_count(1)
+        visible = await page.locator("main, body").first.inner_text()
+        assert "participant.failed" not in visible and "cause=" not in visible
+        await shot(page, screens, lang, "defects-event-log")
+        await page.goto(f"{portal_url}/conferences/{conference.id}")
+        await expect(page.locator("[data-test=actual-time]")).to_have_count(1)
+        today = datetime.now(UTC).date()
+        await page.goto(f"{portal_url}/history?from={today - timedelta(days=2)}&to={today + timedelta(days=5)}")
+        cancelled_row = page.locator(f"tr:has(a[href='/history/{cancelled_id}'])")
+        await expect(cancelled_row.locator("[data-test=cancelled-at]")).to_have_count(1)
+        await page.goto(f"{portal_url}/conferences/{cancelled_id}")
+        await expect(page.locator(".delivery-error").first).to_have_text(MAIL_DOWN[lang])
+        assert "SMTPConnectError" not in await page.locator("body").inner_text()
+        await shot(page, screens, lang, "defects-mail-in-words")
+        assert errors == []
+    finally:
+        await context.close()

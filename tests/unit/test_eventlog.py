@@ -18,7 +18,8 @@ KINDS = ["conference.scheduled", "conference.updated", "conference.cancelled", "
          "conference.resumed", "conference.resume_failed", "participant.added", "participant.joined",
          "participant.left", "participant.failed", "participant.role", "participant.kicked", "recording.started",
          "recording.stopped", "recording.announced", "recording.ready", "recording.deleted", "recording.failed",
-         "keypad.pressed", "something.new"]
+         "keypad.pressed", "participant.dialing", "participant.muted", "participant.unmuted", "conference.locked",
+         "conference.unlocked", "something.new"]
 
 
 def _catalogue(lang: str) -> dict[str, str]:
