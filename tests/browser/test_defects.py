@@ -276,3 +276,31 @@ async def test_history_and_card_say_what_happened_in_words(lang: str, browser: B
         assert errors == []
     finally:
         await context.close()
+
+
+LOCATION = {"ru": "Расположение: ", "en": "Location: "}
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+async def test_the_room_form_names_the_field_at_fault(lang: str, browser: Browser, engine, portal_url: str,
+                                                      screens: Path) -> None:
+    account = await new_account(engine, language=lang)
+    context, page, errors = await _page(browser, lang, width=390)
+    try:
+        await log_in(page, engine, portal_url, account.phone)
+        await page.goto(portal_url + "/settings/rooms")
+        await page.fill("form[data-entry-form] input[name=name]", "Board room")
+        await page.fill("form[data-entry-form] input[name=number]", "375 17 123-45-67")
+        await page.fill("form[data-entry-form] input[name=location]", "Floor 3, " + "east wing " * 15)
+        await page.click("form[data-entry-form] button")
+        refusal = page.locator(".field-error[data-field=location]")
+        await expect(refusal).to_contain_text(LOCATION[lang])
+        await expect(page.locator("input[name=location][aria-invalid=true]")).to_have_count(1)
+        await shot(page, screens, lang, "defects-room-location")
+        assert await page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        await page.fill("form[data-entry-form] input[name=location]", "Floor 3, east wing")
+        await page.click("form[data-entry-form] button")
+        await expect(page.locator("tr[data-entry] td.mono")).to_have_text("375171234567")
+        assert errors == []
+    finally:
+        await context.close()
