@@ -521,7 +521,8 @@ class ConferenceService:
         try:
             await self.calls.node(conference.node_id).confbridge_mute(conference.room, participant.channel, muted)
         except AmiError as exc:
-            raise StateConflict(f"Asterisk could not {'mute' if muted else 'unmute'}: {exc}") from exc
+            log.warning("conference %s: mute %s refused by Asterisk: %s", conference.id, muted, exc)
+            raise StateConflict("the telephony server did not carry out the action; try again") from exc
         await self.repo.update_participant(participant.id, muted=muted)
         kind = "participant.muted" if muted else "participant.unmuted"
         await self.repo.log_event(conference.id, kind, actor=actor or actor_of(owner_id),
@@ -542,7 +543,8 @@ class ConferenceService:
             try:
                 await self.calls.node(conference.node_id).confbridge_kick(conference.room, participant.channel)
             except AmiError as exc:
-                raise StateConflict(f"Asterisk could not remove the participant: {exc}") from exc
+                log.warning("conference %s: kick refused by Asterisk: %s", conference.id, exc)
+                raise StateConflict("the telephony server did not carry out the action; try again") from exc
             await self.calls.mark_left(participant, None)
         await self.repo.log_event(conference.id, "participant.kicked", actor=actor_of(owner_id),
                                   participant_id=participant.id)
@@ -574,7 +576,8 @@ class ConferenceService:
             try:
                 await self.calls.rejoin(participant, role, muted=participant.muted)
             except AmiError as exc:
-                raise StateConflict(f"Asterisk could not change the role: {exc}") from exc
+                log.warning("conference %s: role change refused by Asterisk: %s", conference.id, exc)
+                raise StateConflict("the telephony server did not carry out the action; try again") from exc
             finally:
                 if reopen:
                     with contextlib.suppress(AmiError):

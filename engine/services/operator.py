@@ -48,13 +48,13 @@ class NodeLoad:
 def _int_in(value: Any, name: str) -> int:
     low, high = LIMIT_RANGES[name]
     if isinstance(value, bool):
-        raise ValidationError(f"{name.replace('_', ' ')} must be a number from {low} to {high}", name)
+        raise ValidationError("Enter a number from %(low)d to %(high)d", name, low=low, high=high)
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"{name.replace('_', ' ')} must be a number from {low} to {high}", name) from None
+        raise ValidationError("Enter a number from %(low)d to %(high)d", name, low=low, high=high) from None
     if not low <= number <= high:
-        raise ValidationError(f"{name.replace('_', ' ')} must be a number from {low} to {high}", name)
+        raise ValidationError("Enter a number from %(low)d to %(high)d", name, low=low, high=high)
     return number
 
 

@@ -104,7 +104,7 @@ class RecordingService:
                 timeout_ms=10000)
         except AmiError as exc:
             await self._failed(row, f"Asterisk did not start the recorder: {exc}")
-            raise StateConflict(f"the recording could not start: {exc}") from exc
+            raise StateConflict("the recording could not start; try again") from exc
         await self.repo.set_conference_error(conference.id, None)
         await self.conferences.log_event(conference.id, "recording.started", actor=actor,
                                          detail={"recording_id": row["id"]})
