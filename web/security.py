@@ -96,6 +96,7 @@ async def csrf_protection(request: web.Request, handler: Handler) -> web.StreamR
 KEPT_FORM = "kept_form"  # session key: a form typed while signed out, refilled after logging in
 KEPT_FORM_MAX_CHARACTERS = 50_000
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+SIGNED_OUT_FORMS = ("/login", "/logout", "/password", "/language", "/email")  # forms of signed-out visitors
 SIGNED_OUT_NOTICE = ("You were logged out (perhaps in another tab), so nothing was saved. Log in again: "
                      "what you typed is kept and filled in again.")
 
@@ -106,13 +107,20 @@ async def keep_signed_out_form(request: web.Request) -> str | None:
     token) goes into the visitor's new session, and the answer is the login page, which returns
     to the form's page afterwards. None when the visitor is signed in (a real CSRF failure)."""
     session = await get_session(request)
-    if session.get("account_id") is not None or request.content_type not in FORM_TYPES:
+    if session.get("account_id") is not None or request.content_type not in FORM_TYPES \
+            or request.path.startswith(SIGNED_OUT_FORMS):
+        return None
+    # Only this site's own pages may leave input to refill: another site could otherwise plant
+    # values in a form the visitor later submits.
+    origin = URL(request.headers.get("Origin") or request.headers.get("Referer") or "")
+    if origin.host != request.url.host or origin.port != request.url.port:
         return None
     form = await request.post()
     fields = [[name, value] for name, value in form.items()
               if isinstance(value, str) and name != CSRF_FIELD and "password" not in name][:500]
     referer = URL(request.headers.get("Referer", ""))
-    page = referer.path_qs if referer.host == request.host and referer.path_qs else request.path
+    same_site = referer.host == request.url.host and referer.port == request.url.port
+    page = referer.path_qs if same_site and referer.path_qs else request.path
     page = safe_redirect(page, request.path)
     if sum(len(name) + len(value) for name, value in fields) <= KEPT_FORM_MAX_CHARACTERS:
         session[KEPT_FORM] = {"action": request.path, "page": page, "fields": fields}
