@@ -44,6 +44,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.operator",
     "engine.services.outbox",
     "engine.services.pictures",
+    "engine.services.idempotency",
 )
 
 

@@ -16,7 +16,15 @@ import asyncpg
 from engine.adapters.ami import AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
 from engine.domain import speech
-from engine.domain.errors import AmiError, Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
+from engine.domain.errors import (
+    AmiError,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    StateConflict,
+    ValidationError,
+    VersionConflict,
+)
 from engine.domain.model import (
     Conference,
     ConferencePlan,
@@ -27,6 +35,7 @@ from engine.domain.model import (
     ParticipantPlan,
     ParticipantState,
     Role,
+    state_refusal,
 )
 from engine.domain.numberplan import NumberPlan
 from engine.domain.pins import generate_conference_number, generate_pins
@@ -88,7 +97,7 @@ class ConferenceService:
     async def _running(self, owner_id: int | None, conference_id: int) -> Conference:
         conference = await self._owned(owner_id, conference_id)
         if conference.state != ConferenceState.RUNNING:
-            raise StateConflict(f"the conference is {conference.state}, not running")
+            raise StateConflict(state_refusal(conference.state))
         return conference
 
     @staticmethod
@@ -133,7 +142,7 @@ class ConferenceService:
         """The refusal of a plan over the account's concurrent conferences (checked atomically
         by the repository), reported to the guard."""
         self._limit_hit(owner_id, "max_concurrent_conferences", f"{exc.current} overlapping")
-        return LimitExceeded(f"your account allows at most {exc.allowed} conferences at the same time")
+        return LimitExceeded("your account allows at most %(limit)d conferences at the same time", limit=exc.allowed)
 
     # ----------------------------------------------------------------- planning
 
@@ -203,11 +212,17 @@ class ConferenceService:
         await self._owned(owner_id, conference_id, with_participants=False)
         return await self.repo.events(conference_id)
 
-    async def update(self, owner_id: int | None, conference_id: int, changes: dict) -> Conference:
-        """Change a scheduled conference; keys are ConferencePlan fields."""
+    async def update(self, owner_id: int | None, conference_id: int, changes: dict,
+                     expected_version: int | None = None) -> Conference:
+        """Change a scheduled conference; keys are ConferencePlan fields. With ``expected_version``
+        (the version the editor read) a conference changed meanwhile is refused with
+        VersionConflict instead of silently overwriting the other change."""
         conference = await self._owned(owner_id, conference_id)
+        if expected_version is not None and conference.version != expected_version:
+            raise VersionConflict("the conference was changed meanwhile", conference)
         if conference.state != ConferenceState.SCHEDULED:
-            raise StateConflict(f"only a scheduled conference can be changed; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be changed; %(reason)s",
+                                reason=state_refusal(conference.state))
         unknown = set(changes) - PLAN_FIELDS
         if unknown:
             raise ValidationError(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
@@ -235,9 +250,14 @@ class ConferenceService:
             raise ValidationError("the start time is in the past", "start")
         ends_at = checked.start + self.minutes(checked.duration_minutes)
         try:
-            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at)
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at,
+                                               version=expected_version)
         except OverLimit as exc:
             raise self._concurrency_refused(conference.owner_id, exc) from None
+        if moved is None and expected_version is not None:
+            now = await self._owned(owner_id, conference.id)
+            if now.state == ConferenceState.SCHEDULED and now.version != expected_version:
+                raise VersionConflict("the conference was changed meanwhile", now)
         if moved is None:
             raise StateConflict("only a scheduled conference can be changed; this one started meanwhile")
         if "participants" in changes:
@@ -267,7 +287,8 @@ class ConferenceService:
                                                ConferenceState.CANCELLED, cancelled_at=now_utc(),
                                                end_reason="cancelled")
         if cancelled is None:
-            raise StateConflict(f"only a scheduled conference can be cancelled; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be cancelled; %(reason)s",
+                                reason=state_refusal(conference.state))
         await self.repo.log_event(conference.id, "conference.cancelled", actor=actor_of(owner_id))
         await self._publish("conference.cancelled", cancelled)
         self._wake_scheduler()
@@ -279,7 +300,8 @@ class ConferenceService:
         scheduler's path, so auto-invite and the call limits apply as at the planned time."""
         conference = await self._owned(owner_id, conference_id, with_participants=False)
         if conference.state != ConferenceState.SCHEDULED:
-            raise StateConflict(f"only a scheduled conference can be started; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be started; %(reason)s",
+                                reason=state_refusal(conference.state))
         await self._limits(conference.owner_id)
         now = now_utc()
         try:
@@ -459,7 +481,7 @@ class ConferenceService:
         """Add a participant to a scheduled or running conference (dialled at once if running and ``invite``)."""
         conference = await self._owned(owner_id, conference_id)
         if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
-            raise StateConflict(f"the conference is {conference.state}")
+            raise StateConflict(state_refusal(conference.state))
         try:
             checked = validate_participant(participant, await self._number_plan(conference.owner_id), "participant")
         except ValidationError as exc:
@@ -467,15 +489,16 @@ class ConferenceService:
                 self._limit_hit(conference.owner_id, "number_plan", str(exc))
             raise
         if any(p.number == checked.number and p.origin == Origin.DIALOUT for p in conference.participants):
-            raise ValidationError(f"{checked.number} is already a participant; invite them again instead",
-                                  "participant.number")
+            raise ValidationError("%(number)s is already a participant; invite them again instead",
+                                  "participant.number", number=checked.number)
         try:
             added = await self.repo.add_participant(conference.id, number=checked.number, name=checked.name,
                                                     email=checked.email, role=str(checked.role),
                                                     node_id=conference.node_id,
                                                     max_active=conference.max_participants)
         except OverLimit:
-            raise LimitExceeded(f"the conference allows at most {conference.max_participants} participants") from None
+            raise LimitExceeded("the conference allows at most %(limit)d participants",
+                                limit=conference.max_participants) from None
         await self.repo.log_event(conference.id, "participant.added", actor=actor_of(owner_id),
                                   participant_id=added.id, detail={"number": added.number, "name": added.name})
         await self._publish("participant.added", conference, added.id, number=added.number, name=added.name)
@@ -490,7 +513,7 @@ class ConferenceService:
         chosen = [self._participant_of(conference, pid) for pid in participant_ids]
         for participant in chosen:
             if participant.origin != Origin.DIALOUT:
-                raise StateConflict(f"participant {participant.id} dialled in; they cannot be dialled back")
+                raise StateConflict("%(number)s dialled in and cannot be dialled back", number=participant.number)
         await self.calls.dial(conference, chosen, actor=actor_of(owner_id), strict_rate=True)
 
     def _in_room(self, conference: Conference, participant_id: int) -> Participant:
@@ -507,7 +530,8 @@ class ConferenceService:
         try:
             await self.calls.node(conference.node_id).confbridge_mute(conference.room, participant.channel, muted)
         except AmiError as exc:
-            raise StateConflict(f"Asterisk could not {'mute' if muted else 'unmute'}: {exc}") from exc
+            log.warning("conference %s: mute %s refused by Asterisk: %s", conference.id, muted, exc)
+            raise StateConflict("the telephony server did not carry out the action; try again") from exc
         await self.repo.update_participant(participant.id, muted=muted)
         kind = "participant.muted" if muted else "participant.unmuted"
         await self.repo.log_event(conference.id, kind, actor=actor or actor_of(owner_id),
@@ -528,7 +552,8 @@ class ConferenceService:
             try:
                 await self.calls.node(conference.node_id).confbridge_kick(conference.room, participant.channel)
             except AmiError as exc:
-                raise StateConflict(f"Asterisk could not remove the participant: {exc}") from exc
+                log.warning("conference %s: kick refused by Asterisk: %s", conference.id, exc)
+                raise StateConflict("the telephony server did not carry out the action; try again") from exc
             await self.calls.mark_left(participant, None)
         await self.repo.log_event(conference.id, "participant.kicked", actor=actor_of(owner_id),
                                   participant_id=participant.id)
@@ -545,7 +570,7 @@ class ConferenceService:
             raise ValidationError("the role is chair or guest", "role") from None
         conference = await self._owned(owner_id, conference_id)
         if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
-            raise StateConflict(f"the conference is {conference.state}")
+            raise StateConflict(state_refusal(conference.state))
         participant = self._participant_of(conference, participant_id)
         if participant.role == role:
             return participant
@@ -560,7 +585,8 @@ class ConferenceService:
             try:
                 await self.calls.rejoin(participant, role, muted=participant.muted)
             except AmiError as exc:
-                raise StateConflict(f"Asterisk could not change the role: {exc}") from exc
+                log.warning("conference %s: role change refused by Asterisk: %s", conference.id, exc)
+                raise StateConflict("the telephony server did not carry out the action; try again") from exc
             finally:
                 if reopen:
                     with contextlib.suppress(AmiError):
