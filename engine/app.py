@@ -42,6 +42,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.audit",
     "engine.services.operator",
     "engine.services.outbox",
+    "engine.services.series",
 )
 
 

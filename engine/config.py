@@ -84,6 +84,7 @@ class Settings:
     retry_delay_seconds: float = 30.0
     warning_seconds: float = 120.0  # the room hears the deadline warning this long before the end
     extend_cap_minutes: int = EXTEND_CAP_MINUTES  # total extension (manual and auto) per conference
+    series_ahead: int = 5  # upcoming occurrences of a recurring series kept as scheduled conferences
     join_early_minutes: int = 10  # dial-in may join this long before the start
     minute_seconds: float = 60.0  # length of a conference "minute" (tests shrink it)
     number_plan_country: str = "375"
@@ -209,6 +210,7 @@ class Settings:
             retry_no_answer=get_int("RETRY_NO_ANSWER", base.retry_no_answer),
             warning_seconds=float(get_int("WARNING_SECONDS", int(base.warning_seconds))),
             extend_cap_minutes=get_int("EXTEND_CAP_MINUTES", base.extend_cap_minutes),
+            series_ahead=positive("SERIES_AHEAD", base.series_ahead),
             join_early_minutes=get_int("JOIN_EARLY_MINUTES", base.join_early_minutes),
             test_mode=get("TEST_MODE", "0") in ("1", "true", "yes"),
             secret_key=get("SECRET_KEY", ""),

@@ -134,3 +134,6 @@ class Conference:
     notify_participants: bool = False
     recording: bool = False
     recording_error: str | None = None  # why the last recording failed, for the console card
+    series_id: int | None = None  # the recurring series or permanent room it belongs to
+    occurrence_at: datetime | None = None  # the start the series' rule gave it (RECURRENCE-ID)
+    occurrence_changed: bool = False  # this occurrence was edited on its own

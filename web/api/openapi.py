@@ -163,6 +163,8 @@ SCHEMAS: dict[str, Any] = {
         "participants": {"type": "array", "items": _ref("Participant")},
         "recording": {"type": "boolean"},
         "recording_error": _nullable({"type": "string", "description": "why the last recording failed"}),
+        "series_id": _nullable({**ID, "description": "the recurring series (GET /series/{id}) it belongs to"}),
+        "occurrence_at": NULL_DATETIME,
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
     "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},
@@ -523,6 +525,11 @@ from web.api.operator_spec import operator_paths, operator_schemas  # noqa: E402
 
 SCHEMAS.update(operator_schemas())
 PATHS.update(operator_paths())
+
+from web.api.series_spec import series_paths, series_schemas  # noqa: E402
+
+SCHEMAS.update(series_schemas())
+PATHS.update(series_paths())
 
 DESCRIPTION = """\
 The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`
