@@ -4,8 +4,8 @@ gives in the owner's time zone (pure: no I/O; occurrences keep their wall-clock 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import islice
 from datetime import UTC, date, datetime, time
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
