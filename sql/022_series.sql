@@ -73,3 +73,9 @@ BEGIN
 END $$;
 CREATE TRIGGER conference_series_number_free BEFORE INSERT OR UPDATE OF conference_number, state
     ON conference_series FOR EACH ROW EXECUTE FUNCTION conference_series_number_free();
+
+-- A permanent room has at most one session (conference row) open at a time; guests of a room
+-- with "guests wait for the chair" enter with the waiting profile.
+ALTER TABLE conferences ADD COLUMN wait_for_chair boolean NOT NULL DEFAULT false;
+CREATE UNIQUE INDEX conferences_room_session ON conferences (series_id)
+    WHERE series_id IS NOT NULL AND occurrence_at IS NULL AND state IN ('scheduled', 'running');

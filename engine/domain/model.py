@@ -137,3 +137,4 @@ class Conference:
     series_id: int | None = None  # the recurring series or permanent room it belongs to
     occurrence_at: datetime | None = None  # the start the series' rule gave it (RECURRENCE-ID)
     occurrence_changed: bool = False  # this occurrence was edited on its own
+    wait_for_chair: bool = False  # a permanent room's session: dial-in guests wait until a chair is in

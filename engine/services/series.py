@@ -25,9 +25,10 @@ from engine.adapters.db.conferences import OverLimit
 from engine.adapters.db.series import SeriesRepository
 from engine.config import Settings
 from engine.domain.errors import NotFound, StateConflict, ValidationError
-from engine.domain.model import Conference, ConferencePlan, ParticipantPlan
+from engine.domain.model import Conference, ConferencePlan, ConferenceState, ParticipantPlan
 from engine.domain.notifications import ConferenceFacts, MessageKind, Recipient, RecipientRole
 from engine.domain.pins import generate_conference_number, generate_pins
+from engine.domain.planning import MAX_DURATION_MINUTES
 from engine.domain.recurrence import Recurrence, ical_rule, occurrence_starts, validate_recurrence
 from engine.domain.text import flatten
 from engine.services.bus import DomainEvent, EventBus
@@ -85,6 +86,9 @@ class SeriesService:
     async def on_event(self, event: DomainEvent) -> None:
         """An occurrence changed or cancelled on its own ("this one", through any path: API,
         portal) is told with RECURRENCE-ID or EXDATE; one that is over makes room for the next."""
+        if event.kind == "participant.state" and event.data.get("state") in ("left", "failed"):
+            await self._on_left(event)
+            return
         if event.kind not in TOP_UP_ON and event.kind != "conference.updated":
             return
         conference = await self.conferences.repo.get(event.conference_id, with_participants=False)
@@ -103,6 +107,15 @@ class SeriesService:
             task = asyncio.create_task(self._top_up(series["id"]), name=f"series-top-up-{series['id']}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _on_left(self, event: DomainEvent) -> None:
+        conference = await self.conferences.repo.get(event.conference_id, with_participants=False)
+        if conference is None or conference.series_id is None or conference.occurrence_at is not None \
+                or conference.state != ConferenceState.RUNNING:
+            return
+        task = asyncio.create_task(self._close_if_empty(conference.id), name=f"room-session-{conference.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _top_up(self, series_id: int) -> None:
         try:
@@ -297,7 +310,7 @@ class SeriesService:
         leaked); the conference number stays, the calendar is re-sent. A running occurrence
         keeps the PINs it started with (its callers are in the room already)."""
         series = await self.repo.get(series_id, owner_id)
-        if series is None or series["kind"] != "recurring":
+        if series is None:
             raise NotFound("no such series")
         if series["state"] != "active":
             raise StateConflict("the series is cancelled")
@@ -307,8 +320,124 @@ class SeriesService:
             await self.conferences.repo.update(conference_id, chair_pin=chair_pin, guest_pin=guest_pin)
             await self.conferences.repo.log_event(conference_id, "conference.pins_reissued",
                                                   actor=actor_of(owner_id))
-        await self._mail(series, MessageKind.UPDATE, None)
+        if series["kind"] == "recurring":
+            await self._mail(series, MessageKind.UPDATE, None)
         return await self.get(owner_id, series_id)
+
+    # ----------------------------------------------------------------- permanent rooms
+
+    async def plan_room(self, owner_id: int, plan: ConferencePlan, wait_for_chair: bool) -> dict[str, Any]:
+        """A permanent room: a standing conference number and PINs, open for dial-in whenever
+        called. ``plan`` gives the subject, the participant limit, the guest PIN switch and the
+        voice language; its start and duration are not used (a session lasts while anyone is in
+        it, at most the longest conference)."""
+        limits = await self.conferences._limits(owner_id)
+        checked = await self.conferences._checked_plan(owner_id, plan, limits)
+        if not isinstance(wait_for_chair, bool):
+            raise ValidationError("guests_wait_for_chair is true or false", "guests_wait_for_chair")
+        language = checked.language or (await self.conferences.repo.account_limits(owner_id) or {}).get(
+            "language", "ru")
+        for _ in range(20):
+            chair_pin, guest_pin = generate_pins(self.settings.pin_length)
+            try:
+                room = await self.repo.insert({
+                    "owner_id": owner_id, "kind": "permanent", "subject": checked.subject,
+                    "plan": {**_plan_json(checked, language), "participants": [], "auto_invite": False,
+                             "duration_minutes": MAX_DURATION_MINUTES},
+                    "timezone": checked.timezone, "guests_wait_for_chair": wait_for_chair,
+                    "conference_number": generate_conference_number(self.settings.conference_number_length),
+                    "chair_pin": chair_pin, "guest_pin": guest_pin,
+                    "mail_uid": f"veche-room-{secrets.token_hex(12)}@{self.composer.domain}"})
+                return await self.get(owner_id, room["id"])
+            except asyncpg.UniqueViolationError:
+                continue  # the random conference number is in use: draw another
+        raise ValidationError("no free conference number; try again later", "subject")
+
+    async def close_room(self, owner_id: int | None, room_id: int) -> dict[str, Any]:
+        """Close a permanent room: its number stops answering; a session in progress is ended."""
+        room = await self.repo.get(room_id, owner_id)
+        if room is None or room["kind"] != "permanent":
+            raise NotFound("no such room")
+        if room["state"] != "active":
+            raise StateConflict("the room is closed")
+        await self.repo.update(room_id, state="cancelled")
+        for conference_id in await self.repo.conference_ids(room_id, ("running",)):
+            await self.conferences.end_conference(conference_id, reason="room_closed", actor=actor_of(owner_id))
+        return await self.get(owner_id, room_id)
+
+    async def standing(self, conference_number: str) -> Conference | None:
+        """The permanent room answering this number, as a conference not yet in session (id 0)
+        for the PIN check of dial-in; None when no open room has the number."""
+        room = await self.repo.room_by_number(conference_number)
+        if room is None:
+            return None
+        plan = room["plan"]
+        now = now_utc()
+        return Conference(
+            id=0, owner_id=room["owner_id"], subject=room["subject"], mode="voice", node_id=self.settings.node_id,
+            room="", conference_number=room["conference_number"], chair_pin=room["chair_pin"],
+            guest_pin=room["guest_pin"], guest_pin_required=plan["guest_pin_required"], immediate=True,
+            starts_at=now, duration_minutes=plan["duration_minutes"], ends_at=now, timezone=room["timezone"],
+            max_participants=plan["max_participants"], auto_invite=False, auto_extend_minutes=0,
+            extend_cap_minutes=0, extended_minutes=0, reminder_minutes=None, locked=False,
+            state=ConferenceState.SCHEDULED, language=plan["language"], series_id=room["id"],
+            wait_for_chair=room["guests_wait_for_chair"])
+
+    async def open_session(self, room_id: int) -> Conference:
+        """The room's running session, started now when there is none: one conference row from
+        the first join to the last leave (one History entry), within the account's limit of
+        concurrent conferences (LimitExceeded beyond it)."""
+        room = await self.repo.get(room_id)
+        if room is None or room["kind"] != "permanent" or room["state"] != "active":
+            raise NotFound("no such room")
+        lock = self._locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            for _ in range(3):
+                running = await self.repo.conference_ids(room_id, ("scheduled", "running"))
+                if running:
+                    conference = await self.conferences.repo.get(running[0], with_participants=False)
+                    if conference is not None and conference.state == ConferenceState.RUNNING:
+                        return conference
+                    started = await self.conferences.start_conference(running[0])
+                    if started is not None:
+                        return started
+                    continue
+                plan = room["plan"]
+                now = now_utc()
+                fields = {
+                    "owner_id": room["owner_id"], "subject": room["subject"], "mode": "voice",
+                    "node_id": self.settings.node_id, "room": f"veche-{secrets.token_hex(8)}",
+                    "conference_number": room["conference_number"], "chair_pin": room["chair_pin"],
+                    "guest_pin": room["guest_pin"], "guest_pin_required": plan["guest_pin_required"],
+                    "immediate": True, "starts_at": now, "duration_minutes": plan["duration_minutes"],
+                    "ends_at": now + self.conferences.minutes(plan["duration_minutes"]),
+                    "timezone": room["timezone"], "max_participants": plan["max_participants"],
+                    "auto_invite": False, "auto_extend_minutes": 0,
+                    "extend_cap_minutes": self.settings.extend_cap_minutes, "reminder_minutes": None,
+                    "language": plan["language"], "notify_participants": False, "recording": False,
+                    "series_id": room_id, "wait_for_chair": room["guests_wait_for_chair"],
+                }
+                try:
+                    conference = await self.conferences.repo.insert_conference(fields, ())
+                except asyncpg.UniqueViolationError:
+                    continue  # another engine opened the session meanwhile
+                except OverLimit as exc:
+                    raise self.conferences._concurrency_refused(room["owner_id"], exc) from None
+                await self.conferences.repo.log_event(conference.id, "conference.scheduled", actor="dialin",
+                                                      detail={"subject": conference.subject, "immediate": True,
+                                                              "starts_at": now.isoformat(), "participants": 0,
+                                                              "series_id": room_id})
+                started = await self.conferences.start_conference(conference.id, actor="dialin")
+                if started is not None:
+                    return started
+            raise StateConflict("the room's session could not start")
+
+    async def _close_if_empty(self, conference_id: int) -> None:
+        """A room's session ends when its last participant has left."""
+        await asyncio.sleep(0)
+        if await self.repo.present(conference_id):
+            return
+        await self.conferences.end_conference(conference_id, reason="room_empty", actor="engine")
 
     # ----------------------------------------------------------------- mail
 
@@ -383,5 +512,9 @@ class SeriesService:
 async def install(engine: Any) -> SeriesService:
     """Build the series service (after the conference service and the notifier)."""
     notifier = engine.services.get("notifier")
-    return SeriesService(engine.settings, engine.pool, engine.bus, engine.services["conferences"],
-                         wake_mail=notifier.wake if notifier is not None else None)
+    service = SeriesService(engine.settings, engine.pool, engine.bus, engine.services["conferences"],
+                            wake_mail=notifier.wake if notifier is not None else None)
+    dialin = engine.services.get("dialin")
+    if dialin is not None:
+        dialin.rooms = service  # a permanent room answers its number when no session is open
+    return service

@@ -13,6 +13,12 @@ SERIES_NUMBER_NOTE = (
     "PATCH or DELETE /conferences/{id} on an occurrence changes or cancels that one only "
     "(mailed with RECURRENCE-ID or EXDATE); PATCH or DELETE /series/{id} acts on the whole series.")
 
+ROOM_NOTE = (
+    "A permanent room (a personal meeting room) has a standing conference number and PINs and is open "
+    "for dial-in whenever called; each session, from the first caller to the last leaving, is one conference "
+    "(one History entry) and counts against the account's concurrent-conference and participant limits "
+    "(a caller beyond them is refused). New PINs: POST /permanent-rooms/{id}/pins.")
+
 RECURRENCE = {
     "type": "object", "additionalProperties": False, "required": ["frequency"],
     "description": "how the series repeats; exactly one of until (last day, in the series' time zone) "
@@ -49,10 +55,17 @@ def series_schemas() -> dict[str, Any]:
             "timezone": {"type": "string"}, "access_number": {"type": "string"},
             "conference_number": {"type": "string", "description": "shared by every occurrence"},
             "chair_pin": {"type": "string"}, "guest_pin": {"type": "string"},
-            "plan": {"type": "object"},
+            "plan": {"type": "object"}, "guests_wait_for_chair": {"type": "boolean"},
             "conferences": {"type": "array", "items": spec._ref("Conference"),
                             "description": "the materialised occurrences, earliest first"},
         }, ("id", "kind", "state", "conference_number", "conferences"), closed=False),
+        "RoomCreate": spec._obj({
+            "subject": plan["subject"], "max_participants": plan["max_participants"],
+            "guest_pin_required": plan["guest_pin_required"], "language": plan["language"],
+            "timezone": plan["timezone"],
+            "guests_wait_for_chair": {"type": "boolean", "default": False,
+                                      "description": "dial-in guests wait (in silence) until a chair is in the room"},
+        }, ("subject", "max_participants"), description="a permanent room. " + ROOM_NOTE),
         "SeriesList": spec._obj({"series": {"type": "array", "items": spec._ref("Series")}}, ("series",),
                                 closed=False),
     }
@@ -81,6 +94,26 @@ def series_paths() -> dict[str, Any]:
             "delete": spec._op("cancel_series", "Cancel the whole series (every upcoming occurrence)",
                                {"200": spec._json("Series", "the cancelled series")}, tag="conferences",
                                params=item, errors=("401", "403", "404", "409")),
+        },
+        "/permanent-rooms": {
+            "get": spec._op("list_permanent_rooms", "Open permanent rooms",
+                            {"200": spec._json("SeriesList", "rooms (key series)")}, tag="conferences",
+                            errors=("401", "403")),
+            "post": spec._op("create_permanent_room", "Open a permanent room. " + ROOM_NOTE,
+                             {"201": spec._json("Series", "the room (kind permanent)")}, tag="conferences",
+                             body="RoomCreate", errors=("401", "403", "422")),
+        },
+        "/permanent-rooms/{id}": {
+            "get": spec._op("get_permanent_room", "A permanent room with its sessions (conferences)",
+                            {"200": spec._json("Series", "room")}, tag="conferences", params=item),
+            "delete": spec._op("close_permanent_room", "Close a permanent room (a session in progress ends)",
+                               {"200": spec._json("Series", "the closed room")}, tag="conferences", params=item,
+                               errors=("401", "403", "404", "409")),
+        },
+        "/permanent-rooms/{id}/pins": {
+            "post": spec._op("reissue_room_pins", "New chair and guest PINs for a permanent room; the number stays",
+                             {"200": spec._json("Series", "the room")}, tag="conferences", params=item,
+                             errors=("401", "403", "404", "409")),
         },
         "/series/{id}/pins": {
             "post": spec._op("reissue_series_pins", "New chair and guest PINs for every upcoming occurrence "

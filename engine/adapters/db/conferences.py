@@ -27,7 +27,7 @@ CONFERENCE_COLUMNS = (
     "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extend_cap_minutes",
     "extended_minutes", "reminder_minutes", "locked", "state", "started_at", "ended_at",
     "cancelled_at", "end_reason", "language", "notify_participants", "recording", "recording_error",
-    "series_id", "occurrence_at", "occurrence_changed",
+    "series_id", "occurrence_at", "occurrence_changed", "wait_for_chair",
 )
 PARTICIPANT_COLUMNS = (
     "id", "conference_id", "number", "name", "email", "role", "origin", "state", "failure_reason",

@@ -91,6 +91,19 @@ class SeriesRepository:
             series_id)
         return {row["occurrence_at"]: row["state"] for row in rows}
 
+    async def room_by_number(self, conference_number: str) -> dict[str, Any] | None:
+        """The open permanent room with this number (a blocked account's rooms do not answer)."""
+        return _series(await self.pool.fetchrow(
+            f"SELECT {_SELECT} FROM conference_series WHERE conference_number = $1 AND kind = 'permanent' "
+            "AND state = 'active' AND owner_id NOT IN (SELECT id FROM accounts WHERE blocked)", conference_number))
+
+    async def present(self, conference_id: int) -> int:
+        """Participants in the room or on their way in (a dial-in caller admitted moments ago)."""
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM participants WHERE conference_id = $1 AND (state = 'connected' "
+            "OR (state IN ('calling', 'ringing') AND (origin = 'dialout' "
+            "OR created_at > now() - interval '30 seconds')))", conference_id)
+
     async def mark_changed(self, conference_id: int) -> None:
         await self.pool.execute(
             "UPDATE conferences SET occurrence_changed = true, updated_at = now() WHERE id = $1", conference_id)
