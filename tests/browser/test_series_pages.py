@@ -70,3 +70,37 @@ async def test_weekly_series_from_planning_and_its_pages(browser: Browser, engin
         await shot(page, screens, lang, "series-occurrence-card")
     finally:
         await context.close()
+
+
+ROOM_TEXT = {
+    "ru": {"wait": "да: гости слышат тишину, пока не войдёт ведущий", "title": "Постоянные комнаты"},
+    "en": {"wait": "yes: guests hear silence until a chair joins", "title": "Permanent rooms"},
+}
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+async def test_permanent_room_from_the_portal_and_its_card(browser: Browser, engine, portal_url: str, screens: Path,
+                                                           lang: str) -> None:
+    text = ROOM_TEXT[lang]
+    account = await new_account(engine, language=lang, name="Vera")
+    context = await browser.new_context(viewport={"width": 1366, "height": 900}, locale=lang)
+    page = await context.new_page()
+    try:
+        await log_in(page, engine, portal_url, account.phone)
+        await page.goto(f"{portal_url}/planning")
+        await page.click("[data-test=meeting-rooms]")
+        await expect(page.locator("h1")).to_have_text(text["title"])
+        await page.fill("input[name=subject]", "Vera's room")
+        await page.check("[data-test=wait-for-chair]")
+        await shot(page, screens, lang, "permanent-room-form")
+        await page.click("[data-test=open-room]")
+        await page.wait_for_url("**/series/*")
+        await expect(page.locator("[data-test=room-card] [data-test=wait-for-chair]")).to_have_text(text["wait"])
+        room_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+        row = await engine.pool.fetchrow("SELECT kind, conference_number, guests_wait_for_chair FROM conference_series "
+                                         "WHERE id = $1 AND owner_id = $2", room_id, account.id)
+        assert row["kind"] == "permanent" and row["guests_wait_for_chair"]
+        await expect(page.locator("[data-test=conference-number]")).to_have_text(row["conference_number"])
+        await shot(page, screens, lang, "permanent-room-card")
+    finally:
+        await context.close()

@@ -45,7 +45,9 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/conferences/{id:\d+}/{action:start|lock|unlock|extend|end}", conferences.conference_action)
 
     add.add_get(r"/series/{id:\d+}", series.series_page, name="series")
-    add.add_post(r"/series/{id:\d+}/{action:edit|pins|cancel}", series.series_action)
+    add.add_post(r"/series/{id:\d+}/{action:edit|pins|cancel|close}", series.series_action)
+    add.add_get("/meeting-rooms", series.rooms_page, name="meeting_rooms")
+    add.add_post("/meeting-rooms", series.create_room)
     add.add_get("/history", history.history, name="history")
     add.add_get("/history.csv", history.history_csv, name="history_csv")
     add.add_get(r"/history/{id:\d+}", history.history_detail, name="history_detail")
