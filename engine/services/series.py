@@ -180,7 +180,7 @@ class SeriesService:
         try:
             created = await self.materialise(series["id"], actor=actor_of(owner_id))
         except BaseException:
-            await self.pool.execute("DELETE FROM conference_series WHERE id = $1", series["id"])
+            await self.repo.delete(series["id"])  # its occurrences go with it
             raise
         if created:
             await self._mail(series, MessageKind.INVITATION, created[0])

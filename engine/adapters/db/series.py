@@ -46,6 +46,10 @@ class SeriesRepository:
             *values.values())
         return _series(row)  # type: ignore[return-value]
 
+    async def delete(self, series_id: int) -> None:
+        """Remove a series that could not be planned whole (its conferences cascade)."""
+        await self.pool.execute("DELETE FROM conference_series WHERE id = $1", series_id)
+
     async def get(self, series_id: int, owner_id: int | None = None) -> dict[str, Any] | None:
         return _series(await self.pool.fetchrow(
             f"SELECT {_SELECT} FROM conference_series WHERE id = $1 AND ($2::bigint IS NULL OR owner_id = $2)",
