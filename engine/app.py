@@ -45,6 +45,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "engine.services.outbox",
     "engine.services.pictures",
     "engine.services.idempotency",
+    "engine.services.series",
 )
 
 

@@ -166,6 +166,8 @@ SCHEMAS: dict[str, Any] = {
         "recording_error": _nullable({"type": "string", "description": "why the last recording failed"}),
         "version": {"type": "integer", "minimum": 1,
                     "description": "moves on every change; also sent as the ETag header (\"<version>\")"},
+        "series_id": _nullable({**ID, "description": "the recurring series (GET /series/{id}) it belongs to"}),
+        "occurrence_at": NULL_DATETIME,
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
     "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},
@@ -567,6 +569,11 @@ from web.api.prompts_spec import prompt_paths, prompt_schemas  # noqa: E402
 
 SCHEMAS.update(prompt_schemas())
 PATHS.update(prompt_paths())
+
+from web.api.series_spec import series_paths, series_schemas  # noqa: E402
+
+SCHEMAS.update(series_schemas())
+PATHS.update(series_paths())
 
 DESCRIPTION = """\
 The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`

@@ -174,6 +174,10 @@ async def _form_error(request: web.Request, form: MultiDictProxy, exc: Exception
 async def schedule(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
+    if field(form, "repeat", "none") != "none":
+        from web.views.series import schedule_series
+
+        return await schedule_series(request, account, form)
 
     async def schedule_once() -> Answer:
         conference = await service(request, "conferences").plan(account.id, plan_from_form(form, account.timezone))

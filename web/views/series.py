@@ -1,0 +1,134 @@
+"""Portal pages of recurring series: scheduling one from Planning, the series page with its
+occurrences, and changing, re-issuing the PINs of or cancelling the whole series."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
+from engine.domain.model import ConferencePlan
+from web.auth import current_account, login_required
+from web.views.common import checkbox, error_text, field, flash, render, service, translate
+from web.views.planning import _form_error, plan_from_form
+
+
+def repeat_values(form: MultiDictProxy) -> dict[str, Any]:
+    """The Repeat fieldset as typed (to show it again after an error)."""
+    return {"frequency": field(form, "repeat", "none"), "weekdays": tuple(form.getall("repeat_days", ())),
+            "end": field(form, "repeat_end", "count"), "count": field(form, "repeat_count"),
+            "until": field(form, "repeat_until")}
+
+
+def recurrence_from_form(form: MultiDictProxy) -> dict[str, Any]:
+    """The repeat rule for SeriesService.plan_series (validated there)."""
+    typed = repeat_values(form)
+    rule: dict[str, Any] = {"frequency": typed["frequency"], "weekdays": list(typed["weekdays"])}
+    if typed["end"] == "until":
+        rule["until"] = typed["until"] or None
+    else:
+        count = typed["count"].strip()
+        rule["count"] = int(count) if count.isdigit() else (count or None)
+    return rule
+
+
+async def schedule_series(request: web.Request, account: Any, form: MultiDictProxy) -> web.StreamResponse:
+    extra = {"repeat": repeat_values(form)}
+    try:
+        plan = plan_from_form(form, account.timezone)
+        if plan.start is None:
+            raise ValidationError("A recurring conference needs a date and time of its first occurrence", "date")
+        series = await service(request, "series").plan_series(account.id, plan, recurrence_from_form(form))
+    except ValidationError as exc:
+        return await _form_error(request, form, exc, extra=extra)
+    except (LimitExceeded, StateConflict) as exc:
+        return await _form_error(request, form, exc, status=409, extra=extra)
+    except Forbidden as exc:
+        return await _form_error(request, form, exc, status=403, extra=extra)
+    await flash(request, await translate(request, "Recurring conference scheduled: %(count)s occurrences planned",
+                                         count=len(series["conferences"])))
+    raise web.HTTPSeeOther(f"/series/{series['id']}")
+
+
+async def _series(request: web.Request) -> dict[str, Any]:
+    account = await current_account(request)
+    try:
+        return await service(request, "series").get(account.id, int(request.match_info["id"]))
+    except NotFound:
+        raise web.HTTPNotFound() from None
+
+
+@login_required
+async def series_page(request: web.Request) -> web.StreamResponse:
+    series = await _series(request)
+    return await render(request, "room.html" if series["kind"] == "permanent" else "series.html",
+                        {"series": series, "errors": {}})
+
+
+@login_required
+async def rooms_page(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    rooms = await service(request, "series").list(account.id, "permanent")
+    return await render(request, "rooms.html", {"rooms": rooms, "errors": {}, "values": {}})
+
+
+@login_required
+async def create_room(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    form = await request.post()
+    values = {"subject": field(form, "subject"), "max_participants": field(form, "max_participants"),
+              "wait": checkbox(form, "guests_wait_for_chair"),
+              "guest_pin_required": checkbox(form, "guest_pin_required")}
+    try:
+        if not values["max_participants"].isdigit():
+            raise ValidationError("Enter a whole number", "max_participants")
+        plan = ConferencePlan(subject=values["subject"], start=None, duration_minutes=1,
+                              max_participants=int(values["max_participants"]),
+                              guest_pin_required=values["guest_pin_required"], timezone=account.timezone)
+        room = await service(request, "series").plan_room(account.id, plan, values["wait"])
+    except (ValidationError, LimitExceeded, Forbidden) as exc:
+        rooms = await service(request, "series").list(account.id, "permanent")
+        return await render(request, "rooms.html", {
+            "rooms": rooms, "values": values,
+            "errors": {getattr(exc, "field", None) or "form": await error_text(request, exc)}}, status=400)
+    await flash(request, await translate(request, "Permanent room opened"))
+    raise web.HTTPSeeOther(f"/series/{room['id']}")
+
+
+@login_required
+async def series_action(request: web.Request) -> web.StreamResponse:
+    """Save, re-issue PINs or cancel the whole series."""
+    account = await current_account(request)
+    series = await _series(request)
+    action = request.match_info["action"]
+    form = await request.post()
+    series_service = service(request, "series")
+    try:
+        if action == "edit":
+            changes: dict[str, Any] = {"subject": field(form, "subject")}
+            for name in ("duration_minutes", "max_participants"):
+                raw = field(form, name)
+                if not raw.isdigit():
+                    raise ValidationError("Enter a whole number", name)
+                changes[name] = int(raw)
+            await series_service.update_series(account.id, series["id"], changes)
+            message = "The whole series was changed"
+        elif action == "close":
+            await series_service.close_room(account.id, series["id"])
+            message = "The room was closed"
+        elif action == "pins":
+            await series_service.reissue_pins(account.id, series["id"])
+            message = "New PINs were issued for every upcoming occurrence"
+        else:
+            await series_service.cancel_series(account.id, series["id"])
+            message = "The whole series was cancelled"
+    except (ValidationError, LimitExceeded, StateConflict) as exc:
+        field_name = getattr(exc, "field", None) or "form"
+        return await render(request, "room.html" if series["kind"] == "permanent" else "series.html",
+                            {"series": series,
+                                                     "errors": {field_name: await error_text(request, exc)}},
+                            status=409 if isinstance(exc, StateConflict) else 400)
+    await flash(request, await translate(request, message))
+    raise web.HTTPSeeOther(f"/series/{series['id']}")
