@@ -1,6 +1,9 @@
 """Tells participants about their conferences by e-mail (invitation, reminder, update,
 cancellation with an .ics), through a Postgres outbox so a restart neither loses nor repeats mail.
 
+A series' occurrence is announced, changed and cancelled by the series' own calendar mail
+(engine/services/series.py); the notifier sends it only its reminder, like any conference's.
+
 How it stays correct across restarts: the notifier compares each conference with what its
 recipients were last told (mail_calendar) and queues what is missing under a unique key, both
 when a bus event arrives and in a periodic sweep; reminders are found by a query on the due time;
@@ -153,7 +156,7 @@ class Notifier:
         if conference is None:
             return 0
         if conference["series_id"] is not None:
-            return 0  # a series' mail (one calendar event with RRULE) is sent by engine/services/series.py
+            return 0  # invitations, updates, cancellations of a series are its one RRULE event's (series.py)
         state = conference["state"]
         calendar = await repo.calendar(conn, conference_id)
         snapshot = _snapshot(conference)
@@ -232,10 +235,14 @@ class Notifier:
             await repo.lock_conference(conn, conference_id)
             queued = await self._reconcile_locked(conn, conference_id, False, now)
             conference = await repo.conference_with_owner(conn, conference_id)
-            calendar = await repo.calendar(conn, conference_id)
-            if conference is None or calendar is None or conference["state"] != "scheduled" \
-                    or conference["reminder_minutes"] is None \
-                    or calendar["reminder_for"] == conference["starts_at"]:
+            if conference is None or conference["state"] != "scheduled" or conference["reminder_minutes"] is None:
+                return queued
+            if conference["series_id"] is None:
+                calendar = await repo.calendar(conn, conference_id)
+                facts = None
+            else:
+                calendar, facts = await self._occurrence_calendar(conn, conference)
+            if calendar is None or calendar["reminder_for"] == conference["starts_at"]:
                 return queued
             decision = reminder_decision(conference["starts_at"], conference["reminder_minutes"], now, window)
             if decision is ReminderDecision.NOT_YET:
@@ -251,9 +258,26 @@ class Notifier:
             minutes_left = max(1, round((conference["starts_at"] - now).total_seconds() / 60))
             for recipient in self._recipients(conference, participants):
                 queued += await self._queue(conn, conference, calendar, recipient, MessageKind.REMINDER,
-                                            f"reminder:{stamp}", now, minutes_left=minutes_left)
+                                            f"reminder:{stamp}", now, minutes_left=minutes_left, facts=facts)
             await repo.mark_reminder(conn, conference_id, conference["starts_at"], "queued")
         return queued
+
+    async def _occurrence_calendar(self, conn: asyncpg.Connection, conference: dict[str, Any]
+                                   ) -> tuple[dict[str, Any] | None, ConferenceFacts | None]:
+        """A series occurrence's reminder row and what its reminder says: the series' UID and
+        SEQUENCE with the occurrence's RECURRENCE-ID, so a calendar client files it under the
+        series rather than as an event of its own. (None, None) for a permanent room's session."""
+        series = await repo.series_calendar(conn, conference["series_id"])
+        occurrence_at = conference["occurrence_at"]
+        if series is None or occurrence_at is None:
+            return None, None
+        calendar = await repo.occurrence_calendar(
+            conn, conference["id"], f"{series['mail_uid']};RECURRENCE-ID={occurrence_at.astimezone(UTC).isoformat()}",
+            _snapshot(conference), series["mail_sequence"])
+        facts = dataclasses.replace(
+            self._facts(conference, calendar), uid=series["mail_uid"], sequence=series["mail_sequence"],
+            timezone=series["timezone"], recurrence_id=occurrence_at, series_starts_at=series["first_start"])
+        return calendar, facts
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Reconcile every upcoming or freshly cancelled conference (catches missed bus events);
@@ -308,12 +332,14 @@ class Notifier:
 
     async def _queue(self, conn: asyncpg.Connection, conference: dict[str, Any], calendar: dict[str, Any],
                      recipient: Recipient, kind: MessageKind, key: str, now: datetime,
-                     minutes_left: int | None = None) -> int:
-        """Build one message and queue it. A message that cannot be built is stored as failed with
-        the reason, so the recipient's row exists and every other message goes on."""
+                     minutes_left: int | None = None, facts: ConferenceFacts | None = None) -> int:
+        """Build one message and queue it (from ``facts`` when given, else from the conference and
+        its calendar row). A message that cannot be built is stored as failed with the reason, so
+        the recipient's row exists and every other message goes on."""
         dedup_key = f"{conference['id']}:{key}:{recipient.role.value}:{recipient.email.lower()}"
+        sequence = facts.sequence if facts is not None else calendar["sequence"]
         try:
-            facts = self._facts(conference, calendar)
+            facts = facts or self._facts(conference, calendar)
             if minutes_left is not None:  # a late reminder says how long it really is to the start
                 facts = dataclasses.replace(facts, reminder_minutes=minutes_left)
             composed = self.composer.compose(facts, recipient, kind, now=now)
@@ -328,7 +354,7 @@ class Notifier:
             conn, dedup_key=dedup_key, conference_id=conference["id"], participant_id=recipient.participant_id,
             kind=kind.value, recipient_role=recipient.role.value, recipient=recipient.email,
             sender=self.settings.mail_from, subject=subject, message_id=message_id,
-            message=message, sequence=calendar["sequence"], now=now, failed_reason=failed)
+            message=message, sequence=sequence, now=now, failed_reason=failed)
         if created and failed is None:
             log.info("queued %s of conference %s for %s (%s)", kind.value, conference["id"], recipient.email,
                      recipient.role.value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -31,6 +32,7 @@ from tests.integration.test_mail import (
 
 GUEST = "series-guest@example.org"
 CHAIR = "chair@example.org"
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 @pytest.fixture
@@ -163,3 +165,93 @@ async def test_series_without_consent_mails_only_the_owner(sink: SmtpServer, set
         assert set(invitations) == {"series-owner@example.org"}
     finally:
         await engine.pool.close()
+
+
+async def test_series_occurrence_reminders_once_per_recipient_without_invitations(
+        sink: SmtpServer, settings: Settings, series_database: str, opened: list[NotifierInstance]) -> None:
+    """A weekly series with a 15-minute reminder whose first occurrence starts in 10 minutes: the
+    notifier's scan (sweep + reminders, run twice) sends that occurrence one reminder per consenting
+    recipient (the guest with an address and the owner's own copy), filed under the series' UID with
+    the occurrence's RECURRENCE-ID, and no invitation of the occurrence's own; an occurrence whose
+    reminder fell due beyond the late window is skipped; one without consent reminds only the owner."""
+    configured = mail_settings(settings, series_database, sink.port)
+    notifier = await open_instance(opened, configured)
+    engine = Engine(configured)
+    engine.pool = await create_pool(series_database, min_size=1, max_size=4)
+    pool = engine.pool
+    try:
+        conferences = ConferenceService(engine, None)
+        series = SeriesService(configured, pool, engine.bus, conferences, wake_mail=notifier.wake)
+        owner = await make_account(pool, email_address="remind-owner@example.org", timezone="Europe/Berlin")
+        quiet_owner = await make_account(pool, email_address="quiet-owner@example.org")
+        await pool.execute("UPDATE accounts SET mail_own_copy = false WHERE id = $1", quiet_owner)
+        first = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+        weekly = {"frequency": "weekly", "count": 3,
+                  "weekdays": [("mo", "tu", "we", "th", "fr", "sa", "su")[first.astimezone(BERLIN).weekday()]]}
+        guests = (ParticipantPlan("375291000011", "Пётр", "remind-guest@example.org"),
+                  ParticipantPlan("375291000012", "Без почты", None))
+        plan = ConferencePlan(subject="Weekly", start=first, duration_minutes=30, max_participants=5,
+                              participants=guests, timezone="Europe/Berlin", reminder_minutes=15,
+                              notify_participants=True)
+        made = await series.plan_series(owner, plan, weekly)
+        occurrences = made["conferences"]
+        # no consent for the participants, no own copy for the owner: nobody is reminded
+        quiet = await series.plan_series(quiet_owner, ConferencePlan(
+            subject="Quiet", start=first, duration_minutes=30, max_participants=5,
+            participants=(ParticipantPlan("375291000013", "Anna", "quiet-guest@example.org"),),
+            timezone="Europe/Berlin", reminder_minutes=15), weekly | {"count": 2})
+        invitations = await deliver(notifier, sink, 2)  # the series' own RRULE event, once
+        assert set(invitations) == {"remind-guest@example.org", "remind-owner@example.org"}
+        uid = str(invitations["remind-guest@example.org"].calendar_event()[1]["UID"])
+
+        # the first occurrence starts in 10 minutes (its reminder fell due 5 minutes ago); the
+        # second in 2 minutes (due 13 minutes ago, beyond the 10-minute late window)
+        now = datetime.now(UTC).replace(microsecond=0)  # iCalendar times are whole seconds
+        due_soon, too_late = occurrences[0], occurrences[1]
+        moves = [(due_soon.id, now + timedelta(minutes=10)), (too_late.id, now + timedelta(minutes=2)),
+                 (quiet["conferences"][0].id, now + timedelta(minutes=10))]
+        for conference_id, start in moves:
+            await pool.execute("UPDATE conferences SET starts_at = $2::timestamptz,"
+                               " ends_at = $2::timestamptz + interval '30 minutes' WHERE id = $1", conference_id, start)
+        new_start = await pool.fetchval("SELECT starts_at FROM conferences WHERE id = $1", due_soon.id)
+
+        queued = 0
+        for _ in range(2):  # what the scan loop does on each poll, twice
+            queued += await notifier.sweep()
+            queued += await notifier.process_reminders()
+        assert queued == 2
+        reminders = await deliver(notifier, sink, 2)
+        assert set(reminders) == {"remind-guest@example.org", "remind-owner@example.org"}
+        for address, item in reminders.items():
+            assert item.kind == "reminder"
+            method, event = item.calendar_event()
+            assert method == "REQUEST" and str(event["UID"]) == uid and "RRULE" not in event
+            assert int(event["SEQUENCE"]) == 0
+            assert event["RECURRENCE-ID"].dt.astimezone(UTC) == due_soon.starts_at
+            assert event["DTSTART"].dt.astimezone(UTC) == new_start
+            assert made["conference_number"] in item.texts()["text/plain"]
+            if address == "remind-guest@example.org":
+                assert made["chair_pin"].encode() not in item.raw
+        assert made["chair_pin"] in reminders["remind-owner@example.org"].texts()["text/plain"]
+
+        # once more through the scan: nothing new is queued or delivered
+        assert await notifier.sweep() + await notifier.process_reminders() == 0
+        assert await notifier.deliver_due() == 0
+        assert sink.handler.received.empty()
+
+        rows = await pool.fetch("""
+            SELECT conference_id, kind, recipient, dedup_key FROM mail_outbox
+             WHERE conference_id = ANY($1::bigint[]) AND dedup_key NOT LIKE 'series:%'""",
+            [c.id for c in occurrences + quiet["conferences"]])
+        assert sorted((r["conference_id"], r["kind"], r["recipient"]) for r in rows) == [
+            (due_soon.id, "reminder", "remind-guest@example.org"),
+            (due_soon.id, "reminder", "remind-owner@example.org")]
+        outcomes = dict(await pool.fetch("""
+            SELECT conference_id, reminder_outcome FROM mail_calendar WHERE conference_id = ANY($1::bigint[])""",
+            [due_soon.id, too_late.id]))
+        assert outcomes == {due_soon.id: "queued", too_late.id: "skipped"}
+        statuses = await notifier.delivery_status(owner, due_soon.id)
+        assert {(s["email"], s["kind"], s["status"]) for s in statuses if s["kind"] == "reminder"} == {
+            ("remind-guest@example.org", "reminder", "sent"), ("remind-owner@example.org", "reminder", "sent")}
+    finally:
+        await pool.close()

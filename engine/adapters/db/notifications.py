@@ -22,7 +22,7 @@ async def conference_with_owner(conn: asyncpg.Connection, conference_id: int) ->
     row = await conn.fetchrow("""
         SELECT c.id, c.owner_id, c.subject, c.room, c.conference_number, c.chair_pin, c.guest_pin,
                c.guest_pin_required, c.starts_at, c.ends_at, c.duration_minutes, c.reminder_minutes,
-               c.state, c.timezone AS conference_timezone, c.notify_participants, c.series_id,
+               c.state, c.timezone AS conference_timezone, c.notify_participants, c.series_id, c.occurrence_at,
                a.name AS owner_name, a.email AS owner_email, a.language AS owner_language,
                a.timezone AS owner_timezone, a.mail_own_copy
           FROM conferences c JOIN accounts a ON a.id = c.owner_id
@@ -48,6 +48,28 @@ async def create_calendar(conn: asyncpg.Connection, conference_id: int, uid: str
         RETURNING *""", conference_id, uid, snapshot["starts_at"], snapshot["ends_at"], snapshot["subject"],
         snapshot["guest_pin"], snapshot["chair_pin"])
     return dict(row)
+
+
+async def occurrence_calendar(conn: asyncpg.Connection, conference_id: int, uid: str, snapshot: ROW,
+                              sequence: int) -> ROW:
+    """The row that records the reminder of one series occurrence (reminder_for, reminder_outcome).
+    The occurrence's calendar event is the series' (conference_series.mail_uid with RECURRENCE-ID),
+    so ``uid`` names that instance and the row never leads to an invitation of its own."""
+    await conn.execute("""
+        INSERT INTO mail_calendar (conference_id, uid, sequence, starts_at, ends_at, subject, guest_pin, chair_pin)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (conference_id) DO NOTHING""", conference_id, uid, sequence, snapshot["starts_at"],
+        snapshot["ends_at"], snapshot["subject"], snapshot["guest_pin"], snapshot["chair_pin"])
+    row = await conn.fetchrow("SELECT * FROM mail_calendar WHERE conference_id = $1", conference_id)
+    return dict(row)
+
+
+async def series_calendar(conn: asyncpg.Connection, series_id: int) -> ROW | None:
+    """The calendar event of a series that its occurrences' reminders refer to."""
+    row = await conn.fetchrow("""
+        SELECT id, mail_uid, mail_sequence, timezone, first_start FROM conference_series WHERE id = $1""",
+        series_id)
+    return dict(row) if row else None
 
 
 async def advance_calendar(conn: asyncpg.Connection, conference_id: int, snapshot: ROW,
@@ -101,11 +123,13 @@ async def calendar_recipients(conn: asyncpg.Connection, conference_id: int) -> l
 
 async def conferences_to_reconcile(conn: asyncpg.Connection) -> list[int]:
     """Scheduled conferences (their invitations or updates may have been missed while the engine
-    was down) and cancelled ones whose cancellation was not sent yet."""
+    was down) and cancelled ones whose cancellation was not sent yet. A series' occurrences are
+    not among them: their calendar mail is the series'."""
     rows = await conn.fetch("""
         SELECT c.id FROM conferences c LEFT JOIN mail_calendar m ON m.conference_id = c.id
-         WHERE c.state = 'scheduled'
-            OR (c.state = 'cancelled' AND m.conference_id IS NOT NULL AND NOT m.cancelled)
+         WHERE c.series_id IS NULL
+           AND (c.state = 'scheduled'
+                OR (c.state = 'cancelled' AND m.conference_id IS NOT NULL AND NOT m.cancelled))
          ORDER BY c.id""")
     return [r["id"] for r in rows]
 
