@@ -371,9 +371,9 @@ class OperatorService:
         try:
             number = plan.validate(number)
         except ValidationError as exc:
-            return {"number": number, "allowed": False, "reason": str(exc),
+            return {"number": number, "allowed": False, "reason": str(exc), "refusal": exc,
                     "kind": plan.classify(number) if number.isdigit() else "unknown"}
-        return {"number": number, "allowed": True, "reason": "", "kind": plan.classify(number)}
+        return {"number": number, "allowed": True, "reason": "", "refusal": None, "kind": plan.classify(number)}
 
     # ----------------------------------------------------------------- audit
 

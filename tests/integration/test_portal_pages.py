@@ -221,6 +221,13 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
         page = await client.post("/operator/groups", {"description": "", **values}, token=groups.csrf)
         assert page.status == 400, (values, page.text[:2000])
         _assert_russian(page, russian)
+    for group, number, russian in (("default", "375291000001", "мобильный номер"),
+                                   ("default", "12", "международный номер"),
+                                   ("no-such-group", "375291000001", "номер неизвестного типа")):
+        check = await client.get(f"/operator/groups/check?group={group}&number={number}")
+        assert check.status == 200
+        _assert_russian(check, russian)
+        assert "(mobile)" not in check.text and "(unknown)" not in check.text
     limits = await client.post(f"/operator/accounts/{account.id}", {"max_participants": "0"}, token=groups.csrf)
     assert limits.status == 400
     _assert_russian(limits, "от 1 до 1000")
