@@ -206,6 +206,10 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
     assert refused.status == 409
     message = json.loads(refused.text)["error"]["message"]
     assert "не началась" in message and "not" not in message, message
+    stale = await client.post(f"/conferences/{planned.id}/lock", {}, token="stale",
+                              headers={"Accept": "application/json"})
+    message = json.loads(stale.text)["error"]["message"]
+    assert stale.status == 403 and "обновите страницу" in message, message
 
     operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator",
                                                         language="ru")
