@@ -157,3 +157,13 @@ def test_run_time_messages_read_in_russian(error: errors.VecheError) -> None:
     russian = load_catalogs()["ru"]
     text = russian.gettext(error.message_id) % error.values
     assert text != str(error) and re.search("[а-яё]", text)
+
+
+def test_an_asterisk_refusal_reads_in_russian_with_its_reason() -> None:
+    """error_text translates the values too: Asterisk's reason in an AMI refusal has an entry."""
+    russian = load_catalogs()["ru"]
+    error = errors.AmiError("%(action)s refused by %(node)s: %(reason)s", action="ConfbridgeMute", node="n1",
+                            reason="No Channel by that name found in Conference.")
+    values = {k: russian.gettext(v) for k, v in error.values.items()}
+    text = russian.gettext(error.message_id) % values
+    assert "No Channel" not in text and "в конференции нет такого канала" in text
