@@ -84,8 +84,11 @@ async def csrf_protection(request: web.Request, handler: Handler) -> web.StreamR
         cookie_authenticated = COOKIE_NAME in request.cookies and "Authorization" not in request.headers
         if (not is_api or cookie_authenticated) and not await csrf_valid(request):
             if is_api or request.headers.get("Accept", "").startswith("application/json"):
-                return web.json_response(
-                    {"error": {"code": "csrf", "message": "Missing or wrong CSRF token"}}, status=403)
+                message = "Missing or wrong CSRF token"
+                if not is_api:  # the portal's own scripts show the message to a person
+                    from web.views.common import translate  # noqa: PLC0415 - the views import this module
+                    message = await translate(request, message)
+                return web.json_response({"error": {"code": "csrf", "message": message}}, status=403)
             login = await keep_signed_out_form(request)
             if login is not None:
                 raise web.HTTPSeeOther(login)

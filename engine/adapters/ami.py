@@ -42,7 +42,7 @@ _ORIGINATE_CHANNEL = re.compile(r"Local/[0-9A-Za-z]{1,32}@veche-[a-z]{1,20}/n")
 
 def _check_token(value: str, what: str) -> str:
     if not isinstance(value, str) or not _SAFE_TOKEN.fullmatch(value):
-        raise AmiError(f"refusing unsafe {what} {value!r}")
+        raise AmiError("refusing unsafe %(what)s %(value)r", what=what, value=value)
     return value
 
 
@@ -51,13 +51,13 @@ def check_channel(value: object) -> str:
     if isinstance(value, str) and (_CHANNEL_NAME.fullmatch(value) or _UNIQUEID.fullmatch(value)
                                    or _CHANNEL_ID.fullmatch(value)):
         return value
-    raise AmiError(f"refusing to name channel {value!r}: not an exact channel name or id")
+    raise AmiError("refusing to name channel %(value)r: not an exact channel name or id", value=value)
 
 
 def _check_variable_name(name: str) -> str:
     """A variable or dialplan function the engine reads: ``UNIQUEID``, ``CHANNEL(rtcp,all)``."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Z_]{1,40}(\([a-z,\-]{1,40}\))?", name):
-        raise AmiError(f"refusing to read variable {name!r}")
+        raise AmiError("refusing to read variable %(name)r", name=name)
     return name
 
 
@@ -236,7 +236,7 @@ class AmiAdapter:
     def _fail_pending(self) -> None:
         for fut in list(self._pending):
             if not fut.done():
-                fut.set_exception(AmiUnavailable(f"AMI link to {self.node_id} lost"))
+                fut.set_exception(AmiUnavailable("AMI link to %(node)s lost", node=self.node_id))
         self._pending.clear()
 
     def _drop_link(self) -> None:
@@ -319,7 +319,8 @@ class AmiAdapter:
         """Send one action and return its single response; raise AmiError on an error reply."""
         response = await self._send({"Action": name, **headers}, as_list=False, timeout=timeout)
         if response.get("Response") in ("Error", "Failure", "Fail"):
-            raise AmiError(f"{name} refused by {self.node_id}: {response.get('Message', '?')}")
+            raise AmiError("%(action)s refused by %(node)s: %(reason)s", action=name, node=self.node_id,
+                           reason=response.get("Message", "?"))
         return response
 
     async def action_list(self, name: str, timeout: float | None = None,
@@ -331,19 +332,21 @@ class AmiAdapter:
         if head.get("Response") in ("Error", "Failure"):
             if any(text in head.get("Message", "") for text in empty_ok):
                 return []
-            raise AmiError(f"{name} refused by {self.node_id}: {head.get('Message', '?')}")
+            raise AmiError("%(action)s refused by %(node)s: %(reason)s", action=name, node=self.node_id,
+                           reason=head.get("Message", "?"))
         return [m for m in messages[1:] if not m.get("Event", "").endswith("Complete")]
 
     async def _send(self, action: dict[str, Any], as_list: bool | None,
                     timeout: float | None) -> Any:
         if not self.connected or self._manager is None:
-            raise AmiUnavailable(f"AMI link to {self.node_id} is down")
+            raise AmiUnavailable("AMI link to %(node)s is down", node=self.node_id)
         future = self._manager.send_action(action, as_list=as_list)
         self._pending.add(future)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
         except TimeoutError:
-            raise AmiError(f"{action['Action']} got no answer from {self.node_id}") from None
+            raise AmiError("%(action)s got no answer from %(node)s", action=action["Action"],
+                           node=self.node_id) from None
         finally:
             self._pending.discard(future)
 
@@ -372,19 +375,19 @@ class AmiAdapter:
     @staticmethod
     def _check_originate_channel(channel: str) -> str:
         if not isinstance(channel, str) or not _ORIGINATE_CHANNEL.fullmatch(channel):
-            raise AmiError(f"refusing to originate {channel!r}")
+            raise AmiError("refusing to originate %(channel)r", channel=channel)
         return channel
 
     @staticmethod
     def _check_channel_id(channel_id: str) -> str:
         if not isinstance(channel_id, str) or not _CHANNEL_ID.fullmatch(channel_id):
-            raise AmiError(f"refusing channel id {channel_id!r}")
+            raise AmiError("refusing channel id %(channel)r", channel=channel_id)
         return channel_id
 
     @staticmethod
     def _check_value(value: str) -> str:
         if not _SAFE_VALUE.match(value):
-            raise AmiError(f"refusing unsafe variable value {value!r}")
+            raise AmiError("refusing unsafe variable value %(value)r", value=value)
         return value
 
     async def hangup(self, channel: str, cause: int = 16) -> None:

@@ -180,7 +180,7 @@ def profile_value(key: str, value: object) -> object:
         if not isinstance(value, bool):
             raise ValidationError("The own-copy switch is on or off", key)
         return value
-    raise ValidationError(f"The profile has no field {key}", key)
+    raise ValidationError("The profile has no field %(name)s", key, name=key)
 
 
 def template_values(values: dict) -> dict:
@@ -188,7 +188,7 @@ def template_values(values: dict) -> dict:
     out: dict = {}
     for key, value in values.items():
         if key not in TEMPLATE_FIELDS:
-            raise ValidationError(f"Unknown template field {key}", key)
+            raise ValidationError("Unknown template field %(name)s", key, name=key)
         if key == "name":
             out[key] = person_name(value, "name", required=True)
         elif key == "subject":

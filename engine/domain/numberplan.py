@@ -38,7 +38,7 @@ def validate_pattern(raw: object, field: str = "patterns") -> str:
     try:
         pattern_regex(pattern)
     except re.error:
-        raise ValidationError(f"the pattern {pattern} is malformed", field) from None
+        raise ValidationError("the pattern %(pattern)s is malformed", field, pattern=pattern) from None
     return pattern
 
 

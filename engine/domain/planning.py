@@ -127,6 +127,7 @@ def validate_extension(minutes: object) -> int:
     return int(minutes)  # type: ignore[arg-type]
 
 
-def extension_refusal(cap_minutes: int) -> str:
+def extension_refusal(cap_minutes: int) -> LimitExceeded:
     """Why an extension beyond the cap is refused."""
-    return f"a conference may run at most {cap_minutes} minutes past its planned end"
+    return LimitExceeded("a conference may run at most %(minutes)d minutes past its planned end",
+                         minutes=cap_minutes)

@@ -43,7 +43,7 @@ def validate_recurrence(raw: Any, first_start: datetime | None = None) -> Recurr
         raise ValidationError("the repeat rule must be an object", "recurrence")
     unknown = set(raw) - {"frequency", "weekdays", "until", "count"}
     if unknown:
-        raise ValidationError(f"unknown field {sorted(unknown)[0]}", "recurrence." + sorted(unknown)[0])
+        raise ValidationError("unknown field %(name)s", "recurrence." + sorted(unknown)[0], name=sorted(unknown)[0])
     frequency = raw.get("frequency")
     if frequency not in FREQUENCIES:
         raise ValidationError("repeat daily, on weekdays, weekly or monthly", "recurrence.frequency")
@@ -71,7 +71,8 @@ def validate_recurrence(raw: Any, first_start: datetime | None = None) -> Recurr
         count = int(count)
     if count is not None and (not isinstance(count, int) or isinstance(count, bool)
                               or not 1 <= count <= MAX_OCCURRENCES):
-        raise ValidationError(f"the number of occurrences must be 1 to {MAX_OCCURRENCES}", "recurrence.count")
+        raise ValidationError("the number of occurrences must be 1 to %(most)d", "recurrence.count",
+                              most=MAX_OCCURRENCES)
     if (until is None) == (count is None):
         raise ValidationError("end the series on a date or after a number of occurrences (one of them)",
                               "recurrence.until")

@@ -107,7 +107,7 @@ class AccountService:
         for key, value in limits.items():
             if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute",
                            "max_concurrent_calls", "timezone"):
-                raise ValidationError(f"Unknown account setting {key}", key)
+                raise ValidationError("Unknown account setting %(name)s", key, name=key)
             values[key] = value
         account = await self.repository.insert(phone, await self._hash(password), **values)
         if account is None:
@@ -161,7 +161,7 @@ class AccountService:
         """Give or take an operator's admin flag (the CLI only: no web page or API sets it)."""
         account = await self.repository.set_admin(rules.account_phone(phone), admin)
         if account is None:
-            raise NotFound(f"No operator account {phone}")
+            raise NotFound("No operator account %(phone)s", phone=phone)
         await self._audit("account.admin_granted" if admin else "account.admin_revoked", account.id)
         return account
 

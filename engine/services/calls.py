@@ -285,7 +285,7 @@ class CallService:
                 operator.guard.hit(conference.owner_id, grant.bound_by, detail)
             log.info("conference %s: dial-outs limited by %s (%s)", conference.id, grant.bound_by, detail)
             if strict_rate:
-                raise RateLimited(self._limit_message(grant))
+                raise self._limit_refusal(grant)
         self._conference_info[conference.id] = (conference.owner_id, conference.room)
         claimed = {p.id: p for p in grant.claimed}
         queued = []
@@ -306,15 +306,16 @@ class CallService:
         return queued
 
     @staticmethod
-    def _limit_message(grant: SlotGrant) -> str:
+    def _limit_refusal(grant: SlotGrant) -> RateLimited:
         """The refusal a customer reads when a dial-out limit left no room."""
         allowed = grant.limits.get(grant.bound_by or "", 0)
         if grant.bound_by == "max_dialouts_per_minute":
-            return f"at most {allowed} dial-outs per minute; {grant.room} left now"
+            return RateLimited("at most %(allowed)d dial-outs per minute; %(room)d left now",
+                               allowed=allowed, room=grant.room)
         if grant.bound_by == "max_concurrent_calls":
-            return (f"your account allows at most {allowed} outbound calls at the same time; "
-                    f"{grant.room} free now")
-        return "the system has no free outbound line now; try again when a call ends"
+            return RateLimited("your account allows at most %(allowed)d outbound calls at the same time; "
+                               "%(room)d free now", allowed=allowed, room=grant.room)
+        return RateLimited("the system has no free outbound line now; try again when a call ends")
 
     async def _originate(self, conference: Conference, participant: Participant, attempt: DialAttempt,
                          number_plan: NumberPlan) -> None:

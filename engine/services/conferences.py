@@ -225,7 +225,7 @@ class ConferenceService:
                                 reason=state_refusal(conference.state))
         unknown = set(changes) - PLAN_FIELDS
         if unknown:
-            raise ValidationError(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
+            raise ValidationError("unknown field %(name)s", sorted(unknown)[0], name=sorted(unknown)[0])
         if "start" in changes and changes["start"] is None:
             raise ValidationError("a scheduled conference needs a start time", "start")
         current = ConferencePlan(
@@ -622,7 +622,7 @@ class ConferenceService:
                                           count_against_cap=True)
         if extended is None:
             current = await self._running(owner_id, conference_id)
-            raise LimitExceeded(extension_refusal(current.extend_cap_minutes))
+            raise extension_refusal(current.extend_cap_minutes)
         await self.repo.log_event(conference.id, "conference.extended", actor=actor or actor_of(owner_id),
                                   detail={"minutes": step, "auto": False, "ends_at": extended.ends_at.isoformat()})
         await self._publish("conference.extended", extended, minutes=step, auto=False,

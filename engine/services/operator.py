@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 LIMIT_RANGES = {"max_participants": (1, 1000), "max_concurrent_conferences": (1, 100),
                 "max_dialouts_per_minute": (1, 10000), "max_concurrent_calls": (1, 10000)}
-GROUP_NAME_HINT = "1 to 40 lower-case letters, digits, - or _"
 MAX_PATTERNS = 50
 # Toll-fraud guard: this many refused actions of one account and kind within the window raise an alert.
 ALERT_THRESHOLD = 5
@@ -169,7 +168,7 @@ class OperatorService:
                     raise ValidationError("no such number-plan group", "plan_group")
                 values[key] = value
             else:
-                raise ValidationError(f"the operator cannot change {key}", key)
+                raise ValidationError("the operator cannot change %(name)s", key, name=key)
         return values
 
     # ----------------------------------------------------------------- accounts
@@ -316,10 +315,10 @@ class OperatorService:
         await self._operator(operator_id)
         if not isinstance(name, str) or not name or len(name) > 40 or not all(
                 ch.isascii() and (ch.islower() or ch.isdigit() or ch in "-_") for ch in name) or name[0] in "-_":
-            raise ValidationError(f"the group name is {GROUP_NAME_HINT}", "name")
+            raise ValidationError("the group name is 1 to 40 lower-case letters, digits, - or _", "name")
         description = text.one_line(description, "description", limit=200)
         if isinstance(patterns, str) or len(patterns) > MAX_PATTERNS:
-            raise ValidationError(f"at most {MAX_PATTERNS} patterns", "patterns")
+            raise ValidationError("at most %(most)d patterns", "patterns", most=MAX_PATTERNS)
         checked = [validate_pattern(p, f"patterns[{i}]") for i, p in enumerate(patterns)]
         group = await self.repo.save_group(name, description, list(dict.fromkeys(checked)),
                                            bool(allow_international), bool(allow_premium))
@@ -372,9 +371,9 @@ class OperatorService:
         try:
             number = plan.validate(number)
         except ValidationError as exc:
-            return {"number": number, "allowed": False, "reason": str(exc),
+            return {"number": number, "allowed": False, "reason": str(exc), "refusal": exc,
                     "kind": plan.classify(number) if number.isdigit() else "unknown"}
-        return {"number": number, "allowed": True, "reason": "", "kind": plan.classify(number)}
+        return {"number": number, "allowed": True, "reason": "", "refusal": None, "kind": plan.classify(number)}
 
     # ----------------------------------------------------------------- audit
 

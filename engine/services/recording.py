@@ -103,7 +103,7 @@ class RecordingService:
                            "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
                 timeout_ms=10000)
         except AmiError as exc:
-            await self._failed(row, f"Asterisk did not start the recorder: {exc}")
+            await self._failed(row, "Asterisk did not start the recorder", str(exc))
             raise StateConflict("the recording could not start; try again") from exc
         await self.repo.set_conference_error(conference.id, None)
         await self.conferences.log_event(conference.id, "recording.started", actor=actor,
@@ -142,12 +142,14 @@ class RecordingService:
     async def is_recording(self, conference_id: int) -> bool:
         return await self.repo.running(conference_id) is not None
 
-    async def _failed(self, row: dict, error: str) -> None:
-        log.error("recording %s of conference %s failed: %s", row["id"], row["conference_id"], error)
+    async def _failed(self, row: dict, error: str, technical: str = "") -> None:
+        """Record a failed recording: ``error`` is the catalogue sentence the portal shows,
+        ``technical`` the detail for the log and the event log."""
+        log.error("recording %s of conference %s failed: %s (%s)", row["id"], row["conference_id"], error, technical)
         await self.repo.update(row["id"], state="failed", error=error, stopped_at=now_utc())
         await self.repo.set_conference_error(row["conference_id"], error)
         await self.conferences.log_event(row["conference_id"], "recording.failed",
-                                         detail={"recording_id": row["id"], "error": error})
+                                         detail={"recording_id": row["id"], "error": error, "technical": technical})
         await self._publish("recording.failed", row["conference_id"], row["owner_id"], recording_id=row["id"],
                             error=error)
 
@@ -183,7 +185,7 @@ class RecordingService:
                 and event.get("Response") != "Success":
             row = await self.repo.by_call_id(uid)
             if row is not None and row["state"] == "recording":
-                await self._failed(row, f"the recorder did not join the room ({event.get('Reason') or '?'})")
+                await self._failed(row, "the recorder did not join the room", f"reason {event.get('Reason') or '?'}")
 
     async def _on_file(self, event: AmiEvent) -> None:
         call_id = event.get("Call")
@@ -245,7 +247,7 @@ class RecordingService:
             duration = float(await _run("ffprobe", "-v", "error", "-show_entries", "format=duration",
                                         "-of", "default=noprint_wrappers=1:nokey=1", str(target)))
         except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
-            await self._failed(claimed, f"the recording could not be converted: {exc}")
+            await self._failed(claimed, "the recording could not be converted", str(exc))
             return
         raw.unlink(missing_ok=True)
         ready = await self.repo.update(row["id"], state="ready", file_name=name, duration_seconds=duration,

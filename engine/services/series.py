@@ -257,7 +257,7 @@ class SeriesService:
         unknown = set(changes) - SERIES_FIELDS
         if unknown:
             field = sorted(unknown)[0]
-            raise ValidationError(f"{field} cannot be changed for the whole series", field)
+            raise ValidationError("%(name)s cannot be changed for the whole series", field, name=field)
         scheduled = await self.repo.conference_ids(series_id, ("scheduled",))
         plan = dict(series["plan"])
         limits = await self.conferences._limits(series["owner_id"])

@@ -56,7 +56,7 @@ class TokenService:
         """Issue a token for the account with this phone login (the CLI's ``token create``)."""
         account_id = await self._tokens.account_id_by_phone(account_phone(phone))
         if account_id is None:
-            raise NotFound(f"no account {phone}")
+            raise NotFound("no account %(phone)s", phone=phone)
         return await self.issue(account_id, name, expires_in_days=expires_in_days)
 
     async def revoke_all(self, account_id: int) -> int:

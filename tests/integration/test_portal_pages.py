@@ -5,6 +5,7 @@ seeing another's pages."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from engine.domain.model import ConferencePlan, ParticipantPlan
-from tests.support.portal import PASSWORD, PortalClient, new_account
+from tests.support.portal import PASSWORD, PortalClient, new_account, random_account_phone
 
 pytestmark = pytest.mark.stack
 
@@ -159,6 +160,81 @@ async def test_every_screen_renders_in_both_languages(client: PortalClient, engi
             assert f'<html lang="{lang}">' in page.text
             for word in words[lang]:
                 assert word in page.text, (lang, path, word)
+
+
+# English sentences the engine builds at run time; none may appear on a Russian page.
+ENGLISH_SENTENCES = ("is planned twice", "participants planned but the limit is", "has not started yet",
+                     "not running", "the group name is", "at most 50 patterns", "is malformed", "Enter a number from",
+                     "a pattern is digits", "Enter the number of participants")
+
+
+def _assert_russian(page, *expected: str) -> None:
+    """The page is Russian, shows each expected Russian sentence and none of the English ones."""
+    assert '<html lang="ru">' in page.text, page.text[:300]
+    for sentence in expected:
+        assert sentence in page.text, (sentence, page.text[:3000])
+    for sentence in ENGLISH_SENTENCES:
+        assert sentence not in page.text, (sentence, page.text[:3000])
+
+
+async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> None:
+    """Planning refusals, a console action on a scheduled conference and the operator's group and
+    limit errors are built at run time with values; in the Russian portal they read in Russian."""
+    account = await new_account(engine, language="ru")
+    await client.login(account.phone)
+    form = await client.get("/planning")
+    twice = await client.post("/planning", [
+        ("subject", "Twice"), ("when", "now"), ("duration_minutes", "30"), ("max_participants", "5"),
+        ("p_number", "375291000001"), ("p_name", ""), ("p_email", ""),
+        ("p_number", "375291000001"), ("p_name", ""), ("p_email", ""),
+        ("auto_extend_minutes", "0")], token=form.csrf)
+    assert twice.status == 400
+    _assert_russian(twice, "375291000001")
+    over = await client.post("/planning", [
+        ("subject", "Crowd"), ("when", "now"), ("duration_minutes", "30"), ("max_participants", "2"),
+        *[(name, value) for n in range(3) for name, value in
+          (("p_number", f"37529100001{n}"), ("p_name", ""), ("p_email", ""))],
+        ("auto_extend_minutes", "0")], token=twice.csrf)
+    assert over.status == 400
+    _assert_russian(over)
+    planned = await engine.services["conferences"].plan(account.id, ConferencePlan(
+        subject="Later", start=datetime.now(UTC) + timedelta(days=2), duration_minutes=30, max_participants=3,
+        participants=[]))
+    console = await client.get(f"/conferences/{planned.id}/console")
+    refused = await client.post(f"/conferences/{planned.id}/lock", {}, token=console.csrf,
+                                headers={"Accept": "application/json"})
+    assert refused.status == 409
+    message = json.loads(refused.text)["error"]["message"]
+    assert "не началась" in message and "not" not in message, message
+    stale = await client.post(f"/conferences/{planned.id}/lock", {}, token="stale",
+                              headers={"Accept": "application/json"})
+    message = json.loads(stale.text)["error"]["message"]
+    assert stale.status == 403 and "обновите страницу" in message, message
+
+    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator",
+                                                        language="ru")
+    await client.post("/logout", {}, token=console.csrf)
+    await client.login(operator.phone)
+    groups = await client.get("/operator/groups")
+    assert groups.status == 200
+    for values, russian in (
+            ({"name": "Bad Name!", "patterns": "_375X."}, "имя группы"),
+            ({"name": "many", "patterns": "\n".join(f"_37{n:02d}X." for n in range(51))}, "не более 50"),
+            ({"name": "broken", "patterns": "_37[5X."}, "шаблон"),
+            ({"name": "shape", "patterns": "37*5"}, "шаблон")):
+        page = await client.post("/operator/groups", {"description": "", **values}, token=groups.csrf)
+        assert page.status == 400, (values, page.text[:2000])
+        _assert_russian(page, russian)
+    for group, number, russian in (("default", "375291000001", "мобильный номер"),
+                                   ("default", "12", "международный номер"),
+                                   ("no-such-group", "375291000001", "номер неизвестного типа")):
+        check = await client.get(f"/operator/groups/check?group={group}&number={number}")
+        assert check.status == 200
+        _assert_russian(check, russian)
+        assert "(mobile)" not in check.text and "(unknown)" not in check.text
+    limits = await client.post(f"/operator/accounts/{account.id}", {"max_participants": "0"}, token=groups.csrf)
+    assert limits.status == 400
+    _assert_russian(limits, "от 1 до 1000")
 
 
 async def test_plan_card_edit_cancel(client: PortalClient, engine) -> None:

@@ -18,6 +18,7 @@ from tests.support.api import PASSWORD as API_PASSWORD
 from tests.support.api import ApiUser, new_user
 from tests.support.factories import random_phone, wait_until
 from tests.support.portal import PortalClient
+from web.i18n import load_catalogs
 
 pytestmark = pytest.mark.stack
 
@@ -175,7 +176,8 @@ async def test_a_lost_recorder_never_stops_the_conference(engine, api_server, ow
     try:
         await client.login(owner.account.phone, API_PASSWORD)
         card = await client.get(f"/conferences/{cid}")
-        assert "data-recording-error" in card.text and "the recorder left the room" in card.text
+        shown = load_catalogs()[owner.account.language].gettext("the recorder left the room")
+        assert "data-recording-error" in card.text and shown in card.text
     finally:
         await client.close()
     await wait_until(engine, lambda: _one(owner, cid, "ready"), timeout=TIMEOUT, what="the kept part")

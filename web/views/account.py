@@ -101,8 +101,8 @@ async def token_create(request: web.Request) -> web.StreamResponse:
             try:
                 days = int(raw_days)
             except ValueError:
-                raise ValidationError(f"a token expires in 1 to {MAX_LIFETIME_DAYS} days",
-                                      "expires_in_days") from None
+                raise ValidationError("a token expires in 1 to %(days)d days", "expires_in_days",
+                                      days=MAX_LIFETIME_DAYS) from None
         issued = await service(request, "tokens").issue(account.id, field(form, "name"), expires_in_days=days)
     except ValidationError as exc:
         return await _tokens_page(request, errors={exc.field: await error_text(request, exc)}, status=400)

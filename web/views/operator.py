@@ -12,7 +12,7 @@ from aiohttp import web
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from web.auth import View, current_account, login_required
 from web.views import pictures
-from web.views.common import checkbox, error_text, field, flash, int_param, path_id, render, service, translate
+from web.views.common import N_, checkbox, error_text, field, flash, int_param, path_id, render, service, translate
 
 LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
 ACCOUNT_DEFAULTS = {"phone": "", "name": "", "email": "", "language": "ru", "plan_group": "default",
@@ -230,14 +230,22 @@ async def delete_group(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(target)
 
 
+# The kinds NumberPlan.classify names, as the operator's number check shows them.
+NUMBER_KINDS = {"internal": N_("internal number"), "mobile": N_("mobile number"), "fixed": N_("fixed-line number"),
+                "toll_free": N_("toll-free number"), "premium": N_("premium-rate number"),
+                "international": N_("international number"), "unknown": N_("unknown kind of number")}
+
+
 @operator_required
 async def check_number(request: web.Request) -> web.StreamResponse:
     group, number = request.query.get("group", "default")[:40], request.query.get("number", "")[:40]
     try:
         check = await service(request, "operator").check_number(await _operator_id(request), group, number)
     except NotFound as exc:
-        check = {"number": number, "allowed": False, "reason": await error_text(request, exc), "kind": "unknown"}
-    return await _groups_page(request, check={**check, "group": group})
+        check = {"number": number, "allowed": False, "refusal": exc, "kind": "unknown"}
+    reason = await error_text(request, check["refusal"]) if check["refusal"] is not None else ""
+    kind = await translate(request, NUMBER_KINDS.get(check["kind"], NUMBER_KINDS["unknown"]))
+    return await _groups_page(request, check={**check, "reason": reason, "kind": kind, "group": group})
 
 
 # ------------------------------------------------------------------ audit log
