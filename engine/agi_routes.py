@@ -4,23 +4,19 @@ the rules (PINs, admission, brute-force guard) live in the service, not here."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-from engine.agi import AgiCall
-
-if TYPE_CHECKING:
-    from engine.app import Engine
-    from engine.services.dialin import DialinService
+from engine.agi import AgiCall, AgiServer
+from engine.services.container import Services
 
 log = logging.getLogger(__name__)
 
 
-def install_routes(engine: Engine, *, dialin: DialinService) -> None:
+def install_routes(agi: AgiServer, services: Services) -> None:
     """Register the routes the dialplan calls (``AGI(agi://host:port/dialin)``)."""
-    assert engine.agi is not None, "the FastAGI server is built before the services"
+    dialin = services.dialin
 
     async def dialin_route(call: AgiCall) -> None:
         outcome = await dialin.answer(call)
         log.debug("dial-in call %s: %s", call.uniqueid, outcome)
 
-    engine.agi.route("dialin", dialin_route)
+    agi.route("dialin", dialin_route)

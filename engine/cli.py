@@ -7,42 +7,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
+from engine.app import admin_services
 from engine.config import Settings
-from engine.domain.errors import ConfigError, ValidationError
+from engine.domain.errors import ValidationError
 
 
 def _quiet(args: argparse.Namespace) -> None:
     """Only warnings and errors on stderr (unless -v): the output is the command's answer."""
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)
-
-
-@asynccontextmanager
-async def _services(settings: Settings, *names: str) -> AsyncIterator[dict[str, Any]]:
-    """The named engine.services modules installed on a small pool, migrations applied."""
-    from engine.adapters.db import create_pool
-    from engine.adapters.db.migrations import migrate
-    from engine.app import Engine
-
-    if not settings.database_url:
-        raise ConfigError("set DATABASE_URL to the engine's PostgreSQL database")
-    engine = Engine(settings)
-    engine.pool = await create_pool(settings.database_url, min_size=1, max_size=2)
-    try:
-        async with engine.pool.acquire() as conn:
-            await migrate(conn)
-        for name in names:
-            engine.services[name] = await importlib.import_module(f"engine.services.{name}").install(engine)
-        yield engine.services
-    finally:
-        await engine.pool.close()
 
 
 def _one_line(exc: ValidationError) -> ValidationError:
@@ -57,9 +34,9 @@ def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
     password = sys.stdin.readline().rstrip("\r\n")
 
     async def go() -> None:
-        async with _services(settings, "accounts") as services:
+        async with admin_services(settings) as services:
             try:
-                account = await services["accounts"].create(
+                account = await services.accounts.create(
                     args.phone, password, name=args.name, email=args.email, language=args.language, role=args.role)
             except ValidationError as exc:
                 raise _one_line(exc) from None
@@ -71,9 +48,9 @@ def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
     _quiet(args)
     async def go() -> None:
-        async with _services(settings, "accounts", "tokens") as services:
+        async with admin_services(settings) as services:
             try:
-                issued = await services["tokens"].issue_for_phone(args.phone, args.name)
+                issued = await services.tokens.issue_for_phone(args.phone, args.name)
             except ValidationError as exc:
                 raise _one_line(exc) from None
         print(issued.secret)  # stdout holds only the token, so scripts can capture it
@@ -86,8 +63,8 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> None:
     _quiet(args)
     async def go() -> None:
-        async with _services(settings, "accounts", "tokens") as services:
-            token = await services["tokens"].revoke(None, args.token_id)
+        async with admin_services(settings) as services:
+            token = await services.tokens.revoke(None, args.token_id)
         print(f"token {token.id} ({token.prefix}...) revoked")
 
     asyncio.run(go())

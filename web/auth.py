@@ -1,26 +1,21 @@
-"""Who is asking: the account of the portal session (W2 adds API bearer tokens here), and the
+"""Who is asking: the account of the portal session or of an API bearer token, and the
 login/logout session switches (a fresh session id on every login)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from engine.domain.accounts import Account
 from engine.domain.errors import NotFound
+from web.bearer import bearer_account
+from web.context import services
 
 ACCOUNT_KEY = web.RequestKey("veche.account", object)
 _MISSING = object()
-
-
-def _engine(request: web.Request) -> Any:
-    from web.app import ENGINE_KEY
-
-    return request.app[ENGINE_KEY]
 
 
 async def current_account(request: web.Request) -> Account | None:
@@ -28,9 +23,7 @@ async def current_account(request: web.Request) -> Account | None:
     cached = request.get(ACCOUNT_KEY, _MISSING)
     if cached is not _MISSING:
         return cached
-    if "Authorization" in request.headers:  # API token (W2): raises Unauthenticated / Forbidden
-        from web.api.bearer import bearer_account
-
+    if "Authorization" in request.headers:  # API token: raises Unauthenticated / Forbidden
         request[ACCOUNT_KEY] = await bearer_account(request)
         return request[ACCOUNT_KEY]
     account = None
@@ -38,7 +31,7 @@ async def current_account(request: web.Request) -> Account | None:
     account_id = session.get("account_id")
     if account_id is not None:
         try:
-            account = await _engine(request).services["accounts"].get(int(account_id))
+            account = await services(request).accounts.get(int(account_id))
         except NotFound:
             account = None
         if account is not None and account.blocked:
@@ -52,7 +45,7 @@ async def start_login_session(request: web.Request, account: Account) -> None:
     old = await get_session(request)
     language = old.get("lang")
     if old.identity:
-        await _engine(request).services["accounts"].revoke_session(old.identity)
+        await services(request).accounts.revoke_session(old.identity)
     session = await new_session(request)
     session["account_id"] = account.id
     if language and not account.language:

@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.metrics import CONTENT_TYPE_LATEST
+from engine.services.metrics import MetricsService
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-METRICS_SERVICE_KEY = web.AppKey("metrics_service", object)
+METRICS_SERVICE_KEY = web.AppKey("metrics_service", MetricsService)
 
 
-def _service(app: web.Application) -> object | None:
+def _service(app: web.Application) -> MetricsService | None:
     return app.get(METRICS_SERVICE_KEY)
 
 
@@ -40,31 +41,25 @@ async def http_latency(request: web.Request, handler: Handler) -> web.StreamResp
     finally:
         service = _service(request.app)
         if service is not None:
-            service.observe_http(request.method, _route_name(request), status,  # type: ignore[attr-defined]
-                                 time.perf_counter() - started)
+            service.observe_http(request.method, _route_name(request), status, time.perf_counter() - started)
 
 
 async def metrics(request: web.Request) -> web.Response:
     service = _service(request.app)
     if service is None:
         raise web.HTTPNotFound(text="metrics are not enabled")
-    body = await service.exposition()  # type: ignore[attr-defined]
+    body = await service.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def health_response(engine: object) -> web.Response:
+async def health_response(service: MetricsService) -> web.Response:
     """200 when PostgreSQL, every AMI link and FastAGI are up, else 503; each reported separately."""
-    service = getattr(engine, "services", {}).get("metrics")
-    if service is None:
-        raise web.HTTPServiceUnavailable(text="health checks need engine.services['metrics']")
     report = await service.health()
     return web.json_response(report, status=200 if report["healthy"] else 503)
 
 
-def setup_metrics(app: web.Application) -> None:
-    """Add /metrics and the request timer to the portal (call after the engine is in the app)."""
-    from web.app import ENGINE_KEY  # web.app imports this module: resolve its key at call time
-
-    app[METRICS_SERVICE_KEY] = app[ENGINE_KEY].services.get("metrics")
+def setup_metrics(app: web.Application, service: MetricsService) -> None:
+    """Add /metrics and the request timer to the portal."""
+    app[METRICS_SERVICE_KEY] = service
     app.middlewares.insert(0, http_latency)  # outermost: times error pages and redirects too
     app.router.add_get("/metrics", metrics, name="metrics")

@@ -19,7 +19,7 @@ from engine.adapters.db.sessions import SessionRepository
 from engine.domain import accounts as rules
 from engine.domain.accounts import Account
 from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
-from engine.services.audit import audit_of
+from engine.services.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,16 @@ def _token_hash(token: str) -> str:
 
 
 class AccountService:
-    def __init__(self, repository: AccountRepository, sessions: SessionRepository) -> None:
+    def __init__(self, repository: AccountRepository, sessions: SessionRepository, audit: AuditLog) -> None:
         self.repository = repository
         self.sessions = sessions
+        self.audit = audit
         self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
-        self.engine: Any = None  # set by install(): the audit log is reached through it
 
     async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
-        """Operator edition: logins and account changes go to the audit log (engine/services/audit.py)."""
-        audit = audit_of(self.engine)
-        if audit is not None:
-            await audit.record(action, account_id=account_id, address=address, detail=detail)
+        """Logins and account changes go to the audit log (engine/services/audit.py)."""
+        await self.audit.record(action, account_id=account_id, address=address, detail=detail)
 
     async def _hash(self, plain: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, plain)
@@ -179,8 +177,3 @@ class AccountService:
     async def start(self) -> None:
         await self.purge_sessions()
 
-
-async def install(engine: Any) -> AccountService:
-    service = AccountService(AccountRepository(engine.pool), SessionRepository(engine.pool))
-    service.engine = engine
-    return service

@@ -110,6 +110,3 @@ class AddressBookService:
         if not await self.repository.delete_template(owner_id, template_id):
             raise NotFound("No such template")
 
-
-async def install(engine: Any) -> AddressBookService:
-    return AddressBookService(AddressBookRepository(engine.pool))

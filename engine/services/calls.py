@@ -14,17 +14,19 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.adapters.ami import AmiAdapter, AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository
+from engine.config import Settings
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
+from engine.services.operator import LimitGuard, NumberPlans
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +118,14 @@ class Pacer:
 class CallService:
     """Dial-out (invite state machine) and the participant tracker for every node."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.settings = engine.settings
-        self.repo = ConferenceRepository(engine.pool)
-        self.number_plan = NumberPlan.from_settings(self.settings)
+    def __init__(self, settings: Settings, repo: ConferenceRepository, *, nodes: Mapping[str, AmiAdapter], bus: Bus,
+                 plans: NumberPlans, guard: LimitGuard) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.nodes = nodes
+        self.bus = bus
+        self.plans = plans
+        self.guard = guard
         self.pacer = Pacer(self.settings.calls_per_second)
         self.attempts: dict[str, DialAttempt] = {}
         self.originates = 0  # Originate actions sent for participants (observability and tests)
@@ -132,11 +137,11 @@ class CallService:
 
     async def start(self) -> None:
         """Subscribe the tracker to every node's AMI events."""
-        for adapter in self.engine.nodes.values():
+        for adapter in self.nodes.values():
             adapter.subscribe(self.on_event, TRACKED_EVENTS)
 
     async def stop(self) -> None:
-        for adapter in self.engine.nodes.values():
+        for adapter in self.nodes.values():
             adapter.unsubscribe(self.on_event)
         for task in list(self._tasks):
             task.cancel()
@@ -152,7 +157,7 @@ class CallService:
         return task
 
     def node(self, node_id: str | None) -> AmiAdapter:
-        return self.engine.nodes.get(node_id or self.settings.node_id) or self.engine.ami
+        return self.nodes.get(node_id or self.settings.node_id) or self.nodes[self.settings.node_id]
 
     # ----------------------------------------------------------------- dial-out
 
@@ -162,8 +167,7 @@ class CallService:
         ``calls_per_second``; returns the ids queued. Participants already in a call are skipped.
         The account's dial-outs-per-minute limit applies: ``strict_rate`` raises RateLimited
         (nothing dialled), otherwise the excess participants fail with reason 'error'."""
-        operator = self.engine.services.get("operator")  # operator edition: per-account plan and guard
-        number_plan = await operator.number_plan_for(conference.owner_id) if operator else self.number_plan
+        number_plan = await self.plans.for_account(conference.owner_id)
         wanted = []
         for participant in participants:
             if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
@@ -182,9 +186,8 @@ class CallService:
         if limits is not None:
             recent = await self.repo.count_recent_dialouts(conference.owner_id)
             allowed = max(0, limits["max_dialouts_per_minute"] - recent)
-            if allowed < len(wanted) and operator is not None:
-                operator.guard.hit(conference.owner_id, "max_dialouts_per_minute",
-                                   f"{len(wanted)} wanted, {allowed} left")
+            if allowed < len(wanted):
+                self.guard.hit(conference.owner_id, "max_dialouts_per_minute", f"{len(wanted)} wanted, {allowed} left")
             if allowed < len(wanted) and strict_rate:
                 raise RateLimited(f"at most {limits['max_dialouts_per_minute']} dial-outs per minute; "
                                   f"{allowed} left now")
@@ -550,10 +553,6 @@ class CallService:
 
     async def _publish(self, kind: str, conference_id: int, owner_id: int | None,
                        participant_id: int | None = None, **data: Any) -> None:
-        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
-                                                  participant_id=participant_id, data=data))
+        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
+                                           participant_id=participant_id, data=data))
 
-
-async def install(engine: Any) -> CallService:
-    """Build the dial-out service and tracker of this engine."""
-    return CallService(engine)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from captcha.image import ImageCaptcha
 
@@ -56,6 +55,3 @@ class CaptchaService:
     async def start(self) -> None:
         await self.repository.purge_expired()
 
-
-async def install(engine: Any) -> CaptchaService:
-    return CaptchaService(CaptchaRepository(engine.pool), test_mode=engine.settings.test_mode)

@@ -9,17 +9,15 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from engine.adapters.db.dialin import DialinRepository
+from engine.config import Settings
 from engine.domain import dialin as rules
 from engine.domain.dialin import DialinPolicy, Refusal
 from engine.domain.model import Conference, Role
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import PROFILES  # the ConfBridge user profile of each role, as dial-out uses
-
-if TYPE_CHECKING:
-    from engine.app import Engine
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +74,11 @@ class _Stopwatch:
 
 
 class DialinService:
-    def __init__(self, engine: Engine, policy: DialinPolicy | None = None) -> None:
-        self.engine = engine
-        self.repo = DialinRepository(engine.pool)
-        settings = engine.settings
+    def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus,
+                 policy: DialinPolicy | None = None) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.bus = bus
         if policy is None:
             policy = DialinPolicy(join_early_minutes=getattr(settings, "join_early_minutes", 10))
             if settings.test_mode:  # tests key many wrong PINs from few numbers
@@ -199,7 +198,7 @@ class DialinService:
             watch.resume()
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
-        node_id = self.engine.settings.node_id
+        node_id = self.settings.node_id
         participant = await self.repo.add_caller(
             conference.id, number=outcome.caller, role=role, call_id=call.uniqueid, channel=call.channel,
             node_id=node_id)
@@ -215,7 +214,7 @@ class DialinService:
         # not wait for them to enter the room
         event = DomainEvent(kind="participant.added", conference_id=conference.id, owner_id=conference.owner_id,
                             participant_id=participant.id, data={"origin": "dialin", "role": str(role)})
-        task = asyncio.create_task(self.engine.bus.publish(event), name=f"dialin-publish-{participant.id}")
+        task = asyncio.create_task(self.bus.publish(event), name=f"dialin-publish-{participant.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -224,12 +223,3 @@ class DialinService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
 
-
-async def install(engine: Engine) -> DialinService:
-    # composition, not a dependency: the installer wires the entry point (the FastAGI route) to
-    # the service; the service itself never calls up into the route
-    from engine.agi_routes import install_routes
-
-    service = DialinService(engine)
-    install_routes(engine, dialin=service)
-    return service

@@ -63,7 +63,7 @@ def _snapshot(conference: dict[str, Any]) -> dict[str, Any]:
 
 
 class Notifier:
-    """engine.services["notifier"]."""
+    """Queues, renders and delivers the notifications of conference events."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: EventBus) -> None:
         self.settings = settings
@@ -395,7 +395,3 @@ class Notifier:
                     "role": RecipientRole.GUEST.value, "attempts": 0, "sent_at": None, "channel": "email"})
         return statuses
 
-
-async def install(engine: Any) -> Notifier:
-    """Build the notifier on the engine's pool and bus (started by Engine.start)."""
-    return Notifier(engine.settings, engine.pool, engine.bus)

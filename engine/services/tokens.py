@@ -4,24 +4,21 @@ Operators' integrations call the JSON API with these instead of a portal session
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from engine.adapters.db.tokens import TokenRepository
 from engine.domain.accounts import Account, account_phone
 from engine.domain.errors import Forbidden, NotFound, Unauthenticated, ValidationError
 from engine.domain.tokens import PREFIX_SHOWN, TOKEN_PREFIX, ApiToken, IssuedToken, hash_secret, new_secret
-
-if TYPE_CHECKING:
-    from engine.app import Engine
+from engine.services.accounts import AccountService
 
 _SECRET_SHAPE = re.compile(rf"^{TOKEN_PREFIX}[A-Za-z0-9_-]{{20,100}}$")
 NAME_MAX = 100
 
 
 class TokenService:
-    def __init__(self, repository: TokenRepository, engine: Engine) -> None:
+    def __init__(self, repository: TokenRepository, accounts: AccountService) -> None:
         self._tokens = repository
-        self._engine = engine
+        self._accounts = accounts
 
     async def issue(self, account_id: int, name: str = "") -> IssuedToken:
         """A new token for the account; the returned secret is the only copy there will be."""
@@ -51,7 +48,7 @@ class TokenService:
         if blocked:
             raise Forbidden("the account is blocked")
         await self._tokens.touch(token.id)
-        return await self._engine.services["accounts"].get(token.account_id)
+        return await self._accounts.get(token.account_id)
 
     async def list(self, owner_id: int) -> list[ApiToken]:
         return await self._tokens.list(owner_id)
@@ -65,7 +62,3 @@ class TokenService:
         assert revoked is not None
         return revoked
 
-
-async def install(engine: Engine) -> TokenService:
-    assert engine.pool is not None
-    return TokenService(TokenRepository(engine.pool), engine)

@@ -109,7 +109,7 @@ async def test_tokens_are_listed_revocable_and_record_use(engine, api_server) ->
 async def test_blocked_account_is_refused(engine, api_server) -> None:
     blocked = await new_user(engine, api_server)
     assert (await blocked.api.get("/me")).status == 200
-    await engine.services["accounts"].set_limits(blocked.account.id, blocked=True)
+    await engine.services.accounts.set_limits(blocked.account.id, blocked=True)
     reply = await blocked.api.get("/me")
     assert reply.status == 403 and reply.error["code"] == "forbidden"
     reply = await blocked.api.post("/conferences", {"subject": "x", "duration_minutes": 5, "max_participants": 2})
@@ -119,7 +119,7 @@ async def test_blocked_account_is_refused(engine, api_server) -> None:
 async def test_session_cookie_works_and_writes_need_the_csrf_token(engine, api_server, user) -> None:
     from web.sessions import COOKIE_NAME
 
-    accounts = engine.services["accounts"]
+    accounts = engine.services.accounts
     cookie = await accounts.save_session(None, user.account.id, {"account_id": user.account.id, "csrf": "t0ken"})
     browser = ApiClient(api_server, cookies={COOKIE_NAME: cookie})
     reply = await browser.get("/me")

@@ -139,7 +139,7 @@ async def test_stream_sends_heartbeats_and_works_with_the_session_cookie(engine,
     created = await owner.api.post("/conferences", {"subject": "Quiet", "start": "now", "duration_minutes": 10,
                                                     "max_participants": 2})
     cid = created.body["id"]
-    cookie = await engine.services["accounts"].save_session(None, owner.account.id,
+    cookie = await engine.services.accounts.save_session(None, owner.account.id,
                                                             {"account_id": owner.account.id})
     baseline = len(engine.bus._subscribers)
     async with aiohttp.ClientSession(cookies={COOKIE_NAME: cookie}) as browser:

@@ -52,7 +52,7 @@ def names(samples: dict) -> set[str]:
 async def http(engine) -> AsyncIterator[TestClient]:
     from web.app import init_app
 
-    async with TestClient(TestServer(init_app(engine))) as client:
+    async with TestClient(TestServer(init_app(engine.services))) as client:
         yield client
 
 
@@ -78,7 +78,7 @@ async def test_metrics_are_exposed(engine, http: TestClient) -> None:
 
 async def test_counters_move_with_a_real_conference(engine, http: TestClient, sipp) -> None:
     node = engine.settings.node_id
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     before = await scrape(http)
 
     owner = await create_account(engine.pool)

@@ -120,8 +120,8 @@ class ApiUser:
 
 async def new_user(engine: Any, server: TestServer, **account_fields: Any) -> ApiUser:
     """A fresh customer account with an API token and a client using it."""
-    account = await engine.services["accounts"].create(random_phone(), PASSWORD, **account_fields)
-    issued = await engine.services["tokens"].issue(account.id, "tests")
+    account = await engine.services.accounts.create(random_phone(), PASSWORD, **account_fields)
+    issued = await engine.services.tokens.issue(account.id, "tests")
     return ApiUser(account, issued.secret, ApiClient(server, issued.secret))
 
 

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from engine.services.bus import DomainEvent
 from web.api import parse, render
-from web.api.common import account, engine, service
+from web.api.common import account
+from web.context import services
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _client_gone(request: web.Request) -> bool:
 async def conference_events(request: web.Request) -> web.StreamResponse:
     owner_id = account(request).id
     conference_id = parse.path_id(request)
-    bus = engine(request).bus
+    bus = services(request).bus
     queue: asyncio.Queue[DomainEvent | None] = asyncio.Queue()
 
     def forward(event: DomainEvent) -> None:
@@ -54,13 +55,13 @@ async def conference_events(request: web.Request) -> web.StreamResponse:
 
     bus.subscribe(forward)  # before the snapshot, so nothing falls between the two
     try:
-        conference = await service(request, "conferences").get(owner_id, conference_id)  # 404 if not the owner's
+        conference = await services(request).conferences.get(owner_id, conference_id)  # 404 if not the owner's
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff", "X-Accel-Buffering": "no"})
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MS}\n\n".encode() + sse_message(
-            render.conference(conference, engine(request).settings.access_number), "snapshot"))
+            render.conference(conference, services(request).settings.access_number), "snapshot"))
         await _pump(request, response, queue, conference_id)
         return response
     finally:

@@ -7,55 +7,33 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-INT32_MAX = 2**31 - 1
-ID_MAX = 2**63 - 1
-
-# Reusable schema fragments -------------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = True,
-         description: str | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    if closed:
-        schema["additionalProperties"] = False
-    if description:
-        schema["description"] = description
-    return schema
-
-
-ID = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
-DATETIME = {"type": "string", "format": "date-time"}
-NULL_DATETIME = _nullable(DATETIME)
-ONE_LINE = "^[^\\u0000-\\u001f\\u007f]*$"  # no control characters (names, subjects, locations)
-TEXT_100 = {"type": "string", "maxLength": 100, "pattern": ONE_LINE}
-NAME_100 = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": ONE_LINE}
-NUMBER = {"type": "string", "pattern": "^[0-9]{2,15}$", "examples": ["375291234567"],
-          "description": "2 to 15 digits, without + or spaces (participants must also be in the number plan)"}
-EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
-                    "pattern": "^[^@\\s<>\"'\\u0000-\\u001f]{1,64}@[^@\\s<>\"'\\u0000-\\u001f]{1,255}"
-                               "\\.[A-Za-z0-9-]{2,63}$"},
-                   {"const": ""}, {"type": "null"}],
-         "description": "an e-mail address; empty or null for none"}
-EMAIL_OUT = _nullable({"type": "string"})
-STATE_NAMES = "scheduled|running|ended|cancelled|failed"
-STATE_FILTER = {"type": "string", "pattern": f"^(all|({STATE_NAMES})(,({STATE_NAMES}))*)?$",
-                "examples": ["scheduled,running", "all"],
-                "description": "comma-separated states, or all; default scheduled,running"}
-SEARCH = {"type": "string", "pattern": "^[^\\u0000]*$", "description": "any text without NUL"}
-DAY_OR_MOMENT = {"type": "string", "examples": ["2026-11-25", "2026-11-25T10:00:00+03:00"],
-                 "pattern": r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?$",
-                 "description": "a date YYYY-MM-DD or an ISO 8601 date-time (years 1970 to 9000)"}
-INT32 = {"type": "integer", "minimum": -(2**31), "maximum": INT32_MAX}
+from web.api.operator_spec import operator_paths, operator_schemas
+from web.api.spec_parts import (
+    CONF,
+    CONF_PARTICIPANT,
+    DATETIME,
+    DAY_OR_MOMENT,
+    EMAIL,
+    EMAIL_OUT,
+    ID,
+    INT32_MAX,
+    LIVE,
+    NAME_100,
+    NO_CONTENT,
+    NULL_DATETIME,
+    NUMBER,
+    ONE_LINE,
+    SEARCH,
+    STATE_FILTER,
+    TEXT_100,
+    _json,
+    _nullable,
+    _obj,
+    _op,
+    _path_id,
+    _query,
+    _ref,
+)
 
 PARTICIPANT_STATES = ["planned", "calling", "ringing", "connected", "left", "failed"]
 CONFERENCE_STATES = ["scheduled", "running", "ended", "cancelled", "failed"]
@@ -218,62 +196,6 @@ SCHEMAS["TemplateCreate"] = {**SCHEMAS["TemplateInput"], "required": ["name"]}
 SCHEMAS["TemplateUpdate"] = {**SCHEMAS["TemplateInput"], "minProperties": 1}
 del SCHEMAS["TemplateInput"]
 
-# Operations ----------------------------------------------------------------------------------
-
-_ERRORS = {
-    "400": "invalid JSON or a field that fails validation (`field` names it)",
-    "401": "no or invalid credentials",
-    "403": "account blocked, or a cookie-authenticated write without a valid X-CSRF-Token",
-    "404": "no such object for this account",
-    "409": "the object's state does not allow this",
-    "422": "an account limit would be exceeded",
-    "413": "the body is too large",
-    "429": "too many requests",
-    "503": "the telephony engine cannot be reached",
-}
-
-
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
-
-
-def _error(status: str) -> dict[str, Any]:
-    return _json("Error", _ERRORS[status])
-
-
-def _op(operation_id: str, summary: str, ok: dict[str, dict[str, Any]], *, tag: str, body: str | None = None,
-        errors: tuple[str, ...] = ("401", "403", "404"), params: list[dict[str, Any]] | None = None,
-        body_required: bool = True) -> dict[str, Any]:
-    responses = dict(ok)
-    if body is not None or params:
-        responses["400"] = _error("400")
-    if body is not None:
-        responses["413"] = _error("413")
-    for status in errors:
-        responses[status] = _error(status)
-    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag],
-                                 "responses": responses}
-    if body is not None:
-        operation["requestBody"] = {"required": body_required,
-                                    "content": {"application/json": {"schema": _ref(body)}}}
-    if params:
-        operation["parameters"] = params
-    return operation
-
-
-def _path_id(name: str, what: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": f"id of the {what}", "schema": ID}
-
-
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema or {"type": "string"}}
-
-
-NO_CONTENT = {"204": {"description": "done"}}
-CONF = [_path_id("id", "conference")]
-CONF_PARTICIPANT = [*CONF, _path_id("pid", "participant")]
-LIVE = ("401", "403", "404", "409", "503")
 
 
 def _crud(kind: str, singular: str, tag: str, list_schema: str, item_schema: str, create_body: str,
@@ -417,9 +339,7 @@ PATHS: dict[str, Any] = {
     },
 }
 
-# The operator's endpoints (operator edition) are described in a module of their own.
-from web.api.operator_spec import operator_paths, operator_schemas  # noqa: E402
-
+# The operator's endpoints are described in a module of their own.
 SCHEMAS.update(operator_schemas())
 PATHS.update(operator_paths())
 

@@ -13,6 +13,7 @@ from multidict import MultiDictProxy
 
 from engine.domain.errors import VecheError
 from web.auth import current_account
+from web.context import services
 from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, TRANSLATIONS_KEY
 from web.security import CSRF_FIELD, csrf_token
 
@@ -31,19 +32,6 @@ NAVIGATION = (
 )
 
 OPERATOR_NAVIGATION = (("operator", N_("Operator")),)  # shown to operators only (web/views/operator.py)
-
-
-def engine_of(request: web.Request) -> Any:
-    from web.app import ENGINE_KEY
-
-    return request.app[ENGINE_KEY]
-
-
-def service(request: web.Request, name: str) -> Any:
-    found = engine_of(request).services.get(name)
-    if found is None:
-        raise web.HTTPServiceUnavailable(reason=f"{name} service is not running")
-    return found
 
 
 async def language(request: web.Request) -> str:
@@ -95,7 +83,7 @@ async def base_context(request: web.Request) -> dict[str, Any]:
         "flashes": flashes,
         "navigation": NAVIGATION + (OPERATOR_NAVIGATION if account is not None and account.role == "operator" else ()),
         "current_path": request.path,
-        "access_number": engine_of(request).settings.access_number,
+        "access_number": services(request).settings.access_number,
         "url": lambda name, **parts: str(router[name].url_for(**{k: str(v) for k, v in parts.items()})),
         "static": lambda path: str(router["static"].url_for(filename=path, append_version=True)),
     }

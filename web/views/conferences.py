@@ -11,17 +11,16 @@ from aiohttp import web
 from engine.domain.errors import LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
 from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState
 from web.auth import current_account, login_required
+from web.context import services
 from web.i18n import local_time
 from web.views.common import (
     N_,
     checkbox,
-    engine_of,
     error_text,
     field,
     flash,
     path_id,
     render,
-    service,
     translate,
     wants_json,
 )
@@ -66,13 +65,13 @@ def conference_json(conference: Conference) -> dict[str, Any]:
 
 async def _conference(request: web.Request) -> Conference:
     account = await current_account(request)
-    return await service(request, "conferences").get(account.id, path_id(request))
+    return await services(request).conferences.get(account.id, path_id(request))
 
 
 @login_required
 async def conferences(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    items = await service(request, "conferences").list(
+    items = await services(request).conferences.list(
         account.id, {ConferenceState.RUNNING, ConferenceState.SCHEDULED})
     running = sorted((c for c in items if c.state == ConferenceState.RUNNING), key=lambda c: c.starts_at)
     upcoming = sorted((c for c in items if c.state == ConferenceState.SCHEDULED), key=lambda c: c.starts_at)
@@ -84,12 +83,10 @@ async def card(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     account = await current_account(request)
     deliveries: list[dict] = []
-    notifier = engine_of(request).services.get("notifier")
-    if notifier is not None:
-        try:
-            deliveries = await notifier.delivery_status(account.id, conference.id)
-        except VecheError:
-            log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
+    try:
+        deliveries = await services(request).notifier.delivery_status(account.id, conference.id)
+    except VecheError:
+        log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
     return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries})
 
 
@@ -122,7 +119,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
                    "max_participants": plan.max_participants, "auto_invite": plan.auto_invite,
                    "auto_extend_minutes": plan.auto_extend_minutes, "guest_pin_required": plan.guest_pin_required,
                    "reminder_minutes": plan.reminder_minutes, "participants": plan.participants}
-        await service(request, "conferences").update(account.id, conference.id, changes)
+        await services(request).conferences.update(account.id, conference.id, changes)
     except (ValidationError, StateConflict, LimitExceeded) as exc:
         return await _form_error(request, form, exc, template="conference_edit.html",
                                  extra={"conference": conference})
@@ -135,7 +132,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     conference_id = path_id(request)
     try:
-        await service(request, "conferences").cancel(account.id, conference_id)
+        await services(request).conferences.cancel(account.id, conference_id)
     except StateConflict as exc:
         await flash(request, await error_text(request, exc), "error")
         raise web.HTTPSeeOther(f"/conferences/{conference_id}") from None
@@ -188,7 +185,7 @@ async def add_participant(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None)
     invite = form.get("invite", "on") == "on"
-    return await _run_action(request, N_("Participant added"), service(request, "conferences").add_participant(
+    return await _run_action(request, N_("Participant added"), services(request).conferences.add_participant(
         account.id, path_id(request), participant, invite=invite))
 
 
@@ -205,7 +202,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
     if not ids:
         return await _action_done(request, path_id(request), "",
                                   ValidationError("Tick the participants to invite", "participant"))
-    return await _run_action(request, N_("Invitations sent"), service(request, "conferences").invite(
+    return await _run_action(request, N_("Invitations sent"), services(request).conferences.invite(
         account.id, path_id(request), ids))
 
 
@@ -225,14 +222,14 @@ async def participant_action(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     message, call = PARTICIPANT_ACTIONS[action]
     return await _run_action(request, message, call(
-        service(request, "conferences"), account.id, path_id(request), path_id(request, "pid")))
+        services(request).conferences, account.id, path_id(request), path_id(request, "pid")))
 
 
 @login_required
 async def conference_action(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     action = request.match_info["action"]
-    conferences_service = service(request, "conferences")
+    conferences_service = services(request).conferences
     conference_id = path_id(request)
     if action == "lock":
         return await _run_action(request, N_("Conference locked"),
@@ -265,10 +262,7 @@ async def conference_action(request: web.Request) -> web.StreamResponse:
 async def quality(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     account = await current_account(request)
-    reporter = engine_of(request).services.get("quality")
-    rows: list[dict] | None = None
-    if reporter is not None:
-        rows = await reporter.report(account.id, conference.id)
+    rows = await services(request).quality.report(account.id, conference.id)
     partial = request.query.get("partial") == "1"
     return await render(request, "quality_partial.html" if partial else "quality.html",
                         {"conference": conference, "rows": rows})

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from engine.domain.model import Conference
 from web.auth import current_account, login_required
+from web.context import services
 from web.i18n import local_time
-from web.views.common import path_id, render, service
+from web.views.common import path_id, render
 
 QUICK_RANGES = ("today", "yesterday", "7d", "30d", "month")
 MAX_PERIOD_DAYS = 366
@@ -53,7 +54,7 @@ async def _history(request: web.Request) -> tuple[list[Conference], date, date, 
     zone = ZoneInfo(account.timezone)
     since = datetime.combine(first, time.min, tzinfo=zone)
     until = datetime.combine(last + timedelta(days=1), time.min, tzinfo=zone)
-    items = await service(request, "conferences").history(account.id, since, until)
+    items = await services(request).conferences.history(account.id, since, until)
     items.sort(key=lambda c: c.started_at or c.starts_at, reverse=True)
     return items, first, last, chosen
 
@@ -69,7 +70,7 @@ async def history(request: web.Request) -> web.StreamResponse:
 @login_required
 async def history_detail(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    conferences = service(request, "conferences")
+    conferences = services(request).conferences
     conference = await conferences.get(account.id, path_id(request))
     events = await conferences.events(account.id, conference.id)
     return await render(request, "history_detail.html", {"conference": conference, "events": events})

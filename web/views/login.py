@@ -8,8 +8,9 @@ from aiohttp_session import get_session
 from engine.domain.accounts import account_phone
 from engine.domain.errors import Forbidden, RateLimited, ValidationError
 from web.auth import current_account, end_session, start_login_session
+from web.context import services
 from web.i18n import LANGUAGES
-from web.views.common import error_text, field, render, service, translate
+from web.views.common import error_text, field, render, translate
 
 
 def _safe_next(target: str) -> str:
@@ -21,7 +22,7 @@ def _safe_next(target: str) -> str:
 
 async def login_page(request: web.Request, *, error: str | None = None, error_field: str | None = None,
                      phone: str = "", status: int = 200) -> web.Response:
-    captcha_id = await service(request, "captcha").new()
+    captcha_id = await services(request).captcha.new()
     return await render(request, "login.html", {
         "captcha_id": captcha_id, "error": error, "error_field": error_field, "phone": phone,
         "next": _safe_next(request.query.get("next", "") or ""),
@@ -39,7 +40,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     phone = form.get("phone", "") if isinstance(form.get("phone"), str) else ""
     password = form.get("password", "") if isinstance(form.get("password"), str) else ""
     target = _safe_next(field(form, "next"))
-    captcha_ok = await service(request, "captcha").check(field(form, "captcha_id"), field(form, "captcha"))
+    captcha_ok = await services(request).captcha.check(field(form, "captcha_id"), field(form, "captcha"))
     try:
         account_phone(phone)
     except ValidationError as exc:
@@ -49,7 +50,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         message = await translate(request, "The code from the picture is wrong; try the new one")
         return await login_page(request, error=message, error_field="captcha", phone=phone, status=400)
     try:
-        account = await service(request, "accounts").authenticate(phone, password, address=request.remote)
+        account = await services(request).accounts.authenticate(phone, password, address=request.remote)
     except ValidationError as exc:
         return await login_page(request, error=await error_text(request, exc), error_field=exc.field,
                                 phone=phone, status=400)
@@ -67,7 +68,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def captcha_image(request: web.Request) -> web.StreamResponse:
-    image = await service(request, "captcha").image(request.match_info["captcha_id"])
+    image = await services(request).captcha.image(request.match_info["captcha_id"])
     if image is None:
         raise web.HTTPNotFound()
     return web.Response(body=image, content_type="image/png", headers={"Cache-Control": "no-store"})
@@ -80,7 +81,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(reason="unknown language")
     account = await current_account(request)
     if account is not None:
-        await service(request, "accounts").update_profile(account.id, language=chosen)
+        await services(request).accounts.update_profile(account.id, language=chosen)
     session = await get_session(request)
     session["lang"] = chosen
     raise web.HTTPSeeOther(_safe_next(field(form, "next")))

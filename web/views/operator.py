@@ -11,7 +11,8 @@ from aiohttp import web
 
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from web.auth import View, current_account, login_required
-from web.views.common import error_text, field, flash, int_param, path_id, render, service, translate
+from web.context import services
+from web.views.common import error_text, field, flash, int_param, path_id, render, translate
 
 LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute")
 ACCOUNT_DEFAULTS = {"phone": "", "name": "", "email": "", "language": "ru", "plan_group": "default",
@@ -61,7 +62,7 @@ async def _fail(request: web.Request, exc: Exception, target: str) -> web.Stream
 
 @operator_required
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
     return await render(request, "operator/dashboard.html", {
         "conferences": await operator.running_conferences(me), "nodes": await operator.node_load(me),
@@ -72,7 +73,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 async def end_conference(request: web.Request) -> web.StreamResponse:
     target = str(request.app.router["operator"].url_for())
     try:
-        await service(request, "operator").end_conference(await _operator_id(request), path_id(request))
+        await services(request).operator.end_conference(await _operator_id(request), path_id(request))
     except (StateConflict, NotFound) as exc:
         return await _fail(request, exc, target)
     await flash(request, await translate(request, "The conference was ended"))
@@ -84,7 +85,7 @@ async def end_conference(request: web.Request) -> web.StreamResponse:
 
 async def _accounts_page(request: web.Request, *, values: dict[str, Any] | None = None,
                          errors: dict[str, str] | None = None, status: int = 200) -> web.StreamResponse:
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
     search = request.query.get("search", "")[:100]
     return await render(request, "operator/accounts.html", {
@@ -104,7 +105,7 @@ async def create_account(request: web.Request) -> web.StreamResponse:
     values = _account_fields(form)
     phone, password = field(form, "phone"), form.get("password", "")
     try:
-        created = await service(request, "operator").create_account(
+        created = await services(request).operator.create_account(
             await _operator_id(request), phone, password if isinstance(password, str) else "", **values)
     except (ValidationError, LimitExceeded, StateConflict) as exc:
         name = getattr(exc, "field", None) or "phone"
@@ -116,7 +117,7 @@ async def create_account(request: web.Request) -> web.StreamResponse:
 
 async def _account_page(request: web.Request, account_id: int, *, errors: dict[str, str] | None = None,
                         status: int = 200) -> web.StreamResponse:
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
     account = await operator.get_account(me, account_id)
     return await render(request, "operator/account.html", {
@@ -134,7 +135,7 @@ async def update_account(request: web.Request) -> web.StreamResponse:
     account_id = path_id(request)
     form = await request.post()
     try:
-        await service(request, "operator").update_account(await _operator_id(request), account_id,
+        await services(request).operator.update_account(await _operator_id(request), account_id,
                                                           _account_fields(form))
     except ValidationError as exc:
         return await _account_page(request, account_id, errors={exc.field or "name": await error_text(request, exc)},
@@ -148,7 +149,7 @@ async def account_action(request: web.Request) -> web.StreamResponse:
     """block, unblock, password (reset) or delete."""
     account_id = path_id(request)
     action = request.match_info["action"]
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
     target = str(request.app.router["operator_account"].url_for(id=str(account_id)))
     form = await request.post()
@@ -181,7 +182,7 @@ async def account_action(request: web.Request) -> web.StreamResponse:
 async def _groups_page(request: web.Request, *, values: dict[str, Any] | None = None,
                        errors: dict[str, str] | None = None, check: dict[str, Any] | None = None,
                        status: int = 200) -> web.StreamResponse:
-    groups = await service(request, "operator").list_groups(await _operator_id(request))
+    groups = await services(request).operator.list_groups(await _operator_id(request))
     return await render(request, "operator/groups.html", {
         "groups": groups, "values": {**GROUP_DEFAULTS, **(values or {})}, "errors": errors or {},
         "check": check}, status=status)
@@ -190,7 +191,7 @@ async def _groups_page(request: web.Request, *, values: dict[str, Any] | None = 
 @operator_required
 async def groups(request: web.Request) -> web.StreamResponse:
     edit = request.query.get("edit", "")
-    chosen = next((g for g in await service(request, "operator").list_groups(await _operator_id(request))
+    chosen = next((g for g in await services(request).operator.list_groups(await _operator_id(request))
                    if g["name"] == edit), None)
     values = {**chosen, "patterns": "\n".join(chosen["patterns"])} if chosen else {}
     return await _groups_page(request, values=values)
@@ -204,7 +205,7 @@ async def save_group(request: web.Request) -> web.StreamResponse:
               "allow_premium": form.get("allow_premium") == "on"}
     patterns = [line.strip() for line in values["patterns"].replace(",", "\n").splitlines() if line.strip()]
     try:
-        await service(request, "operator").save_group(
+        await services(request).operator.save_group(
             await _operator_id(request), values["name"], description=values["description"], patterns=patterns,
             allow_international=values["allow_international"], allow_premium=values["allow_premium"])
     except ValidationError as exc:
@@ -218,7 +219,7 @@ async def save_group(request: web.Request) -> web.StreamResponse:
 async def delete_group(request: web.Request) -> web.StreamResponse:
     target = str(request.app.router["operator_groups"].url_for())
     try:
-        await service(request, "operator").delete_group(await _operator_id(request), request.match_info["group"])
+        await services(request).operator.delete_group(await _operator_id(request), request.match_info["group"])
     except (StateConflict, NotFound) as exc:
         return await _fail(request, exc, target)
     await flash(request, await translate(request, "The group was deleted"))
@@ -229,7 +230,7 @@ async def delete_group(request: web.Request) -> web.StreamResponse:
 async def check_number(request: web.Request) -> web.StreamResponse:
     group, number = request.query.get("group", "default")[:40], request.query.get("number", "")[:40]
     try:
-        check = await service(request, "operator").check_number(await _operator_id(request), group, number)
+        check = await services(request).operator.check_number(await _operator_id(request), group, number)
     except NotFound as exc:
         check = {"number": number, "allowed": False, "reason": await error_text(request, exc), "kind": "unknown"}
     return await _groups_page(request, check={**check, "group": group})
@@ -243,7 +244,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
     account_id = int_param(request.query.get("account_id", ""))
     before_id = int_param(request.query.get("before_id", ""))
     action = request.query.get("action", "")[:64]
-    entries = await service(request, "operator").audit_log(
+    entries = await services(request).operator.audit_log(
         await _operator_id(request), account_id=account_id if account_id and 0 < account_id < 2**62 else None,
         action=action, limit=100, before_id=before_id if before_id and 0 < before_id < 2**62 else None)
     return await render(request, "operator/audit.html", {

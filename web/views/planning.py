@@ -15,7 +15,8 @@ from engine.domain.accounts import Template
 from engine.domain.errors import LimitExceeded, StateConflict, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan
 from web.auth import current_account, login_required
-from web.views.common import checkbox, error_text, field, flash, render, service, translate
+from web.context import services
+from web.views.common import checkbox, error_text, field, flash, render, translate
 
 DURATIONS = (15, 30, 45, 60, 90, 120, 180, 240)
 REMINDER_LEADS = (5, 15, 30, 60, 120, 1440)
@@ -105,7 +106,7 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
 
 async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
     account = await current_account(request)
-    book = service(request, "addressbook")
+    book = services(request).addressbook
     zone = ZoneInfo(account.timezone)
     later = (datetime.now(zone) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     values = {"when": "now", "date": later.strftime("%Y-%m-%d"), "time": later.strftime("%H:%M"),
@@ -126,7 +127,7 @@ async def template_form_context(request: web.Request, template: Template,
 @login_required
 async def planning(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    book = service(request, "addressbook")
+    book = services(request).addressbook
     template = None
     if "template" in request.query:
         try:
@@ -153,7 +154,7 @@ async def schedule(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     try:
         plan = plan_from_form(form, account.timezone)
-        conference = await service(request, "conferences").plan(account.id, plan)
+        conference = await services(request).conferences.plan(account.id, plan)
     except ValidationError as exc:
         return await _form_error(request, form, exc)
     except (LimitExceeded, StateConflict) as exc:
@@ -170,7 +171,7 @@ async def create_template(request: web.Request) -> web.StreamResponse:
         values = plan_form_values(form, for_template=True)
         values["name"] = field(form, "template_name") or values["subject"] or await translate(request, "My template")
         values["is_default"] = checkbox(form, "template_default")
-        template = await service(request, "addressbook").create_template(account.id, values)
+        template = await services(request).addressbook.create_template(account.id, values)
     except ValidationError as exc:
         return await _form_error(request, form, exc)
     await flash(request, await translate(request, "Template “%(name)s” created", name=template.name))
