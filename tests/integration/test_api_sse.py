@@ -83,8 +83,6 @@ async def owner(engine, api_server) -> ApiUser:
 
 
 async def test_dial_in_caller_shows_up_live_in_the_owners_stream(engine, api_server, owner, sipp) -> None:
-    if "dialin" not in engine.services:
-        pytest.skip("dial-in (E2) is not installed in this engine")
     created = await owner.api.post("/conferences", {"subject": "Dial-in live", "start": "now",
                                                     "duration_minutes": 30, "max_participants": 5})
     assert created.status == 201, created.body
