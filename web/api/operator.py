@@ -1,5 +1,5 @@
 """API handlers of the operator (/api/v1/operator/...): accounts, number-plan groups, running
-conferences with node load, and the audit log. Each parses, calls engine.services["operator"]
+conferences with node load, and the audit log. Each parses, calls the operator service
 (which refuses anybody who is not an operator), renders."""
 
 from __future__ import annotations

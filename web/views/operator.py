@@ -1,6 +1,6 @@
 """The operator's pages (accounts.role = 'operator'): running conferences with the load of each
 Asterisk node, customer accounts (create, limits, number-plan group, block, password, delete),
-number-plan groups and the audit log. Every action goes through engine.services["operator"]."""
+number-plan groups and the audit log. Every action goes through the operator service (engine/services/operator.py)."""
 
 from __future__ import annotations
 
