@@ -49,7 +49,7 @@ async def engine_runs(stack, sizes, repeats, calls_per_second) -> dict[int, list
     results: dict[int, list[tuple[float, float]]] = {n: [] for n in sizes}
     try:
         owner = await create_account(engine.pool, max_participants=max(sizes), max_concurrent_conferences=10,
-                                     max_dialouts_per_minute=100000)
+                                     max_dialouts_per_minute=100000, max_concurrent_calls=max(sizes))
         for n in sizes:
             for rep in range(repeats):
                 joined, connected = asyncio.Event(), asyncio.Event()

@@ -53,7 +53,9 @@ async def _run(settings: Settings) -> None:
             raise VecheError(f"cannot listen on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
         print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  "
               f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
-              f"FastAGI {settings.agi_host}:{settings.agi_port}, access number {settings.access_number}). "
+              f"FastAGI {settings.agi_host}:{settings.agi_port}, "
+              f"metrics {settings.metrics_host}:{settings.metrics_port}, "
+              f"access number {settings.access_number}). "
               "Ctrl-C stops everything.", flush=True)
         if not os.environ.get("DATABASE_URL"):
             print(f"Private PostgreSQL: DATABASE_URL={settings.database_url} "
@@ -103,7 +105,25 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_render(settings: Settings, args: argparse.Namespace) -> None:
     from engine.stack import render_asterisk_config
 
-    dest = render_asterisk_config(settings, Path(args.dir))
+    dialout = None
+    if args.with_groups:  # veche-dialout with the operator's number-plan groups from DATABASE_URL
+        from engine.adapters.db import create_pool
+        from engine.adapters.db.operator import OperatorRepository
+        from engine.domain.errors import ConfigError
+        from engine.domain.numberplan import DialoutRules, NumberPlan
+        from engine.services.dialplan import rules_from_groups
+
+        async def load() -> DialoutRules:
+            if not settings.database_url:
+                raise ConfigError("--with-groups needs DATABASE_URL")
+            pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+            try:
+                return await rules_from_groups(OperatorRepository(pool), NumberPlan.from_settings(settings))
+            finally:
+                await pool.close()
+
+        dialout = asyncio.run(load())
+    dest = render_asterisk_config(settings, Path(args.dir), dialout=dialout)
     print(f"rendered asterisk-config into {dest}")
 
 
@@ -118,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     ast_sub = ast.add_subparsers(dest="action", required=True)
     render = ast_sub.add_parser("render", help="render asterisk-config/ templates into DIR")
     render.add_argument("dir")
+    render.add_argument("--with-groups", action="store_true",
+                        help="render veche-dialout with the number-plan groups stored in DATABASE_URL")
     render.set_defaults(func=cmd_render)
     from engine.cli import add_commands
 

@@ -15,6 +15,7 @@ from engine.adapters.ami import AmiAdapter
 from engine.adapters.db import create_pool
 from engine.adapters.db.accounts import AccountRepository
 from engine.adapters.db.addressbook import AddressBookRepository
+from engine.adapters.db.call_slots import CallSlotRepository
 from engine.adapters.db.captchas import CaptchaRepository
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.dialin import DialinRepository
@@ -38,6 +39,7 @@ from engine.services.captcha import CaptchaService
 from engine.services.conferences import ConferenceService
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
+from engine.services.dialplan import DialplanService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
@@ -45,6 +47,7 @@ from engine.services.quality import QualityService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
 from engine.services.tokens import TokenService
+from engine.stack import local_dialplan_sink, render_dialout
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +58,16 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
     audit = AuditService(AuditRepository(pool), bus)
     operator_repo = OperatorRepository(pool)
-    plans = NumberPlans(operator_repo, NumberPlan.from_settings(settings))
+    default_plan = NumberPlan.from_settings(settings)
+    plans = NumberPlans(operator_repo, default_plan)
+    dialplan = DialplanService(operator_repo, default_plan, render=render_dialout, sink=local_dialplan_sink(settings))
     guard = LimitGuard(metrics.metrics, audit)
-    accounts = AccountService(AccountRepository(pool), SessionRepository(pool), audit)
+    account_repo = AccountRepository(pool)
+    tokens = TokenService(TokenRepository(pool), account_repo)
+    accounts = AccountService(account_repo, SessionRepository(pool), audit, tokens)
     conference_repo = ConferenceRepository(pool)
-    calls = CallService(settings, conference_repo, nodes=nodes, bus=bus, plans=plans, guard=guard)
+    calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
+                        guard=guard)
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, schedule_changed=asyncio.Event())
     return Services(
@@ -69,6 +77,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         audit=audit,
         plans=plans,
         guard=guard,
+        dialplan=dialplan,
         accounts=accounts,
         calls=calls,
         conferences=conferences,
@@ -76,12 +85,12 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         scheduler=Scheduler(settings, conferences),
         notifier=Notifier(settings, pool, bus),
         addressbook=AddressBookService(AddressBookRepository(pool)),
-        captcha=CaptchaService(CaptchaRepository(pool), test_mode=settings.test_mode),
-        tokens=TokenService(TokenRepository(pool), accounts),
+        captcha=CaptchaService(CaptchaRepository(pool), test_mode=settings.test_mode, max_rows=settings.captcha_max),
+        tokens=tokens,
         dialin=DialinService(settings, DialinRepository(pool), bus),
         quality=QualityService(conferences, nodes),
         operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=conferences,
-                                 audit=audit, guard=guard, plans=plans),
+                                 audit=audit, guard=guard, plans=plans, dialplan=dialplan),
     )
 
 
@@ -149,7 +158,9 @@ async def admin_services(settings: Settings) -> AsyncIterator[AdminServices]:
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        accounts = AccountService(AccountRepository(pool), SessionRepository(pool), NoAudit())
-        yield AdminServices(accounts=accounts, tokens=TokenService(TokenRepository(pool), accounts))
+        account_repo = AccountRepository(pool)
+        tokens = TokenService(TokenRepository(pool), account_repo)
+        accounts = AccountService(account_repo, SessionRepository(pool), NoAudit(), tokens)
+        yield AdminServices(accounts=accounts, tokens=tokens)
     finally:
         await pool.close()

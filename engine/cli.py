@@ -1,6 +1,6 @@
 """The account and API-token subcommands of ``python -m engine`` (an operator's first steps:
-``account create 375291234567 --password-stdin`` then ``token create 375291234567``; ``token revoke
-ID``). They open
+``account create 375291234567 --password-stdin [--role operator --admin]``, ``account admin PHONE
+[--off]``, then ``token create 375291234567 [--expires DAYS]``; ``token revoke ID``). They open
 DATABASE_URL and call the same services as the portal; they need no Asterisk."""
 
 from __future__ import annotations
@@ -37,10 +37,27 @@ def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
         async with admin_services(settings) as services:
             try:
                 account = await services.accounts.create(
-                    args.phone, password, name=args.name, email=args.email, language=args.language, role=args.role)
+                    args.phone, password, name=args.name, email=args.email, language=args.language, role=args.role,
+                    admin=args.admin)
             except ValidationError as exc:
                 raise _one_line(exc) from None
-        print(f"created account {account.phone} (id {account.id}, role {account.role})")
+        admin = ", admin" if account.admin else ""
+        print(f"created account {account.phone} (id {account.id}, role {account.role}{admin})")
+
+    asyncio.run(go())
+
+
+def cmd_account_admin(settings: Settings, args: argparse.Namespace) -> None:
+    _quiet(args)
+
+    async def go() -> None:
+        async with admin_services(settings) as services:
+            try:
+                account = await services.accounts.set_admin(args.phone, not args.off)
+            except ValidationError as exc:
+                raise _one_line(exc) from None
+        state = "is an admin" if account.admin else "is no longer an admin"
+        print(f"operator {account.phone} (id {account.id}) {state}")
 
     asyncio.run(go())
 
@@ -50,11 +67,13 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
     async def go() -> None:
         async with admin_services(settings) as services:
             try:
-                issued = await services.tokens.issue_for_phone(args.phone, args.name)
+                issued = await services.tokens.issue_for_phone(args.phone, args.name,
+                                                                  expires_in_days=args.expires)
             except ValidationError as exc:
                 raise _one_line(exc) from None
         print(issued.secret)  # stdout holds only the token, so scripts can capture it
-        print(f"token id {issued.token.id} for {args.phone}: shown once, keep it secret "
+        until = f", expires {issued.token.expires_at:%Y-%m-%d %H:%M} UTC" if issued.token.expires_at else ""
+        print(f"token id {issued.token.id} for {args.phone}{until}: shown once, keep it secret "
               f"(revoke with: python -m engine token revoke {issued.token.id})", file=sys.stderr)
 
     asyncio.run(go())
@@ -81,13 +100,21 @@ def add_commands(sub: Any) -> None:
     create.add_argument("--email", default=None)
     create.add_argument("--language", default="ru", choices=("ru", "en"))
     create.add_argument("--role", default="customer", choices=("customer", "operator"))
+    create.add_argument("--admin", action="store_true",
+                        help="with --role operator: may block, reset or delete other operators")
     create.set_defaults(func=cmd_account_create)
+    admin = account_sub.add_parser("admin", help="give an operator the admin flag (--off takes it away)")
+    admin.add_argument("phone", help="the operator's phone account, 375XXXXXXXXX")
+    admin.add_argument("--off", action="store_true", help="take the admin flag away")
+    admin.set_defaults(func=cmd_account_admin)
 
     token = sub.add_parser("token", help="JSON API bearer tokens")
     token_sub = token.add_subparsers(dest="action", required=True)
     issue = token_sub.add_parser("create", help="issue an API token for an account and print it")
     issue.add_argument("phone", help="the phone account, 375XXXXXXXXX")
     issue.add_argument("--name", default="", help="a label to tell tokens apart")
+    issue.add_argument("--expires", type=int, default=None, metavar="DAYS",
+                       help="the token stops working after this many days (default: never)")
     issue.set_defaults(func=cmd_token_create)
     revoke = token_sub.add_parser("revoke", help="revoke an API token by its id (shown when it was created)")
     revoke.add_argument("token_id", type=int)

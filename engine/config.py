@@ -11,9 +11,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from engine.domain import pins
 from engine.domain.errors import ConfigError
 
 DEFAULT_AMI_SECRET = "veche-dev-secret"
+
+
+def _short_prefixes(raw: str) -> tuple[str, ...]:
+    """VECHE_SHORT_NUMBER_PREFIXES: comma-separated digit prefixes of internal short numbers."""
+    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for prefix in prefixes:
+        if not prefix.isascii() or not prefix.isdigit() or prefix.startswith("0") or len(prefix) > 6:
+            raise ConfigError(f"VECHE_SHORT_NUMBER_PREFIXES: {prefix!r} is not 1 to 6 digits without a leading 0")
+    return prefixes
 
 
 @dataclass(frozen=True)
@@ -58,12 +68,14 @@ class Settings:
     trunk_target: str = "127.0.0.1:5070"
     access_number: str = "7000"
     short_number_length: int = 4
+    short_number_prefixes: tuple[str, ...] = ()  # internal numbers: these prefixes only (none: no short numbers)
     pin_length: int = 6
     conference_number_length: int = 6
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "veche")
     run_dir: Path = field(default_factory=lambda: Path.cwd() / "run")
     ring_timeout: int = 30
     calls_per_second: float = 20.0
+    max_concurrent_calls: int = 200  # dial-outs calling, ringing or connected at once, all accounts together
     # conference engine (E1): retries, deadline warning, extension cap, test time scale
     retry_busy: int = 0  # extra dial attempts after a busy callee
     retry_no_answer: int = 0  # extra dial attempts after no answer
@@ -105,6 +117,18 @@ class Settings:
     agi_header_bytes: int = 8192  # largest header block
     agi_answer_bytes: int = 4096  # longest answer line to a command
     agi_session_seconds: float = 600.0  # longest life of one session
+    # dial-in PIN guessing: wrong PINs on one conference number within the failure window that
+    # close PIN entry for the cool-down, and the failures of withheld callers (one shared counter)
+    # after which every withheld call is refused
+    pin_lockout_after: int = 20
+    pin_lockout_seconds: int = 900
+    withheld_block_after: int = 5
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed (VECHE_TRUSTED_PROXIES)
+    sse_streams_per_account: int = 10  # open SSE streams per account (VECHE_SSE_STREAMS)
+    captcha_max: int = 10000  # live login CAPTCHAs kept at most (VECHE_CAPTCHA_MAX)
+    metrics_host: str = "127.0.0.1"  # the Prometheus listener, apart from the web port
+    metrics_port: int = 9464
+    metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
 
     @property
     def rootfs(self) -> Path:
@@ -128,6 +152,12 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"VECHE_{name} must be a whole number, got {raw!r}") from None
 
+        def positive(name: str, default: int) -> int:
+            value = get_int(name, default)
+            if value < 1:
+                raise ConfigError(f"VECHE_{name} must be at least 1, got {value}")
+            return value
+
         ami_url = env.get("ASTERISK_AMI_URL")
         ami = AmiTarget.from_url(ami_url) if ami_url else AmiTarget(
             port=get_int("AMI_PORT", 5038),
@@ -150,11 +180,13 @@ class Settings:
             trunk_target=get("TRUNK_TARGET", base.trunk_target),
             access_number=get("ACCESS_NUMBER", base.access_number),
             short_number_length=get_int("SHORT_NUMBER_LENGTH", base.short_number_length),
-            pin_length=get_int("PIN_LENGTH", base.pin_length),
+            short_number_prefixes=_short_prefixes(get("SHORT_NUMBER_PREFIXES", "")),
+            pin_length=check_pin_length(get_int("PIN_LENGTH", base.pin_length), "VECHE_PIN_LENGTH"),
             cache_dir=Path(get("CACHE_DIR", base.cache_dir)).expanduser(),
             run_dir=Path(get("RUN_DIR", base.run_dir)).expanduser(),
             ring_timeout=get_int("RING_TIMEOUT", base.ring_timeout),
             calls_per_second=float(get_int("CALLS_PER_SECOND", int(base.calls_per_second))),
+            max_concurrent_calls=positive("MAX_CONCURRENT_CALLS", base.max_concurrent_calls),
             retry_busy=get_int("RETRY_BUSY", base.retry_busy),
             retry_no_answer=get_int("RETRY_NO_ANSWER", base.retry_no_answer),
             warning_seconds=float(get_int("WARNING_SECONDS", int(base.warning_seconds))),
@@ -182,6 +214,18 @@ class Settings:
             agi_max_sessions=max(1, get_int("AGI_MAX_SESSIONS", base.agi_max_sessions)),
             agi_header_timeout=float(max(1, get_int("AGI_HEADER_TIMEOUT", int(base.agi_header_timeout)))),
             agi_session_seconds=float(max(10, get_int("AGI_SESSION_SECONDS", int(base.agi_session_seconds)))),
+            pin_lockout_after=_at_least(1, get_int("PIN_LOCKOUT_AFTER", base.pin_lockout_after),
+                                        "VECHE_PIN_LOCKOUT_AFTER"),
+            pin_lockout_seconds=_at_least(1, get_int("PIN_LOCKOUT_SECONDS", base.pin_lockout_seconds),
+                                          "VECHE_PIN_LOCKOUT_SECONDS"),
+            withheld_block_after=_at_least(1, get_int("WITHHELD_BLOCK_AFTER", base.withheld_block_after),
+                                           "VECHE_WITHHELD_BLOCK_AFTER"),
+            trusted_proxies=_networks(get("TRUSTED_PROXIES", ""), "VECHE_TRUSTED_PROXIES"),
+            sse_streams_per_account=max(1, get_int("SSE_STREAMS", base.sse_streams_per_account)),
+            captcha_max=max(10, get_int("CAPTCHA_MAX", base.captcha_max)),
+            metrics_host=get("METRICS_HOST", base.metrics_host),
+            metrics_port=get_int("METRICS_PORT", base.metrics_port),
+            metrics_token=get("METRICS_TOKEN", ""),
         )
 
     def refuse_default_secrets(self) -> None:
@@ -229,6 +273,21 @@ class Settings:
             self.ami, secret=stored["ami_secret"])
         return replace(self, ami=ami, secret_key=self.secret_key or stored["secret_key"],
                        agi_secret=self.agi_secret or stored["agi_secret"])
+
+
+def check_pin_length(length: int, name: str) -> int:
+    """PINs shorter than engine.domain.pins.PIN_MIN_LENGTH are refused at start, never used."""
+    try:
+        return pins.check_pin_length(length)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc} (PINs are at least {pins.PIN_MIN_LENGTH} digits; "
+                          "the length may be raised, not lowered)") from None
+
+
+def _at_least(minimum: int, value: int, name: str) -> int:
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 def _ipv4(value: str, name: str) -> str:

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ import jinja2
 from engine.config import Settings
 from engine.domain import dialin as dialin_rules
 from engine.domain.errors import ConfigError
+from engine.domain.numberplan import DialoutRules, NumberPlan, dialout_rules
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,11 @@ ASTERISK_CONFIG_DIR = PROJECT_ROOT / "asterisk-config"
 PG_BIN = Path(os.environ.get("VECHE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ROOTFS_PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en-gsm"
 HOST_PACKAGES = {"debootstrap": "debootstrap", "sipp": "sip-tester"}
+DIALOUT_FILE = "veche-dialout.conf"  # the number plan's context, re-rendered when a group changes
 CONFIG_FILES = (
     "asterisk.conf", "modules.conf", "logger.conf", "manager.conf", "rtp.conf",
     "pjsip.conf", "confbridge.conf", "extensions.conf", "cdr.conf", "cel.conf", "features.conf",
-    "indications.conf", "acl.conf", "udptl.conf", "pjproject.conf", "ccss.conf",
+    "indications.conf", "acl.conf", "udptl.conf", "pjproject.conf", "ccss.conf", DIALOUT_FILE,
 )
 
 
@@ -168,22 +170,34 @@ def _prepare_rootfs(rootfs: Path) -> None:
     (rootfs / "var/run/asterisk").mkdir(parents=True, exist_ok=True)
 
 
-def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] | None = None,
-                           trunk_sources: tuple[str, ...] | None = None) -> Path:
-    """Render the templates of asterisk-config/ for these settings into ``dest``. Calls from
-    ``trunk_sources`` (default: the trunk target's host) are dial-ins."""
-    trunk_sources = trunk_sources or (settings.trunk_target.rsplit(":", 1)[0],)
-    if not settings.agi_secret:
-        raise ConfigError("VECHE_AGI_SECRET is empty: the dialplan must pass the engine's FastAGI secret")
-    dest.mkdir(parents=True, exist_ok=True)
-    env = jinja2.Environment(
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(ASTERISK_CONFIG_DIR)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+
+
+def render_dialout(rules: DialoutRules) -> str:
+    """The ``veche-dialout`` context of these number-plan rules (asterisk-config/veche-dialout.conf)."""
+    return _templates().get_template(DIALOUT_FILE).render(dialout=rules)
+
+
+def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] | None = None,
+                           trunk_sources: tuple[str, ...] | None = None,
+                           dialout: DialoutRules | None = None) -> Path:
+    """Render the templates of asterisk-config/ for these settings into ``dest``. Calls from
+    ``trunk_sources`` (default: the trunk target's host) are dial-ins. ``dialout`` (default: the
+    settings' plan without operator groups) is the number plan of the ``veche-dialout`` context;
+    the engine renders it again with the groups at start and when they change."""
+    trunk_sources = trunk_sources or (settings.trunk_target.rsplit(":", 1)[0],)
+    if not settings.agi_secret:
+        raise ConfigError("VECHE_AGI_SECRET is empty: the dialplan must pass the engine's FastAGI secret")
+    dest.mkdir(parents=True, exist_ok=True)
+    env = _templates()
     dirs = dirs or {k: f"/var/lib/asterisk/{k}" for k in ("etc", "db", "spool", "run", "log")}
     dirs.setdefault("etc", str(dest))
-    length = settings.short_number_length
+    dialout = dialout or dialout_rules(NumberPlan.from_settings(settings), [])
     values = {
         "node_id": settings.node_id,
         "dirs": dirs,
@@ -204,7 +218,7 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "first_max_digits": dialin_rules.DialinPolicy().max_digits,
         "first_timeout": max(1, dialin_rules.DialinPolicy().digits_timeout_ms // 1000),
         "access_number": settings.access_number,
-        "short_number_pattern": "_" + "X" * length,
+        "dialout": dialout,
         "ring_timeout": settings.ring_timeout,
         "rtp_start": settings.rtp_start,
         "rtp_end": settings.rtp_end,
@@ -328,6 +342,17 @@ class AsteriskProcess:
             capture_output=True, text=True, timeout=timeout,
         )
         return result.stdout
+
+    def install_dialout(self, text: str) -> None:
+        """Replace this instance's ``veche-dialout`` context and reload the dialplan, through the
+        control socket (no AMI class needed: the AMI user cannot reload anything)."""
+        path = self.base / "etc" / DIALOUT_FILE
+        temporary = path.with_suffix(".new")
+        temporary.write_text(text)
+        temporary.replace(path)
+        output = self.cli("dialplan reload")
+        if "reloaded" not in output.lower():
+            raise ConfigError(f"Asterisk did not reload the dialplan: {output.strip()[:200]!r}")
 
     def wait_fully_booted(self, timeout: float) -> None:
         ctl = self.base / "run" / "asterisk.ctl"
@@ -500,6 +525,17 @@ class PostgresCluster:
             if ok_if and ok_if in text:
                 return
             raise ConfigError(f"{what} failed for {self.data_dir}: {text.splitlines()[-1] if text else '?'}")
+
+
+def local_dialplan_sink(settings: Settings) -> Callable[[str], None] | None:
+    """Where the engine installs a re-rendered ``veche-dialout`` context: the Asterisk that
+    ``local_stack`` runs for these settings; None for an operator's own PBX (they reload it)."""
+    if settings.ami_external:
+        return None
+    process = AsteriskProcess(settings, name=local_asterisk_name(settings))
+    if not (process.base / "etc" / "extensions.conf").exists():
+        return None
+    return process.install_dialout
 
 
 def local_asterisk_name(settings: Settings) -> str:

@@ -26,6 +26,7 @@ def make_settings(run_dir: Path, **overrides: object) -> Settings:
         sip_port=free_udp_port_pair(),
         agi_port=free_port(),
         web_port=free_port(),
+        metrics_port=0,  # the /metrics listener of each test server picks a free port
         trunk_target=f"127.0.0.1:{free_udp_port_pair()}",
         rtp_start=rtp_start,
         rtp_end=rtp_start + 1999,

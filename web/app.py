@@ -17,7 +17,7 @@ from web.api import setup_api
 from web.audit_context import audit_context
 from web.context import SERVICES
 from web.metrics import health_response, setup_metrics
-from web.security import csrf_protection, security_headers
+from web.security import TRUSTED_PROXIES, csrf_protection, security_headers
 from web.sessions import PostgresSessionStorage
 from web.views import error_pages, setup_routes
 
@@ -52,10 +52,11 @@ def init_app(services: Services) -> web.Application:
     """The portal with the JSON API under /api/v1, on the engine's services."""
     app = web.Application(middlewares=[security_headers, error_pages], client_max_size=256 * 1024)
     app[SERVICES] = services
-    setup_metrics(app, services.metrics)  # GET /metrics and the HTTP latency middleware (web/metrics.py)
+    app[TRUSTED_PROXIES] = tuple(services.settings.trusted_proxies)  # web/security.py client_address
+    setup_metrics(app, services.metrics)  # the HTTP latency middleware and the /metrics listener (web/metrics.py)
     app[i18n.TRANSLATIONS_KEY] = i18n.load_catalogs()
     _jinja_environment(app)
-    aiohttp_session.setup(app, PostgresSessionStorage(services.accounts))
+    aiohttp_session.setup(app, PostgresSessionStorage(services.accounts, secret_key=services.settings.secret_key))
     app.middlewares.append(csrf_protection)
     app.middlewares.append(audit_context)  # the client's address for the audit log
     app.router.add_get("/healthz", healthz)

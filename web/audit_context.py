@@ -6,10 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.services.audit import acting
-from web.security import Handler
+from web.security import Handler, client_address
 
 
 @web.middleware
 async def audit_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    with acting(address=request.remote):
+    with acting(address=client_address(request)):
         return await handler(request)

@@ -10,11 +10,12 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from engine.domain.accounts import Account
-from engine.domain.errors import NotFound
+from engine.domain.errors import Forbidden, NotFound, Unauthenticated
 from web.bearer import bearer_account
 from web.context import services
 
 ACCOUNT_KEY = web.RequestKey("veche.account", object)
+BY_TOKEN_KEY = web.RequestKey("veche.by_token", bool)
 _MISSING = object()
 
 
@@ -25,6 +26,7 @@ async def current_account(request: web.Request) -> Account | None:
         return cached
     if "Authorization" in request.headers:  # API token: raises Unauthenticated / Forbidden
         request[ACCOUNT_KEY] = await bearer_account(request)
+        request[BY_TOKEN_KEY] = True
         return request[ACCOUNT_KEY]
     account = None
     session = await get_session(request)
@@ -38,6 +40,11 @@ async def current_account(request: web.Request) -> Account | None:
             account = None
     request[ACCOUNT_KEY] = account
     return account
+
+
+def by_token(request: web.Request) -> bool:
+    """True when this request was authenticated by an API bearer token (not a portal session)."""
+    return request.get(BY_TOKEN_KEY, False)
 
 
 async def start_login_session(request: web.Request, account: Account) -> None:
@@ -57,6 +64,27 @@ async def end_session(request: web.Request) -> None:
     session = await get_session(request)
     session.invalidate()
     request[ACCOUNT_KEY] = None
+
+
+async def still_authorized(request: web.Request) -> bool:
+    """Whether the credential this request came with still stands (long-lived responses such as
+    the SSE stream ask again now and then): the token is neither revoked nor expired, or the
+    session is not logged out or ended by a password change; and the account is not blocked."""
+    accounts = services(request).accounts
+    try:
+        if by_token(request):
+            await bearer_account(request)
+            return True
+        session = await get_session(request)
+        if not session.identity:
+            return False
+        stored = await accounts.load_session(session.identity)
+        account = request.get(ACCOUNT_KEY)
+        if stored is None or account is None or stored.account_id != account.id:
+            return False
+        return not (await accounts.get(account.id)).blocked
+    except (Unauthenticated, Forbidden, NotFound):
+        return False
 
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]

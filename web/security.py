@@ -1,13 +1,19 @@
-"""Cross-cutting web protections: security headers on every response and the CSRF check on
-every state-changing request made with the portal's session cookie."""
+"""Cross-cutting web protections: security headers on every response, the CSRF check on every
+state-changing request made with the portal's session cookie, the one check of a redirect target
+taken from a request, and the one rule for the client address that rate limits count."""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp_session import get_session
+from yarl import URL
 
 from web.sessions import COOKIE_NAME
 
@@ -82,3 +88,79 @@ async def csrf_protection(request: web.Request, handler: Handler) -> web.StreamR
                     {"error": {"code": "csrf", "message": "Missing or wrong CSRF token"}}, status=403)
             raise web.HTTPForbidden(reason="CSRF token missing or wrong")
     return await handler(request)
+
+
+DEFAULT_LANDING = "/planning"
+TRUSTED_PROXIES = web.AppKey("veche.trusted_proxies", tuple)
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def safe_redirect(target: str | None, default: str = DEFAULT_LANDING) -> str:
+    """``target`` when it is a path on this site, else ``default``: every redirect whose target
+    comes from the request goes through here. Refused: anything with a scheme or host, ``//`` or
+    ``/\\`` at the start, a backslash anywhere, and any control, space or format character
+    (browsers and yarl drop a tab or newline, so ``/\t/evil.example`` would become ``//evil.example``)."""
+    if not target or len(target) > 2000 or not target.startswith("/") or "\\" in target:
+        return default
+    if any(unicodedata.category(char)[0] in "CZ" for char in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return default
+    url = URL(target)
+    if url.is_absolute() or url.host is not None or not url.path.startswith("/") or url.path.startswith("//"):
+        return default
+    return target
+
+
+@functools.lru_cache(maxsize=16)
+def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in trusted)
+
+
+def _address(text: str) -> IpAddress | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [2001:db8::1]:443
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:  # 192.0.2.1:443
+        text = text.split(":", 1)[0]
+    try:
+        found = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped
+    return found
+
+
+def forwarded_client(peer: str | None, forwarded_for: list[str], trusted: tuple[str, ...]) -> str | None:
+    """The client address that rate limits and the audit log count: the TCP peer, unless the peer
+    is a trusted proxy; then the rightmost X-Forwarded-For hop that is not itself a trusted proxy
+    (hops further left were written by the client and prove nothing)."""
+    networks = _networks(trusted)
+    peer_address = _address(peer or "")
+    if peer_address is None or not networks:
+        return peer
+
+    def is_trusted(address: IpAddress) -> bool:
+        return any(address in network for network in networks)
+
+    if not is_trusted(peer_address):
+        return str(peer_address)
+    client = peer_address
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break  # a malformed hop: keep the last hop a trusted proxy vouched for
+        client = address
+        if not is_trusted(address):
+            break
+    return str(client)
+
+
+def client_address(request: web.Request) -> str | None:
+    """The requesting client's address (see forwarded_client), with the portal's trusted proxies
+    (TRUSTED_PROXIES, set from VECHE_TRUSTED_PROXIES by init_app)."""
+    trusted = request.config_dict.get(TRUSTED_PROXIES, ())
+    return forwarded_client(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)

@@ -23,16 +23,51 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[["AmiEvent"], Awaitable[None] | None]
 LinkCallback = Callable[[str, bool], Awaitable[None] | None]
 
-# What may be put into Channel / Context / Variable values: the engine builds these itself,
-# and this guard makes sure no caller can smuggle separators or newlines into an action.
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.;/@:+\-]{1,200}$")
+# What may be put into Context / Variable values: the engine builds these itself, and this
+# guard makes sure no caller can smuggle separators or newlines into an action.
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.@:+\-]{1,200}$")
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.;/@:+\- ]{0,200}$")
+# The one rule for every action that names an existing channel (Hangup, Getvar, Setvar,
+# ConfbridgeKick/Mute/Unmute). Accepted are exactly: a channel name as Asterisk reports it in
+# events (PJSIP or Local, a name, Asterisk's 8-hex-digit sequence, the Local half ;1/;2), an
+# Asterisk Uniqueid as reported in events, or a ChannelId the engine chose for its own Originate.
+# AMI reads a Channel value wrapped in slashes as a regular expression over every channel, and
+# ConfBridge actions match a prefix or the words "all"/"participants": none of those shapes pass.
+_CHANNEL_NAME = re.compile(r"(PJSIP|Local)/[A-Za-z0-9_.@+\-]{1,120}-[0-9a-f]{8}(;[12])?")
+_UNIQUEID = re.compile(r"[0-9]{1,20}\.[0-9]{1,10}")
+_CHANNEL_ID = re.compile(r"[a-z]{1,3}(-[a-z_]{1,20})?-[0-9a-f]{8,32}(-2)?")
+# What the engine originates: a Local channel into one of its own veche-* contexts.
+_ORIGINATE_CHANNEL = re.compile(r"Local/[0-9A-Za-z]{1,32}@veche-[a-z]{1,20}/n")
 
 
 def _check_token(value: str, what: str) -> str:
-    if not _SAFE_TOKEN.match(value):
+    if not isinstance(value, str) or not _SAFE_TOKEN.fullmatch(value):
         raise AmiError(f"refusing unsafe {what} {value!r}")
     return value
+
+
+def check_channel(value: object) -> str:
+    """``value`` if it names exactly one channel (see the rule above), else AmiError."""
+    if isinstance(value, str) and (_CHANNEL_NAME.fullmatch(value) or _UNIQUEID.fullmatch(value)
+                                   or _CHANNEL_ID.fullmatch(value)):
+        return value
+    raise AmiError(f"refusing to name channel {value!r}: not an exact channel name or id")
+
+
+def _check_variable_name(name: str) -> str:
+    """A variable or dialplan function the engine reads: ``UNIQUEID``, ``CHANNEL(rtcp,all)``."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Z_]{1,40}(\([a-z,]{1,40}\))?", name):
+        raise AmiError(f"refusing to read variable {name!r}")
+    return name
+
+
+def is_channel(value: object) -> bool:
+    """True when ``check_channel`` accepts ``value``."""
+    try:
+        check_channel(value)
+    except AmiError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -49,6 +84,16 @@ class AmiEvent:
             lowered = key.lower()
             value = next((v for k, v in self.headers.items() if k.lower() == lowered), default)
         return value if isinstance(value, str) else ",".join(value)
+
+    def channel_variable(self, name: str) -> str | None:
+        """A variable of the event's channel, as manager.conf ``channelvars`` reports it
+        (``ChanVariable: NAME=value``); None when the event does not carry it."""
+        raw = self.headers.get("ChanVariable")
+        for item in ([raw] if isinstance(raw, str) else raw or []):
+            key, sep, value = item.partition("=")
+            if sep and key == name:
+                return value
+        return None
 
     @classmethod
     def from_message(cls, node_id: str, message: Message) -> AmiEvent:
@@ -308,21 +353,33 @@ class AmiAdapter:
         """Queue an Originate; its outcome comes later as an OriginateResponse event whose
         Uniqueid is ``channel_id``. Returns once Asterisk accepted it (never replayed)."""
         headers: dict[str, Any] = {
-            "Channel": _check_token(channel, "channel"),
+            "Channel": self._check_originate_channel(channel),
             "Context": _check_token(context, "context"),
             "Exten": _check_token(exten, "extension"),
             "Priority": "1",
             "Async": "true",
             "Timeout": str(int(timeout_ms)),
-            "ChannelId": _check_token(channel_id, "channel id"),
+            "ChannelId": self._check_channel_id(channel_id),
             "Variable": [f"{_check_token(k, 'variable')}={self._check_value(v)}"
                          for k, v in variables.items()],
         }
         if other_channel_id:
-            headers["OtherChannelId"] = _check_token(other_channel_id, "channel id")
+            headers["OtherChannelId"] = self._check_channel_id(other_channel_id)
         if caller_id:
             headers["CallerID"] = self._check_value(caller_id)
         await self.action("Originate", **headers)
+
+    @staticmethod
+    def _check_originate_channel(channel: str) -> str:
+        if not isinstance(channel, str) or not _ORIGINATE_CHANNEL.fullmatch(channel):
+            raise AmiError(f"refusing to originate {channel!r}")
+        return channel
+
+    @staticmethod
+    def _check_channel_id(channel_id: str) -> str:
+        if not isinstance(channel_id, str) or not _CHANNEL_ID.fullmatch(channel_id):
+            raise AmiError(f"refusing channel id {channel_id!r}")
+        return channel_id
 
     @staticmethod
     def _check_value(value: str) -> str:
@@ -331,15 +388,15 @@ class AmiAdapter:
         return value
 
     async def hangup(self, channel: str, cause: int = 16) -> None:
-        await self.action("Hangup", Channel=_check_token(channel, "channel"), Cause=str(cause))
+        await self.action("Hangup", Channel=check_channel(channel), Cause=str(cause))
 
     async def getvar(self, channel: str, variable: str) -> str:
-        response = await self.action("Getvar", Channel=_check_token(channel, "channel"),
-                                     Variable=variable)
+        response = await self.action("Getvar", Channel=check_channel(channel),
+                                     Variable=_check_variable_name(variable))
         return response.get("Value", "") or ""
 
     async def setvar(self, channel: str, variable: str, value: str) -> None:
-        await self.action("Setvar", Channel=_check_token(channel, "channel"),
+        await self.action("Setvar", Channel=check_channel(channel),
                           Variable=_check_token(variable, "variable"),
                           Value=self._check_value(value))
 
@@ -371,12 +428,12 @@ class AmiAdapter:
 
     async def confbridge_kick(self, room: str, channel: str) -> None:
         await self.action("ConfbridgeKick", Conference=_check_token(room, "room"),
-                          Channel=_check_token(channel, "channel"))
+                          Channel=check_channel(channel))
 
     async def confbridge_mute(self, room: str, channel: str, mute: bool = True) -> None:
         await self.action("ConfbridgeMute" if mute else "ConfbridgeUnmute",
                           Conference=_check_token(room, "room"),
-                          Channel=_check_token(channel, "channel"))
+                          Channel=check_channel(channel))
 
     async def confbridge_lock(self, room: str, lock: bool = True) -> None:
         await self.action("ConfbridgeLock" if lock else "ConfbridgeUnlock",

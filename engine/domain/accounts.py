@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from engine.domain import text
 from engine.domain.errors import ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS
 from engine.domain.passwords import is_common
@@ -36,7 +37,9 @@ class Account:
     max_participants: int = 50
     max_concurrent_conferences: int = 3
     max_dialouts_per_minute: int = 120
+    max_concurrent_calls: int = 50  # dial-outs calling, ringing or connected at once (a full default conference fits)
     blocked: bool = False
+    admin: bool = False  # an operator who may block, reset or delete other operators
 
 
 @dataclass
@@ -111,14 +114,8 @@ def password(raw: str, field_name: str = "password") -> str:
 
 
 def person_name(raw: str | None, field_name: str = "name", *, required: bool = False) -> str:
-    value = (raw or "").strip()
-    if required and not value:
-        raise ValidationError("Enter a name", field_name)
-    if len(value) > 100:
-        raise ValidationError("The name is too long (100 characters at most)", field_name)
-    if any(ord(ch) < 32 for ch in value):
-        raise ValidationError("The name contains control characters", field_name)
-    return value
+    """A person's, contact's, room's or template's name under the one-line text rule."""
+    return text.name(raw, field_name, required=required)
 
 
 def email(raw: str | None, field_name: str = "email") -> str | None:
@@ -171,10 +168,7 @@ def template_values(values: dict) -> dict:
         if key == "name":
             out[key] = person_name(value, "name", required=True)
         elif key == "subject":
-            subject = (value or "").strip()
-            if len(subject) > 200:
-                raise ValidationError("The subject is too long (200 characters at most)", "subject")
-            out[key] = subject
+            out[key] = text.subject(value, "subject", required=False)
         elif key == "duration_minutes":
             out[key] = _int_between(value, 1, 720, key, "The duration is 1 to 720 minutes")
         elif key == "max_participants":

@@ -13,6 +13,7 @@ class MessageKind(StrEnum):
     REMINDER = "reminder"
     UPDATE = "update"
     CANCELLATION = "cancellation"
+    PIN_LOCKOUT = "pin_lockout"  # to the owner: PIN entry closed after too many wrong PINs (no calendar)
 
 
 class RecipientRole(StrEnum):

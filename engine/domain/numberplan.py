@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import phonenumbers
-from phonenumbers import PhoneNumberType
+if TYPE_CHECKING:
+    import phonenumbers
 
 from engine.domain.errors import ValidationError
 
@@ -16,7 +18,6 @@ MAX_DIGITS = 15  # E.164, and what participants.number stores
 # Operator patterns, Asterisk style: "_" starts a pattern with X (0-9), Z (1-9), N (2-9),
 # [1-5] classes, "." (one or more digits) and "!" (zero or more); without "_" it is a literal number.
 _PATTERN_SHAPE = re.compile(r"^(_[0-9XZNxzn\[\]\-]+[.!]?|[0-9]{2,15})$")
-_PREMIUM_TYPES = (PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST)
 NUMBER_KINDS = ("internal", "mobile", "fixed", "toll_free", "premium", "international", "unknown")
 
 
@@ -70,7 +71,21 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+def _phonenumbers() -> ModuleType:
+    """``phonenumbers``, imported on first use: rendering the dialplan (the Asterisk image has
+    only the standard library and jinja2) needs the plan's rules, not the number metadata."""
+    import phonenumbers
+
+    return phonenumbers
+
+
+def _premium(number: phonenumbers.PhoneNumber) -> bool:
+    types = _phonenumbers().PhoneNumberType
+    return _phonenumbers().number_type(number) in (types.PREMIUM_RATE, types.SHARED_COST)
+
+
 def _parsed(e164_digits: str) -> phonenumbers.PhoneNumber | None:
+    phonenumbers = _phonenumbers()
     try:
         return phonenumbers.parse("+" + e164_digits)
     except phonenumbers.NumberParseException:
@@ -80,12 +95,15 @@ def _parsed(e164_digits: str) -> phonenumbers.PhoneNumber | None:
 @dataclass(frozen=True)
 class NumberPlan:
     """Default: Belarusian numbers (``375`` + 9 digits) and internal short numbers of a fixed
-    length. Digits only: no ``+``, spaces, separators or letters are accepted (nothing is
+    length that start with one of the operator's short-number prefixes (none by default: no
+    short number is dialled until the operator names its prefixes). Digits only: no ``+``,
+    spaces, separators or letters are accepted (nothing is
     silently cleaned, so what the customer sees is what is dialled)."""
 
     country_code: str = "375"
     national_digits: int = 9
     short_number_length: int = 4
+    short_number_prefixes: tuple[str, ...] = ()
     blocked_prefixes: tuple[str, ...] = ("375902",)
     # set per account group by the operator (engine/services/operator.py): patterns that replace
     # the default rules, and whether international / premium-rate destinations are allowed
@@ -99,6 +117,7 @@ class NumberPlan:
         return cls(
             country_code=getattr(settings, "number_plan_country", "375"),
             short_number_length=getattr(settings, "short_number_length", 4),
+            short_number_prefixes=tuple(getattr(settings, "short_number_prefixes", ())),
             blocked_prefixes=tuple(getattr(settings, "number_plan_blocked_prefixes", ("375902",))),
         )
 
@@ -112,8 +131,12 @@ class NumberPlan:
     def full_length(self) -> int:
         return len(self.country_code) + self.national_digits
 
+    def is_short(self, number: str) -> bool:
+        """An internal short number: its length, and one of the operator's prefixes."""
+        return len(number) == self.short_number_length and number.startswith(self.short_number_prefixes)
+
     def is_international(self, number: str) -> bool:
-        """Neither an internal short number nor a number of the home country."""
+        """Neither of the internal short length nor a number of the home country."""
         return not (len(number) == self.short_number_length or number.startswith(self.country_code))
 
     def classify(self, number: str) -> str:
@@ -125,14 +148,16 @@ class NumberPlan:
             return "premium"
         if number.startswith("00"):
             parsed = _parsed(number[2:])
-            if parsed is not None and phonenumbers.number_type(parsed) in _PREMIUM_TYPES:
+            if parsed is not None and _premium(parsed):
                 return "premium"
             return "international"
         if self.is_international(number):
             return "international"
         parsed = _parsed(number)
+        phonenumbers = _phonenumbers()
+        PhoneNumberType = phonenumbers.PhoneNumberType  # noqa: N806 - the library's name
         kind = phonenumbers.number_type(parsed) if parsed is not None else PhoneNumberType.UNKNOWN
-        if kind in _PREMIUM_TYPES:
+        if parsed is not None and _premium(parsed):
             return "premium"
         return {PhoneNumberType.MOBILE: "mobile", PhoneNumberType.FIXED_LINE: "fixed",
                 PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed", PhoneNumberType.VOIP: "fixed",
@@ -146,7 +171,7 @@ class NumberPlan:
         if self.is_international(raw) and not self.allow_international:
             raise ValidationError("international numbers cannot be dialled from this account", field)
         if self.is_international(raw) and (not raw.startswith("00") or _parsed(raw[2:]) is None
-                                           or not phonenumbers.is_valid_number(_parsed(raw[2:]))):
+                                           or not _phonenumbers().is_valid_number(_parsed(raw[2:]))):
             raise ValidationError("write an international number as 00, the country code and the number", field)
 
     def _validate_group(self, raw: str, field: str) -> str:
@@ -168,7 +193,7 @@ class NumberPlan:
                 "the number may contain digits only (no +, spaces, letters or separators)", field)
         if self.patterns:
             return self._validate_group(raw, field)
-        if len(raw) == self.short_number_length and raw[0] != "0":
+        if self.is_short(raw):
             return raw
         if raw.startswith(self.country_code):
             if len(raw) != self.full_length:
@@ -184,9 +209,12 @@ class NumberPlan:
         if raw.startswith(("00", "810", "8")) and len(raw) > self.short_number_length:
             raise ValidationError("international and long-distance prefixes are not allowed; "
                                   f"write the number as {self.country_code} and 9 digits", field)
-        raise ValidationError(
-            f"the number must be {self.country_code} and {self.national_digits} digits, "
-            f"or an internal number of {self.short_number_length} digits", field)
+        if self.short_number_prefixes:
+            raise ValidationError(
+                f"the number must be {self.country_code} and {self.national_digits} digits, or an internal "
+                f"number of {self.short_number_length} digits starting with "
+                f"{', '.join(self.short_number_prefixes)}", field)
+        raise ValidationError(f"the number must be {self.country_code} and {self.national_digits} digits", field)
 
     def is_allowed(self, raw: object) -> bool:
         """True when ``validate`` would accept the number."""
@@ -195,3 +223,58 @@ class NumberPlan:
         except ValidationError:
             return False
         return True
+
+
+def validate_short_prefix(raw: str) -> str:
+    """An operator's short-number prefix: 1 to 6 digits, not starting with 0."""
+    if not re.fullmatch(r"[1-9][0-9]{0,5}", raw):
+        raise ValidationError("a short-number prefix is 1 to 6 digits and does not start with 0",
+                              "short_number_prefixes")
+    return raw
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """What the dialplan needs of one number-plan group."""
+
+    patterns: tuple[str, ...] = ()
+    allow_international: bool = False
+    allow_premium: bool = False
+
+
+@dataclass(frozen=True)
+class DialoutRules:
+    """The Asterisk patterns of the ``veche-dialout`` context: ``allowed`` go to the trunk,
+    ``refused`` hang up (Asterisk prefers the more specific pattern, so a refused prefix wins
+    over a broader allowed one). The dialplan is the union of every group's plan; narrowing per
+    account (and the premium/international classification) stays in the engine."""
+
+    allowed: tuple[str, ...]
+    refused: tuple[str, ...]
+
+
+def _default_patterns(plan: NumberPlan) -> list[str]:
+    patterns = [f"_{plan.country_code}Z" + "X" * (plan.national_digits - 1)]
+    for prefix in plan.short_number_prefixes:
+        if len(prefix) < plan.short_number_length:
+            patterns.append(f"_{prefix}" + "X" * (plan.short_number_length - len(prefix)))
+        elif len(prefix) == plan.short_number_length:
+            patterns.append(prefix)
+    return patterns
+
+
+def dialout_rules(default: NumberPlan, groups: list[GroupRule]) -> DialoutRules:
+    """The dialplan of ``veche-dialout`` from the default plan and the operator's groups (a group
+    without patterns uses the default plan). One source: the same plans the engine checks with."""
+    allowed: list[str] = []
+    premium = False
+    for group in [GroupRule(), *groups]:
+        premium = premium or group.allow_premium
+        if group.patterns:
+            allowed.extend(validate_pattern(p) for p in group.patterns)
+        else:
+            allowed.extend(_default_patterns(default))
+            if group.allow_international:
+                allowed.append("_00Z.")
+    refused = [] if premium else [validate_pattern(f"_{prefix}.") for prefix in default.blocked_prefixes]
+    return DialoutRules(tuple(dict.fromkeys(allowed)), tuple(p for p in dict.fromkeys(refused) if p not in allowed))

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.domain import text
 from engine.domain.errors import LimitExceeded, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan, Role
 from engine.domain.numberplan import NumberPlan
@@ -41,9 +42,7 @@ def validate_participant(participant: ParticipantPlan, number_plan: NumberPlan,
     if not isinstance(participant, ParticipantPlan):
         raise ValidationError("a participant needs a number", field)
     number_plan.validate(participant.number, f"{field}.number")
-    name = participant.name or ""
-    if not isinstance(name, str) or len(name) > 100 or any(ch in name for ch in "\r\n\0"):
-        raise ValidationError("the name must be up to 100 characters on one line", f"{field}.name")
+    name = text.name(participant.name, f"{field}.name")
     email = participant.email or None
     if email is not None and (not isinstance(email, str) or len(email) > 254 or "@" not in email
                               or any(ch.isspace() for ch in email)):
@@ -52,14 +51,12 @@ def validate_participant(participant: ParticipantPlan, number_plan: NumberPlan,
         role = Role(participant.role)
     except ValueError:
         raise ValidationError("the role must be chair or guest", f"{field}.role") from None
-    return ParticipantPlan(number=participant.number, name=name.strip(), email=email, role=role)
+    return ParticipantPlan(number=participant.number, name=name, email=email, role=role)
 
 
 def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: NumberPlan) -> ConferencePlan:
     """The plan with its participants checked, or ValidationError / LimitExceeded naming the field."""
-    subject = plan.subject.strip() if isinstance(plan.subject, str) else ""
-    if not 1 <= len(subject) <= 200:
-        raise ValidationError("the subject must be 1 to 200 characters", "subject")
+    subject = text.subject(plan.subject)
     if not _is_int(plan.duration_minutes) or not 1 <= plan.duration_minutes <= MAX_DURATION_MINUTES:
         raise ValidationError(f"the duration must be 1 to {MAX_DURATION_MINUTES} minutes", "duration_minutes")
     if not _is_int(plan.max_participants) or plan.max_participants < 1:

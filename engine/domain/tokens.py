@@ -9,6 +9,7 @@ from datetime import datetime
 
 TOKEN_PREFIX = "veche_"
 PREFIX_SHOWN = 12  # characters of the token kept in clear so a customer can tell tokens apart
+MAX_LIFETIME_DAYS = 3650  # the longest expiry a token may be given
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,16 @@ class ApiToken:
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
 
     @property
     def active(self) -> bool:
+        """Not revoked (whether it has expired is ``usable_at``'s question)."""
         return self.revoked_at is None
+
+    def usable_at(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ password changes, and the server-side web sessions that a login opens and a logo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -20,12 +21,15 @@ from engine.domain import accounts as rules
 from engine.domain.accounts import Account
 from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
 from engine.services.audit import AuditLog
+from engine.services.tokens import TokenService
 
 log = logging.getLogger(__name__)
 
 SESSION_IDLE_TIMEOUT = timedelta(minutes=30)
 SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=12)
 ANONYMOUS_SESSION_TIMEOUT = timedelta(hours=1)
+HOUSEKEEPING_SECONDS = 600.0  # ended sessions and old login attempts are purged this often
+ATTEMPTS_KEPT = timedelta(days=1)  # login attempts outlive the limits' window by far (the audit log keeps history)
 
 
 @dataclass
@@ -43,12 +47,15 @@ def _token_hash(token: str) -> str:
 
 
 class AccountService:
-    def __init__(self, repository: AccountRepository, sessions: SessionRepository, audit: AuditLog) -> None:
+    def __init__(self, repository: AccountRepository, sessions: SessionRepository, audit: AuditLog,
+                 tokens: TokenService) -> None:
         self.repository = repository
         self.sessions = sessions
         self.audit = audit
+        self.tokens = tokens
         self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        self._housekeeper: asyncio.Task[None] | None = None
 
     async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
         """Logins and account changes go to the audit log (engine/services/audit.py)."""
@@ -65,7 +72,7 @@ class AccountService:
 
     # accounts
     async def create(self, phone: str, password: str, *, name: str = "", email: str | None = None,
-                     language: str = "ru", role: str = "customer", **limits: Any) -> Account:
+                     language: str = "ru", role: str = "customer", admin: bool = False, **limits: Any) -> Account:
         phone = rules.account_phone(phone)
         rules.password(password)
         values: dict[str, Any] = {
@@ -73,8 +80,13 @@ class AccountService:
         if role not in ("customer", "operator"):
             raise ValidationError("The role is customer or operator", "role")
         values["role"] = role
+        if admin and role != "operator":
+            raise ValidationError("Only an operator account can be an admin", "admin")
+        if admin:
+            values["admin"] = True
         for key, value in limits.items():
-            if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "timezone"):
+            if key not in ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute",
+                           "max_concurrent_calls", "timezone"):
                 raise ValidationError(f"Unknown account setting {key}", key)
             values[key] = value
         account = await self.repository.insert(phone, await self._hash(password), **values)
@@ -125,6 +137,14 @@ class AccountService:
         await self._audit("account.profile_updated", account_id, changed=sorted(values))
         return account
 
+    async def set_admin(self, phone: str, admin: bool) -> Account:
+        """Give or take an operator's admin flag (the CLI only: no web page or API sets it)."""
+        account = await self.repository.set_admin(rules.account_phone(phone), admin)
+        if account is None:
+            raise NotFound(f"No operator account {phone}")
+        await self._audit("account.admin_granted" if admin else "account.admin_revoked", account.id)
+        return account
+
     async def set_limits(self, account_id: int, **limits: Any) -> Account:
         """Operator's knob: participant/conference/dial-out limits and blocking."""
         account = await self.repository.update(account_id, limits)
@@ -145,6 +165,7 @@ class AccountService:
             raise ValidationError("The new password is the same as the current one", "new_password")
         await self.repository.set_password_hash(account_id, await self._hash(new))
         await self.sessions.revoke_account(account_id, keep=_token_hash(keep_session) if keep_session else None)
+        await self.revoke_tokens(account_id)
         await self._audit("account.password_changed", account_id)
 
     # web sessions
@@ -171,9 +192,32 @@ class AccountService:
     async def revoke_sessions(self, account_id: int) -> int:
         return await self.sessions.revoke_account(account_id)
 
+    async def revoke_tokens(self, account_id: int) -> int:
+        """Revoke the account's API tokens (a changed or reset password ends them all)."""
+        return await self.tokens.revoke_all(account_id)
+
     async def purge_sessions(self) -> None:
-        await self.sessions.purge(datetime.now(UTC) - timedelta(days=7))
+        """Drop sessions ended a week ago and login attempts older than ATTEMPTS_KEPT."""
+        now = datetime.now(UTC)
+        await self.sessions.purge(now - timedelta(days=7))
+        await self.repository.purge_attempts(now - ATTEMPTS_KEPT)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                await self.purge_sessions()
+            except Exception:  # a database hiccup: try again next round
+                log.exception("session purge failed")
 
     async def start(self) -> None:
         await self.purge_sessions()
+        self._housekeeper = asyncio.create_task(self._housekeeping(), name="accounts-housekeeping")
+
+    async def stop(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeper
+            self._housekeeper = None
 

@@ -20,7 +20,8 @@ class DomainEvent:
     """``kind`` examples: conference.scheduled, conference.updated, conference.cancelled,
     conference.started, conference.extended, conference.locked, conference.unlocked,
     conference.ended, participant.added, participant.state (state, reason), participant.muted,
-    participant.unmuted, participant.kicked, participant.talking."""
+    participant.unmuted, participant.kicked, participant.talking, conference.pin_lockout (started_at,
+    until, failures)."""
 
     kind: str
     conference_id: int

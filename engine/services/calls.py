@@ -6,6 +6,11 @@ OriginateResponse (Uniqueid == ChannelId), UserEvent VecheDialResult (Call == Ch
 Hangup. State machine: planned -> calling -> ringing -> connected -> left, or failed(reason,
 cause). The tracker follows ConfbridgeJoin/Leave/Mute/Unmute/Talking/Hangup of every participant
 (dial-out or dial-in) by ``participants.call_id``.
+
+A channel's name and Uniqueid are learned from AMI events only. A dial-in participant starts with
+an engine-chosen token as ``call_id``, which the IVR puts on the caller's channel as the variable
+``VECHE_PARTICIPANT``; manager.conf reports it in every event of that channel (``channelvars``),
+and the first event carrying it tells the tracker the channel's real Uniqueid and name.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
+from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotRequest
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.config import Settings
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
@@ -39,14 +46,29 @@ PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
 ANNOUNCER_PREFIX = "an-"
 DIALOUT_PREFIX = "vo-"
+DIALIN_PREFIX = "vi-"
+PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
 OUTCOME_GRACE_SECONDS = 2.0
 WATCHDOG_EXTRA_SECONDS = 20.0
+# What the event log says about a participant a dial-out limit left out.
+LIMIT_WHY = {"max_dialouts_per_minute": "rate_limited", "max_concurrent_calls": "account_call_limit",
+             "system_concurrent_calls": "system_call_limit"}
 DEFAULT_CAUSES = {FailureReason.BUSY: 17, FailureReason.NO_ANSWER: 19, FailureReason.CONGESTION: 34,
                   FailureReason.REJECTED: 21, FailureReason.INVALID_NUMBER: 28}
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def new_dialin_token() -> str:
+    """The ``call_id`` of a dial-in participant until AMI reports its channel's Uniqueid."""
+    return f"{DIALIN_PREFIX}{secrets.token_hex(8)}"
+
+
+def is_dialin_token(value: str | None) -> bool:
+    return bool(value) and len(value) == len(DIALIN_PREFIX) + 16 and value.startswith(DIALIN_PREFIX) \
+        and all(c in "0123456789abcdef" for c in value[len(DIALIN_PREFIX):])
 
 
 def failure_from(dial_status: str | None, dial_cause: int | None, originate_reason: str | None,
@@ -100,28 +122,86 @@ class DialAttempt:
 
 
 class Pacer:
-    """Spaces out actions to at most ``rate`` per second (shared by all dial-outs)."""
+    """Spaces out actions to at most ``rate`` per second, fairly between queues: every key (an
+    account) has its own first-come queue and the keys with someone waiting take turns, one
+    slot each. A newcomer joins the end of the current round, so one account's long blast
+    delays another account's first action by at most one slot per other waiting account."""
 
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self._next = 0.0
+        self._queues: dict[Hashable, deque[asyncio.Future[None]]] = {}
+        self._turns: deque[Hashable] = deque()  # keys with a waiter, in the order they get a slot
+        self._runner: asyncio.Task[None] | None = None
+        # ("wait", key) when someone asks, ("slot", key) when a slot is given: the order tells
+        # how long each account waited, in slots (observability and tests)
+        self.history: deque[tuple[str, Hashable]] = deque(maxlen=10000)
 
-    async def wait(self) -> None:
+    def waiting(self, key: Hashable | None = None) -> int:
+        """How many wait for a slot (of one key, or in all)."""
+        if key is not None:
+            return len(self._queues.get(key, ()))
+        return sum(len(queue) for queue in self._queues.values())
+
+    async def wait(self, key: Hashable = None) -> None:
+        """Return when it is the caller's slot (``key`` names the caller's queue)."""
+        if self.interval <= 0:
+            return
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        waiter: asyncio.Future[None] = loop.create_future()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+            self._turns.append(key)
+        queue.append(waiter)
+        self.history.append(("wait", key))
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._hand_out(), name="pacer")
+        await waiter
+
+    async def close(self) -> None:
+        """Stop handing out slots (the engine stops): every waiter is cancelled."""
+        for queue in self._queues.values():
+            for waiter in queue:
+                waiter.cancel()
+        self._queues.clear()
+        self._turns.clear()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+
+    async def _hand_out(self) -> None:
+        """Give the slots out, one key per slot in turn, until no one waits."""
+        loop = asyncio.get_running_loop()
+        while self._turns:
+            now = loop.time()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+                continue
+            key = self._turns.popleft()
+            queue = self._queues[key]
+            waiter = queue.popleft()
+            if queue:
+                self._turns.append(key)
+            else:
+                del self._queues[key]
+            if waiter.done():
+                continue  # its caller gave up waiting: the slot goes to the next one
+            waiter.set_result(None)
+            self.history.append(("slot", key))
+            self._next = max(now, self._next) + self.interval
 
 
 class CallService:
     """Dial-out (invite state machine) and the participant tracker for every node."""
 
-    def __init__(self, settings: Settings, repo: ConferenceRepository, *, nodes: Mapping[str, AmiAdapter], bus: Bus,
-                 plans: NumberPlans, guard: LimitGuard) -> None:
+    def __init__(self, settings: Settings, repo: ConferenceRepository, slots: CallSlotRepository, *,
+                 nodes: Mapping[str, AmiAdapter], bus: Bus, plans: NumberPlans, guard: LimitGuard) -> None:
         self.settings = settings
         self.repo = repo
+        self.slots = slots
         self.nodes = nodes
         self.bus = bus
         self.plans = plans
@@ -129,6 +209,8 @@ class CallService:
         self.pacer = Pacer(self.settings.calls_per_second)
         self.attempts: dict[str, DialAttempt] = {}
         self.originates = 0  # Originate actions sent for participants (observability and tests)
+        self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
+        self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
         self._conference_info: dict[int, tuple[int | None, str]] = {}  # id -> (owner_id, room)
         self._tasks: set[asyncio.Task] = set()
@@ -145,6 +227,7 @@ class CallService:
             adapter.unsubscribe(self.on_event)
         for task in list(self._tasks):
             task.cancel()
+        await self.pacer.close()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -163,10 +246,13 @@ class CallService:
 
     async def dial(self, conference: Conference, participants: Iterable[Participant], *,
                    actor: str = "engine", strict_rate: bool = True) -> list[int]:
-        """Dial the given participants into the conference's room in parallel, paced by
-        ``calls_per_second``; returns the ids queued. Participants already in a call are skipped.
-        The account's dial-outs-per-minute limit applies: ``strict_rate`` raises RateLimited
-        (nothing dialled), otherwise the excess participants fail with reason 'error'."""
+        """Dial the given participants into the conference's room, paced by ``calls_per_second``
+        (accounts take turns at the pacer); returns the ids queued. Participants already in a call
+        are skipped. Each dial-out takes a slot within the account's dial-outs per minute and
+        concurrent outbound calls and the system's concurrent outbound calls, atomically in
+        PostgreSQL (engine/adapters/db/call_slots.py). ``strict_rate`` raises RateLimited when
+        not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
+        and the limit named in the event log."""
         number_plan = await self.plans.for_account(conference.owner_id)
         wanted = []
         for participant in participants:
@@ -179,48 +265,54 @@ class CallService:
             wanted.append(participant)
         if not wanted:
             return []
-        allowed = len(wanted)
         limits = await self.repo.account_limits(conference.owner_id)
         if limits is not None and limits["blocked"]:
             raise Forbidden("the account is blocked")
-        if limits is not None:
-            recent = await self.repo.count_recent_dialouts(conference.owner_id)
-            allowed = max(0, limits["max_dialouts_per_minute"] - recent)
-            if allowed < len(wanted):
-                self.guard.hit(conference.owner_id, "max_dialouts_per_minute", f"{len(wanted)} wanted, {allowed} left")
-            if allowed < len(wanted) and strict_rate:
-                raise RateLimited(f"at most {limits['max_dialouts_per_minute']} dial-outs per minute; "
-                                  f"{allowed} left now")
+        requests = [SlotRequest(p.id, f"{DIALOUT_PREFIX}{secrets.token_hex(8)}", p.attempts + 1,
+                                conference.node_id, p.number) for p in wanted]
+        grant = await self.slots.claim(conference.owner_id, conference.id, requests,
+                                       system_cap=self.max_concurrent_calls, from_states=DIALABLE_STATES,
+                                       actor=actor, all_or_nothing=strict_rate)
+        if grant.bound_by is not None:
+            detail = f"{len(wanted)} wanted, {grant.room} left"
+            if grant.bound_by != "system_concurrent_calls":
+                self.guard.hit(conference.owner_id, grant.bound_by, detail)
+            log.info("conference %s: dial-outs limited by %s (%s)", conference.id, grant.bound_by, detail)
+            if strict_rate:
+                raise RateLimited(self._limit_message(grant))
         self._conference_info[conference.id] = (conference.owner_id, conference.room)
+        claimed = {p.id: p for p in grant.claimed}
         queued = []
-        for index, participant in enumerate(wanted):
-            if index >= allowed:
-                await self.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
-                                       detail={"why": "rate_limited"}, only_states=DIALABLE_STATES)
-                continue
-            call_id = f"{DIALOUT_PREFIX}{secrets.token_hex(8)}"
-            updated = await self.repo.update_participant(
-                participant.id, only_states=DIALABLE_STATES, state=ParticipantState.CALLING,
-                call_id=call_id, channel=None, failure_reason=None, hangup_cause=None,
-                attempts=participant.attempts + 1, node_id=conference.node_id, talking=False,
-                muted=False)
+        for participant, request in zip(wanted, requests, strict=True):
+            updated = claimed.get(participant.id)
             if updated is None:
+                if grant.bound_by is not None:
+                    await self.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
+                                           detail={"why": LIMIT_WHY[grant.bound_by]}, only_states=DIALABLE_STATES)
                 continue
-            attempt = DialAttempt(call_id, participant.id, conference.id, conference.owner_id,
+            attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
                                   conference.node_id)
-            self.attempts[call_id] = attempt
-            await self.repo.log_event(conference.id, "participant.dialing", actor=actor,
-                                      participant_id=participant.id,
-                                      detail={"number": participant.number, "attempt": updated.attempts})
+            self.attempts[request.call_id] = attempt
             await self._publish("participant.state", conference.id, conference.owner_id, participant.id,
                                 state="calling", reason=None, cause=None)
             self._spawn(self._originate(conference, updated, attempt, number_plan), f"dial-{participant.id}")
             queued.append(participant.id)
         return queued
 
+    @staticmethod
+    def _limit_message(grant: SlotGrant) -> str:
+        """The refusal a customer reads when a dial-out limit left no room."""
+        allowed = grant.limits.get(grant.bound_by or "", 0)
+        if grant.bound_by == "max_dialouts_per_minute":
+            return f"at most {allowed} dial-outs per minute; {grant.room} left now"
+        if grant.bound_by == "max_concurrent_calls":
+            return (f"your account allows at most {allowed} outbound calls at the same time; "
+                    f"{grant.room} free now")
+        return "the system has no free outbound line now; try again when a call ends"
+
     async def _originate(self, conference: Conference, participant: Participant, attempt: DialAttempt,
                          number_plan: NumberPlan) -> None:
-        await self.pacer.wait()
+        await self.pacer.wait(conference.owner_id)
         if self.attempts.get(attempt.call_id) is not attempt:
             return  # cancelled while waiting for its slot (conference ended, participant kicked)
         try:
@@ -229,6 +321,7 @@ class CallService:
                          "VECHE_CALL": attempt.call_id,
                          "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
             self.originates += 1
+            self.originated.append((conference.owner_id, participant.id))
             await self.node(conference.node_id).originate(
                 channel_id=attempt.call_id, other_channel_id=f"{attempt.call_id}-2",
                 channel=f"Local/{number}@veche-dialout/n", context="veche-room", exten="join",
@@ -330,9 +423,9 @@ class CallService:
         if not participant.call_id:
             return
         adapter = self.node(participant.node_id)
-        targets = [participant.call_id]
-        if participant.channel:
-            targets.insert(0, participant.channel)
+        # a dial-in token names no channel yet: that call's channel was never reported by AMI
+        targets = [t for t in (participant.channel, participant.call_id) if t and is_channel(t)
+                   and not is_dialin_token(t)]
         for target in targets:
             try:
                 await adapter.hangup(target)
@@ -427,9 +520,10 @@ class CallService:
             if attempt.answered:  # answered but never reached the room
                 self._spawn(self._finish_attempt(attempt, wait_for_detail=False), f"outcome-{uid}")
             return
-        if uid not in self._known and event.get("Context") != "veche-dialin":
+        if uid not in self._known and event.get("Context") != "veche-dialin" \
+                and not is_dialin_token(event.channel_variable(PARTICIPANT_VARIABLE)):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         self._known.pop(uid, None)
         if participant is None:
             return
@@ -465,13 +559,14 @@ class CallService:
         if attempt is not None:
             attempt.finished = True
             attempt.resolved.set()
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is None:
             return
         muted = event.get("Muted").lower() == "yes"
+        channel = event.get("Channel")
         updated = await self.repo.update_participant(
             participant.id, state=ParticipantState.CONNECTED, joined_at=now_utc(), left_at=None,
-            channel=event.get("Channel") or participant.channel, failure_reason=None, muted=muted)
+            channel=channel if is_channel(channel) else participant.channel, failure_reason=None, muted=muted)
         if updated is None:
             return
         self._known[uid] = participant.id
@@ -486,7 +581,7 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is not None and participant.state == ParticipantState.CONNECTED:
             await self.mark_left(participant, None)
 
@@ -507,7 +602,7 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is None or participant.muted == muted:
             return
         await self.repo.update_participant(participant.id, muted=muted)
@@ -525,7 +620,7 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
-        participant = await self._participant(uid, event.node_id)
+        participant = await self._participant_of(event)
         if participant is None:
             return
         talking = event.get("TalkingStatus").lower() == "on"
@@ -534,6 +629,28 @@ class CallService:
         owner_id, _ = await self._info(participant.conference_id)
         await self._publish("participant.talking", participant.conference_id, owner_id, participant.id,
                             talking=talking)
+
+    async def _participant_of(self, event: AmiEvent) -> Participant | None:
+        """The participant an event is about: by the channel's Uniqueid, or, for a dial-in
+        caller whose channel AMI has not reported yet, by the token the IVR put on the channel;
+        then the channel's Uniqueid and name from this event are stored as the call's identity."""
+        uid = event.get("Uniqueid")
+        participant = await self._participant(uid, event.node_id)
+        if participant is not None:
+            return participant
+        token = event.channel_variable(PARTICIPANT_VARIABLE)
+        if not is_dialin_token(token) or not is_channel(uid):
+            return None
+        participant = await self._participant(token or "", event.node_id)
+        if participant is None or participant.origin != "dialin":
+            return None
+        channel = event.get("Channel")
+        learned = await self.repo.update_participant(
+            participant.id, call_id=uid, channel=channel if is_channel(channel) else None,
+            node_id=event.node_id)
+        if learned is not None:
+            log.info("dial-in participant %s is channel %s (%s)", participant.id, channel, uid)
+        return learned
 
     async def _participant(self, call_id: str, node_id: str) -> Participant | None:
         if not call_id:

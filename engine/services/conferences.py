@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from engine.adapters.ami import AmiEvent
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import ConferenceRepository, OverLimit
 from engine.config import Settings
 from engine.domain.errors import AmiError, Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from engine.domain.model import (
@@ -126,13 +126,11 @@ class ConferenceService:
                 self._limit_hit(owner_id, "number_plan", str(exc))
             raise
 
-    async def _check_concurrency(self, owner_id: int, limits: AccountLimits, starts_at: datetime,
-                                 ends_at: datetime, exclude_id: int | None = None) -> None:
-        overlapping = await self.repo.count_overlapping(owner_id, starts_at, ends_at, exclude_id)
-        if overlapping >= limits.max_concurrent_conferences:
-            self._limit_hit(owner_id, "max_concurrent_conferences", f"{overlapping} overlapping")
-            raise LimitExceeded(f"your account allows at most {limits.max_concurrent_conferences} "
-                                "conferences at the same time")
+    def _concurrency_refused(self, owner_id: int, exc: OverLimit) -> LimitExceeded:
+        """The refusal of a plan over the account's concurrent conferences (checked atomically
+        by the repository), reported to the guard."""
+        self._limit_hit(owner_id, "max_concurrent_conferences", f"{exc.current} overlapping")
+        return LimitExceeded(f"your account allows at most {exc.allowed} conferences at the same time")
 
     # ----------------------------------------------------------------- planning
 
@@ -146,7 +144,6 @@ class ConferenceService:
         if not immediate and starts_at < now - START_IN_PAST_TOLERANCE:
             raise ValidationError("the start time is in the past", "start")
         ends_at = starts_at + self.minutes(checked.duration_minutes)
-        await self._check_concurrency(owner_id, limits, starts_at, ends_at)
         participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
                          "node_id": self.settings.node_id} for p in checked.participants]
         conference = None
@@ -169,6 +166,8 @@ class ConferenceService:
                 break
             except asyncpg.UniqueViolationError:
                 continue  # the random conference number is in use: draw another
+            except OverLimit as exc:
+                raise self._concurrency_refused(owner_id, exc) from None
         if conference is None:
             raise LimitExceeded("no free conference number; try again later")
         await self.repo.log_event(conference.id, "conference.scheduled", actor=actor_of(owner_id),
@@ -229,7 +228,12 @@ class ConferenceService:
         if "start" in changes and checked.start < now_utc() - START_IN_PAST_TOLERANCE:
             raise ValidationError("the start time is in the past", "start")
         ends_at = checked.start + self.minutes(checked.duration_minutes)
-        await self._check_concurrency(conference.owner_id, limits, checked.start, ends_at, exclude_id=conference.id)
+        try:
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at)
+        except OverLimit as exc:
+            raise self._concurrency_refused(conference.owner_id, exc) from None
+        if moved is None:
+            raise StateConflict("only a scheduled conference can be changed; this one started meanwhile")
         if "participants" in changes:
             await self.repo.delete_planned_participants(conference.id)
             for p in checked.participants:
@@ -401,15 +405,16 @@ class ConferenceService:
             if (exc.field or "").endswith(".number"):
                 self._limit_hit(conference.owner_id, "number_plan", str(exc))
             raise
-        active = [p for p in conference.participants if p.state != ParticipantState.FAILED]
         if any(p.number == checked.number and p.origin == Origin.DIALOUT for p in conference.participants):
             raise ValidationError(f"{checked.number} is already a participant; invite them again instead",
                                   "participant.number")
-        if len(active) >= conference.max_participants:
-            raise LimitExceeded(f"the conference allows at most {conference.max_participants} participants")
-        added = await self.repo.add_participant(conference.id, number=checked.number, name=checked.name,
-                                                email=checked.email, role=str(checked.role),
-                                                node_id=conference.node_id)
+        try:
+            added = await self.repo.add_participant(conference.id, number=checked.number, name=checked.name,
+                                                    email=checked.email, role=str(checked.role),
+                                                    node_id=conference.node_id,
+                                                    max_active=conference.max_participants)
+        except OverLimit:
+            raise LimitExceeded(f"the conference allows at most {conference.max_participants} participants") from None
         await self.repo.log_event(conference.id, "participant.added", actor=actor_of(owner_id),
                                   participant_id=added.id, detail={"number": added.number, "name": added.name})
         await self._publish("participant.added", conference, added.id, number=added.number, name=added.name)

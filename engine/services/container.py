@@ -15,6 +15,7 @@ from engine.services.calls import CallService
 from engine.services.captcha import CaptchaService
 from engine.services.conferences import ConferenceService
 from engine.services.dialin import DialinService
+from engine.services.dialplan import DialplanService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
@@ -34,6 +35,7 @@ class Services:
     audit: AuditService
     plans: NumberPlans
     guard: LimitGuard
+    dialplan: DialplanService
     accounts: AccountService
     calls: CallService
     conferences: ConferenceService
@@ -48,10 +50,12 @@ class Services:
     operator: OperatorService
 
     async def start(self) -> None:
-        """Start the services that run on their own, in this order: the call tracker before
+        """Start the services that run on their own, in this order: the number plan's dialplan
+        installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
         recovery (which reads the calls in flight), recovery before the scheduler (so nothing is
         started on a stale view), then the notifier, the purges of stale sessions and CAPTCHAs,
         and metrics and audit last."""
+        await self.dialplan.start()
         await self.calls.start()
         await self.recovery.start()
         await self.scheduler.start()
@@ -66,6 +70,8 @@ class Services:
         await self.audit.stop()
         await self.metrics.stop()
         await self.dialin.stop()
+        await self.captcha.stop()
+        await self.accounts.stop()
         await self.notifier.stop()
         await self.scheduler.stop()
         await self.recovery.stop()

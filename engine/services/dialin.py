@@ -14,10 +14,10 @@ from typing import Protocol
 from engine.adapters.db.dialin import DialinRepository
 from engine.config import Settings
 from engine.domain import dialin as rules
-from engine.domain.dialin import DialinPolicy, Refusal
+from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
 from engine.domain.model import Conference, Role
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import PROFILES  # the ConfBridge user profile of each role, as dial-out uses
+from engine.services.calls import PARTICIPANT_VARIABLE, PROFILES, new_dialin_token
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,10 @@ class DialinService:
         self.repo = repo
         self.bus = bus
         if policy is None:
-            policy = DialinPolicy(join_early_minutes=getattr(settings, "join_early_minutes", 10))
+            policy = DialinPolicy(join_early_minutes=getattr(settings, "join_early_minutes", 10),
+                                  withheld_block_after=settings.withheld_block_after,
+                                  lockout_after=settings.pin_lockout_after,
+                                  lockout_seconds=settings.pin_lockout_seconds)
             if settings.test_mode:  # tests key many wrong PINs from few numbers
                 policy = replace(policy, base_delay_seconds=0.05, max_delay_seconds=0.4)
         self.policy = policy
@@ -122,7 +125,8 @@ class DialinService:
     async def _converse(self, call: DialinCall, outcome: DialinOutcome, watch: _Stopwatch) -> None:
         policy = self.policy
         caller = outcome.caller
-        conference: Conference | None = None
+        number: str | None = None  # the conference number keyed; the rest of the call is about it
+        conference: Conference | None = None  # None also when no such conference exists
         last_error: str | None = None  # the prompt of the latest wrong entry (None after a silence)
         first_entry = call.first_entry  # the conference number the dialplan's Read() heard, if any
         if await self._caller_blocked(call, caller):
@@ -130,29 +134,32 @@ class DialinService:
             await self._say(call, watch, *rules.REFUSAL_PROMPTS[Refusal.BLOCKED], rules.PROMPT_GOODBYE)
             return
         while outcome.wrong_entries < policy.max_wrong_entries:
-            if conference is None:
-                number = first_entry or await self._ask(call, rules.PROMPT_CONFERENCE_NUMBER, watch)
+            if number is None:
+                entry = first_entry or await self._ask(call, rules.PROMPT_CONFERENCE_NUMBER, watch)
                 first_entry = None
-                if number is None:
+                if not rules.is_conference_number(entry):
                     outcome.wrong_entries, last_error = outcome.wrong_entries + 1, None
                     continue
-                conference = await self.repo.conference_by_number(number) if number.isdigit() else None
-                if conference is None:
-                    outcome.wrong_entries, last_error = outcome.wrong_entries + 1, rules.PROMPT_UNKNOWN_NUMBER
-                    await self._wrong_entry(call, caller, "number", None, number, watch)
-                    if outcome.wrong_entries < policy.max_wrong_entries:
-                        await self._say(call, watch, last_error)
-                    continue
+                number = entry
+                # Whether it exists is not told before a correct PIN: an unknown number is asked
+                # for the PIN and answered like a wrong PIN (prompts, delays, lock-out).
+                conference = await self.repo.conference_by_number(number)
+            if await self._locked_out(number):
+                await self._refuse_locked_out(call, outcome, number, watch)
+                return
             pin = await self._ask(call, rules.PROMPT_PIN, watch)
-            role = rules.role_for_pin(conference, pin)
-            if role is None:
-                outcome.wrong_entries += 1
-                last_error = None if pin is None else rules.PROMPT_WRONG_PIN
-                if last_error is not None:
-                    await self._wrong_entry(call, caller, "pin", conference.id, conference.conference_number,
-                                            watch)
-                    if outcome.wrong_entries < policy.max_wrong_entries:
-                        await self._say(call, watch, last_error)
+            if pin is None:
+                outcome.wrong_entries, last_error = outcome.wrong_entries + 1, None
+                continue
+            if await self._locked_out(number):  # closed while this caller was keying
+                await self._refuse_locked_out(call, outcome, number, watch)
+                return
+            role = rules.role_for_pin(conference, pin) if conference is not None else None
+            if conference is None or role is None:
+                outcome.wrong_entries, last_error = outcome.wrong_entries + 1, rules.PROMPT_WRONG_PIN
+                await self._wrong_entry(call, caller, conference, number, watch)
+                if outcome.wrong_entries < policy.max_wrong_entries:
+                    await self._say(call, watch, last_error)
                 continue
             outcome.conference_id, outcome.role = conference.id, role
             refusal = rules.admission(conference, role, datetime.now(UTC),
@@ -168,11 +175,10 @@ class DialinService:
         await self._say(call, watch, *([last_error] if last_error else []), rules.PROMPT_GOODBYE)
 
     async def _caller_blocked(self, call: DialinCall, caller: str) -> bool:
-        if caller == "00":
-            return False  # withheld numbers share one key; the per-conference delay still applies
         since = datetime.now(UTC) - timedelta(seconds=self.policy.failure_window_seconds)
-        by_caller, _ = await self.repo.recent_failures(caller=caller, conference_id=None, since=since)
-        if not self.policy.caller_blocked(by_caller):
+        by_caller, _ = await self.repo.recent_failures(caller=caller, caller_since=since, conference_number="",
+                                                       number_since=since)
+        if not self.policy.caller_blocked(by_caller, caller):
             return False
         await self.repo.record_failure(caller=caller, kind="blocked", conference_id=None, conference_number="",
                                        call_id=call.uniqueid)
@@ -180,30 +186,75 @@ class DialinService:
                     self.policy.failure_window_seconds)
         return True
 
-    async def _wrong_entry(self, call: DialinCall, caller: str, kind: str, conference_id: int | None,
-                           number: str, watch: _Stopwatch) -> None:
-        """Record a wrong entry and make the caller wait the longer the more came recently."""
-        await self.repo.record_failure(caller=caller, kind=kind, conference_id=conference_id,
+    async def _locked_out(self, number: str) -> bool:
+        return rules.locked_out(await self.repo.lockout_until(number), datetime.now(UTC))
+
+    async def _refuse_locked_out(self, call: DialinCall, outcome: DialinOutcome, number: str,
+                                 watch: _Stopwatch) -> None:
+        outcome.refusal = Refusal.LOCKED_OUT
+        log.warning("dial-in: %s refused: PIN entry on conference number %s is locked out", outcome.caller,
+                    number[:20])
+        await self._say(call, watch, *rules.REFUSAL_PROMPTS[Refusal.LOCKED_OUT], rules.PROMPT_GOODBYE)
+
+    async def _wrong_entry(self, call: DialinCall, caller: str, conference: Conference | None, number: str,
+                           watch: _Stopwatch) -> None:
+        """Record a wrong entry, close PIN entry on the number when it saw too many, and make the
+        caller wait the longer the more came recently."""
+        policy = self.policy
+        await self.repo.record_failure(caller=caller, kind="pin" if conference else "number",
+                                       conference_id=conference.id if conference else None,
                                        conference_number=number, call_id=call.uniqueid)
-        since = datetime.now(UTC) - timedelta(seconds=self.policy.failure_window_seconds)
-        by_caller, by_conference = await self.repo.recent_failures(
-            caller=caller, conference_id=conference_id, since=since)
-        delay = self.policy.delay_for(by_caller, by_conference)
-        log.warning("dial-in: wrong %s from %s (conference %s, number %s); recent failures: caller %d, "
-                    "conference %d; waiting %.2f s", kind, caller, conference_id, number[:20], by_caller,
-                    by_conference, delay)
+        now = datetime.now(UTC)
+        by_caller, by_number = await self.repo.recent_failures(
+            caller=caller, caller_since=now - timedelta(seconds=policy.failure_window_seconds),
+            conference_number=number, number_since=policy.counting_since(now, await self.repo.lockout_until(number)))
+        if policy.lockout_due(by_number):
+            await self._start_lockout(conference, number, now, by_number)
+        delay = policy.delay_for(by_caller, by_number)
+        log.warning("dial-in: wrong PIN from %s (conference %s, number %s); recent failures: caller %d, "
+                    "number %d; waiting %.2f s", caller, conference.id if conference else None, number[:20],
+                    by_caller, by_number, delay)
         if delay:
             watch.pause()
             await asyncio.sleep(delay)  # the deliberate brute-force brake
             watch.resume()
 
+    async def _start_lockout(self, conference: Conference | None, number: str, now: datetime, failures: int) -> None:
+        until = self.policy.lockout_end(now)
+        started = await self.repo.start_lockout(conference_number=number,
+                                                conference_id=conference.id if conference else None,
+                                                now=now, until=until, failures=failures)
+        if started is None:
+            return  # another call (maybe on another engine) started this lock-out
+        log.warning("dial-in: %d wrong PINs on conference number %s: PIN entry closed until %s", failures,
+                    number[:20], until.isoformat())
+        if conference is None:
+            return
+        # the owner's console banner and e-mail (notifier) learn it from the bus, after this call
+        event = DomainEvent(kind=PIN_LOCKOUT_EVENT, conference_id=conference.id, owner_id=conference.owner_id,
+                            data={"started_at": started.isoformat(), "until": until.isoformat(),
+                                  "failures": failures})
+        task = asyncio.create_task(self.bus.publish(event), name=f"dialin-lockout-{conference.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def pin_lockout(self, conference_id: int) -> dict[str, datetime] | None:
+        """The running lock-out of a conference's PIN entry (started_at, until), for its console
+        and card."""
+        found = await self.repo.conference_lockout(conference_id)
+        return {"started_at": found[0], "until": found[1]} if found else None
+
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
         node_id = self.settings.node_id
+        # The AGI headers name a channel and Uniqueid, but anyone reaching the FastAGI port can
+        # write them: the call is known by a token of ours until AMI reports the channel that
+        # carries it (engine/services/calls.py learns the real Uniqueid and name from the events).
+        token = new_dialin_token()
         participant = await self.repo.add_caller(
-            conference.id, number=outcome.caller, role=role, call_id=call.uniqueid, channel=call.channel,
-            node_id=node_id)
+            conference.id, number=outcome.caller, role=role, call_id=token, channel=None, node_id=node_id)
         outcome.participant_id = participant.id
-        # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's Uniqueid
+        # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's token
+        await call.set_variable(PARTICIPANT_VARIABLE, token)
         await call.set_variable("VECHE_PROFILE", PROFILES[role])
         # one seat more than planned, for the quiet announcer channel that plays the deadline warning
         await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + 1))

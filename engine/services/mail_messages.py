@@ -19,6 +19,7 @@ from icalendar import Calendar, Event, vCalAddress, vText
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from engine.domain.notifications import ConferenceFacts, MessageKind, Recipient, RecipientRole
+from engine.domain.text import flatten, forbidden_character
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "mail"
 LANGUAGES = ("ru", "en")
@@ -39,6 +40,22 @@ _CALENDAR_LABELS = {
         "cancelled": "The conference has been cancelled.",
     },
 }
+
+
+class MessageNotBuilt(ValueError):
+    """The stored data cannot make this message; the reason is shown in the deliveries."""
+
+
+def _check_stored(facts: ConferenceFacts, recipient: Recipient) -> None:
+    """Text stored before the one-line rule existed: a subject or an address with a character the
+    rule forbids fails this message (names are only shown, so they are flattened instead)."""
+    bad = forbidden_character(facts.subject)
+    if bad is not None:
+        raise MessageNotBuilt(f"the subject contains U+{ord(bad):04X}, which one-line text may not hold; "
+                              "change the subject to send this message")
+    bad = forbidden_character(recipient.email)
+    if bad is not None or any(char.isspace() for char in recipient.email):
+        raise MessageNotBuilt("the recipient's e-mail address contains a space or a control character")
 
 
 @dataclass(frozen=True)
@@ -74,7 +91,9 @@ def format_when(moment: datetime, timezone: str, language: str) -> str:
 
 
 class MailComposer:
-    """Renders one message for one recipient. Stateless apart from the template environment."""
+    """Renders one message for one recipient. Stateless apart from the template environment.
+    Stored one-line text (subject, names) is flattened before it is used, so a line break in
+    text stored before the one-line rule cannot break a header or a calendar line."""
 
     def __init__(self, sender: str, template_dir: Path = TEMPLATE_DIR) -> None:
         self.sender = sender
@@ -88,8 +107,8 @@ class MailComposer:
         language = facts.language if facts.language in LANGUAGES else "ru"
         context: dict[str, object] = {
             "kind": kind.value, "role": recipient.role.value, "language": language,
-            "recipient_name": recipient.name, "owner_name": facts.owner_name,
-            "subject": facts.subject, "when": format_when(facts.starts_at, facts.timezone, language),
+            "recipient_name": flatten(recipient.name), "owner_name": flatten(facts.owner_name),
+            "subject": flatten(facts.subject), "when": format_when(facts.starts_at, facts.timezone, language),
             "ends": format_when(facts.ends_at, facts.timezone, language), "timezone": facts.timezone,
             "duration_minutes": facts.duration_minutes, "access_number": facts.access_number,
             "conference_number": facts.conference_number, "guest_pin": facts.guest_pin,
@@ -102,9 +121,10 @@ class MailComposer:
     def compose(self, facts: ConferenceFacts, recipient: Recipient, kind: MessageKind,
                 now: datetime | None = None) -> ComposedMessage:
         now = now or datetime.now(UTC)
+        _check_stored(facts, recipient)
         context = self.context(facts, recipient, kind)
         language = str(context["language"])
-        subject = self.templates.get_template(f"{language}/subject.txt.j2").render(context).strip()
+        subject = flatten(self.templates.get_template(f"{language}/subject.txt.j2").render(context).strip())
         context["mail_subject"] = subject
         text = self.templates.get_template(f"{language}/body.txt.j2").render(context)
         html = self.templates.get_template(f"{language}/body.html.j2").render(context)
@@ -113,7 +133,8 @@ class MailComposer:
         message = EmailMessage(policy=MIME_POLICY)
         message["Subject"] = subject
         message["From"] = self.sender
-        message["To"] = formataddr((recipient.name, recipient.email)) if recipient.name else recipient.email
+        name = flatten(recipient.name)
+        message["To"] = formataddr((name, recipient.email)) if name else recipient.email
         message["Date"] = format_datetime(now)
         message["Message-ID"] = message_id
         message.set_content(text)
@@ -126,6 +147,48 @@ class MailComposer:
                 part.set_boundary(f"veche-{_letters(24)}")
         return ComposedMessage(subject=subject, message_id=message_id, text=text, html=html,
                                calendar=calendar, raw=message.as_bytes())
+
+
+@dataclass(frozen=True)
+class PinLockoutFacts:
+    """What the owner is told when PIN entry on the conference's number is closed."""
+
+    conference_id: int
+    subject: str
+    conference_number: str
+    failures: int
+    until: datetime
+    language: str
+    timezone: str
+
+
+def compose_pin_lockout(composer: MailComposer, facts: PinLockoutFacts, recipient: Recipient,
+                        now: datetime | None = None) -> ComposedMessage:
+    """The owner's warning about a PIN lock-out: text and HTML, no calendar, no PIN at all."""
+    now = now or datetime.now(UTC)
+    language = facts.language if facts.language in LANGUAGES else "ru"
+    context: dict[str, object] = {
+        "language": language, "recipient_name": flatten(recipient.name), "subject": flatten(facts.subject),
+        "conference_number": facts.conference_number, "failures": facts.failures,
+        "until": format_when(facts.until, facts.timezone, language), "timezone": facts.timezone}
+    subject = composer.templates.get_template(f"{language}/pin_lockout.subject.txt.j2").render(context).strip()
+    context["mail_subject"] = subject
+    text = composer.templates.get_template(f"{language}/pin_lockout.txt.j2").render(context)
+    html = composer.templates.get_template(f"{language}/pin_lockout.html.j2").render(context)
+    message_id = f"<pin_lockout.{facts.conference_id}.{_letters(16)}@{composer.domain}>"
+    message = EmailMessage(policy=MIME_POLICY)
+    message["Subject"] = subject
+    message["From"] = composer.sender
+    message["To"] = formataddr((flatten(recipient.name), recipient.email)) if recipient.name else recipient.email
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    for part in message.walk():
+        if part.is_multipart():
+            part.set_boundary(f"veche-{_letters(24)}")
+    return ComposedMessage(subject=subject, message_id=message_id, text=text, html=html, calendar=None,
+                           raw=message.as_bytes())
 
 
 def dial_in_lines(facts: ConferenceFacts, recipient: Recipient) -> list[str]:
@@ -164,7 +227,7 @@ def build_calendar(facts: ConferenceFacts, recipient: Recipient, kind: MessageKi
     event.add("dtstamp", now.astimezone(UTC))
     event.add("dtstart", facts.starts_at.astimezone(UTC))
     event.add("dtend", facts.ends_at.astimezone(UTC))
-    event.add("summary", facts.subject)
+    event.add("summary", flatten(facts.subject))
     description = "\n".join(dial_in_lines(facts, recipient))
     if kind is MessageKind.CANCELLATION:
         description = labels["cancelled"] + "\n" + description
@@ -172,14 +235,14 @@ def build_calendar(facts: ConferenceFacts, recipient: Recipient, kind: MessageKi
     event.add("location", location_text(facts))
     event.add("status", "CANCELLED" if kind is MessageKind.CANCELLATION else "CONFIRMED")
     organizer_address = vCalAddress(f"mailto:{organizer}")
-    organizer_address.params["cn"] = vText(facts.owner_name or "Veche")
+    organizer_address.params["cn"] = vText(flatten(facts.owner_name) or "Veche")
     event.add("organizer", organizer_address)
     attendee = vCalAddress(f"mailto:{recipient.email}")
     attendee.params["role"] = vText("CHAIR" if recipient.role is RecipientRole.CHAIR else "REQ-PARTICIPANT")
     attendee.params["partstat"] = vText("NEEDS-ACTION")
     attendee.params["rsvp"] = vText("FALSE")
-    if recipient.name:
-        attendee.params["cn"] = vText(recipient.name)
+    if flatten(recipient.name):
+        attendee.params["cn"] = vText(flatten(recipient.name))
     event.add("attendee", attendee)
     calendar.add_component(event)
     return calendar.to_ical()

@@ -24,6 +24,7 @@ from engine.adapters.db import notifications as repo
 from engine.adapters.mail import SendResult, SmtpMailer
 from engine.adapters.sms import SmsGateway
 from engine.config import Settings
+from engine.domain.dialin import PIN_LOCKOUT_EVENT
 from engine.domain.errors import NotFound
 from engine.domain.notifications import (
     ConferenceFacts,
@@ -36,8 +37,9 @@ from engine.domain.notifications import (
     reminder_decision,
     retry_delay,
 )
+from engine.domain.text import flatten
 from engine.services.bus import DomainEvent, EventBus
-from engine.services.mail_messages import MailComposer
+from engine.services.mail_messages import MailComposer, MessageNotBuilt, PinLockoutFacts, compose_pin_lockout
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,9 @@ class Notifier:
     # --- bus -----------------------------------------------------------------------------
 
     async def on_event(self, event: DomainEvent) -> None:
+        if event.kind == PIN_LOCKOUT_EVENT:
+            await self.queue_pin_lockout(event)
+            return
         if event.kind not in RECONCILE_ON:
             return
         await self.reconcile(event.conference_id, allow_running=True)
@@ -199,42 +204,53 @@ class Notifier:
         async with self.pool.acquire() as conn:
             due = await repo.reminders_due(conn, now)
         for conference_id in due:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await repo.lock_conference(conn, conference_id)
-                queued += await self._reconcile_locked(conn, conference_id, False, now)
-                conference = await repo.conference_with_owner(conn, conference_id)
-                calendar = await repo.calendar(conn, conference_id)
-                if conference is None or calendar is None or conference["state"] != "scheduled" \
-                        or conference["reminder_minutes"] is None \
-                        or calendar["reminder_for"] == conference["starts_at"]:
-                    continue
-                decision = reminder_decision(conference["starts_at"], conference["reminder_minutes"], now, window)
-                if decision is ReminderDecision.NOT_YET:
-                    continue
-                if decision is ReminderDecision.SKIP:
-                    log.warning("reminder for conference %s (start %s, lead %s min) skipped: %s is too late",
-                                conference_id, conference["starts_at"].isoformat(), conference["reminder_minutes"],
-                                now.isoformat())
-                    await repo.mark_reminder(conn, conference_id, conference["starts_at"], "skipped")
-                    continue
-                participants = await repo.participants(conn, conference_id)
-                stamp = int(conference["starts_at"].timestamp())
-                minutes_left = max(1, round((conference["starts_at"] - now).total_seconds() / 60))
-                for recipient in self._recipients(conference, participants):
-                    queued += await self._queue(conn, conference, calendar, recipient, MessageKind.REMINDER,
-                                                f"reminder:{stamp}", now, minutes_left=minutes_left)
-                await repo.mark_reminder(conn, conference_id, conference["starts_at"], "queued")
+            try:
+                queued += await self._remind(conference_id, now, window)
+            except Exception:  # noqa: BLE001 - one broken conference must not delay the others' reminders
+                log.exception("reminders of conference %s failed; the other conferences go on", conference_id)
         if queued:
             self._wake.set()
         return queued
 
+    async def _remind(self, conference_id: int, now: datetime, window: timedelta) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await repo.lock_conference(conn, conference_id)
+            queued = await self._reconcile_locked(conn, conference_id, False, now)
+            conference = await repo.conference_with_owner(conn, conference_id)
+            calendar = await repo.calendar(conn, conference_id)
+            if conference is None or calendar is None or conference["state"] != "scheduled" \
+                    or conference["reminder_minutes"] is None \
+                    or calendar["reminder_for"] == conference["starts_at"]:
+                return queued
+            decision = reminder_decision(conference["starts_at"], conference["reminder_minutes"], now, window)
+            if decision is ReminderDecision.NOT_YET:
+                return queued
+            if decision is ReminderDecision.SKIP:
+                log.warning("reminder for conference %s (start %s, lead %s min) skipped: %s is too late",
+                            conference_id, conference["starts_at"].isoformat(), conference["reminder_minutes"],
+                            now.isoformat())
+                await repo.mark_reminder(conn, conference_id, conference["starts_at"], "skipped")
+                return queued
+            participants = await repo.participants(conn, conference_id)
+            stamp = int(conference["starts_at"].timestamp())
+            minutes_left = max(1, round((conference["starts_at"] - now).total_seconds() / 60))
+            for recipient in self._recipients(conference, participants):
+                queued += await self._queue(conn, conference, calendar, recipient, MessageKind.REMINDER,
+                                            f"reminder:{stamp}", now, minutes_left=minutes_left)
+            await repo.mark_reminder(conn, conference_id, conference["starts_at"], "queued")
+        return queued
+
     async def sweep(self, now: datetime | None = None) -> int:
-        """Reconcile every upcoming or freshly cancelled conference (catches missed bus events)."""
+        """Reconcile every upcoming or freshly cancelled conference (catches missed bus events);
+        a conference that fails is logged and skipped, the sweep goes on with the next one."""
         async with self.pool.acquire() as conn:
             conference_ids = await repo.conferences_to_reconcile(conn)
         queued = 0
         for conference_id in conference_ids:
-            queued += await self.reconcile(conference_id, now=now)
+            try:
+                queued += await self.reconcile(conference_id, now=now)
+            except Exception:  # noqa: BLE001 - one broken conference must not stop the sweep
+                log.exception("reconciling the mail of conference %s failed; the sweep goes on", conference_id)
         return queued
 
     def _recipients(self, conference: dict[str, Any], participants: list[dict[str, Any]]) -> list[Recipient]:
@@ -276,19 +292,63 @@ class Notifier:
     async def _queue(self, conn: asyncpg.Connection, conference: dict[str, Any], calendar: dict[str, Any],
                      recipient: Recipient, kind: MessageKind, key: str, now: datetime,
                      minutes_left: int | None = None) -> int:
-        facts = self._facts(conference, calendar)
-        if minutes_left is not None:  # a late reminder says how long it really is to the start
-            facts = dataclasses.replace(facts, reminder_minutes=minutes_left)
-        composed = self.composer.compose(facts, recipient, kind, now=now)
+        """Build one message and queue it. A message that cannot be built is stored as failed with
+        the reason, so the recipient's row exists and every other message goes on."""
         dedup_key = f"{conference['id']}:{key}:{recipient.role.value}:{recipient.email.lower()}"
+        try:
+            facts = self._facts(conference, calendar)
+            if minutes_left is not None:  # a late reminder says how long it really is to the start
+                facts = dataclasses.replace(facts, reminder_minutes=minutes_left)
+            composed = self.composer.compose(facts, recipient, kind, now=now)
+            subject, message_id, message, failed = composed.subject, composed.message_id, composed.raw, None
+        except Exception as exc:  # noqa: BLE001 - one unbuildable message must not stop the others
+            detail = str(exc) if isinstance(exc, MessageNotBuilt) else f"{type(exc).__name__}: {exc}"
+            failed = flatten(f"message not built: {detail}")[:500]
+            subject, message_id, message = flatten(conference.get("subject"))[:200], "", b""
+            log.warning("%s of conference %s for %s not built: %s", kind.value, conference["id"],
+                        recipient.email, failed)
         created = await repo.enqueue(
             conn, dedup_key=dedup_key, conference_id=conference["id"], participant_id=recipient.participant_id,
             kind=kind.value, recipient_role=recipient.role.value, recipient=recipient.email,
-            sender=self.settings.mail_from, subject=composed.subject, message_id=composed.message_id,
-            message=composed.raw, sequence=calendar["sequence"], now=now)
-        if created:
+            sender=self.settings.mail_from, subject=subject, message_id=message_id,
+            message=message, sequence=calendar["sequence"], now=now, failed_reason=failed)
+        if created and failed is None:
             log.info("queued %s of conference %s for %s (%s)", kind.value, conference["id"], recipient.email,
                      recipient.role.value)
+        return int(created and failed is None)
+
+    async def queue_pin_lockout(self, event: DomainEvent) -> int:
+        """Queue the owner's e-mail about a PIN lock-out of the conference: once per lock-out
+        (keyed by its start), through the outbox like every other message."""
+        now = _utc_now()
+        try:
+            until = datetime.fromisoformat(event.data["until"])
+            started_at = datetime.fromisoformat(event.data["started_at"])
+            failures = int(event.data["failures"])
+        except (KeyError, TypeError, ValueError):
+            log.exception("malformed %s event of conference %s", event.kind, event.conference_id)
+            return 0
+        async with self.pool.acquire() as conn:
+            conference = await repo.conference_with_owner(conn, event.conference_id)
+            email = ((conference or {}).get("owner_email") or "").strip()
+            if conference is None or not email:
+                return 0
+            facts = PinLockoutFacts(
+                conference_id=conference["id"], subject=conference["subject"],
+                conference_number=conference["conference_number"], failures=failures, until=until,
+                language=conference["owner_language"] or "ru",
+                timezone=conference["owner_timezone"] or conference["conference_timezone"] or "UTC")
+            recipient = Recipient(email, RecipientRole.CHAIR, conference["owner_name"] or "")
+            composed = compose_pin_lockout(self.composer, facts, recipient, now=now)
+            created = await repo.enqueue(
+                conn, dedup_key=f"{conference['id']}:pin_lockout:{started_at.timestamp():.6f}:chair:{email.lower()}",
+                conference_id=conference["id"], participant_id=None, kind=MessageKind.PIN_LOCKOUT.value,
+                recipient_role=RecipientRole.CHAIR.value, recipient=email, sender=self.settings.mail_from,
+                subject=composed.subject, message_id=composed.message_id, message=composed.raw, sequence=0,
+                now=now)
+        if created:
+            log.info("queued pin_lockout of conference %s for %s", conference["id"], email)
+            self._wake.set()
         return int(created)
 
     # --- delivery --------------------------------------------------------------------------
@@ -310,7 +370,7 @@ class Notifier:
                     if connection_failure is not None:
                         result = connection_failure  # the server is unreachable: no point trying the rest now
                     else:
-                        result = await mailer.send(row["sender"], row["recipient"], bytes(row["message"]))
+                        result = await self._send_one(mailer, row)
                         if result.outcome is SmtpOutcome.TEMPORARY and result.code is None:
                             connection_failure = result
                     unsent.remove(row["id"])
@@ -318,6 +378,18 @@ class Notifier:
         finally:
             await repo.release(self.pool, unsent, self.worker_id)
         return len(rows) - len(unsent)
+
+    @staticmethod
+    async def _send_one(mailer: SmtpMailer, row: dict[str, Any]) -> SendResult:
+        """Hand one row to the server; a message the client library refuses to send (stored before
+        today's checks, e.g. a line break in the address) fails alone, for good."""
+        try:
+            return await mailer.send(row["sender"], row["recipient"], bytes(row["message"]))
+        except Exception as exc:  # noqa: BLE001 - one unsendable message must not stop the others
+            with contextlib.suppress(Exception):
+                await mailer.close()  # the next message starts on a fresh connection
+            return SendResult(SmtpOutcome.PERMANENT, f"message could not be sent: {type(exc).__name__}: "
+                                                     f"{flatten(exc)}"[:500])
 
     async def _record(self, row: dict[str, Any], result: SendResult, now: datetime) -> None:
         outbox_id, attempts = row["id"], row["attempts"]

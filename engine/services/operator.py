@@ -1,7 +1,8 @@
 """The operator's service: customer accounts (create, limits, number-plan group, block, delete,
 password reset), number-plan groups, every running conference with the load of its Asterisk node,
 the audit log, and the toll-fraud guard that alerts when an account keeps hitting its limits.
-Every method takes the acting operator's account id and refuses anybody else."""
+Every method takes the acting operator's account id and refuses anybody else; another operator's
+account is managed only by an operator with the admin flag (set with ``python -m engine account``)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,19 @@ import asyncpg
 from engine.adapters.ami import AmiAdapter
 from engine.adapters.db.operator import OperatorRepository
 from engine.domain import accounts as account_rules
+from engine.domain import text
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict, ValidationError
 from engine.domain.model import Conference
 from engine.domain.numberplan import NumberPlan, validate_pattern
 from engine.metrics import VecheMetrics
 from engine.services.accounts import AccountService
 from engine.services.audit import AuditLog, acting
+from engine.services.dialplan import DialplanService
 
 log = logging.getLogger(__name__)
 
 LIMIT_RANGES = {"max_participants": (1, 1000), "max_concurrent_conferences": (1, 100),
-                "max_dialouts_per_minute": (1, 10000)}
+                "max_dialouts_per_minute": (1, 10000), "max_concurrent_calls": (1, 10000)}
 GROUP_NAME_HINT = "1 to 40 lower-case letters, digits, - or _"
 MAX_PATTERNS = 50
 # Toll-fraud guard: this many refused actions of one account and kind within the window raise an alert.
@@ -132,7 +135,9 @@ class OperatorService:
     """What an operator (accounts.role = 'operator') may do; see the module docstring."""
 
     def __init__(self, repo: OperatorRepository, *, nodes: Mapping[str, AmiAdapter], accounts: AccountService,
-                 conferences: ConferenceEnder, audit: AuditLog, guard: LimitGuard, plans: NumberPlans) -> None:
+                 conferences: ConferenceEnder, audit: AuditLog, guard: LimitGuard, plans: NumberPlans,
+                 dialplan: DialplanService) -> None:
+        self.dialplan = dialplan
         self.repo = repo
         self.nodes = nodes
         self.accounts = accounts
@@ -155,6 +160,12 @@ class OperatorService:
                       conference_id: int | None = None, **detail: Any) -> None:
         await self.audit.record(action, actor=f"operator:{operator_id}", actor_id=operator_id,
                                 account_id=account_id, conference_id=conference_id, detail=detail)
+
+    @staticmethod
+    def _may_manage(actor: dict[str, Any], target: dict[str, Any]) -> None:
+        """Another operator's account is managed only by an operator with the admin flag."""
+        if target["role"] == "operator" and target["id"] != actor["id"] and not actor.get("admin"):
+            raise Forbidden("only an admin operator may block, reset or delete another operator")
 
     async def _customer(self, account_id: int) -> dict[str, Any]:
         account = await self.repo.get_account(account_id)
@@ -206,8 +217,8 @@ class OperatorService:
 
     async def update_account(self, operator_id: int, account_id: int, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a customer's profile fields, limits or number-plan group."""
-        await self._operator(operator_id)
-        await self._customer(account_id)
+        actor = await self._operator(operator_id)
+        self._may_manage(actor, await self._customer(account_id))
         values = await self._account_values(changes)
         updated = await self.repo.update_account(account_id, values)
         if updated is None:
@@ -218,10 +229,10 @@ class OperatorService:
 
     async def set_blocked(self, operator_id: int, account_id: int, blocked: bool) -> dict[str, Any]:
         """Block (no login, no API token, no conference starts, running ones end) or unblock."""
-        await self._operator(operator_id)
+        actor = await self._operator(operator_id)
         if account_id == operator_id:
             raise StateConflict("an operator cannot block their own account")
-        await self._customer(account_id)
+        self._may_manage(actor, await self._customer(account_id))
         updated = await self.repo.update_account(account_id, {"blocked": blocked})
         assert updated is not None
         ended: list[int] = []
@@ -234,21 +245,23 @@ class OperatorService:
 
     async def reset_password(self, operator_id: int, account_id: int, password: str) -> None:
         """Set a new password (checked like any other) and end the account's sessions."""
-        await self._operator(operator_id)
-        await self._customer(account_id)
+        actor = await self._operator(operator_id)
+        self._may_manage(actor, await self._customer(account_id))
         account_rules.password(password, "password")
         accounts = self.accounts
         await self.repo.set_password_hash(account_id, await asyncio.to_thread(accounts.hasher.hash, password))
         await accounts.revoke_sessions(account_id)
+        await accounts.revoke_tokens(account_id)
         await self._record(operator_id, "account.password_reset", account_id)
 
     async def delete_account(self, operator_id: int, account_id: int) -> None:
         """Delete a customer account with its conferences, address book and tokens (running
         conferences are ended first, so nobody stays on the line)."""
-        await self._operator(operator_id)
+        actor = await self._operator(operator_id)
         if account_id == operator_id:
             raise StateConflict("an operator cannot delete their own account")
         account = await self._customer(account_id)
+        self._may_manage(actor, account)
         ended = await self._end_running(operator_id, account_id)
         if not await self.repo.delete_account(account_id):
             raise NotFound("no such account")
@@ -317,15 +330,15 @@ class OperatorService:
         if not isinstance(name, str) or not name or len(name) > 40 or not all(
                 ch.isascii() and (ch.islower() or ch.isdigit() or ch in "-_") for ch in name) or name[0] in "-_":
             raise ValidationError(f"the group name is {GROUP_NAME_HINT}", "name")
-        if not isinstance(description, str) or len(description) > 200 or any(ord(ch) < 32 for ch in description):
-            raise ValidationError("the description is one line of at most 200 characters", "description")
+        description = text.one_line(description, "description", limit=200)
         if isinstance(patterns, str) or len(patterns) > MAX_PATTERNS:
             raise ValidationError(f"at most {MAX_PATTERNS} patterns", "patterns")
         checked = [validate_pattern(p, f"patterns[{i}]") for i, p in enumerate(patterns)]
-        group = await self.repo.save_group(name, description.strip(), list(dict.fromkeys(checked)),
+        group = await self.repo.save_group(name, description, list(dict.fromkeys(checked)),
                                            bool(allow_international), bool(allow_premium))
         await self._record(operator_id, "plan_group.saved", group=name, patterns=group["patterns"],
                            allow_international=group["allow_international"], allow_premium=group["allow_premium"])
+        await self._plan_changed(f"group {name} saved")
         return group
 
     async def delete_group(self, operator_id: int, name: str) -> None:
@@ -339,6 +352,14 @@ class OperatorService:
         if not deleted:
             raise NotFound("no such number-plan group")
         await self._record(operator_id, "plan_group.deleted", group=name)
+        await self._plan_changed(f"group {name} deleted")
+
+    async def _plan_changed(self, reason: str) -> None:
+        """Bring Asterisk's veche-dialout context in line with the groups (engine/services/dialplan.py)."""
+        try:
+            await self.dialplan.sync(reason)
+        except Exception:  # noqa: BLE001 - the group is saved; Asterisk keeps the narrower old plan
+            log.exception("could not install the dialplan after %s", reason)
 
     async def number_plan_for(self, account_id: int | None) -> NumberPlan:
         """The dial-out plan of the account's group (the engine's default plan when the group has

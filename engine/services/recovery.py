@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.nodes import NodeRepository
 from engine.config import Settings
@@ -26,7 +26,7 @@ from engine.domain.model import (
     ParticipantState,
 )
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import CallService
+from engine.services.calls import PARTICIPANT_VARIABLE, CallService, is_dialin_token
 
 log = logging.getLogger(__name__)
 
@@ -210,19 +210,29 @@ class RecoveryService:
 
     @staticmethod
     async def _members(adapter: AmiAdapter, room: str) -> dict[str, AmiEvent]:
-        return {m.get("Uniqueid"): m for m in await adapter.confbridge_members(room)}
+        """The room's members by Uniqueid, and a dial-in caller's also by the token the IVR put
+        on its channel (for a join whose event the engine missed)."""
+        members: dict[str, AmiEvent] = {}
+        for member in await adapter.confbridge_members(room):
+            members[member.get("Uniqueid")] = member
+            token = member.channel_variable(PARTICIPANT_VARIABLE)
+            if is_dialin_token(token):
+                members.setdefault(token or "", member)
+        return members
 
     async def _in_room(self, conference: Conference, participant: Participant, member: AmiEvent,
                        report: ResyncReport) -> None:
-        channel = member.get("Channel") or participant.channel
+        channel = member.get("Channel") if is_channel(member.get("Channel")) else participant.channel
+        uid = member.get("Uniqueid")
+        call_id = uid if is_channel(uid) else participant.call_id  # learned from AMI, as the tracker does
         muted = member.get("Muted").lower() == "yes"
         if participant.state == ParticipantState.CONNECTED:
-            if participant.channel != channel or participant.muted != muted:
-                await self.repo.update_participant(participant.id, channel=channel, muted=muted)
+            if participant.channel != channel or participant.muted != muted or participant.call_id != call_id:
+                await self.repo.update_participant(participant.id, channel=channel, muted=muted, call_id=call_id)
             report.kept.append(participant.id)
             return
         await self.repo.update_participant(
-            participant.id, state=ParticipantState.CONNECTED, channel=channel, muted=muted,
+            participant.id, state=ParticipantState.CONNECTED, channel=channel, muted=muted, call_id=call_id,
             joined_at=participant.joined_at or datetime.now(UTC), left_at=None, failure_reason=None)
         report.reconnected.append(participant.id)
         await self.repo.log_event(conference.id, "participant.joined", participant_id=participant.id,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support.api import ApiUser, BusWatcher, connected, new_user
+from tests.support.api import ApiUser, BusWatcher, connected, new_user, session_client
 from web.api import ROUTES
 
 pytestmark = pytest.mark.stack
@@ -50,7 +50,8 @@ async def owner_a(engine, api_server, pstn) -> dict:
     contact = await a.api.post("/contacts", {"name": "A contact", "number": "375291110001"})
     room = await a.api.post("/rooms", {"name": "A room", "number": "2001"})
     template = await a.api.post("/templates", {"name": "A template", "is_default": True})
-    token = await a.api.post("/tokens", {"name": "A second token"})
+    portal = await session_client(engine, api_server, a.account.id)  # tokens come from a portal session
+    token = await portal.post("/tokens", {"name": "A second token"})
     objects = {
         "user": a, "scheduled": scheduled.body["id"], "live": live.body["id"], "pid": participant_id,
         "contacts": contact.body["id"], "rooms": room.body["id"], "templates": template.body["id"],

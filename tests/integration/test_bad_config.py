@@ -103,6 +103,7 @@ async def run_cli(tmp_path: Path, settings: Settings, **env: str) -> tuple[int, 
         VECHE_RUN_DIR=str(tmp_path / "run"),
         VECHE_CACHE_DIR=str(settings.cache_dir),
         VECHE_WEB_PORT=str(free_port()),
+        VECHE_METRICS_PORT=str(free_port()),
         VECHE_AGI_PORT=str(free_port()),
         VECHE_TEST_MODE="1",
         PYTHONWARNINGS="default",
@@ -148,3 +149,10 @@ async def test_cli_postgres_down(tmp_path: Path, settings: Settings, asterisk) -
 async def test_cli_malformed_ami_url(tmp_path: Path, settings: Settings) -> None:
     code, stderr, _ = await run_cli(tmp_path, settings, ASTERISK_AMI_URL="http://nowhere")
     assert_one_line_error(code, stderr, "ASTERISK_AMI_URL")
+
+
+@pytest.mark.parametrize("length", ["4", "5"])
+async def test_cli_refuses_a_pin_length_below_six(tmp_path: Path, settings: Settings, length: str) -> None:
+    """PINs are at least 6 digits: a shorter VECHE_PIN_LENGTH stops the start with one line."""
+    code, stderr, _ = await run_cli(tmp_path, settings, VECHE_PIN_LENGTH=length)
+    assert_one_line_error(code, stderr, "VECHE_PIN_LENGTH", "at least 6", f"got {length}")

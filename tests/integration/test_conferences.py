@@ -202,7 +202,9 @@ async def test_busy_callee_is_retried(settings: Settings, engine) -> None:
 
         async def retried_and_failed():
             participant = (await service.get(owner, conference.id)).participants[0]
-            return participant if participant.attempts == 2 and participant.state == "failed" else None
+            kinds = [e["kind"] for e in await service.events(owner, conference.id)]
+            logged = kinds.count("participant.failed") == 2  # the event follows the state change
+            return participant if participant.attempts == 2 and participant.state == "failed" and logged else None
 
         participant = await wait_until(retrying, retried_and_failed, timeout=20, what="second busy")
         assert (participant.failure_reason, participant.hangup_cause) == ("busy", 17)

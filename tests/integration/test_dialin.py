@@ -103,13 +103,14 @@ async def test_three_wrong_pins_end_the_call_and_are_counted(engine, sipp) -> No
                                       conference.id) == 0
 
 
-async def test_unknown_conference_number_is_refused(engine, sipp) -> None:
+async def test_unknown_conference_number_is_answered_like_a_wrong_pin(engine, sipp) -> None:
+    """An unknown number is asked for the PIN like a real one; each PIN counts as a wrong entry."""
     caller = random_caller()
-    process = await sipp.caller("9#,,,,,,,,,8#,,,,,,,,,7#", caller=caller)
+    process = await sipp.caller("9#,,,,,,,,,8#,,,,,,,,,7#,,,,,,,,,6#", caller=caller)
     assert await process.wait(30) == 0, process.log_text()[-2000:]
     assert outcome_of(engine, caller).wrong_entries == 3
-    kinds = [f["kind"] for f in await engine.services.dialin.repo.failures(caller=caller)]
-    assert kinds == ["number", "number", "number"]
+    failures = await engine.services.dialin.repo.failures(caller=caller)
+    assert [(f["kind"], f["conference_number"]) for f in failures] == [("number", "9")] * 3
 
 
 async def test_blocked_accounts_conference_is_unknown_to_callers(engine, sipp) -> None:
@@ -121,7 +122,8 @@ async def test_blocked_accounts_conference_is_unknown_to_callers(engine, sipp) -
     await engine.pool.execute("UPDATE accounts SET blocked = true WHERE id = $1", conference.owner_id)
     caller = random_caller()
     number = conference.conference_number
-    process = await sipp.caller(f"{number}#,,,,,,,,,{number}#,,,,,,,,,{number}#", caller=caller)
+    pin = conference.chair_pin
+    process = await sipp.caller(f"{number}#,,,,,,,,,{pin}#,,,,,,,,,{pin}#,,,,,,,,,{pin}#", caller=caller)
     assert await process.wait(30) == 0, process.log_text()[-2000:]
     assert outcome_of(engine, caller).wrong_entries == 3
     assert await engine.pool.fetchval("SELECT count(*) FROM participants WHERE conference_id = $1",

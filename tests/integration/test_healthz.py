@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.app import Engine
 from engine.stack import AsteriskProcess, PostgresCluster
 from tests.conftest import make_settings
+from web.metrics import metrics_address
 
 pytestmark = pytest.mark.stack
 
@@ -64,7 +66,9 @@ async def health(stack: Stack) -> tuple[int, dict]:
 
 
 async def ami_connected_metric(stack: Stack) -> float:
-    text = await (await stack.http.get("/metrics")).text()
+    host, port = metrics_address(stack.http.server.app)  # /metrics has a listener of its own
+    async with aiohttp.ClientSession() as session, session.get(f"http://{host}:{port}/metrics") as response:
+        text = await response.text()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "veche_ami_connected" and sample.labels == {"node": "health"}:

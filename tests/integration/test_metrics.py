@@ -1,4 +1,5 @@
-"""GET /metrics on the real stack: every metric of the operator edition is exposed, and the
+"""GET /metrics on the real stack: served on its own listener (never on the web port, a bearer
+token when VECHE_METRICS_TOKEN is set), every metric of the operator edition is exposed, and the
 counters move while a real conference runs (dial-out answered and busy, a dial-in with one wrong
 PIN, HTTP requests)."""
 
@@ -8,6 +9,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.domain.model import ConferencePlan, ParticipantPlan, Role
 from tests.support.dialin_factories import random_caller
 from tests.support.factories import create_account, wait_until
+from web.metrics import metrics_address, metrics_app
 
 pytestmark = pytest.mark.stack
 
@@ -57,10 +60,29 @@ async def http(engine) -> AsyncIterator[TestClient]:
 
 
 async def scrape(http: TestClient) -> dict:
-    response = await http.get("/metrics")
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    return parse(await response.text())
+    """A scrape of the portal's own /metrics listener (not its web port)."""
+    host, port = metrics_address(http.server.app)
+    async with aiohttp.ClientSession() as session, session.get(f"http://{host}:{port}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return parse(await response.text())
+
+
+async def test_metrics_are_not_on_the_web_port(engine, http: TestClient) -> None:
+    assert (await http.get("/metrics")).status == 404
+    host, port = metrics_address(http.server.app)
+    assert host == "127.0.0.1" and port != http.server.port
+
+
+async def test_metrics_token_is_required_when_set(engine) -> None:
+    server = TestServer(metrics_app(engine.services.metrics, "scrape-secret-123"), host="127.0.0.1")
+    async with TestClient(server) as client:
+        assert (await client.get("/metrics")).status == 401
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-124"})
+        assert wrong.status == 401
+        right = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
+        assert right.status == 200
+        assert "veche_ami_connected" in await right.text()
 
 
 async def test_metrics_are_exposed(engine, http: TestClient) -> None:
@@ -124,7 +146,6 @@ async def test_counters_move_with_a_real_conference(engine, http: TestClient, si
     assert value(during, "veche_conferences_running", node=node) >= 1
     assert value(during, "veche_participants_connected", node=node) >= 2  # the chair and the caller
     assert delta("veche_http_request_duration_seconds_count", method="GET", route="/healthz", status="200") >= 1
-    assert delta("veche_http_request_duration_seconds_count", method="GET", route="/metrics", status="200") >= 1
 
     await service.end(owner, conference.id)
     assert await caller.wait(CALL_SETUP_TIMEOUT) == 0, caller.log_text()[-2000:]

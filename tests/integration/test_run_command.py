@@ -94,7 +94,7 @@ class RunCommand:
     cache_dir: Path
     trunk_port: int = 0
     ports: dict[str, int] = field(default_factory=lambda: {
-        "web": free_port(), "ami": free_port(), "agi": free_port()})
+        "web": free_port(), "ami": free_port(), "agi": free_port(), "metrics": free_port()})
     sip_port: int = field(default_factory=free_udp_port_pair)
     rtp_start: int = field(default_factory=lambda: 10000 + 2 * secrets.randbelow(20000))
     process: asyncio.subprocess.Process | None = None
@@ -120,6 +120,7 @@ class RunCommand:
             VECHE_RUN_DIR=str(self.run_dir), VECHE_CACHE_DIR=str(self.cache_dir),
             VECHE_WEB_PORT=str(self.ports["web"]), VECHE_SIP_PORT=str(self.sip_port),
             VECHE_AMI_PORT=str(self.ports["ami"]), VECHE_AGI_PORT=str(self.ports["agi"]),
+            VECHE_METRICS_PORT=str(self.ports["metrics"]),
             VECHE_RTP_START=str(self.rtp_start), VECHE_RTP_END=str(self.rtp_start + 999), VECHE_RING_TIMEOUT="10",
         )
         if self.trunk_port:

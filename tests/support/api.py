@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -80,6 +81,7 @@ class ApiClient:
     server: TestServer
     token: str | None = None
     cookies: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every call (e.g. X-CSRF-Token)
 
     def url(self, path: str) -> str:
         return str(self.server.make_url("/api/v1" + path))
@@ -87,6 +89,7 @@ class ApiClient:
     async def call(self, method: str, path: str, json: Any = _MISSING, *, data: bytes | str | None = None,
                    headers: dict[str, str] | None = None) -> Reply:
         all_headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        all_headers.update(self.headers)
         all_headers.update(headers or {})
         kwargs: dict[str, Any] = {"headers": all_headers}
         if json is not _MISSING:
@@ -123,6 +126,17 @@ async def new_user(engine: Any, server: TestServer, **account_fields: Any) -> Ap
     account = await engine.services.accounts.create(random_phone(), PASSWORD, **account_fields)
     issued = await engine.services.tokens.issue(account.id, "tests")
     return ApiUser(account, issued.secret, ApiClient(server, issued.secret))
+
+
+async def session_client(engine: Any, server: TestServer, account_id: int) -> ApiClient:
+    """A client of /api/v1 riding on a portal session cookie with its CSRF token, as the portal's
+    own pages call the API (the only way besides the CLI to create API tokens)."""
+    from web.sessions import COOKIE_NAME
+
+    csrf = secrets.token_urlsafe(16)
+    cookie = await engine.services.accounts.save_session(None, account_id, {"account_id": account_id,
+                                                                                "csrf": csrf})
+    return ApiClient(server, cookies={COOKIE_NAME: cookie}, headers={"X-CSRF-Token": csrf})
 
 
 class BusWatcher:

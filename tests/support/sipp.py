@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -64,8 +65,39 @@ class SippProcess:
         if not self._log.closed:
             self._log.close()
 
+    def invited_numbers(self) -> list[str]:
+        """The numbers of every call this far end was invited to so far, in arrival order."""
+        return [number for number, _ in self.invites()]
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def message_path(self) -> Path:
+        """SIPp's trace of every SIP message (the pstn far end writes one: -trace_msg)."""
+        return self.log_path.with_suffix(".msg")
+
+    def message_offset(self) -> int:
+        """Where the message trace ends now: pass it to ``invites`` to see only what follows."""
+        return self.message_path.stat().st_size if self.message_path.exists() else 0
+
+    def invites(self, since: int = 0) -> list[tuple[str, str]]:
+        """(dialled number, Call-ID) of every INVITE the far end received after offset
+        ``since``, in arrival order, each call once (retransmissions dropped)."""
+        if not self.message_path.exists():
+            return []
+        with open(self.message_path, "rb") as trace:
+            trace.seek(since)
+            text = trace.read().decode(errors="replace")
+        seen: dict[str, str] = {}
+        for block in re.split(r"^-{20,}.*$", text, flags=re.MULTILINE):
+            if "message received" not in block:
+                continue
+            request = re.search(r"^INVITE sip:([0-9]+)@", block, flags=re.MULTILINE)
+            call_id = re.search(r"^(?:Call-ID|i)\s*:\s*(\S+)", block, flags=re.MULTILINE | re.IGNORECASE)
+            if request and call_id and call_id.group(1) not in seen:
+                seen[call_id.group(1)] = request.group(1)
+        return [(number, call_id) for call_id, number in seen.items()]
 
 
 @dataclass
@@ -86,7 +118,8 @@ class SippFactory:
         base = self._next("pstn")
         argv = ["sipp", "-sf", str(SCENARIOS / "pstn.xml"), "-i", "127.0.0.1", "-p", str(port),
                 "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
-                "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err"]
+                "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err",
+                "-trace_msg", "-message_file", f"{base}.msg"]
         return await SippProcess(argv, base.with_suffix(".log")).start()
 
     async def caller(self, digits: str, caller: str = "375291110000", delay_ms: int = 1000,

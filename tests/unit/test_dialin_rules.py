@@ -60,3 +60,35 @@ def test_caller_number() -> None:
     assert caller_number("375291234567") == "375291234567"
     assert caller_number("anonymous") == "00"
     assert caller_number("+375 29 123-45-67") == "375291234567"
+
+
+def test_withheld_callers_share_a_lower_threshold() -> None:
+    """Hiding the number gives no fresh counter: every withheld call is "00", blocked sooner."""
+    policy = DialinPolicy(caller_block_after=10, withheld_block_after=5)
+    assert caller_number("") == caller_number("anonymous") == caller_number("0") == caller_number("00") == "00"
+    assert not policy.caller_blocked(4, "00") and policy.caller_blocked(5, "00")
+    assert not policy.caller_blocked(9, "375291234567") and policy.caller_blocked(10, "375291234567")
+
+
+def test_lockout_after_n_wrong_pins_and_counting_restarts_after_the_cool_down() -> None:
+    policy = DialinPolicy(failure_window_seconds=900, lockout_after=20, lockout_seconds=600)
+    assert not policy.lockout_due(19) and policy.lockout_due(20)
+    assert policy.lockout_end(NOW) == NOW + timedelta(seconds=600)
+    assert policy.counting_since(NOW, None) == NOW - timedelta(seconds=900)
+    ended = NOW - timedelta(seconds=60)  # a lock-out ended a minute ago: its guesses no longer count
+    assert policy.counting_since(NOW, ended) == ended
+    assert policy.counting_since(NOW, NOW - timedelta(hours=2)) == NOW - timedelta(seconds=900)
+
+
+def test_locked_out_until_the_end_of_the_cool_down() -> None:
+    from engine.domain.dialin import locked_out
+
+    until = NOW + timedelta(seconds=30)
+    assert locked_out(until, NOW) and not locked_out(until, until) and not locked_out(None, NOW)
+
+
+def test_any_digits_are_a_conference_number_so_unknown_ones_get_the_pin_prompt() -> None:
+    from engine.domain.dialin import is_conference_number
+
+    assert is_conference_number("9") and is_conference_number("123456789")
+    assert not is_conference_number(None) and not is_conference_number("") and not is_conference_number("*1")

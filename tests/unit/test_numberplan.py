@@ -6,14 +6,40 @@ import pytest
 
 from engine.config import Settings
 from engine.domain.errors import ValidationError
-from engine.domain.numberplan import NumberPlan
+from engine.domain.numberplan import GroupRule, NumberPlan, dialout_rules, pattern_regex
 
-PLAN = NumberPlan()
+PLAN = NumberPlan(short_number_prefixes=("1", "70"))
 
 
 @pytest.mark.parametrize("number", ["375291234567", "375171234567", "375441234567", "1234", "7000"])
 def test_plan_accepts(number: str) -> None:
     assert PLAN.validate(number) == number
+
+
+@pytest.mark.parametrize("number", ["2345", "7100", "9999", "0123"])
+def test_short_numbers_need_one_of_the_operators_prefixes(number: str) -> None:
+    assert not PLAN.is_allowed(number)
+    assert not NumberPlan().is_allowed("1234")  # no prefixes: no short number at all
+
+
+def test_dialplan_is_rendered_from_the_same_plans() -> None:
+    groups = [GroupRule(("_1XXX", "_37517XXXXXXX")), GroupRule((), allow_international=True)]
+    rules = dialout_rules(PLAN, groups)
+    assert rules.allowed == ("_375ZXXXXXXXX", "_1XXX", "_70XX", "_37517XXXXXXX", "_00Z.")
+    assert rules.refused == ("_375902.",)
+    plans = [PLAN, *(PLAN.for_group(g.patterns, allow_international=g.allow_international) for g in groups)]
+    for number in ["375291234567", "1234", "7012", "375902123456", "2345", "375091234567", "12345",
+                   "0044207946000", "80291234567", "7100"]:
+        in_dialplan = any(pattern_regex(p).fullmatch(number) for p in rules.allowed) and not any(
+            pattern_regex(p).fullmatch(number) for p in rules.refused)
+        engine_allows = any(plan.is_allowed(number) for plan in plans)
+        assert not engine_allows or in_dialplan, number  # the dialplan never refuses what the engine dials
+        if not in_dialplan:
+            assert not engine_allows, number
+
+
+def test_a_group_allowing_premium_lifts_the_refused_prefix() -> None:
+    assert dialout_rules(PLAN, [GroupRule((), allow_premium=True)]).refused == ()
 
 
 @pytest.mark.parametrize("number", [
@@ -35,7 +61,7 @@ def test_plan_refuses_non_text() -> None:
 
 
 def test_short_number_length_comes_from_settings() -> None:
-    plan = NumberPlan.from_settings(Settings(short_number_length=3))
+    plan = NumberPlan.from_settings(Settings(short_number_length=3, short_number_prefixes=("1",)))
     assert plan.validate("123") == "123"
     with pytest.raises(ValidationError):
         plan.validate("1234")

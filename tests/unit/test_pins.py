@@ -8,7 +8,7 @@ from engine.domain.errors import ConfigError
 from engine.domain.pins import generate_conference_number, generate_pins
 
 
-@pytest.mark.parametrize("length", [4, 6, 8, 12])
+@pytest.mark.parametrize("length", [6, 8, 12])
 def test_pins_have_length_and_differ(length: int) -> None:
     for _ in range(200):
         chair, guest = generate_pins(length)
@@ -33,3 +33,21 @@ def test_bad_lengths(length: int) -> None:
         generate_pins(length)
     with pytest.raises(ConfigError):
         generate_conference_number(length)
+
+
+@pytest.mark.parametrize("length", [4, 5])
+def test_pins_shorter_than_six_digits_are_refused(length: int) -> None:
+    """A short PIN is guessable within the lock-out budget: the length may be raised, not lowered."""
+    with pytest.raises(ConfigError):
+        generate_pins(length)
+    assert len(generate_conference_number(length)) == length  # numbers are not the secret
+
+
+@pytest.mark.parametrize("value", ["4", "5"])
+def test_pin_length_below_six_is_a_config_error(value: str) -> None:
+    from engine.config import Settings
+
+    with pytest.raises(ConfigError, match="VECHE_PIN_LENGTH") as failure:
+        Settings.from_env({"VECHE_PIN_LENGTH": value})
+    assert "at least 6" in str(failure.value) and "\n" not in str(failure.value)
+    assert Settings.from_env({"VECHE_PIN_LENGTH": "8"}).pin_length == 8

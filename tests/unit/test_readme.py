@@ -12,7 +12,7 @@ README = (ROOT / "README.md").read_text()
 
 def variables_read_by_the_engine() -> set[str]:
     config = (ROOT / "engine" / "config.py").read_text()
-    names = {f"VECHE_{name}" for name in re.findall(r'(?<![.\w])get(?:_\w+)?\("([A-Z0-9_]+)"', config)}
+    names = {f"VECHE_{name}" for name in re.findall(r'(?<![.\w])(?:get|positive)(?:_\w+)?\("([A-Z0-9_]+)"', config)}
     names |= set(re.findall(r"\b(VECHE_[A-Z0-9_]+)\b", config))
     names |= set(re.findall(r'env\.get\("([A-Z][A-Z0-9_]+)"\)', config))
     stack = (ROOT / "engine" / "stack.py").read_text()

@@ -4,6 +4,7 @@ with its own error and authentication middlewares, mounted by ``setup_api(app)``
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -91,6 +92,7 @@ def setup_api(app: web.Application) -> web.Application:
     api = web.Application(middlewares=[api_errors, api_authentication])
     install_api_rate_limit(api, app[SERVICES].settings.api_requests_per_minute)  # 429 per account
     api[events.STOPPING] = asyncio.Event()
+    api[events.OPEN_STREAMS] = Counter()
     api.on_shutdown.append(events.stop_streams)
     api.router.add_get("/openapi.json", openapi_json)
     for method, path, handler in ROUTES:

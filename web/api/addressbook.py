@@ -12,13 +12,14 @@ from engine.domain.tokens import ApiToken
 from web.api import parse, render
 from web.api.common import account, no_content, ok
 from web.api.spec_parts import SEARCH
+from web.auth import by_token
 from web.context import services
 
 CONTACT_FIELDS = ("id", "name", "number", "email")
 ROOM_FIELDS = ("id", "name", "number", "location")
-TOKEN_FIELDS = ("id", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+TOKEN_FIELDS = ("id", "name", "prefix", "created_at", "last_used_at", "revoked_at", "expires_at")
 ACCOUNT_FIELDS = ("id", "phone", "name", "email", "language", "timezone", "role", "max_participants",
-                  "max_concurrent_conferences", "max_dialouts_per_minute")
+                  "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
 
 
 def _contact(item: Contact) -> dict[str, Any]:
@@ -52,7 +53,9 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 async def create_token(request: web.Request) -> web.Response:
     data = await parse.body(request, "TokenCreate", optional=True)
-    issued = await services(request).tokens.issue(account(request).id, data.get("name", ""))
+    issued = await services(request).tokens.issue(account(request).id, data.get("name", ""),
+                                                  expires_in_days=data.get("expires_in_days"),
+                                                  by_token=by_token(request))
     return ok({"token": issued.secret, "details": _token(issued.token)}, status=201)
 
 

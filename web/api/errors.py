@@ -21,6 +21,7 @@ from engine.domain.errors import (
     ValidationError,
     VecheError,
 )
+from engine.domain.text import TextRefused
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Most specific first: the first class the error is an instance of decides.
 STATUS_OF: tuple[tuple[type[VecheError], int], ...] = (
+    (TextRefused, 422),  # well-formed JSON whose text breaks the one-line rule (engine/domain/text.py)
     (ValidationError, 400),
     (Unauthenticated, 401),
     (Forbidden, 403),

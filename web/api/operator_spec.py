@@ -19,18 +19,21 @@ def _limits() -> dict[str, Any]:
     return {"max_participants": {"type": "integer", "minimum": 1, "maximum": 1000},
             "max_concurrent_conferences": {"type": "integer", "minimum": 1, "maximum": 100},
             "max_dialouts_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "max_concurrent_calls": {"type": "integer", "minimum": 1, "maximum": 10000},
             "plan_group": GROUP_NAME}
 
 
 def operator_schemas() -> dict[str, Any]:
-    profile = {"name": spec.TEXT_100, "email": spec.EMAIL, "language": {"type": "string", "enum": ["ru", "en"]}}
+    profile = {"name": spec.NAME, "email": spec.EMAIL, "language": {"type": "string", "enum": ["ru", "en"]}}
     account_out = spec._obj({
         "id": spec.ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": spec.EMAIL_OUT,
         "language": {"type": "string"}, "timezone": {"type": "string"},
         "role": {"type": "string", "enum": ["customer", "operator"]},
         "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
-        "max_dialouts_per_minute": {"type": "integer"}, "blocked": {"type": "boolean"},
+        "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
+        "blocked": {"type": "boolean"},
         "plan_group": {"type": "string"}, "created_at": spec.DATETIME, "updated_at": spec.DATETIME,
+        "admin": {"type": "boolean", "description": "an operator who may block, reset or delete operators"},
     }, ("id", "phone", "role", "blocked", "plan_group"), closed=False)
     group_out = spec._obj({
         "name": {"type": "string"}, "description": {"type": "string"},
@@ -50,7 +53,7 @@ def operator_schemas() -> dict[str, Any]:
         "PlanGroupList": spec._obj({"groups": {"type": "array", "items": spec._ref("PlanGroup")}}, ("groups",),
                                    closed=False),
         "PlanGroupInput": spec._obj({
-            "description": {"type": "string", "maxLength": 200, "pattern": spec.ONE_LINE},
+            "description": spec._one_line(200),
             "patterns": {"type": "array", "maxItems": 50, "items": PATTERN,
                          "description": "empty: the default plan (375 + 9 digits, internal short numbers)"},
             "allow_international": {"type": "boolean", "default": False},
@@ -119,7 +122,8 @@ def operator_paths() -> dict[str, Any]:
                              errors=("401", "403", "404", "409")),
         },
         "/operator/accounts/{id}/password": {
-            "post": spec._op("operator_reset_password", "Set a new password (ends the account's sessions)",
+            "post": spec._op("operator_reset_password", "Set a new password (ends the account's sessions "
+                             "and revokes its API tokens)",
                              spec.NO_CONTENT, tag=tag, body="PasswordReset", params=item),
         },
         "/operator/conferences": {
@@ -140,7 +144,7 @@ def operator_paths() -> dict[str, Any]:
         "/operator/plan-groups/{name}": {
             "put": spec._op("operator_save_plan_group", "Create or replace a number-plan group",
                             {"200": spec._json("PlanGroup", "the group")}, tag=tag, body="PlanGroupInput",
-                            params=group, errors=("401", "403", "404"), body_required=False),
+                            params=group, errors=("401", "403", "404", "422"), body_required=False),
             "delete": spec._op("operator_delete_plan_group", "Delete a group no account uses", spec.NO_CONTENT,
                                tag=tag, params=group, errors=("401", "403", "404", "409")),
         },

@@ -1,6 +1,7 @@
 """Turns API requests into the values services take: JSON bodies checked against the OpenAPI
 schemas (so a bad body is a 400 naming the field), path ids, dates and conference plans.
-Parsing only: the services own every business rule."""
+Parsing only: the services own every business rule, the one-line text rule of subjects and
+names included (engine/domain/text.py, applied by the domain checks the services call)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from jsonschema.exceptions import best_match
 
 from engine.domain.errors import NotFound, ValidationError
 from engine.domain.model import ConferencePlan, ParticipantPlan, Role
+from engine.domain.text import MESSAGE_BAD_CHARACTER, TextRefused
 from web.api.openapi import body_schema
 from web.api.spec_parts import DAY_OR_MOMENT, ID_MAX
 
@@ -66,10 +68,11 @@ def _message_of(error: Any, field: str) -> str:
 
 
 def _reject_nul(value: Any, field: str = "body") -> None:
-    """PostgreSQL text cannot hold NUL; refuse it at the door rather than fail deep inside."""
+    """PostgreSQL text cannot hold NUL; refuse it at the door rather than fail deep inside (as the
+    text rule refuses any control character: 422 invalid_text naming the field)."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValidationError(f"{field} contains a NUL character", field)
+            raise TextRefused(MESSAGE_BAD_CHARACTER, field)
     elif isinstance(value, dict):
         for key, item in value.items():
             _reject_nul(key, field)

@@ -1,6 +1,7 @@
 """Per-account request rate limit of the JSON API: a token bucket per authenticated account
 (VECHE_API_RATE requests per minute, the same as a burst); over it, 429 with a JSON error and
-Retry-After. Repeated hits reach the toll-fraud guard's alert like any other limit."""
+Retry-After. Repeated hits reach the toll-fraud guard's alert like any other limit, naming the
+client address (web/security.py client_address: X-Forwarded-For only from a trusted proxy)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from engine.domain.errors import RateLimited
 from engine.domain.ratelimit import TokenBuckets
 from web.api.common import ACCOUNT
 from web.context import services
-from web.security import Handler
+from web.security import Handler, client_address
 
 API_LIMITER = web.AppKey("veche.api_rate_limiter", TokenBuckets)
 
@@ -26,7 +27,8 @@ async def api_rate_limit(request: web.Request, handler: Handler) -> web.StreamRe
         limiter = request.config_dict[API_LIMITER]
         wait = limiter.take(account.id, time.monotonic())
         if wait > 0:
-            services(request).guard.hit(account.id, "api_requests", f"{request.method} {request.path}")
+            services(request).guard.hit(account.id, "api_requests",
+                                        f"{request.method} {request.path} from {client_address(request)}")
             error = RateLimited(f"too many API requests: at most {limiter.per_minute} a minute; "
                                 f"try again in {math.ceil(wait)} s")
             error.retry_after = max(1, math.ceil(wait))  # type: ignore[attr-defined]

@@ -34,9 +34,19 @@ def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: 
 ID = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
 DATETIME = {"type": "string", "format": "date-time"}
 NULL_DATETIME = _nullable(DATETIME)
-ONE_LINE = "^[^\\u0000-\\u001f\\u007f]*$"  # no control characters (names, subjects, locations)
-TEXT_100 = {"type": "string", "maxLength": 100, "pattern": ONE_LINE}
-NAME_100 = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": ONE_LINE}
+
+
+def _one_line(limit: int, required: bool = False) -> dict[str, Any]:
+    """A field under the one-line text rule (engine/domain/text.py), which the service applies:
+    text that breaks it is refused with 422 and code invalid_text naming the field."""
+    return {"type": "string", "description": (
+        ("required; " if required else "") + f"one line, at most {limit} characters after trimming; "
+        "no control characters (CR, LF, TAB, C1), no U+2028/U+2029, no bidi overrides or isolates")}
+
+
+SUBJECT = _one_line(200, required=True)
+NAME = _one_line(100)
+NAME_REQUIRED = _one_line(100, required=True)
 NUMBER = {"type": "string", "pattern": "^[0-9]{2,15}$", "examples": ["375291234567"],
           "description": "2 to 15 digits, without + or spaces (participants must also be in the number plan)"}
 EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
@@ -55,6 +65,7 @@ DAY_OR_MOMENT = {"type": "string", "examples": ["2026-11-25", "2026-11-25T10:00:
                  "description": "a date YYYY-MM-DD or an ISO 8601 date-time (years 1970 to 9000)"}
 INT32 = {"type": "integer", "minimum": -(2**31), "maximum": INT32_MAX}
 
+
 # Operations ----------------------------------------------------------------------------------
 
 _ERRORS = {
@@ -63,7 +74,8 @@ _ERRORS = {
     "403": "account blocked, or a cookie-authenticated write without a valid X-CSRF-Token",
     "404": "no such object for this account",
     "409": "the object's state does not allow this",
-    "422": "an account limit would be exceeded",
+    "422": "an account limit would be exceeded, or a text field breaks the one-line text rule "
+           "(code invalid_text, `field` names it)",
     "413": "the body is too large",
     "429": "too many requests",
     "503": "the telephony engine cannot be reached",

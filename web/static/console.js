@@ -11,6 +11,7 @@
   var body = root.querySelector("[data-participants]");
   var toast = root.querySelector("[data-toast]");
   var offline = root.querySelector("[data-offline]");
+  var lockout = root.querySelector("[data-pin-lockout]");
   var current = null;
   var loading = false;
   var again = false;
@@ -115,7 +116,18 @@
     root.querySelector("[data-unlock-form]").hidden = !conference.locked;
     root.querySelector("[data-ends-at]").textContent = shortTime.format(new Date(conference.ends_at));
     root.dataset.confState = conference.state;
+    showLockout(conference.pin_lockout ? conference.pin_lockout.until : "");
     root.classList.toggle("is-over", conference.state !== "running" && conference.state !== "scheduled");
+  }
+
+  // The banner of a running PIN lock-out: shown until its end, then hidden without a reload.
+  function showLockout(until) {
+    lockout.dataset.until = until || "";
+    var active = !!until && Date.parse(until) > Date.now();
+    if (active) {
+      lockout.textContent = label("pin_lockout").replace("{time}", shortTime.format(new Date(until)));
+    }
+    lockout.hidden = !active;
   }
 
   function refresh() {
@@ -144,7 +156,7 @@
     "conference.scheduled", "conference.updated", "conference.cancelled", "conference.started",
     "conference.extended", "conference.locked", "conference.unlocked", "conference.ended", "conference.failed",
     "participant.added", "participant.state", "participant.muted", "participant.unmuted", "participant.kicked",
-    "participant.talking"];
+    "participant.talking", "conference.pin_lockout"];
   function connect() {
     var stream = new EventSource(root.dataset.eventsUrl);
     stream.onopen = function () { offline.hidden = true; root.dataset.live = "1"; refresh(); };
@@ -215,6 +227,7 @@
   }
 
   setInterval(function () {
+    if (lockout.dataset.until && Date.parse(lockout.dataset.until) <= Date.now()) { showLockout(""); }
     if (!current) { return; }
     current.participants.forEach(function (p) {
       if (p.state !== "connected") { return; }

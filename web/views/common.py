@@ -58,8 +58,14 @@ async def translate_later(request: web.Request, message: str) -> str:
 
 
 async def error_text(request: web.Request, error: VecheError) -> str:
-    """A domain error's message in the visitor's language (catalogued messages are translated)."""
-    return (await translations(request)).gettext(str(error))
+    """A domain error's message in the visitor's language (catalogued messages are translated;
+    an error with ``message_id`` and ``values``, such as the text rule's, is formatted after)."""
+    catalogue = await translations(request)
+    message_id = getattr(error, "message_id", None)
+    if message_id is not None:
+        values = getattr(error, "values", None) or {}
+        return catalogue.gettext(message_id) % values if values else catalogue.gettext(message_id)
+    return catalogue.gettext(str(error))
 
 
 async def flash(request: web.Request, message: str, kind: str = "ok") -> None:

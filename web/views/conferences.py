@@ -63,6 +63,11 @@ def conference_json(conference: Conference) -> dict[str, Any]:
     }
 
 
+async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, Any] | None:
+    """The running PIN lock-out of the conference (None when there is none)."""
+    return await services(request).dialin.pin_lockout(conference_id)
+
+
 async def _conference(request: web.Request) -> Conference:
     account = await current_account(request)
     return await services(request).conferences.get(account.id, path_id(request))
@@ -87,7 +92,8 @@ async def card(request: web.Request) -> web.StreamResponse:
         deliveries = await services(request).notifier.delivery_status(account.id, conference.id)
     except VecheError:
         log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
-    return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries})
+    return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries,
+                                                     "pin_lockout": await _pin_lockout(request, conference.id)})
 
 
 @login_required
@@ -144,7 +150,8 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 async def console(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     return await render(request, "console.html", {
-        "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state})
+        "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state,
+        "pin_lockout": await _pin_lockout(request, conference.id)})
 
 
 @login_required
@@ -152,7 +159,10 @@ async def console_state(request: web.Request) -> web.StreamResponse:
     """The console's current state as JSON: fetched when the event stream (re)connects and when
     it reports a change, so a reconnecting console always shows the present."""
     conference = await _conference(request)
-    return web.json_response(conference_json(conference), headers={"Cache-Control": "no-store"})
+    body = conference_json(conference)
+    lockout = await _pin_lockout(request, conference.id)
+    body["pin_lockout"] = {name: moment.isoformat() for name, moment in lockout.items()} if lockout else None
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def _action_done(request: web.Request, conference_id: int, message: str,

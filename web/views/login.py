@@ -10,28 +10,22 @@ from engine.domain.errors import Forbidden, RateLimited, ValidationError
 from web.auth import current_account, end_session, start_login_session
 from web.context import services
 from web.i18n import LANGUAGES
+from web.security import client_address, safe_redirect
 from web.views.common import error_text, field, render, translate
-
-
-def _safe_next(target: str) -> str:
-    """Only local paths: never an open redirect."""
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/planning"
 
 
 async def login_page(request: web.Request, *, error: str | None = None, error_field: str | None = None,
                      phone: str = "", status: int = 200) -> web.Response:
-    captcha_id = await services(request).captcha.new()
+    captcha_id = await services(request).captcha.new(client_address(request))
     return await render(request, "login.html", {
         "captcha_id": captcha_id, "error": error, "error_field": error_field, "phone": phone,
-        "next": _safe_next(request.query.get("next", "") or ""),
+        "next": safe_redirect(request.query.get("next", "") or ""),
     }, status=status)
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
     if await current_account(request) is not None:
-        raise web.HTTPSeeOther(_safe_next(request.query.get("next", "")))
+        raise web.HTTPSeeOther(safe_redirect(request.query.get("next", "")))
     return await login_page(request)
 
 
@@ -39,7 +33,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     phone = form.get("phone", "") if isinstance(form.get("phone"), str) else ""
     password = form.get("password", "") if isinstance(form.get("password"), str) else ""
-    target = _safe_next(field(form, "next"))
+    target = safe_redirect(field(form, "next"))
     captcha_ok = await services(request).captcha.check(field(form, "captcha_id"), field(form, "captcha"))
     try:
         account_phone(phone)
@@ -50,7 +44,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         message = await translate(request, "The code from the picture is wrong; try the new one")
         return await login_page(request, error=message, error_field="captcha", phone=phone, status=400)
     try:
-        account = await services(request).accounts.authenticate(phone, password, address=request.remote)
+        account = await services(request).accounts.authenticate(phone, password, address=client_address(request))
     except ValidationError as exc:
         return await login_page(request, error=await error_text(request, exc), error_field=exc.field,
                                 phone=phone, status=400)
@@ -71,7 +65,7 @@ async def captcha_image(request: web.Request) -> web.StreamResponse:
     image = await services(request).captcha.image(request.match_info["captcha_id"])
     if image is None:
         raise web.HTTPNotFound()
-    return web.Response(body=image, content_type="image/png", headers={"Cache-Control": "no-store"})
+    return web.Response(body=image, content_type="image/png", headers={"Cache-Control": "private, max-age=600"})
 
 
 async def switch_language(request: web.Request) -> web.StreamResponse:
@@ -84,4 +78,4 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
         await services(request).accounts.update_profile(account.id, language=chosen)
     session = await get_session(request)
     session["lang"] = chosen
-    raise web.HTTPSeeOther(_safe_next(field(form, "next")))
+    raise web.HTTPSeeOther(safe_redirect(field(form, "next")))

@@ -14,9 +14,10 @@ from web.auth import View, current_account, login_required
 from web.context import services
 from web.views.common import error_text, field, flash, int_param, path_id, render, translate
 
-LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute")
+LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
 ACCOUNT_DEFAULTS = {"phone": "", "name": "", "email": "", "language": "ru", "plan_group": "default",
-                    "max_participants": 50, "max_concurrent_conferences": 3, "max_dialouts_per_minute": 120}
+                    "max_participants": 50, "max_concurrent_conferences": 3, "max_dialouts_per_minute": 120,
+                    "max_concurrent_calls": 50}
 GROUP_DEFAULTS = {"name": "", "description": "", "patterns": "", "allow_international": False,
                   "allow_premium": False}
 

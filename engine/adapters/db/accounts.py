@@ -12,9 +12,10 @@ from engine.adapters.db import update_by_id
 from engine.domain.accounts import Account
 
 ACCOUNT_COLUMNS = ("id, phone, name, email, language, timezone, role, max_participants, "
-                   "max_concurrent_conferences, max_dialouts_per_minute, blocked")
+                   "max_concurrent_conferences, max_dialouts_per_minute, max_concurrent_calls, blocked, admin")
 PROFILE_COLUMNS = frozenset({"name", "email", "language", "timezone"})
-LIMIT_COLUMNS = frozenset({"max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "blocked"})
+LIMIT_COLUMNS = frozenset({"max_participants", "max_concurrent_conferences", "max_dialouts_per_minute",
+                           "max_concurrent_calls", "blocked"})
 
 
 def _account(row: asyncpg.Record) -> Account:
@@ -63,9 +64,21 @@ class AccountRepository:
         row = await self.pool.fetchrow(sql, account_id, *args)
         return _account(row) if row else None
 
+    async def set_admin(self, phone: str, admin: bool) -> Account | None:
+        """Set an operator's admin flag (the CLI's ``account admin``); None when no such operator."""
+        row = await self.pool.fetchrow(
+            f"UPDATE accounts SET admin = $2, updated_at = now() WHERE phone = $1 AND role = 'operator' "
+            f"RETURNING {ACCOUNT_COLUMNS}", phone, admin)
+        return _account(row) if row else None
+
     async def record_attempt(self, phone: str, address: str | None, succeeded: bool) -> None:
         await self.pool.execute(
             "INSERT INTO login_attempts (phone, address, succeeded) VALUES ($1, $2, $3)", phone, address, succeeded)
+
+    async def purge_attempts(self, before: datetime) -> int:
+        """Forget login attempts older than ``before`` (the limits look back only minutes)."""
+        status = await self.pool.execute("DELETE FROM login_attempts WHERE at < $1", before)
+        return int(status.split()[-1])
 
     async def failures_since(self, since: datetime, *, phone: str | None = None, address: str | None = None) -> int:
         """Failed attempts after ``since`` (and after the last success, for a phone)."""

@@ -40,6 +40,16 @@ _PART_SELECT = ", ".join(PARTICIPANT_COLUMNS)
 LIVE_PARTICIPANT_STATES = ("calling", "ringing", "connected")
 
 
+class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
+    """A write refused because a limit checked inside its transaction was reached."""
+
+    def __init__(self, limit: str, allowed: int, current: int) -> None:
+        super().__init__(f"{limit}: {current} of {allowed}")
+        self.limit = limit
+        self.allowed = allowed
+        self.current = current
+
+
 def _conference(row: asyncpg.Record) -> Conference:
     data = {k: row[k] for k in CONFERENCE_COLUMNS}
     data["state"] = ConferenceState(data["state"])
@@ -79,33 +89,22 @@ class ConferenceRepository:
         """The account's phone, blocked flag and limits, or None when there is no such account."""
         row = await self.pool.fetchrow(
             "SELECT id, phone, blocked, max_participants, max_concurrent_conferences, "
-            "max_dialouts_per_minute FROM accounts WHERE id = $1", account_id)
+            "max_dialouts_per_minute, max_concurrent_calls FROM accounts WHERE id = $1", account_id)
         return dict(row) if row else None
-
-    async def count_overlapping(self, owner_id: int, starts_at: datetime, ends_at: datetime,
-                                exclude_id: int | None = None) -> int:
-        """Scheduled or running conferences of the owner whose time overlaps [starts_at, ends_at)."""
-        return await self.pool.fetchval(
-            "SELECT count(*) FROM conferences WHERE owner_id = $1 AND state IN ('scheduled', 'running') "
-            "AND starts_at < $3 AND ends_at > $2 AND id IS DISTINCT FROM $4",
-            owner_id, starts_at, ends_at, exclude_id)
-
-    async def count_recent_dialouts(self, owner_id: int, seconds: float = 60.0) -> int:
-        """Dial-out attempts of the owner's conferences during the last ``seconds``."""
-        return await self.pool.fetchval(
-            "SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
-            "WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
-            "AND e.at > clock_timestamp() - make_interval(secs => $2)", owner_id, float(seconds))
 
     # ------------------------------------------------------------------ conferences
 
     async def insert_conference(self, fields: dict[str, Any],
                                 participants: Iterable[dict[str, Any]] = ()) -> Conference:
-        """Insert a conference and its planned participants in one transaction. Raises
-        asyncpg.UniqueViolationError when the conference number or room is taken."""
+        """Insert a conference and its planned participants in one transaction, atomically within
+        the owner's limit of concurrent conferences: the owner's account row is locked, the
+        conferences overlapping the new one's time are counted and the insert happens only below
+        ``max_concurrent_conferences`` (else OverLimit). Raises asyncpg.UniqueViolationError when
+        the conference number or room is taken."""
         columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
         placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
         async with self.pool.acquire() as conn, conn.transaction():
+            await self._check_overlap(conn, fields["owner_id"], fields["starts_at"], fields["ends_at"], None)
             row = await conn.fetchrow(
                 f"INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
                 f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
@@ -114,6 +113,35 @@ class ConferenceRepository:
                 conference.participants.append(
                     await self._insert_participant(conn, conference.id, **plan))
         return conference
+
+    @staticmethod
+    async def _check_overlap(conn: asyncpg.Connection, owner_id: int, starts_at: datetime, ends_at: datetime,
+                             exclude_id: int | None) -> None:
+        """Lock the owner's account row (until the transaction ends, so concurrent plans of one
+        account take turns) and raise OverLimit when the conferences overlapping [starts_at,
+        ends_at) already reach the account's max_concurrent_conferences."""
+        limit = await conn.fetchval(
+            "SELECT max_concurrent_conferences FROM accounts WHERE id = $1 FOR NO KEY UPDATE", owner_id)
+        if limit is None:
+            return  # no such account: the foreign key refuses the insert
+        overlapping = await conn.fetchval(
+            "SELECT count(*) FROM conferences WHERE owner_id = $1 AND state IN ('scheduled', 'running') "
+            "AND starts_at < $3 AND ends_at > $2 AND id IS DISTINCT FROM $4",
+            owner_id, starts_at, ends_at, exclude_id)
+        if overlapping >= limit:
+            raise OverLimit("max_concurrent_conferences", limit, overlapping)
+
+    async def reschedule(self, conference_id: int, owner_id: int, starts_at: datetime,
+                         ends_at: datetime) -> Conference | None:
+        """Move a scheduled conference to [starts_at, ends_at), atomically within the owner's
+        limit of concurrent conferences (OverLimit); None when it is not scheduled any more."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._check_overlap(conn, owner_id, starts_at, ends_at, conference_id)
+            row = await conn.fetchrow(
+                "UPDATE conferences SET starts_at = $2, ends_at = $3, updated_at = now() "
+                f"WHERE id = $1 AND state = 'scheduled' RETURNING {_CONF_SELECT}",
+                conference_id, starts_at, ends_at)
+        return _conference(row) if row else None
 
     async def get(self, conference_id: int, owner_id: int | None = None,
                   with_participants: bool = True) -> Conference | None:
@@ -269,10 +297,20 @@ class ConferenceRepository:
     async def add_participant(self, conference_id: int, *, number: str, name: str = "",
                               email: str | None = None, role: str = "guest", origin: str = "dialout",
                               state: str = "planned", call_id: str | None = None,
-                              node_id: str | None = None, channel: str | None = None) -> Participant:
+                              node_id: str | None = None, channel: str | None = None,
+                              max_active: int | None = None) -> Participant:
         """Insert one participant (dial-in inserts itself with origin 'dialin', state 'calling'
-        and call_id = the caller channel's uniqueid before entering ConfBridge)."""
-        async with self.pool.acquire() as conn:
+        and call_id = the caller channel's uniqueid before entering ConfBridge). With
+        ``max_active`` the conference row is locked and the insert happens only while fewer
+        than that many of its participants are not failed (else OverLimit)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if max_active is not None:
+                await conn.execute("SELECT 1 FROM conferences WHERE id = $1 FOR NO KEY UPDATE", conference_id)
+                active = await conn.fetchval(
+                    "SELECT count(*) FROM participants WHERE conference_id = $1 AND state <> 'failed'",
+                    conference_id)
+                if active >= max_active:
+                    raise OverLimit("max_participants", max_active, active)
             return await self._insert_participant(
                 conn, conference_id, number=number, name=name, email=email, role=role, origin=origin,
                 state=state, call_id=call_id, node_id=node_id, channel=channel)

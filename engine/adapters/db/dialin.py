@@ -1,5 +1,6 @@
 """SQL of dial-in: finding a conference by the number a caller keyed, counting who is in it,
-adding the caller as a participant, and the failed-entry log that slows PIN guessing."""
+adding the caller as a participant, the failed-entry log that slows PIN guessing, and the
+per-number lock-outs that stop it (shared by every engine through PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class DialinRepository:
             f"AND created_at > now() - interval '{_PENDING_SEAT_SECONDS} seconds'))", conference_id)
 
     async def add_caller(self, conference_id: int, *, number: str, role: Role, call_id: str,
-                         channel: str, node_id: str) -> Participant:
+                         channel: str | None, node_id: str) -> Participant:
         """The caller as a participant (origin dialin, state calling) and its log entry, at once."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -80,14 +81,38 @@ class DialinRepository:
             "INSERT INTO dialin_failures (caller, conference_id, conference_number, kind, call_id) "
             "VALUES ($1, $2, $3, $4, $5)", caller, conference_id, conference_number[:20], kind, call_id)
 
-    async def recent_failures(self, *, caller: str, conference_id: int | None,
-                              since: datetime) -> tuple[int, int]:
-        """(failures of this caller number, failures on this conference) since ``since``."""
+    async def recent_failures(self, *, caller: str, caller_since: datetime, conference_number: str,
+                              number_since: datetime) -> tuple[int, int]:
+        """(failures of this caller number since ``caller_since``, wrong entries on this
+        conference number since ``number_since``); refusals of blocked callers do not count."""
         row = await self.pool.fetchrow(
-            "SELECT (SELECT count(*) FROM dialin_failures WHERE caller = $1 AND at >= $3 AND kind <> 'blocked') "
-            "AS by_caller, (SELECT count(*) FROM dialin_failures WHERE conference_id = $2 AND at >= $3 "
-            "AND kind <> 'blocked') AS by_conference", caller, conference_id, since)
-        return int(row["by_caller"]), int(row["by_conference"] or 0)
+            "SELECT (SELECT count(*) FROM dialin_failures WHERE caller = $1 AND at >= $2 AND kind <> 'blocked') "
+            "AS by_caller, (SELECT count(*) FROM dialin_failures WHERE conference_number = $3 AND at >= $4 "
+            "AND kind <> 'blocked') AS by_number", caller, caller_since, conference_number[:20], number_since)
+        return int(row["by_caller"]), int(row["by_number"])
+
+    async def lockout_until(self, conference_number: str) -> datetime | None:
+        """The end of this conference number's latest lock-out (maybe past), None if never."""
+        return await self.pool.fetchval(
+            "SELECT until FROM dialin_lockouts WHERE conference_number = $1", conference_number[:20])
+
+    async def start_lockout(self, *, conference_number: str, conference_id: int | None, now: datetime,
+                            until: datetime, failures: int) -> datetime | None:
+        """Close PIN entry on this number until ``until``, unless a lock-out is running already;
+        returns the start time when this call started it (so one engine, once, tells the owner)."""
+        return await self.pool.fetchval(
+            "INSERT INTO dialin_lockouts AS l (conference_number, conference_id, started_at, until, failures) "
+            "VALUES ($1, $2, $5, $3, $4) ON CONFLICT (conference_number) DO UPDATE "
+            "SET conference_id = EXCLUDED.conference_id, started_at = EXCLUDED.started_at, "
+            "until = EXCLUDED.until, failures = EXCLUDED.failures WHERE l.until <= $5 "
+            "RETURNING started_at", conference_number[:20], conference_id, until, failures, now)
+
+    async def conference_lockout(self, conference_id: int) -> tuple[datetime, datetime] | None:
+        """(start, end) of the running lock-out of this conference's number, for its console."""
+        row = await self.pool.fetchrow(
+            "SELECT l.started_at, l.until FROM dialin_lockouts l JOIN conferences c "
+            "ON c.conference_number = l.conference_number WHERE c.id = $1 AND l.until > now()", conference_id)
+        return (row["started_at"], row["until"]) if row else None
 
     async def failures(self, **where: Any) -> list[dict[str, Any]]:
         """Failure rows matching ``caller=`` / ``conference_id=`` (for tests and the operator)."""

@@ -71,15 +71,19 @@ async def mark_reminder(conn: asyncpg.Connection, conference_id: int, starts_at:
 
 async def enqueue(conn: asyncpg.Connection, *, dedup_key: str, conference_id: int, participant_id: int | None,
                   kind: str, recipient_role: str, recipient: str, sender: str, subject: str, message_id: str,
-                  message: bytes, sequence: int, now: datetime) -> bool:
-    """Queue one message; False when a message with this key was queued before."""
+                  message: bytes, sequence: int, now: datetime, failed_reason: str | None = None) -> bool:
+    """Queue one message; False when a message with this key was queued before. With
+    ``failed_reason`` the row is stored as failed at once (the message could not be built), so the
+    deliveries show it and the worker never claims it."""
     row = await conn.fetchrow("""
         INSERT INTO mail_outbox (dedup_key, conference_id, participant_id, kind, recipient_role, recipient,
-                                 sender, subject, message_id, message, sequence, next_attempt_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                 sender, subject, message_id, message, sequence, next_attempt_at,
+                                 status, last_error)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                CASE WHEN $13::text IS NULL THEN 'queued' ELSE 'failed' END, $13::text)
         ON CONFLICT (dedup_key) DO NOTHING
         RETURNING id""", dedup_key, conference_id, participant_id, kind, recipient_role, recipient, sender,
-        subject, message_id, message, sequence, now)
+        subject, message_id, message, sequence, now, failed_reason)
     return row is not None
 
 

@@ -14,9 +14,10 @@ from engine.adapters.db import update_by_id
 
 OPERATOR_ACCOUNT_COLUMNS = (
     "id, phone, name, email, language, timezone, role, max_participants, max_concurrent_conferences, "
-    "max_dialouts_per_minute, blocked, plan_group, created_at, updated_at")
+    "max_dialouts_per_minute, max_concurrent_calls, blocked, plan_group, created_at, updated_at, admin")
 OPERATOR_WRITABLE = frozenset({"name", "email", "language", "timezone", "max_participants",
-                               "max_concurrent_conferences", "max_dialouts_per_minute", "blocked", "plan_group"})
+                               "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls",
+                               "blocked", "plan_group"})
 GROUP_COLUMNS = "name, description, patterns, allow_international, allow_premium, created_at, updated_at"
 AUDIT_COLUMNS = "id, at, actor, actor_id, action, account_id, conference_id, address, detail"
 

@@ -1,18 +1,21 @@
-"""SQL of the api_tokens table (JSON API bearer tokens): issue, look up by hash, touch, revoke."""
+"""SQL of the api_tokens table (JSON API bearer tokens): issue, look up by hash, touch, revoke
+(one token or all of an account's)."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import asyncpg
 
 from engine.domain.tokens import ApiToken
 
-_COLUMNS = "id, account_id, name, prefix, created_at, last_used_at, revoked_at"
+_COLUMNS = "id, account_id, name, prefix, created_at, last_used_at, revoked_at, expires_at"
 
 
 def _token(row: asyncpg.Record) -> ApiToken:
     return ApiToken(id=row["id"], account_id=row["account_id"], name=row["name"], prefix=row["prefix"],
                     created_at=row["created_at"], last_used_at=row["last_used_at"],
-                    revoked_at=row["revoked_at"])
+                    revoked_at=row["revoked_at"], expires_at=row["expires_at"])
 
 
 class TokenRepository:
@@ -21,10 +24,11 @@ class TokenRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def insert(self, account_id: int, name: str, token_hash: str, prefix: str) -> ApiToken:
+    async def insert(self, account_id: int, name: str, token_hash: str, prefix: str,
+                     expires_at: datetime | None = None) -> ApiToken:
         row = await self._pool.fetchrow(
-            f"INSERT INTO api_tokens (account_id, name, token_hash, prefix) VALUES ($1, $2, $3, $4) "
-            f"RETURNING {_COLUMNS}", account_id, name, token_hash, prefix)
+            f"INSERT INTO api_tokens (account_id, name, token_hash, prefix, expires_at) VALUES ($1, $2, $3, $4, $5) "
+            f"RETURNING {_COLUMNS}", account_id, name, token_hash, prefix, expires_at)
         return _token(row)
 
     async def account_id_by_phone(self, phone: str) -> int | None:
@@ -51,6 +55,12 @@ class TokenRepository:
     async def get(self, token_id: int) -> ApiToken | None:
         row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM api_tokens WHERE id = $1", token_id)
         return None if row is None else _token(row)
+
+    async def revoke_account(self, account_id: int) -> int:
+        """Revoke every live token of the account; how many."""
+        status = await self._pool.execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE account_id = $1 AND revoked_at IS NULL", account_id)
+        return int(status.split()[-1])
 
     async def revoke(self, token_id: int) -> ApiToken | None:
         row = await self._pool.fetchrow(

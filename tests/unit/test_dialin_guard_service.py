@@ -1,0 +1,158 @@
+"""The dial-in conversation over fakes of our own interfaces (the call and the repository):
+the prompts a caller hears for unknown, ended and not-started numbers are the same until a
+correct PIN, a lock-out refuses every PIN and is announced once, withheld callers share one key."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from engine.config import Settings
+from engine.domain.dialin import PIN_LOCKOUT_EVENT, WITHHELD, DialinPolicy, Refusal
+from engine.domain.model import Conference, ConferenceState
+from engine.services.bus import DomainEvent, EventBus
+from engine.services.dialin import DialinService
+from tests.unit.test_dialin_rules import conference as make_conference
+
+
+@dataclass
+class FakeCall:
+    """Answers GET DATA from a script of entries and records every prompt."""
+
+    entries: list[str | None]
+    caller_number: str = "375291234567"
+    channel: str = "PJSIP/pstn-00000001"
+    uniqueid: str = "1700000000.1"
+    first_entry: str | None = None  # nothing keyed during the dialplan's Read()
+    heard: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+
+    async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None:
+        self.heard.append(f"ask {prompt}")
+        return self.entries.pop(0) if self.entries else None
+
+    async def play(self, *prompts: str) -> None:
+        self.heard.extend(f"play {p}" for p in prompts)
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self.variables[name] = value
+
+
+@dataclass
+class FakeRepo:
+    conferences: dict[str, Conference] = field(default_factory=dict)
+    failures_log: list[dict[str, Any]] = field(default_factory=list)
+    lockouts: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
+
+    async def conference_by_number(self, number: str) -> Conference | None:
+        return self.conferences.get(number)
+
+    async def seats_taken(self, conference_id: int) -> int:
+        return 0
+
+    async def add_caller(self, conference_id: int, **kw: Any) -> Any:
+        return SimpleNamespace(id=99)
+
+    async def record_failure(self, *, caller: str, kind: str, conference_id: int | None, conference_number: str,
+                             call_id: str) -> None:
+        self.failures_log.append({"at": datetime.now(UTC), "caller": caller, "kind": kind,
+                                  "conference_number": conference_number})
+
+    async def recent_failures(self, *, caller: str, caller_since: datetime, conference_number: str,
+                              number_since: datetime) -> tuple[int, int]:
+        counted = [f for f in self.failures_log if f["kind"] != "blocked"]
+        return (sum(1 for f in counted if f["caller"] == caller and f["at"] >= caller_since),
+                sum(1 for f in counted if f["conference_number"] == conference_number and f["at"] >= number_since))
+
+    async def lockout_until(self, conference_number: str) -> datetime | None:
+        found = self.lockouts.get(conference_number)
+        return found[1] if found else None
+
+    async def start_lockout(self, *, conference_number: str, conference_id: int | None, now: datetime,
+                            until: datetime, failures: int) -> datetime | None:
+        found = self.lockouts.get(conference_number)
+        if found and found[1] > now:
+            return None
+        self.lockouts[conference_number] = (now, until, failures)
+        return now
+
+
+def service(**policy: Any) -> tuple[DialinService, FakeRepo, list[DomainEvent]]:
+    bus = EventBus()
+    events: list[DomainEvent] = []
+    bus.subscribe(events.append)
+    repo = FakeRepo()
+    instance = DialinService(Settings(test_mode=True), repo, bus,  # type: ignore[arg-type]
+                             DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))
+    return instance, repo, events
+
+
+async def test_unknown_ended_and_not_started_numbers_sound_the_same_until_a_correct_pin() -> None:
+    dialin, repo, _ = service()
+    now = datetime.now(UTC)
+    repo.conferences["111111"] = make_conference(id=1, conference_number="111111", state=ConferenceState.ENDED)
+    repo.conferences["222222"] = make_conference(id=2, conference_number="222222", state=ConferenceState.SCHEDULED,
+                                                 starts_at=now + timedelta(hours=2), ends_at=now + timedelta(hours=3))
+    heard = {}
+    for number in ("111111", "222222", "333333"):
+        call = FakeCall([number, "999999", "999998", "999997"])
+        outcome = await dialin.answer(call)
+        assert outcome.wrong_entries == 3 and outcome.refusal is None
+        heard[number] = call.heard
+    assert heard["111111"] == heard["222222"] == heard["333333"] == [
+        "ask conf-getconfno", "ask conf-getpin", "play conf-invalidpin", "ask conf-getpin", "play conf-invalidpin",
+        "ask conf-getpin", "play conf-invalidpin", "play goodbye"]
+    ended, later = FakeCall(["111111", "111111"]), FakeCall(["222222", "111111"])
+    assert (await dialin.answer(ended)).refusal == Refusal.ENDED
+    assert (await dialin.answer(later)).refusal == Refusal.NOT_STARTED
+    assert ended.heard[:2] == later.heard[:2] == ["ask conf-getconfno", "ask conf-getpin"]
+    assert ended.heard[2:] != later.heard[2:]
+
+
+async def test_lockout_refuses_every_pin_and_is_announced_once() -> None:
+    dialin, repo, events = service(lockout_after=3, lockout_seconds=600)
+    repo.conferences["123456"] = make_conference(id=7, owner_id=5)
+    guesser = FakeCall(["123456", "000001", "000002", "000003"], caller_number="375290000001")
+    assert (await dialin.answer(guesser)).wrong_entries == 3
+    await asyncio.gather(*dialin._tasks)
+    assert [(e.kind, e.conference_id, e.owner_id, e.data["failures"]) for e in events] == [
+        (PIN_LOCKOUT_EVENT, 7, 5, 3)]
+    chair = FakeCall(["123456", "111111"], caller_number="375290000002")
+    assert (await dialin.answer(chair)).refusal == Refusal.LOCKED_OUT
+    assert chair.heard == ["ask conf-getconfno", "play please-try-call-later", "play goodbye"]
+    # an unknown number is locked out the same way (and tells nobody)
+    unknown = FakeCall(["654321", "1", "2", "3"], caller_number="375290000003")
+    await dialin.answer(unknown)
+    late = FakeCall(["654321", "1"], caller_number="375290000004")
+    assert (await dialin.answer(late)).refusal == Refusal.LOCKED_OUT and late.heard == chair.heard
+    assert len(events) == 1
+    # after the cool-down the right PIN gets in, and old guesses do not start the next lock-out
+    passed = timedelta(seconds=601)  # the cool-down is over: move everything that happened back
+    for failure in repo.failures_log:
+        failure["at"] -= passed
+    repo.lockouts = {number: (start - passed, until - passed, count)
+                     for number, (start, until, count) in repo.lockouts.items()}
+    assert (await dialin.answer(FakeCall(["123456", "000004", "111111"],
+                                         caller_number="375290000005"))).participant_id == 99
+
+
+async def test_withheld_callers_share_one_counter() -> None:
+    dialin, repo, _ = service(withheld_block_after=2, caller_block_after=10)
+    repo.conferences["123456"] = make_conference()
+    first = await dialin.answer(FakeCall(["123456", "000001", "000002", "000003"], caller_number=""))
+    assert first.caller == WITHHELD and first.wrong_entries == 3
+    blocked = FakeCall(["123456", "111111"], caller_number="anonymous")
+    assert (await dialin.answer(blocked)).refusal == Refusal.BLOCKED
+    assert blocked.heard == ["play please-try-call-later", "play goodbye"]
+    numbered = await dialin.answer(FakeCall(["123456", "111111"], caller_number="375291111111"))
+    assert numbered.participant_id == 99
+
+
+def test_policy_comes_from_the_settings() -> None:
+    settings = replace(Settings(test_mode=True), pin_lockout_after=7, pin_lockout_seconds=60, withheld_block_after=3)
+    dialin = DialinService(settings, FakeRepo(), EventBus())  # type: ignore[arg-type]
+    policy = dialin.policy
+    assert (policy.lockout_after, policy.lockout_seconds, policy.withheld_block_after) == (7, 60, 3)
