@@ -54,8 +54,7 @@ async def _run(settings: Settings) -> None:
         print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  "
               f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
               f"FastAGI {settings.agi_host}:{settings.agi_port}, "
-              f"metrics {settings.metrics_host}:{settings.metrics_port}, "
-              f"access number {settings.access_number}). "
+              f"metrics {settings.metrics_host}:{settings.metrics_port}, access number {settings.access_number}). "
               "Ctrl-C stops everything.", flush=True)
         if not os.environ.get("DATABASE_URL"):
             print(f"Private PostgreSQL: DATABASE_URL={settings.database_url} "

@@ -40,6 +40,7 @@ from engine.services.conferences import ConferenceService
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
+from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
@@ -88,6 +89,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         captcha=CaptchaService(CaptchaRepository(pool), test_mode=settings.test_mode, max_rows=settings.captcha_max),
         tokens=tokens,
         dialin=DialinService(settings, DialinRepository(pool), bus),
+        keypad=KeypadService(settings, conference_repo, conferences=conferences, bus=bus),
         quality=QualityService(conferences, nodes),
         operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=conferences,
                                  audit=audit, guard=guard, plans=plans, dialplan=dialplan),

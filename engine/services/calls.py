@@ -42,6 +42,8 @@ TRACKED_EVENTS = ("OriginateResponse", "UserEvent", "DialBegin", "Hangup", "Conf
 DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, ParticipantState.LEFT)
 IN_CALL_STATES = (ParticipantState.CALLING, ParticipantState.RINGING)
 PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
+# Whoever the owner or chair invites enters even a locked room (see asterisk-config/confbridge.conf).
+INVITED_PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest_invited"}
 # The fixed prompts the engine may play into a room (key -> Asterisk sound name).
 PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
 ANNOUNCER_PREFIX = "an-"
@@ -317,7 +319,7 @@ class CallService:
             return  # cancelled while waiting for its slot (conference ended, participant kicked)
         try:
             number = number_plan.validate(participant.number, "number")  # checked again right before use
-            variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": PROFILES[participant.role],
+            variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": INVITED_PROFILES[participant.role],
                          "VECHE_CALL": attempt.call_id,
                          "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
             self.originates += 1

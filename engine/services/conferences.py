@@ -438,8 +438,9 @@ class ConferenceService:
             raise StateConflict("the participant is not in the conference room")
         return participant
 
-    async def mute(self, owner_id: int | None, conference_id: int, participant_id: int, muted: bool) -> None:
-        """Mute or unmute a connected participant."""
+    async def mute(self, owner_id: int | None, conference_id: int, participant_id: int, muted: bool,
+                   actor: str | None = None) -> None:
+        """Mute or unmute a connected participant (``actor`` names who, when not the owner)."""
         conference = await self._running(owner_id, conference_id)
         participant = self._in_room(conference, participant_id)
         try:
@@ -448,8 +449,9 @@ class ConferenceService:
             raise StateConflict(f"Asterisk could not {'mute' if muted else 'unmute'}: {exc}") from exc
         await self.repo.update_participant(participant.id, muted=muted)
         kind = "participant.muted" if muted else "participant.unmuted"
-        await self.repo.log_event(conference.id, kind, actor=actor_of(owner_id), participant_id=participant.id)
-        await self._publish(kind, conference, participant.id)
+        await self.repo.log_event(conference.id, kind, actor=actor or actor_of(owner_id),
+                                  participant_id=participant.id)
+        await self._publish(kind, conference, participant.id, actor=actor or actor_of(owner_id))
 
     async def kick(self, owner_id: int | None, conference_id: int, participant_id: int) -> None:
         """Remove a participant from the room (or stop dialling them)."""
@@ -471,8 +473,9 @@ class ConferenceService:
                                   participant_id=participant.id)
         await self._publish("participant.kicked", conference, participant.id)
 
-    async def lock(self, owner_id: int | None, conference_id: int, locked: bool) -> None:
-        """Lock (no new guests; a chair may still enter) or unlock a running conference."""
+    async def lock(self, owner_id: int | None, conference_id: int, locked: bool, actor: str | None = None) -> None:
+        """Lock (no guest dials in; a chair PIN and whoever is invited still enter) or unlock a
+        running conference."""
         conference = await self._running(owner_id, conference_id)
         try:
             await self.calls.node(conference.node_id).confbridge_lock(conference.room, locked)
@@ -481,10 +484,11 @@ class ConferenceService:
             log.info("conference %s: room not locked in Asterisk: %s", conference.id, exc)
         await self.repo.update(conference.id, locked=locked)
         kind = "conference.locked" if locked else "conference.unlocked"
-        await self.repo.log_event(conference.id, kind, actor=actor_of(owner_id))
-        await self._publish(kind, conference)
+        await self.repo.log_event(conference.id, kind, actor=actor or actor_of(owner_id))
+        await self._publish(kind, conference, actor=actor or actor_of(owner_id))
 
-    async def extend(self, owner_id: int | None, conference_id: int, minutes: int) -> Conference:
+    async def extend(self, owner_id: int | None, conference_id: int, minutes: int,
+                     actor: str | None = None) -> Conference:
         """Move the end of a running conference by 15, 30, 45 or 60 minutes."""
         step = validate_extension(minutes)
         conference = await self._running(owner_id, conference_id)
@@ -492,10 +496,10 @@ class ConferenceService:
                                           count_against_cap=False)
         if extended is None:
             raise StateConflict("the conference is not running")
-        await self.repo.log_event(conference.id, "conference.extended", actor=actor_of(owner_id),
+        await self.repo.log_event(conference.id, "conference.extended", actor=actor or actor_of(owner_id),
                                   detail={"minutes": step, "auto": False, "ends_at": extended.ends_at.isoformat()})
         await self._publish("conference.extended", extended, minutes=step, auto=False,
-                            ends_at=extended.ends_at.isoformat())
+                            ends_at=extended.ends_at.isoformat(), actor=actor or actor_of(owner_id))
         self._wake_scheduler()
         return await self._owned(owner_id, conference.id)
 

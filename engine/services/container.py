@@ -16,6 +16,7 @@ from engine.services.captcha import CaptchaService
 from engine.services.conferences import ConferenceService
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
+from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
@@ -46,6 +47,7 @@ class Services:
     captcha: CaptchaService
     tokens: TokenService
     dialin: DialinService
+    keypad: KeypadService
     quality: QualityService
     operator: OperatorService
 

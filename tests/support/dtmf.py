@@ -23,10 +23,11 @@ def _udp_frame(payload: bytes) -> bytes:
 
 
 def dtmf_packets(digits: str, digit_ms: int = 120, gap_ms: int = 120,
-                 pause_ms: int = 600) -> list[tuple[float, bytes]]:
-    """(send time in seconds, RTP packet) for ``digits``; a ``,`` in the string is a pause."""
+                 pause_ms: int = 600, first_seq: int = 1000, first_ts: int = 160_000) -> list[tuple[float, bytes]]:
+    """(send time in seconds, RTP packet) for ``digits``; a ``,`` in the string is a pause.
+    Several pcaps played one after the other on one call need rising ``first_seq``/``first_ts``."""
     packets: list[tuple[float, bytes]] = []
-    seq, ts, clock = 1000, 160_000, 0.0
+    seq, ts, clock = first_seq, first_ts, 0.0
     ssrc = 0x5EC4E
     for digit in digits:
         if digit == ",":

@@ -116,7 +116,10 @@ class SippFactory:
     async def pstn(self, port: int) -> SippProcess:
         """The trunk's far end on 127.0.0.1:port (see tests/sipp/pstn.xml for the number codes)."""
         base = self._next("pstn")
-        argv = ["sipp", "-sf", str(SCENARIOS / "pstn.xml"), "-i", "127.0.0.1", "-p", str(port),
+        scenario = base.with_suffix(".xml")  # the keypad callee's digits live in the work folder
+        keypad_pcap = write_dtmf_pcap("*1", base.with_name(base.name + "-keypad.pcap"))
+        scenario.write_text(jinja2.Template((SCENARIOS / "pstn.xml").read_text()).render(keypad_pcap=keypad_pcap))
+        argv = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
                 "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
                 "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err",
                 "-trace_msg", "-message_file", f"{base}.msg"]
