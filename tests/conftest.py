@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +18,30 @@ from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_p
 from tests.support.sipp import SippFactory, SippProcess
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test session gets a temporary folder of its own, not one under pytest's shared
+    ``/tmp/pytest-of-<user>``: pytest makes that one private (0700) at every session start, which
+    would cut the ``postgres`` user off from the cluster of another session running at the same
+    time (a unit run beside the full suite)."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="veche-test-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and config.stash.get(_SESSION_PASSED, False):
+        shutil.rmtree(own, ignore_errors=True)  # a failed session keeps its folder to look into
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_SESSION_PASSED] = exitstatus == 0
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
+_SESSION_PASSED = pytest.StashKey[bool]()
 
 
 def make_settings(run_dir: Path, **overrides: object) -> Settings:
