@@ -9,17 +9,29 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
-from engine.app import admin_services
 from engine.config import Settings
 from engine.domain.errors import ValidationError
+
+if TYPE_CHECKING:
+    from engine.services.container import AdminServices
 
 
 def _quiet(args: argparse.Namespace) -> None:
     """Only warnings and errors on stderr (unless -v): the output is the command's answer."""
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)
+
+
+def admin_services(settings: Settings) -> AbstractAsyncContextManager[AdminServices]:
+    """The composition root's services for these commands (engine/app.py). Imported here, not at
+    the top: ``python -m engine asterisk-config render`` also builds this parser, in the Asterisk
+    image, which has the standard library and jinja2 only."""
+    from engine.app import admin_services as build
+
+    return build(settings)
 
 
 def _one_line(exc: ValidationError) -> ValidationError:
