@@ -59,6 +59,8 @@ async def _run(settings: Settings) -> None:
         if not os.environ.get("DATABASE_URL"):
             print(f"Private PostgreSQL: DATABASE_URL={settings.database_url} "
                   "(for `python -m engine account create ...`)", flush=True)
+        if settings.mail_sink:
+            print(f"No VECHE_SMTP_HOST: mail is kept in {settings.run_dir / 'mail'} (Operator > Outbox).", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
@@ -73,7 +75,8 @@ async def _run(settings: Settings) -> None:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     from engine.stack import local_stack
 
-    settings.refuse_default_secrets()  # before anything starts: one line, exit 2
+    settings.refuse_mail_sink()  # before anything starts: one line, exit 2
+    settings.refuse_default_secrets()
     _stop_on_signals()
     # PostgreSQL and Asterisk run in sessions of their own: a signal for the engine never reaches
     # them, and an engine that dies (kill -9) leaves them running; the next run adopts them or

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.domain.speech import LANGUAGES
 from engine.logging import log_context
 
 if TYPE_CHECKING:
@@ -166,6 +167,13 @@ class AgiCall:
         if not re.match(r"^VECHE_[A-Z_]{1,40}$", name) or not _SAFE_VAR_VALUE.match(value):
             raise ValueError(f"refusing to set {name}={value!r}")
         await self.command(f'SET VARIABLE {name} "{value}"')
+
+    async def set_language(self, language: str) -> None:
+        """Switch the channel's voice language (the prompts it hears from now on) to one of
+        the languages every node carries; anything else is refused."""
+        if language not in LANGUAGES:
+            raise ValueError(f"refusing voice language {language!r}")
+        await self.command(f'SET VARIABLE CHANNEL(language) "{language}"')
 
 
 AgiRoute = Callable[[AgiCall], Awaitable[None]]

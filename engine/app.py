@@ -13,6 +13,7 @@ import asyncpg
 
 from engine.adapters.ami import AmiAdapter
 from engine.adapters.db import create_pool
+from engine.adapters.db.account_links import AccountLinkRepository
 from engine.adapters.db.accounts import AccountRepository
 from engine.adapters.db.addressbook import AddressBookRepository
 from engine.adapters.db.call_slots import CallSlotRepository
@@ -23,8 +24,10 @@ from engine.adapters.db.metrics import MetricsRepository
 from engine.adapters.db.migrations import migrate
 from engine.adapters.db.nodes import NodeRepository
 from engine.adapters.db.operator import AuditRepository, OperatorRepository
+from engine.adapters.db.recordings import RecordingRepository
 from engine.adapters.db.sessions import SessionRepository
 from engine.adapters.db.tokens import TokenRepository
+from engine.adapters.mail_sink import MailSinkReader
 from engine.agi import AgiLimits, AgiServer
 from engine.agi_routes import install_routes
 from engine.config import Settings
@@ -44,7 +47,9 @@ from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
+from engine.services.outbox import MailOutbox
 from engine.services.quality import QualityService
+from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
 from engine.services.tokens import TokenService
@@ -65,12 +70,15 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     guard = LimitGuard(metrics.metrics, audit)
     account_repo = AccountRepository(pool)
     tokens = TokenService(TokenRepository(pool), account_repo)
-    accounts = AccountService(account_repo, SessionRepository(pool), audit, tokens)
+    accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool), audit,
+                              tokens)
     conference_repo = ConferenceRepository(pool)
     calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
                         guard=guard)
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, schedule_changed=asyncio.Event())
+    recording = RecordingService(settings, RecordingRepository(pool), conference_repo, nodes=nodes, bus=bus,
+                                 calls=calls)
     return Services(
         settings=settings,
         bus=bus,
@@ -89,10 +97,12 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         captcha=CaptchaService(CaptchaRepository(pool), test_mode=settings.test_mode, max_rows=settings.captcha_max),
         tokens=tokens,
         dialin=DialinService(settings, DialinRepository(pool), bus),
-        keypad=KeypadService(settings, conference_repo, conferences=conferences, bus=bus),
+        keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording, bus=bus),
+        recording=recording,
         quality=QualityService(conferences, nodes),
         operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=conferences,
                                  audit=audit, guard=guard, plans=plans, dialplan=dialplan),
+        outbox=MailOutbox(MailSinkReader(settings.run_dir / "mail"), settings.mail_sink),
     )
 
 
@@ -162,7 +172,8 @@ async def admin_services(settings: Settings) -> AsyncIterator[AdminServices]:
             await migrate(conn)
         account_repo = AccountRepository(pool)
         tokens = TokenService(TokenRepository(pool), account_repo)
-        accounts = AccountService(account_repo, SessionRepository(pool), NoAudit(), tokens)
+        accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool),
+                                  NoAudit(), tokens)
         yield AdminServices(accounts=accounts, tokens=tokens)
     finally:
         await pool.close()

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from engine.domain import pins
 from engine.domain.errors import ConfigError
+from engine.domain.planning import EXTEND_CAP_MINUTES
 
 DEFAULT_AMI_SECRET = "veche-dev-secret"
 
@@ -67,6 +68,7 @@ class Settings:
     agi_port: int = 4573
     trunk_target: str = "127.0.0.1:5070"
     access_number: str = "7000"
+    access_language: str = "ru"  # the voice language of the IVR until the caller's conference is known
     short_number_length: int = 4
     short_number_prefixes: tuple[str, ...] = ()  # internal numbers: these prefixes only (none: no short numbers)
     pin_length: int = 6
@@ -81,7 +83,7 @@ class Settings:
     retry_no_answer: int = 0  # extra dial attempts after no answer
     retry_delay_seconds: float = 30.0
     warning_seconds: float = 120.0  # the room hears the deadline warning this long before the end
-    extend_cap_minutes: int = 120  # total auto-extension allowed per conference
+    extend_cap_minutes: int = EXTEND_CAP_MINUTES  # total extension (manual and auto) per conference
     join_early_minutes: int = 10  # dial-in may join this long before the start
     minute_seconds: float = 60.0  # length of a conference "minute" (tests shrink it)
     number_plan_country: str = "375"
@@ -129,10 +131,25 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # the Prometheus listener, apart from the web port
     metrics_port: int = 9464
     metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
+    recording_dir: Path | None = None  # converted recordings (VECHE_RECORDING_DIR; None: run_dir/recordings)
+    recording_retention_days: int = 30  # recordings older than this are deleted (VECHE_RECORDING_RETENTION_DAYS)
+    # no VECHE_SMTP_HOST: `run` keeps mail in run/mail/ through an embedded SMTP sink (refused in production)
+    mail_sink: bool = False
+    public_url: str = ""  # the portal's address in mail links (VECHE_PUBLIC_URL; default http://web_host:web_port)
+
+    @property
+    def portal_url(self) -> str:
+        """The portal's base address for links in e-mail, without a trailing slash."""
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
     def rootfs(self) -> Path:
         return self.cache_dir / "rootfs"
+
+    @property
+    def recordings(self) -> Path:
+        """Where converted recordings are kept."""
+        return self.recording_dir or self.run_dir / "recordings"
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -179,6 +196,7 @@ class Settings:
             agi_port=get_int("AGI_PORT", base.agi_port),
             trunk_target=get("TRUNK_TARGET", base.trunk_target),
             access_number=get("ACCESS_NUMBER", base.access_number),
+            access_language=_language("VECHE_ACCESS_LANGUAGE", get("ACCESS_LANGUAGE", base.access_language)),
             short_number_length=get_int("SHORT_NUMBER_LENGTH", base.short_number_length),
             short_number_prefixes=_short_prefixes(get("SHORT_NUMBER_PREFIXES", "")),
             pin_length=check_pin_length(get_int("PIN_LENGTH", base.pin_length), "VECHE_PIN_LENGTH"),
@@ -226,7 +244,17 @@ class Settings:
             metrics_host=get("METRICS_HOST", base.metrics_host),
             metrics_port=get_int("METRICS_PORT", base.metrics_port),
             metrics_token=get("METRICS_TOKEN", ""),
+            mail_sink=not env.get("VECHE_SMTP_HOST"),
+            public_url=get("PUBLIC_URL", ""),
+            recording_dir=Path(env["VECHE_RECORDING_DIR"]).expanduser() if env.get("VECHE_RECORDING_DIR") else None,
+            recording_retention_days=positive("RECORDING_RETENTION_DAYS", base.recording_retention_days),
         )
+
+    def refuse_mail_sink(self) -> None:
+        """A production engine sends real mail: without VECHE_SMTP_HOST it refuses to start."""
+        if self.mail_sink and self.production:
+            raise ConfigError("VECHE_SMTP_HOST is not set: a production engine does not keep its mail in the "
+                              "local sink (run/mail); set VECHE_SMTP_HOST to your mail server")
 
     def refuse_default_secrets(self) -> None:
         """Outside test mode, no development default may guard a real PBX or a production engine
@@ -316,4 +344,13 @@ def _agi_secret(value: str) -> str:
     value = value.strip()
     if not re.fullmatch(r"[A-Za-z0-9_\-]{0,200}", value):
         raise ConfigError("VECHE_AGI_SECRET may hold only letters, digits, '-' and '_' (e.g. 64 hex characters)")
+    return value
+
+
+def _language(name: str, value: str) -> str:
+    """A voice language every node carries (engine.domain.speech.LANGUAGES)."""
+    from engine.domain.speech import LANGUAGES
+
+    if value not in LANGUAGES:
+        raise ConfigError(f"{name} must be one of {', '.join(LANGUAGES)}, got {value!r}")
     return value

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jinja2
 
+from engine.adapters.mail_sink import MailSink
 from engine.config import Settings
 from engine.domain import dialin as dialin_rules
 from engine.domain.errors import ConfigError
@@ -34,7 +35,11 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASTERISK_CONFIG_DIR = PROJECT_ROOT / "asterisk-config"
 PG_BIN = Path(os.environ.get("VECHE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-ROOTFS_PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en-gsm"
+ROOTFS_PACKAGES = ("asterisk,asterisk-modules,asterisk-core-sounds-en-gsm,asterisk-core-sounds-en,"
+                   "asterisk-core-sounds-ru-gsm,asterisk-core-sounds-ru")
+# The voice languages' prompts, by the directory the Debian packages put them in (the
+# asterisk-core-sounds-<lang> package links sounds/<lang> to it).
+ROOTFS_SOUNDS = {"ru": ("asterisk-core-sounds-ru-gsm", "asterisk-core-sounds-ru")}
 HOST_PACKAGES = {"debootstrap": "debootstrap", "sipp": "sip-tester"}
 DIALOUT_FILE = "veche-dialout.conf"  # the number plan's context, re-rendered when a group changes
 CONFIG_FILES = (
@@ -130,6 +135,7 @@ def ensure_rootfs(settings: Settings) -> Path:
     """Build (once, cached) the Debian sid root file system that carries Asterisk 22."""
     rootfs = settings.rootfs
     if (rootfs / "usr/sbin/asterisk").exists():
+        _ensure_sounds(rootfs)
         return rootfs
     if os.geteuid() != 0:
         raise ConfigError(f"{rootfs} has no Asterisk and building it needs root (debootstrap)")
@@ -148,6 +154,25 @@ def ensure_rootfs(settings: Settings) -> Path:
         raise ConfigError(f"debootstrap of {partial} failed: {' | '.join(tail)}")
     partial.rename(rootfs)
     return rootfs
+
+
+def _ensure_sounds(rootfs: Path) -> None:
+    """Give a root file system cached before a voice language was added that language's
+    prompts, in place (apt-get inside it; the cache is shared and never rebuilt)."""
+    missing = [pkg for lang, pkgs in ROOTFS_SOUNDS.items()
+               if not os.path.lexists(rootfs / "usr/share/asterisk/sounds" / lang) for pkg in pkgs]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise ConfigError(f"{rootfs} lacks {', '.join(missing)} and installing them needs root")
+    log.info("adding %s to the Asterisk root file system %s", " ".join(missing), rootfs)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (["apt-get", "update", "-qq"],
+                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+        result = subprocess.run(["chroot", str(rootfs), *args], capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+            raise ConfigError(f"{' '.join(args[:2])} in {rootfs} failed: {' | '.join(tail)}")
 
 
 def _rootfs_user(rootfs: Path, name: str) -> tuple[int, int]:
@@ -219,6 +244,7 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "first_timeout": max(1, dialin_rules.DialinPolicy().digits_timeout_ms // 1000),
         "access_number": settings.access_number,
         "dialout": dialout,
+        "access_language": settings.access_language,
         "ring_timeout": settings.ring_timeout,
         "rtp_start": settings.rtp_start,
         "rtp_end": settings.rtp_end,
@@ -556,7 +582,12 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
     leaving the block stops them, adopted or not."""
     pg: PostgresCluster | None = None
     ast: AsteriskProcess | None = None
+    sink: MailSink | None = None
     try:
+        if settings.mail_sink:  # no SMTP server configured: mail is kept in run/mail/ for the Outbox page
+            sink = MailSink(settings.run_dir / "mail")
+            settings = settings.with_(smtp_host=sink.host, smtp_port=sink.start(), smtp_user=None,
+                                      smtp_password=None, smtp_starttls=False, smtp_tls=False)
         if not settings.database_url:
             pg = local_postgres(settings)
             settings = settings.with_(database_url=pg.start())
@@ -569,3 +600,5 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
             ast.stop()
         if pg:
             pg.stop()
+        if sink:
+            sink.stop()

@@ -56,7 +56,7 @@ def check_channel(value: object) -> str:
 
 def _check_variable_name(name: str) -> str:
     """A variable or dialplan function the engine reads: ``UNIQUEID``, ``CHANNEL(rtcp,all)``."""
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Z_]{1,40}(\([a-z,]{1,40}\))?", name):
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Z_]{1,40}(\([a-z,\-]{1,40}\))?", name):
         raise AmiError(f"refusing to read variable {name!r}")
     return name
 
@@ -438,3 +438,10 @@ class AmiAdapter:
     async def confbridge_lock(self, room: str, lock: bool = True) -> None:
         await self.action("ConfbridgeLock" if lock else "ConfbridgeUnlock",
                           Conference=_check_token(room, "room"))
+
+    async def confbridge_rejoin(self, channel: str, profile: str) -> None:
+        """Send a channel that is in a room back through ``veche-room`` with another user profile:
+        ConfBridge cannot change a member's profile during a call, and a Redirect keeps the call
+        up (the member is out of the room for a moment, and its room stays in VECHE_ROOM)."""
+        await self.setvar(channel, "VECHE_PROFILE", profile)  # refuses what the channel rule refuses
+        await self.action("Redirect", Channel=channel, Context="veche-room", Exten="join", Priority="1")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from engine.domain import text
+from engine.domain import speech, text
 from engine.domain.errors import ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS
 from engine.domain.passwords import is_common
@@ -40,6 +40,7 @@ class Account:
     max_concurrent_calls: int = 50  # dial-outs calling, ringing or connected at once (a full default conference fits)
     blocked: bool = False
     admin: bool = False  # an operator who may block, reset or delete other operators
+    mail_own_copy: bool = True  # the owner gets a copy of the conference mail (Personal data)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TemplateParticipant:
     number: str
     name: str = ""
     email: str | None = None
+    role: str = "guest"  # chair or guest, as in a conference plan
 
 
 @dataclass
@@ -85,11 +87,13 @@ class Template:
     reminder_minutes: int | None = None
     participants: list[TemplateParticipant] = field(default_factory=list)
     is_default: bool = False
+    language: str | None = None  # the voice language; None: the owner's portal language
+    recording: bool = False
 
 
 TEMPLATE_FIELDS = ("name", "subject", "duration_minutes", "max_participants", "auto_invite",
                    "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                   "is_default")
+                   "is_default", "language", "recording")
 
 
 def account_phone(raw: str) -> str:
@@ -156,6 +160,10 @@ def profile_value(key: str, value: object) -> object:
         return language(value)  # type: ignore[arg-type]
     if key == "timezone":
         return str(value)
+    if key == "mail_own_copy":
+        if not isinstance(value, bool):
+            raise ValidationError("The own-copy switch is on or off", key)
+        return value
     raise ValidationError(f"The profile has no field {key}", key)
 
 
@@ -181,22 +189,28 @@ def template_values(values: dict) -> dict:
         elif key == "reminder_minutes":
             out[key] = None if value in (None, "", 0) else _int_between(
                 value, 1, 1440, key, "The reminder lead time is 1 to 1440 minutes")
-        elif key in ("auto_invite", "guest_pin_required", "is_default"):
+        elif key in ("auto_invite", "guest_pin_required", "is_default", "recording"):
             out[key] = bool(value)
         elif key == "participants":
             out[key] = [template_participant(p, i) for i, p in enumerate(value or [])]
+        elif key == "language":
+            out[key] = None if value in (None, "") else speech.validate_language(value)
     return out
 
 
 def template_participant(raw: object, index: int = 0) -> TemplateParticipant:
     if isinstance(raw, TemplateParticipant):
-        raw = {"number": raw.number, "name": raw.name, "email": raw.email}
+        raw = {"number": raw.number, "name": raw.name, "email": raw.email, "role": raw.role}
     if not isinstance(raw, dict):
         raise ValidationError("A participant needs a number", f"participants[{index}]")
+    role = raw.get("role") or "guest"
+    if role not in ("chair", "guest"):
+        raise ValidationError("the role is chair or guest", f"participants[{index}].role")
     return TemplateParticipant(
         number=dial_number(raw.get("number"), f"participants[{index}].number"),
         name=person_name(raw.get("name"), f"participants[{index}].name"),
         email=email(raw.get("email"), f"participants[{index}].email"),
+        role=role,
     )
 
 

@@ -19,12 +19,13 @@ class KeyAction(StrEnum):
     COUNT = "count"
     EXTEND = "extend"
     TIME_LEFT = "time_left"
+    RECORD = "record"
     MENU = "menu"
 
 
 KEYS: dict[str, KeyAction] = {
     "1": KeyAction.MUTE_SELF, "2": KeyAction.MUTE_GUESTS, "3": KeyAction.LOCK, "4": KeyAction.COUNT,
-    "5": KeyAction.EXTEND, "6": KeyAction.TIME_LEFT, "0": KeyAction.MENU,
+    "5": KeyAction.EXTEND, "6": KeyAction.TIME_LEFT, "7": KeyAction.RECORD, "0": KeyAction.MENU,
 }
 ALLOWED: dict[Role, frozenset[KeyAction]] = {
     Role.CHAIR: frozenset(KeyAction),
@@ -43,6 +44,7 @@ SAY_LESS_THAN = "queue-less-than"
 SAY_MINUTE, SAY_MINUTES = "minute", "minutes"
 SAY_INVALID = "confbridge-invalid"
 SAY_PRESS, SAY_STAR = "vm-press", "digits/star"
+SAY_RECORDING, SAY_RECORDING_STOPPED = "conf-now-recording", "descending-2tone"
 
 # The menu of *0: "press star <key>" and what the key does. Core sounds have no phrase for
 # "mute all guests", "extend" or "time left"; those keys are followed by the answer they give.
@@ -53,6 +55,7 @@ MENU_LINES: tuple[tuple[str, KeyAction, str], ...] = (
     ("4", KeyAction.COUNT, SAY_PARTICIPANTS),
     ("5", KeyAction.EXTEND, SAY_EXTENDED),
     ("6", KeyAction.TIME_LEFT, SAY_MINUTES),
+    ("7", KeyAction.RECORD, SAY_RECORDING),
 )
 
 

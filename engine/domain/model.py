@@ -72,6 +72,9 @@ class ConferencePlan:
     reminder_minutes: int | None = None
     timezone: str = "Europe/Minsk"
     mode: str = "voice"
+    language: str | None = None  # the voice language; None: the owner's portal language
+    notify_participants: bool = False  # the owner's consent to mail the participants
+    recording: bool = False  # record the room (the operator allows it per account)
 
 
 @dataclass
@@ -126,4 +129,8 @@ class Conference:
     ended_at: datetime | None = None
     cancelled_at: datetime | None = None
     end_reason: str | None = None
+    language: str = "ru"  # the voice language its callers hear (engine.domain.speech.LANGUAGES)
     participants: list[Participant] = field(default_factory=list)
+    notify_participants: bool = False
+    recording: bool = False
+    recording_error: str | None = None  # why the last recording failed, for the console card

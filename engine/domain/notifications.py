@@ -28,6 +28,7 @@ class DeliveryStatus(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     NOT_AVAILABLE = "not_available"
+    NOT_WANTED = "not_wanted"  # the owner did not consent to mail this recipient
 
 
 class ReminderDecision(StrEnum):

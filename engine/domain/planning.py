@@ -6,17 +6,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.domain import text
-from engine.domain.errors import LimitExceeded, ValidationError
+from engine.domain import speech, text
+from engine.domain.errors import Forbidden, LimitExceeded, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan, Role
 from engine.domain.numberplan import NumberPlan
 
 MAX_DURATION_MINUTES = 720
 MAX_REMINDER_MINUTES = 1440
 EXTEND_STEPS = (15, 30, 45, 60)
+# How far a conference may run past its planned end, by hand and automatically together
+# (VECHE_EXTEND_CAP_MINUTES overrides it; each conference keeps the cap it was planned with).
+EXTEND_CAP_MINUTES = 120
 PLAN_FIELDS = frozenset({"subject", "start", "duration_minutes", "max_participants", "auto_invite",
                          "auto_extend_minutes", "guest_pin_required", "reminder_minutes", "participants",
-                         "timezone", "mode"})
+                         "timezone", "mode", "language", "notify_participants", "recording"})
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,12 @@ class AccountLimits:
     max_participants: int
     max_concurrent_conferences: int
     max_dialouts_per_minute: int
+    recording_allowed: bool = True
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AccountLimits:
-        return cls(row["max_participants"], row["max_concurrent_conferences"], row["max_dialouts_per_minute"])
+        return cls(row["max_participants"], row["max_concurrent_conferences"], row["max_dialouts_per_minute"],
+                   bool(row.get("recording_allowed", True)))
 
 
 def _is_int(value: object) -> bool:
@@ -69,8 +74,17 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
             not _is_int(plan.reminder_minutes) or not 1 <= plan.reminder_minutes <= MAX_REMINDER_MINUTES):
         raise ValidationError(f"the reminder must be 1 to {MAX_REMINDER_MINUTES} minutes before",
                               "reminder_minutes")
+    language = None if plan.language is None else speech.validate_language(plan.language)
+    if not isinstance(plan.notify_participants, bool):
+        raise ValidationError("notify_participants is true or false", "notify_participants")
     if plan.mode != "voice":
         raise ValidationError("only voice conferences are available", "mode")
+    if not isinstance(plan.recording, bool):
+        raise ValidationError("recording must be true or false", "recording")
+    if plan.recording and not limits.recording_allowed:
+        refused = Forbidden("recording is not allowed for your account; ask the operator")
+        refused.field = "recording"  # type: ignore[attr-defined]
+        raise refused
     if plan.start is not None and plan.start.tzinfo is None:
         raise ValidationError("the start time needs a time zone", "start")
     participants = validate_participants(plan.participants, number_plan)
@@ -81,7 +95,8 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
         subject=subject, start=plan.start, duration_minutes=plan.duration_minutes,
         max_participants=plan.max_participants, participants=participants, auto_invite=bool(plan.auto_invite),
         auto_extend_minutes=plan.auto_extend_minutes, guest_pin_required=bool(plan.guest_pin_required),
-        reminder_minutes=plan.reminder_minutes, timezone=plan.timezone, mode=plan.mode)
+        reminder_minutes=plan.reminder_minutes, timezone=plan.timezone, mode=plan.mode,
+        language=language, notify_participants=plan.notify_participants, recording=plan.recording)
 
 
 def validate_participants(participants: Iterable[ParticipantPlan],
@@ -103,3 +118,8 @@ def validate_extension(minutes: object) -> int:
     if not _is_int(minutes) or minutes not in EXTEND_STEPS:
         raise ValidationError("extend by 15, 30, 45 or 60 minutes", "minutes")
     return int(minutes)  # type: ignore[arg-type]
+
+
+def extension_refusal(cap_minutes: int) -> str:
+    """Why an extension beyond the cap is refused."""
+    return f"a conference may run at most {cap_minutes} minutes past its planned end"

@@ -30,8 +30,9 @@ from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotReq
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.config import Settings
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
-from engine.domain.model import Conference, FailureReason, Participant, ParticipantState, Role
+from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
+from engine.domain.speech import Announcement
 from engine.services.bus import Bus, DomainEvent
 from engine.services.operator import LimitGuard, NumberPlans
 
@@ -45,13 +46,17 @@ PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 # Whoever the owner or chair invites enters even a locked room (see asterisk-config/confbridge.conf).
 INVITED_PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest_invited"}
 # The fixed prompts the engine may play into a room (key -> Asterisk sound name).
-PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end"}
+PROMPTS = {"deadline_warning": "beep", "extended": "conf-extended", "ending": "confbridge-conf-end",
+           "recording": "conf-now-recording"}
 ANNOUNCER_PREFIX = "an-"
+ANNOUNCE_TIMEOUT_SECONDS = 30.0  # an announcement is a few seconds; never hold an end longer
+ROOM_EXTRA_MEMBERS = 2  # room seats beyond the participants: the announcer and the recorder
 DIALOUT_PREFIX = "vo-"
 DIALIN_PREFIX = "vi-"
 PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
 OUTCOME_GRACE_SECONDS = 2.0
 WATCHDOG_EXTRA_SECONDS = 20.0
+REJOIN_TIMEOUT = 10.0  # how long a channel moved back into its room may take to re-enter
 # What the event log says about a participant a dial-out limit left out.
 LIMIT_WHY = {"max_dialouts_per_minute": "rate_limited", "max_concurrent_calls": "account_call_limit",
              "system_concurrent_calls": "system_call_limit"}
@@ -216,6 +221,7 @@ class CallService:
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
         self._conference_info: dict[int, tuple[int | None, str]] = {}  # id -> (owner_id, room)
         self._tasks: set[asyncio.Task] = set()
+        self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
 
     # ----------------------------------------------------------------- life cycle
 
@@ -320,8 +326,8 @@ class CallService:
         try:
             number = number_plan.validate(participant.number, "number")  # checked again right before use
             variables = {"VECHE_ROOM": conference.room, "VECHE_PROFILE": INVITED_PROFILES[participant.role],
-                         "VECHE_CALL": attempt.call_id,
-                         "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)}
+                         "VECHE_CALL": attempt.call_id, "VECHE_LANG": conference.language,
+                         "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)}
             self.originates += 1
             self.originated.append((conference.owner_id, participant.id))
             await self.node(conference.node_id).originate(
@@ -435,18 +441,81 @@ class CallService:
             except AmiError as exc:
                 log.debug("hangup %s: %s", target, exc)
 
-    async def announce(self, conference: Conference, prompt: str) -> str:
-        """Play one of the engine's fixed prompts into the room through a quiet announcer
-        channel; returns the announcer's channel id."""
-        sound = PROMPTS[prompt]  # KeyError for anything not in the fixed list
+    async def rejoin(self, participant: Participant, role: Role, muted: bool = False) -> None:
+        """Move a connected participant's channel back into its room with the user profile of
+        ``role`` (admin and marked for a chair). The call stays up; the room's leave and join
+        of this move are not the participant leaving. A muted participant stays muted."""
+        call_id = participant.call_id or ""
+        if call_id in self._rejoining:
+            raise AmiError("the participant's role is being changed; try again in a moment")
+        adapter = self.node(participant.node_id)
+        entered = asyncio.get_running_loop().create_future()
+        self._rejoining[call_id] = entered
+        try:
+            await adapter.confbridge_rejoin(participant.channel or "", self._profile(participant, role))
+            try:
+                await asyncio.wait_for(entered, REJOIN_TIMEOUT)
+            except TimeoutError:
+                raise AmiError("the participant did not re-enter the room") from None
+            if muted:
+                await adapter.confbridge_mute(str(entered.result()), participant.channel or "", True)
+        finally:
+            self._rejoining.pop(call_id, None)
+
+    @staticmethod
+    def _profile(participant: Participant, role: Role) -> str:
+        """The ConfBridge user profile a participant enters with in ``role``."""
+        return (INVITED_PROFILES if participant.origin == Origin.DIALOUT else PROFILES)[role]
+
+    async def set_profile(self, participant: Participant, role: Role) -> None:
+        """A call still being set up enters the room with the user profile of ``role``."""
+        if not participant.call_id:
+            return
+        try:
+            await self.node(participant.node_id).setvar(participant.call_id, "VECHE_PROFILE",
+                                                        self._profile(participant, role))
+        except AmiError as exc:  # the call ended meanwhile: the stored role is used next time
+            log.info("participant %s: profile not set on the call: %s", participant.id, exc)
+
+    async def announce(self, conference: Conference, prompt: str | Announcement, *, wait: bool = False) -> str:
+        """Play one of the engine's fixed prompts, or an announcement composed of them, into the
+        room through a quiet announcer channel speaking the conference's language; returns the
+        announcer's channel id. ``wait``: return only once the announcer has hung up (played
+        to the end), or after ANNOUNCE_TIMEOUT_SECONDS."""
+        if isinstance(prompt, Announcement):
+            spoken = prompt
+        else:
+            spoken = Announcement(conference.language, (PROMPTS[prompt],))  # KeyError outside the list
         call_id = f"{ANNOUNCER_PREFIX}{secrets.token_hex(8)}"
-        await self.node(conference.node_id).originate(
-            channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/play@veche-announce/n",
-            context="veche-room", exten="join",
-            variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_announcer",
-                       "VECHE_SOUND": sound, "VECHE_CALL": call_id,
-                       "VECHE_MAX_MEMBERS": str(conference.max_participants + 1)},
-            timeout_ms=10000)
+        adapter = self.node(conference.node_id)
+        finished = asyncio.get_running_loop().create_future()
+
+        def on_hangup(event: AmiEvent) -> None:
+            if event.get("Uniqueid") in (call_id, f"{call_id}-2") and not finished.done():
+                finished.set_result(event)
+
+        if wait:
+            adapter.subscribe(on_hangup, ("Hangup",))
+        try:
+            await adapter.originate(
+                channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/play@veche-announce/n",
+                context="veche-room", exten="join",
+                variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_announcer",
+                           "VECHE_LANG": spoken.language, "VECHE_SOUND": spoken.sounds[0],
+                           "VECHE_SOUND2": spoken.sounds[1] if len(spoken.sounds) > 1 else "",
+                           "VECHE_NUMBER": "" if spoken.number is None else str(spoken.number),
+                           "VECHE_UNIT": spoken.unit or "", "VECHE_CALL": call_id,
+                           "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
+                timeout_ms=10000)
+            if wait:
+                try:
+                    await asyncio.wait_for(finished, ANNOUNCE_TIMEOUT_SECONDS)
+                except TimeoutError:
+                    log.warning("conference %s: announcer %s did not finish within %.0f s", conference.id,
+                                call_id, ANNOUNCE_TIMEOUT_SECONDS)
+        finally:
+            if wait:
+                adapter.unsubscribe(on_hangup)
         return call_id
 
     # ----------------------------------------------------------------- tracker
@@ -557,6 +626,11 @@ class CallService:
         uid = event.get("Uniqueid")
         if uid.startswith(ANNOUNCER_PREFIX):
             return
+        entered = self._rejoining.get(uid)
+        if entered is not None:
+            if not entered.done():
+                entered.set_result(event.get("Conference"))
+            return
         attempt = self.attempts.pop(uid, None)
         if attempt is not None:
             attempt.finished = True
@@ -581,7 +655,7 @@ class CallService:
 
     async def _on_ConfbridgeLeave(self, event: AmiEvent) -> None:  # noqa: N802
         uid = event.get("Uniqueid")
-        if uid.startswith(ANNOUNCER_PREFIX):
+        if uid.startswith(ANNOUNCER_PREFIX) or uid in self._rejoining:
             return
         participant = await self._participant_of(event)
         if participant is not None and participant.state == ParticipantState.CONNECTED:

@@ -16,6 +16,7 @@ import asyncpg
 from engine.adapters.ami import AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
 from engine.config import Settings
+from engine.domain import speech
 from engine.domain.errors import AmiError, Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from engine.domain.model import (
     Conference,
@@ -26,12 +27,14 @@ from engine.domain.model import (
     Participant,
     ParticipantPlan,
     ParticipantState,
+    Role,
 )
 from engine.domain.numberplan import NumberPlan
 from engine.domain.pins import generate_conference_number, generate_pins
 from engine.domain.planning import (
     PLAN_FIELDS,
     AccountLimits,
+    extension_refusal,
     validate_extension,
     validate_participant,
     validate_plan,
@@ -144,6 +147,7 @@ class ConferenceService:
         if not immediate and starts_at < now - START_IN_PAST_TOLERANCE:
             raise ValidationError("the start time is in the past", "start")
         ends_at = starts_at + self.minutes(checked.duration_minutes)
+        language = checked.language or (await self.repo.account_limits(owner_id) or {}).get("language", "ru")
         participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
                          "node_id": self.settings.node_id} for p in checked.participants]
         conference = None
@@ -159,7 +163,8 @@ class ConferenceService:
                 "timezone": checked.timezone, "max_participants": checked.max_participants,
                 "auto_invite": checked.auto_invite, "auto_extend_minutes": checked.auto_extend_minutes,
                 "extend_cap_minutes": self.settings.extend_cap_minutes,
-                "reminder_minutes": checked.reminder_minutes,
+                "reminder_minutes": checked.reminder_minutes, "language": language,
+                "notify_participants": checked.notify_participants, "recording": checked.recording,
             }
             try:
                 conference = await self.repo.insert_conference(fields, participants)
@@ -215,7 +220,8 @@ class ConferenceService:
                                if p.origin == Origin.DIALOUT),
             auto_invite=conference.auto_invite, auto_extend_minutes=conference.auto_extend_minutes,
             guest_pin_required=conference.guest_pin_required, reminder_minutes=conference.reminder_minutes,
-            timezone=conference.timezone, mode=conference.mode)
+            timezone=conference.timezone, mode=conference.mode, language=conference.language,
+            notify_participants=conference.notify_participants, recording=conference.recording)
         proposed = {**asdict(current), **changes}
         try:
             proposed["participants"] = tuple(
@@ -244,7 +250,9 @@ class ConferenceService:
             duration_minutes=checked.duration_minutes, ends_at=ends_at,
             max_participants=checked.max_participants, auto_invite=checked.auto_invite,
             auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
-            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone)
+            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone,
+            language=checked.language or conference.language, notify_participants=checked.notify_participants,
+            recording=checked.recording)
         changed = sorted(changes)
         await self.repo.log_event(conference.id, "conference.updated", actor=actor_of(owner_id),
                                   detail={"changed": changed})
@@ -263,6 +271,29 @@ class ConferenceService:
         await self.repo.log_event(conference.id, "conference.cancelled", actor=actor_of(owner_id))
         await self._publish("conference.cancelled", cancelled)
         self._wake_scheduler()
+        return await self._owned(owner_id, conference.id)
+
+    async def start_now(self, owner_id: int | None, conference_id: int) -> Conference:
+        """Start a scheduled conference before its time: it runs its planned duration from now
+        (within the account's limit of concurrent conferences) and starts through the
+        scheduler's path, so auto-invite and the call limits apply as at the planned time."""
+        conference = await self._owned(owner_id, conference_id, with_participants=False)
+        if conference.state != ConferenceState.SCHEDULED:
+            raise StateConflict(f"only a scheduled conference can be started; this one is {conference.state}")
+        await self._limits(conference.owner_id)
+        now = now_utc()
+        try:
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, now,
+                                               now + self.minutes(conference.duration_minutes))
+        except OverLimit as exc:
+            raise self._concurrency_refused(conference.owner_id, exc) from None
+        if moved is None:
+            raise StateConflict("the conference is no longer scheduled")
+        await self.repo.log_event(conference.id, "conference.start_requested", actor=actor_of(owner_id),
+                                  detail={"planned_start": conference.starts_at.isoformat()})
+        started = await self.start_conference(conference.id, actor=actor_of(owner_id))
+        if started is None:
+            raise StateConflict("the conference could not start")
         return await self._owned(owner_id, conference.id)
 
     # ----------------------------------------------------------------- life cycle (scheduler)
@@ -312,15 +343,33 @@ class ConferenceService:
         """Play the deadline warning into the room, once."""
         if not await self.repo.mark_warned(conference.id):
             return
-        detail: dict[str, Any] = {"ends_at": conference.ends_at.isoformat()}
+        detail: dict[str, Any] = {"ends_at": conference.ends_at.isoformat(), "language": conference.language}
         if not await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED]):
             return  # nobody to warn; do not create an empty room for the announcer
+        left = max(0, round((conference.ends_at - now_utc()).total_seconds()))
+        if left >= 60:
+            left = round(left / 60) * 60  # said in whole minutes
+        announcement = speech.warning(conference.language, left)
+        detail["prompts"] = list(announcement.files())
         try:
-            detail["announcer"] = await self.calls.announce(conference, "deadline_warning")
+            detail["announcer"] = await self.calls.announce(conference, announcement)
         except AmiError as exc:
             detail["error"] = str(exc)
         await self.repo.log_event(conference.id, "conference.warned", detail=detail)
-        await self._publish("conference.warned", conference, ends_at=conference.ends_at.isoformat())
+        await self._publish("conference.warned", conference, ends_at=conference.ends_at.isoformat(),
+                            seconds_left=left, language=conference.language)
+
+    async def _announce(self, conference: Conference, announcement: speech.Announcement,
+                        wait: bool = False) -> str | None:
+        """Play an announcement into the room when anyone is connected; an Asterisk failure is
+        logged and never stops what the announcement is about."""
+        if not await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED]):
+            return None
+        try:
+            return await self.calls.announce(conference, announcement, wait=wait)
+        except AmiError as exc:
+            log.warning("conference %s: announcement %s not played: %s", conference.id, announcement.files(), exc)
+            return None
 
     async def deadline(self, conference: Conference) -> Conference | None:
         """The conference reached its end: auto-extend when on, someone is connected and the
@@ -338,6 +387,7 @@ class ConferenceService:
                                                       "ends_at": extended.ends_at.isoformat()})
                     await self._publish("conference.extended", extended, minutes=step, auto=True,
                                         ends_at=extended.ends_at.isoformat())
+                    await self._announce(extended, speech.extended(extended.language, step))
                     return extended
                 await self.repo.log_event(conference.id, "conference.extend_refused",
                                           detail={"why": "cap", "cap_minutes": conference.extend_cap_minutes})
@@ -350,6 +400,8 @@ class ConferenceService:
                                            ended_at=now_utc(), end_reason=reason)
         if ended is None:
             return None
+        # everyone hears that it has ended; the hang-up waits for the announcer to finish
+        await self._announce(ended, speech.ending(ended.language), wait=True)
         await self._teardown(ended)
         await self.repo.log_event(conference_id, "conference.ended", actor=actor, detail={"reason": reason})
         await self._publish("conference.ended", ended, reason=reason)
@@ -473,6 +525,45 @@ class ConferenceService:
                                   participant_id=participant.id)
         await self._publish("participant.kicked", conference, participant.id)
 
+    async def set_role(self, owner_id: int | None, conference_id: int, participant_id: int,
+                       role: Role | str) -> Participant:
+        """Make a participant a chair or a guest. A connected participant takes the new role in
+        the call at once: ConfBridge cannot change a member's user profile, so the channel
+        re-enters the room with the other profile (calls.rejoin); a call being set up joins with it."""
+        try:
+            role = Role(role)
+        except ValueError:
+            raise ValidationError("the role is chair or guest", "role") from None
+        conference = await self._owned(owner_id, conference_id)
+        if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
+            raise StateConflict(f"the conference is {conference.state}")
+        participant = self._participant_of(conference, participant_id)
+        if participant.role == role:
+            return participant
+        live = conference.state == ConferenceState.RUNNING
+        if live and participant.state == ParticipantState.CONNECTED and participant.channel:
+            # a locked room lets only chairs in: open it for the moment of a chair's re-entry as a guest
+            reopen = conference.locked and role == Role.GUEST
+            adapter = self.calls.node(conference.node_id)
+            if reopen:
+                with contextlib.suppress(AmiError):
+                    await adapter.confbridge_lock(conference.room, False)
+            try:
+                await self.calls.rejoin(participant, role, muted=participant.muted)
+            except AmiError as exc:
+                raise StateConflict(f"Asterisk could not change the role: {exc}") from exc
+            finally:
+                if reopen:
+                    with contextlib.suppress(AmiError):
+                        await adapter.confbridge_lock(conference.room, True)
+        elif live and participant.state in IN_CALL_STATES:
+            await self.calls.set_profile(participant, role)
+        updated = await self.repo.update_participant(participant.id, role=str(role)) or participant
+        await self.repo.log_event(conference.id, "participant.role", actor=actor_of(owner_id),
+                                  participant_id=participant.id, detail={"role": str(role)})
+        await self._publish("participant.role", conference, participant.id, role=str(role))
+        return updated
+
     async def lock(self, owner_id: int | None, conference_id: int, locked: bool, actor: str | None = None) -> None:
         """Lock (no guest dials in; a chair PIN and whoever is invited still enter) or unlock a
         running conference."""
@@ -493,14 +584,16 @@ class ConferenceService:
         step = validate_extension(minutes)
         conference = await self._running(owner_id, conference_id)
         extended = await self.repo.extend(conference.id, self.minutes(step).total_seconds(), step,
-                                          count_against_cap=False)
+                                          count_against_cap=True)
         if extended is None:
-            raise StateConflict("the conference is not running")
+            current = await self._running(owner_id, conference_id)
+            raise LimitExceeded(extension_refusal(current.extend_cap_minutes))
         await self.repo.log_event(conference.id, "conference.extended", actor=actor or actor_of(owner_id),
                                   detail={"minutes": step, "auto": False, "ends_at": extended.ends_at.isoformat()})
         await self._publish("conference.extended", extended, minutes=step, auto=False,
                             ends_at=extended.ends_at.isoformat(), actor=actor or actor_of(owner_id))
         self._wake_scheduler()
+        await self._announce(extended, speech.extended(extended.language, step))
         return await self._owned(owner_id, conference.id)
 
     async def end(self, owner_id: int | None, conference_id: int) -> Conference:

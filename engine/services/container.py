@@ -20,7 +20,9 @@ from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
+from engine.services.outbox import MailOutbox
 from engine.services.quality import QualityService
+from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
 from engine.services.tokens import TokenService
@@ -48,15 +50,17 @@ class Services:
     tokens: TokenService
     dialin: DialinService
     keypad: KeypadService
+    recording: RecordingService
     quality: QualityService
     operator: OperatorService
+    outbox: MailOutbox
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
         installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
         recovery (which reads the calls in flight), recovery before the scheduler (so nothing is
         started on a stale view), then the notifier, the purges of stale sessions and CAPTCHAs,
-        and metrics and audit last."""
+        the recorder, and metrics and audit last."""
         await self.dialplan.start()
         await self.calls.start()
         await self.recovery.start()
@@ -64,6 +68,7 @@ class Services:
         await self.notifier.start()
         await self.accounts.start()
         await self.captcha.start()
+        await self.recording.start()
         await self.metrics.start()
         await self.audit.start()
 
@@ -71,6 +76,7 @@ class Services:
         """Stop them in the reverse order (each stop is safe on a service that never started)."""
         await self.audit.stop()
         await self.metrics.stop()
+        await self.recording.stop()
         await self.dialin.stop()
         await self.captcha.stop()
         await self.accounts.stop()

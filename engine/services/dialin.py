@@ -17,7 +17,7 @@ from engine.domain import dialin as rules
 from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
 from engine.domain.model import Conference, Role
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import PARTICIPANT_VARIABLE, PROFILES, new_dialin_token
+from engine.services.calls import PARTICIPANT_VARIABLE, PROFILES, ROOM_EXTRA_MEMBERS, new_dialin_token
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class DialinCall(Protocol):
     async def play(self, *prompts: str) -> None: ...
 
     async def set_variable(self, name: str, value: str) -> None: ...
+
+    async def set_language(self, language: str) -> None: ...
 
 
 @dataclass
@@ -162,6 +164,8 @@ class DialinService:
                     await self._say(call, watch, last_error)
                 continue
             outcome.conference_id, outcome.role = conference.id, role
+            # known only after a correct PIN: from here the caller hears the conference's language
+            await call.set_language(conference.language)
             refusal = rules.admission(conference, role, datetime.now(UTC),
                                       await self.repo.seats_taken(conference.id), policy)
             if refusal is not None:
@@ -257,7 +261,7 @@ class DialinService:
         await call.set_variable(PARTICIPANT_VARIABLE, token)
         await call.set_variable("VECHE_PROFILE", PROFILES[role])
         # one seat more than planned, for the quiet announcer channel that plays the deadline warning
-        await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + 1))
+        await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + ROOM_EXTRA_MEMBERS))
         await call.set_variable("VECHE_ROOM", conference.room)
         log.info("dial-in: %s joins conference %s as %s (participant %s)", outcome.caller, conference.id, role,
                  participant.id)

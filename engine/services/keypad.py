@@ -17,6 +17,7 @@ from engine.domain.model import ConferenceState, Participant, ParticipantState, 
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import now_utc
 from engine.services.conferences import ConferenceService
+from engine.services.recording import RecordingService
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ class KeypadAnswer:
 
 class KeypadService:
     def __init__(self, settings: Settings, repo: ConferenceRepository, *, conferences: ConferenceService,
-                 bus: Bus) -> None:
+                 recording: RecordingService, bus: Bus) -> None:
         self.settings = settings
         self.repo = repo
         self.conferences = conferences
+        self.recording = recording
         self.bus = bus
         self.answers: list[KeypadAnswer] = []  # the latest presses (bounded), newest last
 
@@ -117,6 +119,9 @@ class KeypadService:
                 current = await self.repo.get(conference.id, with_participants=False)
                 ends_at = current.ends_at if current is not None else conference.ends_at
                 said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.settings.minute_seconds))
+            elif action == KeyAction.RECORD:
+                recording = await self.recording.toggle(owner, conference.id, actor=actor)
+                said = [rules.SAY_RECORDING if recording else rules.SAY_RECORDING_STOPPED]
             else:
                 said = list(rules.menu_prompts(Role(participant.role)))
         except VecheError as exc:

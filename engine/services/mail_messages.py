@@ -246,3 +246,43 @@ def build_calendar(facts: ConferenceFacts, recipient: Recipient, kind: MessageKi
     event.add("attendee", attendee)
     calendar.add_component(event)
     return calendar.to_ical()
+
+
+@dataclass(frozen=True)
+class AccountLinkFacts:
+    """A password-reset or e-mail-change message: the one-time link and how long it works."""
+
+    purpose: str  # "password_reset" or "email_change"
+    phone: str
+    link: str
+    minutes: int
+    language: str
+
+
+def compose_account_link(composer: MailComposer, facts: AccountLinkFacts, recipient: Recipient,
+                         now: datetime | None = None) -> ComposedMessage:
+    """The account's own mail with a one-time link: text and HTML, no calendar."""
+    now = now or datetime.now(UTC)
+    language = facts.language if facts.language in LANGUAGES else "ru"
+    context: dict[str, object] = {
+        "purpose": facts.purpose, "phone": facts.phone, "link": facts.link, "minutes": facts.minutes,
+        "recipient_name": flatten(recipient.name)}
+    subject = flatten(composer.templates.get_template(f"{language}/account_link.subject.txt.j2")
+                      .render(context).strip())
+    text = composer.templates.get_template(f"{language}/account_link.txt.j2").render(context)
+    html = composer.templates.get_template(f"{language}/account_link.html.j2").render(context)
+    message_id = f"<{facts.purpose}.{_letters(16)}@{composer.domain}>"
+    message = EmailMessage(policy=MIME_POLICY)
+    message["Subject"] = subject
+    message["From"] = composer.sender
+    name = flatten(recipient.name)
+    message["To"] = formataddr((name, recipient.email)) if name else recipient.email
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    for part in message.walk():
+        if part.is_multipart():
+            part.set_boundary(f"veche-{_letters(24)}")
+    return ComposedMessage(subject=subject, message_id=message_id, text=text, html=html, calendar=None,
+                           raw=message.as_bytes())

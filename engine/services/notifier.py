@@ -56,6 +56,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _consented(conference: dict[str, Any], role: str) -> bool:
+    """Whether mail for this recipient role may go out: guests need the owner's consent on the
+    conference, the owner's own copy follows the account's switch."""
+    if role == RecipientRole.CHAIR:
+        return bool(conference.get("mail_own_copy", True))
+    return bool(conference.get("notify_participants", False))
+
+
 def _snapshot(conference: dict[str, Any]) -> dict[str, Any]:
     """The facts whose change the recipients must learn about."""
     return {
@@ -176,7 +184,7 @@ class Notifier:
                 return 0
             calendar = await repo.advance_calendar(conn, conference_id, snapshot, cancelled=True)
             for (email, role), row in told.items():
-                if row["kind"] == MessageKind.CANCELLATION:
+                if row["kind"] == MessageKind.CANCELLATION or not _consented(conference, role):
                     continue
                 recipient = Recipient(email, RecipientRole(role), self._name_of(conference, recipients, email, role),
                                       row["participant_id"])
@@ -204,7 +212,8 @@ class Notifier:
                 queued += await self._queue(conn, conference, calendar, recipient, MessageKind.INVITATION,
                                             f"invitation:{calendar['sequence']}:after{after}", now)
         for (email, role), row in told.items():  # removed from the conference: take the event back
-            if (email, role) in current or row["kind"] == MessageKind.CANCELLATION:
+            if (email, role) in current or row["kind"] == MessageKind.CANCELLATION \
+                    or not _consented(conference, role):
                 continue
             recipient = Recipient(email, RecipientRole(role), "", row["participant_id"])
             queued += await self._queue(conn, conference, calendar, recipient, MessageKind.CANCELLATION,
@@ -270,9 +279,11 @@ class Notifier:
         return queued
 
     def _recipients(self, conference: dict[str, Any], participants: list[dict[str, Any]]) -> list[Recipient]:
+        """Who is mailed about the conference: the participants only with the owner's consent
+        (notify_participants), the owner only while the account's own-copy switch is on."""
         recipients: list[Recipient] = []
         seen: set[str] = set()
-        for participant in participants:
+        for participant in participants if _consented(conference, RecipientRole.GUEST) else ():
             email = (participant["email"] or "").strip()
             if not email or email.lower() in seen:
                 continue
@@ -280,7 +291,7 @@ class Notifier:
             # Every participant gets the guest message: only the owner's own copy carries the chair PIN.
             recipients.append(Recipient(email, RecipientRole.GUEST, participant["name"] or "", participant["id"]))
         owner_email = (conference["owner_email"] or "").strip()
-        if owner_email:
+        if owner_email and _consented(conference, RecipientRole.CHAIR):
             recipients.append(Recipient(owner_email, RecipientRole.CHAIR, conference["owner_name"] or ""))
         return recipients
 
@@ -455,11 +466,13 @@ class Notifier:
 
     async def delivery_status(self, owner_id: int | None, conference_id: int) -> list[dict[str, Any]]:
         """Per message and recipient: participant_id, email, kind, status, last_error (plus role,
-        attempts, sent_at, channel). Participants without an e-mail show 'not_available'."""
+        attempts, sent_at, channel). Participants without an e-mail show 'not_available', those the
+        owner did not consent to mail 'not_wanted'."""
         async with self.pool.acquire() as conn:
             owner = await repo.conference_owner(conn, conference_id)
             if owner is None or (owner_id is not None and owner != owner_id):
                 raise NotFound("conference not found")
+            conference = await repo.conference_with_owner(conn, conference_id) or {}
             rows = await repo.delivery_rows(conn, conference_id)
             participants = await repo.participants(conn, conference_id)
         # A participant list replaced by an update gets new ids: match older messages by address.
@@ -475,7 +488,15 @@ class Notifier:
                 "status": (DeliveryStatus.QUEUED if status is DeliveryStatus.SENDING else status).value,
                 "last_error": row["last_error"], "role": row["recipient_role"], "attempts": row["attempts"],
                 "sent_at": row["sent_at"], "channel": "email"})
+        mailed = {status["participant_id"] for status in statuses if status["role"] == RecipientRole.GUEST}
         for participant in participants:
+            if (participant["email"] or "").strip() and participant["id"] not in mailed \
+                    and not _consented(conference, RecipientRole.GUEST):
+                statuses.append({
+                    "participant_id": participant["id"], "email": participant["email"],
+                    "kind": MessageKind.INVITATION.value, "status": DeliveryStatus.NOT_WANTED.value,
+                    "last_error": "e-mail notification of the participants is off", "role": RecipientRole.GUEST.value,
+                    "attempts": 0, "sent_at": None, "channel": "email"})
             if not (participant["email"] or "").strip():
                 statuses.append({
                     "participant_id": participant["id"], "email": None, "kind": MessageKind.INVITATION.value,

@@ -181,6 +181,10 @@ class OperatorService:
                 values[key] = _int_in(value, key)
             elif key in ("name", "email", "language"):
                 values[key] = account_rules.profile_value(key, value)
+            elif key == "recording_allowed":
+                if not isinstance(value, bool):
+                    raise ValidationError("recording_allowed must be true or false", key)
+                values[key] = value
             elif key == "plan_group":
                 if not isinstance(value, str) or await self.repo.get_group(value) is None:
                     raise ValidationError("no such number-plan group", "plan_group")
@@ -205,14 +209,14 @@ class OperatorService:
         """A customer account with its initial password, limits and number-plan group."""
         await self._operator(operator_id)
         values = await self._account_values(fields)
-        plan_group = values.pop("plan_group", None)
+        later = {key: values.pop(key) for key in ("plan_group", "recording_allowed") if key in values}
         profile = {key: values.pop(key) for key in ("name", "email", "language") if key in values}
         account = await self.accounts.create(phone, password, role="customer", **profile, **values)
-        if plan_group is not None:
-            await self.repo.update_account(account.id, {"plan_group": plan_group})
+        if later:
+            await self.repo.update_account(account.id, later)
         created = await self._customer(account.id)
         await self._record(operator_id, "account.created", account.id, phone=created["phone"],
-                           **{k: created[k] for k in (*LIMIT_RANGES, "plan_group")})
+                           **{k: created[k] for k in (*LIMIT_RANGES, "plan_group", "recording_allowed")})
         return created
 
     async def update_account(self, operator_id: int, account_id: int, changes: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +228,7 @@ class OperatorService:
         if updated is None:
             raise NotFound("no such account")
         await self._record(operator_id, "account.updated", account_id, changed=sorted(values),
-                           **{k: updated[k] for k in values if k in (*LIMIT_RANGES, "plan_group")})
+                           **{k: updated[k] for k in values if k in (*LIMIT_RANGES, "plan_group", "recording_allowed")})
         return updated
 
     async def set_blocked(self, operator_id: int, account_id: int, blocked: bool) -> dict[str, Any]:

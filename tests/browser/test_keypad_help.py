@@ -27,7 +27,7 @@ async def test_help_shows_the_keypad_commands(lang: str, browser: Browser, engin
         await page.goto(portal_url + "/help")
         table = page.locator("[data-keypad-help]")
         await expect(table).to_be_visible()
-        await expect(table.locator("tbody tr")).to_have_count(7)
+        await expect(table.locator("tbody tr")).to_have_count(8)
         for text in TITLES[lang]:
             await expect(page.locator(".help")).to_contain_text(text)
         await table.scroll_into_view_if_needed()

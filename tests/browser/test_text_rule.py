@@ -46,8 +46,9 @@ async def test_hostile_subject_refused_and_legacy_failures_shown(lang: str, brow
         starts_at = datetime.now(UTC) + timedelta(days=2)
         conference_id = await engine.pool.fetchval("""
             INSERT INTO conferences (owner_id, subject, node_id, room, conference_number, chair_pin, guest_pin,
-                                     starts_at, duration_minutes, ends_at, max_participants)
-            VALUES ($1, 'Legacy' || chr(8232) || 'subject', 'ast1', $2, $3, '912345', '112345', $4, 30, $5, 5)
+                                     starts_at, duration_minutes, ends_at, max_participants,
+                                     notify_participants)
+            VALUES ($1, 'Legacy' || chr(8232) || 'subject', 'ast1', $2, $3, '912345', '112345', $4, 30, $5, 5, true)
             RETURNING id""", account.id, f"text-{secrets.token_hex(6)}", "7" + str(secrets.randbelow(10**5)).zfill(5),
             starts_at, starts_at + timedelta(minutes=30))
         await engine.pool.execute("INSERT INTO participants (conference_id, number, name, email) "

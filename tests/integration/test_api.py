@@ -102,7 +102,7 @@ async def test_tokens_are_listed_revocable_and_record_use(engine, api_server) ->
     assert revoked.status == 401 and revoked.error["code"] == "unauthenticated"
     assert (await owner.api.call("DELETE", "/tokens/999999999")).status == 404
     bad = await portal.post("/tokens", {"name": "x" * 101})
-    assert bad.status == 400 and bad.error["field"] == "name"
+    assert bad.status == 422 and bad.error["field"] == "name"
     unnamed = await portal.call("POST", "/tokens")  # the body is optional
     assert unnamed.status == 201
 
@@ -225,6 +225,7 @@ async def test_create_conference_rejects_bad_json_and_limits(api, user) -> None:
 async def test_scheduled_conference_get_list_patch_cancel(api, user) -> None:
     body = {"subject": "Quarterly review", "start": _later(), "duration_minutes": 45, "max_participants": 4,
             "auto_invite": True, "auto_extend_minutes": 15, "guest_pin_required": True, "reminder_minutes": 30,
+            "notify_participants": True,
             "participants": [{"number": ANSWERS, "name": "Anna", "email": "anna@example.org"}]}
     created = await api.post("/conferences", body)
     assert created.status == 201, created.body
@@ -478,11 +479,15 @@ async def test_address_book_crud(api, kind, good, changed, bad) -> None:
 async def test_templates_crud_and_default(api) -> None:
     body = {"name": "Weekly", "subject": "Weekly sync", "duration_minutes": 30, "max_participants": 6,
             "auto_extend_minutes": 15, "reminder_minutes": 10,
-            "participants": [{"number": ANSWERS, "name": "Anna", "email": None}], "is_default": True}
+            "participants": [{"number": ANSWERS, "name": "Anna", "email": None, "role": "chair"},
+                             {"number": BUSY, "name": "Boris"}], "is_default": True}
     created = await api.post("/templates", body)
     assert created.status == 201, created.body
     template = created.body
     assert template["is_default"] is True and template["participants"][0]["number"] == ANSWERS
+    assert [p["role"] for p in template["participants"]] == ["chair", "guest"]
+    bad_role = await api.post("/templates", {"name": "Roles", "participants": [{"number": ANSWERS, "role": "boss"}]})
+    assert bad_role.status == 400, bad_role.body
     other = await api.post("/templates", {"name": "Ad hoc"})
     assert other.status == 201 and other.body["is_default"] is False
     made_default = await api.call("PATCH", f"/templates/{other.body['id']}", {"is_default": True})
@@ -505,6 +510,92 @@ async def test_templates_crud_and_default(api) -> None:
     assert (await api.call("PATCH", f"/templates/{template['id']}", {"name": "gone"})).status == 404
 
 
+async def test_start_now_add_without_invite_live_roles_and_ringing_hangup(api, engine, pstn) -> None:
+    """A scheduled conference started early dials its planned participants; a participant added
+    with invite false is never dialled; make chair / make guest change the member's ConfBridge
+    profile (Admin, MarkedUser) while the call stays up; a ringing call can be hung up; manual
+    extension stops at the cap."""
+    early, later, joiner, ringing = "375290012100", "375290013100", "375290014100", "375290012408"
+    body = {"subject": "Start me early", "start": _later(180), "duration_minutes": 30, "max_participants": 6,
+            "auto_invite": True, "participants": [{"number": early, "name": "Early"}]}
+    created = await api.post("/conferences", body)
+    assert created.status == 201 and created.body["state"] == "scheduled", created.body
+    cid = created.body["id"]
+    early_id = created.body["participants"][0]["id"]
+    mark = pstn.message_offset()
+    async with BusWatcher(engine, cid) as bus:
+        started = await api.post(f"/conferences/{cid}/start")
+        assert started.status == 200, started.body
+        assert started.body["state"] == "running"
+        assert abs(datetime.fromisoformat(started.body["starts_at"]) - datetime.now(UTC)) < timedelta(minutes=1)
+        assert (await api.post(f"/conferences/{cid}/start")).status == 409
+        await bus.wait(connected(early_id))
+        assert early in [number for number, _ in pstn.invites(mark)]
+
+        # add without dialling, then with: only the second reaches the far end
+        quiet = await api.post(f"/conferences/{cid}/participants",
+                               {"number": later, "name": "Later", "invite": False, "role": "chair"})
+        assert quiet.status == 201 and quiet.body["state"] == "planned" and quiet.body["role"] == "chair"
+        loud = await api.post(f"/conferences/{cid}/participants", {"number": joiner, "name": "Joiner"})
+        assert loud.status == 201, loud.body
+        await bus.wait(connected(loud.body["id"]))
+        dialled = [number for number, _ in pstn.invites(mark)]
+        assert joiner in dialled and later not in dialled
+
+        # make chair, then guest: Asterisk's member flags follow, the same call stays in the room
+        stored = await engine.services.conferences.get(None, cid)
+        room = stored.room
+        call_id = next(p.call_id for p in stored.participants if p.id == early_id)
+
+        async def member() -> dict[str, str]:
+            members = {m.get("Uniqueid"): m for m in await engine.ami.confbridge_members(room)}
+            assert call_id in members, list(members)
+            return {"admin": members[call_id].get("Admin"), "marked": members[call_id].get("MarkedUser")}
+
+        assert (await member())["marked"] == "No"  # a guest (an invited guest may be admin to pass a lock)
+        assert (await api.post(f"/conferences/{cid}/participants/{early_id}/mute")).status == 204
+        bus.events.clear()
+        chair = await api.call("PATCH", f"/conferences/{cid}/participants/{early_id}", {"role": "chair"})
+        assert chair.status == 200 and chair.body["role"] == "chair" and chair.body["state"] == "connected"
+        await bus.wait(lambda e: e.kind == "participant.role" and e.participant_id == early_id
+                       and e.data.get("role") == "chair")
+        assert await member() == {"admin": "Yes", "marked": "Yes"}
+        members = {m.get("Uniqueid"): m for m in await engine.ami.confbridge_members(room)}
+        assert members[call_id].get("Muted") == "Yes"  # still muted after re-entering
+        assert (await api.post(f"/conferences/{cid}/lock")).status == 204
+        guest = await api.call("PATCH", f"/conferences/{cid}/participants/{early_id}", {"role": "guest"})
+        assert guest.status == 200 and guest.body["role"] == "guest"
+        assert (await member())["marked"] == "No"  # a guest again, back in the locked room
+        assert not [e for e in bus.events if e.kind == "participant.state" and e.participant_id == early_id]
+        assert [number for number, _ in pstn.invites(mark)].count(early) == 1  # never re-dialled
+        for bad in ({"role": "boss"}, {}, {"role": "chair", "x": 1}):
+            reply = await api.call("PATCH", f"/conferences/{cid}/participants/{early_id}", bad)
+            assert reply.status == 400, (bad, reply.body)
+        reply = await api.call("PATCH", f"/conferences/{cid}/participants/999999999", {"role": "chair"})
+        assert reply.status == 404
+
+        # a participant still ringing can be hung up
+        rung = await api.post(f"/conferences/{cid}/participants", {"number": ringing, "name": "Ringing"})
+        assert rung.status == 201, rung.body
+        await bus.wait(lambda e: e.kind == "participant.state" and e.participant_id == rung.body["id"]
+                       and e.data.get("state") == "ringing")
+        assert (await api.post(f"/conferences/{cid}/participants/{rung.body['id']}/kick")).status == 204
+        gone = next(p for p in (await api.get(f"/conferences/{cid}")).body["participants"]
+                    if p["id"] == rung.body["id"])
+        assert gone["state"] == "failed" and gone["failure_reason"] == "cancelled", gone
+
+        # manual extension stops at the cap shared with auto-extension
+        cap = (await engine.services.conferences.get(None, cid)).extend_cap_minutes
+        for _ in range(cap // 60):
+            assert (await api.post(f"/conferences/{cid}/extend", {"minutes": 60})).status == 200
+        refused = await api.post(f"/conferences/{cid}/extend", {"minutes": 15})
+        assert refused.status == 422 and str(cap) in refused.error["message"], refused.body
+
+        assert (await api.post(f"/conferences/{cid}/end")).status == 200
+    kinds = [e["kind"] for e in (await api.get(f"/conferences/{cid}/log")).body["events"]]
+    assert "conference.start_requested" in kinds and kinds.count("participant.role") == 2
+
+
 async def test_error_bodies_never_carry_tracebacks(api) -> None:
     replies = [await api.post("/conferences", data="\x00"), await api.get("/conferences/0"),
                await api.post("/contacts", {"name": "A" * 5000, "number": "1" * 5000}),
@@ -512,6 +603,14 @@ async def test_error_bodies_never_carry_tracebacks(api) -> None:
     for reply in replies:
         assert 400 <= reply.status < 500, reply.body
         assert "Traceback" not in str(reply.body) and set(reply.error) <= {"code", "message", "field"}
+
+
+async def test_password_reset_is_public_and_answers_alike(api_server) -> None:
+    anonymous = ApiClient(api_server)
+    reply = await anonymous.post("/password-reset", {"phone": "375290000003"})
+    assert reply.status == 202 and reply.body == {"status": "accepted"}
+    bad = await anonymous.post("/password-reset/confirm", {"token": "x" * 43, "password": "a-long-password-1"})
+    assert bad.status == 400 and bad.error["field"] == "link"
 
 
 async def test_every_route_was_exercised_by_this_module(request) -> None:

@@ -52,10 +52,13 @@ async def owner_a(engine, api_server, pstn) -> dict:
     template = await a.api.post("/templates", {"name": "A template", "is_default": True})
     portal = await session_client(engine, api_server, a.account.id)  # tokens come from a portal session
     token = await portal.post("/tokens", {"name": "A second token"})
+    recording = await a.api.post(f"/conferences/{live.body['id']}/recording/start")
+    assert recording.status == 201, recording.body
     objects = {
         "user": a, "scheduled": scheduled.body["id"], "live": live.body["id"], "pid": participant_id,
         "contacts": contact.body["id"], "rooms": room.body["id"], "templates": template.body["id"],
         "tokens": token.body["details"]["id"], "token_secret": token.body["token"],
+        "recordings": recording.body["id"],
         "snapshot": {"live": (await a.api.get(f"/conferences/{live.body['id']}")).body,
                      "scheduled": (await a.api.get(f"/conferences/{scheduled.body['id']}")).body},
     }
@@ -75,7 +78,8 @@ def _targets(method: str, path: str, a: dict) -> list[tuple[str, str]]:
     if kind == "conferences":
         return [(path.replace("{id}", str(a[which])).replace("{pid}", str(a["pid"])), which)
                 for which in ("scheduled", "live")]
-    assert kind in ("contacts", "rooms", "templates", "tokens"), f"route {method} {path} is not in the matrix"
+    assert kind in ("contacts", "rooms", "templates", "tokens", "recordings"), \
+        f"route {method} {path} is not in the matrix"
     return [(path.replace("{id}", str(a[kind])), kind)]
 
 

@@ -61,7 +61,8 @@ def test_compose_file_is_valid_and_has_the_three_services(tmp_path: Path) -> Non
         assert dockerfile.is_file(), dockerfile
     asterisk_dockerfile = (PROJECT_ROOT / "docker/asterisk/Dockerfile").read_text()
     assert "FROM debian:sid" in asterisk_dockerfile
-    for package in ("asterisk", "asterisk-modules", "asterisk-core-sounds-en-gsm"):
+    for package in ("asterisk", "asterisk-modules", "asterisk-core-sounds-en-gsm", "asterisk-core-sounds-en",
+                    "asterisk-core-sounds-ru-gsm", "asterisk-core-sounds-ru"):
         assert f" {package} " in asterisk_dockerfile
     assert "FROM python:3.11-slim" in (PROJECT_ROOT / "docker/engine/Dockerfile").read_text()
     volumes = " ".join(services["asterisk"]["volumes"])

@@ -120,6 +120,7 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
             guest = f"text-guest-{index}-{secrets.token_hex(3)}@example.org"
             reply = await api.post("/conferences", {
                 "subject": record["subject"], "start": start, "duration_minutes": 30, "max_participants": 5,
+                "notify_participants": True,
                 "participants": [{"number": "375291234567", "name": record["participant_name"], "email": guest}]})
             values = check_reply(reply, {"subject": (record["subject"], 200, True),
                                          "participants[0].name": (record["participant_name"], 100, False)})
@@ -286,8 +287,8 @@ async def test_card_shows_a_message_that_could_not_be_built(portal, engine) -> N
     starts_at = datetime.now(UTC) + timedelta(days=2)
     conference_id = await engine.pool.fetchval("""
         INSERT INTO conferences (owner_id, subject, node_id, room, conference_number, chair_pin, guest_pin,
-                                 starts_at, duration_minutes, ends_at, max_participants)
-        VALUES ($1, $2, 'ast1', $3, $4, '912345', '112345', $5, 30, $6, 5) RETURNING id""",
+                                 starts_at, duration_minutes, ends_at, max_participants, notify_participants)
+        VALUES ($1, $2, 'ast1', $3, $4, '912345', '112345', $5, 30, $6, 5, true) RETURNING id""",
         account.id, "Legacy\u2028subject", f"card-{secrets.token_hex(6)}", "6" + str(secrets.randbelow(10**5)).zfill(5),
         starts_at, starts_at + timedelta(minutes=30))
     await engine.pool.execute("INSERT INTO participants (conference_id, number, name, email) "

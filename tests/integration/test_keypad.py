@@ -182,7 +182,7 @@ async def test_chair_keypad(engine, sipp, owner: ApiUser) -> None:
 
             said = (await press(engine, caller, chair_id)).said  # *0
             assert said == rules.menu_prompts(Role.CHAIR)
-            assert said.count(rules.SAY_STAR) == 6
+            assert said.count(rules.SAY_STAR) == 7
             await bus.wait(lambda e: e.kind == "keypad.pressed" and e.data.get("key") == "*0")
 
         log = (await owner.api.get(f"/conferences/{cid}/log")).body["events"]

@@ -35,7 +35,7 @@ async def test_help_lists_the_keypad_commands_in_both_languages(client: PortalCl
         await client.post("/language", {"lang": lang, "next": "/help"})
         page = await client.get("/help")
         assert page.status == 200 and f'<html lang="{lang}">' in page.text
-        for key in ("*1", "*2", "*3", "*4", "*5", "*6", "*0"):
+        for key in ("*1", "*2", "*3", "*4", "*5", "*6", "*7", "*0"):
             assert f'<td class="mono">{key}</td>' in page.text, (lang, key)
         for word in expected:
             assert word in page.text, (lang, word)

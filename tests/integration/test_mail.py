@@ -258,7 +258,7 @@ async def make_account(pool: asyncpg.Pool, email_address: str | None = "chair@ex
 
 
 async def make_conference(pool: asyncpg.Pool, owner_id: int, starts_at: datetime, *, minutes: int = 30,
-                          reminder: int | None = None, guest_pin_required: bool = True,
+                          reminder: int | None = None, guest_pin_required: bool = True, notify: bool = True,
                           guests: tuple[tuple[str, str | None], ...] = (("Пётр", "petr@example.org"),
                                                                         ("Anna", "anna@example.org"),
                                                                         ("Без почты", None))) -> ConferenceRow:
@@ -270,10 +270,10 @@ async def make_conference(pool: asyncpg.Pool, owner_id: int, starts_at: datetime
     conference_id = await pool.fetchval("""
         INSERT INTO conferences (owner_id, subject, node_id, room, conference_number, chair_pin, guest_pin,
                                  guest_pin_required, starts_at, duration_minutes, ends_at, max_participants,
-                                 reminder_minutes)
-        VALUES ($1, 'Планёрка', 'ast1', $2, $3, $4, $5, $6, $7, $8, $9, 10, $10) RETURNING id""",
+                                 reminder_minutes, notify_participants)
+        VALUES ($1, 'Планёрка', 'ast1', $2, $3, $4, $5, $6, $7, $8, $9, 10, $10, $11) RETURNING id""",
         owner_id, f"mail-{secrets.token_hex(6)}", number, chair_pin, guest_pin, guest_pin_required,
-        starts_at, minutes, ends_at, reminder)
+        starts_at, minutes, ends_at, reminder, notify)
     participant_ids = {}
     for name, address in guests:
         participant_ids[address or name] = await pool.fetchval("""
@@ -615,7 +615,7 @@ async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings,
             subject="Quarterly review", start=start, duration_minutes=30, max_participants=5,
             participants=(ParticipantPlan("375291234567", "Petr", "svc-petr@example.org"),
                           ParticipantPlan("375291234568", "No mail")),
-            reminder_minutes=15, timezone="Europe/London"))
+            reminder_minutes=15, timezone="Europe/London", notify_participants=True))
         invitations = by_recipient(await smtp.handler.collect_for(ours, 2))
         assert set(invitations) == {"svc-petr@example.org", "svc-chair@example.org"}
         method, event = invitations["svc-petr@example.org"].calendar_event()

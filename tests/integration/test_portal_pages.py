@@ -334,3 +334,37 @@ async def test_settings_errors_render_the_form_again(client: PortalClient, engin
                                                     "new_password_again": "new-password-1"}, token=page.csrf)
     assert page.status == 200 and "/settings" in page.url
     await engine.services.accounts.authenticate(account.phone, "new-password-1")
+
+
+async def test_roles_in_planning_templates_and_the_edit_form(client: PortalClient, engine) -> None:
+    """Chair or guest per participant row: saved with a template, pre-filled from it into
+    Planning, stored with the planned conference and shown again when editing it."""
+    account = await new_account(engine)
+    await client.login(account.phone)
+    form = await client.get("/planning")
+    rows = [("p_number", "375290001301"), ("p_name", "Chair"), ("p_email", ""), ("p_role", "chair"),
+            ("p_number", "375290001302"), ("p_name", "Guest"), ("p_email", ""), ("p_role", "guest")]
+    page = await client.post("/planning/template", [
+        ("subject", "Board"), ("when", "now"), ("duration_minutes", "30"), ("max_participants", "5"),
+        *rows, ("auto_extend_minutes", "0"), ("template_name", "Board"), ("template_default", "on")], token=form.csrf)
+    assert page.status == 200
+    template = (await engine.services.addressbook.templates(account.id))[0]
+    assert [p.role for p in template.participants] == ["chair", "guest"]
+    planning = await client.get("/planning")
+    assert planning.text.count('<option value="chair" selected>') == 1
+    page = await client.post("/planning", [
+        ("subject", "Board"), ("when", "later"), ("date", "2031-01-15"), ("time", "10:00"),
+        ("duration_minutes", "30"), ("max_participants", "5"), ("auto_extend_minutes", "0"), *rows])
+    assert page.status == 200
+    planned = [c for c in await engine.services.conferences.list(account.id) if c.subject == "Board"]
+    assert len(planned) == 1
+    assert {p.number: str(p.role) for p in planned[0].participants} == {"375290001301": "chair",
+                                                                         "375290001302": "guest"}
+    edit = await client.get(f"/conferences/{planned[0].id}/edit")
+    assert edit.text.count('<option value="chair" selected>') == 1
+    bad = await client.post("/planning/template", [
+        ("subject", "Bad"), ("when", "now"), ("duration_minutes", "30"), ("max_participants", "5"),
+        ("p_number", "375290001303"), ("p_name", ""), ("p_email", ""), ("p_role", "boss"),
+        ("auto_extend_minutes", "0"), ("template_name", "Bad")], token=edit.csrf)
+    assert bad.status in (200, 400) and not [t for t in await engine.services.addressbook.templates(account.id)
+                                             if t.name == "Bad"]

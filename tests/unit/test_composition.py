@@ -39,6 +39,7 @@ def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
     assert services.scheduler.conferences is services.conferences
     assert services.quality.conferences is services.conferences
     assert services.keypad.conferences is services.conferences
+    assert services.keypad.recording is services.recording and services.recording.calls is services.calls
     assert services.operator.conferences is services.conferences
     assert services.recovery.calls is services.calls
     assert services.operator.accounts is services.accounts

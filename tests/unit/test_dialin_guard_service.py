@@ -40,6 +40,9 @@ class FakeCall:
     async def set_variable(self, name: str, value: str) -> None:
         self.variables[name] = value
 
+    async def set_language(self, language: str) -> None:
+        self.variables["CHANNEL(language)"] = language
+
 
 @dataclass
 class FakeRepo:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.domain.errors import Unauthenticated
-from web.api import addressbook, conferences, events, operator
+from web.api import addressbook, conferences, events, operator, recordings
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
@@ -22,7 +22,7 @@ PREFIX = "/api/v1"
 CONF = "/conferences/{id:[0-9]{1,19}}"
 PARTICIPANT = CONF + "/participants/{pid:[0-9]{1,19}}"
 ITEM = "/{id:[0-9]{1,19}}"
-PUBLIC_PATHS = frozenset({PREFIX + "/openapi.json"})
+PUBLIC_PATHS = frozenset({PREFIX + "/openapi.json", PREFIX + "/password-reset", PREFIX + "/password-reset/confirm"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -34,7 +34,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", CONF, conferences.get_conference),
     ("PATCH", CONF, conferences.update_conference),
     ("DELETE", CONF, conferences.cancel_conference),
+    ("POST", CONF + "/start", conferences.start_conference),
     ("POST", CONF + "/participants", conferences.add_participant),
+    ("PATCH", PARTICIPANT, conferences.update_participant),
     ("POST", CONF + "/invite", conferences.invite_participants),
     ("POST", PARTICIPANT + "/invite", conferences.invite_participant),
     ("POST", PARTICIPANT + "/mute", conferences.mute_participant),
@@ -67,6 +69,13 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/tokens", addressbook.list_tokens),
     ("POST", "/tokens", addressbook.create_token),
     ("DELETE", "/tokens" + ITEM, addressbook.revoke_token),
+    ("POST", "/password-reset", addressbook.request_password_reset),
+    ("POST", "/password-reset/confirm", addressbook.confirm_password_reset),
+    ("POST", CONF + "/recording/start", recordings.start_recording),
+    ("POST", CONF + "/recording/stop", recordings.stop_recording),
+    ("GET", CONF + "/recordings", recordings.list_recordings),
+    ("GET", "/recordings" + ITEM + "/file", recordings.recording_file),
+    ("DELETE", "/recordings" + ITEM, recordings.delete_recording),
     *operator.ROUTES,  # /operator/... (operator edition)
 )
 

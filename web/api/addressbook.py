@@ -14,6 +14,7 @@ from web.api.common import account, no_content, ok
 from web.api.spec_parts import SEARCH
 from web.auth import by_token
 from web.context import services
+from web.security import client_address
 
 CONTACT_FIELDS = ("id", "name", "number", "email")
 ROOM_FIELDS = ("id", "name", "number", "location")
@@ -61,6 +62,20 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     await services(request).tokens.revoke(account(request).id, parse.path_id(request))
+    return no_content()
+
+
+async def request_password_reset(request: web.Request) -> web.Response:
+    """No authentication: the same 202 whether or not the account exists (429 per client address)."""
+    data = await parse.body(request, "PasswordResetRequest")
+    await services(request).accounts.request_password_reset(data["phone"], client_address(request))
+    return ok({"status": "accepted"}, status=202)
+
+
+async def confirm_password_reset(request: web.Request) -> web.Response:
+    data = await parse.body(request, "PasswordResetConfirm")
+    await services(request).accounts.reset_password(data["token"], data["password"],
+                                                       address=client_address(request))
     return no_content()
 
 

@@ -57,6 +57,19 @@ async def cancel_conference(request: web.Request) -> web.Response:
     return ok(_conference(request, conference))
 
 
+async def start_conference(request: web.Request) -> web.Response:
+    conference = await services(request).conferences.start_now(account(request).id, parse.path_id(request))
+    return ok(_conference(request, conference))
+
+
+async def update_participant(request: web.Request) -> web.Response:
+    conference_id, participant_id = parse.path_id(request), parse.path_id(request, "pid")
+    data = await parse.body(request, "ParticipantUpdate")
+    participant = await services(request).conferences.set_role(
+        account(request).id, conference_id, participant_id, data["role"])
+    return ok(render.participant(participant))
+
+
 async def add_participant(request: web.Request) -> web.Response:
     conference_id = parse.path_id(request)
     data = await parse.body(request, "ParticipantAdd")

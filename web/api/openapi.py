@@ -56,6 +56,14 @@ _PLAN_FIELDS: dict[str, Any] = {
     "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
     "participants": {"type": "array", "maxItems": 1000, "items": _ref("ParticipantInput")},
     "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
+    "language": {"type": "string", "enum": ["ru", "en"],
+                 "description": "the voice language callers hear; default: the account's portal language"},
+    "notify_participants": {"type": "boolean", "default": False,
+                            "description": "the owner's consent to e-mail the participants (invitation, update, "
+                                           "cancellation, reminder); off unless sent as true. The owner's own "
+                                           "copy follows the account's mail_own_copy switch"},
+    "recording": {"type": "boolean", "default": False,
+                  "description": "record the conference (403 when the operator forbids it for the account)"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -80,8 +88,14 @@ SCHEMAS: dict[str, Any] = {
     "ParticipantAdd": _obj({
         "number": NUMBER, "name": NAME, "email": EMAIL,
         "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
-        "invite": {"type": "boolean", "default": True, "description": "dial at once (running conference)"},
+        "invite": {"type": "boolean", "default": True, "description": "dial at once (running conference); false adds "
+                   "the participant to be invited later"},
     }, ("number",)),
+    "ParticipantUpdate": _obj({
+        "role": {"type": "string", "enum": ["chair", "guest"],
+                 "description": "a connected participant takes the role in the call at once "
+                                "(re-enters the room with the chair or guest profile; the call stays up)"},
+    }, ("role",)),
     "Participant": _obj({
         "id": ID, "conference_id": ID, "number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
         "role": {"type": "string", "enum": ["chair", "guest"]},
@@ -113,7 +127,11 @@ SCHEMAS: dict[str, Any] = {
         "extended_minutes": {"type": "integer"}, "reminder_minutes": _nullable({"type": "integer"}),
         "locked": {"type": "boolean"}, "started_at": NULL_DATETIME, "ended_at": NULL_DATETIME,
         "cancelled_at": NULL_DATETIME, "end_reason": _nullable({"type": "string"}),
+        "language": {"type": "string", "enum": ["ru", "en"], "description": "the voice language callers hear"},
+        "notify_participants": {"type": "boolean"},
         "participants": {"type": "array", "items": _ref("Participant")},
+        "recording": {"type": "boolean"},
+        "recording_error": _nullable({"type": "string", "description": "why the last recording failed"}),
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
     "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},
@@ -133,7 +151,8 @@ SCHEMAS: dict[str, Any] = {
     "Delivery": _obj({
         "participant_id": _nullable(ID), "email": _nullable({"type": "string"}),
         "kind": {"type": "string", "examples": ["invitation", "reminder", "update", "cancellation"]},
-        "status": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_available"]},
+        "status": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_available",
+                                                   "not_wanted"]},
         "last_error": _nullable({"type": "string"}), "role": _nullable({"type": "string"}),
         "attempts": _nullable({"type": "integer"}), "sent_at": NULL_DATETIME, "channel": {"type": "string"},
     }, ("participant_id", "kind", "status"), closed=False),
@@ -161,8 +180,11 @@ SCHEMAS: dict[str, Any] = {
     "Room": _obj({"id": ID, "name": {"type": "string"}, "number": {"type": "string"},
                   "location": {"type": "string"}}, ("id", "name", "number"), closed=False),
     "RoomList": _obj({"rooms": {"type": "array", "items": _ref("Room")}}, ("rooms",), closed=False),
-    "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL}, ("number",)),
-    "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT},
+    "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL,
+                                      "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"}},
+                                     ("number",)),
+    "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
+                                 "role": {"type": "string", "enum": ["chair", "guest"]}},
                                 ("number",), closed=False),
     "TemplateInput": _obj({
         "name": NAME_REQUIRED,
@@ -174,6 +196,9 @@ SCHEMAS: dict[str, Any] = {
         "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
         "participants": {"type": "array", "maxItems": 1000, "items": _ref("TemplateParticipantInput")},
         "is_default": {"type": "boolean", "description": "make it the default that pre-fills Planning"},
+        "language": _nullable({"type": "string", "enum": ["ru", "en"],
+                               "description": "the voice language; null: the account's portal language"}),
+        "recording": {"type": "boolean", "description": "conferences planned from it are recorded"},
     }),
     "Template": _obj({
         "id": ID, "name": {"type": "string"}, "subject": {"type": "string"}, "duration_minutes": {"type": "integer"},
@@ -181,10 +206,27 @@ SCHEMAS: dict[str, Any] = {
         "auto_extend_minutes": {"type": "integer"}, "guest_pin_required": {"type": "boolean"},
         "reminder_minutes": _nullable({"type": "integer"}),
         "participants": {"type": "array", "items": _ref("TemplateParticipant")},
-        "is_default": {"type": "boolean"},
+        "is_default": {"type": "boolean"}, "language": _nullable({"type": "string", "enum": ["ru", "en"]}),
+        "recording": {"type": "boolean"},
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),
                          closed=False),
+    "Accepted": _obj({"status": {"type": "string", "enum": ["accepted"]}}, ("status",)),
+    "PasswordResetRequest": _obj({"phone": {"type": "string", "maxLength": 32,
+                                            "description": "the phone account, 375XXXXXXXXX"}}, ("phone",)),
+    "PasswordResetConfirm": _obj({
+        "token": {"type": "string", "minLength": 20, "maxLength": 100, "pattern": "^[A-Za-z0-9_-]+$",
+                  "description": "the secret at the end of the mailed link /password/reset/{token}"},
+        "password": {"type": "string", "minLength": 1, "maxLength": 1024}}, ("token", "password")),
+    "Recording": _obj({
+        "id": ID, "conference_id": ID,
+        "state": {"type": "string", "enum": ["recording", "converting", "ready", "failed"]},
+        "duration_seconds": _nullable({"type": "number"}), "size_bytes": _nullable({"type": "integer"}),
+        "error": _nullable({"type": "string"}), "started_at": DATETIME, "stopped_at": NULL_DATETIME,
+        "created_at": DATETIME,
+    }, ("id", "conference_id", "state"), closed=False),
+    "RecordingList": _obj({"recordings": {"type": "array", "items": _ref("Recording")}}, ("recordings",),
+                          closed=False),
     "TokenCreate": _obj({"name": NAME, "expires_in_days": {
         "type": "integer", "minimum": 1, "maximum": 3650,
         "description": "the token stops working this many days from now (default: never)"}}),
@@ -250,6 +292,17 @@ PATHS: dict[str, Any] = {
         "delete": _op("cancel_conference", "Cancel a scheduled conference",
                       {"200": _json("Conference", "the cancelled conference")}, tag="conferences",
                       params=CONF, errors=("401", "403", "404", "409")),
+    },
+    "/conferences/{id}/start": {
+        "post": _op("start_conference", "Start a scheduled conference now: it runs its planned duration from "
+                    "now, planned participants are dialled when auto-invite is on; the account's limits apply",
+                    {"200": _json("Conference", "the running conference")}, tag="live", params=CONF,
+                    errors=("401", "403", "404", "409", "422", "429", "503")),
+    },
+    "/conferences/{id}/participants/{pid}": {
+        "patch": _op("update_participant", "Make a participant a chair or a guest (live in a running conference)",
+                     {"200": _json("Participant", "the changed participant")}, tag="live",
+                     body="ParticipantUpdate", params=CONF_PARTICIPANT, errors=(*LIVE, "422")),
     },
     "/conferences/{id}/participants": {
         "post": _op("add_participant", "Add a participant (dialled at once into a running conference)",
@@ -325,6 +378,28 @@ PATHS: dict[str, Any] = {
                            _query("to", "date (inclusive) or date-time (exclusive); default now",
                                   DAY_OR_MOMENT)]),
     },
+    "/conferences/{id}/recording/start": {
+        "post": _op("start_recording", "Start recording a running conference (everyone hears it)",
+                    {"201": _json("Recording", "the recording")}, tag="live", params=CONF, errors=LIVE),
+    },
+    "/conferences/{id}/recording/stop": {
+        "post": _op("stop_recording", "Stop the running recording (the file is converted afterwards)",
+                    NO_CONTENT, tag="live", params=CONF, errors=LIVE),
+    },
+    "/conferences/{id}/recordings": {
+        "get": _op("list_recordings", "The conference's recordings with duration and size",
+                   {"200": _json("RecordingList", "recordings")}, tag="history", params=CONF),
+    },
+    "/recordings/{id}/file": {
+        "get": _op("recording_file", "The recording as Ogg/Opus; HTTP range requests let a player seek",
+                   {"200": {"description": "the file", "content": {"audio/ogg": {}}},
+                    "206": {"description": "the requested range", "content": {"audio/ogg": {}}}},
+                   tag="history", params=[_path_id("id", "recording")]),
+    },
+    "/recordings/{id}": {
+        "delete": _op("delete_recording", "Delete a recording", NO_CONTENT, tag="history",
+                      params=[_path_id("id", "recording")], errors=("401", "403", "404", "409")),
+    },
     **_crud("contacts", "contact", "address book", "ContactList", "Contact", "ContactInput", "ContactInput",
             "put", True),
     **_crud("rooms", "room", "address book", "RoomList", "Room", "RoomInput", "RoomInput", "put", True),
@@ -342,6 +417,17 @@ PATHS: dict[str, Any] = {
         "delete": _op("revoke_token", "Revoke an API token", NO_CONTENT, tag="account",
                       params=[_path_id("id", "token")]),
     },
+    "/password-reset": {"post": {**_op(
+        "request_password_reset", "Mail a password-reset link (valid 30 minutes, usable once) to the account's "
+        "e-mail address. No authentication; the answer is the same whether or not the account exists. At most 3 "
+        "mails per account and 10 requests per client address an hour (429)",
+        {"202": _json("Accepted", "accepted")}, tag="account", body="PasswordResetRequest", errors=("429",)),
+        "security": []}},
+    "/password-reset/confirm": {"post": {**_op(
+        "confirm_password_reset", "Set a new password with the mailed link's token (once); every session and "
+        "API token of the account is revoked. A used, expired or unknown token: 400 with field `link`",
+        NO_CONTENT, tag="account", body="PasswordResetConfirm", errors=()),
+        "security": []}},
 }
 
 # The operator's endpoints are described in a module of their own.

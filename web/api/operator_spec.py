@@ -20,6 +20,7 @@ def _limits() -> dict[str, Any]:
             "max_concurrent_conferences": {"type": "integer", "minimum": 1, "maximum": 100},
             "max_dialouts_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
             "max_concurrent_calls": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "recording_allowed": {"type": "boolean", "description": "the account may record conferences"},
             "plan_group": GROUP_NAME}
 
 
@@ -31,7 +32,7 @@ def operator_schemas() -> dict[str, Any]:
         "role": {"type": "string", "enum": ["customer", "operator"]},
         "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
         "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
-        "blocked": {"type": "boolean"},
+        "blocked": {"type": "boolean"}, "recording_allowed": {"type": "boolean"},
         "plan_group": {"type": "string"}, "created_at": spec.DATETIME, "updated_at": spec.DATETIME,
         "admin": {"type": "boolean", "description": "an operator who may block, reset or delete operators"},
     }, ("id", "phone", "role", "blocked", "plan_group"), closed=False)

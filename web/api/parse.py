@@ -164,6 +164,9 @@ def conference_plan(data: dict[str, Any], account_timezone: str) -> ConferencePl
         reminder_minutes=data.get("reminder_minutes"),
         timezone=tz.key,
         mode=data.get("mode", "voice"),
+        language=data.get("language"),
+        notify_participants=data.get("notify_participants", False),
+        recording=data.get("recording", False),
     )
 
 

@@ -34,7 +34,8 @@ PARTICIPANT_FIELDS = ("id", "conference_id", "number", "name", "email", "role", 
 CONFERENCE_FIELDS = ("id", "subject", "mode", "state", "conference_number", "chair_pin", "guest_pin",
                      "guest_pin_required", "immediate", "starts_at", "duration_minutes", "ends_at",
                      "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extended_minutes",
-                     "reminder_minutes", "locked", "started_at", "ended_at", "cancelled_at", "end_reason")
+                     "reminder_minutes", "locked", "started_at", "ended_at", "cancelled_at", "end_reason",
+                     "language", "notify_participants", "recording", "recording_error")
 
 
 def participant(item: Participant) -> dict[str, Any]:

@@ -13,6 +13,11 @@
   var offline = root.querySelector("[data-offline]");
   var lockout = root.querySelector("[data-pin-lockout]");
   var current = null;
+  var warned = false;  // the engine announced the deadline (conference.warned)
+  var warningSeconds = Number(root.dataset.warningSeconds) || 0;
+  var timeWarning = root.querySelector("[data-time-warning]");
+  var countdown = root.querySelector("[data-countdown]");
+  var tab = "all";
   var loading = false;
   var again = false;
   var timer = null;
@@ -64,6 +69,30 @@
     return td;
   }
 
+  // The banner shows the time left once the room heard the deadline warning (or the end is
+  // that close), counting down every second; an extension moves the end and hides it.
+  function showCountdown() {
+    if (!current || current.state !== "running") { timeWarning.hidden = true; return; }
+    var left = (Date.parse(current.ends_at) - Date.now()) / 1000;
+    if (left > warningSeconds && !warned) { timeWarning.hidden = true; return; }
+    if (left > warningSeconds + 1) { warned = false; timeWarning.hidden = true; return; }
+    countdown.textContent = duration(left);
+    timeWarning.hidden = false;
+  }
+
+  function onEvent(message) {
+    var item = null;
+    try { item = JSON.parse(message.data); } catch (ignore) { item = null; }
+    if (item && item.kind === "conference.warned") { warned = true; }
+    if (item && item.kind === "conference.extended") {
+      warned = false;
+      if (current && item.data && item.data.ends_at) { current.ends_at = item.data.ends_at; }
+      show(label("extended_by").replace("{minutes}", String(item.data && item.data.minutes)), false);
+      showCountdown();
+    }
+    soon();
+  }
+
   function render(conference) {
     current = conference;
     var checked = {};
@@ -74,11 +103,18 @@
       var row = document.createElement("tr");
       row.dataset.participant = p.id;
       row.dataset.state = p.display_state;
+      row.dataset.origin = p.origin;
+      row.dataset.role = p.role;
+      row.hidden = tab !== "all" && p.origin !== tab;
       var box = document.createElement("input");
       box.type = "checkbox"; box.name = "participant"; box.value = p.id; box.checked = !!checked[p.id];
       cell(row, "select", box);
       cell(row, "name", p.name || "—");
       cell(row, "number", p.number).className = "mono";
+      var role = document.createElement("span");
+      role.className = "badge role-" + p.role;
+      role.textContent = label(p.role);
+      cell(row, "role", role);
       cell(row, "state", badge(p.display_state, p.reason));
       cell(row, "joined", p.joined_at ? timeFormat.format(new Date(p.joined_at)) : "—");
       cell(row, "duration", duration(liveSeconds(p))).className = "mono";
@@ -93,9 +129,17 @@
           var kick = chip(label("kick"), url + "kick", true);
           kick.dataset.confirm = label("confirm_kick");
           actions.appendChild(kick);
-        } else if (p.state !== "calling" && p.state !== "ringing") {
-          actions.appendChild(chip(label("redial"), url + "redial"));
+        } else if (p.state === "calling" || p.state === "ringing") {
+          actions.appendChild(chip(label("hangup"), url + "hangup", true));
+        } else if (p.origin === "dialout") {
+          actions.appendChild(chip(label(p.state === "planned" ? "call" : "redial"), url + "redial"));
         }
+      }
+      if (conference.state === "running" || conference.state === "scheduled") {
+        var other = p.role === "chair" ? "guest" : "chair";
+        var roleChip = chip(label("make_" + other), url + other);
+        roleChip.dataset.test = "make-" + other;
+        actions.appendChild(roleChip);
       }
       rows.appendChild(row);
     });
@@ -103,7 +147,7 @@
       var empty = document.createElement("tr");
       empty.className = "empty";
       var td = cell(empty, "empty", label("nobody"));
-      td.colSpan = 7; td.className = "muted";
+      td.colSpan = 8; td.className = "muted";
       rows.appendChild(empty);
     }
     body.replaceChildren(rows);
@@ -116,8 +160,29 @@
     root.querySelector("[data-unlock-form]").hidden = !conference.locked;
     root.querySelector("[data-ends-at]").textContent = shortTime.format(new Date(conference.ends_at));
     root.dataset.confState = conference.state;
+    root.querySelectorAll("[data-running-only]").forEach(function (el) { el.hidden = conference.state !== "running"; });
+    root.querySelectorAll("[data-scheduled-only]").forEach(function (el) { el.hidden = conference.state !== "scheduled"; });
+    var counts = { all: conference.participants.length, dialout: 0, dialin: 0 };
+    conference.participants.forEach(function (p) { counts[p.origin] = (counts[p.origin] || 0) + 1; });
+    root.querySelectorAll("[data-count]").forEach(function (el) { el.textContent = "(" + counts[el.dataset.count] + ")"; });
+    var dialList = root.querySelector("[data-dial-list]");
+    if (dialList) {
+      var items = document.createDocumentFragment();
+      conference.participants.forEach(function (p) {
+        if (p.origin !== "dialout") { return; }
+        var li = document.createElement("li");
+        li.textContent = (p.name || p.number) + " ";
+        var number = document.createElement("span");
+        number.className = "mono muted";
+        number.textContent = p.number;
+        li.appendChild(number);
+        items.appendChild(li);
+      });
+      if (items.childNodes.length) { dialList.replaceChildren(items); }
+    }
     showLockout(conference.pin_lockout ? conference.pin_lockout.until : "");
     root.classList.toggle("is-over", conference.state !== "running" && conference.state !== "scheduled");
+    showCountdown();
   }
 
   // The banner of a running PIN lock-out: shown until its end, then hidden without a reload.
@@ -156,7 +221,7 @@
     "conference.scheduled", "conference.updated", "conference.cancelled", "conference.started",
     "conference.extended", "conference.locked", "conference.unlocked", "conference.ended", "conference.failed",
     "participant.added", "participant.state", "participant.muted", "participant.unmuted", "participant.kicked",
-    "participant.talking", "conference.pin_lockout"];
+    "participant.talking", "participant.role", "conference.pin_lockout", "conference.warned"];
   function connect() {
     var stream = new EventSource(root.dataset.eventsUrl);
     stream.onopen = function () { offline.hidden = true; root.dataset.live = "1"; refresh(); };
@@ -165,7 +230,7 @@
       offline.hidden = false;
       if (stream.readyState === EventSource.CLOSED) { setTimeout(connect, 3000); }
     };
-    kinds.forEach(function (kind) { stream.addEventListener(kind, soon); });
+    kinds.forEach(function (kind) { stream.addEventListener(kind, onEvent); });
     window.addEventListener("pagehide", function () { stream.close(); });
   }
 
@@ -204,10 +269,23 @@
     }).catch(function () { show(label("offline"), true); });
   });
 
+  root.querySelectorAll("[data-tab]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      tab = button.dataset.tab;
+      root.querySelectorAll("[data-tab]").forEach(function (other) {
+        other.classList.toggle("is-active", other === button);
+        other.setAttribute("aria-selected", other === button ? "true" : "false");
+      });
+      body.querySelectorAll("tr[data-participant]").forEach(function (row) {
+        row.hidden = tab !== "all" && row.dataset.origin !== tab;
+      });
+    });
+  });
+
   var all = root.querySelector("[data-check-all]");
   if (all) {
     all.addEventListener("change", function () {
-      body.querySelectorAll("input[name=participant]").forEach(function (box) { box.checked = all.checked; });
+      body.querySelectorAll("tr:not([hidden]) input[name=participant]").forEach(function (box) { box.checked = all.checked; });
     });
   }
 
@@ -229,6 +307,7 @@
   setInterval(function () {
     if (lockout.dataset.until && Date.parse(lockout.dataset.until) <= Date.now()) { showLockout(""); }
     if (!current) { return; }
+    showCountdown();
     current.participants.forEach(function (p) {
       if (p.state !== "connected") { return; }
       var td = body.querySelector("tr[data-participant='" + p.id + "'] [data-col=duration]");

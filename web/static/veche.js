@@ -8,6 +8,7 @@
     var template = body.rows[body.rows.length - 1];
     var row = template.cloneNode(true);
     row.querySelectorAll("input").forEach(function (input) { input.value = ""; });
+    row.querySelectorAll("select").forEach(function (select) { select.selectedIndex = 0; });
     body.appendChild(row);
     if (values) {
       row.querySelector("[name=p_number]").value = values.number || "";
@@ -73,7 +74,7 @@
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (form.dataset.confirm && !form.dataset.async) {
+    if (form.dataset.confirm && !form.hasAttribute("data-async")) {
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
     }
   });

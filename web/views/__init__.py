@@ -9,8 +9,10 @@ from aiohttp import web
 from engine.domain.errors import NotFound
 from web.security import Handler
 from web.views import conferences, help, history, login, planning, settings
+from web.views.account import setup_account_routes
 from web.views.common import N_, render
 from web.views.operator import setup_operator_routes
+from web.views.outbox import setup_outbox_routes
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,13 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/conferences/{id:\d+}/participants", conferences.add_participant, name="add_participant")
     add.add_post(r"/conferences/{id:\d+}/invite", conferences.invite, name="invite")
     add.add_post(r"/conferences/{id:\d+}/participants/{pid:\d+}/{action:[a-z]+}", conferences.participant_action)
-    add.add_post(r"/conferences/{id:\d+}/{action:lock|unlock|extend|end}", conferences.conference_action)
+    add.add_post(r"/conferences/{id:\d+}/{action:start|lock|unlock|extend|end}", conferences.conference_action)
 
     add.add_get("/history", history.history, name="history")
     add.add_get("/history.csv", history.history_csv, name="history_csv")
     add.add_get(r"/history/{id:\d+}", history.history_detail, name="history_detail")
+    add.add_get(r"/recordings/{id:\d+}.ogg", history.recording_file, name="recording_file")
+    add.add_post(r"/recordings/{id:\d+}/delete", history.recording_delete, name="recording_delete")
 
     add.add_get("/settings", settings.profile, name="settings")
     add.add_post("/settings/profile", settings.profile_submit, name="settings_profile")
@@ -59,6 +63,8 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}", settings.entry_save)
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}/delete", settings.entry_delete)
     setup_operator_routes(app)  # /operator/... pages (operator edition)
+    setup_outbox_routes(app)  # /operator/outbox: the local mail sink
+    setup_account_routes(app)  # password reset, e-mail confirmation, Settings > API tokens
 
 
 ERROR_TITLES = {

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.domain.errors import LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
-from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState
+from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
+from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState, Role
 from web.auth import current_account, login_required
 from web.context import services
 from web.i18n import local_time
@@ -58,6 +58,7 @@ def conference_json(conference: Conference) -> dict[str, Any]:
     return {
         "id": conference.id, "subject": conference.subject, "state": str(conference.state),
         "locked": conference.locked, "starts_at": conference.starts_at.isoformat(),
+        "auto_invite": conference.auto_invite,
         "ends_at": conference.ends_at.isoformat(), "extended_minutes": conference.extended_minutes,
         "participants": [participant_json(p) for p in conference.participants],
     }
@@ -107,7 +108,10 @@ async def edit(request: web.Request) -> web.StreamResponse:
               "max_participants": conference.max_participants, "auto_invite": conference.auto_invite,
               "auto_extend_minutes": conference.auto_extend_minutes,
               "guest_pin_required": conference.guest_pin_required, "reminder_minutes": conference.reminder_minutes,
-              "participants": [{"number": p.number, "name": p.name, "email": p.email}
+              "language": conference.language,
+              "notify_participants": conference.notify_participants,
+              "recording": conference.recording,
+              "participants": [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role)}
                                for p in conference.participants],
               "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
     context = await form_context(request, values)
@@ -124,9 +128,11 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
         changes = {"subject": plan.subject, "start": plan.start, "duration_minutes": plan.duration_minutes,
                    "max_participants": plan.max_participants, "auto_invite": plan.auto_invite,
                    "auto_extend_minutes": plan.auto_extend_minutes, "guest_pin_required": plan.guest_pin_required,
-                   "reminder_minutes": plan.reminder_minutes, "participants": plan.participants}
+                   "reminder_minutes": plan.reminder_minutes, "participants": plan.participants,
+                   "language": plan.language, "notify_participants": plan.notify_participants,
+                   "recording": plan.recording}
         await services(request).conferences.update(account.id, conference.id, changes)
-    except (ValidationError, StateConflict, LimitExceeded) as exc:
+    except (ValidationError, StateConflict, LimitExceeded, Forbidden) as exc:
         return await _form_error(request, form, exc, template="conference_edit.html",
                                  extra={"conference": conference})
     await flash(request, await translate(request, "Conference updated"))
@@ -151,7 +157,8 @@ async def console(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     return await render(request, "console.html", {
         "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state,
-        "pin_lockout": await _pin_lockout(request, conference.id)})
+        "pin_lockout": await _pin_lockout(request, conference.id),
+        "warning_seconds": int(services(request).settings.warning_seconds)})
 
 
 @login_required
@@ -193,8 +200,12 @@ async def _run_action(request: web.Request, message: str, call: Any, target: str
 async def add_participant(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
-    participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None)
-    invite = form.get("invite", "on") == "on"
+    role = field(form, "role") or "guest"
+    if role not in ("chair", "guest"):
+        return await _action_done(request, path_id(request), "", ValidationError("Choose chair or guest", "role"))
+    participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None,
+                                  Role(role))
+    invite = checkbox(form, "invite")
     return await _run_action(request, N_("Participant added"), services(request).conferences.add_participant(
         account.id, path_id(request), participant, invite=invite))
 
@@ -221,6 +232,9 @@ PARTICIPANT_ACTIONS = {
     "unmute": (N_("Participant unmuted"), lambda s, a, c, p: s.mute(a, c, p, False)),
     "kick": (N_("Participant disconnected"), lambda s, a, c, p: s.kick(a, c, p)),
     "redial": (N_("Calling the participant again"), lambda s, a, c, p: s.invite(a, c, [p])),
+    "hangup": (N_("Call cancelled"), lambda s, a, c, p: s.kick(a, c, p)),
+    "chair": (N_("The participant is now a chair"), lambda s, a, c, p: s.set_role(a, c, p, Role.CHAIR)),
+    "guest": (N_("The participant is now a guest"), lambda s, a, c, p: s.set_role(a, c, p, Role.GUEST)),
 }
 
 
@@ -241,6 +255,10 @@ async def conference_action(request: web.Request) -> web.StreamResponse:
     action = request.match_info["action"]
     conferences_service = services(request).conferences
     conference_id = path_id(request)
+    if action == "start":
+        return await _run_action(request, N_("Conference started"),
+                                 conferences_service.start_now(account.id, conference_id),
+                                 target=f"/conferences/{conference_id}/console")
     if action == "lock":
         return await _run_action(request, N_("Conference locked"),
                                  conferences_service.lock(account.id, conference_id, True))

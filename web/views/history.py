@@ -14,7 +14,7 @@ from engine.domain.model import Conference
 from web.auth import current_account, login_required
 from web.context import services
 from web.i18n import local_time
-from web.views.common import path_id, render
+from web.views.common import N_, flash, path_id, render
 
 QUICK_RANGES = ("today", "yesterday", "7d", "30d", "month")
 MAX_PERIOD_DAYS = 366
@@ -62,9 +62,18 @@ async def _history(request: web.Request) -> tuple[list[Conference], date, date, 
 @login_required
 async def history(request: web.Request) -> web.StreamResponse:
     items, first, last, chosen = await _history(request)
+    account = await current_account(request)
     return await render(request, "history.html", {
         "conferences": items, "first": first.isoformat(), "last": last.isoformat(), "chosen": chosen,
-        "quick_ranges": QUICK_RANGES})
+        "quick_ranges": QUICK_RANGES, "recordings": await _recordings(request, account.id, items)})
+
+
+async def _recordings(request: web.Request, owner_id: int, items: list[Conference]) -> dict[int, list[dict]]:
+    """The owner's recordings of ``items``, by conference."""
+    by_conference: dict[int, list[dict]] = {}
+    for row in await services(request).recording.list_for(owner_id, [c.id for c in items]):
+        by_conference.setdefault(row["conference_id"], []).append(row)
+    return by_conference
 
 
 @login_required
@@ -73,7 +82,31 @@ async def history_detail(request: web.Request) -> web.StreamResponse:
     conferences = services(request).conferences
     conference = await conferences.get(account.id, path_id(request))
     events = await conferences.events(account.id, conference.id)
-    return await render(request, "history_detail.html", {"conference": conference, "events": events})
+    recordings = (await _recordings(request, account.id, [conference])).get(conference.id, [])
+    return await render(request, "history_detail.html", {
+        "conference": conference, "events": events, "recordings": recordings,
+        "retention_days": services(request).settings.recording_retention_days})
+
+
+@login_required
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    """The owner's recording (range requests let the browser's player seek)."""
+    account = await current_account(request)
+    row, path = await services(request).recording.file(account.id, path_id(request))
+    disposition = "attachment" if request.query.get("download") else "inline"
+    return web.FileResponse(path, headers={
+        "Content-Type": "audio/ogg",
+        "Content-Disposition": f'{disposition}; filename="conference-{row["conference_id"]}-{row["id"]}.ogg"'})
+
+
+@login_required
+async def recording_delete(request: web.Request) -> web.StreamResponse:
+    account = await current_account(request)
+    recordings = services(request).recording
+    row = await recordings.repo.get(path_id(request), account.id)
+    await recordings.delete(account.id, path_id(request))
+    await flash(request, N_("Recording deleted"))
+    raise web.HTTPSeeOther(f"/history/{row['conference_id']}" if row else "/history")
 
 
 def _cell(value: datetime | None, timezone: str) -> str:

@@ -12,7 +12,7 @@ from aiohttp import web
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from web.auth import View, current_account, login_required
 from web.context import services
-from web.views.common import error_text, field, flash, int_param, path_id, render, translate
+from web.views.common import checkbox, error_text, field, flash, int_param, path_id, render, translate
 
 LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
 ACCOUNT_DEFAULTS = {"phone": "", "name": "", "email": "", "language": "ru", "plan_group": "default",
@@ -50,6 +50,8 @@ def _account_fields(form: Any) -> dict[str, Any]:
     for name in LIMIT_FIELDS:
         if name in values:
             values[name] = int_param(values[name], default=-1)
+    if "recording_field" in form:  # the form's checkbox sends nothing when unticked
+        values["recording_allowed"] = checkbox(form, "recording_allowed")
     return values
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from engine.domain.accounts import Template
-from engine.domain.errors import LimitExceeded, StateConflict, ValidationError
+from engine.domain.errors import Forbidden, LimitExceeded, StateConflict, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan
 from web.auth import current_account, login_required
 from web.context import services
@@ -32,12 +32,14 @@ def _int(form: MultiDictProxy, name: str, message: str) -> int:
 
 def form_participants(form: MultiDictProxy) -> list[dict[str, Any]]:
     numbers, names, emails = form.getall("p_number", []), form.getall("p_name", []), form.getall("p_email", [])
+    roles = form.getall("p_role", [])
     rows = []
     for index, number in enumerate(numbers):
         name = names[index].strip() if index < len(names) else ""
         email = emails[index].strip() if index < len(emails) else ""
+        role = roles[index] if index < len(roles) else "guest"
         if number.strip() or name or email:
-            rows.append({"number": number.strip(), "name": name, "email": email or None})
+            rows.append({"number": number.strip(), "name": name, "email": email or None, "role": role})
     return rows
 
 
@@ -50,10 +52,14 @@ def plan_form_values(form: MultiDictProxy, *, for_template: bool = False) -> dic
         "auto_invite": checkbox(form, "auto_invite"),
         "auto_extend_minutes": _int(form, "auto_extend_minutes", "Auto-extend is off, 15, 30, 45 or 60 minutes"),
         "guest_pin_required": checkbox(form, "guest_pin_required"),
+        "recording": checkbox(form, "recording"),
         "reminder_minutes": _int(form, "reminder_minutes", "Choose the reminder lead time")
         if checkbox(form, "reminder") else None,
         "participants": form_participants(form),
+        "language": field(form, "language") or None,
     }
+    if not for_template:
+        values["notify_participants"] = checkbox(form, "notify_participants")
     return values
 
 
@@ -70,7 +76,8 @@ def form_start(form: MultiDictProxy, timezone: str) -> datetime | None:
 
 def plan_from_form(form: MultiDictProxy, timezone: str) -> ConferencePlan:
     values = plan_form_values(form)
-    participants = tuple(ParticipantPlan(p["number"], p["name"], p["email"]) for p in values.pop("participants"))
+    participants = tuple(ParticipantPlan(p["number"], p["name"], p["email"], p["role"])
+                         for p in values.pop("participants"))
     return ConferencePlan(start=form_start(form, timezone), participants=participants, timezone=timezone,
                           mode="voice", **values)
 
@@ -78,11 +85,13 @@ def plan_from_form(form: MultiDictProxy, timezone: str) -> ConferencePlan:
 def _values_from_template(template: Template | None) -> dict[str, Any]:
     if template is None:
         return {"subject": "", "duration_minutes": 60, "max_participants": 10, "auto_invite": True,
-                "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": []}
+                "auto_extend_minutes": 0, "guest_pin_required": True, "reminder_minutes": None, "participants": [],
+                "language": None, "notify_participants": False, "recording": False}
     return {"subject": template.subject, "duration_minutes": template.duration_minutes,
             "max_participants": template.max_participants, "auto_invite": template.auto_invite,
             "auto_extend_minutes": template.auto_extend_minutes, "guest_pin_required": template.guest_pin_required,
-            "reminder_minutes": template.reminder_minutes,
+            "reminder_minutes": template.reminder_minutes, "language": template.language, "notify_participants": False,
+            "recording": template.recording,
             "participants": [asdict(p) for p in template.participants]}
 
 
@@ -98,10 +107,12 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
             "max_participants": number("max_participants", 10), "auto_invite": checkbox(form, "auto_invite"),
             "auto_extend_minutes": number("auto_extend_minutes", 0),
             "guest_pin_required": checkbox(form, "guest_pin_required"),
+            "recording": checkbox(form, "recording"),
             "reminder_minutes": number("reminder_minutes", 60) if checkbox(form, "reminder") else None,
+            "notify_participants": checkbox(form, "notify_participants"),
             "participants": form_participants(form), "when": field(form, "when", "now"),
             "date": field(form, "date"), "time": field(form, "time"),
-            "template_name": field(form, "template_name")}
+            "template_name": field(form, "template_name"), "language": field(form, "language") or None}
 
 
 async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +122,7 @@ async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str
     later = (datetime.now(zone) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     values = {"when": "now", "date": later.strftime("%Y-%m-%d"), "time": later.strftime("%H:%M"),
               "template_name": "", **values}
-    rows = list(values["participants"]) + [{"number": "", "name": "", "email": None}] * EMPTY_ROWS
+    rows = list(values["participants"]) + [{"number": "", "name": "", "email": None, "role": "guest"}] * EMPTY_ROWS
     return {"values": values, "rows": rows, "contacts": await book.contacts(account.id),
             "rooms": await book.rooms(account.id), "durations": DURATIONS, "extend_steps": AUTO_EXTEND_STEPS,
             "reminder_leads": REMINDER_LEADS, "errors": {}}
@@ -159,6 +170,8 @@ async def schedule(request: web.Request) -> web.StreamResponse:
         return await _form_error(request, form, exc)
     except (LimitExceeded, StateConflict) as exc:
         return await _form_error(request, form, exc, status=409)
+    except Forbidden as exc:
+        return await _form_error(request, form, exc, status=403)
     await flash(request, await translate(request, "Conference scheduled"))
     raise web.HTTPSeeOther(f"/conferences/{conference.id}")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp_session import get_session
 
-from engine.domain.errors import ValidationError
+from engine.domain.errors import RateLimited, ValidationError
 from web.auth import ACCOUNT_KEY, current_account, login_required
 from web.context import services
-from web.views.common import N_, error_text, field, flash, path_id, render, translate
+from web.views.common import N_, checkbox, error_text, field, flash, path_id, render, translate
 from web.views.planning import plan_form_values, template_form_context
 
 
@@ -21,16 +21,30 @@ async def profile(request: web.Request) -> web.StreamResponse:
 async def profile_submit(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
+    accounts = services(request).accounts
+    new_email = field(form, "email")
+    # A new address counts only once it is confirmed from that address; clearing it needs no link.
+    changes = {"name": field(form, "name"), "language": field(form, "language"),
+               "mail_own_copy": checkbox(form, "mail_own_copy")}
+    confirm = bool(new_email) and new_email.lower() != (account.email or "").lower()
+    if not new_email:
+        changes["email"] = ""
     try:
-        await services(request).accounts.update_profile(
-            account.id, name=field(form, "name"), email=field(form, "email"), language=field(form, "language"))
-    except ValidationError as exc:
+        await accounts.update_profile(account.id, **changes)
+        if confirm:
+            new_email = await accounts.request_email_change(account.id, new_email)
+    except (ValidationError, RateLimited) as exc:
         return await render(request, "settings/profile.html", {
-            "section": "profile", "errors": {exc.field: await error_text(request, exc)}, "form": form}, status=400)
+            "section": "profile", "errors": {getattr(exc, "field", None) or "email": await error_text(request, exc)},
+            "form": form}, status=429 if isinstance(exc, RateLimited) else 400)
     request.pop(ACCOUNT_KEY, None)
     session = await get_session(request)
     session["lang"] = field(form, "language")
     await flash(request, await translate(request, "Personal information saved"))
+    if confirm:
+        await flash(request, await translate(
+            request, "We sent a link to %(email)s: the address changes when you open it (within 30 minutes)",
+            email=new_email))
     raise web.HTTPSeeOther("/settings")
 
 

@@ -12,8 +12,9 @@ from engine.adapters.db import update_by_id
 from engine.domain.accounts import Account
 
 ACCOUNT_COLUMNS = ("id, phone, name, email, language, timezone, role, max_participants, "
-                   "max_concurrent_conferences, max_dialouts_per_minute, max_concurrent_calls, blocked, admin")
-PROFILE_COLUMNS = frozenset({"name", "email", "language", "timezone"})
+                   "max_concurrent_conferences, max_dialouts_per_minute, max_concurrent_calls, blocked, admin, "
+                   "mail_own_copy")
+PROFILE_COLUMNS = frozenset({"name", "email", "language", "timezone", "mail_own_copy"})
 LIMIT_COLUMNS = frozenset({"max_participants", "max_concurrent_conferences", "max_dialouts_per_minute",
                            "max_concurrent_calls", "blocked"})
 

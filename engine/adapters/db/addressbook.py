@@ -11,7 +11,8 @@ import asyncpg
 from engine.domain.accounts import Contact, Room, Template, TemplateParticipant
 
 TEMPLATE_COLUMNS = ("id, owner_id, name, subject, duration_minutes, max_participants, auto_invite, "
-                    "auto_extend_minutes, guest_pin_required, reminder_minutes, participants, is_default")
+                    "auto_extend_minutes, guest_pin_required, reminder_minutes, participants, is_default, language, "
+                    "recording")
 
 
 def _template(row: asyncpg.Record) -> Template:
@@ -147,5 +148,5 @@ def _encode(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     if "participants" in out:
         out["participants"] = json.dumps(
-            [{"number": p.number, "name": p.name, "email": p.email} for p in out["participants"]])
+            [{"number": p.number, "name": p.name, "email": p.email, "role": p.role} for p in out["participants"]])
     return out

@@ -26,7 +26,7 @@ CONFERENCE_COLUMNS = (
     "guest_pin", "guest_pin_required", "immediate", "starts_at", "duration_minutes", "ends_at",
     "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extend_cap_minutes",
     "extended_minutes", "reminder_minutes", "locked", "state", "started_at", "ended_at",
-    "cancelled_at", "end_reason",
+    "cancelled_at", "end_reason", "language", "notify_participants", "recording", "recording_error",
 )
 PARTICIPANT_COLUMNS = (
     "id", "conference_id", "number", "name", "email", "role", "origin", "state", "failure_reason",
@@ -89,7 +89,8 @@ class ConferenceRepository:
         """The account's phone, blocked flag and limits, or None when there is no such account."""
         row = await self.pool.fetchrow(
             "SELECT id, phone, blocked, max_participants, max_concurrent_conferences, "
-            "max_dialouts_per_minute, max_concurrent_calls FROM accounts WHERE id = $1", account_id)
+            "max_dialouts_per_minute, max_concurrent_calls, language, recording_allowed FROM accounts WHERE id = $1",
+            account_id)
         return dict(row) if row else None
 
     # ------------------------------------------------------------------ conferences

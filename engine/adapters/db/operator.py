@@ -14,10 +14,11 @@ from engine.adapters.db import update_by_id
 
 OPERATOR_ACCOUNT_COLUMNS = (
     "id, phone, name, email, language, timezone, role, max_participants, max_concurrent_conferences, "
-    "max_dialouts_per_minute, max_concurrent_calls, blocked, plan_group, created_at, updated_at, admin")
+    "max_dialouts_per_minute, max_concurrent_calls, blocked, plan_group, created_at, updated_at, admin, "
+    "recording_allowed")
 OPERATOR_WRITABLE = frozenset({"name", "email", "language", "timezone", "max_participants",
                                "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls",
-                               "blocked", "plan_group"})
+                               "blocked", "plan_group", "recording_allowed"})
 GROUP_COLUMNS = "name, description, patterns, allow_international, allow_premium, created_at, updated_at"
 AUDIT_COLUMNS = "id, at, actor, actor_id, action, account_id, conference_id, address, detail"
 

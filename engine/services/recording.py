@@ -1,0 +1,354 @@
+"""Conference recording: a recorder channel joins the room on its node and MixMonitor writes
+the room's mix; after the recording stops the file is converted to Ogg/Opus (ffmpeg), measured
+(ffprobe) and kept in the recording directory for the operator's retention period. A failure to
+record never touches the conference: it is logged, stored for the console card and published."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.recordings import RecordingRepository
+from engine.config import Settings
+from engine.domain import recording as rules
+from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
+from engine.domain.model import Conference, ConferenceState
+from engine.services.bus import Bus, DomainEvent
+from engine.services.calls import ANNOUNCER_PREFIX, ROOM_EXTRA_MEMBERS, CallService, now_utc
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("UserEvent", "Hangup", "ConfbridgeJoin", "OriginateResponse")
+PURGE_INTERVAL_SECONDS = 3600.0
+FILE_SETTLE_SECONDS = 15.0  # MixMonitor closes the file shortly after its channel hangs up
+CONVERT_TIMEOUT_SECONDS = 600.0
+
+
+class RecordingService:
+    def __init__(self, settings: Settings, repo: RecordingRepository, conferences: ConferenceRepository, *,
+                 nodes: Mapping[str, AmiAdapter], bus: Bus, calls: CallService) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.conferences = conferences
+        self.nodes = nodes
+        self.bus = bus
+        self.calls = calls
+        self._stopping: set[str] = set()  # recorder call ids the engine hung up on purpose
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def directory(self) -> Path:
+        return self.settings.recordings
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for adapter in self.nodes.values():
+            adapter.subscribe(self.on_ami_event, EVENTS)
+        self.bus.subscribe(self.on_domain_event)
+        self._spawn(self._purge_loop(), "recording-purge")
+
+    async def stop(self) -> None:
+        self.bus.unsubscribe(self.on_domain_event)
+        for adapter in self.nodes.values():
+            adapter.unsubscribe(self.on_ami_event)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _publish(self, kind: str, conference_id: int, owner_id: int | None, **data: Any) -> None:
+        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id, data=data))
+
+    # ----------------------------------------------------------------- start / stop
+
+    async def _running(self, owner_id: int | None, conference_id: int) -> Conference:
+        conference = await self.conferences.get(conference_id, owner_id, with_participants=False)
+        if conference is None:
+            raise NotFound("no such conference")
+        if conference.state != ConferenceState.RUNNING:
+            raise StateConflict(f"the conference is {conference.state}, not running")
+        return conference
+
+    async def start_recording(self, owner_id: int | None, conference_id: int, actor: str | None = None) -> dict:
+        """Start recording a running conference (Forbidden when the operator does not allow
+        recording for its account; StateConflict when it is recorded already)."""
+        conference = await self._running(owner_id, conference_id)
+        if not await self.repo.recording_allowed(conference.owner_id):
+            raise Forbidden("recording is not allowed for this account; ask the operator")
+        call_id = rules.new_call_id()
+        row = await self.repo.insert(conference.id, conference.owner_id, call_id, conference.node_id)
+        if row is None:
+            raise StateConflict("the conference is being recorded already")
+        actor = actor or _actor(owner_id)
+        try:
+            await self.calls.node(conference.node_id).originate(
+                channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/record@veche-record/n",
+                context="veche-room", exten="join",
+                variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_recorder", "VECHE_CALL": call_id,
+                           "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
+                timeout_ms=10000)
+        except AmiError as exc:
+            await self._failed(row, f"Asterisk did not start the recorder: {exc}")
+            raise StateConflict(f"the recording could not start: {exc}") from exc
+        await self.repo.set_conference_error(conference.id, None)
+        await self.conferences.log_event(conference.id, "recording.started", actor=actor,
+                                         detail={"recording_id": row["id"]})
+        await self._publish("recording.started", conference.id, conference.owner_id, recording_id=row["id"],
+                            actor=actor)
+        return row
+
+    async def stop_recording(self, owner_id: int | None, conference_id: int, actor: str | None = None) -> dict:
+        """Stop the running recording of a conference (the file is converted afterwards)."""
+        conference = await self._running(owner_id, conference_id)
+        row = await self.repo.running(conference.id)
+        if row is None:
+            raise StateConflict("the conference is not being recorded")
+        actor = actor or _actor(owner_id)
+        self._stopping.add(row["call_id"])
+        try:
+            await self.calls.node(row["node_id"]).hangup(row["call_id"])
+        except AmiError as exc:
+            log.warning("recording %s: hang-up of the recorder failed: %s", row["id"], exc)
+            self._spawn(self._finish(row, None), f"recording-{row['id']}")
+        await self.conferences.log_event(conference.id, "recording.stopped", actor=actor,
+                                         detail={"recording_id": row["id"]})
+        await self._publish("recording.stopped", conference.id, conference.owner_id, recording_id=row["id"],
+                            actor=actor)
+        return row
+
+    async def toggle(self, owner_id: int | None, conference_id: int, actor: str | None = None) -> bool:
+        """Start the recording, or stop the running one; True when it now records."""
+        if await self.repo.running(conference_id) is not None:
+            await self.stop_recording(owner_id, conference_id, actor)
+            return False
+        await self.start_recording(owner_id, conference_id, actor)
+        return True
+
+    async def is_recording(self, conference_id: int) -> bool:
+        return await self.repo.running(conference_id) is not None
+
+    async def _failed(self, row: dict, error: str) -> None:
+        log.error("recording %s of conference %s failed: %s", row["id"], row["conference_id"], error)
+        await self.repo.update(row["id"], state="failed", error=error, stopped_at=now_utc())
+        await self.repo.set_conference_error(row["conference_id"], error)
+        await self.conferences.log_event(row["conference_id"], "recording.failed",
+                                         detail={"recording_id": row["id"], "error": error})
+        await self._publish("recording.failed", row["conference_id"], row["owner_id"], recording_id=row["id"],
+                            error=error)
+
+    # ----------------------------------------------------------------- events
+
+    async def on_domain_event(self, event: DomainEvent) -> None:
+        if event.kind == "conference.started" and event.conference_id is not None:
+            self._spawn(self._auto_start(event.conference_id), f"recording-auto-{event.conference_id}")
+
+    async def _auto_start(self, conference_id: int) -> None:
+        conference = await self.conferences.get(conference_id, with_participants=False)
+        if conference is None or not conference.recording:
+            return
+        try:
+            await self.start_recording(None, conference_id, actor="engine")
+        except (Forbidden, StateConflict, NotFound) as exc:
+            log.error("conference %s: recording did not start: %s", conference_id, exc)
+            await self.repo.set_conference_error(conference_id, str(exc))
+            await self.conferences.log_event(conference_id, "recording.failed", detail={"error": str(exc)})
+            await self._publish("recording.failed", conference_id, conference.owner_id, error=str(exc))
+
+    async def on_ami_event(self, event: AmiEvent) -> None:
+        uid = event.get("Uniqueid")
+        if event.name == "UserEvent" and event.get("UserEvent") == "VecheRecording":
+            await self._on_file(event)
+        elif event.name == "ConfbridgeJoin":
+            await self._on_join(event, uid)
+        elif event.name == "Hangup" and rules.is_recorder(uid):
+            row = await self.repo.by_call_id(uid.removesuffix("-2"))
+            if row is not None and row["state"] == "recording":
+                self._spawn(self._finish(row, event), f"recording-{row['id']}")
+        elif event.name == "OriginateResponse" and rules.is_recorder(uid) \
+                and event.get("Response") != "Success":
+            row = await self.repo.by_call_id(uid)
+            if row is not None and row["state"] == "recording":
+                await self._failed(row, f"the recorder did not join the room ({event.get('Reason') or '?'})")
+
+    async def _on_file(self, event: AmiEvent) -> None:
+        call_id = event.get("Call")
+        row = await self.repo.by_call_id(call_id) if rules.is_recorder(call_id) else None
+        if row is None or row["node_id"] != event.node_id:
+            return
+        in_root = rules.raw_path_in_root(event.get("File"), call_id)
+        if in_root is None:
+            log.warning("recording %s: node reported an unexpected file %r", row["id"], event.get("File"))
+            return
+        await self.repo.update(row["id"], raw_path=str(in_root))
+
+    async def _on_join(self, event: AmiEvent, uid: str) -> None:
+        """Whoever joins a recorded room hears that it is recorded; when the recorder itself
+        joins, the whole room hears it."""
+        if uid.startswith(ANNOUNCER_PREFIX):
+            return
+        conference = await self.conferences.get_by_room(event.get("Conference"))
+        if conference is None or conference.node_id != event.node_id or conference.state != ConferenceState.RUNNING:
+            return
+        running = await self.repo.running(conference.id)
+        if running is None or (rules.is_recorder(uid) and uid != running["call_id"]):
+            return
+        try:
+            announcer = await self.calls.announce(conference, "recording")
+        except (AmiError, KeyError) as exc:
+            log.warning("conference %s: the recording notice was not played: %s", conference.id, exc)
+            return
+        await self.conferences.log_event(conference.id, "recording.announced",
+                                         detail={"announcer": announcer, "for": "room" if rules.is_recorder(uid)
+                                                 else "joiner", "recording_id": running["id"]})
+
+    # ----------------------------------------------------------------- conversion
+
+    async def _finish(self, row: dict, event: AmiEvent | None) -> None:
+        """The recorder is gone: convert its file, or mark the recording failed."""
+        claimed = await self.repo.update(row["id"], only_state="recording", state="converting",
+                                         stopped_at=now_utc())
+        if claimed is None:
+            return
+        purposeful = row["call_id"] in self._stopping
+        self._stopping.discard(row["call_id"])
+        conference = await self.conferences.get(row["conference_id"], with_participants=False)
+        if not purposeful and conference is not None and conference.state == ConferenceState.RUNNING:
+            error = "the recorder left the room"
+            log.error("conference %s: %s (cause %s)", row["conference_id"], error,
+                      event.get("Cause") if event else "?")
+            await self.repo.set_conference_error(row["conference_id"], error)
+            await self.conferences.log_event(row["conference_id"], "recording.failed",
+                                             detail={"recording_id": row["id"], "error": error})
+            await self._publish("recording.failed", row["conference_id"], row["owner_id"],
+                                recording_id=row["id"], error=error)
+        try:
+            raw = await self._raw_file(row["id"])
+            name = rules.converted_name(row["id"], row["call_id"])
+            target = self.directory / name
+            await _run("ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(raw), "-c:a", "libopus",
+                       "-b:a", "24k", "-f", "ogg", str(target))
+            duration = float(await _run("ffprobe", "-v", "error", "-show_entries", "format=duration",
+                                        "-of", "default=noprint_wrappers=1:nokey=1", str(target)))
+        except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+            await self._failed(claimed, f"the recording could not be converted: {exc}")
+            return
+        raw.unlink(missing_ok=True)
+        ready = await self.repo.update(row["id"], state="ready", file_name=name, duration_seconds=duration,
+                                       size_bytes=target.stat().st_size)
+        await self.conferences.log_event(row["conference_id"], "recording.ready",
+                                         detail={"recording_id": row["id"], "duration_seconds": round(duration, 1),
+                                                 "size_bytes": ready["size_bytes"] if ready else None})
+        await self._publish("recording.ready", row["conference_id"], row["owner_id"], recording_id=row["id"])
+
+    async def _raw_file(self, recording_id: int) -> Path:
+        """The raw file on the host, once MixMonitor has closed it (its size settles)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FILE_SETTLE_SECONDS
+        last = -1
+        while True:
+            row = await self.repo.get(recording_id, None)
+            raw = self._host_path(row["raw_path"]) if row and row["raw_path"] else None
+            size = raw.stat().st_size if raw is not None and raw.exists() else -1
+            if size > 44 and size == last:
+                return raw  # type: ignore[return-value]
+            if loop.time() > deadline:
+                raise RuntimeError("the node wrote no recording file")
+            last = size
+            await asyncio.sleep(0.5)
+
+    def _host_path(self, in_root: str) -> Path:
+        return self.settings.rootfs / in_root.lstrip("/")
+
+    # ----------------------------------------------------------------- owner's access
+
+    async def list_for(self, owner_id: int | None, conference_ids: list[int]) -> list[dict]:
+        return await self.repo.of_conferences(conference_ids, owner_id) if conference_ids else []
+
+    async def file(self, owner_id: int | None, recording_id: int) -> tuple[dict, Path]:
+        """A ready recording of the owner and its file (NotFound for anyone else's)."""
+        row = await self.repo.get(recording_id, owner_id)
+        if row is None or row["state"] != "ready" or not row["file_name"]:
+            raise NotFound("no such recording")
+        path = self.directory / row["file_name"]
+        if not path.is_file():
+            raise NotFound("no such recording")
+        return row, path
+
+    async def delete(self, owner_id: int | None, recording_id: int) -> None:
+        row = await self.repo.get(recording_id, owner_id)
+        if row is None:
+            raise NotFound("no such recording")
+        if row["state"] in ("recording", "converting"):
+            raise StateConflict("the recording is still being written")
+        await self._remove(row, owner_id)
+        await self.conferences.log_event(row["conference_id"], "recording.deleted", actor=_actor(owner_id),
+                                         detail={"recording_id": row["id"]})
+
+    async def _remove(self, row: dict, owner_id: int | None) -> None:
+        if await self.repo.delete(row["id"], owner_id) is not None and row["file_name"]:
+            (self.directory / row["file_name"]).unlink(missing_ok=True)
+
+    async def purge(self, now: datetime | None = None) -> int:
+        """Delete the recordings past the retention period; how many were deleted."""
+        before = rules.expired_before(now or now_utc(), self.settings.recording_retention_days)
+        removed = 0
+        for row in await self.repo.expired(before):
+            await self._remove(row, None)
+            await self.conferences.log_event(row["conference_id"], "recording.deleted", actor="engine",
+                                             detail={"recording_id": row["id"], "why": "retention"})
+            removed += 1
+        if removed:
+            log.info("deleted %d recordings past the %d-day retention", removed,
+                     self.settings.recording_retention_days)
+        return removed
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("recording purge failed")
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    # ----------------------------------------------------------------- operator
+
+    async def set_allowed(self, account_id: int, allowed: bool) -> None:
+        """The operator allows or forbids recording for an account."""
+        if not await self.repo.set_allowed(account_id, allowed):
+            raise NotFound("no such account")
+
+
+def _actor(owner_id: int | None) -> str:
+    return "operator" if owner_id is None else f"account:{owner_id}"
+
+
+async def _run(*argv: str) -> str:
+    """Run a converter; its standard output, or RuntimeError with its complaint."""
+    process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), CONVERT_TIMEOUT_SECONDS)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {err.decode(errors='replace').strip()[:300]}")
+    return out.decode().strip()
+
