@@ -41,11 +41,12 @@ async def sink() -> AsyncIterator[SmtpServer]:
 @pytest.fixture
 async def mail_engine(engine, sink: SmtpServer) -> AsyncIterator:
     """The session engine with its account mail pointed at this test's SMTP server."""
-    original = engine.settings
-    engine.settings = original.with_(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_timeout=5.0,
-                                     smtp_user=None, smtp_password=None, smtp_starttls=False, smtp_tls=False)
+    accounts = engine.services.accounts
+    original = accounts.settings
+    accounts.settings = original.with_(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_timeout=5.0,
+                                       smtp_user=None, smtp_password=None, smtp_starttls=False, smtp_tls=False)
     yield engine
-    engine.settings = original
+    accounts.settings = original
 
 
 @pytest.fixture
