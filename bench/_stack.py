@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import re
+import resource
 import secrets
 import subprocess
 import tempfile
@@ -17,10 +18,26 @@ from pathlib import Path
 
 from engine.config import AmiTarget, Settings
 from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair
-from tests.support.sipp import SippFactory, SippProcess
+from tests.support.sipp import SippFactory, SippProcess, free_media_port, pstn_scenario
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "RESULTS.md"
+# Wide enough for 500 callees at once with room to spare: every PJSIP call leg holds an RTP and
+# an RTCP port, and a port freed by a hangup is not reused at once.
+RTP_PORTS = 10000
+# SIPp's own cap on open sockets and calls (its defaults stop short of a few hundred calls).
+SIPP_MAX_SOCKET = 5000
+SIPP_CALL_LIMIT = 5000
+
+
+def raise_file_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (Asterisk, SIPp and PostgreSQL,
+    started from here, inherit it); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 @dataclass
@@ -34,13 +51,14 @@ class BenchStack:
 @contextlib.asynccontextmanager
 async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
     """Postgres + Asterisk + the SIPp trunk far end on free ports, torn down afterwards."""
+    raise_file_limit()
     workdir = Path(tempfile.mkdtemp(prefix="veche-bench-"))
     os.chmod(workdir, 0o755)  # postgres (another user) must traverse it
-    rtp_start = 20000 + 2 * secrets.randbelow(10000)
+    rtp_start = 20000 + 2 * secrets.randbelow(10000)  # below 40000 + RTP_PORTS
     settings = Settings(
         ami=AmiTarget(port=free_port(), secret=secrets.token_hex(8)), sip_port=free_udp_port_pair(),
         agi_port=free_port(), web_port=free_port(), trunk_target=f"127.0.0.1:{free_udp_port_pair()}",
-        rtp_start=rtp_start, rtp_end=rtp_start + 3999, ring_timeout=10, run_dir=workdir,
+        rtp_start=rtp_start, rtp_end=rtp_start + RTP_PORTS - 1, ring_timeout=10, run_dir=workdir,
         node_id="bench", secret_key=secrets.token_hex(32),
     ).with_(**overrides)
     pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
@@ -50,13 +68,54 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
     try:
         asterisk.start()
         sipp = SippFactory(workdir / "sipp", settings.sip_port)
-        pstn = await sipp.pstn(int(settings.trunk_target.rsplit(":", 1)[1]))
+        (workdir / "sipp").mkdir(parents=True, exist_ok=True)
+        pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
         yield BenchStack(settings, asterisk, sipp, pstn)
     finally:
         if pstn is not None:
             await pstn.stop()
         asterisk.stop()
         pg.stop()
+
+
+async def start_pstn(workdir: Path, port: int) -> SippProcess:
+    """The trunk's far end (tests/sipp/pstn.xml) sized for hundreds of simultaneous callees;
+    ``workdir`` must exist."""
+    argv = ["sipp", "-sf", str(pstn_scenario(workdir / "pstn")), "-i", "127.0.0.1", "-p", str(port),
+            "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
+            "-max_socket", str(SIPP_MAX_SOCKET), "-l", str(SIPP_CALL_LIMIT),
+            "-trace_err", "-error_file", str(workdir / "pstn.err")]
+    return await SippProcess(argv, workdir / "pstn.log").start()
+
+
+_LOG_LINE = re.compile(r"^\[[^\]]*\]\s+(?P<level>WARNING|ERROR)\[[^\]]*\](?:\[[^\]]*\])?\s+(?P<text>.*)$")
+
+
+def asterisk_log_size(asterisk: AsteriskProcess) -> int:
+    path = asterisk.base / "log" / "messages.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def asterisk_complaints(asterisk: AsteriskProcess, since: int = 0, top: int = 6) -> str:
+    """Asterisk's warnings and errors logged after byte ``since`` of its messages.log, alike
+    lines counted together (numbers, ids and names blurred): what it said while a load ran."""
+    path = asterisk.base / "log" / "messages.log"
+    if not path.exists():
+        return "—"
+    with open(path, "rb") as handle:
+        handle.seek(since)
+        lines = handle.read().decode(errors="replace").splitlines()
+    counts: dict[str, int] = {}
+    for line in lines:
+        match = _LOG_LINE.match(line)
+        if match:
+            text = re.sub(r"\b[\w.-]*\d[\w.-]*\b", "N", match["text"])
+            key = f"{match['level']} {text}"
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return "none"
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return "; ".join(f"{count}× `{text}`" for text, count in ranked[:top])
 
 
 def machine(asterisk: AsteriskProcess | None = None) -> str:
@@ -68,13 +127,29 @@ def machine(asterisk: AsteriskProcess | None = None) -> str:
     version = asterisk.cli("core show version").strip().split(" built by")[0] if asterisk else ""
     sipp = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout.strip().splitlines()
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    busy = " (other work was running: figures are pessimistic)" if os.getloadavg()[0] > 1.0 else ""
     return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cores} cores (nproc), {cpu}; load average at start "
-            f"{load} (the machine was shared with other test runs); "
-            f"Python {platform.python_version()}; {version or 'Asterisk ?'}; "
+            f"{load}{busy}; "
+            f"open-file limit {files}; Python {platform.python_version()}; {version or 'Asterisk: see each section'}; "
             f"{sipp[0].strip().rstrip('.') if sipp else 'SIPp ?'}")
 
 
-def write_section(name: str, text: str) -> None:
+def write_header(where: str, seconds: float, failures: list[str], command: str = "python -m bench all",
+                 skipped: list[str] | None = None) -> None:
+    """The top of RESULTS.md after ``python -m bench all``: the machine and how the run went."""
+    lines = ["## The run", "", f"`{command}`, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+             f"after {seconds / 60:.1f} min. Machine: {where}.", ""]
+    if failures:
+        lines.append(f"Failed or doubtful: {'; '.join(failures)}.")
+    if skipped:
+        lines.append(f"Skipped (their sections below are older): {', '.join(skipped)}.")
+    if not failures and not skipped:
+        lines.append("Every section below comes from this run.")
+    write_section("run", "\n".join(lines), first=True)
+
+
+def write_section(name: str, text: str, first: bool = False) -> None:
     """Replace (or append) the section between ``<!-- name -->`` markers in RESULTS.md."""
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     current = RESULTS.read_text() if RESULTS.exists() else (
@@ -85,6 +160,9 @@ def write_section(name: str, text: str) -> None:
         before, rest = current.split(start, 1)
         after = rest.split(end, 1)[1]
         current = before + block + after
+    elif first:
+        head, sep, rest = current.partition("\n<!-- ")
+        current = head.rstrip() + "\n\n" + block + "\n" + (sep + rest if sep else "")
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(current)

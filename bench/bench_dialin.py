@@ -2,7 +2,7 @@
 number, key a valid conference number and guest PIN, stay a few seconds and hang up; no call may
 fail. Also reports the engine's own AGI handling time per call (database and decisions, without
 the time spent waiting for the caller's digits). Writes the "dialin" section of bench/RESULTS.md.
-Run: python -m bench.bench_dialin"""
+Run: python -m bench dialin"""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import logging
 import socket
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import jinja2
 
 from bench._stack import bench_stack, machine, write_section
+from bench.outcome import reasons_text
 from engine.adapters.ami import AmiEvent
 from engine.app import Engine
 from engine.stack import free_port
@@ -32,20 +34,22 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def sipp_counts(stat_file: Path) -> dict[str, int]:
-    with open(stat_file, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter=";"))
-    last = rows[-1]
-    return {key: int(last[key]) for key in ("TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)")}
+    rows: list[dict[str, str]] = []
+    if stat_file.exists():
+        with open(stat_file, newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter=";"))
+    last = rows[-1] if rows else {}
+    return {key: int(last.get(key) or 0) for key in ("TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)")}
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--stay-ms", type=int, default=8000, help="time from answer to the caller's BYE")
-    args = parser.parse_args()
+
+
+async def run(args: argparse.Namespace) -> str:
     total = int(args.rate * args.seconds)
-    logging.basicConfig(level=logging.WARNING)
     async with bench_stack() as stack:
         where = machine(stack.asterisk)
         engine = Engine(stack.settings)
@@ -77,7 +81,11 @@ async def main() -> None:
             dialin.outcomes.clear()
             started = time.monotonic()
             process = await SippProcess(argv, base.with_suffix(".log")).start()
-            code = await process.wait(args.seconds + args.stay_ms / 1000 + 120)
+            try:
+                code: int | str = await process.wait(args.seconds + args.stay_ms / 1000 + 120)
+            except TimeoutError:  # the deadline: stop SIPp and report what it counted so far
+                await process.stop()
+                code = "killed at the deadline"
             elapsed = time.monotonic() - started
             counts = sipp_counts(stat_file)
             outcomes = list(dialin.outcomes)
@@ -87,7 +95,7 @@ async def main() -> None:
     engine_ms = [o.engine_seconds * 1000 for o in admitted]
     total_s = [o.total_seconds for o in admitted]
     lines = [
-        "## Dial-in: 10 callers per second for 60 s", "",
+        f"## Dial-in: {args.rate:g} callers per second for {args.seconds} s", "",
         f"Machine: {where}.", "",
         f"SIPp (tests/sipp/caller_hangup.xml.j2) placed {counts['TotalCallCreated']} calls at {args.rate:g}/s "
         f"to the access number; each keyed the conference number and guest PIN as RFC 4733 events, stayed "
@@ -108,10 +116,23 @@ async def main() -> None:
                      f"{statistics.mean(engine_ms):.1f} ms |")
         lines += ["", f"Whole IVR session per call (prompts and keying included): median "
                       f"{statistics.median(total_s):.2f} s, max {max(total_s):.2f} s."]
+    refused = Counter(str(o.refusal) if o.refusal is not None else "left before admission"
+                      for o in outcomes if o.participant_id is None)
+    wrong = sum(1 for o in outcomes if o.wrong_entries)
+    lines += ["", f"Callers the engine did not admit: {reasons_text(refused)}; callers with a wrong entry "
+                  f"(a digit lost on the way, then keyed again or refused): {wrong}."]
     text = "\n".join(lines)
     print(text)
     write_section("dialin", text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,6 +1,8 @@
-"""Dial-out benchmark: time from start to all N SIPp callees joined, for N = 10, 50, 100,
-through the engine (plan an immediate conference) and through a raw AMI socket sending the same
-Originates. Writes the "dialout" section of bench/RESULTS.md. Run: python -m bench.bench_dialout"""
+"""Dial-out benchmark: time from start to all N SIPp callees joined, through the engine (plan an
+immediate conference) and through a raw AMI socket sending the same Originates to the same far
+end. Every run has a deadline and ends when all N joined, every call ended one way or another, or
+the deadline passed; failed calls are counted with their reason. Writes the "dialout" section of
+bench/RESULTS.md. Run: python -m bench dialout [--sizes 10 100 300 500] [--repeats 3]"""
 
 from __future__ import annotations
 
@@ -8,123 +10,257 @@ import argparse
 import asyncio
 import logging
 import secrets
-import statistics
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 
-from bench._stack import bench_stack, machine, write_section
-from bench.raw_ami import RawAmi, clear_room, originate_and_wait
+from bench._stack import BenchStack, asterisk_complaints, asterisk_log_size, bench_stack, machine, write_section
+from bench.outcome import CallTally, ratio, reasons_text, summarize
+from bench.raw_ami import RawAmi, clear_room, originate_and_wait, track
 from engine.adapters.ami import AmiEvent
 from engine.app import Engine
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.services.bus import DomainEvent
 from tests.support.factories import create_account
 
-SIZES = (10, 50, 100)
+SIZES = (10, 100, 300, 500)
+TRACKED = ("OriginateResponse", "Hangup", "ConfbridgeJoin")
+ROOM_END_SECONDS = 30.0
 
 
-def callees(size: int, run: int) -> list[str]:
-    # 375 29 <run:2> <index:3> 00: answered by pstn.xml, never one of its special endings
-    return [f"37529{run % 100:02d}{i:03d}00" for i in range(size)]
+def callees(size: int, run: int, busy_every: int = 0) -> list[str]:
+    """375 29 <run:2> <index:3> 00: answered by pstn.xml, never one of its special endings; with
+    ``busy_every`` (10 or more) every such callee ends in 486 instead, and is busy."""
+    numbers = [f"37529{run % 100:02d}{i:03d}00" for i in range(size)]
+    if busy_every:
+        every = max(10, busy_every)  # 10 apart: the first two index digits keep them distinct
+        numbers = [n[:-3] + "486" if i % every == every - 1 else n for i, n in enumerate(numbers)]
+    return numbers
 
 
-async def raw_runs(stack, sizes, repeats) -> dict[int, list[float]]:
+def deadline_for(size: int, given: float | None) -> float:
+    """Seconds one run may take: given, or 30 s plus 0.2 s per callee."""
+    return given if given is not None else 30.0 + 0.2 * size
+
+
+@dataclass
+class Run:
+    """One run: seconds to the last join (None unless all joined), seconds to the last
+    `connected` stored (engine only) and the tally of the calls."""
+
+    joined: float | None
+    stored: float | None
+    tally: CallTally
+
+
+@dataclass
+class SizeResult:
+    raw: list[Run] = field(default_factory=list)
+    engine: list[Run] = field(default_factory=list)
+
+
+async def raw_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
+                   busy_every: int, results: dict[int, SizeResult]) -> None:
     target = stack.settings.ami
     ami = await RawAmi.connect(target.host, target.port, target.username, target.secret)
-    results: dict[int, list[float]] = {n: [] for n in sizes}
     try:
         for n in sizes:
             for rep in range(repeats):
                 room = f"raw{n}x{rep}{secrets.token_hex(2)}"
-                results[n].append(await originate_and_wait(ami, callees(n, rep), room))
-                await clear_room(ami, room)
+                numbers = callees(n, rep, busy_every)
+                seconds, tally = await originate_and_wait(ami, numbers, room, deadline_for(n, deadline))
+                results[n].raw.append(Run(seconds if tally.all_joined else None, None, tally))
+                if tally.joined:
+                    await clear_room(ami, room, ROOM_END_SECONDS)
     finally:
         await ami.close()
-    return results
 
 
-async def engine_runs(stack, sizes, repeats, calls_per_second) -> dict[int, list[tuple[float, float]]]:
-    engine = Engine(stack.settings.with_(calls_per_second=calls_per_second))
+class _EngineCalls:
+    """The engine's dial-out call ids of the current run: any ``vo-`` id not seen in earlier runs."""
+
+    def __init__(self) -> None:
+        self.old: set[str] = set()
+        self.seen: set[str] = set()
+
+    def __contains__(self, call_id: object) -> bool:
+        if not isinstance(call_id, str) or not call_id.startswith("vo-") or call_id in self.old:
+            return False
+        self.seen.add(call_id)
+        return True
+
+    def next_run(self) -> None:
+        self.old |= self.seen
+        self.seen = set()
+
+
+async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
+                      calls_per_second: float, busy_every: int, results: dict[int, SizeResult]) -> None:
+    engine = Engine(stack.settings.with_(calls_per_second=calls_per_second, max_concurrent_calls=max(sizes)))
     await engine.start()
     service = engine.services["conferences"]
-    results: dict[int, list[tuple[float, float]]] = {n: [] for n in sizes}
+    calls = _EngineCalls()
     try:
         owner = await create_account(engine.pool, max_participants=max(sizes), max_concurrent_conferences=10,
-                                     max_dialouts_per_minute=100000, max_concurrent_calls=max(sizes))
+                                     max_dialouts_per_minute=10**6, max_concurrent_calls=max(sizes))
         for n in sizes:
             for rep in range(repeats):
-                joined, connected = asyncio.Event(), asyncio.Event()
-                counts = {"join": 0, "connected": 0}
-                stamps: dict[str, float] = {}
-
-                def on_join(event: AmiEvent, n=n, counts=counts, joined=joined, stamps=stamps) -> None:
-                    if event.get("Uniqueid").startswith("vo-"):
-                        counts["join"] += 1
-                        if counts["join"] == n:
-                            stamps["join"] = time.perf_counter()
-                            joined.set()
-
-                def on_bus(event: DomainEvent, n=n, counts=counts, connected=connected, stamps=stamps) -> None:
-                    if event.kind == "participant.state" and event.data.get("state") == "connected":
-                        counts["connected"] += 1
-                        if counts["connected"] == n:
-                            stamps["connected"] = time.perf_counter()
-                            connected.set()
-
-                engine.ami.subscribe(on_join, ("ConfbridgeJoin",))
-                engine.bus.subscribe(on_bus)
-                started = time.perf_counter()
-                conference = await service.plan(owner, ConferencePlan(
-                    subject=f"bench {n}", start=None, duration_minutes=30, max_participants=n,
-                    participants=tuple(ParticipantPlan(c) for c in callees(n, 50 + rep))))
-                await asyncio.wait_for(asyncio.gather(joined.wait(), connected.wait()), 120)
-                engine.ami.unsubscribe(on_join)
-                engine.bus.unsubscribe(on_bus)
-                results[n].append((stamps["join"] - started, stamps["connected"] - started))
-                await service.end(owner, conference.id)
+                results[n].engine.append(await _engine_run(engine, service, owner, n, callees(n, 50 + rep, busy_every),
+                                                           calls, deadline_for(n, deadline)))
+                calls.next_run()
     finally:
         await engine.stop()
-    return results
 
 
-def fmt(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} s ({min(values):.3f}–{max(values):.3f})"
+async def _engine_run(engine: Engine, service, owner, n: int, numbers: list[str],  # noqa: ANN001
+                      calls: _EngineCalls, deadline: float) -> Run:
+    tally = CallTally(n)
+    stored: list[float] = []
+    changed = asyncio.Event()
+
+    def on_ami(event: AmiEvent) -> None:
+        track(tally, event, calls, None, time.perf_counter())
+        changed.set()
+
+    def on_bus(event: DomainEvent) -> None:
+        if event.kind == "participant.state" and event.data.get("state") == "connected":
+            stored.append(time.perf_counter())
+            changed.set()
+
+    engine.ami.subscribe(on_ami, TRACKED)
+    engine.bus.subscribe(on_bus)
+    conference = None
+    started = time.perf_counter()
+    stop_at = started + deadline
+    try:
+        conference = await service.plan(owner, ConferencePlan(
+            subject=f"bench {n}", start=None, duration_minutes=30, max_participants=n,
+            participants=tuple(ParticipantPlan(c) for c in numbers)))
+        # over when every call has an outcome and every joined call is stored connected
+        while not (tally.finished and len(stored) >= len(tally.joined)):
+            left = stop_at - time.perf_counter()
+            if left <= 0:
+                break
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), left)
+            except TimeoutError:
+                break
+    finally:
+        engine.ami.unsubscribe(on_ami)
+        engine.bus.unsubscribe(on_bus)
+    tally.close()
+    joined = tally.last_join_at - started if tally.all_joined and tally.last_join_at else None
+    stored_s = max(stored) - started if joined is not None and len(stored) >= n else None
+    if conference is not None:
+        ended = asyncio.get_running_loop().create_future()
+
+        def on_end(event: AmiEvent) -> None:
+            if event.get("Conference") == conference.room and not ended.done():
+                ended.set_result(None)
+
+        engine.ami.subscribe(on_end, ("ConfbridgeEnd",))
+        try:
+            await service.end(owner, conference.id)
+            if tally.joined:
+                await asyncio.wait_for(ended, ROOM_END_SECONDS)
+        except TimeoutError:
+            logging.warning("room %s did not end within %.0f s", conference.room, ROOM_END_SECONDS)
+        finally:
+            engine.ami.unsubscribe(on_end)
+    return Run(joined, stored_s, tally)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="numbers of callees N")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds one run may take (default 30 + 0.2 per callee)")
     parser.add_argument("--calls-per-second", type=float, default=1000.0,
                         help="the engine's dial-out pacing (default high: measure the engine, not the pacer)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    async with bench_stack() as stack:
-        where = machine(stack.asterisk)
-        raw = await raw_runs(stack, args.sizes, args.repeats)
-        eng = await engine_runs(stack, args.sizes, args.repeats, args.calls_per_second)
+    parser.add_argument("--busy-every", type=int, default=0,
+                        help="make every K-th callee (K >= 10) busy, to see failed calls counted")
+
+
+def _failures(runs: list[Run]) -> str:
+    total: Counter[str] = Counter()
+    for run in runs:
+        total += run.tally.reasons()
+    return reasons_text(total)
+
+
+def _complete(runs: list[Run]) -> str:
+    return f"{sum(1 for r in runs if r.joined is not None)}/{len(runs)}"
+
+
+def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult], complaints: str = "—") -> str:
     lines = [
         "## Dial-out: start to all N callees joined", "",
         f"Machine: {where}.", "",
-        f"Median of {args.repeats} runs (min–max). Callees are SIPp (tests/sipp/pstn.xml) answering at once; "
-        "every call is `Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest` "
-        "profile. *Raw AMI*: one asyncio socket sends the N Originates and counts ConfbridgeJoin (no "
-        "database, no panoramisk). *Engine*: `conferences.plan()` of an immediate conference (validation, "
-        "PINs, rows, event log, Originates through the AmiAdapter, tracker writing every state), timed to "
-        "the N-th ConfbridgeJoin and to the N-th `connected` stored in PostgreSQL. The engine ran with "
-        f"calls_per_second={args.calls_per_second:g} so the pacer does not dominate (at the default 20/s, "
-        "N callees need at least N/20 s by design).", "",
-        "| N | raw AMI | engine: all joined | engine: all stored connected | ratio (joined) |",
-        "|---|---|---|---|---|",
+        f"{args.repeats} run(s) per size; times are the median (min–max) over the runs in which all N "
+        "joined (*complete*). Callees are SIPp (tests/sipp/pstn.xml) answering at once; every call is "
+        "`Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest` profile. "
+        "*Raw AMI*: one asyncio socket sends the N Originates and follows ConfbridgeJoin, OriginateResponse "
+        "and Hangup (no database, no panoramisk). *Engine*: `conferences.plan()` of an immediate "
+        "conference (validation, PINs, rows, event log, Originates through the AmiAdapter, tracker writing "
+        "every state), timed to the N-th ConfbridgeJoin and to the N-th `connected` stored in PostgreSQL. "
+        f"The engine ran with calls_per_second={args.calls_per_second:g} so the pacer does not dominate. "
+        "A run ends when all N joined, every call ended one way or another (failed OriginateResponse, "
+        "Hangup before the join), or its deadline passed (30 s + 0.2 s per callee unless `--deadline`); "
+        "*failed* lists every call that did not join, with its reason, summed over the runs.", "",
+        "| N | raw AMI: all joined | raw complete | raw failed | engine: all joined | engine: all stored "
+        "connected | engine complete | engine failed | ratio (joined) | ratio (stored) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    sustained, broke = None, None
     for n in args.sizes:
-        joined = [j for j, _ in eng[n]]
-        stored = [c for _, c in eng[n]]
-        ratio = statistics.median(joined) / statistics.median(raw[n])
-        lines.append(f"| {n} | {fmt(raw[n])} | {fmt(joined)} | {fmt(stored)} | {ratio:.2f}x |")
-    text = "\n".join(lines)
+        result = results[n]
+        raw = summarize([r.joined for r in result.raw if r.joined is not None])
+        joined = summarize([r.joined for r in result.engine if r.joined is not None])
+        stored = summarize([r.stored for r in result.engine if r.stored is not None])
+        lines.append(f"| {n} | {raw.fmt()} | {_complete(result.raw)} | {_failures(result.raw)} | {joined.fmt()} | "
+                     f"{stored.fmt()} | {_complete(result.engine)} | {_failures(result.engine)} | "
+                     f"{ratio(joined, raw)} | {ratio(stored, raw)} |")
+        clean = all(r.joined is not None for r in result.raw + result.engine)
+        if clean and broke is None:
+            sustained = n
+        elif not clean and broke is None:
+            broke = n
+    lines.append("")
+    if broke is None:
+        lines.append(f"Largest N measured with every call joined in every run: {sustained} "
+                     "(no size failed; try larger sizes).")
+    else:
+        failing = results[broke]
+        lines.append(f"Largest N with every call joined in every run: {sustained or 'none'}; N = {broke} "
+                     f"was the first to lose calls (raw: {_failures(failing.raw)}; engine: "
+                     f"{_failures(failing.engine)}).")
+    lines += ["", f"Asterisk's warnings and errors during the runs (messages.log): {complaints}."]
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> str:
+    results = {n: SizeResult() for n in args.sizes}
+    async with bench_stack() as stack:
+        where = machine(stack.asterisk)
+        log_start = asterisk_log_size(stack.asterisk)
+        # The raw runs happen before the engine starts, so the engine's event handling does not load them.
+        await raw_runs(stack, args.sizes, args.repeats, args.deadline, args.busy_every, results)
+        await engine_runs(stack, args.sizes, args.repeats, args.deadline, args.calls_per_second, args.busy_every,
+                          results)
+        complaints = asterisk_complaints(stack.asterisk, log_start)
+    text = report(args, where, results, complaints)
     print(text)
     write_section("dialout", text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

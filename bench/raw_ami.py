@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Container
+from typing import Protocol
+
+from bench.outcome import CallTally
 
 
 class RawAmi:
@@ -12,7 +16,11 @@ class RawAmi:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int, username: str, secret: str) -> RawAmi:
+    async def connect(cls, host: str, port: int, username: str, secret: str, timeout: float = 30.0) -> RawAmi:
+        return await asyncio.wait_for(cls._login(host, port, username, secret), timeout)
+
+    @classmethod
+    async def _login(cls, host: str, port: int, username: str, secret: str) -> RawAmi:
         reader, writer = await asyncio.open_connection(host, port)
         await reader.readline()  # "Asterisk Call Manager/..."
         ami = cls(reader, writer)
@@ -45,32 +53,75 @@ class RawAmi:
         await self.writer.wait_closed()
 
 
-async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str, timeout: float = 60.0) -> float:
-    """Send one Originate per number into ``room``; seconds until all of them joined."""
+class _Headers(Protocol):
+    def get(self, key: str, default: str = ...) -> str: ...
+
+
+def track(tally: CallTally, message: _Headers, calls: Container[str], room: str | None, at: float) -> None:
+    """Fold one AMI event into the run's tally: a ConfbridgeJoin of one of ``calls`` (in ``room``
+    unless None) is a join; a failed OriginateResponse or a Hangup of either leg before the join
+    ends the call. The other leg's Uniqueid is the call id plus ``-2``, so no call id may end so."""
+    event = message.get("Event")
+    uid = message.get("Uniqueid", "")
+    call = uid[:-2] if uid.endswith("-2") else uid
+    if call not in calls:
+        return
+    if event == "ConfbridgeJoin" and room in (None, message.get("Conference")) and call == uid:
+        tally.join(call, at)
+    elif event == "OriginateResponse" and message.get("Response") != "Success":
+        tally.fail(call, f"OriginateResponse Reason {message.get('Reason', '?')}")
+    elif event == "Hangup":
+        cause = message.get("Cause", "?")
+        text = message.get("Cause-txt", "")
+        tally.fail(call, f"hangup cause {cause}" + (f" ({text})" if text else ""))
+
+
+async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str,
+                             deadline_seconds: float = 60.0) -> tuple[float, CallTally]:
+    """Send one Originate per number into ``room`` and follow every call until all joined, every
+    call ended one way or another, or the deadline passed (the rest then count as timed out).
+    Returns the seconds until the last join (or until the run was over) and the tally."""
     started = time.perf_counter()
+    calls = {f"raw-{room}-c{index:04d}" for index in range(len(numbers))}
     for index, number in enumerate(numbers):
-        call_id = f"raw-{room}-{index}"
+        # all of one length (like the engine's), never ending in "-2" (the other leg's suffix)
+        call_id = f"raw-{room}-c{index:04d}"
         ami.send({"Action": "Originate", "Channel": f"Local/{number}@veche-dialout/n", "Context": "veche-room",
                   "Exten": "join", "Priority": "1", "Async": "true", "Timeout": "15000",
                   "ChannelId": call_id, "OtherChannelId": f"{call_id}-2",
                   "Variable": [f"VECHE_ROOM={room}", "VECHE_PROFILE=veche_guest", f"VECHE_CALL={call_id}",
                                f"VECHE_MAX_MEMBERS={len(numbers) + 1}"]})
     await ami.writer.drain()
-    joined = 0
-    deadline = started + timeout
-    while joined < len(numbers):
-        message = await asyncio.wait_for(ami.read(), max(0.1, deadline - time.perf_counter()))
-        if message.get("Event") == "ConfbridgeJoin" and message.get("Conference") == room:
-            joined += 1
-    return time.perf_counter() - started
+    tally = CallTally(len(numbers))
+    deadline = started + deadline_seconds
+    while not tally.finished:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            break
+        try:
+            message = await asyncio.wait_for(ami.read(), left)
+        except TimeoutError:
+            break
+        track(tally, message, calls, room, time.perf_counter())
+    ended = time.perf_counter()
+    tally.close()
+    last = tally.last_join_at if tally.all_joined and tally.last_join_at else ended
+    return last - started, tally
 
 
-async def clear_room(ami: RawAmi, room: str, timeout: float = 30.0) -> None:
-    """Kick everyone out of ``room`` and wait for ConfbridgeEnd."""
-    ami.send({"Action": "ConfbridgeKick", "Conference": room, "Channel": "all"})
+async def clear_room(ami: RawAmi, room: str, timeout: float = 30.0) -> bool:
+    """Kick everyone out of ``room`` and wait for ConfbridgeEnd (False: the room was empty
+    already, or the deadline passed first)."""
+    ami.send({"Action": "ConfbridgeKick", "Conference": room, "Channel": "all", "ActionID": f"kick-{room}"})
     await ami.writer.drain()
     deadline = time.perf_counter() + timeout
-    while True:
-        message = await asyncio.wait_for(ami.read(), max(0.1, deadline - time.perf_counter()))
+    while (left := deadline - time.perf_counter()) > 0:
+        try:
+            message = await asyncio.wait_for(ami.read(), left)
+        except TimeoutError:
+            return False
+        if message.get("ActionID") == f"kick-{room}" and message.get("Response") == "Error":
+            return False  # no such room: nobody joined
         if message.get("Event") == "ConfbridgeEnd" and message.get("Conference") == room:
-            return
+            return True
+    return False

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 _SAFE_VAR_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{0,100}$")
 _SAFE_PROMPT = re.compile(r"^[a-z0-9_\-/&]{1,200}$")
+_SAFE_SOUND_PATH = re.compile(r"^/?[A-Za-z0-9_\-/.]{1,300}$")  # an operator's replacement on the node
+# (language, prompt name) -> the sound to play (engine.services.prompts.PromptService.sound)
+SoundResolver = Callable[[str, str], str]
 _RESULT = re.compile(r"^200 result=(\S*)(?: \((.*)\))?")
 # one header line: a lower-case agi_ name, a colon, a value without control characters but tab
 _HEADER_LINE = re.compile(r"(agi_[a-z0-9_]{1,40}):[ \t]?([^\x00-\x08\x0a-\x1f\x7f]*)")
@@ -91,11 +94,23 @@ class AgiCall:
     """One dial-in call as the engine sees it: headers plus the few commands the IVR needs."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: dict[str, str],
-                 answer_bytes: int = 4096) -> None:
+                 answer_bytes: int = 4096, sounds: SoundResolver | None = None) -> None:
         self._reader, self._writer = reader, writer
         self._answer_bytes = answer_bytes
         self.headers = headers
         self.started = time.monotonic()
+        self._sounds = sounds
+        self.language = headers.get("agi_language", "")  # the channel's voice language, as last set
+
+    def _sound(self, prompt: str) -> str:
+        """What Asterisk plays for ``prompt`` (a fixed name): the operator's replacement in the
+        channel's language when there is one (a path of ours), else the name itself."""
+        if not _SAFE_PROMPT.match(prompt):
+            raise ValueError(f"bad prompt name {prompt!r}")
+        if self._sounds is None or not self.language:
+            return prompt
+        sound = self._sounds(self.language, prompt)
+        return sound if _SAFE_SOUND_PATH.match(sound) else prompt
 
     @property
     def caller_number(self) -> str:
@@ -150,18 +165,14 @@ class AgiCall:
     async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None:
         """Play ``prompt`` and collect digits until ``#``; None when nothing was keyed in time,
         "" for ``#`` alone."""
-        if not _SAFE_PROMPT.match(prompt):
-            raise ValueError(f"bad prompt name {prompt!r}")
-        value, extra = await self.command(f"GET DATA {prompt} {int(timeout_ms)} {int(max_digits)}")
+        value, extra = await self.command(f"GET DATA {self._sound(prompt)} {int(timeout_ms)} {int(max_digits)}")
         if extra == "timeout" and not value:
             return None
         return value
 
     async def play(self, *prompts: str) -> None:
         for prompt in prompts:
-            if not _SAFE_PROMPT.match(prompt):
-                raise ValueError(f"bad prompt name {prompt!r}")
-            await self.command(f'STREAM FILE {prompt} ""')
+            await self.command(f'STREAM FILE {self._sound(prompt)} ""')
 
     async def set_variable(self, name: str, value: str) -> None:
         if not re.match(r"^VECHE_[A-Z_]{1,40}$", name) or not _SAFE_VAR_VALUE.match(value):
@@ -174,6 +185,7 @@ class AgiCall:
         if language not in LANGUAGES:
             raise ValueError(f"refusing voice language {language!r}")
         await self.command(f'SET VARIABLE CHANNEL(language) "{language}"')
+        self.language = language
 
 
 AgiRoute = Callable[[AgiCall], Awaitable[None]]
@@ -199,6 +211,7 @@ class AgiServer:
         self.handled = 0  # sessions that reached a route
         self.sessions: Counter[str] = Counter()  # sessions started, per route (metrics)
         self.ended: Counter[str] = Counter(dict.fromkeys(END_REASONS, 0))  # sessions ended, per reason
+        self.sounds: SoundResolver | None = None  # set by the prompts service
         if not secret:
             log.error("FastAGI: no secret configured (VECHE_AGI_SECRET): every session will be refused")
 
@@ -286,7 +299,7 @@ class AgiServer:
                 raise _Refused("too_many", f"{self.limits.max_sessions} open")
             headers = await self._read_header(reader)
             name, handler = self._authorise(headers)
-            call = AgiCall(reader, writer, headers, self.limits.answer_bytes)
+            call = AgiCall(reader, writer, headers, self.limits.answer_bytes, self.sounds)
             self.sessions[name] += 1
             with log_context(channel=call.channel[:100], call_id=call.uniqueid[:100]):
                 lifetime = asyncio.timeout(self.limits.session_seconds)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import asyncpg
 
@@ -20,10 +21,13 @@ from engine.adapters.db.call_slots import CallSlotRepository
 from engine.adapters.db.captchas import CaptchaRepository
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.dialin import DialinRepository
+from engine.adapters.db.idempotency import IdempotencyRepository
 from engine.adapters.db.metrics import MetricsRepository
 from engine.adapters.db.migrations import migrate
 from engine.adapters.db.nodes import NodeRepository
 from engine.adapters.db.operator import AuditRepository, OperatorRepository
+from engine.adapters.db.pictures import PicturesRepository
+from engine.adapters.db.prompts import PromptRepository
 from engine.adapters.db.recordings import RecordingRepository
 from engine.adapters.db.sessions import SessionRepository
 from engine.adapters.db.tokens import TokenRepository
@@ -43,11 +47,14 @@ from engine.services.conferences import ConferenceService
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
+from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
+from engine.services.pictures import PicturesService
+from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
@@ -68,15 +75,17 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     plans = NumberPlans(operator_repo, default_plan)
     dialplan = DialplanService(operator_repo, default_plan, render=render_dialout, sink=local_dialplan_sink(settings))
     guard = LimitGuard(metrics.metrics, audit)
+    prompts = PromptService(settings, PromptRepository(pool), operator_repo, audit)
     account_repo = AccountRepository(pool)
     tokens = TokenService(TokenRepository(pool), account_repo)
     accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool), audit,
                               tokens)
     conference_repo = ConferenceRepository(pool)
     calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
-                        guard=guard)
+                        guard=guard, prompts=prompts)
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
-                                    guard=guard, schedule_changed=asyncio.Event())
+                                    guard=guard, prompts=prompts, schedule_changed=asyncio.Event())
+    quality = QualityService(conferences, nodes)
     recording = RecordingService(settings, RecordingRepository(pool), conference_repo, nodes=nodes, bus=bus,
                                  calls=calls)
     return Services(
@@ -87,22 +96,26 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         plans=plans,
         guard=guard,
         dialplan=dialplan,
+        prompts=prompts,
         accounts=accounts,
         calls=calls,
         conferences=conferences,
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
         scheduler=Scheduler(settings, conferences),
         notifier=Notifier(settings, pool, bus),
-        addressbook=AddressBookService(AddressBookRepository(pool)),
+        addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), test_mode=settings.test_mode, max_rows=settings.captcha_max),
         tokens=tokens,
         dialin=DialinService(settings, DialinRepository(pool), bus),
-        keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording, bus=bus),
+        keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording,
+                             prompts=prompts, bus=bus),
         recording=recording,
-        quality=QualityService(conferences, nodes),
+        quality=quality,
         operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=conferences,
                                  audit=audit, guard=guard, plans=plans, dialplan=dialplan),
         outbox=MailOutbox(MailSinkReader(settings.run_dir / "mail"), settings.mail_sink),
+        pictures=PicturesService(settings, PicturesRepository(pool), bus, conferences, quality),
+        idempotency=IdempotencyService(IdempotencyRepository(pool), timedelta(hours=settings.idempotency_hours)),
     )
 
 
@@ -145,6 +158,7 @@ class Engine:
                              allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
         self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus)
         install_routes(self.agi, self._services)
+        self.agi.sounds = self._services.prompts.sound  # the operator's replacement prompts, for the IVR
         await self._services.start()
         await self.agi.start()
         log.info("engine started: node %s, AMI %s:%s, FastAGI %s:%s", settings.node_id,

@@ -84,6 +84,7 @@ class Settings:
     retry_delay_seconds: float = 30.0
     warning_seconds: float = 120.0  # the room hears the deadline warning this long before the end
     extend_cap_minutes: int = EXTEND_CAP_MINUTES  # total extension (manual and auto) per conference
+    idempotency_hours: int = 24  # how long an Idempotency-Key's answer is kept for replay
     join_early_minutes: int = 10  # dial-in may join this long before the start
     minute_seconds: float = 60.0  # length of a conference "minute" (tests shrink it)
     number_plan_country: str = "375"
@@ -133,9 +134,16 @@ class Settings:
     metrics_token: str = ""  # when set, /metrics needs Authorization: Bearer <token>
     recording_dir: Path | None = None  # converted recordings (VECHE_RECORDING_DIR; None: run_dir/recordings)
     recording_retention_days: int = 30  # recordings older than this are deleted (VECHE_RECORDING_RETENTION_DAYS)
+    quality_sample_seconds: int = 5  # participants' network numbers kept (VECHE_QUALITY_SAMPLE_SECONDS)
+    load_sample_seconds: int = 60  # load counted this often (VECHE_LOAD_SAMPLE_SECONDS)
+    sample_retention_days: int = 30  # older samples deleted (VECHE_SAMPLE_RETENTION_DAYS)
     # no VECHE_SMTP_HOST: `run` keeps mail in run/mail/ through an embedded SMTP sink (refused in production)
     mail_sink: bool = False
     public_url: str = ""  # the portal's address in mail links (VECHE_PUBLIC_URL; default http://web_host:web_port)
+    prompts_dir: Path | None = None  # the operator's prompt files (VECHE_PROMPTS_DIR; None: run_dir/prompts)
+    prompts_node_dir: str = ""  # the same directory as the nodes see it (VECHE_PROMPTS_NODE_DIR; "": prompts_dir)
+    prompt_max_bytes: int = 2 * 1024 * 1024  # largest prompt upload (VECHE_PROMPT_MAX_BYTES)
+    prompt_max_seconds: int = 30  # longest prompt upload (VECHE_PROMPT_MAX_SECONDS)
 
     @property
     def portal_url(self) -> str:
@@ -150,6 +158,16 @@ class Settings:
     def recordings(self) -> Path:
         """Where converted recordings are kept."""
         return self.recording_dir or self.run_dir / "recordings"
+
+    @property
+    def prompts(self) -> Path:
+        """Where the engine writes the operator's prompt files (<language>/<name>.wav)."""
+        return self.prompts_dir or self.run_dir / "prompts"
+
+    @property
+    def prompts_on_node(self) -> str:
+        """The prompts directory as Asterisk on a node opens it."""
+        return self.prompts_node_dir or str(self.prompts)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
@@ -209,6 +227,7 @@ class Settings:
             retry_no_answer=get_int("RETRY_NO_ANSWER", base.retry_no_answer),
             warning_seconds=float(get_int("WARNING_SECONDS", int(base.warning_seconds))),
             extend_cap_minutes=get_int("EXTEND_CAP_MINUTES", base.extend_cap_minutes),
+            idempotency_hours=max(1, get_int("IDEMPOTENCY_HOURS", base.idempotency_hours)),
             join_early_minutes=get_int("JOIN_EARLY_MINUTES", base.join_early_minutes),
             test_mode=get("TEST_MODE", "0") in ("1", "true", "yes"),
             secret_key=get("SECRET_KEY", ""),
@@ -248,6 +267,13 @@ class Settings:
             public_url=get("PUBLIC_URL", ""),
             recording_dir=Path(env["VECHE_RECORDING_DIR"]).expanduser() if env.get("VECHE_RECORDING_DIR") else None,
             recording_retention_days=positive("RECORDING_RETENTION_DAYS", base.recording_retention_days),
+            quality_sample_seconds=positive("QUALITY_SAMPLE_SECONDS", base.quality_sample_seconds),
+            load_sample_seconds=positive("LOAD_SAMPLE_SECONDS", base.load_sample_seconds),
+            sample_retention_days=positive("SAMPLE_RETENTION_DAYS", base.sample_retention_days),
+            prompts_dir=Path(env["VECHE_PROMPTS_DIR"]).expanduser() if env.get("VECHE_PROMPTS_DIR") else None,
+            prompts_node_dir=get("PROMPTS_NODE_DIR", ""),
+            prompt_max_bytes=positive("PROMPT_MAX_BYTES", base.prompt_max_bytes),
+            prompt_max_seconds=positive("PROMPT_MAX_SECONDS", base.prompt_max_seconds),
         )
 
     def refuse_mail_sink(self) -> None:

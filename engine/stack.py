@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import pwd
+import re
 import select
 import shlex
 import shutil
@@ -21,11 +22,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
-from engine.adapters.mail_sink import MailSink
 from engine.config import Settings
+
+if TYPE_CHECKING:
+    from engine.adapters.mail_sink import MailSink
 from engine.domain import dialin as dialin_rules
 from engine.domain.errors import ConfigError
 from engine.domain.numberplan import DialoutRules, NumberPlan, dialout_rules
@@ -208,6 +212,13 @@ def render_dialout(rules: DialoutRules) -> str:
     return _templates().get_template(DIALOUT_FILE).render(dialout=rules)
 
 
+def _config_path(value: str, name: str) -> str:
+    """A directory as it may stand in a rendered configuration line (no spaces, commas or ${})."""
+    if not re.fullmatch(r"/[A-Za-z0-9_./-]{1,300}", value):
+        raise ConfigError(f"{name} must be an absolute path of letters, digits, '_', '.', '-' and '/', got {value!r}")
+    return value.rstrip("/")
+
+
 def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] | None = None,
                            trunk_sources: tuple[str, ...] | None = None,
                            dialout: DialoutRules | None = None) -> Path:
@@ -242,6 +253,7 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "first_prompt": dialin_rules.PROMPT_CONFERENCE_NUMBER,
         "first_max_digits": dialin_rules.DialinPolicy().max_digits,
         "first_timeout": max(1, dialin_rules.DialinPolicy().digits_timeout_ms // 1000),
+        "prompts_dir": _config_path(settings.prompts_on_node, "VECHE_PROMPTS_NODE_DIR"),
         "access_number": settings.access_number,
         "dialout": dialout,
         "access_language": settings.access_language,
@@ -570,6 +582,15 @@ def local_asterisk_name(settings: Settings) -> str:
     return f"node-{settings.node_id}-{run_key}"
 
 
+def with_instance_prompts(settings: Settings, name: str) -> Settings:
+    """These settings with the prompts directory inside Asterisk instance ``name`` of the root file
+    system (``/var/lib/veche/<name>/sounds`` as the node sees it), unless VECHE_PROMPTS_DIR is set."""
+    if settings.prompts_dir is not None:
+        return settings
+    in_root = f"/var/lib/veche/{name}/sounds"
+    return settings.with_(prompts_dir=settings.rootfs / in_root.lstrip("/"), prompts_node_dir=in_root)
+
+
 def local_postgres(settings: Settings) -> PostgresCluster:
     """The private, durable PostgreSQL that ``run`` starts in the run dir when no DATABASE_URL is set."""
     return PostgresCluster(settings.run_dir / "postgres")
@@ -585,6 +606,10 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
     sink: MailSink | None = None
     try:
         if settings.mail_sink:  # no SMTP server configured: mail is kept in run/mail/ for the Outbox page
+            # imported here: the Asterisk image renders its config with engine.stack and carries no
+            # mail packages
+            from engine.adapters.mail_sink import MailSink
+
             sink = MailSink(settings.run_dir / "mail")
             settings = settings.with_(smtp_host=sink.host, smtp_port=sink.start(), smtp_user=None,
                                       smtp_password=None, smtp_starttls=False, smtp_tls=False)
@@ -592,6 +617,7 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
             pg = local_postgres(settings)
             settings = settings.with_(database_url=pg.start())
         if not settings.ami_external:
+            settings = with_instance_prompts(settings, local_asterisk_name(settings))
             ast = AsteriskProcess(settings, name=local_asterisk_name(settings))
             ast.start()
         yield settings

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from engine.config import AmiTarget, Settings
-from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair
+from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair, with_instance_prompts
 from tests.support.sipp import SippFactory, SippProcess
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -97,7 +97,7 @@ def database_url(run_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(run_dir: Path, database_url: str) -> Settings:
-    return make_settings(run_dir, database_url=database_url)
+    return with_instance_prompts(make_settings(run_dir, database_url=database_url), f"test-{os.getpid()}")
 
 
 @pytest.fixture(scope="session")

@@ -51,10 +51,13 @@ async def start_login_session(request: web.Request, account: Account) -> None:
     """Revokes the pre-login session and opens a new one (new id), so a planted id is useless."""
     old = await get_session(request)
     language = old.get("lang")
+    kept_form = old.get("kept_form")  # typed while signed out (web.security.keep_signed_out_form)
     if old.identity:
         await services(request).accounts.revoke_session(old.identity)
     session = await new_session(request)
     session["account_id"] = account.id
+    if kept_form:
+        session["kept_form"] = kept_form
     if language and not account.language:
         session["lang"] = language
     request[ACCOUNT_KEY] = account

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from yarl import URL
 
+from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, TRANSLATIONS_KEY
 from web.sessions import COOKIE_NAME
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,8 +87,58 @@ async def csrf_protection(request: web.Request, handler: Handler) -> web.StreamR
             if is_api or request.headers.get("Accept", "").startswith("application/json"):
                 return web.json_response(
                     {"error": {"code": "csrf", "message": "Missing or wrong CSRF token"}}, status=403)
+            login = await keep_signed_out_form(request)
+            if login is not None:
+                raise web.HTTPSeeOther(login)
             raise web.HTTPForbidden(reason="CSRF token missing or wrong")
     return await handler(request)
+
+
+KEPT_FORM = "kept_form"  # session key: a form typed while signed out, refilled after logging in
+KEPT_FORM_MAX_CHARACTERS = 50_000
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+SIGNED_OUT_FORMS = ("/login", "/logout", "/password", "/language", "/email")  # forms of signed-out visitors
+SIGNED_OUT_NOTICE = ("You were logged out (perhaps in another tab), so nothing was saved. Log in again: "
+                     "what you typed is kept and filled in again.")
+
+
+async def keep_signed_out_form(request: web.Request) -> str | None:
+    """A portal form that arrives after its session ended (logged out in another tab, expired) is
+    not an attack to refuse but work to keep: what was typed (never passwords or the old CSRF
+    token) goes into the visitor's new session, and the answer is the login page, which returns
+    to the form's page afterwards. None when the visitor is signed in (a real CSRF failure)."""
+    session = await get_session(request)
+    if session.get("account_id") is not None or request.content_type not in FORM_TYPES \
+            or request.path.startswith(SIGNED_OUT_FORMS):
+        return None
+    # Only this site's own pages may leave input to refill: another site could otherwise plant
+    # values in a form the visitor later submits.
+    origin = URL(request.headers.get("Origin") or request.headers.get("Referer") or "")
+    if origin.host != request.url.host or origin.port != request.url.port:
+        return None
+    form = await request.post()
+    fields = [[name, value] for name, value in form.items()
+              if isinstance(value, str) and name != CSRF_FIELD and "password" not in name][:500]
+    referer = URL(request.headers.get("Referer", ""))
+    same_site = referer.host == request.url.host and referer.port == request.url.port
+    page = referer.path_qs if same_site and referer.path_qs else request.path
+    page = safe_redirect(page, request.path)
+    if sum(len(name) + len(value) for name, value in fields) <= KEPT_FORM_MAX_CHARACTERS:
+        session[KEPT_FORM] = {"action": request.path, "page": page, "fields": fields}
+    if "lang" not in session:  # the signed-out session lost the account's language: the browser's
+        preferred = request.headers.get("Accept-Language", "").split(",")[0].split("-")[0].strip().lower()
+        if preferred in ("ru", "en"):
+            session["lang"] = preferred
+
+    session["flash"] = [*session.get("flash", []),
+                        {"kind": "warning", "text": _signed_out_notice(request, session.get("lang"))}]
+    return str(URL("/login").with_query(next=page))
+
+
+def _signed_out_notice(request: web.Request, language: str | None) -> str:
+    """SIGNED_OUT_NOTICE in the signed-out visitor's language (the session's, else the default)."""
+    catalogues = request.config_dict[TRANSLATIONS_KEY]
+    return catalogues[language if language in LANGUAGES else DEFAULT_LANGUAGE].gettext(SIGNED_OUT_NOTICE)
 
 
 DEFAULT_LANDING = "/planning"

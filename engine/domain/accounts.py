@@ -10,13 +10,14 @@ from datetime import timedelta
 from engine.domain import speech, text
 from engine.domain.errors import ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS
-from engine.domain.passwords import is_common
+from engine.domain.numberplan import normalise
+from engine.domain.passwords import is_common, is_sequence, repeats_a_chunk
 
 LANGUAGES = ("ru", "en")
 ACCOUNT_PHONE = re.compile(r"^375[0-9]{9}$")
 DIAL_NUMBER = re.compile(r"^[0-9]{2,15}$")
 EMAIL = re.compile(r"^[^@\s<>\"'\x00-\x1f\x7f]{1,64}@[^@\s<>\"'\x00-\x1f\x7f]{1,255}\.[A-Za-z0-9-]{2,63}$")
-PASSWORD_MIN_LENGTH = 8
+PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 128
 
 # Login rate limits: failures counted in a sliding window, per account and per client address.
@@ -107,19 +108,34 @@ def account_phone(raw: str) -> str:
     return value
 
 
-def password(raw: str, field_name: str = "password") -> str:
+def password(raw: str, field_name: str = "password", *, phone: str | None = None) -> str:
+    """A password hard enough to guess: at least PASSWORD_MIN_LENGTH characters, not on the list of
+    common passwords, not one repeated character or chunk, not a run such as 1234567890 or qwerty,
+    and not built from the account's phone number."""
     if not raw or len(raw) < PASSWORD_MIN_LENGTH:
-        raise ValidationError("The password must have at least 8 characters", field_name)
+        raise ValidationError("The password must have at least %(length)d characters", field_name,
+                              length=PASSWORD_MIN_LENGTH)
     if len(raw) > PASSWORD_MAX_LENGTH:
         raise ValidationError("The password is too long", field_name)
     if is_common(raw):  # operator edition: the shipped list of common passwords
         raise ValidationError("This password is too common; choose a less predictable one", field_name)
+    if repeats_a_chunk(raw.strip()) or is_sequence(raw.strip()):
+        raise ValidationError("The password repeats or runs through the same characters; choose a less "
+                              "predictable one", field_name)
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if phone and len(phone) >= 7 and (phone[-7:] in digits or len(digits) >= len(raw) - 3 and digits in phone):
+        raise ValidationError("The password must not be your phone number", field_name)
     return raw
 
 
 def person_name(raw: str | None, field_name: str = "name", *, required: bool = False) -> str:
     """A person's, contact's, room's or template's name under the one-line text rule."""
     return text.name(raw, field_name, required=required)
+
+
+def location(raw: str | None, field_name: str = "location") -> str:
+    """Where a conference room is, under the one-line text rule (its own, longer limit)."""
+    return text.location(raw, field_name)
 
 
 def email(raw: str | None, field_name: str = "email") -> str | None:
@@ -133,9 +149,9 @@ def email(raw: str | None, field_name: str = "email") -> str | None:
 
 def dial_number(raw: str | None, field_name: str = "number") -> str:
     """A number to invite (contact, room, participant): digits only, as the number plan dials it."""
-    value = (raw or "").strip()
-    if "+" in value or " " in value:
-        raise ValidationError("Enter the number with digits only, without '+' or spaces", field_name)
+    value = normalise(raw or "")
+    if "+" in value:
+        raise ValidationError("Enter the number in digits, without '+'", field_name)
     if not DIAL_NUMBER.match(value):
         raise ValidationError("Enter a number of 2 to 15 digits", field_name)
     return value

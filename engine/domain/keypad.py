@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from engine.domain.model import Role
+from engine.domain.speech import russian_minutes
 
 
 class KeyAction(StrEnum):
@@ -65,12 +66,19 @@ def action_for(key: str, role: Role) -> KeyAction | None:
     return action if action is not None and action in ALLOWED[role] else None
 
 
-def menu_prompts(role: Role) -> list[str]:
-    """The sounds that read out the role's menu (*0): press, then star 1 ..., star 4 ... in turn."""
+# The Veche phrase that names a key in the menu when the operator uploaded it (engine.domain.prompts).
+MENU_PHRASES: dict[KeyAction, str] = {KeyAction.MUTE_GUESTS: "veche-mute-guests", KeyAction.EXTEND: "veche-extend",
+                                      KeyAction.TIME_LEFT: "veche-time-left"}
+
+
+def menu_prompts(role: Role, phrases: frozenset[str] = frozenset()) -> list[str]:
+    """The sounds that read out the role's menu (*0): press, then star 1 ..., star 4 ... in turn;
+    a key with an uploaded Veche phrase (``phrases``) is named by it."""
     prompts: list[str] = [SAY_PRESS]
     for key, action, phrase in MENU_LINES:
         if action in ALLOWED[role]:
-            prompts += [SAY_STAR, f"digits/{key}", phrase]
+            named = MENU_PHRASES.get(action)
+            prompts += [SAY_STAR, f"digits/{key}", named if named in phrases else phrase]
     return prompts
 
 
@@ -87,8 +95,14 @@ def count_answer(connected: int) -> list[str | int]:
     return [SAY_THERE_ARE, connected, SAY_PARTICIPANTS]
 
 
-def time_answer(minutes: int) -> list[str | int]:
-    """How the time left is spoken (an int is said as a number)."""
+def time_answer(minutes: int, language: str = "en", phrases: frozenset[str] = frozenset()) -> list[str | int]:
+    """How the time left is spoken (an int is said as a number); in Russian with the uploaded
+    Veche phrases ("одна", "две", "минуты") where they make it grammatical."""
     if minutes < 1:
         return [SAY_LESS_THAN, 1, SAY_MINUTE]
+    if language == "ru":
+        composed = russian_minutes(minutes, phrases)
+        if composed is not None and composed[1:] != (None, "queue-minutes"):
+            number, numeral, unit = composed
+            return [part for part in (number, numeral, unit) if part is not None]
     return [minutes, SAY_MINUTE if minutes == 1 else SAY_MINUTES]

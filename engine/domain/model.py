@@ -134,3 +134,19 @@ class Conference:
     notify_participants: bool = False
     recording: bool = False
     recording_error: str | None = None  # why the last recording failed, for the console card
+    version: int = 1  # moves on every change of the row (sql/023): the API's ETag, the forms' hidden field
+
+
+# Why an action does not apply to a conference in this state, as a person reads it (catalogue ids).
+STATE_REFUSALS: dict[str, str] = {
+    "scheduled": "the conference has not started yet",
+    "running": "the conference is already running",
+    "ended": "the conference has ended",
+    "cancelled": "the conference was cancelled",
+    "failed": "the conference could not start",
+}
+
+
+def state_refusal(state: object) -> str:
+    """The sentence (a catalogue id) saying that a conference in ``state`` does not allow the action."""
+    return STATE_REFUSALS.get(str(state), "the conference does not allow this now")

@@ -95,3 +95,28 @@ def reminder_decision(starts_at: datetime, reminder_minutes: int, now: datetime,
     if now - due > late_window or now >= starts_at:
         return ReminderDecision.SKIP
     return ReminderDecision.SEND
+
+
+# What a mail failure means for the person reading the card (catalogue ids); the recorded
+# server reply or exception text stays available as the technical detail.
+_PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("smtpconnecterror", "connection refused", "timed out", "timeout", "unreachable", "name or service",
+      "connection lost", "server disconnected", "could not connect"), "the mail server could not be reached"),
+    (("authentication", "smtpauth", " 535", "535 "), "the mail server did not accept our login"),
+    (("recipient", " 550", "550 ", " 551", " 553", "5.1.1", "no such user", "mailbox unavailable"),
+     "the mail server refused this address"),
+    ((" 552", "552 ", "too large", "size"), "the message was too large for the mail server"),
+    (("starttls", "ssl", "certificate", "tls"), "a secure connection to the mail server failed"),
+)
+
+
+def delivery_problem(last_error: str | None) -> str | None:
+    """The failure of a message in words (a catalogue id), or None when it is not a known kind
+    of mail-server problem (the recorded text is then shown as it is)."""
+    text = (last_error or "").lower()
+    if not text:
+        return None
+    for needles, sentence in _PROBLEMS:
+        if any(needle in text for needle in needles):
+            return sentence
+    return None

@@ -15,6 +15,14 @@ from engine.domain.errors import ValidationError
 
 _DIGITS = frozenset("0123456789")
 MAX_DIGITS = 15  # E.164, and what participants.number stores
+# What people type between digits ("375 29 100-00-01", "(029) 100.00.01"): removed before the rule.
+SEPARATORS = re.compile(r"[ \u00a0\-.()\u2010-\u2015]")
+
+
+def normalise(raw: str) -> str:
+    """The number without the separators people type between digits (spaces, dashes, dots,
+    brackets); every other character is left for the rule to refuse."""
+    return SEPARATORS.sub("", raw)
 # Operator patterns, Asterisk style: "_" starts a pattern with X (0-9), Z (1-9), N (2-9),
 # [1-5] classes, "." (one or more digits) and "!" (zero or more); without "_" it is a literal number.
 _PATTERN_SHAPE = re.compile(r"^(_[0-9XZNxzn\[\]\-]+[.!]?|[0-9]{2,15})$")
@@ -184,6 +192,7 @@ class NumberPlan:
         """Return the number if the plan allows dialling it, else raise ValidationError(field)."""
         if not isinstance(raw, str):
             raise ValidationError("the number must be text made of digits", field)
+        raw = normalise(raw)
         if raw == "":
             raise ValidationError("the number is empty", field)
         if len(raw) > MAX_DIGITS:
@@ -197,8 +206,8 @@ class NumberPlan:
             return raw
         if raw.startswith(self.country_code):
             if len(raw) != self.full_length:
-                raise ValidationError(
-                    f"a number starting with {self.country_code} must have {self.full_length} digits", field)
+                raise ValidationError("a number starting with %(country)s must have %(length)d digits", field,
+                                      country=self.country_code, length=self.full_length)
             if raw[len(self.country_code)] == "0":
                 raise ValidationError("this number is not in the dialling plan", field)
             self._check_destination(raw, field)
@@ -208,13 +217,15 @@ class NumberPlan:
             return raw
         if raw.startswith(("00", "810", "8")) and len(raw) > self.short_number_length:
             raise ValidationError("international and long-distance prefixes are not allowed; "
-                                  f"write the number as {self.country_code} and 9 digits", field)
+                                  "write the number as %(country)s and %(digits)d digits", field,
+                                  country=self.country_code, digits=self.national_digits)
         if self.short_number_prefixes:
             raise ValidationError(
-                f"the number must be {self.country_code} and {self.national_digits} digits, or an internal "
-                f"number of {self.short_number_length} digits starting with "
-                f"{', '.join(self.short_number_prefixes)}", field)
-        raise ValidationError(f"the number must be {self.country_code} and {self.national_digits} digits", field)
+                "the number must be %(country)s and %(digits)d digits, or an internal number of %(short)d digits "
+                "starting with %(prefixes)s", field, country=self.country_code, digits=self.national_digits,
+                short=self.short_number_length, prefixes=", ".join(self.short_number_prefixes))
+        raise ValidationError("the number must be %(country)s and %(digits)d digits", field,
+                              country=self.country_code, digits=self.national_digits)
 
     def is_allowed(self, raw: object) -> bool:
         """True when ``validate`` would accept the number."""

@@ -46,7 +46,7 @@ def validate_participant(participant: ParticipantPlan, number_plan: NumberPlan,
     """A participant with a number of the plan, a short name and a plausible e-mail."""
     if not isinstance(participant, ParticipantPlan):
         raise ValidationError("a participant needs a number", field)
-    number_plan.validate(participant.number, f"{field}.number")
+    number = number_plan.validate(participant.number, f"{field}.number")
     name = text.name(participant.name, f"{field}.name")
     email = participant.email or None
     if email is not None and (not isinstance(email, str) or len(email) > 254 or "@" not in email
@@ -56,24 +56,25 @@ def validate_participant(participant: ParticipantPlan, number_plan: NumberPlan,
         role = Role(participant.role)
     except ValueError:
         raise ValidationError("the role must be chair or guest", f"{field}.role") from None
-    return ParticipantPlan(number=participant.number, name=name, email=email, role=role)
+    return ParticipantPlan(number=number, name=name, email=email, role=role)
 
 
 def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: NumberPlan) -> ConferencePlan:
     """The plan with its participants checked, or ValidationError / LimitExceeded naming the field."""
     subject = text.subject(plan.subject)
     if not _is_int(plan.duration_minutes) or not 1 <= plan.duration_minutes <= MAX_DURATION_MINUTES:
-        raise ValidationError(f"the duration must be 1 to {MAX_DURATION_MINUTES} minutes", "duration_minutes")
+        raise ValidationError("the duration must be 1 to %(limit)d minutes", "duration_minutes",
+                              limit=MAX_DURATION_MINUTES)
     if not _is_int(plan.max_participants) or plan.max_participants < 1:
         raise ValidationError("the participant limit must be a positive number", "max_participants")
     if plan.max_participants > limits.max_participants:
-        raise LimitExceeded(f"your account allows at most {limits.max_participants} participants")
+        raise LimitExceeded("your account allows at most %(limit)d participants", limit=limits.max_participants)
     if plan.auto_extend_minutes not in AUTO_EXTEND_STEPS or isinstance(plan.auto_extend_minutes, bool):
         raise ValidationError("auto-extend must be off, 15, 30, 45 or 60 minutes", "auto_extend_minutes")
     if plan.reminder_minutes is not None and (
             not _is_int(plan.reminder_minutes) or not 1 <= plan.reminder_minutes <= MAX_REMINDER_MINUTES):
-        raise ValidationError(f"the reminder must be 1 to {MAX_REMINDER_MINUTES} minutes before",
-                              "reminder_minutes")
+        raise ValidationError("the reminder must be 1 to %(limit)d minutes before", "reminder_minutes",
+                              limit=MAX_REMINDER_MINUTES)
     language = None if plan.language is None else speech.validate_language(plan.language)
     if not isinstance(plan.notify_participants, bool):
         raise ValidationError("notify_participants is true or false", "notify_participants")
@@ -88,9 +89,7 @@ def validate_plan(plan: ConferencePlan, limits: AccountLimits, number_plan: Numb
     if plan.start is not None and plan.start.tzinfo is None:
         raise ValidationError("the start time needs a time zone", "start")
     participants = validate_participants(plan.participants, number_plan)
-    if len(participants) > plan.max_participants:
-        raise ValidationError(f"{len(participants)} participants planned but the limit is "
-                              f"{plan.max_participants}", "participants")
+    check_participant_count(len(participants), plan.max_participants)
     return ConferencePlan(
         subject=subject, start=plan.start, duration_minutes=plan.duration_minutes,
         max_participants=plan.max_participants, participants=participants, auto_invite=bool(plan.auto_invite),
@@ -107,10 +106,18 @@ def validate_participants(participants: Iterable[ParticipantPlan],
     for index, participant in enumerate(participants):
         checked = validate_participant(participant, number_plan, f"participants[{index}]")
         if checked.number in seen:
-            raise ValidationError(f"{checked.number} is planned twice", f"participants[{index}].number")
+            raise ValidationError("%(number)s is planned twice", f"participants[{index}].number",
+                                  number=checked.number)
         seen.add(checked.number)
         result.append(checked)
     return tuple(result)
+
+
+def check_participant_count(count: int, max_participants: int) -> None:
+    """More planned participants than the conference admits is refused (Planning and templates)."""
+    if count > max_participants:
+        raise ValidationError("%(count)d participants planned but the limit is %(limit)d", "participants",
+                              count=count, limit=max_participants)
 
 
 def validate_extension(minutes: object) -> int:

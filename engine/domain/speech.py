@@ -28,10 +28,11 @@ class Announcement:
     sounds: tuple[str, ...]
     number: int | None = None
     unit: str | None = None
+    number_sound: str | None = None  # a numeral said after the number (a Veche phrase: "одна", "две")
 
     def files(self) -> tuple[str, ...]:
         """The prompts, in order, without the number (for logs and tests)."""
-        return self.sounds + ((self.unit,) if self.unit else ())
+        return self.sounds + ((self.number_sound,) if self.number_sound else ()) + ((self.unit,) if self.unit else ())
 
 
 def russian_plural(number: int) -> str:
@@ -74,16 +75,46 @@ def time_left(language: str, seconds: int) -> tuple[int, str]:
     return seconds, "second" if seconds == 1 else "seconds"
 
 
-def warning(language: str, seconds: int) -> Announcement:
-    """The deadline warning: a beep, "you have" and the time left."""
+def russian_minutes(minutes: int, phrases: frozenset[str]) -> tuple[int | None, str | None, str] | None:
+    """``minutes`` said in minutes with the Veche phrases the operator uploaded ("одна", "две",
+    "минуты"): (the number before the numeral or None, the numeral phrase or None, the unit);
+    None when a phrase it needs is missing (the caller then says it as duration() does)."""
+    kind = russian_plural(minutes)
+    if kind == "many":
+        return minutes, None, "queue-minutes"
+    if kind == "one" and "veche-one-f" in phrases:
+        return (minutes - 1) or None, "veche-one-f", "queue-minute"
+    if kind == "few" and "veche-minutes-few" in phrases:
+        if minutes % 10 != 2:
+            return minutes, None, "veche-minutes-few"
+        if "veche-two-f" in phrases:
+            return (minutes - 2) or None, "veche-two-f", "veche-minutes-few"
+    return None
+
+
+def _spoken_minutes(language: str, minutes: int, phrases: frozenset[str]) -> tuple[int | None, str | None, str]:
+    if language == "ru":
+        composed = russian_minutes(max(0, int(minutes)), phrases)
+        if composed is not None:
+            return composed
+    number, unit = duration(language, minutes)
+    return number, None, unit
+
+
+def warning(language: str, seconds: int, phrases: frozenset[str] = frozenset()) -> Announcement:
+    """The deadline warning: a beep, "you have" and the time left (whole minutes with the
+    uploaded Veche ``phrases`` where they make it grammatical)."""
+    if language == "ru" and seconds >= 60 and seconds % 60 == 0:
+        number, numeral, unit = _spoken_minutes(language, seconds // 60, phrases)
+        return Announcement(language, ("beep", "vm-youhave"), number, unit, numeral)
     number, unit = time_left(language, seconds)
     return Announcement(language, ("beep", "vm-youhave"), number, unit)
 
 
-def extended(language: str, minutes: int) -> Announcement:
+def extended(language: str, minutes: int, phrases: frozenset[str] = frozenset()) -> Announcement:
     """The extension: "the conference has been extended" and by how many minutes."""
-    number, unit = duration(language, minutes)
-    return Announcement(language, ("conf-extended",), number, unit)
+    number, numeral, unit = _spoken_minutes(language, minutes, phrases)
+    return Announcement(language, ("conf-extended",), number, unit, numeral)
 
 
 def ending(language: str) -> Announcement:

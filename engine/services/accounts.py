@@ -97,7 +97,7 @@ class AccountService:
     async def create(self, phone: str, password: str, *, name: str = "", email: str | None = None,
                      language: str = "ru", role: str = "customer", admin: bool = False, **limits: Any) -> Account:
         phone = rules.account_phone(phone)
-        rules.password(password)
+        rules.password(password, phone=phone)
         values: dict[str, Any] = {
             "name": rules.person_name(name), "email": rules.email(email), "language": rules.language(language)}
         if role not in ("customer", "operator"):
@@ -183,7 +183,7 @@ class AccountService:
             raise NotFound("No such account")
         if not await self._verify(password_hash, old or ""):
             raise ValidationError("The current password is wrong", "old_password")
-        rules.password(new, "new_password")
+        rules.password(new, "new_password", phone=(await self.get(account_id)).phone)
         if new == old:
             raise ValidationError("The new password is the same as the current one", "new_password")
         await self.repository.set_password_hash(account_id, await self._hash(new))

@@ -21,7 +21,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from engine.domain.numberplan import NumberPlan
 from engine.domain.speech import Announcement
 from engine.services.bus import Bus, DomainEvent
 from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.prompts import PromptService
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +206,10 @@ class CallService:
     """Dial-out (invite state machine) and the participant tracker for every node."""
 
     def __init__(self, settings: Settings, repo: ConferenceRepository, slots: CallSlotRepository, *,
-                 nodes: Mapping[str, AmiAdapter], bus: Bus, plans: NumberPlans, guard: LimitGuard) -> None:
+                 nodes: Mapping[str, AmiAdapter], bus: Bus, plans: NumberPlans, guard: LimitGuard,
+                 prompts: PromptService) -> None:
         self.settings = settings
+        self.prompts = prompts
         self.repo = repo
         self.slots = slots
         self.nodes = nodes
@@ -486,6 +489,11 @@ class CallService:
             spoken = prompt
         else:
             spoken = Announcement(conference.language, (PROMPTS[prompt],))  # KeyError outside the list
+        prompts = self.prompts  # the operator's replacements, played from the prompts directory
+        lang = spoken.language
+        spoken = replace(spoken, sounds=tuple(prompts.sound(lang, name) for name in spoken.sounds),
+                         unit=spoken.unit and prompts.sound(lang, spoken.unit),
+                         number_sound=spoken.number_sound and prompts.sound(lang, spoken.number_sound))
         call_id = f"{ANNOUNCER_PREFIX}{secrets.token_hex(8)}"
         adapter = self.node(conference.node_id)
         finished = asyncio.get_running_loop().create_future()
@@ -505,6 +513,7 @@ class CallService:
                            "VECHE_SOUND2": spoken.sounds[1] if len(spoken.sounds) > 1 else "",
                            "VECHE_NUMBER": "" if spoken.number is None else str(spoken.number),
                            "VECHE_UNIT": spoken.unit or "", "VECHE_CALL": call_id,
+                           "VECHE_NUMBER_SOUND": spoken.number_sound or "",
                            "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
                 timeout_ms=10000)
             if wait:

@@ -17,7 +17,15 @@ from engine.adapters.ami import AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
 from engine.config import Settings
 from engine.domain import speech
-from engine.domain.errors import AmiError, Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
+from engine.domain.errors import (
+    AmiError,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    StateConflict,
+    ValidationError,
+    VersionConflict,
+)
 from engine.domain.model import (
     Conference,
     ConferencePlan,
@@ -28,6 +36,7 @@ from engine.domain.model import (
     ParticipantPlan,
     ParticipantState,
     Role,
+    state_refusal,
 )
 from engine.domain.numberplan import NumberPlan
 from engine.domain.pins import generate_conference_number, generate_pins
@@ -42,6 +51,7 @@ from engine.domain.planning import (
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import IN_CALL_STATES, CallService, now_utc
 from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.prompts import PromptService
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +69,10 @@ class ConferenceService:
     or end time may have moved, so the scheduler recomputes its next wake-up."""
 
     def __init__(self, settings: Settings, repo: ConferenceRepository, *, calls: CallService, bus: Bus,
-                 plans: NumberPlans, guard: LimitGuard, schedule_changed: asyncio.Event) -> None:
+                 plans: NumberPlans, guard: LimitGuard, prompts: PromptService,
+                 schedule_changed: asyncio.Event) -> None:
         self.settings = settings
+        self.prompts = prompts
         self.repo = repo
         self.calls = calls
         self.bus = bus
@@ -91,7 +103,7 @@ class ConferenceService:
     async def _running(self, owner_id: int | None, conference_id: int) -> Conference:
         conference = await self._owned(owner_id, conference_id)
         if conference.state != ConferenceState.RUNNING:
-            raise StateConflict(f"the conference is {conference.state}, not running")
+            raise StateConflict(state_refusal(conference.state))
         return conference
 
     @staticmethod
@@ -133,7 +145,7 @@ class ConferenceService:
         """The refusal of a plan over the account's concurrent conferences (checked atomically
         by the repository), reported to the guard."""
         self._limit_hit(owner_id, "max_concurrent_conferences", f"{exc.current} overlapping")
-        return LimitExceeded(f"your account allows at most {exc.allowed} conferences at the same time")
+        return LimitExceeded("your account allows at most %(limit)d conferences at the same time", limit=exc.allowed)
 
     # ----------------------------------------------------------------- planning
 
@@ -203,11 +215,17 @@ class ConferenceService:
         await self._owned(owner_id, conference_id, with_participants=False)
         return await self.repo.events(conference_id)
 
-    async def update(self, owner_id: int | None, conference_id: int, changes: dict) -> Conference:
-        """Change a scheduled conference; keys are ConferencePlan fields."""
+    async def update(self, owner_id: int | None, conference_id: int, changes: dict,
+                     expected_version: int | None = None) -> Conference:
+        """Change a scheduled conference; keys are ConferencePlan fields. With ``expected_version``
+        (the version the editor read) a conference changed meanwhile is refused with
+        VersionConflict instead of silently overwriting the other change."""
         conference = await self._owned(owner_id, conference_id)
+        if expected_version is not None and conference.version != expected_version:
+            raise VersionConflict("the conference was changed meanwhile", conference)
         if conference.state != ConferenceState.SCHEDULED:
-            raise StateConflict(f"only a scheduled conference can be changed; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be changed; %(reason)s",
+                                reason=state_refusal(conference.state))
         unknown = set(changes) - PLAN_FIELDS
         if unknown:
             raise ValidationError(f"unknown field {sorted(unknown)[0]}", sorted(unknown)[0])
@@ -235,9 +253,14 @@ class ConferenceService:
             raise ValidationError("the start time is in the past", "start")
         ends_at = checked.start + self.minutes(checked.duration_minutes)
         try:
-            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at)
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at,
+                                               version=expected_version)
         except OverLimit as exc:
             raise self._concurrency_refused(conference.owner_id, exc) from None
+        if moved is None and expected_version is not None:
+            now = await self._owned(owner_id, conference.id)
+            if now.state == ConferenceState.SCHEDULED and now.version != expected_version:
+                raise VersionConflict("the conference was changed meanwhile", now)
         if moved is None:
             raise StateConflict("only a scheduled conference can be changed; this one started meanwhile")
         if "participants" in changes:
@@ -267,7 +290,8 @@ class ConferenceService:
                                                ConferenceState.CANCELLED, cancelled_at=now_utc(),
                                                end_reason="cancelled")
         if cancelled is None:
-            raise StateConflict(f"only a scheduled conference can be cancelled; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be cancelled; %(reason)s",
+                                reason=state_refusal(conference.state))
         await self.repo.log_event(conference.id, "conference.cancelled", actor=actor_of(owner_id))
         await self._publish("conference.cancelled", cancelled)
         self._wake_scheduler()
@@ -279,7 +303,8 @@ class ConferenceService:
         scheduler's path, so auto-invite and the call limits apply as at the planned time."""
         conference = await self._owned(owner_id, conference_id, with_participants=False)
         if conference.state != ConferenceState.SCHEDULED:
-            raise StateConflict(f"only a scheduled conference can be started; this one is {conference.state}")
+            raise StateConflict("only a scheduled conference can be started; %(reason)s",
+                                reason=state_refusal(conference.state))
         await self._limits(conference.owner_id)
         now = now_utc()
         try:
@@ -349,7 +374,7 @@ class ConferenceService:
         left = max(0, round((conference.ends_at - now_utc()).total_seconds()))
         if left >= 60:
             left = round(left / 60) * 60  # said in whole minutes
-        announcement = speech.warning(conference.language, left)
+        announcement = speech.warning(conference.language, left, self._phrases(conference.language))
         detail["prompts"] = list(announcement.files())
         try:
             detail["announcer"] = await self.calls.announce(conference, announcement)
@@ -358,6 +383,14 @@ class ConferenceService:
         await self.repo.log_event(conference.id, "conference.warned", detail=detail)
         await self._publish("conference.warned", conference, ends_at=conference.ends_at.isoformat(),
                             seconds_left=left, language=conference.language)
+
+    def _extended_speech(self, conference: Conference, minutes: int) -> speech.Announcement:
+        return speech.extended(conference.language, minutes, self._phrases(conference.language))
+
+    def _phrases(self, language: str) -> frozenset[str]:
+        """The prompts the operator replaced in ``language`` (the Veche phrases among them make
+        Russian minutes grammatical)."""
+        return self.prompts.phrases(language)
 
     async def _announce(self, conference: Conference, announcement: speech.Announcement,
                         wait: bool = False) -> str | None:
@@ -387,7 +420,7 @@ class ConferenceService:
                                                       "ends_at": extended.ends_at.isoformat()})
                     await self._publish("conference.extended", extended, minutes=step, auto=True,
                                         ends_at=extended.ends_at.isoformat())
-                    await self._announce(extended, speech.extended(extended.language, step))
+                    await self._announce(extended, self._extended_speech(extended, step))
                     return extended
                 await self.repo.log_event(conference.id, "conference.extend_refused",
                                           detail={"why": "cap", "cap_minutes": conference.extend_cap_minutes})
@@ -450,7 +483,7 @@ class ConferenceService:
         """Add a participant to a scheduled or running conference (dialled at once if running and ``invite``)."""
         conference = await self._owned(owner_id, conference_id)
         if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
-            raise StateConflict(f"the conference is {conference.state}")
+            raise StateConflict(state_refusal(conference.state))
         try:
             checked = validate_participant(participant, await self._number_plan(conference.owner_id), "participant")
         except ValidationError as exc:
@@ -458,15 +491,16 @@ class ConferenceService:
                 self._limit_hit(conference.owner_id, "number_plan", str(exc))
             raise
         if any(p.number == checked.number and p.origin == Origin.DIALOUT for p in conference.participants):
-            raise ValidationError(f"{checked.number} is already a participant; invite them again instead",
-                                  "participant.number")
+            raise ValidationError("%(number)s is already a participant; invite them again instead",
+                                  "participant.number", number=checked.number)
         try:
             added = await self.repo.add_participant(conference.id, number=checked.number, name=checked.name,
                                                     email=checked.email, role=str(checked.role),
                                                     node_id=conference.node_id,
                                                     max_active=conference.max_participants)
         except OverLimit:
-            raise LimitExceeded(f"the conference allows at most {conference.max_participants} participants") from None
+            raise LimitExceeded("the conference allows at most %(limit)d participants",
+                                limit=conference.max_participants) from None
         await self.repo.log_event(conference.id, "participant.added", actor=actor_of(owner_id),
                                   participant_id=added.id, detail={"number": added.number, "name": added.name})
         await self._publish("participant.added", conference, added.id, number=added.number, name=added.name)
@@ -481,7 +515,7 @@ class ConferenceService:
         chosen = [self._participant_of(conference, pid) for pid in participant_ids]
         for participant in chosen:
             if participant.origin != Origin.DIALOUT:
-                raise StateConflict(f"participant {participant.id} dialled in; they cannot be dialled back")
+                raise StateConflict("%(number)s dialled in and cannot be dialled back", number=participant.number)
         await self.calls.dial(conference, chosen, actor=actor_of(owner_id), strict_rate=True)
 
     def _in_room(self, conference: Conference, participant_id: int) -> Participant:
@@ -498,7 +532,8 @@ class ConferenceService:
         try:
             await self.calls.node(conference.node_id).confbridge_mute(conference.room, participant.channel, muted)
         except AmiError as exc:
-            raise StateConflict(f"Asterisk could not {'mute' if muted else 'unmute'}: {exc}") from exc
+            log.warning("conference %s: mute %s refused by Asterisk: %s", conference.id, muted, exc)
+            raise StateConflict("the telephony server did not carry out the action; try again") from exc
         await self.repo.update_participant(participant.id, muted=muted)
         kind = "participant.muted" if muted else "participant.unmuted"
         await self.repo.log_event(conference.id, kind, actor=actor or actor_of(owner_id),
@@ -519,7 +554,8 @@ class ConferenceService:
             try:
                 await self.calls.node(conference.node_id).confbridge_kick(conference.room, participant.channel)
             except AmiError as exc:
-                raise StateConflict(f"Asterisk could not remove the participant: {exc}") from exc
+                log.warning("conference %s: kick refused by Asterisk: %s", conference.id, exc)
+                raise StateConflict("the telephony server did not carry out the action; try again") from exc
             await self.calls.mark_left(participant, None)
         await self.repo.log_event(conference.id, "participant.kicked", actor=actor_of(owner_id),
                                   participant_id=participant.id)
@@ -536,7 +572,7 @@ class ConferenceService:
             raise ValidationError("the role is chair or guest", "role") from None
         conference = await self._owned(owner_id, conference_id)
         if conference.state not in (ConferenceState.SCHEDULED, ConferenceState.RUNNING):
-            raise StateConflict(f"the conference is {conference.state}")
+            raise StateConflict(state_refusal(conference.state))
         participant = self._participant_of(conference, participant_id)
         if participant.role == role:
             return participant
@@ -551,7 +587,8 @@ class ConferenceService:
             try:
                 await self.calls.rejoin(participant, role, muted=participant.muted)
             except AmiError as exc:
-                raise StateConflict(f"Asterisk could not change the role: {exc}") from exc
+                log.warning("conference %s: role change refused by Asterisk: %s", conference.id, exc)
+                raise StateConflict("the telephony server did not carry out the action; try again") from exc
             finally:
                 if reopen:
                     with contextlib.suppress(AmiError):
@@ -593,7 +630,7 @@ class ConferenceService:
         await self._publish("conference.extended", extended, minutes=step, auto=False,
                             ends_at=extended.ends_at.isoformat(), actor=actor or actor_of(owner_id))
         self._wake_scheduler()
-        await self._announce(extended, speech.extended(extended.language, step))
+        await self._announce(extended, self._extended_speech(extended, step))
         return await self._owned(owner_id, conference.id)
 
     async def end(self, owner_id: int | None, conference_id: int) -> Conference:

@@ -16,11 +16,14 @@ from engine.services.captcha import CaptchaService
 from engine.services.conferences import ConferenceService
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
+from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
+from engine.services.pictures import PicturesService
+from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
@@ -39,6 +42,7 @@ class Services:
     plans: NumberPlans
     guard: LimitGuard
     dialplan: DialplanService
+    prompts: PromptService
     accounts: AccountService
     calls: CallService
     conferences: ConferenceService
@@ -54,6 +58,8 @@ class Services:
     quality: QualityService
     operator: OperatorService
     outbox: MailOutbox
+    pictures: PicturesService
+    idempotency: IdempotencyService
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
@@ -62,6 +68,7 @@ class Services:
         started on a stale view), then the notifier, the purges of stale sessions and CAPTCHAs,
         the recorder, and metrics and audit last."""
         await self.dialplan.start()
+        await self.prompts.start()
         await self.calls.start()
         await self.recovery.start()
         await self.scheduler.start()
@@ -71,9 +78,11 @@ class Services:
         await self.recording.start()
         await self.metrics.start()
         await self.audit.start()
+        await self.pictures.start()
 
     async def stop(self) -> None:
         """Stop them in the reverse order (each stop is safe on a service that never started)."""
+        await self.pictures.stop()
         await self.audit.stop()
         await self.metrics.stop()
         await self.recording.stop()

@@ -17,6 +17,7 @@ from engine.domain.model import ConferenceState, Participant, ParticipantState, 
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import now_utc
 from engine.services.conferences import ConferenceService
+from engine.services.prompts import PromptService
 from engine.services.recording import RecordingService
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ class KeypadAnswer:
 
 class KeypadService:
     def __init__(self, settings: Settings, repo: ConferenceRepository, *, conferences: ConferenceService,
-                 recording: RecordingService, bus: Bus) -> None:
+                 recording: RecordingService, prompts: PromptService, bus: Bus) -> None:
         self.settings = settings
+        self.prompts = prompts
         self.repo = repo
         self.conferences = conferences
         self.recording = recording
@@ -118,12 +120,13 @@ class KeypadService:
             elif action == KeyAction.TIME_LEFT:
                 current = await self.repo.get(conference.id, with_participants=False)
                 ends_at = current.ends_at if current is not None else conference.ends_at
-                said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.settings.minute_seconds))
+                said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.settings.minute_seconds),
+                                         conference.language, self._phrases(conference.language))
             elif action == KeyAction.RECORD:
                 recording = await self.recording.toggle(owner, conference.id, actor=actor)
                 said = [rules.SAY_RECORDING if recording else rules.SAY_RECORDING_STOPPED]
             else:
-                said = list(rules.menu_prompts(Role(participant.role)))
+                said = list(rules.menu_prompts(Role(participant.role), self._phrases(conference.language)))
         except VecheError as exc:
             answer.error = str(exc)
             log.info("keypad *%s of participant %s refused: %s", key, participant.id, exc)
@@ -142,6 +145,10 @@ class KeypadService:
                 except VecheError as exc:  # left the room meanwhile
                     log.info("keypad mute-all: participant %s skipped: %s", guest.id, exc)
         return rules.SAY_GUESTS_MUTED if muted else rules.SAY_GUESTS_UNMUTED
+
+    def _phrases(self, language: str) -> frozenset[str]:
+        """The prompts the operator replaced in ``language`` (Veche phrases name menu keys)."""
+        return self.prompts.phrases(language)
 
     @staticmethod
     async def _say(call: KeypadCall, answer: KeypadAnswer, parts: list[str | int]) -> None:

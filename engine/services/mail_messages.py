@@ -162,24 +162,19 @@ class PinLockoutFacts:
     timezone: str
 
 
-def compose_pin_lockout(composer: MailComposer, facts: PinLockoutFacts, recipient: Recipient,
-                        now: datetime | None = None) -> ComposedMessage:
-    """The owner's warning about a PIN lock-out: text and HTML, no calendar, no PIN at all."""
-    now = now or datetime.now(UTC)
-    language = facts.language if facts.language in LANGUAGES else "ru"
-    context: dict[str, object] = {
-        "language": language, "recipient_name": flatten(recipient.name), "subject": flatten(facts.subject),
-        "conference_number": facts.conference_number, "failures": facts.failures,
-        "until": format_when(facts.until, facts.timezone, language), "timezone": facts.timezone}
-    subject = composer.templates.get_template(f"{language}/pin_lockout.subject.txt.j2").render(context).strip()
-    context["mail_subject"] = subject
-    text = composer.templates.get_template(f"{language}/pin_lockout.txt.j2").render(context)
-    html = composer.templates.get_template(f"{language}/pin_lockout.html.j2").render(context)
-    message_id = f"<pin_lockout.{facts.conference_id}.{_letters(16)}@{composer.domain}>"
+def _compose_plain(composer: MailComposer, template: str, language: str, context: dict[str, object],
+                   recipient: Recipient, message_id: str, now: datetime) -> ComposedMessage:
+    """A message without a calendar, from the ``template`` subject, text and HTML of ``language``;
+    stored text in the context is flattened by the caller, the subject and name here."""
+    subject = flatten(composer.templates.get_template(f"{language}/{template}.subject.txt.j2").render(context).strip())
+    context = {**context, "mail_subject": subject}
+    text = composer.templates.get_template(f"{language}/{template}.txt.j2").render(context)
+    html = composer.templates.get_template(f"{language}/{template}.html.j2").render(context)
     message = EmailMessage(policy=MIME_POLICY)
     message["Subject"] = subject
     message["From"] = composer.sender
-    message["To"] = formataddr((flatten(recipient.name), recipient.email)) if recipient.name else recipient.email
+    name = flatten(recipient.name)
+    message["To"] = formataddr((name, recipient.email)) if name else recipient.email
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
     message.set_content(text)
@@ -189,6 +184,19 @@ def compose_pin_lockout(composer: MailComposer, facts: PinLockoutFacts, recipien
             part.set_boundary(f"veche-{_letters(24)}")
     return ComposedMessage(subject=subject, message_id=message_id, text=text, html=html, calendar=None,
                            raw=message.as_bytes())
+
+
+def compose_pin_lockout(composer: MailComposer, facts: PinLockoutFacts, recipient: Recipient,
+                        now: datetime | None = None) -> ComposedMessage:
+    """The owner's warning about a PIN lock-out: text and HTML, no calendar, no PIN at all."""
+    now = now or datetime.now(UTC)
+    language = facts.language if facts.language in LANGUAGES else "ru"
+    context: dict[str, object] = {
+        "language": language, "recipient_name": flatten(recipient.name), "subject": flatten(facts.subject),
+        "conference_number": facts.conference_number, "failures": facts.failures,
+        "until": format_when(facts.until, facts.timezone, language), "timezone": facts.timezone}
+    message_id = f"<pin_lockout.{facts.conference_id}.{_letters(16)}@{composer.domain}>"
+    return _compose_plain(composer, "pin_lockout", language, context, recipient, message_id, now)
 
 
 def dial_in_lines(facts: ConferenceFacts, recipient: Recipient) -> list[str]:
@@ -267,22 +275,5 @@ def compose_account_link(composer: MailComposer, facts: AccountLinkFacts, recipi
     context: dict[str, object] = {
         "purpose": facts.purpose, "phone": facts.phone, "link": facts.link, "minutes": facts.minutes,
         "recipient_name": flatten(recipient.name)}
-    subject = flatten(composer.templates.get_template(f"{language}/account_link.subject.txt.j2")
-                      .render(context).strip())
-    text = composer.templates.get_template(f"{language}/account_link.txt.j2").render(context)
-    html = composer.templates.get_template(f"{language}/account_link.html.j2").render(context)
     message_id = f"<{facts.purpose}.{_letters(16)}@{composer.domain}>"
-    message = EmailMessage(policy=MIME_POLICY)
-    message["Subject"] = subject
-    message["From"] = composer.sender
-    name = flatten(recipient.name)
-    message["To"] = formataddr((name, recipient.email)) if name else recipient.email
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
-    for part in message.walk():
-        if part.is_multipart():
-            part.set_boundary(f"veche-{_letters(24)}")
-    return ComposedMessage(subject=subject, message_id=message_id, text=text, html=html, calendar=None,
-                           raw=message.as_bytes())
+    return _compose_plain(composer, "account_link", language, context, recipient, message_id, now)

@@ -54,13 +54,13 @@ class NodeLoad:
 def _int_in(value: Any, name: str) -> int:
     low, high = LIMIT_RANGES[name]
     if isinstance(value, bool):
-        raise ValidationError(f"{name.replace('_', ' ')} must be a number from {low} to {high}", name)
+        raise ValidationError("Enter a number from %(low)d to %(high)d", name, low=low, high=high)
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"{name.replace('_', ' ')} must be a number from {low} to {high}", name) from None
+        raise ValidationError("Enter a number from %(low)d to %(high)d", name, low=low, high=high) from None
     if not low <= number <= high:
-        raise ValidationError(f"{name.replace('_', ' ')} must be a number from {low} to {high}", name)
+        raise ValidationError("Enter a number from %(low)d to %(high)d", name, low=low, high=high)
     return number
 
 
@@ -250,8 +250,9 @@ class OperatorService:
     async def reset_password(self, operator_id: int, account_id: int, password: str) -> None:
         """Set a new password (checked like any other) and end the account's sessions."""
         actor = await self._operator(operator_id)
-        self._may_manage(actor, await self._customer(account_id))
-        account_rules.password(password, "password")
+        target = await self._customer(account_id)
+        self._may_manage(actor, target)
+        account_rules.password(password, "password", phone=target.get("phone"))
         accounts = self.accounts
         await self.repo.set_password_hash(account_id, await asyncio.to_thread(accounts.hasher.hash, password))
         await accounts.revoke_sessions(account_id)
@@ -377,7 +378,7 @@ class OperatorService:
                                            allow_international=found["allow_international"],
                                            allow_premium=found["allow_premium"])
         try:
-            plan.validate(number)
+            number = plan.validate(number)
         except ValidationError as exc:
             return {"number": number, "allowed": False, "reason": str(exc),
                     "kind": plan.classify(number) if number.isdigit() else "unknown"}

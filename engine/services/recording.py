@@ -19,7 +19,7 @@ from engine.adapters.db.recordings import RecordingRepository
 from engine.config import Settings
 from engine.domain import recording as rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
-from engine.domain.model import Conference, ConferenceState
+from engine.domain.model import Conference, ConferenceState, state_refusal
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import ANNOUNCER_PREFIX, ROOM_EXTRA_MEMBERS, CallService, now_utc
 
@@ -82,7 +82,7 @@ class RecordingService:
         if conference is None:
             raise NotFound("no such conference")
         if conference.state != ConferenceState.RUNNING:
-            raise StateConflict(f"the conference is {conference.state}, not running")
+            raise StateConflict(state_refusal(conference.state))
         return conference
 
     async def start_recording(self, owner_id: int | None, conference_id: int, actor: str | None = None) -> dict:
@@ -105,7 +105,7 @@ class RecordingService:
                 timeout_ms=10000)
         except AmiError as exc:
             await self._failed(row, f"Asterisk did not start the recorder: {exc}")
-            raise StateConflict(f"the recording could not start: {exc}") from exc
+            raise StateConflict("the recording could not start; try again") from exc
         await self.repo.set_conference_error(conference.id, None)
         await self.conferences.log_event(conference.id, "recording.started", actor=actor,
                                          detail={"recording_id": row["id"]})

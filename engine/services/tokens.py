@@ -42,7 +42,8 @@ class TokenService:
         if expires_in_days is not None:
             if isinstance(expires_in_days, bool) or not isinstance(expires_in_days, int) \
                     or not 1 <= expires_in_days <= MAX_LIFETIME_DAYS:
-                raise ValidationError(f"a token expires in 1 to {MAX_LIFETIME_DAYS} days", field="expires_in_days")
+                raise ValidationError("a token expires in 1 to %(days)d days", "expires_in_days",
+                                      days=MAX_LIFETIME_DAYS)
             expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
         secret = new_secret()
         token = await self._tokens.insert(account_id, name, hash_secret(secret), secret[:PREFIX_SHOWN], expires_at)

@@ -442,10 +442,10 @@ async def test_history_period_validation(api) -> None:
      [({"number": "375291234567"}, "name"), ({"name": "X", "number": "+375291234567"}, "number"),
       ({"name": "X", "number": "375291234567", "email": "not-mail"}, "email"),
       ({"name": "X", "number": 375291234567}, "number")]),
-    ("rooms", {"name": "Board room", "number": "1234", "location": "3rd floor"},
-     {"name": "Board room B", "number": "1235", "location": ""},
-     [({"name": "X"}, "number"), ({"name": "", "number": "1234"}, "name"),
-      ({"name": "X", "number": "12 34"}, "number"), ({"name": "X", "number": "1234", "location": "a\tb"},
+    ("rooms", {"name": "Board room", "number": "375171234567", "location": "3rd floor"},
+     {"name": "Board room B", "number": "375171234568", "location": ""},
+     [({"name": "X"}, "number"), ({"name": "", "number": "375171234567"}, "name"),
+      ({"name": "X", "number": "12 34"}, "number"), ({"name": "X", "number": "375171234567", "location": "a\tb"},
                                                      "location")]),
 ])
 async def test_address_book_crud(api, kind, good, changed, bad) -> None:
@@ -611,6 +611,21 @@ async def test_password_reset_is_public_and_answers_alike(api_server) -> None:
     assert reply.status == 202 and reply.body == {"status": "accepted"}
     bad = await anonymous.post("/password-reset/confirm", {"token": "x" * 43, "password": "a-long-password-1"})
     assert bad.status == 400 and bad.error["field"] == "link"
+
+
+async def test_recording_routes_of_a_conference_that_is_not_running(api) -> None:
+    """The recording routes answer with clear errors before there is anything to record (the
+    recording itself, through real Asterisk, is in test_recording.py)."""
+    created = await api.post("/conferences", {"subject": "Not yet", "start": _later(), "duration_minutes": 30,
+                                              "max_participants": 3})
+    cid = created.body["id"]
+    listed = await api.get(f"/conferences/{cid}/recordings")
+    assert listed.status == 200 and listed.body == {"recordings": []}
+    assert (await api.post(f"/conferences/{cid}/recording/start")).status == 409  # not running
+    assert (await api.post(f"/conferences/{cid}/recording/stop")).status == 409
+    assert (await api.get("/recordings/999999999/file")).status == 404
+    assert (await api.call("DELETE", "/recordings/999999999")).status == 404
+    assert (await api.call("DELETE", f"/conferences/{cid}")).status == 200
 
 
 async def test_every_route_was_exercised_by_this_module(request) -> None:

@@ -18,10 +18,11 @@ pytestmark = pytest.mark.stack
 BODIES = {
     ("PATCH", "/conferences/{id}"): {"subject": "hijacked"},
     ("POST", "/conferences/{id}/participants"): {"number": "375290000302", "name": "intruder"},
+    ("PATCH", "/conferences/{id}/participants/{pid}"): {"role": "chair"},
     ("POST", "/conferences/{id}/invite"): {"participant_ids": ["<pid>"]},
     ("POST", "/conferences/{id}/extend"): {"minutes": 60},
     ("PUT", "/contacts/{id}"): {"name": "hijacked", "number": "375291234567"},
-    ("PUT", "/rooms/{id}"): {"name": "hijacked", "number": "1234"},
+    ("PUT", "/rooms/{id}"): {"name": "hijacked", "number": "375171234567"},
     ("PATCH", "/templates/{id}"): {"name": "hijacked", "is_default": True},
 }
 
@@ -48,7 +49,7 @@ async def owner_a(engine, api_server, pstn) -> dict:
         participant_id = live.body["participants"][0]["id"]
         await bus.wait(connected(participant_id))
     contact = await a.api.post("/contacts", {"name": "A contact", "number": "375291110001"})
-    room = await a.api.post("/rooms", {"name": "A room", "number": "2001"})
+    room = await a.api.post("/rooms", {"name": "A room", "number": "375172001000"})
     template = await a.api.post("/templates", {"name": "A template", "is_default": True})
     portal = await session_client(engine, api_server, a.account.id)  # tokens come from a portal session
     token = await portal.post("/tokens", {"name": "A second token"})

@@ -274,9 +274,11 @@ async def test_unknown_ended_and_not_started_numbers_sound_the_same_until_a_corr
     for conference in (ended, later, running):
         assert not {"123450", "123451", "123452"} & {conference.chair_pin, conference.guest_pin}
     expected = heard["unknown"]
-    assert expected[:2] == ["GET DATA conf-getconfno 8000 12", "GET DATA conf-getpin 8000 12"], expected
+    # the conference number was heard by the dialplan's Read(): the engine's first question is the PIN
+    assert expected[:1] == ["GET DATA conf-getpin 8000 12"], expected
     assert expected.count('STREAM FILE conf-invalidpin ""') == 3 and expected[-1] == 'STREAM FILE goodbye ""'
     for name in ("ended", "not started", "running"):
         assert heard[name] == expected, (name, heard[name], expected)
     assert told["ended"] != told["not started"]
-    assert told["ended"][:2] == expected[:2] and told["not started"][:2] == expected[:2]
+    # up to the correct PIN (the engine's first question) they sound the same
+    assert told["ended"][:1] == expected[:1] and told["not started"][:1] == expected[:1]

@@ -100,6 +100,15 @@ class SippProcess:
         return [(number, call_id) for call_id, number in seen.items()]
 
 
+def pstn_scenario(base: Path) -> Path:
+    """tests/sipp/pstn.xml rendered beside ``base`` (``base``.xml), with the keypad callee's
+    digits in a pcap of their own."""
+    scenario = base.with_suffix(".xml")
+    keypad_pcap = write_dtmf_pcap("*1", base.with_name(base.name + "-keypad.pcap"))
+    scenario.write_text(jinja2.Template((SCENARIOS / "pstn.xml").read_text()).render(keypad_pcap=keypad_pcap))
+    return scenario
+
+
 @dataclass
 class SippFactory:
     """Builds SIPp processes against one Asterisk (its SIP port) in a work folder."""
@@ -116,10 +125,7 @@ class SippFactory:
     async def pstn(self, port: int) -> SippProcess:
         """The trunk's far end on 127.0.0.1:port (see tests/sipp/pstn.xml for the number codes)."""
         base = self._next("pstn")
-        scenario = base.with_suffix(".xml")  # the keypad callee's digits live in the work folder
-        keypad_pcap = write_dtmf_pcap("*1", base.with_name(base.name + "-keypad.pcap"))
-        scenario.write_text(jinja2.Template((SCENARIOS / "pstn.xml").read_text()).render(keypad_pcap=keypad_pcap))
-        argv = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
+        argv = ["sipp", "-sf", str(pstn_scenario(base)), "-i", "127.0.0.1", "-p", str(port),
                 "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
                 "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err",
                 "-trace_msg", "-message_file", f"{base}.msg"]

@@ -43,7 +43,7 @@ def test_a_group_allowing_premium_lifts_the_refused_prefix() -> None:
 
 
 @pytest.mark.parametrize("number", [
-    "", "+375291234567", "375 29 123 45 67", "37529123456a", "375291234567&", "3752912,34567",
+    "", "+375291234567", "375 29 123 45 67 8", "375\t291234567", "37529123456a", "375291234567&", "3752912,34567",
     "375/291234567", "375291234567@pstn", "3752912345678", "37529123456", "80291234567",
     "00441234567890", "8101234567", "441234567890", "19001234567", "375902123456", "0123",
     "375091234567", "12345", "375291234567\n", "٣٧٥٢٩١٢٣٤٥٦٧", "123", "9" * 40,
@@ -66,3 +66,16 @@ def test_short_number_length_comes_from_settings() -> None:
     with pytest.raises(ValidationError):
         plan.validate("1234")
     assert not plan.is_allowed("1234")
+
+
+@pytest.mark.parametrize("typed", ["375 29 123 45 67", "375-29-123-45-67", "375 (29) 123.45.67",
+                                   "375\u00a029 1234567"])
+def test_separators_are_removed_before_the_rule(typed: str) -> None:
+    assert NumberPlan().validate(typed) == "375291234567"
+
+
+def test_a_number_with_separators_is_judged_by_its_digits() -> None:
+    assert NumberPlan().validate("375 29 100 00 01") == "375291000001"  # 16 characters, 12 digits
+    with pytest.raises(ValidationError) as info:
+        NumberPlan().validate("375 29 100 00 01 2")
+    assert "too long" not in str(info.value)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.domain.errors import Unauthenticated
-from web.api import addressbook, conferences, events, operator, recordings
+from web.api import addressbook, conferences, events, operator, prompts, recordings
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
@@ -77,6 +77,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/recordings" + ITEM + "/file", recordings.recording_file),
     ("DELETE", "/recordings" + ITEM, recordings.delete_recording),
     *operator.ROUTES,  # /operator/... (operator edition)
+    *prompts.ROUTES,  # /operator/prompts (voice prompts per language)
 )
 
 

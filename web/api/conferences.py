@@ -4,9 +4,12 @@ service method of engine.services, renders."""
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from engine.domain.model import Conference, ConferenceState
+from engine.services.idempotency import Answer
 from web.api import parse, render
 from web.api.common import account, no_content, ok
 from web.api.spec_parts import STATE_FILTER
@@ -19,6 +22,11 @@ def _conference(request: web.Request, conference: Conference) -> dict:
     return render.conference(conference, services(request).settings.access_number)
 
 
+def _etag(conference: Conference) -> dict[str, str]:
+    """The ETag header of a conference: its version, which moves on every change."""
+    return {"ETag": f'"{conference.version}"'}
+
+
 def _states(raw: str) -> set[ConferenceState] | None:
     if not raw:
         return set(DEFAULT_STATES)
@@ -27,10 +35,18 @@ def _states(raw: str) -> set[ConferenceState] | None:
 
 async def create_conference(request: web.Request) -> web.Response:
     me = account(request)
-    plan = parse.conference_plan(await parse.body(request, "ConferenceCreate"), me.timezone)
-    conference = await services(request).conferences.plan(me.id, plan)
-    return ok(_conference(request, conference), status=201,
-              headers={"Location": f"{request.path.rstrip('/')}/{conference.id}"})
+    data = await parse.body(request, "ConferenceCreate")
+
+    async def plan() -> Answer:
+        conference = await services(request).conferences.plan(me.id, parse.conference_plan(data, me.timezone))
+        return Answer(201, json.dumps(_conference(request, conference)),
+                      {"Location": f"{request.path.rstrip('/')}/{conference.id}", **_etag(conference)})
+
+    key = request.headers.get("Idempotency-Key")
+    answer = await plan() if key is None else \
+        await services(request).idempotency.once(me.id, key, "create_conference", data, plan)
+    headers = {**answer.headers, **({"Idempotent-Replayed": "true"} if answer.replayed else {})}
+    return web.Response(status=answer.status, text=answer.body, content_type="application/json", headers=headers)
 
 
 async def list_conferences(request: web.Request) -> web.Response:
@@ -41,15 +57,16 @@ async def list_conferences(request: web.Request) -> web.Response:
 
 async def get_conference(request: web.Request) -> web.Response:
     conference = await services(request).conferences.get(account(request).id, parse.path_id(request))
-    return ok(_conference(request, conference))
+    return ok(_conference(request, conference), headers=_etag(conference))
 
 
 async def update_conference(request: web.Request) -> web.Response:
     me = account(request)
     conference_id = parse.path_id(request)
     changes = parse.conference_changes(await parse.body(request, "ConferenceUpdate"), me.timezone)
-    conference = await services(request).conferences.update(me.id, conference_id, changes)
-    return ok(_conference(request, conference))
+    conference = await services(request).conferences.update(me.id, conference_id, changes,
+                                                             expected_version=parse.if_match(request))
+    return ok(_conference(request, conference), headers=_etag(conference))
 
 
 async def cancel_conference(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from aiohttp import web
 from engine.domain.errors import (
     AmiError,
     Forbidden,
+    IdempotencyKeyReused,
     LimitExceeded,
     NotFound,
     RateLimited,
@@ -20,6 +21,7 @@ from engine.domain.errors import (
     Unauthenticated,
     ValidationError,
     VecheError,
+    VersionConflict,
 )
 from engine.domain.text import TextRefused
 
@@ -34,14 +36,17 @@ STATUS_OF: tuple[tuple[type[VecheError], int], ...] = (
     (Unauthenticated, 401),
     (Forbidden, 403),
     (NotFound, 404),
+    (VersionConflict, 412),  # If-Match named a version the object has moved on from
     (StateConflict, 409),
     (LimitExceeded, 422),
+    (IdempotencyKeyReused, 422),
     (RateLimited, 429),
     (AmiError, 503),
 )
 
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "state_conflict", 413: "too_large", 415: "unsupported_media_type",
+              405: "method_not_allowed", 409: "state_conflict", 412: "version_conflict",
+              428: "precondition_required", 413: "too_large", 415: "unsupported_media_type",
               422: "unprocessable", 429: "rate_limited", 503: "unavailable"}
 
 
@@ -62,6 +67,8 @@ def domain_error_response(exc: VecheError) -> web.Response:
     if status == 429:
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(int(retry_after))} if retry_after else None
+    if isinstance(exc, VersionConflict) and getattr(exc.current, "version", None) is not None:
+        headers = {"ETag": f'"{exc.current.version}"'}
     field = getattr(exc, "field", None) if isinstance(exc, ValidationError) else None
     message = str(exc) or exc.code.replace("_", " ")
     code = "unavailable" if isinstance(exc, AmiError) else exc.code

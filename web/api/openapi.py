@@ -16,6 +16,8 @@ from web.api.spec_parts import (
     EMAIL,
     EMAIL_OUT,
     ID,
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
     INT32_MAX,
     LIVE,
     NAME,
@@ -34,6 +36,8 @@ from web.api.spec_parts import (
     _path_id,
     _query,
     _ref,
+    _replayable,
+    _with_etag,
 )
 
 PARTICIPANT_STATES = ["planned", "calling", "ringing", "connected", "left", "failed"]
@@ -132,6 +136,8 @@ SCHEMAS: dict[str, Any] = {
         "participants": {"type": "array", "items": _ref("Participant")},
         "recording": {"type": "boolean"},
         "recording_error": _nullable({"type": "string", "description": "why the last recording failed"}),
+        "version": {"type": "integer", "minimum": 1,
+                    "description": "moves on every change; also sent as the ETag header (\"<version>\")"},
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
     "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},
@@ -280,15 +286,18 @@ PATHS: dict[str, Any] = {
                    {"200": _json("ConferenceList", "conferences")}, tag="conferences", errors=("401", "403"),
                    params=[_query("state", "which conferences", STATE_FILTER)]),
         "post": _op("create_conference", "Plan a conference (immediate with start \"now\")",
-                    {"201": _json("Conference", "the planned conference")}, tag="conferences",
-                    body="ConferenceCreate", errors=("401", "403", "409", "422", "429", "503")),
+                    {"201": _replayable(_json("Conference", "the planned conference"))}, tag="conferences",
+                    body="ConferenceCreate", params=[IDEMPOTENCY_KEY],
+                    errors=("401", "403", "409", "422", "429", "503")),
     },
     "/conferences/{id}": {
         "get": _op("get_conference", "A conference with its participants and their states",
-                   {"200": _json("Conference", "conference")}, tag="conferences", params=CONF),
-        "patch": _op("update_conference", "Change a scheduled conference",
-                     {"200": _json("Conference", "the changed conference")}, tag="conferences",
-                     body="ConferenceUpdate", params=CONF, errors=("401", "403", "404", "409", "422")),
+                   {"200": _with_etag(_json("Conference", "conference"))}, tag="conferences", params=CONF),
+        "patch": _op("update_conference", "Change a scheduled conference (If-Match: refused with 412 when "
+                     "someone else changed it since)",
+                     {"200": _with_etag(_json("Conference", "the changed conference"))}, tag="conferences",
+                     body="ConferenceUpdate", params=[*CONF, IF_MATCH],
+                     errors=("401", "403", "404", "409", "412", "422")),
         "delete": _op("cancel_conference", "Cancel a scheduled conference",
                       {"200": _json("Conference", "the cancelled conference")}, tag="conferences",
                       params=CONF, errors=("401", "403", "404", "409")),
@@ -433,6 +442,11 @@ PATHS: dict[str, Any] = {
 # The operator's endpoints are described in a module of their own.
 SCHEMAS.update(operator_schemas())
 PATHS.update(operator_paths())
+
+from web.api.prompts_spec import prompt_paths, prompt_schemas  # noqa: E402
+
+SCHEMAS.update(prompt_schemas())
+PATHS.update(prompt_paths())
 
 DESCRIPTION = """\
 The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`

@@ -206,3 +206,20 @@ def period(request: web.Request, account_timezone: str) -> tuple[datetime, datet
     if since >= until:
         raise ValidationError("from must be before to", "from")
     return since, until
+
+
+_ENTITY_TAG = re.compile(r'^"([0-9]{1,9})"$')
+
+
+def if_match(request: web.Request) -> int | None:
+    """The version named by the If-Match header (one strong entity tag such as ``"7"``, as sent
+    in ETag), or None without the header or with ``*``. Weak or foreign tags can never match."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    found = _ENTITY_TAG.match(raw.strip())
+    if found is None:
+        if raw.strip().startswith('W/"') or raw.strip().startswith('"'):
+            return 0  # a tag no conference version has: the update is refused with 412
+        raise ValidationError('If-Match takes one entity tag as sent in ETag, e.g. "3"', "If-Match")
+    return int(found.group(1))

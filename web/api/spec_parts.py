@@ -47,8 +47,9 @@ def _one_line(limit: int, required: bool = False) -> dict[str, Any]:
 SUBJECT = _one_line(200, required=True)
 NAME = _one_line(100)
 NAME_REQUIRED = _one_line(100, required=True)
-NUMBER = {"type": "string", "pattern": "^[0-9]{2,15}$", "examples": ["375291234567"],
-          "description": "2 to 15 digits, without + or spaces (participants must also be in the number plan)"}
+NUMBER = {"type": "string", "pattern": "^[0-9 ().-]{2,30}$", "examples": ["375291234567", "375 29 123-45-67"],
+          "description": "2 to 15 digits, without +; spaces, dashes, dots and brackets typed between them are removed "
+                         "(participants, contacts, rooms and template participants must also be in the number plan)"}
 EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
                     "pattern": "^[^@\\s<>\"'\\u0000-\\u001f]{1,64}@[^@\\s<>\"'\\u0000-\\u001f]{1,255}"
                                "\\.[A-Za-z0-9-]{2,63}$"},
@@ -76,6 +77,8 @@ _ERRORS = {
     "409": "the object's state does not allow this",
     "422": "an account limit would be exceeded, or a text field breaks the one-line text rule "
            "(code invalid_text, `field` names it)",
+    "412": "If-Match names a version the conference has moved on from (code version_conflict): someone "
+           "else changed it; the ETag header carries the current version, GET it, merge, send again",
     "413": "the body is too large",
     "429": "too many requests",
     "503": "the telephony engine cannot be reached",
@@ -120,6 +123,37 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
 
 
 NO_CONTENT = {"204": {"description": "done"}}
+ETAG_HEADER = {"ETag": {"description": "the conference's version as a strong entity tag, e.g. \"3\"; send it "
+                                       "back in If-Match to change the conference only if nobody else did",
+                        "schema": {"type": "string"}}}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
+            "description": "the ETag of the conference as last read. With it the change is refused with 412 "
+                           "when the conference changed meanwhile (optimistic concurrency); without it (or with "
+                           "*) the change applies to whatever version is current. One entity tag only.",
+            "schema": {"type": "string"}}
+
+
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "description": "1 to 255 visible ASCII characters chosen by the client (e.g. a UUID) to make a "
+                                  "retry safe: a second request with the same key and the same body gets the first "
+                                  "answer again (with Idempotent-Replayed: true) and plans nothing; the same key "
+                                  "with another body is refused with 422 (idempotency_key_reused), and while the "
+                                  "first request is still being answered with 409 (idempotency_in_progress). Keys "
+                                  "are kept per account for VECHE_IDEMPOTENCY_HOURS (24 h); a request that failed "
+                                  "does not keep its key.",
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"}}
+
+
+def _with_etag(response: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "headers": ETAG_HEADER}
+
+
+def _replayable(response: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "headers": {
+        **ETAG_HEADER, "Location": {"description": "the new conference", "schema": {"type": "string"}},
+        "Idempotent-Replayed": {"description": "true when this is the stored answer to an earlier request "
+                                               "with the same Idempotency-Key", "schema": {"type": "string"}}}}
+
 CONF = [_path_id("id", "conference")]
 CONF_PARTICIPANT = [*CONF, _path_id("pid", "participant")]
 LIVE = ("401", "403", "404", "409", "503")

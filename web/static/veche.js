@@ -77,6 +77,28 @@
     if (form.dataset.confirm && !form.hasAttribute("data-async")) {
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
     }
+    if (form.hasAttribute("data-submit-once") && !event.defaultPrevented) {
+      /* A form sent once is not sent again while its answer is on the way: later submits are
+         dropped and the buttons disabled (after this event, so the clicked button still counts). */
+      if (form.dataset.submitting) { event.preventDefault(); return; }
+      form.dataset.submitting = "1";
+      setTimeout(function () {
+        form.querySelectorAll("button[type=submit], button:not([type])").forEach(function (button) {
+          button.disabled = true;
+          button.setAttribute("aria-busy", "true");
+        });
+      }, 0);
+    }
+  });
+  /* Coming back to a page from the history cache re-enables its forms. */
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-submitting]").forEach(function (form) {
+      delete form.dataset.submitting;
+      form.querySelectorAll("button[aria-busy]").forEach(function (button) {
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+      });
+    });
   });
 
   function syncWhen(form) {
@@ -88,4 +110,36 @@
   document.addEventListener("change", function (event) {
     if (event.target.name === "when") { syncWhen(event.target.form); }
   });
+
+  /* A form sent after the session ended comes back here after logging in: refill what was typed. */
+  function refillKeptForm() {
+    var source = document.getElementById("kept-form");
+    if (!source) { return; }
+    var kept = JSON.parse(source.textContent);
+    var form = Array.prototype.find.call(document.forms, function (candidate) {
+      return new URL(candidate.action, location.href).pathname === kept.action;
+    });
+    if (!form) { return; }
+    var table = form.querySelector("[data-rows]");
+    var rowsNeeded = kept.fields.filter(function (pair) { return pair[0] === "p_number"; }).length;
+    while (table && table.tBodies[0].rows.length < rowsNeeded) { addRow(table); }
+    var seen = {};
+    form.querySelectorAll("input[type=checkbox], input[type=radio]").forEach(function (box) {
+      box.checked = kept.fields.some(function (pair) { return pair[0] === box.name && pair[1] === box.value; });
+    });
+    kept.fields.forEach(function (pair) {
+      var elements = Array.prototype.filter.call(form.elements, function (element) {
+        return element.name === pair[0] && element.type !== "checkbox" && element.type !== "radio" &&
+          element.type !== "submit" && element.name !== "_csrf";
+      });
+      var index = seen[pair[0]] || 0;
+      seen[pair[0]] = index + 1;
+      if (elements[index]) { elements[index].value = pair[1]; }
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", refillKeptForm);
+  } else {
+    refillKeptForm();
+  }
 })();

@@ -13,6 +13,7 @@ from web.views.account import setup_account_routes
 from web.views.common import N_, render
 from web.views.operator import setup_operator_routes
 from web.views.outbox import setup_outbox_routes
+from web.views.prompts import setup_prompt_routes
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}/delete", settings.entry_delete)
     setup_operator_routes(app)  # /operator/... pages (operator edition)
     setup_outbox_routes(app)  # /operator/outbox: the local mail sink
+    setup_prompt_routes(app)  # /operator/prompts: voice prompts per language
     setup_account_routes(app)  # password reset, e-mail confirmation, Settings > API tokens
 
 

@@ -64,6 +64,8 @@ async def error_text(request: web.Request, error: VecheError) -> str:
     message_id = getattr(error, "message_id", None)
     if message_id is not None:
         values = getattr(error, "values", None) or {}
+        # a value may itself be a catalogued sentence (the reason in a refusal): translated too
+        values = {k: catalogue.gettext(v) if isinstance(v, str) and v else v for k, v in values.items()}
         return catalogue.gettext(message_id) % values if values else catalogue.gettext(message_id)
     return catalogue.gettext(str(error))
 
@@ -78,6 +80,12 @@ async def base_context(request: web.Request) -> dict[str, Any]:
     account = await current_account(request)
     session = await get_session(request)
     flashes = session.pop("flash", []) if "flash" in session else []
+    kept_form = session.get("kept_form")
+    if kept_form and account is not None and request.method == "GET" and \
+            request.path_qs in (kept_form.get("page"), kept_form.get("action")):
+        session.pop("kept_form")  # refilled on this page by veche.js
+    else:
+        kept_form = None
     lang = await language(request)
     router = request.app.router
     return {
@@ -87,6 +95,7 @@ async def base_context(request: web.Request) -> dict[str, Any]:
         "csrf_token": await csrf_token(request),
         "csrf_field": CSRF_FIELD,
         "flashes": flashes,
+        "kept_form": kept_form,
         "navigation": NAVIGATION + (OPERATOR_NAVIGATION if account is not None and account.role == "operator" else ()),
         "current_path": request.path,
         "access_number": services(request).settings.access_number,

@@ -8,11 +8,29 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError, VecheError
-from engine.domain.model import Conference, ConferenceState, Participant, ParticipantPlan, ParticipantState, Role
+from engine.domain.errors import (
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    StateConflict,
+    ValidationError,
+    VecheError,
+    VersionConflict,
+)
+from engine.domain.model import (
+    Conference,
+    ConferenceState,
+    Origin,
+    Participant,
+    ParticipantPlan,
+    ParticipantState,
+    Role,
+)
+from engine.domain.notifications import delivery_problem
 from web.auth import current_account, login_required
 from web.context import services
 from web.i18n import local_time
+from web.views import pictures
 from web.views.common import (
     N_,
     checkbox,
@@ -22,6 +40,7 @@ from web.views.common import (
     path_id,
     render,
     translate,
+    translate_later,
     wants_json,
 )
 from web.views.planning import _form_error, form_context, plan_from_form
@@ -90,7 +109,8 @@ async def card(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     deliveries: list[dict] = []
     try:
-        deliveries = await services(request).notifier.delivery_status(account.id, conference.id)
+        deliveries = [{**d, "problem": delivery_problem(d.get("last_error"))}
+                      for d in await services(request).notifier.delivery_status(account.id, conference.id)]
     except VecheError:
         log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
     return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries,
@@ -115,7 +135,33 @@ async def edit(request: web.Request) -> web.StreamResponse:
                                for p in conference.participants],
               "when": "later", "date": start.strftime("%Y-%m-%d"), "time": start.strftime("%H:%M")}
     context = await form_context(request, values)
-    return await render(request, "conference_edit.html", {"conference": conference, **context})
+    return await render(request, "conference_edit.html",
+                        {"conference": conference, "version": conference.version, **context})
+
+
+def _form_version(form: Any) -> int | None:
+    """The conference version the edit form was opened with (its hidden field)."""
+    raw = field(form, "version")
+    return int(raw) if raw.isdigit() and len(raw) <= 9 else None
+
+
+async def _other_change(request: web.Request, current: Conference, plan: Any, timezone: str) -> list[dict]:
+    """The fields where the conference as saved by someone else differs from what this editor
+    submitted: label, the saved value, the submitted value."""
+    def numbers(participants: Any) -> str:
+        return ", ".join(p.number for p in participants) or "—"
+
+    def moment(value: Any) -> str:
+        return local_time(value, timezone).strftime("%Y-%m-%d %H:%M") if value else "—"
+
+    planned = [p for p in current.participants if p.origin == Origin.DIALOUT]
+    pairs = [(N_("Subject"), current.subject, plan.subject),
+             (N_("Start"), moment(current.starts_at), moment(plan.start)),
+             (N_("Duration"), str(current.duration_minutes), str(plan.duration_minutes)),
+             (N_("Number of participants"), str(current.max_participants), str(plan.max_participants)),
+             (N_("Participants"), numbers(planned), numbers(plan.participants))]
+    return [{"label": await translate_later(request, label), "saved": saved, "mine": mine}
+            for label, saved, mine in pairs if saved != mine]
 
 
 @login_required
@@ -131,10 +177,18 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
                    "reminder_minutes": plan.reminder_minutes, "participants": plan.participants,
                    "language": plan.language, "notify_participants": plan.notify_participants,
                    "recording": plan.recording}
-        await services(request).conferences.update(account.id, conference.id, changes)
+        await services(request).conferences.update(account.id, conference.id, changes,
+                                                     expected_version=_form_version(form))
+    except VersionConflict as exc:
+        current = exc.current if isinstance(exc.current, Conference) else conference
+        response = await _form_error(
+            request, form, exc, status=409, template="conference_edit.html",
+            extra={"conference": current, "version": current.version,
+                   "conflict": await _other_change(request, current, plan, account.timezone)})
+        return response
     except (ValidationError, StateConflict, LimitExceeded, Forbidden) as exc:
         return await _form_error(request, form, exc, template="conference_edit.html",
-                                 extra={"conference": conference})
+                                 extra={"conference": conference, "version": _form_version(form) or ""})
     await flash(request, await translate(request, "Conference updated"))
     raise web.HTTPSeeOther(f"/conferences/{conference.id}")
 
@@ -291,6 +345,7 @@ async def quality(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     account = await current_account(request)
     rows = await services(request).quality.report(account.id, conference.id)
+    jitter, loss = await pictures.network_pictures(request, services(request).pictures, account, conference.id)
     partial = request.query.get("partial") == "1"
     return await render(request, "quality_partial.html" if partial else "quality.html",
-                        {"conference": conference, "rows": rows})
+                        {"conference": conference, "rows": rows, "jitter_chart": jitter, "loss_chart": loss})

@@ -10,11 +10,13 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from engine.domain.eventlog import actor_words, describe
 from engine.domain.model import Conference
 from web.auth import current_account, login_required
 from web.context import services
 from web.i18n import local_time
-from web.views.common import N_, flash, path_id, render
+from web.views import pictures
+from web.views.common import N_, flash, path_id, render, translations
 
 QUICK_RANGES = ("today", "yesterday", "7d", "30d", "month")
 MAX_PERIOD_DAYS = 366
@@ -43,8 +45,8 @@ def period(query: dict, timezone: str) -> tuple[date, date, str]:
         last = today
     if last < first:
         first, last = last, first
-    if (last - first).days > MAX_PERIOD_DAYS:
-        first = last - timedelta(days=MAX_PERIOD_DAYS)
+    if (last - first).days > MAX_PERIOD_DAYS:  # the page says so (clipped_notice)
+        last = first + timedelta(days=MAX_PERIOD_DAYS)
     return first, last, "" if "from" in query or "to" in query else "7d"
 
 
@@ -59,11 +61,23 @@ async def _history(request: web.Request) -> tuple[list[Conference], date, date, 
     return items, first, last, chosen
 
 
+def clipped(query: dict, first: date, last: date) -> tuple[str, str] | None:
+    """The period asked for, when it was longer than MAX_PERIOD_DAYS and only [first, last] is shown."""
+    try:
+        asked = sorted((date.fromisoformat(query.get("from", "")), date.fromisoformat(query.get("to", ""))))
+    except ValueError:
+        return None
+    if (asked[0], asked[1]) == (first, last):
+        return None
+    return asked[0].isoformat(), asked[1].isoformat()
+
+
 @login_required
 async def history(request: web.Request) -> web.StreamResponse:
     items, first, last, chosen = await _history(request)
     account = await current_account(request)
     return await render(request, "history.html", {
+        "clipped": clipped(dict(request.query), first, last), "max_days": MAX_PERIOD_DAYS,
         "conferences": items, "first": first.isoformat(), "last": last.isoformat(), "chosen": chosen,
         "quick_ranges": QUICK_RANGES, "recordings": await _recordings(request, account.id, items)})
 
@@ -83,9 +97,29 @@ async def history_detail(request: web.Request) -> web.StreamResponse:
     conference = await conferences.get(account.id, path_id(request))
     events = await conferences.events(account.id, conference.id)
     recordings = (await _recordings(request, account.id, [conference])).get(conference.id, [])
+    timeline = await pictures.timeline_picture(request, services(request).pictures, account, conference.id)
     return await render(request, "history_detail.html", {
-        "conference": conference, "events": events, "recordings": recordings,
+        "conference": conference, "events": events, "recordings": recordings, "timeline": timeline,
+        "log": await event_sentences(request, conference, events),
         "retention_days": services(request).settings.recording_retention_days})
+
+
+async def event_sentences(request: web.Request, conference: Conference, events: list[dict]) -> list[dict]:
+    """The event log in the visitor's language: when, what happened in words, who did it, and the
+    recorded kind and detail for whoever wants them."""
+    catalogue = await translations(request)
+    people = {p.id: p for p in conference.participants}
+    lines = []
+    for event in events:
+        sentence = describe(event["kind"], event["detail"], people.get(event["participant_id"]))
+        values = {k: catalogue.gettext(v) if k == "reason" else v for k, v in sentence.values.items()}
+        text = catalogue.gettext(sentence.message_id)
+        lines.append({
+            "at": event["at"], "text": text % values if values else text,
+            "cause": catalogue.gettext(sentence.cause) if sentence.cause else None,
+            "by": catalogue.gettext(actor_words(event["actor"], conference.owner_id)),
+            "raw": " ".join([event["kind"], *(f"{k}={v}" for k, v in (event["detail"] or {}).items())])})
+    return lines
 
 
 @login_required

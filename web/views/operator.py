@@ -12,6 +12,7 @@ from aiohttp import web
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from web.auth import View, current_account, login_required
 from web.context import services
+from web.views import pictures
 from web.views.common import checkbox, error_text, field, flash, int_param, path_id, render, translate
 
 LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
@@ -67,8 +68,9 @@ async def _fail(request: web.Request, exc: Exception, target: str) -> web.Stream
 async def dashboard(request: web.Request) -> web.StreamResponse:
     operator = services(request).operator
     me = await _operator_id(request)
+    load = await pictures.load_picture(request, services(request).pictures, await current_account(request))
     return await render(request, "operator/dashboard.html", {
-        "conferences": await operator.running_conferences(me), "nodes": await operator.node_load(me),
+        "conferences": await operator.running_conferences(me), "nodes": await operator.node_load(me), "load": load,
         "alerts": list(reversed(operator.guard.alerts[-20:]))})
 
 

@@ -3,22 +3,26 @@ also the form parsing the conference edit page and template editing reuse."""
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 
 from engine.domain.accounts import Template
-from engine.domain.errors import Forbidden, LimitExceeded, StateConflict, ValidationError
+from engine.domain.errors import Forbidden, IdempotencyKeyReused, LimitExceeded, StateConflict, ValidationError
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan
+from engine.services.idempotency import Answer
 from web.auth import current_account, login_required
 from web.context import services
 from web.views.common import checkbox, error_text, field, flash, render, translate
 
 DURATIONS = (15, 30, 45, 60, 90, 120, 180, 240)
+PARTICIPANT_ROW = re.compile(r"^participants\[([0-9]+)\]")
 REMINDER_LEADS = (5, 15, 30, 60, 120, 1440)
 EMPTY_ROWS = 3
 
@@ -112,7 +116,8 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
             "notify_participants": checkbox(form, "notify_participants"),
             "participants": form_participants(form), "when": field(form, "when", "now"),
             "date": field(form, "date"), "time": field(form, "time"),
-            "template_name": field(form, "template_name"), "language": field(form, "language") or None}
+            "template_name": field(form, "template_name"), "language": field(form, "language") or None,
+            "idempotency_key": field(form, "idempotency_key")}
 
 
 async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +127,7 @@ async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str
     later = (datetime.now(zone) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     values = {"when": "now", "date": later.strftime("%Y-%m-%d"), "time": later.strftime("%H:%M"),
               "template_name": "", **values}
+    values["idempotency_key"] = values.get("idempotency_key") or secrets.token_urlsafe(16)
     rows = list(values["participants"]) + [{"number": "", "name": "", "email": None, "role": "guest"}] * EMPTY_ROWS
     return {"values": values, "rows": rows, "contacts": await book.contacts(account.id),
             "rooms": await book.rooms(account.id), "durations": DURATIONS, "extend_steps": AUTO_EXTEND_STEPS,
@@ -154,7 +160,13 @@ async def planning(request: web.Request) -> web.StreamResponse:
 async def _form_error(request: web.Request, form: MultiDictProxy, exc: Exception, status: int = 400,
                       template: str = "planning.html", extra: dict | None = None) -> web.Response:
     context = await form_context(request, _values_from_form(form))
-    context["errors"] = {getattr(exc, "field", None) or "form": await error_text(request, exc)}
+    name = getattr(exc, "field", None) or "form"
+    message = await error_text(request, exc)
+    row = PARTICIPANT_ROW.match(name)
+    if row:  # say which row of the participant table is wrong
+        message = await translate(request, "Participant %(row)d: %(error)s", row=int(row.group(1)) + 1,
+                                  error=message)
+    context["errors"] = {name: message}
     context.setdefault("template", None)
     return await render(request, template, {**context, **(extra or {})}, status=status)
 
@@ -163,17 +175,32 @@ async def _form_error(request: web.Request, form: MultiDictProxy, exc: Exception
 async def schedule(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
+
+    async def schedule_once() -> Answer:
+        conference = await services(request).conferences.plan(account.id, plan_from_form(form, account.timezone))
+        return Answer(303, "", {"Location": f"/conferences/{conference.id}"})
+
+    # The form's one-time key makes a double submit (or a resent POST) plan one conference.
+    key = field(form, "idempotency_key")
+    submitted = sorted((name, value) for name, value in form.items() if isinstance(value, str))
     try:
-        plan = plan_from_form(form, account.timezone)
-        conference = await services(request).conferences.plan(account.id, plan)
+        answer = await schedule_once() if not key else await services(request).idempotency.once(
+            account.id, f"portal:{key}", "portal_schedule", submitted, schedule_once)
     except ValidationError as exc:
         return await _form_error(request, form, exc)
+    except IdempotencyKeyReused:
+        # The page was sent before (e.g. reached again with Back) and then changed: a fresh key.
+        fresh = MultiDictProxy(MultiDict((k, v) for k, v in form.items() if k != "idempotency_key"))
+        refusal = StateConflict("This form was sent already; check the values and schedule again")
+        return await _form_error(request, fresh, refusal, status=409)
     except (LimitExceeded, StateConflict) as exc:
         return await _form_error(request, form, exc, status=409)
     except Forbidden as exc:
         return await _form_error(request, form, exc, status=403)
-    await flash(request, await translate(request, "Conference scheduled"))
-    raise web.HTTPSeeOther(f"/conferences/{conference.id}")
+    if not answer.replayed:
+        started = field(form, "when", "now") == "now"
+        await flash(request, await translate(request, "Conference started" if started else "Conference scheduled"))
+    raise web.HTTPSeeOther(answer.headers["Location"])
 
 
 @login_required

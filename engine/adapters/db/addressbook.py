@@ -15,6 +15,10 @@ TEMPLATE_COLUMNS = ("id, owner_id, name, subject, duration_minutes, max_particip
                     "recording")
 
 
+class DuplicateName(Exception):  # noqa: N818 (a refusal, not a fault)
+    """The account already has a template of that name (unique index templates_owner_name)."""
+
+
 def _template(row: asyncpg.Record) -> Template:
     values = dict(row)
     values["participants"] = [TemplateParticipant(**p) for p in json.loads(values["participants"])]
@@ -118,9 +122,12 @@ class AddressBookRepository:
             columns = ["owner_id", *values]
             placeholders = ", ".join(
                 f"${i}::jsonb" if name == "participants" else f"${i}" for i, name in enumerate(columns, start=1))
-            row = await conn.fetchrow(
-                f"INSERT INTO templates ({', '.join(columns)}) VALUES ({placeholders}) RETURNING {TEMPLATE_COLUMNS}",
-                owner_id, *values.values())
+            try:
+                row = await conn.fetchrow(
+                    f"INSERT INTO templates ({', '.join(columns)}) VALUES ({placeholders}) "
+                    f"RETURNING {TEMPLATE_COLUMNS}", owner_id, *values.values())
+            except asyncpg.UniqueViolationError:
+                raise DuplicateName() from None
         return _template(row)
 
     async def update_template(self, owner_id: int, template_id: int, values: dict[str, Any]) -> Template | None:
@@ -133,9 +140,12 @@ class AddressBookRepository:
                 f"{name} = ${i}::jsonb" if name == "participants" else f"{name} = ${i}"
                 for i, name in enumerate(values, start=3))
             sets = f"{assignments}, updated_at = now()" if assignments else "updated_at = now()"
-            row = await conn.fetchrow(
-                f"UPDATE templates SET {sets} WHERE owner_id = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}",
-                owner_id, template_id, *values.values())
+            try:
+                row = await conn.fetchrow(
+                    f"UPDATE templates SET {sets} WHERE owner_id = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}",
+                    owner_id, template_id, *values.values())
+            except asyncpg.UniqueViolationError:
+                raise DuplicateName() from None
         return _template(row) if row else None
 
     async def delete_template(self, owner_id: int, template_id: int) -> bool:

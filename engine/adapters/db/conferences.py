@@ -27,13 +27,14 @@ CONFERENCE_COLUMNS = (
     "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extend_cap_minutes",
     "extended_minutes", "reminder_minutes", "locked", "state", "started_at", "ended_at",
     "cancelled_at", "end_reason", "language", "notify_participants", "recording", "recording_error",
+    "version",
 )
 PARTICIPANT_COLUMNS = (
     "id", "conference_id", "number", "name", "email", "role", "origin", "state", "failure_reason",
     "hangup_cause", "call_id", "channel", "node_id", "muted", "talking", "attempts", "joined_at",
     "left_at", "connected_seconds",
 )
-_CONFERENCE_WRITABLE = frozenset(CONFERENCE_COLUMNS) - {"id", "owner_id"} | {"warned_at"}
+_CONFERENCE_WRITABLE = frozenset(CONFERENCE_COLUMNS) - {"id", "owner_id", "version"} | {"warned_at"}
 _PARTICIPANT_WRITABLE = frozenset(PARTICIPANT_COLUMNS) - {"id", "conference_id"}
 _CONF_SELECT = ", ".join(CONFERENCE_COLUMNS)
 _PART_SELECT = ", ".join(PARTICIPANT_COLUMNS)
@@ -133,15 +134,17 @@ class ConferenceRepository:
             raise OverLimit("max_concurrent_conferences", limit, overlapping)
 
     async def reschedule(self, conference_id: int, owner_id: int, starts_at: datetime,
-                         ends_at: datetime) -> Conference | None:
+                         ends_at: datetime, version: int | None = None) -> Conference | None:
         """Move a scheduled conference to [starts_at, ends_at), atomically within the owner's
-        limit of concurrent conferences (OverLimit); None when it is not scheduled any more."""
+        limit of concurrent conferences (OverLimit); None when it is not scheduled any more or,
+        with ``version``, when its version is not that one any more (someone else changed it)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await self._check_overlap(conn, owner_id, starts_at, ends_at, conference_id)
             row = await conn.fetchrow(
                 "UPDATE conferences SET starts_at = $2, ends_at = $3, updated_at = now() "
-                f"WHERE id = $1 AND state = 'scheduled' RETURNING {_CONF_SELECT}",
-                conference_id, starts_at, ends_at)
+                "WHERE id = $1 AND state = 'scheduled' AND ($4::integer IS NULL OR version = $4) "
+                f"RETURNING {_CONF_SELECT}",
+                conference_id, starts_at, ends_at, version)
         return _conference(row) if row else None
 
     async def get(self, conference_id: int, owner_id: int | None = None,

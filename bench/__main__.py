@@ -1,0 +1,95 @@
+"""One command for the benchmarks: ``python -m bench all`` runs every benchmark and rewrites
+bench/RESULTS.md; ``python -m bench dialout|dialin|ingest [options]`` runs one of them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from types import ModuleType
+
+from bench import _stack, bench_ami_ingest, bench_dialin, bench_dialout
+from bench._stack import machine, write_header
+
+# name -> module with add_arguments(parser) and async run(args) -> str (its RESULTS.md section)
+BENCHMARKS: dict[str, ModuleType] = {
+    "dialout": bench_dialout,
+    "dialin": bench_dialin,
+    "ingest": bench_ami_ingest,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    top.add_argument("--results", type=Path, default=_stack.RESULTS,
+                     help="the file whose sections are rewritten (default bench/RESULTS.md)")
+    commands = top.add_subparsers(dest="command", required=True)
+    every = commands.add_parser("all", help="run every benchmark with its defaults and rewrite bench/RESULTS.md")
+    every.add_argument("--quick", action="store_true",
+                       help="tiny sizes and one repeat: checks the plumbing, the figures mean nothing")
+    every.add_argument("--skip", nargs="*", default=[], choices=sorted(BENCHMARKS),
+                       help="benchmarks to leave out (their old sections stay)")
+    for name, module in BENCHMARKS.items():
+        sub = commands.add_parser(name, help=(module.__doc__ or "").split(":", 1)[0])
+        module.add_arguments(sub)
+    return top
+
+
+# ``all --quick``: the options each benchmark runs with
+QUICK: dict[str, list[str]] = {
+    "dialout": ["--sizes", "10", "--repeats", "1"],
+    "dialin": ["--rate", "2", "--seconds", "5", "--stay-ms", "7000"],  # the IVR takes ~4.6 s,
+    "ingest": ["--events", "5000", "--repeats", "1"],
+}
+
+
+def options(name: str, quick: bool) -> argparse.Namespace:
+    sub = argparse.ArgumentParser()
+    BENCHMARKS[name].add_arguments(sub)
+    return sub.parse_args(QUICK.get(name, []) if quick else [])
+
+
+async def run_all(skip: list[str], quick: bool = False) -> None:
+    started = time.monotonic()
+    where = machine()
+    loads: dict[str, float] = {}
+    failures: list[str] = []
+    for name, module in BENCHMARKS.items():
+        if name in skip:
+            continue
+        print(f"== {name}", flush=True)
+        loads[name] = os.getloadavg()[0]  # before the benchmark starts its own processes
+        try:
+            await module.run(options(name, quick))
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
+            logging.exception("benchmark %s failed", name)
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    cores = os.cpu_count() or 1
+    busy = {name: load for name, load in loads.items() if load > cores}
+    if busy:
+        failures.append("not final: the 1-minute load average was above the number of cores at the start of " +
+                        ", ".join(f"{name} ({load:.1f})" for name, load in busy.items()) +
+                        " (other work was running); rerun on a quiet machine")
+    command = "python -m bench all --quick (a plumbing check: the figures mean nothing)" if quick else \
+        "python -m bench all"
+    if skip:
+        command += " --skip " + " ".join(skip)
+    write_header(where, time.monotonic() - started, failures, command, skipped=skip)
+    print(f"wrote {_stack.RESULTS}")
+
+
+def main() -> None:
+    args = parser().parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    _stack.RESULTS = args.results
+    if args.command == "all":
+        asyncio.run(run_all(args.skip, args.quick))
+    else:
+        asyncio.run(BENCHMARKS[args.command].run(args))
+
+
+if __name__ == "__main__":
+    main()
