@@ -59,6 +59,7 @@ from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
+from engine.services.series import SeriesService
 from engine.services.tokens import TokenService
 from engine.stack import local_dialplan_sink, render_dialout
 
@@ -86,6 +87,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, prompts=prompts, schedule_changed=asyncio.Event())
     quality = QualityService(conferences, nodes)
+    notifier = Notifier(settings, pool, bus)
+    series = SeriesService(settings, pool, bus, conferences, wake_mail=notifier.wake)
     recording = RecordingService(settings, RecordingRepository(pool), conference_repo, nodes=nodes, bus=bus,
                                  calls=calls)
     return Services(
@@ -102,11 +105,11 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         conferences=conferences,
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
         scheduler=Scheduler(settings, conferences),
-        notifier=Notifier(settings, pool, bus),
+        notifier=notifier,
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), test_mode=settings.test_mode, max_rows=settings.captcha_max),
         tokens=tokens,
-        dialin=DialinService(settings, DialinRepository(pool), bus),
+        dialin=DialinService(settings, DialinRepository(pool), bus, series),
         keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording,
                              prompts=prompts, bus=bus),
         recording=recording,
@@ -115,6 +118,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
                                  audit=audit, guard=guard, plans=plans, dialplan=dialplan),
         outbox=MailOutbox(MailSinkReader(settings.run_dir / "mail"), settings.mail_sink),
         pictures=PicturesService(settings, PicturesRepository(pool), bus, conferences, quality),
+        series=series,
         idempotency=IdempotencyService(IdempotencyRepository(pool), timedelta(hours=settings.idempotency_hours)),
     )
 

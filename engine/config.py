@@ -85,6 +85,7 @@ class Settings:
     warning_seconds: float = 120.0  # the room hears the deadline warning this long before the end
     extend_cap_minutes: int = EXTEND_CAP_MINUTES  # total extension (manual and auto) per conference
     idempotency_hours: int = 24  # how long an Idempotency-Key's answer is kept for replay
+    series_ahead: int = 5  # upcoming occurrences of a recurring series kept as scheduled conferences
     join_early_minutes: int = 10  # dial-in may join this long before the start
     minute_seconds: float = 60.0  # length of a conference "minute" (tests shrink it)
     number_plan_country: str = "375"
@@ -228,6 +229,7 @@ class Settings:
             warning_seconds=float(get_int("WARNING_SECONDS", int(base.warning_seconds))),
             extend_cap_minutes=get_int("EXTEND_CAP_MINUTES", base.extend_cap_minutes),
             idempotency_hours=max(1, get_int("IDEMPOTENCY_HOURS", base.idempotency_hours)),
+            series_ahead=positive("SERIES_AHEAD", base.series_ahead),
             join_early_minutes=get_int("JOIN_EARLY_MINUTES", base.join_early_minutes),
             test_mode=get("TEST_MODE", "0") in ("1", "true", "yes"),
             secret_key=get("SECRET_KEY", ""),

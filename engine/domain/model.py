@@ -135,6 +135,10 @@ class Conference:
     recording: bool = False
     recording_error: str | None = None  # why the last recording failed, for the console card
     version: int = 1  # moves on every change of the row (sql/023): the API's ETag, the forms' hidden field
+    series_id: int | None = None  # the recurring series or permanent room it belongs to
+    occurrence_at: datetime | None = None  # the start the series' rule gave it (RECURRENCE-ID)
+    occurrence_changed: bool = False  # this occurrence was edited on its own
+    wait_for_chair: bool = False  # a permanent room's session: dial-in guests wait until a chair is in
 
 
 # Why an action does not apply to a conference in this state, as a person reads it (catalogue ids).

@@ -64,6 +64,12 @@ class ConferenceFacts:
     timezone: str
     owner_name: str = ""
     reminder_minutes: int | None = None
+    # a recurring series: the RRULE value (icalendar vRecur mapping) of the whole series, the
+    # cancelled occurrences' starts (EXDATE), or the one changed occurrence's rule start (RECURRENCE-ID)
+    rrule: dict | None = None
+    exdates: tuple[datetime, ...] = ()
+    recurrence_id: datetime | None = None
+    series_starts_at: datetime | None = None  # the series' first start (DTSTART of the RRULE event)
 
 
 class SmtpOutcome(StrEnum):

@@ -44,6 +44,8 @@ TRACKED_EVENTS = ("OriginateResponse", "UserEvent", "DialBegin", "Hangup", "Conf
 DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, ParticipantState.LEFT)
 IN_CALL_STATES = (ParticipantState.CALLING, ParticipantState.RINGING)
 PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
+# A dial-in guest of a permanent room with "guests wait for the chair" (wait_marked).
+WAITING_GUEST_PROFILE = "veche_guest_wait"
 # Whoever the owner or chair invites enters even a locked room (see asterisk-config/confbridge.conf).
 INVITED_PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest_invited"}
 # The fixed prompts the engine may play into a room (key -> Asterisk sound name).

@@ -28,6 +28,7 @@ from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
+from engine.services.series import SeriesService
 from engine.services.tokens import TokenService
 
 
@@ -60,6 +61,7 @@ class Services:
     outbox: MailOutbox
     pictures: PicturesService
     idempotency: IdempotencyService
+    series: SeriesService
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
@@ -79,9 +81,11 @@ class Services:
         await self.metrics.start()
         await self.audit.start()
         await self.pictures.start()
+        await self.series.start()
 
     async def stop(self) -> None:
         """Stop them in the reverse order (each stop is safe on a service that never started)."""
+        await self.series.stop()
         await self.pictures.stop()
         await self.audit.stop()
         await self.metrics.stop()

@@ -15,9 +15,17 @@ from engine.adapters.db.dialin import DialinRepository
 from engine.config import Settings
 from engine.domain import dialin as rules
 from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
-from engine.domain.model import Conference, Role
+from engine.domain.errors import LimitExceeded, NotFound, StateConflict
+from engine.domain.model import Conference, ConferenceState, Role
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import PARTICIPANT_VARIABLE, PROFILES, ROOM_EXTRA_MEMBERS, new_dialin_token
+from engine.services.calls import (
+    PARTICIPANT_VARIABLE,
+    PROFILES,
+    ROOM_EXTRA_MEMBERS,
+    WAITING_GUEST_PROFILE,
+    new_dialin_token,
+)
+from engine.services.series import SeriesService
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +84,10 @@ class _Stopwatch:
 
 
 class DialinService:
-    def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus,
+    def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus, rooms: SeriesService,
                  policy: DialinPolicy | None = None) -> None:
         self.settings = settings
+        self.rooms = rooms  # permanent rooms: one answers its number when no session is open
         self.repo = repo
         self.bus = bus
         if policy is None:
@@ -129,6 +138,7 @@ class DialinService:
         caller = outcome.caller
         number: str | None = None  # the conference number keyed; the rest of the call is about it
         conference: Conference | None = None  # None also when no such conference exists
+        room: Conference | None = None  # a permanent room not in session, answering the number
         last_error: str | None = None  # the prompt of the latest wrong entry (None after a silence)
         first_entry = call.first_entry  # the conference number the dialplan's Read() heard, if any
         if await self._caller_blocked(call, caller):
@@ -146,6 +156,7 @@ class DialinService:
                 # Whether it exists is not told before a correct PIN: an unknown number is asked
                 # for the PIN and answered like a wrong PIN (prompts, delays, lock-out).
                 conference = await self.repo.conference_by_number(number)
+                room = await self._standing_room(number, conference)
             if await self._locked_out(number):
                 await self._refuse_locked_out(call, outcome, number, watch)
                 return
@@ -156,13 +167,22 @@ class DialinService:
             if await self._locked_out(number):  # closed while this caller was keying
                 await self._refuse_locked_out(call, outcome, number, watch)
                 return
-            role = rules.role_for_pin(conference, pin) if conference is not None else None
-            if conference is None or role is None:
+            target = room or conference
+            role = rules.role_for_pin(target, pin) if target is not None else None
+            if target is None or role is None:
                 outcome.wrong_entries, last_error = outcome.wrong_entries + 1, rules.PROMPT_WRONG_PIN
                 await self._wrong_entry(call, caller, conference, number, watch)
                 if outcome.wrong_entries < policy.max_wrong_entries:
                     await self._say(call, watch, last_error)
                 continue
+            if room is not None:
+                try:
+                    conference = await self.rooms.open_session(room.series_id)
+                except (LimitExceeded, StateConflict, NotFound) as exc:
+                    outcome.refusal = Refusal.FULL
+                    log.info("dial-in: %s refused from room %s: %s", caller, room.series_id, exc)
+                    await self._say(call, watch, *rules.REFUSAL_PROMPTS[Refusal.FULL], rules.PROMPT_GOODBYE)
+                    return
             outcome.conference_id, outcome.role = conference.id, role
             # known only after a correct PIN: from here the caller hears the conference's language
             await call.set_language(conference.language)
@@ -177,6 +197,13 @@ class DialinService:
             return
         log.info("dial-in: %s made %d wrong entries, hanging up", caller, outcome.wrong_entries)
         await self._say(call, watch, *([last_error] if last_error else []), rules.PROMPT_GOODBYE)
+
+    async def _standing_room(self, number: str, conference: Conference | None) -> Conference | None:
+        """The permanent room answering ``number`` when no conference with it is live."""
+        if (conference is not None and conference.state in (
+                ConferenceState.SCHEDULED, ConferenceState.RUNNING)):
+            return None
+        return await self.rooms.standing(number)
 
     async def _caller_blocked(self, call: DialinCall, caller: str) -> bool:
         since = datetime.now(UTC) - timedelta(seconds=self.policy.failure_window_seconds)
@@ -259,7 +286,8 @@ class DialinService:
         outcome.participant_id = participant.id
         # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's token
         await call.set_variable(PARTICIPANT_VARIABLE, token)
-        await call.set_variable("VECHE_PROFILE", PROFILES[role])
+        await call.set_variable("VECHE_PROFILE", WAITING_GUEST_PROFILE if conference.wait_for_chair
+                                and role == Role.GUEST else PROFILES[role])
         # one seat more than planned, for the quiet announcer channel that plays the deadline warning
         await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + ROOM_EXTRA_MEMBERS))
         await call.set_variable("VECHE_ROOM", conference.room)

@@ -77,6 +77,12 @@ def calendar_method(kind: MessageKind) -> str:
     return "CANCEL" if kind is MessageKind.CANCELLATION else "REQUEST"
 
 
+def occurrence_dropped(facts: ConferenceFacts, kind: MessageKind) -> bool:
+    """One cancelled occurrence of a series: the series goes on and is re-sent (METHOD REQUEST)
+    with the cancelled starts as EXDATE; without EXDATE a cancelled series is cancelled whole."""
+    return kind is MessageKind.CANCELLATION and facts.rrule is not None and bool(facts.exdates)
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -139,7 +145,7 @@ class MailComposer:
         message["Message-ID"] = message_id
         message.set_content(text)
         message.add_alternative(html, subtype="html")
-        method = calendar_method(kind)
+        method = "REQUEST" if occurrence_dropped(facts, kind) else calendar_method(kind)
         message.add_attachment(calendar, maintype="text", subtype="calendar", filename="invite.ics",
                                params={"method": method, "charset": "utf-8"})
         for part in message.walk():
@@ -225,6 +231,9 @@ def build_calendar(facts: ConferenceFacts, recipient: Recipient, kind: MessageKi
     now = now or datetime.now(UTC)
     labels = _CALENDAR_LABELS.get(facts.language, _CALENDAR_LABELS["ru"])
     method = calendar_method(kind)
+    dropped = occurrence_dropped(facts, kind)
+    if dropped:
+        method = "REQUEST"
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -233,15 +242,19 @@ def build_calendar(facts: ConferenceFacts, recipient: Recipient, kind: MessageKi
     event.add("uid", facts.uid)
     event.add("sequence", facts.sequence)
     event.add("dtstamp", now.astimezone(UTC))
-    event.add("dtstart", facts.starts_at.astimezone(UTC))
-    event.add("dtend", facts.ends_at.astimezone(UTC))
+    if facts.rrule is not None or facts.recurrence_id is not None:
+        _add_recurrence(event, facts)
+    else:
+        event.add("dtstart", facts.starts_at.astimezone(UTC))
+        event.add("dtend", facts.ends_at.astimezone(UTC))
     event.add("summary", flatten(facts.subject))
     description = "\n".join(dial_in_lines(facts, recipient))
     if kind is MessageKind.CANCELLATION:
         description = labels["cancelled"] + "\n" + description
     event.add("description", description)
     event.add("location", location_text(facts))
-    event.add("status", "CANCELLED" if kind is MessageKind.CANCELLATION else "CONFIRMED")
+    event.add("status", "CANCELLED" if kind is MessageKind.CANCELLATION and not dropped
+              else "CONFIRMED")
     organizer_address = vCalAddress(f"mailto:{organizer}")
     organizer_address.params["cn"] = vText(flatten(facts.owner_name) or "Veche")
     event.add("organizer", organizer_address)
@@ -253,7 +266,26 @@ def build_calendar(facts: ConferenceFacts, recipient: Recipient, kind: MessageKi
         attendee.params["cn"] = vText(flatten(recipient.name))
     event.add("attendee", attendee)
     calendar.add_component(event)
+    if facts.rrule is not None or facts.recurrence_id is not None:
+        calendar.add_missing_timezones()
     return calendar.to_ical()
+
+
+def _add_recurrence(event: Event, facts: ConferenceFacts) -> None:
+    """A series' times in the owner's time zone (so each occurrence keeps its local time across
+    DST): the series with RRULE and EXDATE, or one changed occurrence with RECURRENCE-ID."""
+    tz = zone(facts.timezone)
+    if facts.recurrence_id is not None:
+        event.add("dtstart", facts.starts_at.astimezone(tz))
+        event.add("dtend", facts.ends_at.astimezone(tz))
+        event.add("recurrence-id", facts.recurrence_id.astimezone(tz))
+        return
+    first = facts.series_starts_at or facts.starts_at
+    event.add("dtstart", first.astimezone(tz))
+    event.add("dtend", (first + (facts.ends_at - facts.starts_at)).astimezone(tz))
+    event.add("rrule", facts.rrule)
+    if facts.exdates:
+        event.add("exdate", [moment.astimezone(tz) for moment in facts.exdates])
 
 
 @dataclass(frozen=True)

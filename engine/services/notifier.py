@@ -130,6 +130,10 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def wake(self) -> None:
+        """Something was queued elsewhere (a series' mail): the delivery worker looks at once."""
+        self._wake.set()
+
     def channels(self) -> list[dict[str, Any]]:
         """The notification channels and whether they can be used, for the portal and the API."""
         return [{"name": "email", "available": True, "reason": ""},
@@ -164,6 +168,8 @@ class Notifier:
         conference = await repo.conference_with_owner(conn, conference_id)
         if conference is None:
             return 0
+        if conference["series_id"] is not None:
+            return 0  # a series' mail (one calendar event with RRULE) is sent by engine/services/series.py
         state = conference["state"]
         calendar = await repo.calendar(conn, conference_id)
         snapshot = _snapshot(conference)

@@ -628,6 +628,27 @@ async def test_recording_routes_of_a_conference_that_is_not_running(api) -> None
     assert (await api.call("DELETE", f"/conferences/{cid}")).status == 200
 
 
+async def test_series_and_permanent_room_routes(api) -> None:
+    """Each series and permanent-room operation answers as described (their flows: test_series_api.py,
+    test_permanent_room.py)."""
+    created = await api.post("/series", {"subject": "Weekly", "start": _later(60 * 24), "duration_minutes": 30,
+                                         "max_participants": 2,
+                                         "recurrence": {"frequency": "weekly", "weekdays": ["mo"], "count": 2}})
+    assert created.status == 201, created.body
+    sid = created.body["id"]
+    assert (await api.get("/series")).status == 200 and (await api.get(f"/series/{sid}")).status == 200
+    assert (await api.call("PATCH", f"/series/{sid}", {"subject": "Weekly sync"})).status == 200
+    assert (await api.post(f"/series/{sid}/pins")).status == 200
+    assert (await api.call("DELETE", f"/series/{sid}")).status == 200
+    room = await api.post("/permanent-rooms", {"subject": "My room", "max_participants": 2})
+    assert room.status == 201, room.body
+    rid = room.body["id"]
+    assert (await api.get("/permanent-rooms")).status == 200
+    assert (await api.get(f"/permanent-rooms/{rid}")).status == 200
+    assert (await api.post(f"/permanent-rooms/{rid}/pins")).status == 200
+    assert (await api.call("DELETE", f"/permanent-rooms/{rid}")).status == 200
+
+
 async def test_every_route_was_exercised_by_this_module(request) -> None:
     """Runs last: each operation of the description was called by the tests above."""
     options = request.config.option

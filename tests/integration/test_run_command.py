@@ -32,7 +32,7 @@ from engine.stack import (
     read_pid,
 )
 from tests.support.factories import random_phone
-from tests.support.sipp import SCENARIOS, SippProcess, free_media_port
+from tests.support.sipp import SippProcess, free_media_port, pstn_scenario
 
 pytestmark = pytest.mark.stack
 
@@ -306,7 +306,7 @@ async def test_engine_killed_mid_conference_restarts_and_adopts_its_calls(tmp_pa
             "core show channels concise")
         for _, call_id, _ in stored_before.values():
             assert call_id and call_id in channels, f"call {call_id} is gone from Asterisk: {channels}"
-        assert invites(far_end) == sorted(callees), "a callee was dialled twice (or not at all)"
+        assert sorted(far_end.invited_numbers()) == sorted(callees), "a callee was dialled twice (or not at all)"
 
         await run.interrupt()
         await run.assert_nothing_left([postmaster_pid, asterisk_pid])
@@ -345,20 +345,9 @@ async def trunk_far_end(tmp_path: Path, run: RunCommand) -> SippProcess:
     """The SIPp far end of the run's trunk (tests/sipp/pstn.xml: everyone answers), logging every
     message it gets so the test can count INVITEs."""
     base = tmp_path / "pstn"
-    argv = ["sipp", "-sf", str(SCENARIOS / "pstn.xml"), "-i", "127.0.0.1", "-p", str(run.trunk_port),
+    argv = ["sipp", "-sf", str(pstn_scenario(base)), "-i", "127.0.0.1", "-p", str(run.trunk_port),
             "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin", "-max_socket", "2000",
-            "-trace_msg", "-message_file", f"{base}.messages", "-trace_err", "-error_file", f"{base}.err"]
+            "-trace_msg", "-message_file", f"{base}.msg", "-trace_err", "-error_file", f"{base}.err"]
     return await SippProcess(argv, base.with_suffix(".log")).start()
 
 
-def invites(far_end: SippProcess) -> list[str]:
-    """The numbers of the calls the far end was offered (initial INVITEs, one per Call-ID, so a
-    retransmission under load counts once), sorted."""
-    text = Path(far_end.argv[far_end.argv.index("-message_file") + 1]).read_text(errors="replace")
-    calls = set()
-    for block in text.split("\n\n"):
-        number = re.search(r"^INVITE sip:(\d+)@", block, re.M)
-        call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", block, re.M | re.I)
-        if number and call_id and not re.search(r"^(?:To|t):.*;tag=", block, re.M | re.I):
-            calls.add((number.group(1), call_id.group(1)))
-    return sorted(number for number, _ in calls)

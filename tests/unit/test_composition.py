@@ -47,6 +47,7 @@ def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
     assert services.calls.guard is services.conferences.guard is services.operator.guard is services.guard
     assert services.calls.plans is services.conferences.plans is services.operator.plans is services.plans
     assert services.operator.dialplan is services.dialplan
+    assert services.dialin.rooms is services.series and services.series.conferences is services.conferences
     assert services.accounts.audit is services.audit and services.guard.audit is services.audit
     assert services.guard.metrics is services.metrics.metrics
 

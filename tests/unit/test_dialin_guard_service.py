@@ -83,12 +83,22 @@ class FakeRepo:
         return now
 
 
+class NoRooms:
+    """Permanent rooms of an account that has none."""
+
+    async def standing(self, conference_number: str) -> Conference | None:
+        return None
+
+    async def open_session(self, room_id: int) -> Conference:
+        raise AssertionError("no permanent room to open")
+
+
 def service(**policy: Any) -> tuple[DialinService, FakeRepo, list[DomainEvent]]:
     bus = EventBus()
     events: list[DomainEvent] = []
     bus.subscribe(events.append)
     repo = FakeRepo()
-    instance = DialinService(Settings(test_mode=True), repo, bus,  # type: ignore[arg-type]
+    instance = DialinService(Settings(test_mode=True), repo, bus, NoRooms(),  # type: ignore[arg-type]
                              DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))
     return instance, repo, events
 
@@ -156,6 +166,6 @@ async def test_withheld_callers_share_one_counter() -> None:
 
 def test_policy_comes_from_the_settings() -> None:
     settings = replace(Settings(test_mode=True), pin_lockout_after=7, pin_lockout_seconds=60, withheld_block_after=3)
-    dialin = DialinService(settings, FakeRepo(), EventBus())  # type: ignore[arg-type]
+    dialin = DialinService(settings, FakeRepo(), EventBus(), NoRooms())  # type: ignore[arg-type]
     policy = dialin.policy
     assert (policy.lockout_after, policy.lockout_seconds, policy.withheld_block_after) == (7, 60, 3)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.domain.errors import Unauthenticated
-from web.api import addressbook, conferences, events, operator, prompts, recordings
+from web.api import addressbook, conferences, events, operator, prompts, recordings, series
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
@@ -51,6 +51,17 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", CONF + "/deliveries", conferences.conference_deliveries),
     ("GET", CONF + "/events", events.conference_events),
     ("GET", "/history", conferences.history),
+    ("GET", "/series", series.list_series),
+    ("POST", "/series", series.create_series),
+    ("GET", "/series" + ITEM, series.get_series),
+    ("PATCH", "/series" + ITEM, series.update_series),
+    ("DELETE", "/series" + ITEM, series.cancel_series),
+    ("POST", "/series" + ITEM + "/pins", series.reissue_pins),
+    ("GET", "/permanent-rooms", series.list_rooms),
+    ("POST", "/permanent-rooms", series.create_room),
+    ("GET", "/permanent-rooms" + ITEM, series.get_room),
+    ("DELETE", "/permanent-rooms" + ITEM, series.close_room),
+    ("POST", "/permanent-rooms" + ITEM + "/pins", series.reissue_pins),
     ("GET", "/contacts", addressbook.list_contacts),
     ("POST", "/contacts", addressbook.create_contact),
     ("GET", "/contacts" + ITEM, addressbook.get_contact),

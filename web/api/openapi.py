@@ -9,6 +9,7 @@ from typing import Any
 
 from web.api.operator_spec import operator_paths, operator_schemas
 from web.api.spec_parts import (
+    _PLAN_FIELDS,
     CONF,
     CONF_PARTICIPANT,
     DATETIME,
@@ -18,7 +19,6 @@ from web.api.spec_parts import (
     ID,
     IDEMPOTENCY_KEY,
     IF_MATCH,
-    INT32_MAX,
     LIVE,
     NAME,
     NAME_REQUIRED,
@@ -27,7 +27,6 @@ from web.api.spec_parts import (
     NUMBER,
     SEARCH,
     STATE_FILTER,
-    SUBJECT,
     _json,
     _nullable,
     _obj,
@@ -44,31 +43,6 @@ PARTICIPANT_STATES = ["planned", "calling", "ringing", "connected", "left", "fai
 CONFERENCE_STATES = ["scheduled", "running", "ended", "cancelled", "failed"]
 FAILURE_REASONS = ["busy", "no_answer", "congestion", "rejected", "invalid_number", "cancelled", "error"]
 
-_PLAN_FIELDS: dict[str, Any] = {
-    "subject": SUBJECT,
-    "start": {"type": "string", "maxLength": 64, "examples": ["now", "2030-01-31T10:00:00+03:00"],
-              "pattern": r"^(now|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)$",
-              "description": '"now" for an immediate conference, or an ISO 8601 date-time (without an '
-                             "offset it is read in `timezone`, else the account's time zone)"},
-    "timezone": {"type": "string", "maxLength": 64, "description": "IANA zone, e.g. Europe/Minsk"},
-    "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
-    "max_participants": {"type": "integer", "minimum": 1, "maximum": INT32_MAX,
-                         "description": "at most the account's limit"},
-    "auto_invite": {"type": "boolean", "description": "dial every planned participant at the start"},
-    "auto_extend_minutes": {"type": "integer", "enum": [0, 15, 30, 45, 60]},
-    "guest_pin_required": {"type": "boolean"},
-    "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
-    "participants": {"type": "array", "maxItems": 1000, "items": _ref("ParticipantInput")},
-    "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
-    "language": {"type": "string", "enum": ["ru", "en"],
-                 "description": "the voice language callers hear; default: the account's portal language"},
-    "notify_participants": {"type": "boolean", "default": False,
-                            "description": "the owner's consent to e-mail the participants (invitation, update, "
-                                           "cancellation, reminder); off unless sent as true. The owner's own "
-                                           "copy follows the account's mail_own_copy switch"},
-    "recording": {"type": "boolean", "default": False,
-                  "description": "record the conference (403 when the operator forbids it for the account)"},
-}
 
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": _obj({
@@ -138,6 +112,8 @@ SCHEMAS: dict[str, Any] = {
         "recording_error": _nullable({"type": "string", "description": "why the last recording failed"}),
         "version": {"type": "integer", "minimum": 1,
                     "description": "moves on every change; also sent as the ETag header (\"<version>\")"},
+        "series_id": _nullable({**ID, "description": "the recurring series (GET /series/{id}) it belongs to"}),
+        "occurrence_at": NULL_DATETIME,
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
     "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},
@@ -447,6 +423,11 @@ from web.api.prompts_spec import prompt_paths, prompt_schemas  # noqa: E402
 
 SCHEMAS.update(prompt_schemas())
 PATHS.update(prompt_paths())
+
+from web.api.series_spec import series_paths, series_schemas  # noqa: E402
+
+SCHEMAS.update(series_schemas())
+PATHS.update(series_paths())
 
 DESCRIPTION = """\
 The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`

@@ -35,7 +35,8 @@ CONFERENCE_FIELDS = ("id", "subject", "mode", "state", "conference_number", "cha
                      "guest_pin_required", "immediate", "starts_at", "duration_minutes", "ends_at",
                      "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extended_minutes",
                      "reminder_minutes", "locked", "started_at", "ended_at", "cancelled_at", "end_reason",
-                     "language", "notify_participants", "recording", "recording_error", "version")
+                     "language", "notify_participants", "recording", "recording_error", "version", "series_id",
+                     "occurrence_at")
 
 
 def participant(item: Participant) -> dict[str, Any]:

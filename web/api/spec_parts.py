@@ -157,3 +157,31 @@ def _replayable(response: dict[str, Any]) -> dict[str, Any]:
 CONF = [_path_id("id", "conference")]
 CONF_PARTICIPANT = [*CONF, _path_id("pid", "participant")]
 LIVE = ("401", "403", "404", "409", "503")
+
+
+# The fields of a conference plan (create, update, and a series' first occurrence).
+_PLAN_FIELDS: dict[str, Any] = {
+    "subject": SUBJECT,
+    "start": {"type": "string", "maxLength": 64, "examples": ["now", "2030-01-31T10:00:00+03:00"],
+              "pattern": r"^(now|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)$",
+              "description": '"now" for an immediate conference, or an ISO 8601 date-time (without an '
+                             "offset it is read in `timezone`, else the account's time zone)"},
+    "timezone": {"type": "string", "maxLength": 64, "description": "IANA zone, e.g. Europe/Minsk"},
+    "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+    "max_participants": {"type": "integer", "minimum": 1, "maximum": INT32_MAX,
+                         "description": "at most the account's limit"},
+    "auto_invite": {"type": "boolean", "description": "dial every planned participant at the start"},
+    "auto_extend_minutes": {"type": "integer", "enum": [0, 15, 30, 45, 60]},
+    "guest_pin_required": {"type": "boolean"},
+    "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
+    "participants": {"type": "array", "maxItems": 1000, "items": _ref("ParticipantInput")},
+    "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
+    "language": {"type": "string", "enum": ["ru", "en"],
+                 "description": "the voice language callers hear; default: the account's portal language"},
+    "notify_participants": {"type": "boolean", "default": False,
+                            "description": "the owner's consent to e-mail the participants (invitation, update, "
+                                           "cancellation, reminder); off unless sent as true. The owner's own "
+                                           "copy follows the account's mail_own_copy switch"},
+    "recording": {"type": "boolean", "default": False,
+                  "description": "record the conference (403 when the operator forbids it for the account)"},
+}

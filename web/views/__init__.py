@@ -8,7 +8,7 @@ from aiohttp import web
 
 from engine.domain.errors import NotFound
 from web.security import Handler
-from web.views import conferences, help, history, login, planning, settings
+from web.views import conferences, help, history, login, planning, series, settings
 from web.views.account import setup_account_routes
 from web.views.common import N_, render
 from web.views.operator import setup_operator_routes
@@ -45,6 +45,10 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/conferences/{id:\d+}/participants/{pid:\d+}/{action:[a-z]+}", conferences.participant_action)
     add.add_post(r"/conferences/{id:\d+}/{action:start|lock|unlock|extend|end}", conferences.conference_action)
 
+    add.add_get(r"/series/{id:\d+}", series.series_page, name="series")
+    add.add_post(r"/series/{id:\d+}/{action:edit|pins|cancel|close}", series.series_action)
+    add.add_get("/meeting-rooms", series.rooms_page, name="meeting_rooms")
+    add.add_post("/meeting-rooms", series.create_room)
     add.add_get("/history", history.history, name="history")
     add.add_get("/history.csv", history.history_csv, name="history_csv")
     add.add_get(r"/history/{id:\d+}", history.history_detail, name="history_detail")

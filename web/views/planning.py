@@ -171,10 +171,49 @@ async def _form_error(request: web.Request, form: MultiDictProxy, exc: Exception
     return await render(request, template, {**context, **(extra or {})}, status=status)
 
 
+def repeat_values(form: MultiDictProxy) -> dict[str, Any]:
+    """The Repeat fieldset as typed (to show it again after an error)."""
+    return {"frequency": field(form, "repeat", "none"), "weekdays": tuple(form.getall("repeat_days", ())),
+            "end": field(form, "repeat_end", "count"), "count": field(form, "repeat_count"),
+            "until": field(form, "repeat_until")}
+
+
+def recurrence_from_form(form: MultiDictProxy) -> dict[str, Any]:
+    """The repeat rule for SeriesService.plan_series (validated there)."""
+    typed = repeat_values(form)
+    rule: dict[str, Any] = {"frequency": typed["frequency"], "weekdays": list(typed["weekdays"])}
+    if typed["end"] == "until":
+        rule["until"] = typed["until"] or None
+    else:
+        count = typed["count"].strip()
+        rule["count"] = int(count) if count.isdigit() else (count or None)
+    return rule
+
+
+async def schedule_series(request: web.Request, account: Any, form: MultiDictProxy) -> web.StreamResponse:
+    extra = {"repeat": repeat_values(form)}
+    try:
+        plan = plan_from_form(form, account.timezone)
+        if plan.start is None:
+            raise ValidationError("A recurring conference needs a date and time of its first occurrence", "date")
+        series = await services(request).series.plan_series(account.id, plan, recurrence_from_form(form))
+    except ValidationError as exc:
+        return await _form_error(request, form, exc, extra=extra)
+    except (LimitExceeded, StateConflict) as exc:
+        return await _form_error(request, form, exc, status=409, extra=extra)
+    except Forbidden as exc:
+        return await _form_error(request, form, exc, status=403, extra=extra)
+    await flash(request, await translate(request, "Recurring conference scheduled: %(count)s occurrences planned",
+                                         count=len(series["conferences"])))
+    raise web.HTTPSeeOther(f"/series/{series['id']}")
+
+
 @login_required
 async def schedule(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
+    if field(form, "repeat", "none") != "none":
+        return await schedule_series(request, account, form)
 
     async def schedule_once() -> Answer:
         conference = await services(request).conferences.plan(account.id, plan_from_form(form, account.timezone))

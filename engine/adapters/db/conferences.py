@@ -27,7 +27,7 @@ CONFERENCE_COLUMNS = (
     "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extend_cap_minutes",
     "extended_minutes", "reminder_minutes", "locked", "state", "started_at", "ended_at",
     "cancelled_at", "end_reason", "language", "notify_participants", "recording", "recording_error",
-    "version",
+    "version", "series_id", "occurrence_at", "occurrence_changed", "wait_for_chair",
 )
 PARTICIPANT_COLUMNS = (
     "id", "conference_id", "number", "name", "email", "role", "origin", "state", "failure_reason",
@@ -164,7 +164,8 @@ class ConferenceRepository:
         """The scheduled or running conference with this number (for dial-in), participants filled."""
         row = await self.pool.fetchrow(
             f"SELECT {_CONF_SELECT} FROM conferences WHERE conference_number = $1 "
-            "AND state IN ('scheduled', 'running')", conference_number)
+            "AND state IN ('scheduled', 'running') ORDER BY (state = 'running') DESC, starts_at LIMIT 1",
+            conference_number)
         if row is None:
             return None
         conference = _conference(row)

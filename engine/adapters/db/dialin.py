@@ -50,13 +50,15 @@ class DialinRepository:
         self.pool = pool
 
     async def conference_by_number(self, number: str) -> Conference | None:
-        """The live (scheduled or running) conference with this number, else the latest one
+        """The live conference with this number (running, else the next scheduled occurrence of
+        a series), else the latest one
         that is over, so its callers hear that it ended. A blocked account's conferences are
         unknown to callers."""
         row = await self.pool.fetchrow(
             f"SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE conference_number = $1 "
             "AND owner_id NOT IN (SELECT id FROM accounts WHERE blocked) "
-            "ORDER BY (state IN ('scheduled', 'running')) DESC, starts_at DESC LIMIT 1", number)
+            "ORDER BY (state = 'running') DESC, (state = 'scheduled') DESC, "
+            "CASE WHEN state = 'scheduled' THEN starts_at END, starts_at DESC LIMIT 1", number)
         return conference_from_row(row) if row else None
 
     async def seats_taken(self, conference_id: int) -> int:

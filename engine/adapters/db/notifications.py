@@ -22,7 +22,7 @@ async def conference_with_owner(conn: asyncpg.Connection, conference_id: int) ->
     row = await conn.fetchrow("""
         SELECT c.id, c.owner_id, c.subject, c.room, c.conference_number, c.chair_pin, c.guest_pin,
                c.guest_pin_required, c.starts_at, c.ends_at, c.duration_minutes, c.reminder_minutes,
-               c.state, c.timezone AS conference_timezone, c.notify_participants,
+               c.state, c.timezone AS conference_timezone, c.notify_participants, c.series_id,
                a.name AS owner_name, a.email AS owner_email, a.language AS owner_language,
                a.timezone AS owner_timezone, a.mail_own_copy
           FROM conferences c JOIN accounts a ON a.id = c.owner_id

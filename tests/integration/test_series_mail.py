@@ -1,0 +1,165 @@
+"""The mail of a recurring series through the real Postgres, the conference service and an aiosmtpd
+server: one calendar event with RRULE and a stable UID for the whole series, EXDATE when one
+occurrence is cancelled, RECURRENCE-ID when one is changed, a rising SEQUENCE, METHOD CANCEL when
+the series is cancelled; participants only with the owner's consent."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from engine.adapters.db import create_pool
+from engine.adapters.db.migrations import migrate
+from engine.app import Engine
+from engine.config import Settings
+from engine.domain.model import ConferencePlan, ParticipantPlan
+from engine.services.conferences import ConferenceService
+from engine.services.series import SeriesService
+from tests.integration.test_mail import (
+    NotifierInstance,
+    SmtpServer,
+    by_recipient,
+    mail_settings,
+    make_account,
+    open_instance,
+    smtp_server,
+)
+
+GUEST = "series-guest@example.org"
+CHAIR = "chair@example.org"
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SmtpServer]:
+    async with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def series_database(database_url: str) -> str:
+    """A database of its own, so the session engine's notifier never touches these rows."""
+    name = f"veche_series_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = database_url.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[list[NotifierInstance]]:
+    found: list[NotifierInstance] = []
+    yield found
+    for instance in found:
+        await instance.close()
+
+
+async def deliver(notifier, sink: SmtpServer, count: int) -> dict:
+    while await notifier.deliver_due():
+        pass
+    return by_recipient(await sink.handler.collect(count))
+
+
+async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServer, settings: Settings,
+                                                                 series_database: str,
+                                                                 opened: list[NotifierInstance]) -> None:
+    configured = mail_settings(settings, series_database, sink.port)
+    notifier = await open_instance(opened, configured)
+    engine = Engine(configured)
+    engine.pool = await create_pool(series_database, min_size=1, max_size=4)
+    try:
+        conferences = ConferenceService(engine, None)  # planning only: no call is placed
+        series = SeriesService(configured, engine.pool, engine.bus, conferences, wake_mail=notifier.wake)
+        await series.start()
+        owner = await make_account(engine.pool, email_address=CHAIR, timezone="Europe/Berlin")
+        await engine.pool.execute("UPDATE accounts SET max_concurrent_conferences = 1 WHERE id = $1", owner)
+        first = datetime(datetime.now(UTC).year + 1, 3, 16, 9, 0, tzinfo=UTC)  # Tuesdays, 10:00 Berlin
+        plan = ConferencePlan(subject="Планёрка", start=first, duration_minutes=30, max_participants=5,
+                              participants=(ParticipantPlan("375291000001", "Пётр", GUEST),),
+                              timezone="Europe/Berlin", notify_participants=True)
+        made = await series.plan_series(owner, plan, {"frequency": "weekly", "weekdays": ["tu"], "count": 3})
+        occurrences = made["conferences"]
+        assert [c.starts_at.hour for c in occurrences] == [9, 9, 8]  # 10:00 local; summer time from 28 March
+        assert len({(c.conference_number, c.chair_pin, c.guest_pin) for c in occurrences}) == 1
+
+        invitations = await deliver(notifier, sink, 2)
+        assert set(invitations) == {GUEST, CHAIR}
+        method, event = invitations[GUEST].calendar_event()
+        assert method == "REQUEST"
+        uid = str(event["UID"])
+        assert event["RRULE"]["FREQ"] == ["WEEKLY"] and event["RRULE"]["COUNT"] == [3]
+        assert event["DTSTART"].dt.hour == 10 and str(event["DTSTART"].dt.tzinfo) == "Europe/Berlin"
+        assert int(event["SEQUENCE"]) == 0
+        assert made["chair_pin"] not in invitations[GUEST].raw.decode(errors="replace")
+
+        # cancel this one: the series is re-sent with its start as EXDATE
+        await conferences.cancel(owner, occurrences[1].id)
+        cancelled = await deliver(notifier, sink, 2)
+        method, event = cancelled[GUEST].calendar_event()
+        assert cancelled[GUEST].kind == "cancellation" and method == "REQUEST"
+        assert str(event["UID"]) == uid and int(event["SEQUENCE"]) == 1
+        exdates = [d.dt for d in event["EXDATE"].dts]
+        assert [d.astimezone(UTC) for d in exdates] == [occurrences[1].starts_at]
+        assert "RRULE" in event
+
+        # change this one: RECURRENCE-ID names the rule's start, DTSTART the new one
+        moved = occurrences[2].starts_at + timedelta(hours=2)
+        await conferences.update(owner, occurrences[2].id, {"start": moved})
+        updated = await deliver(notifier, sink, 2)
+        method, event = updated[GUEST].calendar_event()
+        assert method == "REQUEST" and str(event["UID"]) == uid and int(event["SEQUENCE"]) == 2
+        assert event["RECURRENCE-ID"].dt.astimezone(UTC) == occurrences[2].starts_at
+        assert event["DTSTART"].dt.astimezone(UTC) == moved
+        assert "RRULE" not in event
+
+        # change the whole series: the occurrence changed on its own keeps its start and subject
+        whole = await series.update_series(owner, made["id"], {"subject": "Weekly sync"})
+        subjects = {c.id: c.subject for c in whole["conferences"]}
+        assert subjects[occurrences[0].id] == "Weekly sync"
+        assert subjects[occurrences[2].id] == "Планёрка"
+        updated = await deliver(notifier, sink, 2)
+        method, event = updated[GUEST].calendar_event()
+        assert str(event["SUMMARY"]) == "Weekly sync" and int(event["SEQUENCE"]) == 3 and "RRULE" in event
+
+        # cancel the whole series
+        done = await series.cancel_series(owner, made["id"])
+        assert done["state"] == "cancelled"
+        assert {c.state.value for c in done["conferences"]} == {"cancelled"}
+        cancelled = await deliver(notifier, sink, 2)
+        method, event = cancelled[GUEST].calendar_event()
+        assert method == "CANCEL" and str(event["UID"]) == uid and int(event["SEQUENCE"]) == 4
+        assert str(event["STATUS"]) == "CANCELLED"
+        await series.stop()
+    finally:
+        await engine.pool.close()
+
+
+async def test_series_without_consent_mails_only_the_owner(sink: SmtpServer, settings: Settings,
+                                                           series_database: str,
+                                                           opened: list[NotifierInstance]) -> None:
+    configured = mail_settings(settings, series_database, sink.port)
+    notifier = await open_instance(opened, configured)
+    engine = Engine(configured)
+    engine.pool = await create_pool(series_database, min_size=1, max_size=4)
+    try:
+        conferences = ConferenceService(engine, None)
+        series = SeriesService(configured, engine.pool, engine.bus, conferences, wake_mail=notifier.wake)
+        owner = await make_account(engine.pool, email_address="series-owner@example.org")
+        plan = ConferencePlan(subject="Daily", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=15,
+                              max_participants=5, participants=(ParticipantPlan("375291000002", "Anna", GUEST),))
+        await series.plan_series(owner, plan, {"frequency": "daily", "count": 2})
+        invitations = await deliver(notifier, sink, 1)
+        assert set(invitations) == {"series-owner@example.org"}
+    finally:
+        await engine.pool.close()
