@@ -44,7 +44,7 @@ async def _run(settings: Settings) -> None:
         await engine.stop()  # close what did start (pool, AMI) before reporting the error
         raise
     try:
-        runner = web.AppRunner(init_app(engine))
+        runner = web.AppRunner(init_app(engine.services))
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.web_host, settings.web_port).start()

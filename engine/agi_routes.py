@@ -5,27 +5,11 @@ which key) live in the services, not here."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-from engine.agi import AgiCall
-
-if TYPE_CHECKING:
-    from engine.app import Engine
-    from engine.services.dialin import DialinService
-    from engine.services.keypad import KeypadService
+from engine.agi import AgiCall, AgiServer
+from engine.services.container import Services
 
 log = logging.getLogger(__name__)
-
-
-def install_routes(engine: Engine, *, dialin: DialinService) -> None:
-    """Register the routes the dialplan calls (``AGI(agi://host:port/dialin)``)."""
-    assert engine.agi is not None, "the FastAGI server is built before the services"
-
-    async def dialin_route(call: AgiCall) -> None:
-        outcome = await dialin.answer(call)
-        log.debug("dial-in call %s: %s", call.uniqueid, outcome)
-
-    engine.agi.route("dialin", dialin_route)
 
 
 class _KeypadChannel:
@@ -45,18 +29,26 @@ class _KeypadChannel:
         await self._call.command(f'SAY NUMBER {int(number)} ""')
 
 
-def install_keypad_route(engine: Engine, *, keypad: KeypadService) -> None:
-    """Register the route the ConfBridge menus reach through the ``veche-keypad`` context
-    (``AGI(agi://host:port/keypad)``; the key pressed after ``*`` is the extension)."""
-    assert engine.agi is not None, "the FastAGI server is built before the services"
+def install_routes(agi: AgiServer, services: Services) -> None:
+    """Register the routes the dialplan calls: ``AGI(agi://host:port/dialin)`` for a dial-in
+    call, and ``AGI(agi://host:port/keypad)`` from the ConfBridge menus through the
+    ``veche-keypad`` context (the key pressed after ``*`` is the extension)."""
+    dialin = services.dialin
+    keypad = services.keypad
+    node_id = services.settings.node_id
+
+    async def dialin_route(call: AgiCall) -> None:
+        outcome = await dialin.answer(call)
+        log.debug("dial-in call %s: %s", call.uniqueid, outcome)
 
     async def keypad_route(call: AgiCall) -> None:
         key = call.headers.get("agi_extension", "")
         if call.headers.get("agi_context") != "veche-keypad" or len(key) != 1 or not key.isdigit():
             log.warning("keypad route called from %s/%s: ignored", call.headers.get("agi_context"), key[:20])
             return
-        answer = await keypad.press(_KeypadChannel(call), key, engine.settings.node_id)
+        answer = await keypad.press(_KeypadChannel(call), key, node_id)
         log.info("keypad *%s of participant %s: %s %s", key, answer.participant_id, answer.action,
                  answer.error or "")
 
-    engine.agi.route("keypad", keypad_route)
+    agi.route("dialin", dialin_route)
+    agi.route("keypad", keypad_route)

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings
-from engine.domain.errors import ConfigError, ValidationError
+from engine.domain.errors import ValidationError
+
+if TYPE_CHECKING:
+    from engine.services.container import AdminServices
 
 
 def _quiet(args: argparse.Namespace) -> None:
@@ -24,25 +25,13 @@ def _quiet(args: argparse.Namespace) -> None:
         logging.getLogger().setLevel(logging.WARNING)
 
 
-@asynccontextmanager
-async def _services(settings: Settings, *names: str) -> AsyncIterator[dict[str, Any]]:
-    """The named engine.services modules installed on a small pool, migrations applied."""
-    from engine.adapters.db import create_pool
-    from engine.adapters.db.migrations import migrate
-    from engine.app import Engine
+def admin_services(settings: Settings) -> AbstractAsyncContextManager[AdminServices]:
+    """The composition root's services for these commands (engine/app.py). Imported here, not at
+    the top: ``python -m engine asterisk-config render`` also builds this parser, in the Asterisk
+    image, which has the standard library and jinja2 only."""
+    from engine.app import admin_services as build
 
-    if not settings.database_url:
-        raise ConfigError("set DATABASE_URL to the engine's PostgreSQL database")
-    engine = Engine(settings)
-    engine.pool = await create_pool(settings.database_url, min_size=1, max_size=2)
-    try:
-        async with engine.pool.acquire() as conn:
-            await migrate(conn)
-        for name in names:
-            engine.services[name] = await importlib.import_module(f"engine.services.{name}").install(engine)
-        yield engine.services
-    finally:
-        await engine.pool.close()
+    return build(settings)
 
 
 def _one_line(exc: ValidationError) -> ValidationError:
@@ -57,9 +46,9 @@ def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
     password = sys.stdin.readline().rstrip("\r\n")
 
     async def go() -> None:
-        async with _services(settings, "accounts") as services:
+        async with admin_services(settings) as services:
             try:
-                account = await services["accounts"].create(
+                account = await services.accounts.create(
                     args.phone, password, name=args.name, email=args.email, language=args.language, role=args.role,
                     admin=args.admin)
             except ValidationError as exc:
@@ -74,9 +63,9 @@ def cmd_account_admin(settings: Settings, args: argparse.Namespace) -> None:
     _quiet(args)
 
     async def go() -> None:
-        async with _services(settings, "accounts") as services:
+        async with admin_services(settings) as services:
             try:
-                account = await services["accounts"].set_admin(args.phone, not args.off)
+                account = await services.accounts.set_admin(args.phone, not args.off)
             except ValidationError as exc:
                 raise _one_line(exc) from None
         state = "is an admin" if account.admin else "is no longer an admin"
@@ -88,9 +77,9 @@ def cmd_account_admin(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
     _quiet(args)
     async def go() -> None:
-        async with _services(settings, "accounts", "tokens") as services:
+        async with admin_services(settings) as services:
             try:
-                issued = await services["tokens"].issue_for_phone(args.phone, args.name,
+                issued = await services.tokens.issue_for_phone(args.phone, args.name,
                                                                   expires_in_days=args.expires)
             except ValidationError as exc:
                 raise _one_line(exc) from None
@@ -105,8 +94,8 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> None:
     _quiet(args)
     async def go() -> None:
-        async with _services(settings, "accounts", "tokens") as services:
-            token = await services["tokens"].revoke(None, args.token_id)
+        async with admin_services(settings) as services:
+            token = await services.tokens.revoke(None, args.token_id)
         print(f"token {token.id} ({token.prefix}...) revoked")
 
     asyncio.run(go())

@@ -147,7 +147,7 @@ async def api_server(engine) -> AsyncIterator:
     from web.api.events import HEARTBEAT_SECONDS
     from web.app import init_app
 
-    app = init_app(engine)
+    app = init_app(engine.services)
     app[HEARTBEAT_SECONDS] = 0.5
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from engine.domain.accounts import Account
 from engine.domain.errors import Forbidden, NotFound, Unauthenticated
+from web.bearer import bearer_account
+from web.context import services
 
 ACCOUNT_KEY = web.RequestKey("veche.account", object)
 BY_TOKEN_KEY = web.RequestKey("veche.by_token", bool)
 _MISSING = object()
-
-
-def _engine(request: web.Request) -> Any:
-    from web.app import ENGINE_KEY
-
-    return request.app[ENGINE_KEY]
 
 
 async def current_account(request: web.Request) -> Account | None:
@@ -29,9 +24,7 @@ async def current_account(request: web.Request) -> Account | None:
     cached = request.get(ACCOUNT_KEY, _MISSING)
     if cached is not _MISSING:
         return cached
-    if "Authorization" in request.headers:  # API token (W2): raises Unauthenticated / Forbidden
-        from web.api.bearer import bearer_account
-
+    if "Authorization" in request.headers:  # API token: raises Unauthenticated / Forbidden
         request[ACCOUNT_KEY] = await bearer_account(request)
         request[BY_TOKEN_KEY] = True
         return request[ACCOUNT_KEY]
@@ -40,7 +33,7 @@ async def current_account(request: web.Request) -> Account | None:
     account_id = session.get("account_id")
     if account_id is not None:
         try:
-            account = await _engine(request).services["accounts"].get(int(account_id))
+            account = await services(request).accounts.get(int(account_id))
         except NotFound:
             account = None
         if account is not None and account.blocked:
@@ -60,7 +53,7 @@ async def start_login_session(request: web.Request, account: Account) -> None:
     language = old.get("lang")
     kept_form = old.get("kept_form")  # typed while signed out (web.security.keep_signed_out_form)
     if old.identity:
-        await _engine(request).services["accounts"].revoke_session(old.identity)
+        await services(request).accounts.revoke_session(old.identity)
     session = await new_session(request)
     session["account_id"] = account.id
     if kept_form:
@@ -80,21 +73,19 @@ async def still_authorized(request: web.Request) -> bool:
     """Whether the credential this request came with still stands (long-lived responses such as
     the SSE stream ask again now and then): the token is neither revoked nor expired, or the
     session is not logged out or ended by a password change; and the account is not blocked."""
-    engine = _engine(request)
+    accounts = services(request).accounts
     try:
         if by_token(request):
-            from web.api.bearer import bearer_account
-
             await bearer_account(request)
             return True
         session = await get_session(request)
         if not session.identity:
             return False
-        stored = await engine.services["accounts"].load_session(session.identity)
+        stored = await accounts.load_session(session.identity)
         account = request.get(ACCOUNT_KEY)
         if stored is None or account is None or stored.account_id != account.id:
             return False
-        return not (await engine.services["accounts"].get(account.id)).blocked
+        return not (await accounts.get(account.id)).blocked
     except (Unauthenticated, Forbidden, NotFound):
         return False
 

@@ -11,11 +11,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from aiohttp_session import get_session
 from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 from jinja2 import pass_context
+
+from web.auth import current_account
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +87,23 @@ def format_duration(seconds: int | float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+async def language(request: web.Request) -> str:
+    """The visitor's language: the account's, else the one chosen in the session, else the default."""
+    account = await current_account(request)
+    if account is not None and account.language in LANGUAGES:
+        return account.language
+    session = await get_session(request)
+    chosen = session.get("lang")
+    return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
+
+
+async def translations(request: web.Request) -> Translations:
+    return request.app[TRANSLATIONS_KEY][await language(request)]
+
+
+async def translate(request: web.Request, message: str, **values: Any) -> str:
+    """``message`` (a catalogue id with %(name)s values) in the visitor's language."""
+    text = (await translations(request)).gettext(message)
+    return text % values if values else text

@@ -13,15 +13,17 @@ from aiohttp import web
 
 from engine.domain.errors import VecheError
 from engine.metrics import CONTENT_TYPE_LATEST
+from engine.services.metrics import MetricsService
+from web.context import SERVICES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-METRICS_SERVICE_KEY = web.AppKey("metrics_service", object)
+METRICS_SERVICE_KEY = web.AppKey("metrics_service", MetricsService)
 METRICS_TOKEN_KEY = web.AppKey("metrics_token", str)
 METRICS_RUNNER_KEY = web.AppKey("metrics_runner", web.AppRunner)
 log = logging.getLogger(__name__)
 
 
-def _service(app: web.Application) -> object | None:
+def _service(app: web.Application) -> MetricsService | None:
     return app.get(METRICS_SERVICE_KEY)
 
 
@@ -47,8 +49,7 @@ async def http_latency(request: web.Request, handler: Handler) -> web.StreamResp
     finally:
         service = _service(request.app)
         if service is not None:
-            service.observe_http(request.method, _route_name(request), status,  # type: ignore[attr-defined]
-                                 time.perf_counter() - started)
+            service.observe_http(request.method, _route_name(request), status, time.perf_counter() - started)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -61,20 +62,17 @@ async def metrics(request: web.Request) -> web.Response:
     service = _service(request.app)
     if service is None:
         raise web.HTTPNotFound(text="metrics are not enabled")
-    body = await service.exposition()  # type: ignore[attr-defined]
+    body = await service.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def health_response(engine: object) -> web.Response:
+async def health_response(service: MetricsService) -> web.Response:
     """200 when PostgreSQL, every AMI link and FastAGI are up, else 503; each reported separately."""
-    service = getattr(engine, "services", {}).get("metrics")
-    if service is None:
-        raise web.HTTPServiceUnavailable(text="health checks need engine.services['metrics']")
     report = await service.health()
     return web.json_response(report, status=200 if report["healthy"] else 503)
 
 
-def metrics_app(service: object | None, token: str = "") -> web.Application:
+def metrics_app(service: MetricsService, token: str = "") -> web.Application:
     """The Prometheus listener's application: only GET /metrics."""
     app = web.Application()
     app[METRICS_SERVICE_KEY] = service
@@ -86,9 +84,7 @@ def metrics_app(service: object | None, token: str = "") -> web.Application:
 async def start_metrics_listener(app: web.Application) -> None:
     """on_startup of the portal: serve /metrics on VECHE_METRICS_HOST:VECHE_METRICS_PORT
     (port 0 picks a free port; ``metrics_address(app)`` tells which)."""
-    from web.app import ENGINE_KEY
-
-    settings = app[ENGINE_KEY].settings
+    settings = app[SERVICES].settings
     runner = web.AppRunner(metrics_app(app[METRICS_SERVICE_KEY], settings.metrics_token), access_log=None)
     await runner.setup()
     try:
@@ -114,12 +110,10 @@ def metrics_address(app: web.Application) -> tuple[str, int]:
     return host, port
 
 
-def setup_metrics(app: web.Application) -> None:
+def setup_metrics(app: web.Application, service: MetricsService) -> None:
     """The request timer on the portal and the separate /metrics listener that starts and stops
-    with it (call after the engine is in the app)."""
-    from web.app import ENGINE_KEY  # web.app imports this module: resolve its key at call time
-
-    app[METRICS_SERVICE_KEY] = app[ENGINE_KEY].services.get("metrics")
+    with it (call after the services are in the app)."""
+    app[METRICS_SERVICE_KEY] = service
     app.middlewares.insert(0, http_latency)  # outermost: times error pages and redirects too
     app.on_startup.append(start_metrics_listener)
     app.on_cleanup.append(stop_metrics_listener)

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from yarl import URL
 
+from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, TRANSLATIONS_KEY, translate
 from web.sessions import COOKIE_NAME
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,7 +87,6 @@ async def csrf_protection(request: web.Request, handler: Handler) -> web.StreamR
             if is_api or request.headers.get("Accept", "").startswith("application/json"):
                 message = "Missing or wrong CSRF token"
                 if not is_api:  # the portal's own scripts show the message to a person
-                    from web.views.common import translate  # noqa: PLC0415 - the views import this module
                     message = await translate(request, message)
                 return web.json_response({"error": {"code": "csrf", "message": message}}, status=403)
             login = await keep_signed_out_form(request)
@@ -127,16 +127,20 @@ async def keep_signed_out_form(request: web.Request) -> str | None:
     page = safe_redirect(page, request.path)
     if sum(len(name) + len(value) for name, value in fields) <= KEPT_FORM_MAX_CHARACTERS:
         session[KEPT_FORM] = {"action": request.path, "page": page, "fields": fields}
-    from web.views.common import translate  # the views import this module
-
     if "lang" not in session:  # the signed-out session lost the account's language: the browser's
         preferred = request.headers.get("Accept-Language", "").split(",")[0].split("-")[0].strip().lower()
         if preferred in ("ru", "en"):
             session["lang"] = preferred
 
     session["flash"] = [*session.get("flash", []),
-                        {"kind": "warning", "text": await translate(request, SIGNED_OUT_NOTICE)}]
+                        {"kind": "warning", "text": _signed_out_notice(request, session.get("lang"))}]
     return str(URL("/login").with_query(next=page))
+
+
+def _signed_out_notice(request: web.Request, language: str | None) -> str:
+    """SIGNED_OUT_NOTICE in the signed-out visitor's language (the session's, else the default)."""
+    catalogues = request.config_dict[TRANSLATIONS_KEY]
+    return catalogues[language if language in LANGUAGES else DEFAULT_LANGUAGE].gettext(SIGNED_OUT_NOTICE)
 
 
 DEFAULT_LANDING = "/planning"

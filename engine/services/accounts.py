@@ -20,12 +20,14 @@ from engine.adapters.db.account_links import AccountLinkRepository
 from engine.adapters.db.accounts import AccountRepository
 from engine.adapters.db.sessions import SessionRepository
 from engine.adapters.mail import SmtpMailer
+from engine.config import Settings
 from engine.domain import accounts as rules
 from engine.domain.accounts import Account
 from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
 from engine.domain.notifications import Recipient, RecipientRole, SmtpOutcome
-from engine.services.audit import audit_of
+from engine.services.audit import AuditLog
 from engine.services.mail_messages import AccountLinkFacts, MailComposer, compose_account_link
+from engine.services.tokens import TokenService
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +67,22 @@ def _link_shape(secret: str) -> bool:
 
 
 class AccountService:
-    def __init__(self, repository: AccountRepository, sessions: SessionRepository) -> None:
+    def __init__(self, settings: Settings, repository: AccountRepository, sessions: SessionRepository,
+                 links: AccountLinkRepository, audit: AuditLog, tokens: TokenService) -> None:
+        self.settings = settings
         self.repository = repository
+        self.links = links
         self.sessions = sessions
+        self.audit = audit
+        self.tokens = tokens
         self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
-        self.engine: Any = None  # set by install(): the audit log is reached through it
         self._housekeeper: asyncio.Task[None] | None = None
-        self.links = AccountLinkRepository(repository.pool)
         self._mail_tasks: set[asyncio.Task[None]] = set()
 
     async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
-        """Operator edition: logins and account changes go to the audit log (engine/services/audit.py)."""
-        audit = audit_of(self.engine)
-        if audit is not None:
-            await audit.record(action, account_id=account_id, address=address, detail=detail)
+        """Logins and account changes go to the audit log (engine/services/audit.py)."""
+        await self.audit.record(action, account_id=account_id, address=address, detail=detail)
 
     async def _hash(self, plain: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, plain)
@@ -276,7 +279,7 @@ class AccountService:
         """Send in the background (storing the link's hash first when ``store`` is given), so the
         answer takes as long whether or not mail goes out. The message is never stored: it holds
         the link's secret."""
-        settings = self.engine.settings
+        settings = self.settings
         facts = AccountLinkFacts(purpose=purpose, phone=account.phone, link=settings.portal_url + path,
                                  minutes=int(lifetime.total_seconds() // 60), language=account.language)
 
@@ -327,8 +330,7 @@ class AccountService:
 
     async def revoke_tokens(self, account_id: int) -> int:
         """Revoke the account's API tokens (a changed or reset password ends them all)."""
-        tokens = self.engine.services.get("tokens") if self.engine is not None else None
-        return await tokens.revoke_all(account_id) if tokens is not None else 0
+        return await self.tokens.revoke_all(account_id)
 
     async def purge_sessions(self) -> None:
         """Drop sessions ended a week ago and login attempts older than ATTEMPTS_KEPT."""
@@ -356,10 +358,5 @@ class AccountService:
                 await self._housekeeper
             self._housekeeper = None
         if self._mail_tasks:  # let a link being sent reach the server
-            await asyncio.wait(list(self._mail_tasks), timeout=self.engine.settings.smtp_timeout + 5)
+            await asyncio.wait(list(self._mail_tasks), timeout=self.settings.smtp_timeout + 5)
 
-
-async def install(engine: Any) -> AccountService:
-    service = AccountService(AccountRepository(engine.pool), SessionRepository(engine.pool))
-    service.engine = engine
-    return service

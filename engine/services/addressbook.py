@@ -151,12 +151,3 @@ class AddressBookService:
         if not await self.repository.delete_template(owner_id, template_id):
             raise NotFound("No such template")
 
-
-async def install(engine: Any) -> AddressBookService:
-    default_plan = NumberPlan.from_settings(engine.settings)
-
-    async def number_plan_of(owner_id: int) -> NumberPlan:
-        operator = engine.services.get("operator")  # installed later; looked up when asked
-        return await operator.number_plan_for(owner_id) if operator is not None else default_plan
-
-    return AddressBookService(AddressBookRepository(engine.pool), number_plan_of)

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from engine.adapters.db.operator import AuditRepository
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,45 @@ def acting(*, address: str | None = None, actor: str | None = None, actor_id: in
         CURRENT.reset(token)
 
 
+class AuditLog(Protocol):
+    """What the services that record actions need of the audit log."""
+
+    async def record(self, action: str, *, actor: str | None = None, actor_id: int | None = None,
+                     account_id: int | None = None, conference_id: int | None = None, address: str | None = None,
+                     detail: dict[str, Any] | None = None) -> None: ...
+
+    def record_soon(self, action: str, **fields: Any) -> None: ...
+
+    async def entries(self, *, account_id: int | None = None, action: str = "", since: datetime | None = None,
+                      limit: int = 200, before_id: int | None = None) -> list[dict[str, Any]]: ...
+
+
+class NoAudit:
+    """The audit log of a process that keeps none (the CLI): records nothing, lists nothing."""
+
+    async def record(self, action: str, **fields: Any) -> None:
+        return None
+
+    def record_soon(self, action: str, **fields: Any) -> None:
+        return None
+
+    async def entries(self, **filters: Any) -> list[dict[str, Any]]:
+        return []
+
+
 class AuditService:
     """Appends to and reads the audit log."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.repo = AuditRepository(engine.pool)
+    def __init__(self, repo: AuditRepository, bus: Bus) -> None:
+        self.repo = repo
+        self.bus = bus
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self.engine.bus.subscribe(self.on_event)
+        self.bus.subscribe(self.on_event)
 
     async def stop(self) -> None:
-        self.engine.bus.unsubscribe(self.on_event)
+        self.bus.unsubscribe(self.on_event)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -112,12 +138,3 @@ class AuditService:
         return await self.repo.entries(account_id=account_id, action=action, since=since,
                                        limit=max(1, min(limit, 1000)), before_id=before_id)
 
-
-def audit_of(engine: Any) -> AuditService | None:
-    """The engine's audit service, or None where it is not installed (e.g. the CLI's small engine)."""
-    service = engine.services.get("audit") if engine is not None else None
-    return service if isinstance(service, AuditService) else None
-
-
-async def install(engine: Any) -> AuditService:
-    return AuditService(engine)

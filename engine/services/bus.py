@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from engine.logging import log_context
 
@@ -32,6 +32,16 @@ class DomainEvent:
 
 
 Subscriber = Callable[[DomainEvent], Awaitable[None] | None]
+
+
+class Bus(Protocol):
+    """What the services need of the event bus (EventBus, or a recording fake in unit tests)."""
+
+    def subscribe(self, callback: Subscriber) -> None: ...
+
+    def unsubscribe(self, callback: Subscriber) -> None: ...
+
+    async def publish(self, event: DomainEvent) -> None: ...
 
 
 class EventBus:

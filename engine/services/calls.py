@@ -20,7 +20,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,11 +28,14 @@ from typing import Any
 from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
 from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotRequest
 from engine.adapters.db.conferences import ConferenceRepository
+from engine.config import Settings
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
 from engine.domain.speech import Announcement
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
+from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.prompts import PromptService
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +207,21 @@ class Pacer:
 class CallService:
     """Dial-out (invite state machine) and the participant tracker for every node."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.settings = engine.settings
-        self.repo = ConferenceRepository(engine.pool)
-        self.number_plan = NumberPlan.from_settings(self.settings)
+    def __init__(self, settings: Settings, repo: ConferenceRepository, slots: CallSlotRepository, *,
+                 nodes: Mapping[str, AmiAdapter], bus: Bus, plans: NumberPlans, guard: LimitGuard,
+                 prompts: PromptService) -> None:
+        self.settings = settings
+        self.prompts = prompts
+        self.repo = repo
+        self.slots = slots
+        self.nodes = nodes
+        self.bus = bus
+        self.plans = plans
+        self.guard = guard
         self.pacer = Pacer(self.settings.calls_per_second)
         self.attempts: dict[str, DialAttempt] = {}
         self.originates = 0  # Originate actions sent for participants (observability and tests)
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
-        self.slots = CallSlotRepository(engine.pool)
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
         self._conference_info: dict[int, tuple[int | None, str]] = {}  # id -> (owner_id, room)
@@ -224,11 +232,11 @@ class CallService:
 
     async def start(self) -> None:
         """Subscribe the tracker to every node's AMI events."""
-        for adapter in self.engine.nodes.values():
+        for adapter in self.nodes.values():
             adapter.subscribe(self.on_event, TRACKED_EVENTS)
 
     async def stop(self) -> None:
-        for adapter in self.engine.nodes.values():
+        for adapter in self.nodes.values():
             adapter.unsubscribe(self.on_event)
         for task in list(self._tasks):
             task.cancel()
@@ -245,7 +253,7 @@ class CallService:
         return task
 
     def node(self, node_id: str | None) -> AmiAdapter:
-        return self.engine.nodes.get(node_id or self.settings.node_id) or self.engine.ami
+        return self.nodes.get(node_id or self.settings.node_id) or self.nodes[self.settings.node_id]
 
     # ----------------------------------------------------------------- dial-out
 
@@ -258,8 +266,7 @@ class CallService:
         PostgreSQL (engine/adapters/db/call_slots.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
         and the limit named in the event log."""
-        operator = self.engine.services.get("operator")  # operator edition: per-account plan and guard
-        number_plan = await operator.number_plan_for(conference.owner_id) if operator else self.number_plan
+        number_plan = await self.plans.for_account(conference.owner_id)
         wanted = []
         for participant in participants:
             if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
@@ -281,8 +288,8 @@ class CallService:
                                        actor=actor, all_or_nothing=strict_rate)
         if grant.bound_by is not None:
             detail = f"{len(wanted)} wanted, {grant.room} left"
-            if operator is not None and grant.bound_by != "system_concurrent_calls":
-                operator.guard.hit(conference.owner_id, grant.bound_by, detail)
+            if grant.bound_by != "system_concurrent_calls":
+                self.guard.hit(conference.owner_id, grant.bound_by, detail)
             log.info("conference %s: dial-outs limited by %s (%s)", conference.id, grant.bound_by, detail)
             if strict_rate:
                 raise self._limit_refusal(grant)
@@ -485,12 +492,11 @@ class CallService:
             spoken = prompt
         else:
             spoken = Announcement(conference.language, (PROMPTS[prompt],))  # KeyError outside the list
-        prompts = self.engine.services.get("prompts")
-        if prompts is not None:  # the operator's replacements, played from the prompts directory
-            lang = spoken.language
-            spoken = replace(spoken, sounds=tuple(prompts.sound(lang, name) for name in spoken.sounds),
-                             unit=spoken.unit and prompts.sound(lang, spoken.unit),
-                             number_sound=spoken.number_sound and prompts.sound(lang, spoken.number_sound))
+        prompts = self.prompts  # the operator's replacements, played from the prompts directory
+        lang = spoken.language
+        spoken = replace(spoken, sounds=tuple(prompts.sound(lang, name) for name in spoken.sounds),
+                         unit=spoken.unit and prompts.sound(lang, spoken.unit),
+                         number_sound=spoken.number_sound and prompts.sound(lang, spoken.number_sound))
         call_id = f"{ANNOUNCER_PREFIX}{secrets.token_hex(8)}"
         adapter = self.node(conference.node_id)
         finished = asyncio.get_running_loop().create_future()
@@ -752,10 +758,6 @@ class CallService:
 
     async def _publish(self, kind: str, conference_id: int, owner_id: int | None,
                        participant_id: int | None = None, **data: Any) -> None:
-        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
-                                                  participant_id=participant_id, data=data))
+        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
+                                           participant_id=participant_id, data=data))
 
-
-async def install(engine: Any) -> CallService:
-    """Build the dial-out service and tracker of this engine."""
-    return CallService(engine)

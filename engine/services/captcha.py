@@ -10,7 +10,6 @@ import contextlib
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from captcha.image import ImageCaptcha
 
@@ -95,7 +94,3 @@ class CaptchaService:
                 await self._purger
             self._purger = None
 
-
-async def install(engine: Any) -> CaptchaService:
-    return CaptchaService(CaptchaRepository(engine.pool), test_mode=engine.settings.test_mode,
-                          max_rows=getattr(engine.settings, "captcha_max", 10000))

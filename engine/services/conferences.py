@@ -15,6 +15,7 @@ import asyncpg
 
 from engine.adapters.ami import AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
+from engine.config import Settings
 from engine.domain import speech
 from engine.domain.errors import (
     AmiError,
@@ -47,8 +48,10 @@ from engine.domain.planning import (
     validate_participant,
     validate_plan,
 )
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import IN_CALL_STATES, CallService, now_utc
+from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.prompts import PromptService
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +65,20 @@ def actor_of(owner_id: int | None) -> str:
 
 
 class ConferenceService:
-    """Plans, runs and controls conferences (see /work/helpers/CONTRACTS.md)."""
+    """Plans, runs and controls conferences. ``schedule_changed`` is set whenever a start, warning
+    or end time may have moved, so the scheduler recomputes its next wake-up."""
 
-    def __init__(self, engine: Any, calls: CallService) -> None:
-        self.engine = engine
-        self.settings = engine.settings
-        self.repo = ConferenceRepository(engine.pool)
+    def __init__(self, settings: Settings, repo: ConferenceRepository, *, calls: CallService, bus: Bus,
+                 plans: NumberPlans, guard: LimitGuard, prompts: PromptService,
+                 schedule_changed: asyncio.Event) -> None:
+        self.settings = settings
+        self.prompts = prompts
+        self.repo = repo
         self.calls = calls
-        self.number_plan = NumberPlan.from_settings(self.settings)
+        self.bus = bus
+        self.plans = plans
+        self.guard = guard
+        self.schedule_changed = schedule_changed
 
     # ----------------------------------------------------------------- helpers
 
@@ -78,15 +87,12 @@ class ConferenceService:
         return timedelta(seconds=minutes * self.settings.minute_seconds)
 
     def _wake_scheduler(self) -> None:
-        scheduler = self.engine.services.get("scheduler")
-        if scheduler is not None:
-            scheduler.wake()
+        self.schedule_changed.set()
 
     async def _publish(self, kind: str, conference: Conference, participant_id: int | None = None,
                        **data: Any) -> None:
-        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference.id,
-                                                  owner_id=conference.owner_id,
-                                                  participant_id=participant_id, data=data))
+        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference.id, owner_id=conference.owner_id,
+                                           participant_id=participant_id, data=data))
 
     async def _owned(self, owner_id: int | None, conference_id: int, with_participants: bool = True) -> Conference:
         conference = await self.repo.get(conference_id, owner_id, with_participants=with_participants)
@@ -116,15 +122,12 @@ class ConferenceService:
         return AccountLimits.from_row(row)
 
     async def _number_plan(self, owner_id: int | None) -> NumberPlan:
-        """The dial-out plan of the account's number-plan group (operator edition), else the default."""
-        operator = self.engine.services.get("operator")
-        return await operator.number_plan_for(owner_id) if operator is not None else self.number_plan
+        """The dial-out plan of the account's number-plan group, else the default."""
+        return await self.plans.for_account(owner_id)
 
     def _limit_hit(self, owner_id: int | None, limit: str, detail: str) -> None:
         """Tell the toll-fraud guard (engine/services/operator.py) that an account was refused."""
-        operator = self.engine.services.get("operator")
-        if operator is not None:
-            operator.guard.hit(owner_id, limit, detail)
+        self.guard.hit(owner_id, limit, detail)
 
     async def _checked_plan(self, owner_id: int, plan: ConferencePlan, limits: AccountLimits) -> ConferencePlan:
         """validate_plan with the account's number plan; refusals are reported to the guard."""
@@ -387,8 +390,7 @@ class ConferenceService:
     def _phrases(self, language: str) -> frozenset[str]:
         """The prompts the operator replaced in ``language`` (the Veche phrases among them make
         Russian minutes grammatical)."""
-        prompts = self.engine.services.get("prompts")
-        return prompts.phrases(language) if prompts is not None else frozenset()
+        return self.prompts.phrases(language)
 
     async def _announce(self, conference: Conference, announcement: speech.Announcement,
                         wait: bool = False) -> str | None:
@@ -641,13 +643,3 @@ class ConferenceService:
             raise StateConflict("the conference is not running")
         return await self._owned(owner_id, conference.id)
 
-
-async def install(engine: Any) -> ConferenceService:
-    """Build the conference service (needs the calls service installed before it)."""
-    calls = engine.services.get("calls")
-    if calls is None:
-        from engine.services.calls import install as install_calls
-
-        calls = await install_calls(engine)
-        engine.services["calls"] = calls
-    return ConferenceService(engine, calls)

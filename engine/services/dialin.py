@@ -9,14 +9,15 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 from engine.adapters.db.dialin import DialinRepository
+from engine.config import Settings
 from engine.domain import dialin as rules
 from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
 from engine.domain.errors import LimitExceeded, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, Role
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import (
     PARTICIPANT_VARIABLE,
     PROFILES,
@@ -24,9 +25,7 @@ from engine.services.calls import (
     WAITING_GUEST_PROFILE,
     new_dialin_token,
 )
-
-if TYPE_CHECKING:
-    from engine.app import Engine
+from engine.services.series import SeriesService
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +84,12 @@ class _Stopwatch:
 
 
 class DialinService:
-    def __init__(self, engine: Engine, policy: DialinPolicy | None = None) -> None:
-        self.engine = engine
-        self.repo = DialinRepository(engine.pool)
-        settings = engine.settings
+    def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus, rooms: SeriesService,
+                 policy: DialinPolicy | None = None) -> None:
+        self.settings = settings
+        self.rooms = rooms  # permanent rooms: one answers its number when no session is open
+        self.repo = repo
+        self.bus = bus
         if policy is None:
             policy = DialinPolicy(join_early_minutes=getattr(settings, "join_early_minutes", 10),
                                   withheld_block_after=settings.withheld_block_after,
@@ -98,7 +99,6 @@ class DialinService:
                 policy = replace(policy, base_delay_seconds=0.05, max_delay_seconds=0.4)
         self.policy = policy
         self.outcomes: list[DialinOutcome] = []  # the latest calls (bounded), newest last
-        self.rooms: Any = None  # engine/services/series.py: permanent rooms (wired by its install)
         self._tasks: set[asyncio.Task] = set()
 
     async def answer(self, call: DialinCall) -> DialinOutcome:
@@ -200,7 +200,7 @@ class DialinService:
 
     async def _standing_room(self, number: str, conference: Conference | None) -> Conference | None:
         """The permanent room answering ``number`` when no conference with it is live."""
-        if self.rooms is None or (conference is not None and conference.state in (
+        if (conference is not None and conference.state in (
                 ConferenceState.SCHEDULED, ConferenceState.RUNNING)):
             return None
         return await self.rooms.standing(number)
@@ -265,7 +265,7 @@ class DialinService:
         event = DomainEvent(kind=PIN_LOCKOUT_EVENT, conference_id=conference.id, owner_id=conference.owner_id,
                             data={"started_at": started.isoformat(), "until": until.isoformat(),
                                   "failures": failures})
-        task = asyncio.create_task(self.engine.bus.publish(event), name=f"dialin-lockout-{conference.id}")
+        task = asyncio.create_task(self.bus.publish(event), name=f"dialin-lockout-{conference.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -276,7 +276,7 @@ class DialinService:
         return {"started_at": found[0], "until": found[1]} if found else None
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
-        node_id = self.engine.settings.node_id
+        node_id = self.settings.node_id
         # The AGI headers name a channel and Uniqueid, but anyone reaching the FastAGI port can
         # write them: the call is known by a token of ours until AMI reports the channel that
         # carries it (engine/services/calls.py learns the real Uniqueid and name from the events).
@@ -297,7 +297,7 @@ class DialinService:
         # not wait for them to enter the room
         event = DomainEvent(kind="participant.added", conference_id=conference.id, owner_id=conference.owner_id,
                             participant_id=participant.id, data={"origin": "dialin", "role": str(role)})
-        task = asyncio.create_task(self.engine.bus.publish(event), name=f"dialin-publish-{participant.id}")
+        task = asyncio.create_task(self.bus.publish(event), name=f"dialin-publish-{participant.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -306,12 +306,3 @@ class DialinService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
 
-
-async def install(engine: Engine) -> DialinService:
-    # composition, not a dependency: the installer wires the entry point (the FastAGI route) to
-    # the service; the service itself never calls up into the route
-    from engine.agi_routes import install_routes
-
-    service = DialinService(engine)
-    install_routes(engine, dialin=service)
-    return service

@@ -7,17 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from engine.adapters.db.operator import OperatorRepository
 from engine.domain.numberplan import DialoutRules, GroupRule, NumberPlan, dialout_rules
 
-if TYPE_CHECKING:
-    from engine.app import Engine
-
 log = logging.getLogger(__name__)
 
 DialplanSink = Callable[[str], None]  # installs the rendered context and reloads the dialplan
+DialplanRenderer = Callable[[DialoutRules], str]  # the ``veche-dialout`` context of the rules
 
 
 async def rules_from_groups(repo: OperatorRepository, default_plan: NumberPlan) -> DialoutRules:
@@ -28,10 +25,13 @@ async def rules_from_groups(repo: OperatorRepository, default_plan: NumberPlan) 
 
 
 class DialplanService:
-    def __init__(self, engine: Engine, sink: DialplanSink | None = None) -> None:
-        self.engine = engine
-        self.repo = OperatorRepository(engine.pool)
-        self.default_plan = NumberPlan.from_settings(engine.settings)
+    """``sink`` is None where the engine cannot install a dialplan (an operator's own PBX)."""
+
+    def __init__(self, repo: OperatorRepository, default_plan: NumberPlan, *, render: DialplanRenderer,
+                 sink: DialplanSink | None) -> None:
+        self.repo = repo
+        self.default_plan = default_plan
+        self.render = render
         self.sink = sink
         self.installed: DialoutRules | None = None  # the rules Asterisk runs now (None: unknown)
         self._lock = asyncio.Lock()
@@ -49,8 +49,6 @@ class DialplanService:
     async def sync(self, reason: str) -> DialoutRules:
         """Render ``veche-dialout`` from the number plan and install it where the engine can;
         for an operator's own PBX, log what to render and reload."""
-        from engine.stack import render_dialout  # the templates live with the stack's renderer
-
         async with self._lock:
             rules = await self.rules()
             if rules == self.installed:
@@ -59,14 +57,9 @@ class DialplanService:
                 log.warning("number plan changed (%s): render asterisk-config and run 'dialplan reload' on "
                             "the Asterisk node; veche-dialout should allow %s", reason, ", ".join(rules.allowed))
                 return rules
-            await asyncio.to_thread(self.sink, render_dialout(rules))
+            await asyncio.to_thread(self.sink, self.render(rules))
             self.installed = rules
             log.info("veche-dialout installed (%s): allowed %s; refused %s", reason, ", ".join(rules.allowed),
                      ", ".join(rules.refused) or "-")
             return rules
 
-
-async def install(engine: Engine) -> DialplanService:
-    from engine.stack import local_dialplan_sink
-
-    return DialplanService(engine, local_dialplan_sink(engine.settings))

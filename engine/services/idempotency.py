@@ -51,7 +51,3 @@ class IdempotencyService:
         await self.repository.store(account_id, key, answer.status, answer.body, answer.headers)
         return answer
 
-
-async def install(engine: Any) -> IdempotencyService:
-    return IdempotencyService(IdempotencyRepository(engine.pool),
-                              timedelta(hours=engine.settings.idempotency_hours))

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from engine.adapters.db.conferences import ConferenceRepository
+from engine.config import Settings
 from engine.domain import keypad as rules
 from engine.domain.errors import VecheError
 from engine.domain.keypad import KeyAction
 from engine.domain.model import ConferenceState, Participant, ParticipantState, Role
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import now_utc
-
-if TYPE_CHECKING:
-    from engine.app import Engine
-    from engine.services.conferences import ConferenceService
+from engine.services.conferences import ConferenceService
+from engine.services.prompts import PromptService
+from engine.services.recording import RecordingService
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,14 @@ class KeypadAnswer:
 
 
 class KeypadService:
-    def __init__(self, engine: Engine, conferences: ConferenceService) -> None:
-        self.engine = engine
+    def __init__(self, settings: Settings, repo: ConferenceRepository, *, conferences: ConferenceService,
+                 recording: RecordingService, prompts: PromptService, bus: Bus) -> None:
+        self.settings = settings
+        self.prompts = prompts
+        self.repo = repo
         self.conferences = conferences
-        self.repo = ConferenceRepository(engine.pool)
+        self.recording = recording
+        self.bus = bus
         self.answers: list[KeypadAnswer] = []  # the latest presses (bounded), newest last
 
     async def press(self, call: KeypadCall, key: str, node_id: str) -> KeypadAnswer:
@@ -89,7 +93,7 @@ class KeypadService:
         owner = conference.owner_id
         await self.repo.log_event(conference.id, "keypad.pressed", actor=actor, participant_id=participant.id,
                                   detail={"key": f"*{key}", "action": str(action)})
-        await self.engine.bus.publish(DomainEvent(
+        await self.bus.publish(DomainEvent(
             kind="keypad.pressed", conference_id=conference.id, owner_id=owner, participant_id=participant.id,
             data={"key": f"*{key}", "action": str(action), "actor": actor}))
         said: list[str | int]
@@ -116,10 +120,10 @@ class KeypadService:
             elif action == KeyAction.TIME_LEFT:
                 current = await self.repo.get(conference.id, with_participants=False)
                 ends_at = current.ends_at if current is not None else conference.ends_at
-                said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.engine.settings.minute_seconds),
+                said = rules.time_answer(rules.minutes_left(ends_at, now_utc(), self.settings.minute_seconds),
                                          conference.language, self._phrases(conference.language))
             elif action == KeyAction.RECORD:
-                recording = await self.engine.services["recording"].toggle(owner, conference.id, actor=actor)
+                recording = await self.recording.toggle(owner, conference.id, actor=actor)
                 said = [rules.SAY_RECORDING if recording else rules.SAY_RECORDING_STOPPED]
             else:
                 said = list(rules.menu_prompts(Role(participant.role), self._phrases(conference.language)))
@@ -144,8 +148,7 @@ class KeypadService:
 
     def _phrases(self, language: str) -> frozenset[str]:
         """The prompts the operator replaced in ``language`` (Veche phrases name menu keys)."""
-        prompts = self.engine.services.get("prompts")
-        return prompts.phrases(language) if prompts is not None else frozenset()
+        return self.prompts.phrases(language)
 
     @staticmethod
     async def _say(call: KeypadCall, answer: KeypadAnswer, parts: list[str | int]) -> None:
@@ -158,11 +161,3 @@ class KeypadService:
                 await call.play(part)
             answer.said.append(part)
 
-
-async def install(engine: Engine) -> KeypadService:
-    # composition: the installer wires the FastAGI route to the service
-    from engine.agi_routes import install_keypad_route
-
-    service = KeypadService(engine, engine.services["conferences"])
-    install_keypad_route(engine, keypad=service)
-    return service

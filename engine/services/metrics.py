@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.ami import AmiAdapter, AmiEvent
 from engine.adapters.db.metrics import MetricsRepository
 from engine.metrics import ScrapeSnapshot, VecheMetrics
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,31 @@ def originate_outcome(response: AmiEvent, dial_result: AmiEvent | None) -> str:
     return ORIGINATE_REASON_OUTCOMES.get(response.get("Reason"), "failed")
 
 
+class AgiStats(Protocol):
+    """What metrics and health read of the FastAGI server (engine.agi.AgiServer)."""
+
+    @property
+    def listening(self) -> bool: ...
+
+    @property
+    def active(self) -> int: ...
+
+    @property
+    def sessions(self) -> Mapping[str, int]: ...
+
+    @property
+    def ended(self) -> Mapping[str, int]: ...
+
+
 class MetricsService:
     """Owns the engine's metrics registry."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+    def __init__(self, repo: MetricsRepository, *, bus: Bus, nodes: Mapping[str, AmiAdapter], agi: AgiStats) -> None:
         self.metrics = VecheMetrics()
-        self.repo = MetricsRepository(engine.pool)
+        self.repo = repo
+        self.bus = bus
+        self.nodes = nodes
+        self.agi = agi
         self._dial_results: OrderedDict[str, AmiEvent] = OrderedDict()
         self._waiting_responses: dict[str, tuple[AmiEvent, asyncio.TimerHandle]] = {}
         self._running = False
@@ -65,8 +84,8 @@ class MetricsService:
             self.metrics.domain_events.labels(kind)
         for reason in FAILURE_REASONS:
             self.metrics.participant_failures.labels(reason)
-        self.engine.bus.subscribe(self.on_domain_event)
-        for node, adapter in self.engine.nodes.items():
+        self.bus.subscribe(self.on_domain_event)
+        for node, adapter in self.nodes.items():
             for outcome in OUTCOMES:
                 self.metrics.originates.labels(node, outcome)
             for state in ("up", "down"):
@@ -76,8 +95,8 @@ class MetricsService:
 
     async def stop(self) -> None:
         self._running = False
-        self.engine.bus.unsubscribe(self.on_domain_event)
-        for adapter in self.engine.nodes.values():
+        self.bus.unsubscribe(self.on_domain_event)
+        for adapter in self.nodes.values():
             adapter.unsubscribe(self.on_ami_event)
         for response, timer in self._waiting_responses.values():
             timer.cancel()
@@ -144,17 +163,17 @@ class MetricsService:
 
     async def refresh(self) -> ScrapeSnapshot:
         """Read the gauges that are computed at scrape time."""
-        nodes = self.engine.nodes
-        agi = self.engine.agi
+        nodes = self.nodes
+        agi = self.agi
         snapshot = ScrapeSnapshot(
             ami_connected={node: adapter.connected for node, adapter in nodes.items()},
             ami_reconnects={node: adapter.reconnects for node, adapter in nodes.items()},
             conferences_running=dict.fromkeys(nodes, 0),
             participants_connected=dict.fromkeys(nodes, 0),
-            dialin_attempts=agi.sessions["dialin"] if agi is not None else 0,
-            fastagi_listening=agi is not None and agi.listening,
-            fastagi_sessions_active=agi.active if agi is not None else 0,
-            fastagi_sessions_ended=dict(agi.ended) if agi is not None else {},
+            dialin_attempts=agi.sessions.get("dialin", 0),
+            fastagi_listening=agi.listening,
+            fastagi_sessions_active=agi.active,
+            fastagi_sessions_ended=dict(agi.ended),
         )
         try:
             counts = await asyncio.wait_for(self.repo.counts(), 5)
@@ -182,19 +201,15 @@ class MetricsService:
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
             postgres = False
             details["postgres"] = str(exc) or type(exc).__name__
-        nodes = {node: adapter.connected for node, adapter in self.engine.nodes.items()}
+        nodes = {node: adapter.connected for node, adapter in self.nodes.items()}
         ami = bool(nodes) and all(nodes.values())
         if not ami:
             down = [node for node, up in nodes.items() if not up] or ["(none)"]
             details["ami"] = "AMI link down: " + ", ".join(down)
-        agi = self.engine.agi
-        fastagi = agi is not None and agi.listening
+        agi = self.agi
+        fastagi = agi.listening
         if not fastagi:
             details["fastagi"] = "FastAGI server is not listening"
         checks = {"postgres": postgres, "ami": ami, "fastagi": fastagi}
         return {"healthy": all(checks.values()), "checks": checks, "nodes": nodes, "details": details}
 
-
-async def install(engine: Any) -> MetricsService:
-    """Build the metrics service of this engine."""
-    return MetricsService(engine)

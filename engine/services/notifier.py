@@ -18,8 +18,9 @@ import dataclasses
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -41,7 +42,7 @@ from engine.domain.notifications import (
     retry_delay,
 )
 from engine.domain.text import flatten
-from engine.services.bus import DomainEvent, EventBus
+from engine.services.bus import Bus, DomainEvent
 from engine.services.mail_messages import MailComposer, MessageNotBuilt, PinLockoutFacts, compose_pin_lockout
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,28 @@ def _snapshot(conference: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Notifier:
-    """engine.services["notifier"]."""
+class Mailer(Protocol):
+    """One SMTP session as the delivery worker uses it (engine.adapters.mail.SmtpMailer)."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: EventBus) -> None:
+    async def __aenter__(self) -> Mailer: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def send(self, sender: str, recipient: str, raw: bytes) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+class Notifier:
+    """Queues, renders and delivers the notifications of conference events. ``mailer`` opens an
+    SMTP session on the settings (a fake of Mailer in unit tests)."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, *,
+                 mailer: Callable[[Settings], Mailer] = SmtpMailer) -> None:
         self.settings = settings
         self.pool = pool
         self.bus = bus
+        self.mailer = mailer
         self.composer = MailComposer(settings.mail_from)
         self.sms = SmsGateway(settings)
         self.worker_id = f"{settings.node_id}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -406,7 +422,7 @@ class Notifier:
         unsent = [row["id"] for row in rows]
         connection_failure: SendResult | None = None
         try:
-            async with SmtpMailer(self.settings) as mailer:
+            async with self.mailer(self.settings) as mailer:
                 for row in rows:
                     if self._stopping:
                         break
@@ -423,7 +439,7 @@ class Notifier:
         return len(rows) - len(unsent)
 
     @staticmethod
-    async def _send_one(mailer: SmtpMailer, row: dict[str, Any]) -> SendResult:
+    async def _send_one(mailer: Mailer, row: dict[str, Any]) -> SendResult:
         """Hand one row to the server; a message the client library refuses to send (stored before
         today's checks, e.g. a line break in the address) fails alone, for good."""
         try:
@@ -520,7 +536,3 @@ class Notifier:
                     "role": RecipientRole.GUEST.value, "attempts": 0, "sent_at": None, "channel": "email"})
         return statuses
 
-
-async def install(engine: Any) -> Notifier:
-    """Build the notifier on the engine's pool and bus (started by Engine.start)."""
-    return Notifier(engine.settings, engine.pool, engine.bus)

@@ -11,17 +11,23 @@ import contextlib
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
+from engine.adapters.ami import AmiAdapter
 from engine.adapters.db.operator import OperatorRepository
 from engine.domain import accounts as account_rules
 from engine.domain import text
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict, ValidationError
+from engine.domain.model import Conference
 from engine.domain.numberplan import NumberPlan, validate_pattern
-from engine.services.audit import AuditService, acting, audit_of
+from engine.metrics import VecheMetrics
+from engine.services.accounts import AccountService
+from engine.services.audit import AuditLog, acting
+from engine.services.dialplan import DialplanService
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +63,53 @@ def _int_in(value: Any, name: str) -> int:
     return number
 
 
+class ConferenceEnder(Protocol):
+    """What the operator needs of the conference service (which itself reports to the guard)."""
+
+    async def end(self, owner_id: int | None, conference_id: int) -> Conference: ...
+
+
+class NumberPlans:
+    """The dial-out plan of each account: its number-plan group's, else the engine's default."""
+
+    def __init__(self, repo: OperatorRepository, default: NumberPlan) -> None:
+        self.repo = repo
+        self.default = default
+
+    async def for_account(self, account_id: int | None) -> NumberPlan:
+        """The plan of the account's group (the default plan when the group has no patterns and
+        allows nothing extra, or for the operator's own actions)."""
+        if account_id is None:
+            return self.default
+        group = await self.repo.group_of_account(account_id)
+        if group is None:
+            return self.default
+        return self.default.for_group(tuple(group["patterns"] or ()),
+                                      allow_international=group["allow_international"],
+                                      allow_premium=group["allow_premium"])
+
+
 class LimitGuard:
     """Counts refused actions per account and kind of limit (number plan, dial-outs per minute,
     participants, concurrent conferences) in a sliding window; the ALERT_THRESHOLD-th hit within
     ALERT_WINDOW_SECONDS logs a warning, counts veche_account_limit_alerts and is audited, once per
     window. Synchronous, so any service can report a hit where it refuses."""
 
-    def __init__(self, engine: Any, threshold: int = ALERT_THRESHOLD, window: float = ALERT_WINDOW_SECONDS) -> None:
-        self.engine = engine
+    def __init__(self, metrics: VecheMetrics, audit: AuditLog, threshold: int = ALERT_THRESHOLD,
+                 window: float = ALERT_WINDOW_SECONDS) -> None:
+        self.metrics = metrics
+        self.audit = audit
         self.threshold = threshold
         self.window = window
         self._hits: dict[tuple[int, str], deque[float]] = defaultdict(deque)
         self._alerted_at: dict[tuple[int, str], float] = {}
         self.alerts: list[dict[str, Any]] = []  # the latest alerts, newest last (kept short)
 
-    def _metrics(self) -> Any:
-        service = self.engine.services.get("metrics")
-        return getattr(service, "metrics", None)
-
     def hit(self, account_id: int | None, limit: str, detail: str = "") -> bool:
         """Record one refusal; True when it raised an alert."""
         if account_id is None:
             return False
-        metrics = self._metrics()
-        if metrics is not None:
-            metrics.limit_hits.labels(limit).inc()
+        self.metrics.limit_hits.labels(limit).inc()
         now = time.monotonic()
         key = (account_id, limit)
         hits = self._hits[key]
@@ -94,31 +122,31 @@ class LimitGuard:
         self._alerted_at[key] = now
         log.warning("toll-fraud guard: account %s hit its %s limit %d times within %d s (last: %s)",
                     account_id, limit, len(hits), int(self.window), detail or "-")
-        if metrics is not None:
-            metrics.limit_alerts.labels(limit).inc()
+        self.metrics.limit_alerts.labels(limit).inc()
         alert = {"account_id": account_id, "limit": limit, "hits": len(hits), "window_seconds": int(self.window),
                  "last": detail}
         self.alerts = [*self.alerts[-99:], alert]
-        audit = audit_of(self.engine)
-        if audit is not None:
-            audit.record_soon("guard.alert", actor="engine", account_id=account_id, detail=alert)
+        self.audit.record_soon("guard.alert", actor="engine", account_id=account_id, detail=alert)
         return True
 
 
 class OperatorService:
     """What an operator (accounts.role = 'operator') may do; see the module docstring."""
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.repo = OperatorRepository(engine.pool)
-        self.default_plan = NumberPlan.from_settings(engine.settings)
-        self.guard = LimitGuard(engine)
+    def __init__(self, repo: OperatorRepository, *, nodes: Mapping[str, AmiAdapter], accounts: AccountService,
+                 conferences: ConferenceEnder, audit: AuditLog, guard: LimitGuard, plans: NumberPlans,
+                 dialplan: DialplanService) -> None:
+        self.dialplan = dialplan
+        self.repo = repo
+        self.nodes = nodes
+        self.accounts = accounts
+        self.conferences = conferences
+        self.audit = audit
+        self.guard = guard
+        self.plans = plans
+        self.default_plan = plans.default
 
     # ----------------------------------------------------------------- helpers
-
-    @property
-    def audit(self) -> AuditService | None:
-        return audit_of(self.engine)
 
     async def _operator(self, operator_id: int) -> dict[str, Any]:
         """The acting operator's account; Forbidden for anybody else (or a blocked operator)."""
@@ -129,9 +157,8 @@ class OperatorService:
 
     async def _record(self, operator_id: int, action: str, account_id: int | None = None,
                       conference_id: int | None = None, **detail: Any) -> None:
-        if self.audit is not None:
-            await self.audit.record(action, actor=f"operator:{operator_id}", actor_id=operator_id,
-                                    account_id=account_id, conference_id=conference_id, detail=detail)
+        await self.audit.record(action, actor=f"operator:{operator_id}", actor_id=operator_id,
+                                account_id=account_id, conference_id=conference_id, detail=detail)
 
     @staticmethod
     def _may_manage(actor: dict[str, Any], target: dict[str, Any]) -> None:
@@ -144,12 +171,6 @@ class OperatorService:
         if account is None:
             raise NotFound("no such account")
         return account
-
-    def _accounts(self) -> Any:
-        service = self.engine.services.get("accounts")
-        if service is None:
-            raise StateConflict("the accounts service is not running")
-        return service
 
     async def _account_values(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Operator-editable account fields, checked."""
@@ -189,7 +210,7 @@ class OperatorService:
         values = await self._account_values(fields)
         later = {key: values.pop(key) for key in ("plan_group", "recording_allowed") if key in values}
         profile = {key: values.pop(key) for key in ("name", "email", "language") if key in values}
-        account = await self._accounts().create(phone, password, role="customer", **profile, **values)
+        account = await self.accounts.create(phone, password, role="customer", **profile, **values)
         if later:
             await self.repo.update_account(account.id, later)
         created = await self._customer(account.id)
@@ -219,7 +240,7 @@ class OperatorService:
         assert updated is not None
         ended: list[int] = []
         if blocked:
-            await self._accounts().revoke_sessions(account_id)
+            await self.accounts.revoke_sessions(account_id)
             ended = await self._end_running(operator_id, account_id)
         await self._record(operator_id, "account.blocked" if blocked else "account.unblocked", account_id,
                            ended_conferences=ended)
@@ -231,7 +252,7 @@ class OperatorService:
         target = await self._customer(account_id)
         self._may_manage(actor, target)
         account_rules.password(password, "password", phone=target.get("phone"))
-        accounts = self._accounts()
+        accounts = self.accounts
         await self.repo.set_password_hash(account_id, await asyncio.to_thread(accounts.hasher.hash, password))
         await accounts.revoke_sessions(account_id)
         await accounts.revoke_tokens(account_id)
@@ -252,14 +273,11 @@ class OperatorService:
                            ended_conferences=ended)
 
     async def _end_running(self, operator_id: int, account_id: int) -> list[int]:
-        conferences = self.engine.services.get("conferences")
         ended: list[int] = []
-        if conferences is None:
-            return ended
         with acting(actor=f"operator:{operator_id}", actor_id=operator_id):
             for conference_id in await self.repo.account_conferences(account_id, ("running",)):
                 with contextlib.suppress(StateConflict, NotFound):
-                    await conferences.end(None, conference_id)
+                    await self.conferences.end(None, conference_id)
                     ended.append(conference_id)
         return ended
 
@@ -276,7 +294,7 @@ class OperatorService:
         await self._operator(operator_id)
         running = await self.repo.running_conferences()
         loads = []
-        for node_id, adapter in sorted(self.engine.nodes.items()):
+        for node_id, adapter in sorted(self.nodes.items()):
             channels: int | None = None
             if adapter.connected:
                 try:
@@ -288,11 +306,11 @@ class OperatorService:
                                   sum(c["connected"] for c in mine)))
         return loads
 
-    async def end_conference(self, operator_id: int, conference_id: int) -> Any:
+    async def end_conference(self, operator_id: int, conference_id: int) -> Conference:
         """End any running conference (conferences service ``end(None, id)``)."""
         await self._operator(operator_id)
         with acting(actor=f"operator:{operator_id}", actor_id=operator_id):
-            return await self.engine.services["conferences"].end(None, conference_id)
+            return await self.conferences.end(None, conference_id)
 
     # ----------------------------------------------------------------- number-plan groups
 
@@ -342,25 +360,15 @@ class OperatorService:
 
     async def _plan_changed(self, reason: str) -> None:
         """Bring Asterisk's veche-dialout context in line with the groups (engine/services/dialplan.py)."""
-        dialplan = self.engine.services.get("dialplan")
-        if dialplan is None:
-            return
         try:
-            await dialplan.sync(reason)
+            await self.dialplan.sync(reason)
         except Exception:  # noqa: BLE001 - the group is saved; Asterisk keeps the narrower old plan
             log.exception("could not install the dialplan after %s", reason)
 
     async def number_plan_for(self, account_id: int | None) -> NumberPlan:
         """The dial-out plan of the account's group (the engine's default plan when the group has
         no patterns and allows nothing extra)."""
-        if account_id is None:
-            return self.default_plan
-        group = await self.repo.group_of_account(account_id)
-        if group is None:
-            return self.default_plan
-        return self.default_plan.for_group(tuple(group["patterns"] or ()),
-                                           allow_international=group["allow_international"],
-                                           allow_premium=group["allow_premium"])
+        return await self.plans.for_account(account_id)
 
     async def check_number(self, operator_id: int, group: str, number: str) -> dict[str, Any]:
         """Would the group let an account dial ``number``? (the operator's test field)"""
@@ -380,17 +388,6 @@ class OperatorService:
     async def audit_log(self, operator_id: int, *, account_id: int | None = None, action: str = "",
                         limit: int = 200, before_id: int | None = None) -> list[dict[str, Any]]:
         await self._operator(operator_id)
-        if self.audit is None:
-            return []
         return await self.audit.entries(account_id=account_id, action=(action or "").strip()[:64], limit=limit,
                                         before_id=before_id)
 
-
-def guard_of(engine: Any) -> LimitGuard | None:
-    """The engine's toll-fraud guard, for services that refuse an account's action."""
-    service = engine.services.get("operator") if engine is not None else None
-    return service.guard if isinstance(service, OperatorService) else None
-
-
-async def install(engine: Any) -> OperatorService:
-    return OperatorService(engine)

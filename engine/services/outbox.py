@@ -4,14 +4,13 @@ mail server was configured, each with its headers, text, HTML and calendar part.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from engine.adapters.mail_sink import KeptMessage, MailSinkReader
 from engine.domain.errors import NotFound
 
 
 class MailOutbox:
-    """engine.services["outbox"]: read-only; ``enabled`` is False when a real SMTP server is set."""
+    """Read-only; ``enabled`` is False when a real SMTP server is set."""
 
     def __init__(self, reader: MailSinkReader, enabled: bool) -> None:
         self.reader = reader
@@ -29,6 +28,3 @@ class MailOutbox:
             raise NotFound("no such message")
         return found
 
-
-async def install(engine: Any) -> MailOutbox:
-    return MailOutbox(MailSinkReader(engine.settings.run_dir / "mail"), engine.settings.mail_sink)

@@ -16,7 +16,9 @@ from engine.adapters.db.pictures import PicturesRepository
 from engine.config import Settings
 from engine.domain import timeline as rules
 from engine.domain.model import Conference
-from engine.services.bus import DomainEvent, EventBus
+from engine.services.bus import Bus, DomainEvent
+from engine.services.conferences import ConferenceService
+from engine.services.quality import QualityService
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,8 @@ class NetworkSeries:
 
 
 class PicturesService:
-    def __init__(self, settings: Settings, repo: PicturesRepository, bus: EventBus, conferences: Any,
-                 quality: Any | None) -> None:
+    def __init__(self, settings: Settings, repo: PicturesRepository, bus: Bus, conferences: ConferenceService,
+                 quality: QualityService) -> None:
         self.settings = settings
         self.repo = repo
         self.bus = bus
@@ -95,8 +97,6 @@ class PicturesService:
     async def sample_quality(self) -> int:
         """Store the network numbers of every connected participant of every running conference;
         how many samples were stored."""
-        if self.quality is None:
-            return 0
         stored = 0
         for conference_id in await self.repo.running_conference_ids():
             try:
@@ -152,7 +152,3 @@ class PicturesService:
         """Load samples of the last ``hours`` hours, oldest first."""
         return await self.repo.load_samples(datetime.now(UTC) - timedelta(hours=hours))
 
-
-async def install(engine: Any) -> PicturesService:
-    return PicturesService(engine.settings, PicturesRepository(engine.pool), engine.bus,
-                           engine.services["conferences"], engine.services.get("quality"))

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from engine.config import Settings
 from engine.domain import prompts as rules
 from engine.domain.errors import Forbidden, NotFound, ValidationError
 from engine.domain.speech import LANGUAGES
+from engine.services.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,10 @@ SOX_TIMEOUT_SECONDS = 20.0
 
 
 class PromptService:
-    """See the module docstring. ``audit`` returns the audit service (or None) when it records."""
+    """See the module docstring; replacements and removals go to the audit log."""
 
     def __init__(self, settings: Settings, repo: PromptRepository, accounts: OperatorRepository,
-                 audit: Callable[[], Any]) -> None:
+                 audit: AuditLog) -> None:
         self.settings = settings
         self.repo = repo
         self.accounts = accounts
@@ -114,9 +114,7 @@ class PromptService:
         await self._record(operator_id, "prompt.deleted", language=language, name=name)
 
     async def _record(self, operator_id: int, action: str, **detail: Any) -> None:
-        audit = self.audit()
-        if audit is not None:
-            await audit.record(action, actor=f"operator:{operator_id}", actor_id=operator_id, detail=detail)
+        await self.audit.record(action, actor=f"operator:{operator_id}", actor_id=operator_id, detail=detail)
 
     def _write(self, language: str, name: str, audio: bytes) -> None:
         """Write atomically (a node never plays half a file), readable by the nodes' Asterisk."""
@@ -165,10 +163,3 @@ async def _sox(*argv: str) -> str:
         raise RuntimeError(f"{argv[0]} exited {process.returncode}")
     return out.decode().strip()
 
-
-async def install(engine: Any) -> PromptService:
-    service = PromptService(engine.settings, PromptRepository(engine.pool), OperatorRepository(engine.pool),
-                            lambda: engine.services.get("audit"))
-    if engine.agi is not None:
-        engine.agi.sounds = service.sound
-    return service

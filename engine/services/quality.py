@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from engine.adapters.ami import AmiAdapter
 from engine.domain import quality as rules
 from engine.domain.errors import AmiError
 from engine.domain.model import Origin, Participant, ParticipantState
-
-if TYPE_CHECKING:
-    from engine.adapters.ami import AmiAdapter
-    from engine.app import Engine
+from engine.services.conferences import ConferenceService
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +20,14 @@ DIALOUT_PEER_SUFFIX = "-2"  # the Local;2 half of a dial-out, bridged to the cal
 
 
 class QualityService:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, conferences: ConferenceService, nodes: Mapping[str, AmiAdapter]) -> None:
+        self.conferences = conferences
+        self.nodes = nodes
 
     async def report(self, owner_id: int | None, conference_id: int) -> list[dict[str, Any]]:
         """One row per connected participant: participant_id, number, name, codec, jitter_ms,
         loss_percent, rtt_ms, mos, verdict. NotFound when the conference is not the owner's."""
-        conference = await self.engine.services["conferences"].get(owner_id, conference_id)
+        conference = await self.conferences.get(owner_id, conference_id)
         connected = [p for p in conference.participants if p.state == ParticipantState.CONNECTED]
         return list(await asyncio.gather(*(self._row(p, p.node_id or conference.node_id) for p in connected)))
 
@@ -37,7 +37,7 @@ class QualityService:
             "codec": None, "jitter_ms": None, "loss_percent": None, "rtt_ms": None, "mos": None,
             "verdict": str(rules.Verdict.UNKNOWN),
         }
-        adapter = self.engine.nodes.get(node_id)
+        adapter = self.nodes.get(node_id)
         if adapter is None or not adapter.connected:
             return row
         try:
@@ -70,6 +70,3 @@ class QualityService:
         peer = await adapter.getvar(participant.call_id + DIALOUT_PEER_SUFFIX, "BRIDGEPEER")
         return peer or None
 
-
-async def install(engine: Engine) -> QualityService:
-    return QualityService(engine)

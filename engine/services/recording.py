@@ -8,18 +8,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.ami import AmiAdapter, AmiEvent
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.recordings import RecordingRepository
+from engine.config import Settings
 from engine.domain import recording as rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, state_refusal
-from engine.services.bus import DomainEvent
-from engine.services.calls import ANNOUNCER_PREFIX, ROOM_EXTRA_MEMBERS, now_utc
+from engine.services.bus import Bus, DomainEvent
+from engine.services.calls import ANNOUNCER_PREFIX, ROOM_EXTRA_MEMBERS, CallService, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,14 @@ CONVERT_TIMEOUT_SECONDS = 600.0
 
 
 class RecordingService:
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.settings = engine.settings
-        self.repo = RecordingRepository(engine.pool)
-        self.conferences = ConferenceRepository(engine.pool)
+    def __init__(self, settings: Settings, repo: RecordingRepository, conferences: ConferenceRepository, *,
+                 nodes: Mapping[str, AmiAdapter], bus: Bus, calls: CallService) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.conferences = conferences
+        self.nodes = nodes
+        self.bus = bus
+        self.calls = calls
         self._stopping: set[str] = set()  # recorder call ids the engine hung up on purpose
         self._tasks: set[asyncio.Task] = set()
 
@@ -46,14 +51,14 @@ class RecordingService:
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for adapter in self.engine.nodes.values():
+        for adapter in self.nodes.values():
             adapter.subscribe(self.on_ami_event, EVENTS)
-        self.engine.bus.subscribe(self.on_domain_event)
+        self.bus.subscribe(self.on_domain_event)
         self._spawn(self._purge_loop(), "recording-purge")
 
     async def stop(self) -> None:
-        self.engine.bus.unsubscribe(self.on_domain_event)
-        for adapter in self.engine.nodes.values():
+        self.bus.unsubscribe(self.on_domain_event)
+        for adapter in self.nodes.values():
             adapter.unsubscribe(self.on_ami_event)
         for task in list(self._tasks):
             task.cancel()
@@ -67,12 +72,8 @@ class RecordingService:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _calls(self) -> Any:
-        return self.engine.services["calls"]
-
     async def _publish(self, kind: str, conference_id: int, owner_id: int | None, **data: Any) -> None:
-        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
-                                                  data=data))
+        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id, data=data))
 
     # ----------------------------------------------------------------- start / stop
 
@@ -96,7 +97,7 @@ class RecordingService:
             raise StateConflict("the conference is being recorded already")
         actor = actor or _actor(owner_id)
         try:
-            await self._calls().node(conference.node_id).originate(
+            await self.calls.node(conference.node_id).originate(
                 channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/record@veche-record/n",
                 context="veche-room", exten="join",
                 variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_recorder", "VECHE_CALL": call_id,
@@ -121,7 +122,7 @@ class RecordingService:
         actor = actor or _actor(owner_id)
         self._stopping.add(row["call_id"])
         try:
-            await self._calls().node(row["node_id"]).hangup(row["call_id"])
+            await self.calls.node(row["node_id"]).hangup(row["call_id"])
         except AmiError as exc:
             log.warning("recording %s: hang-up of the recorder failed: %s", row["id"], exc)
             self._spawn(self._finish(row, None), f"recording-{row['id']}")
@@ -210,7 +211,7 @@ class RecordingService:
         if running is None or (rules.is_recorder(uid) and uid != running["call_id"]):
             return
         try:
-            announcer = await self._calls().announce(conference, "recording")
+            announcer = await self.calls.announce(conference, "recording")
         except (AmiError, KeyError) as exc:
             log.warning("conference %s: the recording notice was not played: %s", conference.id, exc)
             return
@@ -353,6 +354,3 @@ async def _run(*argv: str) -> str:
         raise RuntimeError(f"{argv[0]} exited {process.returncode}: {err.decode(errors='replace').strip()[:300]}")
     return out.decode().strip()
 
-
-async def install(engine: Any) -> RecordingService:
-    return RecordingService(engine)

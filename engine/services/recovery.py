@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.adapters.ami import is_channel
+from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.nodes import NodeRepository
+from engine.config import Settings
 from engine.domain.errors import AmiError, VecheError
 from engine.domain.model import (
     Conference,
@@ -23,12 +25,8 @@ from engine.domain.model import (
     Participant,
     ParticipantState,
 )
-from engine.services.bus import DomainEvent
-from engine.services.calls import PARTICIPANT_VARIABLE, is_dialin_token
-
-if TYPE_CHECKING:
-    from engine.adapters.ami import AmiAdapter, AmiEvent
-    from engine.app import Engine
+from engine.services.bus import Bus, DomainEvent
+from engine.services.calls import PARTICIPANT_VARIABLE, CallService, is_dialin_token
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +54,14 @@ class ResyncReport:
 
 
 class RecoveryService:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.repo = ConferenceRepository(engine.pool)
-        self.nodes = NodeRepository(engine.pool)
+    def __init__(self, settings: Settings, repo: ConferenceRepository, nodes: NodeRepository, *,
+                 adapters: Mapping[str, AmiAdapter], bus: Bus, calls: CallService) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.nodes = nodes
+        self.adapters = adapters
+        self.bus = bus
+        self.calls = calls
         self.reports: list[ResyncReport] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._booted: dict[str, asyncio.Event] = {}
@@ -70,12 +72,12 @@ class RecoveryService:
     # ----------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
-        for node_id, adapter in self.engine.nodes.items():
+        for node_id, adapter in self.adapters.items():
             self._booted[node_id] = asyncio.Event()
             self._booted[node_id].set()  # it answered our login just now
             adapter.subscribe(self._on_system_event, ("FullyBooted", "Shutdown"))
             adapter.on_link_change(self._on_link_change)
-        for node_id in self.engine.nodes:
+        for node_id in self.adapters:
             try:
                 await self.resync(node_id, "engine start")
             except AmiError as exc:  # the link may drop meanwhile; the link-up resync follows
@@ -84,7 +86,7 @@ class RecoveryService:
                 log.exception("recovery at start of node %s failed", node_id)
 
     async def stop(self) -> None:
-        for adapter in self.engine.nodes.values():
+        for adapter in self.adapters.values():
             adapter.unsubscribe(self._on_system_event)
         for task in list(self._tasks):
             task.cancel()
@@ -150,7 +152,7 @@ class RecoveryService:
         return report
 
     async def _resync(self, node_id: str, reason: str) -> ResyncReport:
-        adapter = self.engine.nodes[node_id]
+        adapter = self.adapters[node_id]
         report = ResyncReport(node_id, reason)
         boot = await adapter.boot_time()
         previous_boot = await self.nodes.swap_boot(node_id, boot)
@@ -159,8 +161,7 @@ class RecoveryService:
         rooms = {r.get("Conference") for r in await adapter.confbridge_rooms()}
         channels = await adapter.channel_ids()
         now = datetime.now(UTC)
-        calls = self.engine.services.get("calls")
-        in_flight = set(getattr(calls, "attempts", {}) or {})
+        in_flight = set(self.calls.attempts)
         live = await self.repo.list(None, [str(s) for s in LIVE_CONFERENCE_STATES], node_id=node_id)
         vanished: list[tuple[Conference, Participant]] = []
         for conference in live:
@@ -188,7 +189,7 @@ class RecoveryService:
                 await self._resume(conference, cut_off, now, report)
         # a call set up moments ago may not have a channel yet (another engine's Originate still
         # queued): judge those again once any such call would have rung out
-        grace = self.engine.settings.ring_timeout + SETUP_GRACE_SECONDS
+        grace = self.settings.ring_timeout + SETUP_GRACE_SECONDS
         fresh_ids = [p.id for _, p in vanished] if not report.asterisk_restarted else []
         recent = await self.nodes.changed_recently(fresh_ids, grace) if fresh_ids else set()
         for conference, participant in vanished:
@@ -282,13 +283,10 @@ class RecoveryService:
         await self._publish_conference(conference, "conference.interrupted", {"participants": [p.id for p in cut_off]})
         if conference.ends_at <= now or not cut_off:
             return
-        calls = self.engine.services.get("calls")
-        if calls is None:
-            return
         fresh = [await self.repo.get_participant(p.id) for p in cut_off if p.origin == Origin.DIALOUT]
         dialable = [p for p in fresh if p is not None and p.state in (ParticipantState.LEFT, ParticipantState.FAILED)]
         try:
-            queued = await calls.dial(conference, dialable, actor="engine:recovery", strict_rate=False)
+            queued = await self.calls.dial(conference, dialable, actor="engine:recovery", strict_rate=False)
         except VecheError as exc:  # e.g. the account was blocked meanwhile
             log.warning("recovery could not re-invite into conference %s: %s", conference.id, exc)
             await self.repo.log_event(conference.id, "conference.resume_failed", detail={"error": str(exc)})
@@ -299,15 +297,12 @@ class RecoveryService:
 
     async def _publish(self, conference: Conference, participant: Participant, state: str,
                        reason: str | None) -> None:
-        await self.engine.bus.publish(DomainEvent(
+        await self.bus.publish(DomainEvent(
             kind="participant.state", conference_id=conference.id, owner_id=conference.owner_id,
             participant_id=participant.id, data={"state": state, "reason": reason, "cause": None,
                                                  "recovered": True}))
 
     async def _publish_conference(self, conference: Conference, kind: str, data: dict[str, Any]) -> None:
-        await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference.id,
+        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference.id,
                                                   owner_id=conference.owner_id, data=data))
 
-
-async def install(engine: Engine) -> RecoveryService:
-    return RecoveryService(engine)

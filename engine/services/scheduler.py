@@ -8,6 +8,7 @@ import contextlib
 import logging
 from typing import Any
 
+from engine.config import Settings
 from engine.services.calls import now_utc
 from engine.services.conferences import ConferenceService
 
@@ -21,12 +22,11 @@ class Scheduler:
     """One loop per engine, for the conferences of its node. Starting and ending are
     compare-and-set in SQL, so two engines on one node never do either twice."""
 
-    def __init__(self, engine: Any, conferences: ConferenceService) -> None:
-        self.engine = engine
-        self.settings = engine.settings
+    def __init__(self, settings: Settings, conferences: ConferenceService) -> None:
+        self.settings = settings
         self.conferences = conferences
         self.repo = conferences.repo
-        self._wake = asyncio.Event()
+        self._wake = conferences.schedule_changed
         self._task: asyncio.Task | None = None
         self._inflight: dict[tuple[str, int], asyncio.Task] = {}
 
@@ -101,7 +101,3 @@ class Scheduler:
             self._inflight.pop(key, None)
             self.wake()
 
-
-async def install(engine: Any) -> Scheduler:
-    """Build the scheduler of this engine (after the conference service)."""
-    return Scheduler(engine, engine.services["conferences"])

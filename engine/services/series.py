@@ -31,7 +31,7 @@ from engine.domain.pins import generate_conference_number, generate_pins
 from engine.domain.planning import MAX_DURATION_MINUTES
 from engine.domain.recurrence import Recurrence, ical_rule, occurrence_starts, validate_recurrence
 from engine.domain.text import flatten
-from engine.services.bus import DomainEvent, EventBus
+from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import now_utc
 from engine.services.conferences import START_IN_PAST_TOLERANCE, ConferenceService, actor_of
 from engine.services.mail_messages import MailComposer
@@ -56,7 +56,7 @@ def _plan_json(plan: ConferencePlan, language: str) -> dict[str, Any]:
 class SeriesService:
     """Plans, materialises, changes and cancels recurring series."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: EventBus, conferences: ConferenceService,
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, bus: Bus, conferences: ConferenceService,
                  wake_mail: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.pool = pool
@@ -508,13 +508,3 @@ class SeriesService:
             self.wake_mail()
         return queued
 
-
-async def install(engine: Any) -> SeriesService:
-    """Build the series service (after the conference service and the notifier)."""
-    notifier = engine.services.get("notifier")
-    service = SeriesService(engine.settings, engine.pool, engine.bus, engine.services["conferences"],
-                            wake_mail=notifier.wake if notifier is not None else None)
-    dialin = engine.services.get("dialin")
-    if dialin is not None:
-        dialin.rooms = service  # a permanent room answers its number when no session is open
-    return service

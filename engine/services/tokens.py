@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
+from engine.adapters.db.accounts import AccountRepository
 from engine.adapters.db.tokens import TokenRepository
 from engine.domain import text
 from engine.domain.accounts import Account, account_phone
@@ -23,16 +23,13 @@ from engine.domain.tokens import (
     new_secret,
 )
 
-if TYPE_CHECKING:
-    from engine.app import Engine
-
 _SECRET_SHAPE = re.compile(rf"^{TOKEN_PREFIX}[A-Za-z0-9_-]{{20,100}}$")
 
 
 class TokenService:
-    def __init__(self, repository: TokenRepository, engine: Engine) -> None:
+    def __init__(self, repository: TokenRepository, accounts: AccountRepository) -> None:
         self._tokens = repository
-        self._engine = engine
+        self._accounts = accounts
 
     async def issue(self, account_id: int, name: str = "", *, expires_in_days: int | None = None,
                     by_token: bool = False) -> IssuedToken:
@@ -77,7 +74,10 @@ class TokenService:
         if blocked:
             raise Forbidden("the account is blocked")
         await self._tokens.touch(token.id)
-        return await self._engine.services["accounts"].get(token.account_id)
+        account = await self._accounts.get(token.account_id)
+        if account is None:
+            raise NotFound("No such account")
+        return account
 
     async def list(self, owner_id: int) -> list[ApiToken]:
         return await self._tokens.list(owner_id)
@@ -91,7 +91,3 @@ class TokenService:
         assert revoked is not None
         return revoked
 
-
-async def install(engine: Engine) -> TokenService:
-    assert engine.pool is not None
-    return TokenService(TokenRepository(engine.pool), engine)

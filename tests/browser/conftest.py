@@ -17,7 +17,7 @@ from tests.support.browser import CHROMIUM_ARGS
 async def portal_url(engine) -> AsyncIterator[str]:
     from web.app import init_app
 
-    server = TestServer(init_app(engine), host="127.0.0.1")
+    server = TestServer(init_app(engine.services), host="127.0.0.1")
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
     await server.close()

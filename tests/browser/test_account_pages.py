@@ -46,7 +46,7 @@ async def test_tokens_page(lang: str, browser: Browser, engine, portal_url: str,
         await page.click("[data-test=token-create]")
         secret = (await page.locator("[data-test=token-secret]").inner_text()).strip()
         assert secret.startswith(TOKEN_PREFIX)
-        assert (await engine.services["tokens"].authenticate(secret)).id == account.id
+        assert (await engine.services.tokens.authenticate(secret)).id == account.id
         await expect(page.locator("[data-test=tokens] tbody tr")).to_have_count(1)
         await expect(page.locator("[data-test=tokens]")).to_contain_text("CRM <integration>")
         await shot(page, screens, lang, "account-token-created")
@@ -57,7 +57,7 @@ async def test_tokens_page(lang: str, browser: Browser, engine, portal_url: str,
         await page.click("[data-test=token-revoke]")
         await expect(page.locator("[data-test=tokens] tbody tr").first).to_contain_text(REVOKED[lang])
         with pytest.raises(Unauthenticated):
-            await engine.services["tokens"].authenticate(secret)
+            await engine.services.tokens.authenticate(secret)
         await shot(page, screens, lang, "account-token-revoked")
 
         anonymous = await browser.new_context(viewport={"width": 390, "height": 844}, locale=lang)
@@ -78,7 +78,7 @@ async def test_tokens_page(lang: str, browser: Browser, engine, portal_url: str,
 @pytest.mark.parametrize("lang", ["ru", "en"])
 async def test_outbox_page_keeps_html_inert(lang: str, browser: Browser, engine, portal_url: str,
                                             screens: Path) -> None:
-    operator = await engine.services["accounts"].create(
+    operator = await engine.services.accounts.create(
         f"37529{secrets.randbelow(10**7):07d}", PASSWORD, language=lang, role="operator")
     sink = MailSink(engine.settings.run_dir / "mail")
     port = await asyncio.to_thread(sink.start)
@@ -104,7 +104,7 @@ async def test_outbox_page_keeps_html_inert(lang: str, browser: Browser, engine,
         captcha_id = await page.locator("input[name=captcha_id]").input_value()
         await page.fill("input[name=phone]", operator.phone)
         await page.fill("input[name=password]", PASSWORD)
-        await page.fill("input[name=captcha]", await engine.services["captcha"].answer_for_test(captcha_id))
+        await page.fill("input[name=captcha]", await engine.services.captcha.answer_for_test(captcha_id))
         await page.click("button[type=submit]")
         await page.goto(portal_url + "/operator/outbox")
         await page.click(f"text=Outbox {marker}")
@@ -125,7 +125,7 @@ NOT_WANTED = {"ru": "не отправлено: письма участника�
 async def test_planning_consent_switch_and_card(lang: str, browser: Browser, engine, portal_url: str,
                                                 screens: Path) -> None:
     account = await new_account(engine, language=lang)
-    await engine.services["accounts"].update_profile(account.id, email=f"card-{account.phone}@example.org")
+    await engine.services.accounts.update_profile(account.id, email=f"card-{account.phone}@example.org")
     context = await browser.new_context(viewport={"width": 1366, "height": 860}, locale=lang)
     page = await context.new_page()
     try:

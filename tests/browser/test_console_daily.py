@@ -42,7 +42,7 @@ async def test_start_now_tabs_roles_and_one_end_prompt(browser: Browser, engine,
     planned, quiet = NUMBERS[lang]
     text = TEXT[lang]
     account = await new_account(engine, language=lang, name="Vera")
-    issued = await engine.services["tokens"].issue(account.id, "console test")
+    issued = await engine.services.tokens.issue(account.id, "console test")
     start = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {issued.secret}"}) as http:
         async with http.post(f"{portal_url}/api/v1/conferences", json={

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.browser]
 async def test_api_conference_dialin_appears_live_in_owner_console(browser: Browser, engine, portal_url: str,
                                                                    screens: Path, sipp) -> None:
     account = await new_account(engine, language="en", name="Irene")
-    issued = await engine.services["tokens"].issue(account.id, "console test")
+    issued = await engine.services.tokens.issue(account.id, "console test")
     headers = {"Authorization": f"Bearer {issued.secret}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.post(f"{portal_url}/api/v1/conferences", json={

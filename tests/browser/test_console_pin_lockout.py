@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.browser]
 async def test_pin_lockout_banner_appears_live_in_the_owners_console(browser: Browser, engine, portal_url: str,
                                                                      screens: Path, sipp) -> None:
     account = await new_account(engine, language="en", name="Lena")
-    issued = await engine.services["tokens"].issue(account.id, "lock-out test")
-    dialin = engine.services["dialin"]
+    issued = await engine.services.tokens.issue(account.id, "lock-out test")
+    dialin = engine.services.dialin
     saved = dialin.policy
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {issued.secret}"}) as http:
         async with http.post(f"{portal_url}/api/v1/conferences", json={

@@ -36,7 +36,7 @@ async def _page(browser: Browser, lang: str, width: int = 1280) -> tuple[object,
 async def _scheduled(engine, owner_id: int, subject: str) -> int:
     plan = ConferencePlan(subject=subject, start=datetime.now(UTC) + timedelta(days=1), duration_minutes=30,
                           max_participants=5)
-    return (await engine.services["conferences"].plan(owner_id, plan)).id
+    return (await engine.services.conferences.plan(owner_id, plan)).id
 
 
 @pytest.mark.parametrize("lang", ["ru", "en"])
@@ -60,12 +60,12 @@ async def test_two_tabs_editing_one_conference(lang: str, browser: Browser, engi
         await expect(alert.locator("table.conflict")).to_contain_text("Weekly, room 5")
         await expect(second.locator("input[name=subject]")).to_have_value("Weekly, moved")
         await shot(second, screens, lang, "defects-edit-conflict")
-        saved = await engine.services["conferences"].get(account.id, conference_id)
+        saved = await engine.services.conferences.get(account.id, conference_id)
         assert saved.subject == "Weekly, room 5"
         # having seen the other change, saving again is a deliberate overwrite
         await second.click("form.plan-form button[type=submit]")
         await second.wait_for_url(f"**/conferences/{conference_id}")
-        assert (await engine.services["conferences"].get(account.id, conference_id)).subject == "Weekly, moved"
+        assert (await engine.services.conferences.get(account.id, conference_id)).subject == "Weekly, moved"
         assert errors == []
     finally:
         await context.close()
@@ -185,7 +185,7 @@ async def test_a_form_sent_after_logging_out_elsewhere_keeps_the_input(lang: str
         captcha_id = await page.locator("input[name=captcha_id]").input_value()
         await page.fill("input[name=phone]", account.phone)
         await page.fill("input[name=password]", PASSWORD)
-        await page.fill("input[name=captcha]", await engine.services["captcha"].answer_for_test(captcha_id))
+        await page.fill("input[name=captcha]", await engine.services.captcha.answer_for_test(captcha_id))
         await page.click("button[type=submit]")
         await page.wait_for_url("**/planning")
         await expect(page.locator("input[name=subject]")).to_have_value("Typed before logout")
@@ -233,7 +233,7 @@ async def test_history_and_card_say_what_happened_in_words(lang: str, browser: B
     from tests.support.api import BusWatcher
 
     account = await new_account(engine, language=lang)
-    conferences = engine.services["conferences"]
+    conferences = engine.services.conferences
     async with BusWatcher(engine) as bus:
         conference = await conferences.plan(account.id, ConferencePlan(
             subject="Busy line", start=None, duration_minutes=10, max_participants=3,

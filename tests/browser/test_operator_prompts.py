@@ -25,7 +25,7 @@ TEXTS = {"ru": ("Голосовые подсказки", "Заменена", "н
 async def test_operator_replaces_and_restores_a_prompt(lang: str, browser: Browser, engine, portal_url: str,
                                                        screens: Path, tmp_path: Path) -> None:
     title, replaced, refused, composed = TEXTS[lang]
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator",
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator",
                                                         language=lang)
     wav, text = tmp_path / "minutes.wav", tmp_path / "notes.wav"
     await asyncio.to_thread(subprocess.run, ["sox", "-n", "-r", "16000", "-c", "1", str(wav), "synth", "0.8", "sine",
@@ -62,6 +62,6 @@ async def test_operator_replaces_and_restores_a_prompt(lang: str, browser: Brows
 
         await row.locator("button").click()
         await expect(page.locator('[data-prompt="ru/veche-minutes-few"]')).to_have_attribute("data-replaced", "no")
-        assert "veche-minutes-few" not in engine.services["prompts"].phrases("ru")
+        assert "veche-minutes-few" not in engine.services.prompts.phrases("ru")
     finally:
         await context.close()

@@ -47,7 +47,7 @@ async def test_pictures_in_both_languages_and_at_phone_width(lang: str, size: st
                                                              portal_url: str, screens: Path, pictured) -> None:
     owner, done = pictured
     await engine.pool.execute("UPDATE accounts SET language = $2 WHERE id = $1", owner.id, lang)
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator",
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator",
                                                         language=lang)
     suffix = "" if size == "desktop" else "-390"
     context = await browser.new_context(viewport=VIEWPORTS[size], locale=lang)

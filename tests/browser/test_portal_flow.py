@@ -33,7 +33,7 @@ async def test_conference_from_login_to_history(lang: str, browser: Browser, eng
         captcha_id = await page.locator("input[name=captcha_id]").input_value()
         await page.fill("input[name=phone]", "+" + account.phone)
         await page.fill("input[name=password]", PASSWORD)
-        await page.fill("input[name=captcha]", await engine.services["captcha"].answer_for_test(captcha_id))
+        await page.fill("input[name=captcha]", await engine.services.captcha.answer_for_test(captcha_id))
         await page.click("button[type=submit]")
         await expect(page.locator("[data-test=login-error]")).to_contain_text("375XXXXXXXXX")
         await shot(page, screens, lang, "login-error")
@@ -54,7 +54,7 @@ async def test_conference_from_login_to_history(lang: str, browser: Browser, eng
         await page.click("[data-test=schedule]")
         await page.wait_for_url("**/conferences/*")
         conference_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-        conference = await engine.services["conferences"].get(account.id, conference_id)
+        conference = await engine.services.conferences.get(account.id, conference_id)
         await expect(page.locator("[data-test=conference-number]")).to_have_text(conference.conference_number)
         await expect(page.locator("[data-test=chair-pin]")).to_have_text(conference.chair_pin)
         await expect(page.locator("[data-test=access-number]")).to_have_text(engine.settings.access_number)
@@ -95,12 +95,12 @@ async def test_conference_from_login_to_history(lang: str, browser: Browser, eng
         await expect(page.locator("[data-locked]")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
 
         # extend by 15 minutes
-        ends_before = (await engine.services["conferences"].get(account.id, conference_id)).ends_at
+        ends_before = (await engine.services.conferences.get(account.id, conference_id)).ends_at
         ends_text = await page.locator("[data-ends-at]").inner_text()
         await page.click("[data-menu] summary")
         await page.click("[data-test=extend-15]")
         await expect(page.locator("[data-ends-at]")).not_to_have_text(ends_text, timeout=LIVE_TIMEOUT_MS)
-        extended = await engine.services["conferences"].get(account.id, conference_id)
+        extended = await engine.services.conferences.get(account.id, conference_id)
         assert (extended.ends_at - ends_before).total_seconds() == 15 * 60
 
         # network status report
@@ -180,7 +180,7 @@ async def test_console_that_lost_its_stream_shows_the_present(browser: Browser, 
     proxied_url = f"http://127.0.0.1:{proxy.port}"
 
     account = await new_account(engine, language="en")
-    conferences = engine.services["conferences"]
+    conferences = engine.services.conferences
     conference = await conferences.plan(account.id, ConferencePlan(
         subject="Reconnect", start=None, duration_minutes=10, max_participants=3,
         participants=(ParticipantPlan("375290001204", "Vera"),)))

@@ -21,7 +21,7 @@ TEXTS = {"ru": ("Записи", "Удалить"), "en": ("Recordings", "Delete"
 
 async def recorded_conference(engine, owner_id: int) -> int:
     """An immediate recorded conference, ended once its recorder has written a few seconds."""
-    conferences, recording = engine.services["conferences"], engine.services["recording"]
+    conferences, recording = engine.services.conferences, engine.services.recording
     conference = await conferences.plan(owner_id, ConferencePlan(
         subject="Recorded meeting", start=None, duration_minutes=10, max_participants=2, recording=True))
 
@@ -72,6 +72,6 @@ async def test_history_lists_plays_and_deletes_a_recording(lang: str, browser: B
 
         await card.get_by_role("button", name=TEXTS[lang][1]).click()
         await expect(page.locator("[data-history-recordings]")).to_have_count(0)
-        assert await engine.services["recording"].list_for(account.id, [conference_id]) == []
+        assert await engine.services.recording.list_for(account.id, [conference_id]) == []
     finally:
         await context.close()

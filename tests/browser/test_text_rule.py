@@ -53,7 +53,7 @@ async def test_hostile_subject_refused_and_legacy_failures_shown(lang: str, brow
             starts_at, starts_at + timedelta(minutes=30))
         await engine.pool.execute("INSERT INTO participants (conference_id, number, name, email) "
                                   "VALUES ($1, '375291234567', 'Olga', 'text-olga@example.org')", conference_id)
-        await engine.services["notifier"].reconcile(conference_id)
+        await engine.services.notifier.reconcile(conference_id)
         await page.goto(f"{portal_url}/conferences/{conference_id}")
         await expect(page.locator(".delivery-error")).to_have_count(2)
         await expect(page.locator(".delivery-error").first).to_contain_text("U+2028")

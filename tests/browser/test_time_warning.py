@@ -27,7 +27,7 @@ TEXTS = {
 async def test_console_counts_down_before_the_end_and_hides_after_extension(
         browser: Browser, engine, portal_url: str, screens: Path, lang: str) -> None:
     account = await new_account(engine, language=lang, name="Chair")
-    issued = await engine.services["tokens"].issue(account.id, "time warning test")
+    issued = await engine.services.tokens.issue(account.id, "time warning test")
     warning_minutes = int(engine.settings.warning_seconds // 60)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {issued.secret}"}) as http:
         # the end is within the warning time from the start: the banner shows at once

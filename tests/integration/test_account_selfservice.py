@@ -26,7 +26,7 @@ NEW_PASSWORD = "fresh-horse-battery-27"
 async def portal(engine) -> AsyncIterator[TestServer]:
     from web.app import init_app
 
-    server = TestServer(init_app(engine), host="127.0.0.1")
+    server = TestServer(init_app(engine.services), host="127.0.0.1")
     await server.start_server()
     yield server
     await server.close()
@@ -41,11 +41,12 @@ async def sink() -> AsyncIterator[SmtpServer]:
 @pytest.fixture
 async def mail_engine(engine, sink: SmtpServer) -> AsyncIterator:
     """The session engine with its account mail pointed at this test's SMTP server."""
-    original = engine.settings
-    engine.settings = original.with_(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_timeout=5.0,
-                                     smtp_user=None, smtp_password=None, smtp_starttls=False, smtp_tls=False)
+    accounts = engine.services.accounts
+    original = accounts.settings
+    accounts.settings = original.with_(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_timeout=5.0,
+                                       smtp_user=None, smtp_password=None, smtp_starttls=False, smtp_tls=False)
     yield engine
-    engine.settings = original
+    accounts.settings = original
 
 
 @pytest.fixture
@@ -78,11 +79,11 @@ async def test_password_reset_end_to_end(mail_engine, sink: SmtpServer, clients)
     engine = mail_engine
     account = await new_account(engine, language="en")
     address = f"reset-{account.phone}@example.org"
-    await engine.services["accounts"].update_profile(account.id, email=address)
+    await engine.services.accounts.update_profile(account.id, email=address)
     signed_in = clients()
     assert (await signed_in.login(account.phone)).url.endswith("/planning")
-    issued = await engine.services["tokens"].issue(account.id, "before reset")
-    assert (await engine.services["tokens"].authenticate(issued.secret)).id == account.id
+    issued = await engine.services.tokens.issue(account.id, "before reset")
+    assert (await engine.services.tokens.authenticate(issued.secret)).id == account.id
 
     anonymous = clients()
     unknown = await ask_reset(anonymous, "375299999999" if account.phone != "375299999999" else "375299999998")
@@ -111,7 +112,7 @@ async def test_password_reset_end_to_end(mail_engine, sink: SmtpServer, clients)
     stale = await signed_in.get("/settings")
     assert "/login" in stale.url, "the old session must be revoked"
     with pytest.raises(Unauthenticated):
-        await engine.services["tokens"].authenticate(issued.secret)
+        await engine.services.tokens.authenticate(issued.secret)
 
     again = await visitor.post(path, {"new_password": "another-pass-2026", "new_password_again": "another-pass-2026"})
     assert again.status == 410 and 'data-test="reset-invalid"' in again.text
@@ -134,7 +135,7 @@ async def test_password_reset_end_to_end(mail_engine, sink: SmtpServer, clients)
 
 async def test_reset_rate_limits(mail_engine, sink: SmtpServer) -> None:
     engine = mail_engine
-    accounts = engine.services["accounts"]
+    accounts = engine.services.accounts
     account = await new_account(engine)
     address = f"limit-{account.phone}@example.org"
     await accounts.update_profile(account.id, email=address)
@@ -158,14 +159,14 @@ async def test_email_change_needs_the_new_address(mail_engine, sink: SmtpServer,
     engine = mail_engine
     account = await new_account(engine)
     old, new = f"old-{account.phone}@example.org", f"new-{account.phone}@example.org"
-    await engine.services["accounts"].update_profile(account.id, email=old)
+    await engine.services.accounts.update_profile(account.id, email=old)
     client = clients()
     await client.login(account.phone)
     await client.get("/settings")
     saved = await client.post("/settings/profile", {"name": "Ivan", "email": new, "language": "ru",
                                                     "mail_own_copy": "on"})
     assert saved.status == 200 and new in saved.text
-    assert (await engine.services["accounts"].get(account.id)).email == old  # not yet
+    assert (await engine.services.accounts.get(account.id)).email == old  # not yet
     received = await sink.handler.next()
     assert received.recipients == [new]
     path = link_of(received)
@@ -173,16 +174,16 @@ async def test_email_change_needs_the_new_address(mail_engine, sink: SmtpServer,
     assert page.status == 200 and new in page.text
     confirmed = await client.post(path, {})
     assert confirmed.status == 200 and confirmed.url.endswith("/settings")
-    assert (await engine.services["accounts"].get(account.id)).email == new
+    assert (await engine.services.accounts.get(account.id)).email == new
     assert (await client.post(path, {})).status == 410  # once only
     # the own-copy switch is saved with the profile
     await client.get("/settings")
     await client.post("/settings/profile", {"name": "Ivan", "email": new, "language": "ru"})
-    assert (await engine.services["accounts"].get(account.id)).mail_own_copy is False
+    assert (await engine.services.accounts.get(account.id)).mail_own_copy is False
     for number in range(4):  # five changes within the hour, the sixth is refused
-        await engine.services["accounts"].request_email_change(account.id, f"n{number}-{new}")
+        await engine.services.accounts.request_email_change(account.id, f"n{number}-{new}")
     with pytest.raises(RateLimited):
-        await engine.services["accounts"].request_email_change(account.id, f"late-{new}")
+        await engine.services.accounts.request_email_change(account.id, f"late-{new}")
     assert PASSWORD
 
 
@@ -192,7 +193,7 @@ async def test_password_reset_through_the_api(mail_engine, sink: SmtpServer, por
     engine = mail_engine
     account = await new_account(engine)
     address = f"api-reset-{account.phone}@example.org"
-    await engine.services["accounts"].update_profile(account.id, email=address)
+    await engine.services.accounts.update_profile(account.id, email=address)
     base = str(portal.make_url("/api/v1"))
     async with aiohttp.ClientSession() as http:
         answers = []
@@ -207,4 +208,4 @@ async def test_password_reset_through_the_api(mail_engine, sink: SmtpServer, por
         async with http.post(base + "/password-reset/confirm", json=confirm) as reply:
             body = await reply.json()
             assert reply.status == 400 and body["error"]["field"] == "link"
-    await engine.services["accounts"].authenticate(account.phone, NEW_PASSWORD)
+    await engine.services.accounts.authenticate(account.phone, NEW_PASSWORD)

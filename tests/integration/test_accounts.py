@@ -17,12 +17,12 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 def accounts(engine):
-    return engine.services["accounts"]
+    return engine.services.accounts
 
 
 @pytest.fixture
 def book(engine):
-    return engine.services["addressbook"]
+    return engine.services.addressbook
 
 
 async def test_create_stores_an_argon2id_hash_and_authenticates(accounts, engine) -> None:
@@ -139,7 +139,7 @@ async def test_sessions_expire_when_idle_or_too_old(accounts, engine) -> None:
 
 
 async def test_captcha_is_single_use_and_the_hook_is_off_in_production(engine) -> None:
-    captcha = engine.services["captcha"]
+    captcha = engine.services.captcha
     first = await captcha.new()
     answer = await captcha.answer_for_test(first)
     assert answer and len(answer) == 5

@@ -78,7 +78,7 @@ async def test_header_line_then_close_ends_the_session_and_the_engine_stays_resp
     async with aiohttp.ClientSession() as http:
         async with http.get(api_server.make_url("/healthz")) as response:
             assert response.status == 200, await response.text()
-    exposition = (await engine.services["metrics"].exposition()).decode()
+    exposition = (await engine.services.metrics.exposition()).decode()
     assert f'veche_fastagi_sessions_ended_total{{reason="eof"}} {float(agi.ended["eof"])}' in exposition
     assert agi.listening
 
@@ -370,7 +370,7 @@ async def test_twenty_callers_keying_during_the_first_prompt_all_join(engine, si
                                        "AND origin = 'dialin'", conference.id)
         assert sorted(r["number"] for r in rows) == sorted(callers)
         assert len(members) == len(callers), [p.log_text()[-500:] for p in processes][:2]
-        outcomes = {o.caller: o for o in engine.services["dialin"].outcomes if o.caller in callers}
+        outcomes = {o.caller: o for o in engine.services.dialin.outcomes if o.caller in callers}
         assert all(o.wrong_entries == 0 and o.participant_id for o in outcomes.values()), outcomes
         assert await engine.pool.fetchval("SELECT count(*) FROM dialin_failures WHERE caller = ANY($1)",
                                           callers) == 0

@@ -110,7 +110,7 @@ async def test_tokens_are_listed_revocable_and_record_use(engine, api_server) ->
 async def test_blocked_account_is_refused(engine, api_server) -> None:
     blocked = await new_user(engine, api_server)
     assert (await blocked.api.get("/me")).status == 200
-    await engine.services["accounts"].set_limits(blocked.account.id, blocked=True)
+    await engine.services.accounts.set_limits(blocked.account.id, blocked=True)
     reply = await blocked.api.get("/me")
     assert reply.status == 403 and reply.error["code"] == "forbidden"
     reply = await blocked.api.post("/conferences", {"subject": "x", "duration_minutes": 5, "max_participants": 2})
@@ -120,7 +120,7 @@ async def test_blocked_account_is_refused(engine, api_server) -> None:
 async def test_session_cookie_works_and_writes_need_the_csrf_token(engine, api_server, user) -> None:
     from web.sessions import COOKIE_NAME
 
-    accounts = engine.services["accounts"]
+    accounts = engine.services.accounts
     cookie = await accounts.save_session(None, user.account.id, {"account_id": user.account.id, "csrf": "t0ken"})
     browser = ApiClient(api_server, cookies={COOKIE_NAME: cookie})
     reply = await browser.get("/me")
@@ -362,12 +362,9 @@ async def test_live_conference_control_end_to_end(api, engine, user, pstn) -> No
             assert reply.status == 400 and reply.error["field"], bad
 
         quality = await api.get(f"/conferences/{cid}/quality")
-        if "quality" in engine.services:
-            assert quality.status == 200
-            rows = {row["participant_id"]: row for row in quality.body["participants"]}
-            assert rows[rita["id"]]["verdict"] in ("good", "fair", "poor", "unknown")
-        else:
-            assert quality.status == 503 and quality.error["code"] == "unavailable"
+        assert quality.status == 200
+        rows = {row["participant_id"]: row for row in quality.body["participants"]}
+        assert rows[rita["id"]]["verdict"] in ("good", "fair", "poor", "unknown")
 
         added = await api.post(f"/conferences/{cid}/participants", {"number": "375290000301", "name": "Late"})
         assert added.status == 201, added.body
@@ -546,7 +543,7 @@ async def test_start_now_add_without_invite_live_roles_and_ringing_hangup(api, e
         assert joiner in dialled and later not in dialled
 
         # make chair, then guest: Asterisk's member flags follow, the same call stays in the room
-        stored = await engine.services["conferences"].get(None, cid)
+        stored = await engine.services.conferences.get(None, cid)
         room = stored.room
         call_id = next(p.call_id for p in stored.participants if p.id == early_id)
 
@@ -588,7 +585,7 @@ async def test_start_now_add_without_invite_live_roles_and_ringing_hangup(api, e
         assert gone["state"] == "failed" and gone["failure_reason"] == "cancelled", gone
 
         # manual extension stops at the cap shared with auto-extension
-        cap = (await engine.services["conferences"].get(None, cid)).extend_cap_minutes
+        cap = (await engine.services.conferences.get(None, cid)).extend_cap_minutes
         for _ in range(cap // 60):
             assert (await api.post(f"/conferences/{cid}/extend", {"minutes": 60})).status == 200
         refused = await api.post(f"/conferences/{cid}/extend", {"minutes": 15})

@@ -91,8 +91,6 @@ def _object_routes() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("method", "path"), _object_routes(), ids=lambda v: v if isinstance(v, str) else None)
 async def test_b_gets_404_on_every_object_route_of_a(engine, owner_a, intruder_b, method, path) -> None:
-    if path.endswith("/quality") and "quality" not in engine.services:
-        pytest.skip("the quality service (E2) is not installed in this engine")
     body = BODIES.get((method, _plain(path)))
     if body is not None and "participant_ids" in body:
         body = {"participant_ids": [owner_a["pid"]]}

@@ -64,7 +64,7 @@ async def test_guessable_passwords_are_refused(engine) -> None:
     from engine.domain.errors import ValidationError
     from tests.support.factories import random_phone
 
-    accounts = engine.services["accounts"]
+    accounts = engine.services.accounts
     phone = random_phone()
     for weak in ("aaaaaaaa", "aaaaaaaaaaaa", "1234567890", phone):
         with pytest.raises(ValidationError):

@@ -83,8 +83,6 @@ async def owner(engine, api_server) -> ApiUser:
 
 
 async def test_dial_in_caller_shows_up_live_in_the_owners_stream(engine, api_server, owner, sipp) -> None:
-    if "dialin" not in engine.services:
-        pytest.skip("dial-in (E2) is not installed in this engine")
     created = await owner.api.post("/conferences", {"subject": "Dial-in live", "start": "now",
                                                     "duration_minutes": 30, "max_participants": 5})
     assert created.status == 201, created.body
@@ -139,7 +137,7 @@ async def test_stream_sends_heartbeats_and_works_with_the_session_cookie(engine,
     created = await owner.api.post("/conferences", {"subject": "Quiet", "start": "now", "duration_minutes": 10,
                                                     "max_participants": 2})
     cid = created.body["id"]
-    cookie = await engine.services["accounts"].save_session(None, owner.account.id,
+    cookie = await engine.services.accounts.save_session(None, owner.account.id,
                                                             {"account_id": owner.account.id})
     baseline = len(engine.bus._subscribers)
     async with aiohttp.ClientSession(cookies={COOKIE_NAME: cookie}) as browser:

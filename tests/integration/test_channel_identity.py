@@ -93,7 +93,7 @@ def test_every_channel_action_takes_exact_names_only() -> None:
 
 
 async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server, sipp) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     # conference B: two real SIPp calls through the trunk
     owner_b = await create_account(engine.pool)
     numbers = [f"3752900{random_digits(2)}{n}00" for n in (1, 2)]
@@ -121,7 +121,7 @@ async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server,
     try:
         # conference A with its own owner, reached through the forged sessions and one real caller
         target = await create_conference(engine.pool, node_id=engine.settings.node_id)
-        token = (await engine.services["tokens"].issue(target.owner_id, "kick")).secret
+        token = (await engine.services.tokens.issue(target.owner_id, "kick")).secret
         api = ApiClient(api_server, token)
         forged = [("/./", "/./"), (victim.get("Channel"), victim.get("Uniqueid")),
                   ("/PJSIP/", f"{secrets.randbelow(10**9)}.1")]

@@ -52,7 +52,7 @@ async def test_account_and_token_created_by_cli_work_on_the_api(database_url, en
                           "--email", "ivan@example.org", "--language", "en", stdin=PASSWORD + "\n")
     assert created.returncode == 0, created.stderr
     assert phone in created.stdout
-    account = await engine.services["accounts"].authenticate(phone, PASSWORD)
+    account = await engine.services.accounts.authenticate(phone, PASSWORD)
     assert (account.name, account.email, account.language, account.role) == (
         "Ivan Petrov", "ivan@example.org", "en", "customer")
 
@@ -77,7 +77,7 @@ async def test_account_and_token_created_by_cli_work_on_the_api(database_url, en
     operator = await veche(database_url, "account", "create", operator_phone, "--password-stdin", "--role",
                            "operator", stdin=PASSWORD)
     assert operator.returncode == 0, operator.stderr
-    assert (await engine.services["accounts"].authenticate(operator_phone, PASSWORD)).role == "operator"
+    assert (await engine.services.accounts.authenticate(operator_phone, PASSWORD)).role == "operator"
 
 
 @pytest.mark.parametrize(("args", "stdin", "words"), [

@@ -23,7 +23,7 @@ NO_ANSWER = "375290005408"
 
 
 async def test_immediate_conference_dials_everyone(engine) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool)
     plan = ConferencePlan(
         subject="Планёрка", start=None, duration_minutes=30, max_participants=10,
@@ -77,7 +77,7 @@ async def test_immediate_conference_dials_everyone(engine) -> None:
 
 
 async def test_plan_rules(engine) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool, max_participants=5, max_concurrent_conferences=1)
     other = await create_account(engine.pool)
     base = ConferencePlan(subject="x", start=datetime.now(UTC) + timedelta(hours=1), duration_minutes=30,
@@ -124,7 +124,7 @@ async def test_scheduled_conference_starts_on_time_after_engine_restart(settings
     owner = await create_account(first.pool)
     starts_at = datetime.now(UTC) + timedelta(seconds=4)
     try:
-        conference = await first.services["conferences"].plan(owner, ConferencePlan(
+        conference = await first.services.conferences.plan(owner, ConferencePlan(
             subject="scheduled", start=starts_at, duration_minutes=10, max_participants=3,
             participants=(ParticipantPlan("375290006200"),)))
         assert conference.state == ConferenceState.SCHEDULED
@@ -135,7 +135,7 @@ async def test_scheduled_conference_starts_on_time_after_engine_restart(settings
     try:
         event = await wait_for_bus_event(second, lambda e: e.kind == "conference.started"
                                          and e.conference_id == conference.id, timeout=15)
-        service = second.services["conferences"]
+        service = second.services.conferences
         current = await service.get(owner, conference.id)
         assert current.state == ConferenceState.RUNNING
         assert abs((current.started_at - starts_at).total_seconds()) < 1.0, current.started_at - starts_at
@@ -151,7 +151,7 @@ async def test_scheduled_conference_starts_on_time_after_engine_restart(settings
 
 
 async def test_many_conferences_due_at_once(engine) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool, max_concurrent_conferences=10)
     starts_at = datetime.now(UTC) + timedelta(seconds=3)
     ids = [(await service.plan(owner, ConferencePlan(subject=f"batch {i}", start=starts_at, duration_minutes=5,
@@ -168,7 +168,7 @@ async def test_many_conferences_due_at_once(engine) -> None:
 
 
 async def test_dialout_rate_limit(engine) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool, max_dialouts_per_minute=2)
     conference = await service.plan(owner, ConferencePlan(
         subject="rate", start=None, duration_minutes=10, max_participants=5,
@@ -194,7 +194,7 @@ async def test_busy_callee_is_retried(settings: Settings, engine) -> None:
                                      retry_delay_seconds=0.5))
     await retrying.start()
     try:
-        service = retrying.services["conferences"]
+        service = retrying.services.conferences
         owner = await create_account(retrying.pool)
         conference = await service.plan(owner, ConferencePlan(
             subject="retry", start=None, duration_minutes=10, max_participants=2,
@@ -217,7 +217,7 @@ async def test_busy_callee_is_retried(settings: Settings, engine) -> None:
 
 async def test_conference_missed_while_engine_was_down(engine) -> None:
     """A scheduled conference whose whole time passed is marked failed, never started or dialled."""
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool)
     conference = await service.plan(owner, ConferencePlan(
         subject="missed", start=datetime.now(UTC) + timedelta(hours=1), duration_minutes=10, max_participants=2,
@@ -225,7 +225,7 @@ async def test_conference_missed_while_engine_was_down(engine) -> None:
     # as if the engine had been down: move the plan into the past behind the scheduler's back
     await engine.pool.execute("UPDATE conferences SET starts_at = now() - interval '1 hour', "
                               "ends_at = now() - interval '50 minutes' WHERE id = $1", conference.id)
-    engine.services["scheduler"].wake()
+    engine.services.scheduler.wake()
     event = await wait_for_bus_event(engine, lambda e: e.kind == "conference.failed"
                                      and e.conference_id == conference.id, timeout=10)
     assert event.data["reason"] == "missed"
@@ -243,7 +243,7 @@ async def test_new_engine_adopts_a_dial_out_in_progress(settings: Settings, engi
     try:
         ringing = asyncio.ensure_future(wait_for_bus_event(
             first, lambda e: e.kind == "participant.state" and e.data["state"] == "ringing"))
-        conference = await first.services["conferences"].plan(owner, ConferencePlan(
+        conference = await first.services.conferences.plan(owner, ConferencePlan(
             subject="adopt", start=None, duration_minutes=10, max_participants=2,
             participants=(ParticipantPlan("375290017408"),)))
         await ringing
@@ -252,7 +252,7 @@ async def test_new_engine_adopts_a_dial_out_in_progress(settings: Settings, engi
     second = Engine(node_settings.with_(agi_port=free_port()))
     await second.start()
     try:
-        service = second.services["conferences"]
+        service = second.services.conferences
 
         async def failed():
             participant = (await service.get(owner, conference.id)).participants[0]

@@ -49,7 +49,7 @@ async def participant(engine, call_id: str):
 
 
 def outcome_of(engine, caller: str):
-    return [o for o in engine.services["dialin"].outcomes if o.caller == caller][-1]
+    return [o for o in engine.services.dialin.outcomes if o.caller == caller][-1]
 
 
 async def test_chair_pin_joins_as_admin(engine, sipp) -> None:
@@ -96,7 +96,7 @@ async def test_three_wrong_pins_end_the_call_and_are_counted(engine, sipp) -> No
     assert await process.wait(30) == 0, process.log_text()[-2000:]  # Asterisk hung up on it
     outcome = outcome_of(engine, caller)
     assert outcome.wrong_entries == 3 and outcome.participant_id is None
-    failures = await engine.services["dialin"].repo.failures(caller=caller)
+    failures = await engine.services.dialin.repo.failures(caller=caller)
     assert [f["kind"] for f in failures] == ["pin", "pin", "pin"]
     assert {f["conference_id"] for f in failures} == {conference.id}
     assert await engine.pool.fetchval("SELECT count(*) FROM participants WHERE conference_id = $1",
@@ -109,7 +109,7 @@ async def test_unknown_conference_number_is_answered_like_a_wrong_pin(engine, si
     process = await sipp.caller("9#,,,,,,,,,8#,,,,,,,,,7#,,,,,,,,,6#", caller=caller)
     assert await process.wait(30) == 0, process.log_text()[-2000:]
     assert outcome_of(engine, caller).wrong_entries == 3
-    failures = await engine.services["dialin"].repo.failures(caller=caller)
+    failures = await engine.services.dialin.repo.failures(caller=caller)
     assert [(f["kind"], f["conference_number"]) for f in failures] == [("number", "9")] * 3
 
 
@@ -173,7 +173,7 @@ async def test_conference_not_started_or_over_is_refused(engine, sipp, state, st
 async def test_caller_with_many_recent_failures_is_refused_even_with_the_right_pin(engine, sipp) -> None:
     """Guessing across many calls gets nowhere: once a number has made too many wrong entries
     recently, its calls are refused before any PIN is checked."""
-    dialin = engine.services["dialin"]
+    dialin = engine.services.dialin
     conference = await create_conference(engine.pool, node_id=engine.settings.node_id)
     caller = random_caller()
     for _ in range(dialin.policy.caller_block_after):

@@ -34,7 +34,7 @@ PAUSE = ",,,,,,,,,"  # about 5 s: the previous answer and the next prompt play b
 
 
 def outcome_of(engine, caller: str):
-    found = [o for o in engine.services["dialin"].outcomes if o.caller == caller]
+    found = [o for o in engine.services.dialin.outcomes if o.caller == caller]
     assert found, f"no dial-in outcome for {caller}"
     return found[-1]
 
@@ -56,7 +56,7 @@ def wrong_pins(chair_pin: str, guest_pin: str, count: int) -> list[str]:
 @contextlib.contextmanager
 def policy(engine, **changes: object) -> Iterator[None]:
     """The dial-in guard's settings for one test (the session engine is shared)."""
-    dialin = engine.services["dialin"]
+    dialin = engine.services.dialin
     saved = dialin.policy
     dialin.policy = replace(saved, **changes)
     try:
@@ -78,7 +78,7 @@ async def no_withheld_failures(engine) -> AsyncIterator[None]:
 
 async def test_withheld_callers_share_one_counter_and_are_blocked_past_the_lower_threshold(
         engine, sipp, no_withheld_failures) -> None:
-    dialin = engine.services["dialin"]
+    dialin = engine.services.dialin
     threshold = dialin.policy.withheld_block_after
     assert threshold < dialin.policy.caller_block_after
     conference = await create_conference(engine.pool, node_id=engine.settings.node_id)
@@ -130,7 +130,7 @@ async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_show
         engine, sipp, api_server) -> None:
     from tests.support.api import PASSWORD
 
-    notifier = engine.services["notifier"]
+    notifier = engine.services.notifier
     email = f"owner-{secrets.token_hex(4)}@example.org"
     owner = await new_user(engine, api_server, email=email, language="en", name="Lock Owner")
     created = await owner.api.post("/conferences", {"subject": "Guarded", "start": "now", "duration_minutes": 30,

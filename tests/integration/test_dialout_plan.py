@@ -51,7 +51,7 @@ async def test_engine_ami_user_cannot_load_run_or_reload(engine, asterisk) -> No
 
 async def _engine_allows(engine, number: str) -> bool:
     """Does any account's plan (the default or an operator's group) let the engine dial it?"""
-    operator = engine.services["operator"]
+    operator = engine.services.operator
     plans = [operator.default_plan] + [
         operator.default_plan.for_group(tuple(g["patterns"] or ()), allow_international=g["allow_international"],
                                         allow_premium=g["allow_premium"])
@@ -97,7 +97,7 @@ async def _reaching_the_trunk(engine, pstn, numbers: list[str]) -> set[str]:
 
 
 async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, asterisk, pstn) -> None:
-    dialplan = engine.services["dialplan"]
+    dialplan = engine.services.dialplan
     dialplan.sink = asterisk.install_dialout  # the session's Asterisk is not the one `./veche run` names
     dialplan.installed = None
     try:
@@ -119,7 +119,7 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
         # the operator adds a group for the new short number: Asterisk learns it at once
         operator_id = await create_account(engine.pool, role="operator")
         group = f"dp-{secrets.token_hex(4)}"
-        await engine.services["operator"].save_group(operator_id, group, patterns=[new])
+        await engine.services.operator.save_group(operator_id, group, patterns=[new])
         assert new in (dialplan.installed.allowed if dialplan.installed else ())
         assert new in asterisk.cli("dialplan show veche-dialout")
         assert await _engine_allows(engine, new)
@@ -130,16 +130,16 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
         # through the engine too: an account of that group dials the number, the far end sees it
         customer = await create_account(engine.pool, plan_group=group)
         before = pstn.invited_numbers().count(new)
-        conference = await engine.services["conferences"].plan(customer, ConferencePlan(
+        conference = await engine.services.conferences.plan(customer, ConferencePlan(
             subject="group dial", start=None, duration_minutes=5, max_participants=2,
             participants=(ParticipantPlan(new),)))
 
         await far_end_saw(pstn, lambda invited: invited.count(new) > before, "the group's number")
-        await engine.services["conferences"].end(customer, conference.id)
+        await engine.services.conferences.end(customer, conference.id)
 
         # and the group's removal takes the number away from Asterisk again
         await engine.pool.execute("UPDATE accounts SET plan_group = 'default' WHERE id = $1", customer)
-        await engine.services["operator"].delete_group(operator_id, group)
+        await engine.services.operator.delete_group(operator_id, group)
         assert new not in asterisk.cli("dialplan show veche-dialout")
         assert await _reaching_the_trunk(engine, pstn, [new]) == set()
     finally:
@@ -148,7 +148,7 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
 
 async def test_short_numbers_are_the_operators_prefixes_only(engine, asterisk, pstn) -> None:
     """VECHE_SHORT_NUMBER_PREFIXES=5: 5xxx numbers reach the trunk, other short numbers do not."""
-    dialplan, operator = engine.services["dialplan"], engine.services["operator"]
+    dialplan, operator = engine.services.dialplan, engine.services.operator
     plans = dialplan.default_plan, operator.default_plan
     with_prefix = NumberPlan.from_settings(engine.settings.with_(short_number_prefixes=("5",)))
     dialplan.sink, dialplan.installed = asterisk.install_dialout, None

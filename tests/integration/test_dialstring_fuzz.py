@@ -56,7 +56,7 @@ DIAL_STRINGS = HANDWRITTEN + generated(100 - len(HANDWRITTEN))
 
 async def test_hundred_bad_dial_strings_never_originate(engine) -> None:
     assert len(DIAL_STRINGS) == 100 and len(set(DIAL_STRINGS)) == 100
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool, max_concurrent_conferences=5)
     running = await service.plan(owner, ConferencePlan(subject="fuzz", start=None, duration_minutes=10,
                                                        max_participants=5))

@@ -51,7 +51,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         await engine.start()
         links: asyncio.Queue[bool] = asyncio.Queue()
         engine.ami.on_link_change(lambda node, up: links.put_nowait(up))
-        async with TestClient(TestServer(init_app(engine))) as http:
+        async with TestClient(TestServer(init_app(engine.services))) as http:
             yield Stack(engine, asterisk, postgres, http, links)
     finally:
         await engine.stop()

@@ -105,12 +105,10 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
     """Every field through the real API: accepted text is stored normalised, refused text gets
     422 naming the field; every accepted conference gets its delivery rows from the real notifier
     and its mail at aiosmtpd; the sweep and the reminder scan finish."""
-    original = engine.services.get("notifier")
-    if original is not None:
-        await original.stop()
+    original = engine.services.notifier
+    await original.stop()
     notifier = Notifier(mail_settings(settings, settings.database_url, smtp.port), engine.pool, engine.bus)
     await notifier.start()
-    engine.services["notifier"] = notifier
     try:
         owner_mail = f"text-owner-{secrets.token_hex(4)}@example.org"
         user = await new_user(engine, api_server, email=owner_mail, max_concurrent_conferences=1000)
@@ -171,9 +169,7 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
             assert {s["status"] for s in statuses} == {"sent"}, statuses
     finally:
         await notifier.stop()
-        if original is not None:
-            engine.services["notifier"] = original
-            await original.start()
+        await original.start()
 
 
 async def test_legacy_hostile_subject_fails_alone_and_the_other_reminder_is_on_time(
@@ -250,7 +246,7 @@ async def portal(engine):
 
     from web.app import init_app
 
-    server = TestServer(init_app(engine), host="127.0.0.1")
+    server = TestServer(init_app(engine.services), host="127.0.0.1")
     await server.start_server()
     yield server
     await server.close()
@@ -299,8 +295,8 @@ async def test_card_shows_a_message_that_could_not_be_built(portal, engine) -> N
         starts_at, starts_at + timedelta(minutes=30))
     await engine.pool.execute("INSERT INTO participants (conference_id, number, name, email) "
                               "VALUES ($1, '375291234567', 'Olga', 'card-olga@example.org')", conference_id)
-    await engine.services["notifier"].reconcile(conference_id)
-    token = (await engine.services["tokens"].issue(account.id, "card")).secret
+    await engine.services.notifier.reconcile(conference_id)
+    token = (await engine.services.tokens.issue(account.id, "card")).secret
     reply = await ApiClient(portal, token).get(f"/conferences/{conference_id}/deliveries")
     statuses = reply.body["deliveries"]
     assert reply.status == 200 and {s["status"] for s in statuses} == {"failed"} and len(statuses) == 2, statuses

@@ -35,7 +35,7 @@ async def room_info(engine, room: str):
 
 
 async def wait_connected(engine, owner: int, conference_id: int, count: int):
-    service = engine.services["conferences"]
+    service = engine.services.conferences
 
     async def check():
         current = await service.get(owner, conference_id)
@@ -47,7 +47,7 @@ async def wait_connected(engine, owner: int, conference_id: int, count: int):
 async def test_invited_participants_enter_a_locked_room_dialin_guests_do_not(engine, sipp) -> None:
     """Lock -> invite -> connected (added, re-dialled); a guest dialling in is refused, a chair PIN
     gets in; the ConfBridge room stays locked throughout."""
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool)
     conference = await service.plan(owner, ConferencePlan(
         subject="locked, invited", start=None, duration_minutes=30, max_participants=6,
@@ -115,7 +115,7 @@ async def start_with_caller(engine, sipp, owner: ApiUser, pin_field: str, steps:
 
 async def press(engine, caller: KeypadCaller, participant_id: int) -> KeypadAnswer:
     """Press the caller's next key; the engine's answer to it (awaited, not slept for)."""
-    keypad = engine.services["keypad"]
+    keypad = engine.services.keypad
     before = len([a for a in keypad.answers if a.participant_id == participant_id])
     digits = await caller.press()
 
@@ -232,7 +232,7 @@ async def test_guest_keypad(engine, sipp, owner: ApiUser) -> None:
 async def test_keypad_session_from_no_participant_acts_on_nothing(engine) -> None:
     """A FastAGI session to the keypad route naming a channel the engine never put in a room (a
     forged Uniqueid), or coming from another context, gets no command and changes nothing."""
-    keypad = engine.services["keypad"]
+    keypad = engine.services.keypad
     sessions = [("veche-keypad", "3", "forged-uniqueid"), ("veche-dialin", "3", "forged-uniqueid"),
                 ("veche-keypad", "33", "forged-uniqueid")]
     for context, key, uniqueid in sessions:
@@ -275,7 +275,7 @@ async def test_invited_guest_keys_through_the_dial_out_leg(engine, owner: ApiUse
                          if c.get("Channel", "").startswith("PJSIP/") and c.get("Linkedid") == call_id)
         sip_call_id = await engine.ami.getvar(trunk_leg, "CHANNEL(pjsip,call-id)")
         await send_info(int(engine.settings.trunk_target.rsplit(":", 1)[1]), sip_call_id, 101)
-        keypad = engine.services["keypad"]
+        keypad = engine.services.keypad
 
         async def answered():
             return next((a for a in keypad.answers if a.participant_id == guest_id and a.done), None)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.stack
 async def client(engine) -> AsyncIterator[PortalClient]:
     from web.app import init_app
 
-    server = TestServer(init_app(engine), host="127.0.0.1")
+    server = TestServer(init_app(engine.services), host="127.0.0.1")
     await server.start_server()
     instance = PortalClient(str(server.make_url("/")), engine)
     yield instance

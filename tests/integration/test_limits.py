@@ -34,7 +34,7 @@ def _body(subject: str, numbers: list[str]) -> dict:
 
 async def _settled(engine, owner: int, conference_ids: list[int]) -> list | None:
     """Every participant of the conferences connected or failed (None while some are not)."""
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     participants = [p for cid in conference_ids for p in (await service.get(owner, cid)).participants]
     return participants if all(p.state in ("connected", "failed") for p in participants) else None
 
@@ -47,7 +47,7 @@ async def _why_failed(engine, conference_ids: list[int]) -> dict[str, int]:
 
 
 async def test_parallel_immediate_conferences_stay_within_the_account_limits(engine, api_server, pstn) -> None:
-    calls = engine.services["calls"]
+    calls = engine.services.calls
     user = await new_user(engine, api_server, max_concurrent_conferences=3, max_participants=50,
                           max_concurrent_calls=4)
     owner = user.account.id
@@ -74,7 +74,7 @@ async def test_parallel_immediate_conferences_stay_within_the_account_limits(eng
     assert await calls.slots.live_calls(owner) == 4
 
     # a hangup releases its slot: one more call fits, and then none
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     gone = connected[0]
     await service.kick(owner, gone.conference_id, gone.id)
     waiting = [p for p in participants if p.state == "failed"]
@@ -84,7 +84,7 @@ async def test_parallel_immediate_conferences_stay_within_the_account_limits(eng
     assert reply.status == 429 and "4 outbound calls at the same time" in reply.error["message"], reply.body
 
     async def redialled_connected():
-        current = await engine.services["conferences"].get(owner, waiting[0].conference_id)
+        current = await engine.services.conferences.get(owner, waiting[0].conference_id)
         return next((p for p in current.participants if p.id == waiting[0].id and p.state == "connected"), None)
 
     await wait_until(engine, redialled_connected, timeout=20, what="the re-invited participant connected")
@@ -95,7 +95,7 @@ async def test_parallel_immediate_conferences_stay_within_the_account_limits(eng
 
 
 async def test_the_system_cap_holds_across_accounts(engine, api_server, pstn) -> None:
-    calls = engine.services["calls"]
+    calls = engine.services.calls
     saved = calls.max_concurrent_calls
     calls.max_concurrent_calls = await calls.slots.live_calls() + 3
     since = pstn.message_offset()
@@ -120,7 +120,7 @@ async def test_the_system_cap_holds_across_accounts(engine, api_server, pstn) ->
 
 
 async def test_a_blast_does_not_hold_up_another_accounts_small_conference(engine, api_server, pstn) -> None:
-    calls = engine.services["calls"]
+    calls = engine.services.calls
     saved = calls.pacer
     calls.pacer = pacer = Pacer(5)  # slow enough that the order of the slots shows
     since = pstn.message_offset()
@@ -175,8 +175,8 @@ async def test_a_blast_does_not_hold_up_another_accounts_small_conference(engine
 
 
 async def test_operator_sets_the_concurrent_calls_limit_by_api_and_page(engine, api_server) -> None:
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator")
-    api = ApiClient(api_server, (await engine.services["tokens"].issue(operator.id, "operator")).secret)
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
+    api = ApiClient(api_server, (await engine.services.tokens.issue(operator.id, "operator")).secret)
     phone = random_account_phone()
     created = await api.post("/operator/accounts", {"phone": phone, "password": PASSWORD, "max_concurrent_calls": 7})
     assert created.status == 201 and created.body["max_concurrent_calls"] == 7, created.body
@@ -186,7 +186,7 @@ async def test_operator_sets_the_concurrent_calls_limit_by_api_and_page(engine, 
         assert refused.status in (400, 422) and refused.error["field"] == "max_concurrent_calls", (bad, refused.body)
     changed = await api.call("PATCH", f"/operator/accounts/{account_id}", {"max_concurrent_calls": 12})
     assert changed.status == 200 and changed.body["max_concurrent_calls"] == 12
-    assert (await engine.services["accounts"].repository.get(account_id)).max_concurrent_calls == 12
+    assert (await engine.services.accounts.repository.get(account_id)).max_concurrent_calls == 12
 
     portal = PortalClient(str(api_server.make_url("/")), engine)
     try:
@@ -197,7 +197,7 @@ async def test_operator_sets_the_concurrent_calls_limit_by_api_and_page(engine, 
             "name": "", "email": "", "language": "ru", "plan_group": "default", "max_participants": "50",
             "max_concurrent_conferences": "3", "max_dialouts_per_minute": "120", "max_concurrent_calls": "5"})
         assert saved.status == 200, saved.text[-500:]
-        assert (await engine.services["accounts"].repository.get(account_id)).max_concurrent_calls == 5
+        assert (await engine.services.accounts.repository.get(account_id)).max_concurrent_calls == 5
         entries = (await api.get(f"/operator/audit?account_id={account_id}")).body["entries"]
         assert any(e["action"] == "account.updated" and e["detail"].get("max_concurrent_calls") == 5 for e in entries)
     finally:

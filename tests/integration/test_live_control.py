@@ -32,7 +32,7 @@ async def room_info(engine, room: str) -> AmiEvent | None:
 
 
 async def all_connected(engine, owner: int, conference_id: int, count: int):
-    service = engine.services["conferences"]
+    service = engine.services.conferences
 
     async def check():
         current = await service.get(owner, conference_id)
@@ -43,7 +43,7 @@ async def all_connected(engine, owner: int, conference_id: int, count: int):
 
 
 async def test_live_control(engine) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool)
     stranger = await create_account(engine.pool)
     conference = await service.plan(owner, ConferencePlan(
@@ -126,7 +126,7 @@ async def fast_engine(settings: Settings, engine):
 async def test_deadline_warns_extends_once_then_ends(fast_engine) -> None:
     """A 10-"minute" (3 s) conference with a connected participant hears the warning, is
     auto-extended by its 15-minute step, and ends at the next deadline because of the cap."""
-    service = fast_engine.services["conferences"]
+    service = fast_engine.services.conferences
     owner = await create_account(fast_engine.pool)
     announcer_joined = asyncio.get_running_loop().create_future()
 
@@ -162,7 +162,7 @@ async def test_deadline_warns_extends_once_then_ends(fast_engine) -> None:
 
 
 async def test_deadline_ends_on_time_when_nobody_is_connected(fast_engine) -> None:
-    service = fast_engine.services["conferences"]
+    service = fast_engine.services.conferences
     owner = await create_account(fast_engine.pool)
     conference = await service.plan(owner, ConferencePlan(
         subject="empty", start=None, duration_minutes=5, max_participants=3, auto_extend_minutes=15))
@@ -174,7 +174,7 @@ async def test_deadline_ends_on_time_when_nobody_is_connected(fast_engine) -> No
 
 
 async def test_lock_before_anyone_joined_applies_when_the_room_opens(engine) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool)
     conference = await service.plan(owner, ConferencePlan(subject="locked early", start=None, duration_minutes=10,
                                                           max_participants=3))

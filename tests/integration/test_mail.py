@@ -37,7 +37,6 @@ from engine.app import Engine
 from engine.config import Settings
 from engine.domain.errors import NotFound
 from engine.domain.model import ConferencePlan, ParticipantPlan
-from engine.services import notifier as notifier_module
 from engine.services.bus import DomainEvent
 from engine.services.notifier import Notifier
 from engine.stack import free_port
@@ -203,7 +202,7 @@ class NotifierInstance:
 
     async def open(self, start: bool = False) -> Notifier:
         self.engine.pool = await create_pool(self.engine.settings.database_url, min_size=1, max_size=4)
-        self.notifier = await notifier_module.install(self.engine)
+        self.notifier = Notifier(self.engine.settings, self.engine.pool, self.engine.bus)
         if start:
             await self.notifier.start()
         else:  # driven by the test: bus events, but no background loops
@@ -601,16 +600,12 @@ async def test_starttls_and_login(settings: Settings, mail_database: str, instan
 
 @pytest.mark.stack
 async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings, engine) -> None:
-    """Invitation, update and cancellation driven by engine.services["conferences"]."""
-    conferences = engine.services.get("conferences")
-    if conferences is None:
-        pytest.skip("the conference service is not installed yet")
-    original = engine.services.get("notifier")
-    if original is not None:
-        await original.stop()
+    """Invitation, update and cancellation driven by engine.services.conferences."""
+    conferences = engine.services.conferences
+    original = engine.services.notifier
+    await original.stop()
     notifier = Notifier(mail_settings(settings, settings.database_url, smtp.port), engine.pool, engine.bus)
     await notifier.start()
-    engine.services["notifier"] = notifier
     try:
         ours = {"svc-petr@example.org", "svc-chair@example.org"}
         owner = await make_account(engine.pool, email_address="svc-chair@example.org", language="en",
@@ -646,6 +641,4 @@ async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings,
         assert [s["status"] for s in statuses if not s["email"]] == ["not_available"]
     finally:
         await notifier.stop()
-        if original is not None:
-            engine.services["notifier"] = original
-            await original.start()
+        await original.start()

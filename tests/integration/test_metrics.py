@@ -55,7 +55,7 @@ def names(samples: dict) -> set[str]:
 async def http(engine) -> AsyncIterator[TestClient]:
     from web.app import init_app
 
-    async with TestClient(TestServer(init_app(engine))) as client:
+    async with TestClient(TestServer(init_app(engine.services))) as client:
         yield client
 
 
@@ -75,7 +75,7 @@ async def test_metrics_are_not_on_the_web_port(engine, http: TestClient) -> None
 
 
 async def test_metrics_token_is_required_when_set(engine) -> None:
-    server = TestServer(metrics_app(engine.services["metrics"], "scrape-secret-123"), host="127.0.0.1")
+    server = TestServer(metrics_app(engine.services.metrics, "scrape-secret-123"), host="127.0.0.1")
     async with TestClient(server) as client:
         assert (await client.get("/metrics")).status == 401
         wrong = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-124"})
@@ -100,7 +100,7 @@ async def test_metrics_are_exposed(engine, http: TestClient) -> None:
 
 async def test_counters_move_with_a_real_conference(engine, http: TestClient, sipp) -> None:
     node = engine.settings.node_id
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     before = await scrape(http)
 
     owner = await create_account(engine.pool)

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.stack
 
 
 async def _operator(engine, api_server) -> tuple[object, ApiClient]:
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator")
-    issued = await engine.services["tokens"].issue(operator.id, "operator")
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
+    issued = await engine.services.tokens.issue(operator.id, "operator")
     return operator, ApiClient(api_server, issued.secret)
 
 
@@ -49,7 +49,7 @@ async def test_operator_creates_account_and_customer_is_refused_over_its_limit(e
             ("auto_extend_minutes", "0"), ("guest_pin_required", "on")], token=form.csrf)
         assert refused.status == 409
         assert "3" in refused.text and ("participants" in refused.text or "участник" in refused.text)
-        assert await engine.services["conferences"].list(created.body["id"], None) == []
+        assert await engine.services.conferences.list(created.body["id"], None) == []
         forbidden = await portal.get("/operator")
         assert forbidden.status == 403
     finally:
@@ -67,13 +67,13 @@ async def test_blocked_account_cannot_log_in_use_tokens_or_start_conferences(eng
     phone = random_account_phone()
     created = (await api.post("/operator/accounts", {"phone": phone, "password": PASSWORD})).body
     customer_id = created["id"]
-    token = (await engine.services["tokens"].issue(customer_id, "integration")).secret
+    token = (await engine.services.tokens.issue(customer_id, "integration")).secret
     customer_api = ApiClient(api_server, token)
     assert (await customer_api.get("/me")).status == 200
     assert (await customer_api.get("/operator/accounts")).status == 403  # customers are not operators
 
     soon = datetime.now(UTC) + timedelta(seconds=3)
-    conferences = engine.services["conferences"]
+    conferences = engine.services.conferences
     scheduled = await conferences.plan(customer_id, ConferencePlan(subject="Later", start=soon, duration_minutes=5,
                                                                    max_participants=2))
     blocked = await api.post(f"/operator/accounts/{customer_id}/block")
@@ -109,7 +109,7 @@ async def test_blocked_account_cannot_log_in_use_tokens_or_start_conferences(eng
 async def test_operator_sees_and_ends_running_conferences_and_manages_plan_groups(engine, api_server) -> None:
     _, api = await _operator(engine, api_server)
     customer = (await api.post("/operator/accounts", {"phone": random_account_phone(), "password": PASSWORD})).body
-    running = await engine.services["conferences"].plan(
+    running = await engine.services.conferences.plan(
         customer["id"], ConferencePlan(subject="Live", start=None, duration_minutes=10, max_participants=3))
     view = await api.get("/operator/conferences")
     assert view.status == 200
@@ -125,14 +125,14 @@ async def test_operator_sees_and_ends_running_conferences_and_manages_plan_group
     assert group.status == 200 and group.body["patterns"] == ["_1XXX"]
     moved = await api.call("PATCH", f"/operator/accounts/{customer['id']}", {"plan_group": "internal-only"})
     assert moved.status == 200 and moved.body["plan_group"] == "internal-only"
-    plan = await engine.services["operator"].number_plan_for(customer["id"])
+    plan = await engine.services.operator.number_plan_for(customer["id"])
     assert plan.is_allowed("1234") and not plan.is_allowed("375291234567")
     in_use = await api.call("DELETE", "/operator/plan-groups/internal-only")
     assert in_use.status == 409
 
 
 async def test_audit_log_is_append_only(engine) -> None:
-    await engine.services["audit"].record("test.entry", actor="test", detail={"x": 1})
+    await engine.services.audit.record("test.entry", actor="test", detail={"x": 1})
     async with engine.pool.acquire() as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("UPDATE audit_log SET action = 'forged'")
@@ -162,7 +162,7 @@ async def test_operator_pages_render(engine, api_server) -> None:
         assert created.status == 200 and phone in created.text, created.text[-1000:]
         blocked = await portal.post(URL(created.url).path + "/block", {})
         assert blocked.status == 200
-        account = await engine.services["accounts"].repository.by_phone(phone)
+        account = await engine.services.accounts.repository.by_phone(phone)
         assert account[0].blocked is True
     finally:
         await portal.close()
@@ -175,8 +175,8 @@ async def test_api_rate_limit_answers_429_with_json_and_retry_after(engine, api_
 
     api_app = next(r._app for r in api_server.app.router.resources() if isinstance(r, PrefixedSubAppResource))
     limiter = api_app[API_LIMITER]
-    customer = await engine.services["accounts"].create(random_account_phone(), PASSWORD)
-    token = (await engine.services["tokens"].issue(customer.id, "burst")).secret
+    customer = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    token = (await engine.services.tokens.issue(customer.id, "burst")).secret
     saved = limiter.per_minute
     limiter.per_minute = 3  # this account's fresh bucket holds 3 requests
     try:

@@ -41,7 +41,7 @@ async def members(engine, room: str) -> list:
 
 
 def outcome_of(engine, caller: str):
-    return [o for o in engine.services["dialin"].outcomes if o.caller == caller][-1]
+    return [o for o in engine.services.dialin.outcomes if o.caller == caller][-1]
 
 
 async def test_guest_waits_for_the_chair_and_each_session_is_one_history_entry(engine, api_server, sipp) -> None:

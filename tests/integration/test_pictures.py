@@ -57,7 +57,7 @@ async def test_timeline_network_and_load_pictures(engine, sipp, api_server) -> N
     finally:
         await portal.close()
 
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator")
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
     desk = PortalClient(str(api_server.make_url("/")), engine)
     try:
         await desk.login(operator.phone)
@@ -67,16 +67,16 @@ async def test_timeline_network_and_load_pictures(engine, sipp, api_server) -> N
         series = {g.get("data-series"): g for g in load.iter(f"{SVG_NS}g") if g.get("data-series")}
         assert set(series) == {"calls", "participants", "conferences"}
         assert all(int(g.get("data-points")) >= 1 for g in series.values())
-        samples = await engine.services["pictures"].load()
+        samples = await engine.services.pictures.load()
         assert max(s["participants"] for s in samples) >= 2 and max(s["calls"] for s in samples) >= 2
     finally:
         await desk.close()
 
 
 async def test_samples_are_purged_after_the_retention(engine) -> None:
-    pictures = engine.services["pictures"]
+    pictures = engine.services.pictures
     owner = await new_account(engine)
-    conference = await engine.services["conferences"].plan(owner.id, ConferencePlan(
+    conference = await engine.services.conferences.plan(owner.id, ConferencePlan(
         subject="old", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=10, max_participants=2,
         participants=(ParticipantPlan("375290007201"),)))
     old = datetime.now(UTC) - timedelta(days=engine.settings.sample_retention_days, minutes=5)
@@ -88,7 +88,7 @@ async def test_samples_are_purged_after_the_retention(engine) -> None:
     assert await pictures.purge() >= 2
     assert await engine.pool.fetchval("SELECT count(*) FROM load_samples WHERE at = $1", old) == 0
     assert [s["at"] for s in await pictures.repo.quality_samples(conference.id)] == [fresh]
-    await engine.services["conferences"].cancel(owner.id, conference.id)
+    await engine.services.conferences.cancel(owner.id, conference.id)
 
 
 def test_sample_intervals_must_be_positive() -> None:

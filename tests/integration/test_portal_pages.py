@@ -22,7 +22,7 @@ pytestmark = pytest.mark.stack
 async def portal(engine) -> AsyncIterator[TestServer]:
     from web.app import init_app
 
-    server = TestServer(init_app(engine), host="127.0.0.1")
+    server = TestServer(init_app(engine.services), host="127.0.0.1")
     await server.start_server()
     yield server
     await server.close()
@@ -82,7 +82,7 @@ async def test_wrong_captcha_is_refused_and_used_up(client: PortalClient, engine
                                         "captcha_id": form.captcha_id, "captcha": "WRONG"}, token=form.csrf)
     assert page.status == 400
     assert 'data-test="login-error"' in page.text
-    assert await engine.services["captcha"].answer_for_test(form.captcha_id) is None, "single use"
+    assert await engine.services.captcha.answer_for_test(form.captcha_id) is None, "single use"
     # the right answer to the used CAPTCHA no longer works either
     page = await client.post("/login", {"phone": account.phone, "password": PASSWORD,
                                         "captcha_id": form.captcha_id, "captcha": answer}, token=page.csrf)
@@ -117,11 +117,11 @@ async def test_csrf_token_is_required_on_every_form(client: PortalClient, engine
     wrong = await client.post("/settings/profile", {"name": "Mallory", "email": "", "language": "ru"},
                               token="forged-token")
     assert wrong.status == 403
-    assert (await engine.services["accounts"].get(account.id)).name == ""
+    assert (await engine.services.accounts.get(account.id)).name == ""
     await client.get("/settings")
     accepted = await client.post("/settings/profile", {"name": "Alice", "email": "a@example.com", "language": "ru"})
     assert accepted.status == 200
-    assert (await engine.services["accounts"].get(account.id)).name == "Alice"
+    assert (await engine.services.accounts.get(account.id)).name == "Alice"
     # login without the token is refused too, and the API refuses cookie writes without the header
     anonymous = PortalClient(client.base_url, engine)
     assert (await anonymous.post("/login", {"phone": account.phone, "password": PASSWORD}, csrf=False)).status == 403
@@ -153,7 +153,7 @@ async def test_every_screen_renders_in_both_languages(client: PortalClient, engi
     words = {"ru": ("Планирование", "Помощь"), "en": ("Planning", "Help")}
     for lang in ("ru", "en"):
         await client.post("/language", {"lang": lang, "next": "/planning"})
-        assert (await engine.services["accounts"].get(account.id)).language == lang
+        assert (await engine.services.accounts.get(account.id)).language == lang
         for path in screens:
             page = await client.get(path)
             assert page.status == 200, (lang, path)
@@ -251,7 +251,7 @@ async def test_plan_card_edit_cancel(client: PortalClient, engine) -> None:
         ("reminder", "on"), ("reminder_minutes", "60")], token=form.csrf)
     assert page.status == 200 and "/conferences/" in page.url, page.text[:2000]
     conference_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-    conference = await engine.services["conferences"].get(account.id, conference_id)
+    conference = await engine.services.conferences.get(account.id, conference_id)
     assert conference.auto_extend_minutes == 15 and conference.reminder_minutes == 60
     assert [p.number for p in conference.participants] == ["375290001200"]
     assert "Board &lt;b&gt;meeting&lt;/b&gt;" in page.text and "<b>meeting</b>" not in page.text
@@ -272,11 +272,11 @@ async def test_plan_card_edit_cancel(client: PortalClient, engine) -> None:
         ("p_number", "375290001200"), ("p_name", "Olga"), ("p_email", ""), ("guest_pin_required", "on"),
         ("auto_extend_minutes", "0")])
     assert page.status == 200, page.text[:2000]
-    conference = await engine.services["conferences"].get(account.id, conference_id)
+    conference = await engine.services.conferences.get(account.id, conference_id)
     assert conference.subject == "Board meeting (moved)" and conference.duration_minutes == 90
     page = await client.post(f"/conferences/{conference_id}/cancel", {})
     assert page.status == 200
-    assert str((await engine.services["conferences"].get(account.id, conference_id)).state) == "cancelled"
+    assert str((await engine.services.conferences.get(account.id, conference_id)).state) == "cancelled"
 
 
 async def test_planning_errors_keep_the_form(client: PortalClient, engine) -> None:
@@ -300,7 +300,7 @@ async def test_templates_start_the_planning_form(client: PortalClient, engine) -
         ("p_number", "375290001201"), ("p_name", "Petr"), ("p_email", ""),
         ("auto_extend_minutes", "30"), ("template_name", "Weekly"), ("template_default", "on")], token=form.csrf)
     assert page.status == 200
-    templates = await engine.services["addressbook"].templates(account.id)
+    templates = await engine.services.addressbook.templates(account.id)
     assert [(t.name, t.is_default, t.max_participants) for t in templates] == [("Weekly", True, 7)]
     planning = await client.get("/planning")
     assert 'value="Weekly sync"' in planning.text and 'value="375290001201"' in planning.text
@@ -313,9 +313,9 @@ async def test_templates_start_the_planning_form(client: PortalClient, engine) -
         ("max_participants", "8"), ("auto_extend_minutes", "0"), ("p_number", "375290001201"), ("p_name", "Petr"),
         ("p_email", "")])
     assert saved.status == 200
-    assert (await engine.services["addressbook"].template(account.id, templates[0].id)).max_participants == 8
+    assert (await engine.services.addressbook.template(account.id, templates[0].id)).max_participants == 8
     page = await client.post(f"/settings/templates/{templates[0].id}/delete", {})
-    assert page.status == 200 and await engine.services["addressbook"].templates(account.id) == []
+    assert page.status == 200 and await engine.services.addressbook.templates(account.id) == []
 
 
 async def test_contacts_rooms_escape_and_search(client: PortalClient, engine) -> None:
@@ -340,11 +340,11 @@ async def test_contacts_rooms_escape_and_search(client: PortalClient, engine) ->
 async def test_another_account_gets_404_everywhere(client: PortalClient, other_client: PortalClient, engine) -> None:
     alice = await new_account(engine)
     bob = await new_account(engine)
-    conference = await engine.services["conferences"].plan(alice.id, ConferencePlan(
+    conference = await engine.services.conferences.plan(alice.id, ConferencePlan(
         subject="Alice only", start=datetime.now(UTC) + timedelta(days=3), duration_minutes=30, max_participants=3,
         participants=(ParticipantPlan("375290001299", "Z"),)))
-    contact = await engine.services["addressbook"].add_contact(alice.id, "Secret", "375291119999")
-    template = await engine.services["addressbook"].create_template(alice.id, {"name": "Alice's"})
+    contact = await engine.services.addressbook.add_contact(alice.id, "Secret", "375291119999")
+    template = await engine.services.addressbook.create_template(alice.id, {"name": "Alice's"})
     await other_client.login(bob.phone)
     for path in (f"/conferences/{conference.id}", f"/conferences/{conference.id}/console",
                  f"/conferences/{conference.id}/edit", f"/conferences/{conference.id}/state",
@@ -359,8 +359,8 @@ async def test_another_account_gets_404_everywhere(client: PortalClient, other_c
                  f"/settings/templates/{template.id}/default"):
         page = await other_client.post(path, {"minutes": "15"}, token=(await other_client.get("/help")).csrf)
         assert page.status == 404, path
-    assert (await engine.services["addressbook"].contact(alice.id, contact.id)).name == "Secret"
-    assert str((await engine.services["conferences"].get(alice.id, conference.id)).state) == "scheduled"
+    assert (await engine.services.addressbook.contact(alice.id, contact.id)).name == "Secret"
+    assert str((await engine.services.conferences.get(alice.id, conference.id)).state) == "scheduled"
     contacts = await other_client.get("/settings/contacts")
     assert "Secret" not in contacts.text
 
@@ -381,10 +381,10 @@ async def test_logout_revokes_the_session(client: PortalClient, engine) -> None:
 async def test_history_lists_and_exports(client: PortalClient, engine) -> None:
     account = await new_account(engine)
     await client.login(account.phone)
-    conference = await engine.services["conferences"].plan(account.id, ConferencePlan(
+    conference = await engine.services.conferences.plan(account.id, ConferencePlan(
         subject="Quick one", start=None, duration_minutes=5, max_participants=2, auto_invite=False,
         participants=(ParticipantPlan("375290001207", "Dmitry"),)))
-    await engine.services["conferences"].end(account.id, conference.id)
+    await engine.services.conferences.end(account.id, conference.id)
     page = await client.get("/history?range=today")
     assert f'data-conference="{conference.id}"' in page.text and "Dmitry" in page.text
     detail = await client.get(f"/history/{conference.id}")
@@ -409,7 +409,7 @@ async def test_settings_errors_render_the_form_again(client: PortalClient, engin
     page = await client.post("/settings/password", {"old_password": PASSWORD, "new_password": "new-password-1",
                                                     "new_password_again": "new-password-1"}, token=page.csrf)
     assert page.status == 200 and "/settings" in page.url
-    await engine.services["accounts"].authenticate(account.phone, "new-password-1")
+    await engine.services.accounts.authenticate(account.phone, "new-password-1")
 
 
 async def test_roles_in_planning_templates_and_the_edit_form(client: PortalClient, engine) -> None:
@@ -424,7 +424,7 @@ async def test_roles_in_planning_templates_and_the_edit_form(client: PortalClien
         ("subject", "Board"), ("when", "now"), ("duration_minutes", "30"), ("max_participants", "5"),
         *rows, ("auto_extend_minutes", "0"), ("template_name", "Board"), ("template_default", "on")], token=form.csrf)
     assert page.status == 200
-    template = (await engine.services["addressbook"].templates(account.id))[0]
+    template = (await engine.services.addressbook.templates(account.id))[0]
     assert [p.role for p in template.participants] == ["chair", "guest"]
     planning = await client.get("/planning")
     assert planning.text.count('<option value="chair" selected>') == 1
@@ -432,7 +432,7 @@ async def test_roles_in_planning_templates_and_the_edit_form(client: PortalClien
         ("subject", "Board"), ("when", "later"), ("date", "2031-01-15"), ("time", "10:00"),
         ("duration_minutes", "30"), ("max_participants", "5"), ("auto_extend_minutes", "0"), *rows])
     assert page.status == 200
-    planned = [c for c in await engine.services["conferences"].list(account.id) if c.subject == "Board"]
+    planned = [c for c in await engine.services.conferences.list(account.id) if c.subject == "Board"]
     assert len(planned) == 1
     assert {p.number: str(p.role) for p in planned[0].participants} == {"375290001301": "chair",
                                                                          "375290001302": "guest"}
@@ -442,5 +442,5 @@ async def test_roles_in_planning_templates_and_the_edit_form(client: PortalClien
         ("subject", "Bad"), ("when", "now"), ("duration_minutes", "30"), ("max_participants", "5"),
         ("p_number", "375290001303"), ("p_name", ""), ("p_email", ""), ("p_role", "boss"),
         ("auto_extend_minutes", "0"), ("template_name", "Bad")], token=edit.csrf)
-    assert bad.status in (200, 400) and not [t for t in await engine.services["addressbook"].templates(account.id)
+    assert bad.status in (200, 400) and not [t for t in await engine.services.addressbook.templates(account.id)
                                              if t.name == "Bad"]

@@ -32,8 +32,8 @@ def tone(path: Path, seconds: float = 1.5, rate: int = 44100, channels: int = 2)
 
 
 async def _operator(engine, api_server) -> tuple[object, ApiClient]:
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator")
-    issued = await engine.services["tokens"].issue(operator.id, "operator")
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
+    issued = await engine.services.tokens.issue(operator.id, "operator")
     return operator, ApiClient(api_server, issued.secret)
 
 
@@ -105,7 +105,7 @@ async def test_uploaded_wav_and_mp3_are_heard_by_a_dialin_caller_until_deleted(e
 
 async def test_hostile_uploads_are_refused_with_a_clear_error(engine, api_server, tmp_path) -> None:
     _, api = await _operator(engine, api_server)
-    limits = engine.services["prompts"].limits
+    limits = engine.services.prompts.limits
 
     not_audio = await upload(api, "ru", "goodbye", b"#!/bin/sh\nrm -rf /\n" * 10, "text/plain")
     assert not_audio.status == 400 and not_audio.error["field"] == "file"
@@ -130,7 +130,7 @@ async def test_hostile_uploads_are_refused_with_a_clear_error(engine, api_server
     assert await engine.pool.fetchval("SELECT count(*) FROM voice_prompts WHERE name = 'goodbye'") == 0
 
     # the operator page: a path as the name is refused on the form, nothing is written
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator")
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
     portal = PortalClient(str(api_server.make_url("/")), engine)
     try:
         await portal.login(operator.phone)
@@ -154,7 +154,7 @@ async def test_hostile_uploads_are_refused_with_a_clear_error(engine, api_server
         async with portal.session.post(portal.base_url + "/operator/prompts", data=form) as response:
             assert response.status == 200 and 'data-prompt="ru/veche-minutes-few" data-replaced="yes"' in \
                 await response.text()
-        assert "veche-minutes-few" in engine.services["prompts"].phrases("ru")
+        assert "veche-minutes-few" in engine.services.prompts.phrases("ru")
         page = await portal.get("/operator/prompts")
         deleted = await portal.post("/operator/prompts/ru/veche-minutes-few/delete", {}, token=page.csrf)
         assert deleted.status == 200 and 'data-prompt="ru/veche-minutes-few" data-replaced="no"' in deleted.text
@@ -163,8 +163,8 @@ async def test_hostile_uploads_are_refused_with_a_clear_error(engine, api_server
 
 
 async def test_a_customer_gets_403(engine, api_server, tmp_path) -> None:
-    customer = await engine.services["accounts"].create(random_account_phone(), PASSWORD)
-    issued = await engine.services["tokens"].issue(customer.id, "customer")
+    customer = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    issued = await engine.services.tokens.issue(customer.id, "customer")
     api = ApiClient(api_server, issued.secret)
     assert (await api.get("/operator/prompts")).status == 403
     refused = await upload(api, "ru", "goodbye", tone(tmp_path / "c.wav"))
@@ -190,18 +190,18 @@ def spoken(path: Path, words: str) -> bytes:
 async def test_russian_extension_is_said_with_the_uploaded_veche_phrases(engine, api_server, asterisk,
                                                                          tmp_path) -> None:
     _, api = await _operator(engine, api_server)
-    prompts = engine.services["prompts"]
+    prompts = engine.services.prompts
     for name, words in (("veche-two-f", "две"), ("veche-minutes-few", "минуты")):
         saved = await upload(api, "ru", name, spoken(tmp_path / f"{name}.wav", words))
         assert saved.status == 200, saved.body
     row = await create_conference(engine.pool, node_id=engine.settings.node_id)
     await engine.pool.execute("UPDATE conferences SET language = 'ru' WHERE id = $1", row.id)
-    conference = await engine.services["conferences"].repo.get(row.id, with_participants=False)
+    conference = await engine.services.conferences.repo.get(row.id, with_participants=False)
     node_dir = f"{asterisk.base_in_root}/sounds/ru"
     try:
         with PlaybackLog(asterisk) as log:
             # "продлена на двадцать две минуты": 20 by SayNumber, then the uploaded "две", "минуты"
-            await engine.services["calls"].announce(conference, speech.extended("ru", 22, prompts.phrases("ru")),
+            await engine.services.calls.announce(conference, speech.extended("ru", 22, prompts.phrases("ru")),
                                                     wait=True)
             await log.wait_played(("conf-extended.gsm", "ru"), "veche-announce")
             await log.wait_played(("digits/20.gsm", "ru"), "veche-announce")

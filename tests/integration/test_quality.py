@@ -19,7 +19,7 @@ RTP_CALLEE = "375290007201"  # pstn.xml: ...201 answers and sends RTP audio
 
 
 async def test_report_has_numbers_for_live_calls(engine, sipp) -> None:
-    conferences, quality = engine.services["conferences"], engine.services["quality"]
+    conferences, quality = engine.services.conferences, engine.services.quality
     owner = await create_account(engine.pool)
     conference = await conferences.plan(owner, ConferencePlan(
         subject="quality", start=None, duration_minutes=10, max_participants=5,

@@ -42,13 +42,13 @@ async def recordings(owner: ApiUser, conference_id: int) -> list[dict]:
 
 
 async def logged(engine, conference_id: int, kind: str, **detail) -> list[dict]:
-    events = await engine.services["conferences"].events(None, conference_id)
+    events = await engine.services.conferences.events(None, conference_id)
     return [e for e in events if e["kind"] == kind and all(e["detail"].get(k) == v for k, v in detail.items())]
 
 
 async def wait_audio(engine, recording_id: int, seconds: float) -> None:
     """Until the raw file holds ``seconds`` of 8 kHz 16-bit audio."""
-    service = engine.services["recording"]
+    service = engine.services.recording
 
     async def grown():
         row = await service.repo.get(recording_id, None)
@@ -141,7 +141,7 @@ async def test_recorded_conference(engine, api_server, owner: ApiUser, tmp_path)
     assert not list(engine.settings.recordings.glob(f"{one['id']}-*"))
 
     other = rows[1]
-    service = engine.services["recording"]
+    service = engine.services.recording
     assert await service.purge() == 0
     days = engine.settings.recording_retention_days
     await engine.pool.execute("UPDATE recordings SET created_at = now() - $2::interval WHERE id = $1",
@@ -227,16 +227,16 @@ async def test_templates_carry_the_recording_choice(owner: ApiUser) -> None:
 
 
 async def test_operator_page_switches_recording_per_account(engine, api_server, owner: ApiUser) -> None:
-    operator = await engine.services["accounts"].create(random_phone(), API_PASSWORD, role="operator")
+    operator = await engine.services.accounts.create(random_phone(), API_PASSWORD, role="operator")
     client = PortalClient(str(api_server.make_url("/")), engine)
     try:
         await client.login(operator.phone, API_PASSWORD)
         page = await client.get(f"/operator/accounts/{owner.account.id}")
         assert 'name="recording_allowed" checked' in page.text
         await client.post(f"/operator/accounts/{owner.account.id}", {"recording_field": "1"})  # unticked
-        assert not await engine.services["recording"].repo.recording_allowed(owner.account.id)
+        assert not await engine.services.recording.repo.recording_allowed(owner.account.id)
         page = await client.get(f"/operator/accounts/{owner.account.id}")
         await client.post(f"/operator/accounts/{owner.account.id}", {"recording_field": "1", "recording_allowed": "on"})
-        assert await engine.services["recording"].repo.recording_allowed(owner.account.id)
+        assert await engine.services.recording.repo.recording_allowed(owner.account.id)
     finally:
         await client.close()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.stack
 
 
 async def test_dial_in_guest_made_chair_and_back_in_the_call(engine, sipp) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     conference = await create_conference(engine.pool, node_id=engine.settings.node_id)
     event, process = await dial_in_and_join(engine, sipp, conference, conference.guest_pin, random_caller())
     uniqueid, channel = event.get("Uniqueid"), event.get("Channel")
@@ -56,7 +56,7 @@ async def test_dial_in_guest_made_chair_and_back_in_the_call(engine, sipp) -> No
 async def test_start_now_respects_the_concurrent_conference_limit(engine) -> None:
     """Starting early moves the conference into the present: over the account's limit of
     conferences at the same time it is refused and stays scheduled at its time."""
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool, max_concurrent_conferences=1)
     running = await service.plan(owner, ConferencePlan(subject="now", start=None, duration_minutes=30,
                                                        max_participants=3))

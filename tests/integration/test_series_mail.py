@@ -5,6 +5,7 @@ the series is cancelled; participants only with the owner's consent."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,17 @@ import asyncpg
 import pytest
 
 from engine.adapters.db import create_pool
+from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.migrations import migrate
+from engine.adapters.db.operator import OperatorRepository
 from engine.app import Engine
 from engine.config import Settings
 from engine.domain.model import ConferencePlan, ParticipantPlan
+from engine.domain.numberplan import NumberPlan
+from engine.metrics import VecheMetrics
+from engine.services.audit import NoAudit
 from engine.services.conferences import ConferenceService
+from engine.services.operator import LimitGuard, NumberPlans
 from engine.services.series import SeriesService
 from tests.integration.test_mail import (
     NotifierInstance,
@@ -67,6 +74,14 @@ async def opened() -> AsyncIterator[list[NotifierInstance]]:
         await instance.close()
 
 
+def planning_only(settings: Settings, engine: Engine) -> ConferenceService:
+    """A conference service that plans (no call service, no prompts: nothing is dialled)."""
+    plans = NumberPlans(OperatorRepository(engine.pool), NumberPlan.from_settings(settings))
+    return ConferenceService(settings, ConferenceRepository(engine.pool), calls=None, bus=engine.bus,  # type: ignore[arg-type]
+                             plans=plans, guard=LimitGuard(VecheMetrics(), NoAudit()), prompts=None,  # type: ignore[arg-type]
+                             schedule_changed=asyncio.Event())
+
+
 async def deliver(notifier, sink: SmtpServer, count: int) -> dict:
     while await notifier.deliver_due():
         pass
@@ -81,7 +96,7 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
     engine = Engine(configured)
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     try:
-        conferences = ConferenceService(engine, None)  # planning only: no call is placed
+        conferences = planning_only(configured, engine)  # no call is placed
         series = SeriesService(configured, engine.pool, engine.bus, conferences, wake_mail=notifier.wake)
         await series.start()
         owner = await make_account(engine.pool, email_address=CHAIR, timezone="Europe/Berlin")
@@ -155,7 +170,7 @@ async def test_series_without_consent_mails_only_the_owner(sink: SmtpServer, set
     engine = Engine(configured)
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     try:
-        conferences = ConferenceService(engine, None)
+        conferences = planning_only(configured, engine)
         series = SeriesService(configured, engine.pool, engine.bus, conferences, wake_mail=notifier.wake)
         owner = await make_account(engine.pool, email_address="series-owner@example.org")
         plan = ConferencePlan(subject="Daily", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=15,

@@ -74,11 +74,11 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
     assert len(set(strings)) == 4 * PER_ENTRY_POINT
     planning, console, api_plans, api_adds = (strings[i::4] for i in range(4))
 
-    account = await engine.services["accounts"].create(random_account_phone(), PASSWORD, max_participants=50,
+    account = await engine.services.accounts.create(random_account_phone(), PASSWORD, max_participants=50,
                                                        max_concurrent_conferences=5)
-    token = (await engine.services["tokens"].issue(account.id, "fuzz")).secret
+    token = (await engine.services.tokens.issue(account.id, "fuzz")).secret
     api = ApiClient(api_server, token)
-    running = await engine.services["conferences"].plan(
+    running = await engine.services.conferences.plan(
         account.id, ConferencePlan(subject="fuzz target", start=None, duration_minutes=30, max_participants=50))
 
     adapter = engine.ami
@@ -89,7 +89,7 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
         originates.append(kwargs)
         await original(**kwargs)
 
-    calls_before = engine.services["calls"].originates
+    calls_before = engine.services.calls.originates
     adapter.originate = counting_originate  # every Originate of the engine goes through the adapter
     portal = PortalClient(str(api_server.make_url("/")), engine)
     try:
@@ -140,13 +140,13 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
     assert set(results["API POST /conferences"]) == {400}
     assert set(results["API POST /conferences/{id}/participants"]) == {400}
     assert originates == [], originates[:3]
-    assert engine.services["calls"].originates == calls_before
-    current = await engine.services["conferences"].get(account.id, running.id)
+    assert engine.services.calls.originates == calls_before
+    current = await engine.services.conferences.get(account.id, running.id)
     assert current.participants == []
-    assert await engine.services["conferences"].list(account.id, None) == [current]  # nothing else was planned
+    assert await engine.services.conferences.list(account.id, None) == [current]  # nothing else was planned
 
     # the guard noticed: one alert for this account's number-plan refusals, logged and counted
     assert any("toll-fraud guard" in r.getMessage() and str(account.id) in r.getMessage() for r in caplog.records)
-    exposition = (await engine.services["metrics"].exposition()).decode()
+    exposition = (await engine.services.metrics.exposition()).decode()
     assert 'veche_account_limit_alerts_total{limit="number_plan"}' in exposition
-    await engine.services["conferences"].end(account.id, running.id)
+    await engine.services.conferences.end(account.id, running.id)

@@ -90,7 +90,7 @@ async def test_dialin_switches_from_access_language_to_the_conference_language(e
 
 
 async def test_conference_language_defaults_to_the_owner_and_is_validated(engine) -> None:
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     english_owner = await create_account(engine.pool, language="en")
     conference = await service.plan(english_owner, ConferencePlan(
         subject="later", start=None, duration_minutes=30, max_participants=3))
@@ -121,7 +121,7 @@ async def timed_engine(settings: Settings, engine):
 
 async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(timed_engine, asterisk) -> None:
     engine = timed_engine
-    service = engine.services["conferences"]
+    service = engine.services.conferences
     owner = await create_account(engine.pool)
     hangups: list[AmiEvent] = []
     record = hangups.append  # one bound method, so unsubscribe finds it
@@ -209,7 +209,7 @@ async def test_portal_planning_and_templates_carry_the_voice_language(engine) ->
     from tests.support.portal import PortalClient, new_account
     from web.app import init_app
 
-    server = TestServer(init_app(engine), host="127.0.0.1")
+    server = TestServer(init_app(engine.services), host="127.0.0.1")
     await server.start_server()
     client = PortalClient(str(server.make_url("/")), engine)
     try:
@@ -229,11 +229,11 @@ async def test_portal_planning_and_templates_carry_the_voice_language(engine) ->
         page = await client.post("/planning", [*fields, ("language", "en")], token=form.csrf)
         assert page.status == 200 and "/conferences/" in page.url, page.text[:2000]
         conference_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-        assert (await engine.services["conferences"].get(account.id, conference_id)).language == "en"
+        assert (await engine.services.conferences.get(account.id, conference_id)).language == "en"
         assert 'data-test="voice-language">Английский<' in page.text
         await client.post("/planning/template", [*fields, ("language", "en"), ("template_name", "English")],
                           token=form.csrf)
-        templates = await engine.services["addressbook"].templates(account.id)
+        templates = await engine.services.addressbook.templates(account.id)
         assert [(t.name, t.language) for t in templates] == [("English", "en")]
     finally:
         await client.close()

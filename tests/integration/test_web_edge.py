@@ -39,7 +39,7 @@ async def proxied(engine) -> AsyncIterator[TestServer]:
     """A portal that trusts 127.0.0.0/8 as its reverse proxy (VECHE_TRUSTED_PROXIES)."""
     from web.app import init_app
 
-    app = init_app(engine)
+    app = init_app(engine.services)
     app[TRUSTED_PROXIES] = ("127.0.0.0/8",)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -136,7 +136,7 @@ async def _visit_login(session: aiohttp.ClientSession, server: TestServer, forwa
 
 
 async def test_anonymous_visitors_leave_no_session_rows_and_bounded_captchas(engine, proxied) -> None:
-    captcha = engine.services["captcha"]
+    captcha = engine.services.captcha
     sessions_before = await engine.pool.fetchval("SELECT count(*) FROM web_sessions")
     kept, captcha.max_rows = captcha.max_rows, 50
     try:
@@ -174,7 +174,7 @@ async def test_one_clients_flood_of_login_pages_keeps_another_clients_captcha(en
 
 
 async def test_a_captcha_picture_is_drawn_once_and_expired_ones_are_purged(engine, api_server) -> None:
-    captcha = engine.services["captcha"]
+    captcha = engine.services.captcha
     client = PortalClient(str(api_server.make_url("/")), engine)
     try:
         form = await client.get("/login")
@@ -241,11 +241,11 @@ async def test_revoking_the_token_ends_its_open_stream(engine, api_server) -> No
                                {"Authorization": f"Bearer {owner.token}"})
         stream = SseStream(response)
         assert (await stream.next()).name == "snapshot"
-        await engine.services["tokens"].revoke(owner.account.id, token_id)
+        await engine.services.tokens.revoke(owner.account.id, token_id)
         with pytest.raises(EOFError):
             while True:  # heartbeats until the stream notices; then the server ends it
                 await stream.next(timeout=30)
-    await engine.services["conferences"].end(owner.account.id, created.body["id"])
+    await engine.services.conferences.end(owner.account.id, created.body["id"])
 
 
 async def test_logout_ends_the_sessions_stream(engine, api_server) -> None:
@@ -268,14 +268,14 @@ async def test_logout_ends_the_sessions_stream(engine, api_server) -> None:
         with pytest.raises(EOFError):
             while True:
                 await stream.next(timeout=30)
-        await engine.services["conferences"].end(account.id, cid)
+        await engine.services.conferences.end(account.id, cid)
     finally:
         await client.close()
 
 
 async def test_token_expiry_is_honoured(engine, api_server) -> None:
     account = await new_account(engine)
-    issued = await engine.services["tokens"].issue(account.id, "short", expires_in_days=1)
+    issued = await engine.services.tokens.issue(account.id, "short", expires_in_days=1)
     api = ApiClient(api_server, issued.secret)
     listed = await api.get("/tokens")
     assert listed.status == 200 and listed.body["tokens"][0]["expires_at"] is not None
@@ -317,13 +317,13 @@ async def test_a_token_cannot_create_tokens_but_a_portal_session_can(engine, api
 async def test_a_password_change_revokes_the_accounts_tokens(engine, api_server) -> None:
     user = await new_user(engine, api_server)
     assert (await user.api.get("/me")).status == 200
-    await engine.services["accounts"].change_password(user.account.id, PASSWORD, "another-good-pass-7")
+    await engine.services.accounts.change_password(user.account.id, PASSWORD, "another-good-pass-7")
     assert (await user.api.get("/me")).status == 401
 
 
 async def _operator_api(engine, api_server, *, admin: bool = False) -> tuple[object, ApiClient]:
-    operator = await engine.services["accounts"].create(random_phone(), PASSWORD, role="operator", admin=admin)
-    issued = await engine.services["tokens"].issue(operator.id, "operator")
+    operator = await engine.services.accounts.create(random_phone(), PASSWORD, role="operator", admin=admin)
+    issued = await engine.services.tokens.issue(operator.id, "operator")
     return operator, ApiClient(api_server, issued.secret)
 
 
@@ -354,11 +354,11 @@ async def test_cli_makes_an_admin_operator(database_url, engine) -> None:
     created = await veche(database_url, "account", "create", phone, "--password-stdin", "--role", "operator",
                           "--admin", stdin=PASSWORD + "\n")
     assert created.returncode == 0 and "admin" in created.stdout, created.stderr
-    account = await engine.services["accounts"].authenticate(phone, PASSWORD)
+    account = await engine.services.accounts.authenticate(phone, PASSWORD)
     assert account.admin
     taken = await veche(database_url, "account", "admin", phone, "--off")
     assert taken.returncode == 0, taken.stderr
-    assert not (await engine.services["accounts"].get(account.id)).admin
+    assert not (await engine.services.accounts.get(account.id)).admin
     customer = await new_account(engine)
     refused = await veche(database_url, "account", "admin", customer.phone)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr

@@ -123,8 +123,8 @@ class ApiUser:
 
 async def new_user(engine: Any, server: TestServer, **account_fields: Any) -> ApiUser:
     """A fresh customer account with an API token and a client using it."""
-    account = await engine.services["accounts"].create(random_phone(), PASSWORD, **account_fields)
-    issued = await engine.services["tokens"].issue(account.id, "tests")
+    account = await engine.services.accounts.create(random_phone(), PASSWORD, **account_fields)
+    issued = await engine.services.tokens.issue(account.id, "tests")
     return ApiUser(account, issued.secret, ApiClient(server, issued.secret))
 
 
@@ -134,7 +134,7 @@ async def session_client(engine: Any, server: TestServer, account_id: int) -> Ap
     from web.sessions import COOKIE_NAME
 
     csrf = secrets.token_urlsafe(16)
-    cookie = await engine.services["accounts"].save_session(None, account_id, {"account_id": account_id,
+    cookie = await engine.services.accounts.save_session(None, account_id, {"account_id": account_id,
                                                                                 "csrf": csrf})
     return ApiClient(server, cookies={COOKIE_NAME: cookie}, headers={"X-CSRF-Token": csrf})
 

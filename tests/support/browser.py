@@ -21,7 +21,7 @@ async def log_in(page: Page, engine, portal_url: str, phone: str) -> None:
     """Log in with the CAPTCHA answer read through the test-only hook."""
     await page.goto(portal_url + "/login")
     captcha_id = await page.locator("input[name=captcha_id]").input_value()
-    answer = await engine.services["captcha"].answer_for_test(captcha_id)
+    answer = await engine.services.captcha.answer_for_test(captcha_id)
     await page.fill("input[name=phone]", phone)
     await page.fill("input[name=password]", PASSWORD)
     await page.fill("input[name=captcha]", answer)

@@ -28,7 +28,7 @@ class Pictured:
 
 
 async def pictured_conference(engine: Any, sipp: Any, owner_id: int) -> Pictured:
-    conferences, pictures = engine.services["conferences"], engine.services["pictures"]
+    conferences, pictures = engine.services.conferences, engine.services.pictures
     conference = await conferences.plan(owner_id, ConferencePlan(
         subject="Pictures", start=None, duration_minutes=10, max_participants=5,
         participants=(ParticipantPlan(RTP_CALLEE, name=HOSTILE_NAME),)))

@@ -75,7 +75,7 @@ class PortalClient:
         return page
 
     async def captcha_answer(self, page: Page) -> str:
-        answer = await self.engine.services["captcha"].answer_for_test(page.captcha_id)
+        answer = await self.engine.services.captcha.answer_for_test(page.captcha_id)
         assert answer
         return answer
 
@@ -88,4 +88,4 @@ class PortalClient:
 
 
 async def new_account(engine: Any, *, language: str = "ru", name: str = "") -> Any:
-    return await engine.services["accounts"].create(random_account_phone(), PASSWORD, language=language, name=name)
+    return await engine.services.accounts.create(random_account_phone(), PASSWORD, language=language, name=name)

@@ -83,14 +83,24 @@ class FakeRepo:
         return now
 
 
+class NoRooms:
+    """Permanent rooms of an account that has none."""
+
+    async def standing(self, conference_number: str) -> Conference | None:
+        return None
+
+    async def open_session(self, room_id: int) -> Conference:
+        raise AssertionError("no permanent room to open")
+
+
 def service(**policy: Any) -> tuple[DialinService, FakeRepo, list[DomainEvent]]:
     bus = EventBus()
     events: list[DomainEvent] = []
     bus.subscribe(events.append)
-    engine = SimpleNamespace(pool=None, settings=Settings(test_mode=True), bus=bus)
-    instance = DialinService(engine, DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))
-    instance.repo = FakeRepo()
-    return instance, instance.repo, events
+    repo = FakeRepo()
+    instance = DialinService(Settings(test_mode=True), repo, bus, NoRooms(),  # type: ignore[arg-type]
+                             DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))
+    return instance, repo, events
 
 
 async def test_unknown_ended_and_not_started_numbers_sound_the_same_until_a_correct_pin() -> None:
@@ -156,6 +166,6 @@ async def test_withheld_callers_share_one_counter() -> None:
 
 def test_policy_comes_from_the_settings() -> None:
     settings = replace(Settings(test_mode=True), pin_lockout_after=7, pin_lockout_seconds=60, withheld_block_after=3)
-    dialin = DialinService(SimpleNamespace(pool=None, settings=settings, bus=EventBus()))
+    dialin = DialinService(settings, FakeRepo(), EventBus(), NoRooms())  # type: ignore[arg-type]
     policy = dialin.policy
     assert (policy.lockout_after, policy.lockout_seconds, policy.withheld_block_after) == (7, 60, 3)

@@ -3,15 +3,25 @@ Asterisk sends the OriginateResponse and the dialplan's VecheDialResult in."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from collections import Counter
 
 from engine.adapters.ami import AmiEvent
+from engine.adapters.db.metrics import MetricsRepository
 from engine.services.bus import EventBus
 from engine.services.metrics import MetricsService
 
 
+class IdleAgi:
+    """The FastAGI figures of a server that has seen no session."""
+
+    listening = True
+    active = 0
+    sessions: Counter[str] = Counter()
+    ended: Counter[str] = Counter()
+
+
 def service() -> MetricsService:
-    return MetricsService(SimpleNamespace(pool=None, bus=EventBus(), nodes={}, agi=None))
+    return MetricsService(MetricsRepository(None), bus=EventBus(), nodes={}, agi=IdleAgi())  # type: ignore[arg-type]
 
 
 def response(call_id: str, ok: bool = False, reason: str = "1", number: str = "375290000486") -> AmiEvent:

@@ -15,6 +15,8 @@ from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
 from web.api.ratelimit import install_api_rate_limit
+from web.auth import current_account
+from web.context import SERVICES
 
 PREFIX = "/api/v1"
 CONF = "/conferences/{id:[0-9]{1,19}}"
@@ -94,8 +96,6 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 async def api_authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer token or portal session; a blocked account is refused (CSRF for cookie writes is
     checked by web.security.csrf_protection before this)."""
-    from web.auth import current_account
-
     if request.path not in PUBLIC_PATHS:
         found = await current_account(request)
         if found is None:
@@ -109,12 +109,9 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def setup_api(app: web.Application) -> web.Application:
-    """Mount the API on the portal's application (which holds ENGINE_KEY and the session setup)."""
-    from web.app import ENGINE_KEY
-
+    """Mount the API on the portal's application (which holds the services and the session setup)."""
     api = web.Application(middlewares=[api_errors, api_authentication])
-    install_api_rate_limit(api, app[ENGINE_KEY].settings.api_requests_per_minute)  # 429 per account (operator ed.)
-    api[ENGINE_KEY] = app[ENGINE_KEY]  # web.auth reads request.app[ENGINE_KEY], which is this sub-app
+    install_api_rate_limit(api, app[SERVICES].settings.api_requests_per_minute)  # 429 per account
     api[events.STOPPING] = asyncio.Event()
     api[events.OPEN_STREAMS] = Counter()
     api.on_shutdown.append(events.stop_streams)

@@ -19,8 +19,9 @@ from aiohttp import web
 from engine.domain.errors import RateLimited
 from engine.services.bus import DomainEvent
 from web.api import parse, render
-from web.api.common import account, engine, service
+from web.api.common import account
 from web.auth import still_authorized
+from web.context import services
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ async def conference_events(request: web.Request) -> web.StreamResponse:
     owner_id = account(request).id
     conference_id = parse.path_id(request)
     open_streams = request.config_dict[OPEN_STREAMS]
-    limit = engine(request).settings.sse_streams_per_account
+    limit = services(request).settings.sse_streams_per_account
     if open_streams[owner_id] >= limit:
         error = RateLimited(f"at most {limit} live event streams may be open per account; close one first")
         error.retry_after = 5  # type: ignore[attr-defined]
@@ -65,7 +66,7 @@ async def conference_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(request: web.Request, owner_id: int, conference_id: int) -> web.StreamResponse:
-    bus = engine(request).bus
+    bus = services(request).bus
     queue: asyncio.Queue[DomainEvent | None] = asyncio.Queue()
 
     def forward(event: DomainEvent) -> None:
@@ -78,13 +79,13 @@ async def _stream(request: web.Request, owner_id: int, conference_id: int) -> we
 
     bus.subscribe(forward)  # before the snapshot, so nothing falls between the two
     try:
-        conference = await service(request, "conferences").get(owner_id, conference_id)  # 404 if not the owner's
+        conference = await services(request).conferences.get(owner_id, conference_id)  # 404 if not the owner's
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff", "X-Accel-Buffering": "no"})
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MS}\n\n".encode() + sse_message(
-            render.conference(conference, engine(request).settings.access_number), "snapshot"))
+            render.conference(conference, services(request).settings.access_number), "snapshot"))
         await _pump(request, response, queue, conference_id)
         return response
     finally:

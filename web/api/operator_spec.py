@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from web.api import spec_parts as spec
+
 GROUP_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$", "examples": ["default", "international"]}
 PATTERN = {"type": "string", "maxLength": 40, "pattern": "^(_[0-9XZNxzn\\[\\]\\-]+[.!]?|[0-9]{2,15})$",
            "examples": ["_375XXXXXXXXX", "_1XXX", "_00X."],
@@ -23,8 +25,6 @@ def _limits() -> dict[str, Any]:
 
 
 def operator_schemas() -> dict[str, Any]:
-    from web.api import openapi as spec
-
     profile = {"name": spec.NAME, "email": spec.EMAIL, "language": {"type": "string", "enum": ["ru", "en"]}}
     account_out = spec._obj({
         "id": spec.ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": spec.EMAIL_OUT,
@@ -87,8 +87,6 @@ def operator_schemas() -> dict[str, Any]:
 
 
 def operator_paths() -> dict[str, Any]:
-    from web.api import openapi as spec
-
     tag = "operator"
     errors = ("401", "403")
     item = [spec._path_id("id", "account")]

@@ -19,7 +19,8 @@ from jsonschema.exceptions import best_match
 from engine.domain.errors import NotFound, ValidationError
 from engine.domain.model import ConferencePlan, ParticipantPlan, Role
 from engine.domain.text import MESSAGE_BAD_CHARACTER, TextRefused
-from web.api.openapi import DAY_OR_MOMENT, ID_MAX, body_schema
+from web.api.openapi import body_schema
+from web.api.spec_parts import DAY_OR_MOMENT, ID_MAX
 
 
 @cache

@@ -1,6 +1,6 @@
 """API handlers of the operator's voice prompts (/api/v1/operator/prompts): the list per language,
 upload of a replacement (the audio file as the request body) and delete (back to the core sound).
-Each parses, calls engine.services["prompts"] (which refuses anybody who is not an operator), renders."""
+Each parses, calls the prompt service (which refuses anybody who is not an operator), renders."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from aiohttp import web
 from engine.domain import prompts as rules
 from engine.domain.errors import NotFound, ValidationError
 from web.api import render
-from web.api.common import account, no_content, ok, service
+from web.api.common import account, no_content, ok
+from web.context import services
 
 PROMPT_ITEM = "/operator/prompts/{language}/{name}"
 # The longest body read for an upload: beyond the service's limit only so that it can say why.
@@ -37,7 +38,7 @@ async def read_upload(stream: object, max_bytes: int) -> bytes:
 
 
 async def list_prompts(request: web.Request) -> web.Response:
-    prompts = service(request, "prompts")
+    prompts = services(request).prompts
     listing = await prompts.list(account(request).id)
     return ok({"limits": {"max_bytes": prompts.limits.max_bytes, "max_seconds": prompts.limits.max_seconds},
                "languages": render.plain(listing)})
@@ -45,7 +46,7 @@ async def list_prompts(request: web.Request) -> web.Response:
 
 async def upload_prompt(request: web.Request) -> web.Response:
     language, name = _item(request)
-    prompts = service(request, "prompts")
+    prompts = services(request).prompts
     data = await read_upload(request.content, prompts.limits.max_bytes)
     saved = await prompts.upload(account(request).id, language, name, data)
     return ok(render.plain(saved))
@@ -53,7 +54,7 @@ async def upload_prompt(request: web.Request) -> web.Response:
 
 async def delete_prompt(request: web.Request) -> web.Response:
     language, name = _item(request)
-    await service(request, "prompts").delete(account(request).id, language, name)
+    await services(request).prompts.delete(account(request).id, language, name)
     return no_content()
 
 

@@ -6,11 +6,10 @@ from typing import Any
 
 from engine.domain import prompts as rules
 from engine.domain.speech import LANGUAGES
+from web.api import spec_parts as spec
 
 
 def prompt_schemas() -> dict[str, Any]:
-    from web.api import openapi as spec
-
     replacement = spec._obj({
         "language": {"type": "string", "enum": list(LANGUAGES)}, "name": {"type": "string", "enum": list(rules.NAMES)},
         "duration_ms": {"type": "integer"}, "source_kind": {"type": "string", "enum": list(rules.UPLOAD_KINDS)},
@@ -36,8 +35,6 @@ def prompt_schemas() -> dict[str, Any]:
 
 
 def prompt_paths() -> dict[str, Any]:
-    from web.api import openapi as spec
-
     item = [{"name": "language", "in": "path", "required": True, "description": "voice language",
              "schema": {"type": "string", "enum": list(LANGUAGES)}},
             {"name": "name", "in": "path", "required": True, "description": "prompt name (fixed list)",

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from engine.domain.errors import RateLimited
 from engine.domain.ratelimit import TokenBuckets
-from engine.services.operator import guard_of
-from web.api.common import ACCOUNT, engine
+from web.api.common import ACCOUNT
+from web.context import services
 from web.security import Handler, client_address
 
 API_LIMITER = web.AppKey("veche.api_rate_limiter", TokenBuckets)
@@ -27,10 +27,8 @@ async def api_rate_limit(request: web.Request, handler: Handler) -> web.StreamRe
         limiter = request.config_dict[API_LIMITER]
         wait = limiter.take(account.id, time.monotonic())
         if wait > 0:
-            guard = guard_of(engine(request))
-            if guard is not None:
-                guard.hit(account.id, "api_requests",
-                          f"{request.method} {request.path} from {client_address(request)}")
+            services(request).guard.hit(account.id, "api_requests",
+                                        f"{request.method} {request.path} from {client_address(request)}")
             error = RateLimited(f"too many API requests: at most {limiter.per_minute} a minute; "
                                 f"try again in {math.ceil(wait)} s")
             error.retry_after = max(1, math.ceil(wait))  # type: ignore[attr-defined]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from web.api import parse, render
-from web.api.common import account, no_content, ok, service
+from web.api.common import account, no_content, ok
+from web.context import services
 
 RECORDING_FIELDS = ("id", "conference_id", "state", "duration_seconds", "size_bytes", "error", "started_at",
                     "stopped_at", "created_at")
@@ -17,30 +18,30 @@ def recording(row: dict) -> dict:
 
 
 async def start_recording(request: web.Request) -> web.Response:
-    row = await service(request, "recording").start_recording(account(request).id, parse.path_id(request))
+    row = await services(request).recording.start_recording(account(request).id, parse.path_id(request))
     return ok(recording(row), status=201)
 
 
 async def stop_recording(request: web.Request) -> web.Response:
-    await service(request, "recording").stop_recording(account(request).id, parse.path_id(request))
+    await services(request).recording.stop_recording(account(request).id, parse.path_id(request))
     return no_content()
 
 
 async def list_recordings(request: web.Request) -> web.Response:
     me = account(request)
     conference_id = parse.path_id(request)
-    await service(request, "conferences").get(me.id, conference_id)  # NotFound for another account's
-    rows = await service(request, "recording").list_for(me.id, [conference_id])
+    await services(request).conferences.get(me.id, conference_id)  # NotFound for another account's
+    rows = await services(request).recording.list_for(me.id, [conference_id])
     return ok({"recordings": [recording(r) for r in rows]})
 
 
 async def recording_file(request: web.Request) -> web.FileResponse:
-    row, path = await service(request, "recording").file(account(request).id, parse.path_id(request))
+    row, path = await services(request).recording.file(account(request).id, parse.path_id(request))
     return web.FileResponse(path, headers={
         "Content-Type": "audio/ogg",
         "Content-Disposition": f'attachment; filename="conference-{row["conference_id"]}-{row["id"]}.ogg"'})
 
 
 async def delete_recording(request: web.Request) -> web.Response:
-    await service(request, "recording").delete(account(request).id, parse.path_id(request))
+    await services(request).recording.delete(account(request).id, parse.path_id(request))
     return no_content()

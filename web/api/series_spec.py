@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from web.api import spec_parts as spec
+
 SERIES_NUMBER_NOTE = (
     "All occurrences of a series share one conference number and one pair of PINs: the number is what "
     "callers keep in their calendars, so it must not change from week to week. A PIN that leaks therefore "
@@ -36,8 +38,6 @@ RECURRENCE = {
 
 
 def series_schemas() -> dict[str, Any]:
-    from web.api import openapi as spec
-
     plan = dict(spec._PLAN_FIELDS)
     changes = {k: v for k, v in plan.items() if k not in ("start", "timezone", "mode")}
     return {
@@ -72,8 +72,6 @@ def series_schemas() -> dict[str, Any]:
 
 
 def series_paths() -> dict[str, Any]:
-    from web.api import openapi as spec
-
     item = [spec._path_id("id", "series")]
     return {
         "/series": {

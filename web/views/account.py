@@ -11,8 +11,10 @@ from aiohttp import web
 from engine.domain.errors import NotFound, RateLimited, ValidationError
 from engine.domain.tokens import MAX_LIFETIME_DAYS
 from web.auth import ACCOUNT_KEY, current_account, login_required
+from web.context import services
+from web.i18n import translate
 from web.security import client_address
-from web.views.common import error_text, field, flash, path_id, render, service, translate
+from web.views.common import error_text, field, flash, path_id, render
 
 LINK = r"{secret:[A-Za-z0-9_-]{20,100}}"
 
@@ -25,7 +27,7 @@ async def forgot_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     phone = field(form, "phone")
     try:
-        await service(request, "accounts").request_password_reset(phone, client_address(request))
+        await services(request).accounts.request_password_reset(phone, client_address(request))
     except ValidationError as exc:
         return await render(request, "password_forgot.html", {
             "sent": False, "error": await error_text(request, exc), "phone": phone}, status=400)
@@ -36,7 +38,7 @@ async def forgot_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def reset_form(request: web.Request) -> web.StreamResponse:
-    usable = await service(request, "accounts").reset_link_usable(request.match_info["secret"])
+    usable = await services(request).accounts.reset_link_usable(request.match_info["secret"])
     return await render(request, "password_reset.html", {"usable": usable, "errors": {}},
                         status=200 if usable else 410)
 
@@ -47,7 +49,7 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
     try:
         if field(form, "new_password") != field(form, "new_password_again"):
             raise ValidationError("The new passwords do not match", "new_password_again")
-        await service(request, "accounts").reset_password(
+        await services(request).accounts.reset_password(
             secret, form.get("new_password", "") if isinstance(form.get("new_password"), str) else "",
             address=client_address(request))
     except ValidationError as exc:
@@ -60,14 +62,14 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def email_confirm_form(request: web.Request) -> web.StreamResponse:
-    pending = await service(request, "accounts").email_change_pending(request.match_info["secret"])
+    pending = await services(request).accounts.email_change_pending(request.match_info["secret"])
     return await render(request, "settings/email_confirm.html", {"pending": pending},
                         status=200 if pending else 410)
 
 
 async def email_confirm_submit(request: web.Request) -> web.StreamResponse:
     try:
-        account = await service(request, "accounts").confirm_email_change(request.match_info["secret"])
+        account = await services(request).accounts.confirm_email_change(request.match_info["secret"])
     except ValidationError:
         return await render(request, "settings/email_confirm.html", {"pending": None}, status=410)
     request.pop(ACCOUNT_KEY, None)
@@ -79,7 +81,7 @@ async def email_confirm_submit(request: web.Request) -> web.StreamResponse:
 async def _tokens_page(request: web.Request, *, issued: object = None, errors: dict | None = None,
                        status: int = 200) -> web.Response:
     account = await current_account(request)
-    tokens = await service(request, "tokens").list(account.id)
+    tokens = await services(request).tokens.list(account.id)
     return await render(request, "settings/tokens.html", {
         "section": "tokens", "tokens": tokens, "issued": issued, "errors": errors or {},
         "now": datetime.now(UTC)}, status=status)
@@ -103,7 +105,7 @@ async def token_create(request: web.Request) -> web.StreamResponse:
             except ValueError:
                 raise ValidationError("a token expires in 1 to %(days)d days", "expires_in_days",
                                       days=MAX_LIFETIME_DAYS) from None
-        issued = await service(request, "tokens").issue(account.id, field(form, "name"), expires_in_days=days)
+        issued = await services(request).tokens.issue(account.id, field(form, "name"), expires_in_days=days)
     except ValidationError as exc:
         return await _tokens_page(request, errors={exc.field: await error_text(request, exc)}, status=400)
     # The secret is in this response only: it is stored hashed and never shown again.
@@ -114,7 +116,7 @@ async def token_create(request: web.Request) -> web.StreamResponse:
 async def token_revoke(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     try:
-        await service(request, "tokens").revoke(account.id, path_id(request))
+        await services(request).tokens.revoke(account.id, path_id(request))
     except NotFound:
         raise web.HTTPNotFound() from None
     await flash(request, await translate(request, "Token revoked"))

@@ -8,12 +8,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
-from babel.support import Translations
 from multidict import MultiDictProxy
 
 from engine.domain.errors import VecheError
 from web.auth import current_account
-from web.i18n import DEFAULT_LANGUAGE, LANGUAGES, TRANSLATIONS_KEY
+from web.context import services
+from web.i18n import TRANSLATIONS_KEY, language, translations
 from web.security import CSRF_FIELD, csrf_token
 
 
@@ -31,37 +31,6 @@ NAVIGATION = (
 )
 
 OPERATOR_NAVIGATION = (("operator", N_("Operator")),)  # shown to operators only (web/views/operator.py)
-
-
-def engine_of(request: web.Request) -> Any:
-    from web.app import ENGINE_KEY
-
-    return request.app[ENGINE_KEY]
-
-
-def service(request: web.Request, name: str) -> Any:
-    found = engine_of(request).services.get(name)
-    if found is None:
-        raise web.HTTPServiceUnavailable(reason=f"{name} service is not running")
-    return found
-
-
-async def language(request: web.Request) -> str:
-    account = await current_account(request)
-    if account is not None and account.language in LANGUAGES:
-        return account.language
-    session = await get_session(request)
-    chosen = session.get("lang")
-    return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
-
-
-async def translations(request: web.Request) -> Translations:
-    return request.app[TRANSLATIONS_KEY][await language(request)]
-
-
-async def translate(request: web.Request, message: str, **values: Any) -> str:
-    text = (await translations(request)).gettext(message)
-    return text % values if values else text
 
 
 async def translate_later(request: web.Request, message: str) -> str:
@@ -110,7 +79,7 @@ async def base_context(request: web.Request) -> dict[str, Any]:
         "kept_form": kept_form,
         "navigation": NAVIGATION + (OPERATOR_NAVIGATION if account is not None and account.role == "operator" else ()),
         "current_path": request.path,
-        "access_number": engine_of(request).settings.access_number,
+        "access_number": services(request).settings.access_number,
         "url": lambda name, **parts: str(router[name].url_for(**{k: str(v) for k, v in parts.items()})),
         "static": lambda path: str(router["static"].url_for(filename=path, append_version=True)),
     }

@@ -28,19 +28,17 @@ from engine.domain.model import (
 )
 from engine.domain.notifications import delivery_problem
 from web.auth import current_account, login_required
-from web.i18n import local_time
+from web.context import services
+from web.i18n import local_time, translate
 from web.views import pictures
 from web.views.common import (
     N_,
     checkbox,
-    engine_of,
     error_text,
     field,
     flash,
     path_id,
     render,
-    service,
-    translate,
     translate_later,
     wants_json,
 )
@@ -85,20 +83,19 @@ def conference_json(conference: Conference) -> dict[str, Any]:
 
 
 async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, Any] | None:
-    """The running PIN lock-out of the conference (None when none or dial-in is not installed)."""
-    dialin = engine_of(request).services.get("dialin")
-    return await dialin.pin_lockout(conference_id) if dialin is not None else None
+    """The running PIN lock-out of the conference (None when there is none)."""
+    return await services(request).dialin.pin_lockout(conference_id)
 
 
 async def _conference(request: web.Request) -> Conference:
     account = await current_account(request)
-    return await service(request, "conferences").get(account.id, path_id(request))
+    return await services(request).conferences.get(account.id, path_id(request))
 
 
 @login_required
 async def conferences(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    items = await service(request, "conferences").list(
+    items = await services(request).conferences.list(
         account.id, {ConferenceState.RUNNING, ConferenceState.SCHEDULED})
     running = sorted((c for c in items if c.state == ConferenceState.RUNNING), key=lambda c: c.starts_at)
     upcoming = sorted((c for c in items if c.state == ConferenceState.SCHEDULED), key=lambda c: c.starts_at)
@@ -110,13 +107,11 @@ async def card(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     account = await current_account(request)
     deliveries: list[dict] = []
-    notifier = engine_of(request).services.get("notifier")
-    if notifier is not None:
-        try:
-            deliveries = [{**d, "problem": delivery_problem(d.get("last_error"))}
-                          for d in await notifier.delivery_status(account.id, conference.id)]
-        except VecheError:
-            log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
+    try:
+        deliveries = [{**d, "problem": delivery_problem(d.get("last_error"))}
+                      for d in await services(request).notifier.delivery_status(account.id, conference.id)]
+    except VecheError:
+        log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
     return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries,
                                                      "pin_lockout": await _pin_lockout(request, conference.id)})
 
@@ -181,7 +176,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
                    "reminder_minutes": plan.reminder_minutes, "participants": plan.participants,
                    "language": plan.language, "notify_participants": plan.notify_participants,
                    "recording": plan.recording}
-        await service(request, "conferences").update(account.id, conference.id, changes,
+        await services(request).conferences.update(account.id, conference.id, changes,
                                                      expected_version=_form_version(form))
     except VersionConflict as exc:
         current = exc.current if isinstance(exc.current, Conference) else conference
@@ -202,7 +197,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     conference_id = path_id(request)
     try:
-        await service(request, "conferences").cancel(account.id, conference_id)
+        await services(request).conferences.cancel(account.id, conference_id)
     except StateConflict as exc:
         await flash(request, await error_text(request, exc), "error")
         raise web.HTTPSeeOther(f"/conferences/{conference_id}") from None
@@ -216,7 +211,7 @@ async def console(request: web.Request) -> web.StreamResponse:
     return await render(request, "console.html", {
         "conference": conference, "extend_steps": EXTEND_STEPS, "display_state": display_state,
         "pin_lockout": await _pin_lockout(request, conference.id),
-        "warning_seconds": int(engine_of(request).settings.warning_seconds)})
+        "warning_seconds": int(services(request).settings.warning_seconds)})
 
 
 @login_required
@@ -264,7 +259,7 @@ async def add_participant(request: web.Request) -> web.StreamResponse:
     participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None,
                                   Role(role))
     invite = checkbox(form, "invite")
-    return await _run_action(request, N_("Participant added"), service(request, "conferences").add_participant(
+    return await _run_action(request, N_("Participant added"), services(request).conferences.add_participant(
         account.id, path_id(request), participant, invite=invite))
 
 
@@ -281,7 +276,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
     if not ids:
         return await _action_done(request, path_id(request), "",
                                   ValidationError("Tick the participants to invite", "participant"))
-    return await _run_action(request, N_("Invitations sent"), service(request, "conferences").invite(
+    return await _run_action(request, N_("Invitations sent"), services(request).conferences.invite(
         account.id, path_id(request), ids))
 
 
@@ -304,14 +299,14 @@ async def participant_action(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     message, call = PARTICIPANT_ACTIONS[action]
     return await _run_action(request, message, call(
-        service(request, "conferences"), account.id, path_id(request), path_id(request, "pid")))
+        services(request).conferences, account.id, path_id(request), path_id(request, "pid")))
 
 
 @login_required
 async def conference_action(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     action = request.match_info["action"]
-    conferences_service = service(request, "conferences")
+    conferences_service = services(request).conferences
     conference_id = path_id(request)
     if action == "start":
         return await _run_action(request, N_("Conference started"),
@@ -348,11 +343,8 @@ async def conference_action(request: web.Request) -> web.StreamResponse:
 async def quality(request: web.Request) -> web.StreamResponse:
     conference = await _conference(request)
     account = await current_account(request)
-    reporter = engine_of(request).services.get("quality")
-    rows: list[dict] | None = None
-    if reporter is not None:
-        rows = await reporter.report(account.id, conference.id)
-    jitter, loss = await pictures.network_pictures(request, service(request, "pictures"), account, conference.id)
+    rows = await services(request).quality.report(account.id, conference.id)
+    jitter, loss = await pictures.network_pictures(request, services(request).pictures, account, conference.id)
     partial = request.query.get("partial") == "1"
     return await render(request, "quality_partial.html" if partial else "quality.html",
                         {"conference": conference, "rows": rows, "jitter_chart": jitter, "loss_chart": loss})

@@ -13,9 +13,10 @@ from aiohttp import web
 from engine.domain.eventlog import actor_words, describe
 from engine.domain.model import Conference
 from web.auth import current_account, login_required
-from web.i18n import local_time
+from web.context import services
+from web.i18n import local_time, translations
 from web.views import pictures
-from web.views.common import N_, engine_of, flash, path_id, render, service, translations
+from web.views.common import N_, flash, path_id, render
 
 QUICK_RANGES = ("today", "yesterday", "7d", "30d", "month")
 MAX_PERIOD_DAYS = 366
@@ -55,7 +56,7 @@ async def _history(request: web.Request) -> tuple[list[Conference], date, date, 
     zone = ZoneInfo(account.timezone)
     since = datetime.combine(first, time.min, tzinfo=zone)
     until = datetime.combine(last + timedelta(days=1), time.min, tzinfo=zone)
-    items = await service(request, "conferences").history(account.id, since, until)
+    items = await services(request).conferences.history(account.id, since, until)
     items.sort(key=lambda c: c.started_at or c.starts_at, reverse=True)
     return items, first, last, chosen
 
@@ -84,7 +85,7 @@ async def history(request: web.Request) -> web.StreamResponse:
 async def _recordings(request: web.Request, owner_id: int, items: list[Conference]) -> dict[int, list[dict]]:
     """The owner's recordings of ``items``, by conference."""
     by_conference: dict[int, list[dict]] = {}
-    for row in await service(request, "recording").list_for(owner_id, [c.id for c in items]):
+    for row in await services(request).recording.list_for(owner_id, [c.id for c in items]):
         by_conference.setdefault(row["conference_id"], []).append(row)
     return by_conference
 
@@ -92,15 +93,15 @@ async def _recordings(request: web.Request, owner_id: int, items: list[Conferenc
 @login_required
 async def history_detail(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    conferences = service(request, "conferences")
+    conferences = services(request).conferences
     conference = await conferences.get(account.id, path_id(request))
     events = await conferences.events(account.id, conference.id)
     recordings = (await _recordings(request, account.id, [conference])).get(conference.id, [])
-    timeline = await pictures.timeline_picture(request, service(request, "pictures"), account, conference.id)
+    timeline = await pictures.timeline_picture(request, services(request).pictures, account, conference.id)
     return await render(request, "history_detail.html", {
         "conference": conference, "events": events, "recordings": recordings, "timeline": timeline,
         "log": await event_sentences(request, conference, events),
-        "retention_days": engine_of(request).settings.recording_retention_days})
+        "retention_days": services(request).settings.recording_retention_days})
 
 
 async def event_sentences(request: web.Request, conference: Conference, events: list[dict]) -> list[dict]:
@@ -125,7 +126,7 @@ async def event_sentences(request: web.Request, conference: Conference, events: 
 async def recording_file(request: web.Request) -> web.StreamResponse:
     """The owner's recording (range requests let the browser's player seek)."""
     account = await current_account(request)
-    row, path = await service(request, "recording").file(account.id, path_id(request))
+    row, path = await services(request).recording.file(account.id, path_id(request))
     disposition = "attachment" if request.query.get("download") else "inline"
     return web.FileResponse(path, headers={
         "Content-Type": "audio/ogg",
@@ -135,7 +136,7 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
 @login_required
 async def recording_delete(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    recordings = service(request, "recording")
+    recordings = services(request).recording
     row = await recordings.repo.get(path_id(request), account.id)
     await recordings.delete(account.id, path_id(request))
     await flash(request, N_("Recording deleted"))

@@ -8,14 +8,15 @@ from aiohttp_session import get_session
 from engine.domain.accounts import account_phone
 from engine.domain.errors import Forbidden, RateLimited, ValidationError
 from web.auth import current_account, end_session, start_login_session
-from web.i18n import LANGUAGES
+from web.context import services
+from web.i18n import LANGUAGES, translate
 from web.security import client_address, safe_redirect
-from web.views.common import error_text, field, render, service, translate
+from web.views.common import error_text, field, render
 
 
 async def login_page(request: web.Request, *, error: str | None = None, error_field: str | None = None,
                      phone: str = "", status: int = 200) -> web.Response:
-    captcha_id = await service(request, "captcha").new(client_address(request))
+    captcha_id = await services(request).captcha.new(client_address(request))
     return await render(request, "login.html", {
         "captcha_id": captcha_id, "error": error, "error_field": error_field, "phone": phone,
         "next": safe_redirect(request.query.get("next", "") or ""),
@@ -33,7 +34,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     phone = form.get("phone", "") if isinstance(form.get("phone"), str) else ""
     password = form.get("password", "") if isinstance(form.get("password"), str) else ""
     target = safe_redirect(field(form, "next"))
-    captcha_ok = await service(request, "captcha").check(field(form, "captcha_id"), field(form, "captcha"))
+    captcha_ok = await services(request).captcha.check(field(form, "captcha_id"), field(form, "captcha"))
     try:
         account_phone(phone)
     except ValidationError as exc:
@@ -43,7 +44,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         message = await translate(request, "The code from the picture is wrong; try the new one")
         return await login_page(request, error=message, error_field="captcha", phone=phone, status=400)
     try:
-        account = await service(request, "accounts").authenticate(phone, password, address=client_address(request))
+        account = await services(request).accounts.authenticate(phone, password, address=client_address(request))
     except ValidationError as exc:
         return await login_page(request, error=await error_text(request, exc), error_field=exc.field,
                                 phone=phone, status=400)
@@ -61,7 +62,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def captcha_image(request: web.Request) -> web.StreamResponse:
-    image = await service(request, "captcha").image(request.match_info["captcha_id"])
+    image = await services(request).captcha.image(request.match_info["captcha_id"])
     if image is None:
         raise web.HTTPNotFound()
     return web.Response(body=image, content_type="image/png", headers={"Cache-Control": "private, max-age=600"})
@@ -74,7 +75,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(reason="unknown language")
     account = await current_account(request)
     if account is not None:
-        await service(request, "accounts").update_profile(account.id, language=chosen)
+        await services(request).accounts.update_profile(account.id, language=chosen)
     session = await get_session(request)
     session["lang"] = chosen
     raise web.HTTPSeeOther(safe_redirect(field(form, "next")))

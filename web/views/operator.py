@@ -1,6 +1,6 @@
 """The operator's pages (accounts.role = 'operator'): running conferences with the load of each
 Asterisk node, customer accounts (create, limits, number-plan group, block, password, delete),
-number-plan groups and the audit log. Every action goes through engine.services["operator"]."""
+number-plan groups and the audit log. Every action goes through the operator service (engine/services/operator.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from aiohttp import web
 
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from web.auth import View, current_account, login_required
+from web.context import services
+from web.i18n import translate
 from web.views import pictures
-from web.views.common import N_, checkbox, error_text, field, flash, int_param, path_id, render, service, translate
+from web.views.common import N_, checkbox, error_text, field, flash, int_param, path_id, render
 
 LIMIT_FIELDS = ("max_participants", "max_concurrent_conferences", "max_dialouts_per_minute", "max_concurrent_calls")
 ACCOUNT_DEFAULTS = {"phone": "", "name": "", "email": "", "language": "ru", "plan_group": "default",
@@ -65,9 +67,9 @@ async def _fail(request: web.Request, exc: Exception, target: str) -> web.Stream
 
 @operator_required
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
-    load = await pictures.load_picture(request, service(request, "pictures"), await current_account(request))
+    load = await pictures.load_picture(request, services(request).pictures, await current_account(request))
     return await render(request, "operator/dashboard.html", {
         "conferences": await operator.running_conferences(me), "nodes": await operator.node_load(me), "load": load,
         "alerts": list(reversed(operator.guard.alerts[-20:]))})
@@ -77,7 +79,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 async def end_conference(request: web.Request) -> web.StreamResponse:
     target = str(request.app.router["operator"].url_for())
     try:
-        await service(request, "operator").end_conference(await _operator_id(request), path_id(request))
+        await services(request).operator.end_conference(await _operator_id(request), path_id(request))
     except (StateConflict, NotFound) as exc:
         return await _fail(request, exc, target)
     await flash(request, await translate(request, "The conference was ended"))
@@ -89,7 +91,7 @@ async def end_conference(request: web.Request) -> web.StreamResponse:
 
 async def _accounts_page(request: web.Request, *, values: dict[str, Any] | None = None,
                          errors: dict[str, str] | None = None, status: int = 200) -> web.StreamResponse:
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
     search = request.query.get("search", "")[:100]
     return await render(request, "operator/accounts.html", {
@@ -109,7 +111,7 @@ async def create_account(request: web.Request) -> web.StreamResponse:
     values = _account_fields(form)
     phone, password = field(form, "phone"), form.get("password", "")
     try:
-        created = await service(request, "operator").create_account(
+        created = await services(request).operator.create_account(
             await _operator_id(request), phone, password if isinstance(password, str) else "", **values)
     except (ValidationError, LimitExceeded, StateConflict) as exc:
         name = getattr(exc, "field", None) or "phone"
@@ -121,7 +123,7 @@ async def create_account(request: web.Request) -> web.StreamResponse:
 
 async def _account_page(request: web.Request, account_id: int, *, errors: dict[str, str] | None = None,
                         status: int = 200) -> web.StreamResponse:
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
     account = await operator.get_account(me, account_id)
     return await render(request, "operator/account.html", {
@@ -139,7 +141,7 @@ async def update_account(request: web.Request) -> web.StreamResponse:
     account_id = path_id(request)
     form = await request.post()
     try:
-        await service(request, "operator").update_account(await _operator_id(request), account_id,
+        await services(request).operator.update_account(await _operator_id(request), account_id,
                                                           _account_fields(form))
     except ValidationError as exc:
         return await _account_page(request, account_id, errors={exc.field or "name": await error_text(request, exc)},
@@ -153,7 +155,7 @@ async def account_action(request: web.Request) -> web.StreamResponse:
     """block, unblock, password (reset) or delete."""
     account_id = path_id(request)
     action = request.match_info["action"]
-    operator = service(request, "operator")
+    operator = services(request).operator
     me = await _operator_id(request)
     target = str(request.app.router["operator_account"].url_for(id=str(account_id)))
     form = await request.post()
@@ -186,7 +188,7 @@ async def account_action(request: web.Request) -> web.StreamResponse:
 async def _groups_page(request: web.Request, *, values: dict[str, Any] | None = None,
                        errors: dict[str, str] | None = None, check: dict[str, Any] | None = None,
                        status: int = 200) -> web.StreamResponse:
-    groups = await service(request, "operator").list_groups(await _operator_id(request))
+    groups = await services(request).operator.list_groups(await _operator_id(request))
     return await render(request, "operator/groups.html", {
         "groups": groups, "values": {**GROUP_DEFAULTS, **(values or {})}, "errors": errors or {},
         "check": check}, status=status)
@@ -195,7 +197,7 @@ async def _groups_page(request: web.Request, *, values: dict[str, Any] | None = 
 @operator_required
 async def groups(request: web.Request) -> web.StreamResponse:
     edit = request.query.get("edit", "")
-    chosen = next((g for g in await service(request, "operator").list_groups(await _operator_id(request))
+    chosen = next((g for g in await services(request).operator.list_groups(await _operator_id(request))
                    if g["name"] == edit), None)
     values = {**chosen, "patterns": "\n".join(chosen["patterns"])} if chosen else {}
     return await _groups_page(request, values=values)
@@ -209,7 +211,7 @@ async def save_group(request: web.Request) -> web.StreamResponse:
               "allow_premium": form.get("allow_premium") == "on"}
     patterns = [line.strip() for line in values["patterns"].replace(",", "\n").splitlines() if line.strip()]
     try:
-        await service(request, "operator").save_group(
+        await services(request).operator.save_group(
             await _operator_id(request), values["name"], description=values["description"], patterns=patterns,
             allow_international=values["allow_international"], allow_premium=values["allow_premium"])
     except ValidationError as exc:
@@ -223,7 +225,7 @@ async def save_group(request: web.Request) -> web.StreamResponse:
 async def delete_group(request: web.Request) -> web.StreamResponse:
     target = str(request.app.router["operator_groups"].url_for())
     try:
-        await service(request, "operator").delete_group(await _operator_id(request), request.match_info["group"])
+        await services(request).operator.delete_group(await _operator_id(request), request.match_info["group"])
     except (StateConflict, NotFound) as exc:
         return await _fail(request, exc, target)
     await flash(request, await translate(request, "The group was deleted"))
@@ -240,7 +242,7 @@ NUMBER_KINDS = {"internal": N_("internal number"), "mobile": N_("mobile number")
 async def check_number(request: web.Request) -> web.StreamResponse:
     group, number = request.query.get("group", "default")[:40], request.query.get("number", "")[:40]
     try:
-        check = await service(request, "operator").check_number(await _operator_id(request), group, number)
+        check = await services(request).operator.check_number(await _operator_id(request), group, number)
     except NotFound as exc:
         check = {"number": number, "allowed": False, "refusal": exc, "kind": "unknown"}
     reason = await error_text(request, check["refusal"]) if check["refusal"] is not None else ""
@@ -256,7 +258,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
     account_id = int_param(request.query.get("account_id", ""))
     before_id = int_param(request.query.get("before_id", ""))
     action = request.query.get("action", "")[:64]
-    entries = await service(request, "operator").audit_log(
+    entries = await services(request).operator.audit_log(
         await _operator_id(request), account_id=account_id if account_id and 0 < account_id < 2**62 else None,
         action=action, limit=100, before_id=before_id if before_id and 0 < before_id < 2**62 else None)
     return await render(request, "operator/audit.html", {

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.views.common import render, service
+from web.context import services
+from web.views.common import render
 from web.views.operator import operator_required
 
 NAME = r"{message:[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9a-f]{8}\.eml}"
@@ -16,27 +17,27 @@ HTML_POLICY = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src 
 
 @operator_required
 async def outbox(request: web.Request) -> web.StreamResponse:
-    box = service(request, "outbox")
+    box = services(request).outbox
     return await render(request, "operator/outbox.html", {
         "messages": await box.messages(), "sink_enabled": box.enabled})
 
 
 @operator_required
 async def outbox_message(request: web.Request) -> web.StreamResponse:
-    message = await service(request, "outbox").message(request.match_info["message"])
+    message = await services(request).outbox.message(request.match_info["message"])
     return await render(request, "operator/outbox_message.html", {"message": message})
 
 
 @operator_required
 async def outbox_html(request: web.Request) -> web.StreamResponse:
-    message = await service(request, "outbox").message(request.match_info["message"])
+    message = await services(request).outbox.message(request.match_info["message"])
     return web.Response(text=message.html, content_type="text/html", headers={
         "Content-Security-Policy": HTML_POLICY, "X-Frame-Options": "SAMEORIGIN"})
 
 
 @operator_required
 async def outbox_raw(request: web.Request) -> web.StreamResponse:
-    message = await service(request, "outbox").message(request.match_info["message"])
+    message = await services(request).outbox.message(request.match_info["message"])
     if request.match_info["part"] == "invite.ics":
         return web.Response(text=message.calendar, content_type="text/plain",
                             headers={"Content-Disposition": 'attachment; filename="invite.ics"'})

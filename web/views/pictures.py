@@ -13,7 +13,7 @@ from engine.domain.accounts import Account
 from engine.domain.model import Participant
 from engine.services.pictures import PicturesService
 from web.charts import Lane, Series, Words, line_chart_svg, timeline_svg
-from web.views.common import translate, translations
+from web.i18n import translate, translations
 
 LOAD_HOURS = 24
 

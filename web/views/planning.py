@@ -18,7 +18,9 @@ from engine.domain.errors import Forbidden, IdempotencyKeyReused, LimitExceeded,
 from engine.domain.model import AUTO_EXTEND_STEPS, ConferencePlan, ParticipantPlan
 from engine.services.idempotency import Answer
 from web.auth import current_account, login_required
-from web.views.common import checkbox, error_text, field, flash, render, service, translate
+from web.context import services
+from web.i18n import translate
+from web.views.common import checkbox, error_text, field, flash, render
 
 DURATIONS = (15, 30, 45, 60, 90, 120, 180, 240)
 PARTICIPANT_ROW = re.compile(r"^participants\[([0-9]+)\]")
@@ -121,7 +123,7 @@ def _values_from_form(form: MultiDictProxy) -> dict[str, Any]:
 
 async def form_context(request: web.Request, values: dict[str, Any]) -> dict[str, Any]:
     account = await current_account(request)
-    book = service(request, "addressbook")
+    book = services(request).addressbook
     zone = ZoneInfo(account.timezone)
     later = (datetime.now(zone) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     values = {"when": "now", "date": later.strftime("%Y-%m-%d"), "time": later.strftime("%H:%M"),
@@ -143,7 +145,7 @@ async def template_form_context(request: web.Request, template: Template,
 @login_required
 async def planning(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    book = service(request, "addressbook")
+    book = services(request).addressbook
     template = None
     if "template" in request.query:
         try:
@@ -170,24 +172,59 @@ async def _form_error(request: web.Request, form: MultiDictProxy, exc: Exception
     return await render(request, template, {**context, **(extra or {})}, status=status)
 
 
+def repeat_values(form: MultiDictProxy) -> dict[str, Any]:
+    """The Repeat fieldset as typed (to show it again after an error)."""
+    return {"frequency": field(form, "repeat", "none"), "weekdays": tuple(form.getall("repeat_days", ())),
+            "end": field(form, "repeat_end", "count"), "count": field(form, "repeat_count"),
+            "until": field(form, "repeat_until")}
+
+
+def recurrence_from_form(form: MultiDictProxy) -> dict[str, Any]:
+    """The repeat rule for SeriesService.plan_series (validated there)."""
+    typed = repeat_values(form)
+    rule: dict[str, Any] = {"frequency": typed["frequency"], "weekdays": list(typed["weekdays"])}
+    if typed["end"] == "until":
+        rule["until"] = typed["until"] or None
+    else:
+        count = typed["count"].strip()
+        rule["count"] = int(count) if count.isdigit() else (count or None)
+    return rule
+
+
+async def schedule_series(request: web.Request, account: Any, form: MultiDictProxy) -> web.StreamResponse:
+    extra = {"repeat": repeat_values(form)}
+    try:
+        plan = plan_from_form(form, account.timezone)
+        if plan.start is None:
+            raise ValidationError("A recurring conference needs a date and time of its first occurrence", "date")
+        series = await services(request).series.plan_series(account.id, plan, recurrence_from_form(form))
+    except ValidationError as exc:
+        return await _form_error(request, form, exc, extra=extra)
+    except (LimitExceeded, StateConflict) as exc:
+        return await _form_error(request, form, exc, status=409, extra=extra)
+    except Forbidden as exc:
+        return await _form_error(request, form, exc, status=403, extra=extra)
+    await flash(request, await translate(request, "Recurring conference scheduled: %(count)s occurrences planned",
+                                         count=len(series["conferences"])))
+    raise web.HTTPSeeOther(f"/series/{series['id']}")
+
+
 @login_required
 async def schedule(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
     if field(form, "repeat", "none") != "none":
-        from web.views.series import schedule_series
-
         return await schedule_series(request, account, form)
 
     async def schedule_once() -> Answer:
-        conference = await service(request, "conferences").plan(account.id, plan_from_form(form, account.timezone))
+        conference = await services(request).conferences.plan(account.id, plan_from_form(form, account.timezone))
         return Answer(303, "", {"Location": f"/conferences/{conference.id}"})
 
     # The form's one-time key makes a double submit (or a resent POST) plan one conference.
     key = field(form, "idempotency_key")
     submitted = sorted((name, value) for name, value in form.items() if isinstance(value, str))
     try:
-        answer = await schedule_once() if not key else await service(request, "idempotency").once(
+        answer = await schedule_once() if not key else await services(request).idempotency.once(
             account.id, f"portal:{key}", "portal_schedule", submitted, schedule_once)
     except ValidationError as exc:
         return await _form_error(request, form, exc)
@@ -214,7 +251,7 @@ async def create_template(request: web.Request) -> web.StreamResponse:
         values = plan_form_values(form, for_template=True)
         values["name"] = field(form, "template_name") or values["subject"] or await translate(request, "My template")
         values["is_default"] = checkbox(form, "template_default")
-        template = await service(request, "addressbook").create_template(account.id, values)
+        template = await services(request).addressbook.create_template(account.id, values)
     except ValidationError as exc:
         return await _form_error(request, form, exc)
     await flash(request, await translate(request, "Template “%(name)s” created", name=template.name))

@@ -1,6 +1,6 @@
 """The operator's voice-prompts page: per language, every prompt the nodes play with its
 replacement or the core sound it falls back to; upload (WAV or MP3) and delete. Every action goes
-through engine.services["prompts"]."""
+through the prompt service (engine/services/prompts.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from engine.domain.errors import Forbidden, NotFound, ValidationError
 from engine.domain.speech import LANGUAGES
 from web.api.prompts import READ_SLACK, read_upload
 from web.auth import current_account
-from web.views.common import engine_of, error_text, flash, render, service, translate
+from web.context import services
+from web.i18n import translate
+from web.views.common import error_text, flash, render
 from web.views.operator import operator_required
 
 UPLOAD_PATH = "/operator/prompts"
@@ -33,7 +35,7 @@ async def upload_limit(request: web.Request, handler: Any) -> web.StreamResponse
     """The portal's upload form may carry a prompt file: its request body may be as large as the
     prompt limit (every other portal form keeps the application's smaller limit)."""
     if request.method == "POST" and request.path == UPLOAD_PATH:
-        request = request.clone(client_max_size=engine_of(request).settings.prompt_max_bytes + READ_SLACK)
+        request = request.clone(client_max_size=services(request).settings.prompt_max_bytes + READ_SLACK)
     return await handler(request)
 
 
@@ -45,7 +47,7 @@ async def _operator_id(request: web.Request) -> int:
 
 async def _page(request: web.Request, *, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
                 status: int = 200) -> web.StreamResponse:
-    prompts = service(request, "prompts")
+    prompts = services(request).prompts
     listing = await prompts.list(await _operator_id(request))
     return await render(request, "operator/prompts.html", {
         "languages": LANGUAGES, "listing": listing, "names": rules.NAMES, "fallbacks": VECHE_FALLBACKS,
@@ -63,7 +65,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     language, name, file = form.get("language"), form.get("name"), form.get("file")
     values = {"language": language if isinstance(language, str) else "", "name": name if isinstance(name, str) else ""}
-    prompts = service(request, "prompts")
+    prompts = services(request).prompts
     try:
         if not isinstance(file, web.FileField):
             raise ValidationError("choose a WAV or MP3 file", "file")
@@ -81,7 +83,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
 async def delete(request: web.Request) -> web.StreamResponse:
     target = request.app.router["operator_prompts"].url_for()
     try:
-        await service(request, "prompts").delete(await _operator_id(request), request.match_info["language"],
+        await services(request).prompts.delete(await _operator_id(request), request.match_info["language"],
                                                  request.match_info["prompt"])
     except (ValidationError, NotFound, Forbidden) as exc:
         await flash(request, await error_text(request, exc), "error")

@@ -6,56 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from engine.domain.model import ConferencePlan
 from web.auth import current_account, login_required
-from web.views.common import checkbox, error_text, field, flash, render, service, translate
-from web.views.planning import _form_error, plan_from_form
-
-
-def repeat_values(form: MultiDictProxy) -> dict[str, Any]:
-    """The Repeat fieldset as typed (to show it again after an error)."""
-    return {"frequency": field(form, "repeat", "none"), "weekdays": tuple(form.getall("repeat_days", ())),
-            "end": field(form, "repeat_end", "count"), "count": field(form, "repeat_count"),
-            "until": field(form, "repeat_until")}
-
-
-def recurrence_from_form(form: MultiDictProxy) -> dict[str, Any]:
-    """The repeat rule for SeriesService.plan_series (validated there)."""
-    typed = repeat_values(form)
-    rule: dict[str, Any] = {"frequency": typed["frequency"], "weekdays": list(typed["weekdays"])}
-    if typed["end"] == "until":
-        rule["until"] = typed["until"] or None
-    else:
-        count = typed["count"].strip()
-        rule["count"] = int(count) if count.isdigit() else (count or None)
-    return rule
-
-
-async def schedule_series(request: web.Request, account: Any, form: MultiDictProxy) -> web.StreamResponse:
-    extra = {"repeat": repeat_values(form)}
-    try:
-        plan = plan_from_form(form, account.timezone)
-        if plan.start is None:
-            raise ValidationError("A recurring conference needs a date and time of its first occurrence", "date")
-        series = await service(request, "series").plan_series(account.id, plan, recurrence_from_form(form))
-    except ValidationError as exc:
-        return await _form_error(request, form, exc, extra=extra)
-    except (LimitExceeded, StateConflict) as exc:
-        return await _form_error(request, form, exc, status=409, extra=extra)
-    except Forbidden as exc:
-        return await _form_error(request, form, exc, status=403, extra=extra)
-    await flash(request, await translate(request, "Recurring conference scheduled: %(count)s occurrences planned",
-                                         count=len(series["conferences"])))
-    raise web.HTTPSeeOther(f"/series/{series['id']}")
+from web.context import services
+from web.i18n import translate
+from web.views.common import checkbox, error_text, field, flash, render
 
 
 async def _series(request: web.Request) -> dict[str, Any]:
     account = await current_account(request)
     try:
-        return await service(request, "series").get(account.id, int(request.match_info["id"]))
+        return await services(request).series.get(account.id, int(request.match_info["id"]))
     except NotFound:
         raise web.HTTPNotFound() from None
 
@@ -70,7 +33,7 @@ async def series_page(request: web.Request) -> web.StreamResponse:
 @login_required
 async def rooms_page(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    rooms = await service(request, "series").list(account.id, "permanent")
+    rooms = await services(request).series.list(account.id, "permanent")
     return await render(request, "rooms.html", {"rooms": rooms, "errors": {}, "values": {}})
 
 
@@ -87,9 +50,9 @@ async def create_room(request: web.Request) -> web.StreamResponse:
         plan = ConferencePlan(subject=values["subject"], start=None, duration_minutes=1,
                               max_participants=int(values["max_participants"]),
                               guest_pin_required=values["guest_pin_required"], timezone=account.timezone)
-        room = await service(request, "series").plan_room(account.id, plan, values["wait"])
+        room = await services(request).series.plan_room(account.id, plan, values["wait"])
     except (ValidationError, LimitExceeded, Forbidden) as exc:
-        rooms = await service(request, "series").list(account.id, "permanent")
+        rooms = await services(request).series.list(account.id, "permanent")
         return await render(request, "rooms.html", {
             "rooms": rooms, "values": values,
             "errors": {getattr(exc, "field", None) or "form": await error_text(request, exc)}}, status=400)
@@ -104,7 +67,7 @@ async def series_action(request: web.Request) -> web.StreamResponse:
     series = await _series(request)
     action = request.match_info["action"]
     form = await request.post()
-    series_service = service(request, "series")
+    series_service = services(request).series
     try:
         if action == "edit":
             changes: dict[str, Any] = {"subject": field(form, "subject")}

@@ -7,7 +7,9 @@ from aiohttp_session import get_session
 
 from engine.domain.errors import RateLimited, ValidationError
 from web.auth import ACCOUNT_KEY, current_account, login_required
-from web.views.common import N_, checkbox, error_text, field, flash, path_id, render, service, translate
+from web.context import services
+from web.i18n import translate
+from web.views.common import N_, checkbox, error_text, field, flash, path_id, render
 from web.views.planning import plan_form_values, template_form_context
 
 
@@ -20,7 +22,7 @@ async def profile(request: web.Request) -> web.StreamResponse:
 async def profile_submit(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     form = await request.post()
-    accounts = service(request, "accounts")
+    accounts = services(request).accounts
     new_email = field(form, "email")
     # A new address counts only once it is confirmed from that address; clearing it needs no link.
     changes = {"name": field(form, "name"), "language": field(form, "language"),
@@ -55,7 +57,7 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
     try:
         if field(form, "new_password") != field(form, "new_password_again"):
             raise ValidationError("The new passwords do not match", "new_password_again")
-        await service(request, "accounts").change_password(
+        await services(request).accounts.change_password(
             account.id, form.get("old_password", ""), form.get("new_password", ""), keep_session=session.identity)
     except ValidationError as exc:
         return await render(request, "settings/profile.html", {
@@ -87,7 +89,7 @@ async def _entries_page(request: web.Request, *, editing: object = None, errors:
     kind, spec = _kind(request)
     account = await current_account(request)
     search = request.query.get("q", "")[:100]
-    entries = await getattr(service(request, "addressbook"), spec["list"])(account.id, search)
+    entries = await getattr(services(request).addressbook, spec["list"])(account.id, search)
     return await render(request, f"settings/{kind}.html", {
         "section": kind, "entries": entries, "search": search, "editing": editing,
         "errors": errors or {}, "form": form}, status=status)
@@ -104,7 +106,7 @@ async def entries(request: web.Request) -> web.StreamResponse:
             entry_id = int(request.query["edit"])
         except ValueError:
             raise web.HTTPNotFound() from None
-        editing = await getattr(service(request, "addressbook"), spec["get"])(account.id, entry_id)
+        editing = await getattr(services(request).addressbook, spec["get"])(account.id, entry_id)
     return await _entries_page(request, editing=editing)
 
 
@@ -113,7 +115,7 @@ async def entry_save(request: web.Request) -> web.StreamResponse:
     kind, spec = _kind(request)
     account = await current_account(request)
     form = await request.post()
-    book = service(request, "addressbook")
+    book = services(request).addressbook
     values = (field(form, "name"), field(form, "number"), field(form, spec["extra"]))
     entry_id = request.match_info.get("id")
     try:
@@ -135,7 +137,7 @@ async def entry_save(request: web.Request) -> web.StreamResponse:
 async def entry_delete(request: web.Request) -> web.StreamResponse:
     kind, spec = _kind(request)
     account = await current_account(request)
-    await getattr(service(request, "addressbook"), spec["delete"])(account.id, path_id(request))
+    await getattr(services(request).addressbook, spec["delete"])(account.id, path_id(request))
     await flash(request, await translate(request, spec["deleted"]))
     raise web.HTTPSeeOther(f"/settings/{kind}")
 
@@ -143,14 +145,14 @@ async def entry_delete(request: web.Request) -> web.StreamResponse:
 @login_required
 async def templates(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    items = await service(request, "addressbook").templates(account.id)
+    items = await services(request).addressbook.templates(account.id)
     return await render(request, "settings/templates.html", {"section": "templates", "templates": items})
 
 
 @login_required
 async def template_edit(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    template = await service(request, "addressbook").template(account.id, path_id(request))
+    template = await services(request).addressbook.template(account.id, path_id(request))
     context = await template_form_context(request, template)
     return await render(request, "settings/template_edit.html", {"section": "templates", "template": template,
                                                                   **context})
@@ -159,7 +161,7 @@ async def template_edit(request: web.Request) -> web.StreamResponse:
 @login_required
 async def template_save(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    book = service(request, "addressbook")
+    book = services(request).addressbook
     template = await book.template(account.id, path_id(request))
     form = await request.post()
     try:
@@ -179,7 +181,7 @@ async def template_save(request: web.Request) -> web.StreamResponse:
 @login_required
 async def template_default(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    await service(request, "addressbook").set_default_template(account.id, path_id(request))
+    await services(request).addressbook.set_default_template(account.id, path_id(request))
     await flash(request, await translate(request, "Default template set"))
     raise web.HTTPSeeOther("/settings/templates")
 
@@ -187,6 +189,6 @@ async def template_default(request: web.Request) -> web.StreamResponse:
 @login_required
 async def template_delete(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    await service(request, "addressbook").delete_template(account.id, path_id(request))
+    await services(request).addressbook.delete_template(account.id, path_id(request))
     await flash(request, await translate(request, "Template deleted"))
     raise web.HTTPSeeOther("/settings/templates")

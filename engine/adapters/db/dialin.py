@@ -11,7 +11,15 @@ from typing import Any
 
 import asyncpg
 
-from engine.domain.model import Conference, ConferenceState, Participant, ParticipantState, Role
+from engine.domain.model import (
+    Conference,
+    ConferenceState,
+    FailureReason,
+    Origin,
+    Participant,
+    ParticipantState,
+    Role,
+)
 
 _CONFERENCE_FIELDS = tuple(f.name for f in dataclasses.fields(Conference) if f.name != "participants")
 CONFERENCE_COLUMNS = ", ".join(_CONFERENCE_FIELDS)
@@ -28,8 +36,6 @@ def conference_from_row(row: asyncpg.Record) -> Conference:
 
 
 def participant_from_row(row: asyncpg.Record) -> Participant:
-    from engine.domain.model import FailureReason, Origin
-
     values = {name: row[name] for name in _PARTICIPANT_FIELDS}
     values["role"] = Role(values["role"])
     values["origin"] = Origin(values["origin"])

@@ -7,14 +7,13 @@ from aiohttp import web
 
 from engine.domain.accounts import Account
 from engine.domain.errors import Unauthenticated
+from web.context import services
 
 
 async def bearer_account(request: web.Request) -> Account:
     """The token's account; Unauthenticated for a malformed, unknown or revoked token, Forbidden
     when the account is blocked."""
-    from web.app import ENGINE_KEY
-
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use Authorization: Bearer <token>")
-    return await request.config_dict[ENGINE_KEY].services["tokens"].authenticate(token.strip())
+    return await services(request).tokens.authenticate(token.strip())

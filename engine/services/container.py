@@ -1,0 +1,107 @@
+"""The typed container of one engine's services: built once by the composition root
+(engine/app.py) and handed to the entry points (portal, API, FastAGI routes), which reach every
+service through its attribute, never by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import Settings
+from engine.services.accounts import AccountService
+from engine.services.addressbook import AddressBookService
+from engine.services.audit import AuditService
+from engine.services.bus import EventBus
+from engine.services.calls import CallService
+from engine.services.captcha import CaptchaService
+from engine.services.conferences import ConferenceService
+from engine.services.dialin import DialinService
+from engine.services.dialplan import DialplanService
+from engine.services.idempotency import IdempotencyService
+from engine.services.keypad import KeypadService
+from engine.services.metrics import MetricsService
+from engine.services.notifier import Notifier
+from engine.services.operator import LimitGuard, NumberPlans, OperatorService
+from engine.services.outbox import MailOutbox
+from engine.services.pictures import PicturesService
+from engine.services.prompts import PromptService
+from engine.services.quality import QualityService
+from engine.services.recording import RecordingService
+from engine.services.recovery import RecoveryService
+from engine.services.scheduler import Scheduler
+from engine.services.series import SeriesService
+from engine.services.tokens import TokenService
+
+
+@dataclass(frozen=True)
+class Services:
+    """Every service of a running engine, with the settings and the event bus they share."""
+
+    settings: Settings
+    bus: EventBus
+    metrics: MetricsService
+    audit: AuditService
+    plans: NumberPlans
+    guard: LimitGuard
+    dialplan: DialplanService
+    prompts: PromptService
+    accounts: AccountService
+    calls: CallService
+    conferences: ConferenceService
+    recovery: RecoveryService
+    scheduler: Scheduler
+    notifier: Notifier
+    addressbook: AddressBookService
+    captcha: CaptchaService
+    tokens: TokenService
+    dialin: DialinService
+    keypad: KeypadService
+    recording: RecordingService
+    quality: QualityService
+    operator: OperatorService
+    outbox: MailOutbox
+    pictures: PicturesService
+    idempotency: IdempotencyService
+    series: SeriesService
+
+    async def start(self) -> None:
+        """Start the services that run on their own, in this order: the number plan's dialplan
+        installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
+        recovery (which reads the calls in flight), recovery before the scheduler (so nothing is
+        started on a stale view), then the notifier, the purges of stale sessions and CAPTCHAs,
+        the recorder, and metrics and audit last."""
+        await self.dialplan.start()
+        await self.prompts.start()
+        await self.calls.start()
+        await self.recovery.start()
+        await self.scheduler.start()
+        await self.notifier.start()
+        await self.accounts.start()
+        await self.captcha.start()
+        await self.recording.start()
+        await self.metrics.start()
+        await self.audit.start()
+        await self.pictures.start()
+        await self.series.start()
+
+    async def stop(self) -> None:
+        """Stop them in the reverse order (each stop is safe on a service that never started)."""
+        await self.series.stop()
+        await self.pictures.stop()
+        await self.audit.stop()
+        await self.metrics.stop()
+        await self.recording.stop()
+        await self.dialin.stop()
+        await self.captcha.stop()
+        await self.accounts.stop()
+        await self.notifier.stop()
+        await self.scheduler.stop()
+        await self.recovery.stop()
+        await self.calls.stop()
+
+
+@dataclass(frozen=True)
+class AdminServices:
+    """The services the command line's account and token commands use (no Asterisk, no audit)."""
+
+    accounts: AccountService
+    tokens: TokenService

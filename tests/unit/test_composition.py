@@ -1,0 +1,59 @@
+"""The composition root (engine/app.py) builds one object per service and hands each the very
+collaborators the others hold: one bus, one conference service, one toll-fraud guard."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+from engine.app import build_services
+from engine.config import Settings
+from engine.services.bus import EventBus
+from engine.services.container import Services
+
+
+class IdleAgi:
+    """The FastAGI figures of a server that has seen no session."""
+
+    listening = True
+    active = 0
+    sessions: Counter[str] = Counter()
+    ended: Counter[str] = Counter()
+
+
+def build(tmp_path: Path) -> tuple[Services, EventBus]:
+    bus = EventBus()
+    settings = Settings(test_mode=True, run_dir=tmp_path)
+    return build_services(settings, None, {}, IdleAgi(), bus), bus  # type: ignore[arg-type]
+
+
+def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
+    services, bus = build(tmp_path)
+    values = [getattr(services, f.name) for f in dataclasses.fields(Services)]
+    assert all(value is not None for value in values)
+    built = [v for v in values if v is not services.settings]
+    assert len({id(v) for v in built}) == len(built), "one object per service"
+    assert services.bus is bus
+    assert services.conferences.calls is services.calls
+    assert services.scheduler.conferences is services.conferences
+    assert services.quality.conferences is services.conferences
+    assert services.keypad.conferences is services.conferences
+    assert services.keypad.recording is services.recording and services.recording.calls is services.calls
+    assert services.operator.conferences is services.conferences
+    assert services.recovery.calls is services.calls
+    assert services.operator.accounts is services.accounts
+    assert services.accounts.tokens is services.tokens
+    assert services.calls.guard is services.conferences.guard is services.operator.guard is services.guard
+    assert services.calls.plans is services.conferences.plans is services.operator.plans is services.plans
+    assert services.operator.dialplan is services.dialplan
+    assert services.dialin.rooms is services.series and services.series.conferences is services.conferences
+    assert services.accounts.audit is services.audit and services.guard.audit is services.audit
+    assert services.guard.metrics is services.metrics.metrics
+
+
+def test_the_scheduler_and_the_conference_service_share_one_wake_up(tmp_path: Path) -> None:
+    services, _ = build(tmp_path)
+    assert not services.conferences.schedule_changed.is_set()
+    services.scheduler.wake()
+    assert services.conferences.schedule_changed.is_set()
