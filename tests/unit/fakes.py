@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from engine.adapters.ami import AmiEvent
@@ -289,3 +290,104 @@ def participant(pid: int, number: str = "375291234567", **changes: Any) -> Parti
                                   origin=Origin.DIALOUT, state=ParticipantState.PLANNED)
     values.update(changes)
     return Participant(**values)
+
+
+@dataclass
+class FakeCall:
+    """Answers GET DATA from a script of entries and records every prompt."""
+
+    entries: list[str | None]
+    caller_number: str = "375291234567"
+    channel: str = "PJSIP/pstn-00000001"
+    uniqueid: str = "1700000000.1"
+    first_entry: str | None = None  # nothing keyed during the dialplan's Read()
+    heard: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+
+    async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None:
+        self.heard.append(f"ask {prompt}")
+        return self.entries.pop(0) if self.entries else None
+
+    async def play(self, *prompts: str) -> None:
+        self.heard.extend(f"play {p}" for p in prompts)
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self.variables[name] = value
+
+    async def set_language(self, language: str) -> None:
+        self.variables["CHANNEL(language)"] = language
+
+
+@dataclass
+class FakeDialinRepo:
+    """The dial-in repository: conferences by number, failures and lock-outs in lists."""
+
+    conferences: dict[str, Conference] = field(default_factory=dict)
+    failures_log: list[dict[str, Any]] = field(default_factory=list)
+    lockouts: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
+
+    seats: int = 0  # connected callers and callers still joining, of every conference
+    callers: list[dict[str, Any]] = field(default_factory=list)
+
+    async def conference_by_number(self, number: str) -> Conference | None:
+        return self.conferences.get(number)
+
+    async def seats_taken(self, conference_id: int) -> int:
+        return self.seats
+
+    async def add_caller(self, conference_id: int, **kw: Any) -> Any:
+        self.callers.append({"conference_id": conference_id, **kw})
+        return SimpleNamespace(id=99)
+
+    async def record_failure(self, *, caller: str, kind: str, conference_id: int | None, conference_number: str,
+                             call_id: str) -> None:
+        self.failures_log.append({"at": datetime.now(UTC), "caller": caller, "kind": kind,
+                                  "conference_number": conference_number})
+
+    async def recent_failures(self, *, caller: str, caller_since: datetime, conference_number: str,
+                              number_since: datetime) -> tuple[int, int]:
+        counted = [f for f in self.failures_log if f["kind"] != "blocked"]
+        return (sum(1 for f in counted if f["caller"] == caller and f["at"] >= caller_since),
+                sum(1 for f in counted if f["conference_number"] == conference_number and f["at"] >= number_since))
+
+    async def lockout_until(self, conference_number: str) -> datetime | None:
+        found = self.lockouts.get(conference_number)
+        return found[1] if found else None
+
+    async def start_lockout(self, *, conference_number: str, conference_id: int | None, now: datetime,
+                            until: datetime, failures: int) -> datetime | None:
+        found = self.lockouts.get(conference_number)
+        if found and found[1] > now:
+            return None
+        self.lockouts[conference_number] = (now, until, failures)
+        return now
+
+
+class NoRooms:
+    """Permanent rooms of an account that has none."""
+
+    async def standing(self, conference_number: str) -> Conference | None:
+        return None
+
+    async def open_session(self, room_id: int) -> Conference:
+        raise AssertionError("no permanent room to open")
+
+
+@dataclass
+class FakeRooms:
+    """One permanent room answering its number; ``refuse`` is what opening a session raises
+    (the account's limit of concurrent conferences), else the session is ``session``."""
+
+    room: Conference
+    session: Conference
+    refuse: Exception | None = None
+    opened: list[int] = field(default_factory=list)
+
+    async def standing(self, conference_number: str) -> Conference | None:
+        return self.room if conference_number == self.room.conference_number else None
+
+    async def open_session(self, room_id: int) -> Conference:
+        if self.refuse is not None:
+            raise self.refuse
+        self.opened.append(room_id)
+        return self.session
