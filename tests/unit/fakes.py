@@ -103,6 +103,9 @@ class FakeConferenceRepo:
             return None
         return replace(conference, participants=await self.participants(conference_id) if with_participants else [])
 
+    async def get_by_room(self, room: str) -> Conference | None:
+        return next((c for c in self.conferences.values() if c.room == room), None)
+
     async def account_limits(self, owner_id: int) -> dict[str, Any] | None:
         return {"blocked": owner_id in self.blocked}
 

@@ -191,3 +191,31 @@ def test_retry_rule() -> None:
         assert retries_for(final, 5, 5) == 0 and not should_retry(final, 1, 5, 5)
     assert should_retry(FailureReason.BUSY, 1, 1, 0) and not should_retry(FailureReason.BUSY, 2, 1, 0)
     assert not should_retry(FailureReason.NO_ANSWER, 1, 1, 0)
+
+
+async def test_a_room_locked_before_anyone_joined_is_locked_when_asterisk_creates_it(stack: Stack) -> None:
+    stack.repo.add(conference(locked=True))
+    stack.repo.add(conference(id=2, room="veche-2"))
+    await stack.node.emit("ConfbridgeStart", Conference="veche-1")
+    await stack.node.emit("ConfbridgeStart", Conference="veche-2")
+    assert stack.node.locks == [("veche-1", True)]
+
+
+async def test_a_dial_in_caller_is_known_by_its_token_until_the_first_event_names_the_channel(stack: Stack) -> None:
+    token = calls_module.new_dialin_token()
+    stack.repo.add(conference(), participant(1, origin="dialin", state=ParticipantState.CALLING, call_id=token))
+    await stack.node.emit("ConfbridgeJoin", Uniqueid="1700000000.7", Channel="PJSIP/pstn-00000007",
+                          Conference="veche-1", Muted="yes", ChanVariable=f"VECHE_PARTICIPANT={token}")
+    joined = stack.repo.participants_by_id[1]
+    assert (joined.state, joined.call_id, joined.channel, joined.muted) == (
+        "connected", "1700000000.7", "PJSIP/pstn-00000007", True)
+    await stack.node.emit("Hangup", Uniqueid="1700000000.7", Cause="16")
+    assert stack.states() == {1: "left"} and stack.repo.participants_by_id[1].hangup_cause == 16
+
+
+async def test_a_token_of_our_own_shape_on_a_foreign_channel_is_not_believed(stack: Stack) -> None:
+    token = calls_module.new_dialin_token()
+    stack.repo.add(conference(), participant(1, state=ParticipantState.CALLING, call_id=token))  # a dial-out
+    await stack.node.emit("ConfbridgeJoin", Uniqueid="1700000000.8", Channel="PJSIP/pstn-00000008",
+                          Conference="veche-1", Muted="no", ChanVariable=f"VECHE_PARTICIPANT={token}")
+    assert stack.states() == {1: "calling"} and stack.repo.participants_by_id[1].call_id == token
