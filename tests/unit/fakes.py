@@ -141,6 +141,19 @@ class FakeConferenceRepo:
     def kinds(self, conference_id: int) -> list[str]:
         return [kind for cid, kind, _ in self.events if cid == conference_id]
 
+    async def due_starts(self, node_id: str, now: datetime) -> list[Conference]:
+        return [c for c in self.conferences.values()
+                if c.state == ConferenceState.SCHEDULED and c.node_id == node_id and c.starts_at <= now]
+
+    async def due_warnings(self, node_id: str, now: datetime, warning_seconds: float) -> list[Conference]:
+        return [c for c in self.conferences.values()
+                if c.state == ConferenceState.RUNNING and c.node_id == node_id and c.id not in self.warned
+                and c.ends_at - timedelta(seconds=warning_seconds) <= now < c.ends_at]
+
+    async def due_ends(self, node_id: str, now: datetime) -> list[Conference]:
+        return [c for c in self.conferences.values()
+                if c.state == ConferenceState.RUNNING and c.node_id == node_id and c.ends_at <= now]
+
     async def mark_warned(self, conference_id: int) -> bool:
         if conference_id in self.warned:
             return False
@@ -249,6 +262,12 @@ class Stack:
     def dialled(self) -> list[dict[str, Any]]:
         """The participants' Originates (not the announcer's)."""
         return [o for o in self.node.originates if not o["channel_id"].startswith(ANNOUNCER_PREFIX)]
+
+
+def quiet() -> bool:
+    """No task but the test's own is left to run (every spawned outcome, retry and watchdog over)."""
+    current = asyncio.current_task()
+    return all(task is current or task.done() for task in asyncio.all_tasks())
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:

@@ -1,17 +1,19 @@
 """The deadline rules (engine/services/conferences.py warn/deadline/extend) over fakes of our own
 node adapter and repository: the warning is played once and only to someone, auto-extension
-goes by its step up to the cap and then the conference ends, an end hangs everyone up."""
+goes by its step up to the cap and then the conference ends, an end hangs everyone up, and the
+scheduler runs each due warning and end once."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from engine.domain.errors import LimitExceeded, ValidationError
 from engine.domain.model import ConferenceState, FailureReason, ParticipantState
-from tests.unit.fakes import Stack, build, conference, participant
+from engine.services.scheduler import Scheduler
+from tests.unit.fakes import Stack, build, conference, participant, until
 
 ANNOUNCER = "Local/play@veche-announce/n"
 
@@ -111,3 +113,18 @@ async def test_a_manual_extension_takes_a_listed_step_and_respects_the_cap(stack
     with pytest.raises(LimitExceeded):
         await stack.conferences.extend(conf.owner_id, 1, 15)
     assert stack.repo.conferences[1].extended_minutes == 30
+
+
+async def test_the_scheduler_warns_and_ends_what_is_due_once_each(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    stack.repo.add(conference(id=1, ends_at=now + timedelta(seconds=60)), connected(1))  # within the warning
+    stack.repo.add(conference(id=2, room="veche-2", ends_at=now - timedelta(seconds=1)))  # its end has come
+    stack.repo.add(conference(id=3, room="veche-3", ends_at=now + timedelta(hours=1)))  # nothing due
+    scheduler = Scheduler(stack.settings, stack.conferences)
+    assert await scheduler.run_due() == 2
+    assert await scheduler.run_due() == 0  # both jobs still in flight: not started twice
+    await until(lambda: stack.repo.kinds(1) == ["conference.warned"] and "conference.ended" in stack.repo.kinds(2))
+    assert stack.repo.conferences[2].state == ConferenceState.ENDED
+    assert stack.repo.conferences[3].state == ConferenceState.RUNNING and stack.repo.kinds(3) == []
+    await scheduler.stop()
+    assert await Scheduler(stack.settings, stack.conferences).run_due() == 0  # warned once, ended once

@@ -12,7 +12,7 @@ from engine.domain.dialout import retries_for, should_retry
 from engine.domain.errors import Forbidden, RateLimited
 from engine.domain.model import FailureReason, ParticipantState
 from engine.services import calls as calls_module
-from tests.unit.fakes import Stack, build, conference, participant, until
+from tests.unit.fakes import Stack, build, conference, participant, quiet, until
 
 NUMBER = "375291234567"
 
@@ -93,7 +93,7 @@ async def test_busy_is_dialled_again_once_per_retry_then_stays_failed(stack: Sta
     second = stack.dialled()[1]["channel_id"]
     assert second != first and stack.repo.participants_by_id[1].attempts == 2
     await fail(stack, second, "BUSY", "17")
-    await until(lambda: stack.states() == {1: "failed"} and not stack.calls._tasks)
+    await until(lambda: stack.states() == {1: "failed"} and quiet())
     assert len(stack.dialled()) == 2 and stack.repo.participants_by_id[1].failure_reason == FailureReason.BUSY
 
 
@@ -101,10 +101,10 @@ async def test_busy_is_dialled_again_once_per_retry_then_stays_failed(stack: Sta
 async def test_rejected_and_unanswered_are_final_when_only_busy_retries(stack: Stack) -> None:
     call_id = await dial_one(stack)
     await fail(stack, call_id, "CHANUNAVAIL", "21")
-    await until(lambda: stack.states() == {1: "failed"} and not stack.calls._tasks)
+    await until(lambda: stack.states() == {1: "failed"} and quiet())
     call_id = await dial_one(stack, pid=2, number="375291234568")
     await fail(stack, call_id, "NOANSWER", "")
-    await until(lambda: stack.states()[2] == "failed" and not stack.calls._tasks)
+    await until(lambda: stack.states()[2] == "failed" and quiet())
     assert len(stack.dialled()) == 2
 
 
