@@ -29,6 +29,7 @@ from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
 from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotRequest
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.config import Settings
+from engine.domain.dialout import should_retry
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
@@ -408,9 +409,7 @@ class CallService:
             await self._maybe_retry(failed, reason)
 
     async def _maybe_retry(self, participant: Participant, reason: FailureReason) -> None:
-        retries = {FailureReason.BUSY: self.settings.retry_busy,
-                   FailureReason.NO_ANSWER: self.settings.retry_no_answer}.get(reason, 0)
-        if participant.attempts > retries:
+        if not should_retry(reason, participant.attempts, self.settings.retry_busy, self.settings.retry_no_answer):
             return
 
         async def later() -> None:

@@ -5,99 +5,24 @@ correct PIN, a lock-out refuses every PIN and is announced once, withheld caller
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from engine.config import Settings
 from engine.domain.dialin import PIN_LOCKOUT_EVENT, WITHHELD, DialinPolicy, Refusal
-from engine.domain.model import Conference, ConferenceState
+from engine.domain.model import ConferenceState
 from engine.services.bus import DomainEvent, EventBus
 from engine.services.dialin import DialinService
+from tests.unit.fakes import FakeCall, FakeDialinRepo, NoRooms
 from tests.unit.test_dialin_rules import conference as make_conference
 
 
-@dataclass
-class FakeCall:
-    """Answers GET DATA from a script of entries and records every prompt."""
-
-    entries: list[str | None]
-    caller_number: str = "375291234567"
-    channel: str = "PJSIP/pstn-00000001"
-    uniqueid: str = "1700000000.1"
-    first_entry: str | None = None  # nothing keyed during the dialplan's Read()
-    heard: list[str] = field(default_factory=list)
-    variables: dict[str, str] = field(default_factory=dict)
-
-    async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None:
-        self.heard.append(f"ask {prompt}")
-        return self.entries.pop(0) if self.entries else None
-
-    async def play(self, *prompts: str) -> None:
-        self.heard.extend(f"play {p}" for p in prompts)
-
-    async def set_variable(self, name: str, value: str) -> None:
-        self.variables[name] = value
-
-    async def set_language(self, language: str) -> None:
-        self.variables["CHANNEL(language)"] = language
-
-
-@dataclass
-class FakeRepo:
-    conferences: dict[str, Conference] = field(default_factory=dict)
-    failures_log: list[dict[str, Any]] = field(default_factory=list)
-    lockouts: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
-
-    async def conference_by_number(self, number: str) -> Conference | None:
-        return self.conferences.get(number)
-
-    async def seats_taken(self, conference_id: int) -> int:
-        return 0
-
-    async def add_caller(self, conference_id: int, **kw: Any) -> Any:
-        return SimpleNamespace(id=99)
-
-    async def record_failure(self, *, caller: str, kind: str, conference_id: int | None, conference_number: str,
-                             call_id: str) -> None:
-        self.failures_log.append({"at": datetime.now(UTC), "caller": caller, "kind": kind,
-                                  "conference_number": conference_number})
-
-    async def recent_failures(self, *, caller: str, caller_since: datetime, conference_number: str,
-                              number_since: datetime) -> tuple[int, int]:
-        counted = [f for f in self.failures_log if f["kind"] != "blocked"]
-        return (sum(1 for f in counted if f["caller"] == caller and f["at"] >= caller_since),
-                sum(1 for f in counted if f["conference_number"] == conference_number and f["at"] >= number_since))
-
-    async def lockout_until(self, conference_number: str) -> datetime | None:
-        found = self.lockouts.get(conference_number)
-        return found[1] if found else None
-
-    async def start_lockout(self, *, conference_number: str, conference_id: int | None, now: datetime,
-                            until: datetime, failures: int) -> datetime | None:
-        found = self.lockouts.get(conference_number)
-        if found and found[1] > now:
-            return None
-        self.lockouts[conference_number] = (now, until, failures)
-        return now
-
-
-class NoRooms:
-    """Permanent rooms of an account that has none."""
-
-    async def standing(self, conference_number: str) -> Conference | None:
-        return None
-
-    async def open_session(self, room_id: int) -> Conference:
-        raise AssertionError("no permanent room to open")
-
-
-def service(**policy: Any) -> tuple[DialinService, FakeRepo, list[DomainEvent]]:
+def service(**policy: Any) -> tuple[DialinService, FakeDialinRepo, list[DomainEvent]]:
     bus = EventBus()
     events: list[DomainEvent] = []
     bus.subscribe(events.append)
-    repo = FakeRepo()
+    repo = FakeDialinRepo()
     instance = DialinService(Settings(test_mode=True), repo, bus, NoRooms(),  # type: ignore[arg-type]
                              DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))
     return instance, repo, events
@@ -166,6 +91,6 @@ async def test_withheld_callers_share_one_counter() -> None:
 
 def test_policy_comes_from_the_settings() -> None:
     settings = replace(Settings(test_mode=True), pin_lockout_after=7, pin_lockout_seconds=60, withheld_block_after=3)
-    dialin = DialinService(settings, FakeRepo(), EventBus(), NoRooms())  # type: ignore[arg-type]
+    dialin = DialinService(settings, FakeDialinRepo(), EventBus(), NoRooms())  # type: ignore[arg-type]
     policy = dialin.policy
     assert (policy.lockout_after, policy.lockout_seconds, policy.withheld_block_after) == (7, 60, 3)

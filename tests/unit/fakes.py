@@ -1,0 +1,415 @@
+"""In-memory fakes of the engine's own interfaces, for unit tests of the services' rules: the
+node adapter (only the methods the call and conference services call on it), the conference
+repository and the dial-out slot repository (only what those services use), and the small
+collaborators build_services hands them. Each fake keeps state in plain dicts and lists and
+records what the service asked of it; none of them speaks Asterisk or SQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from engine.adapters.ami import AmiEvent
+from engine.adapters.db.call_slots import SlotGrant, SlotRequest
+from engine.config import Settings
+from engine.domain.errors import AmiError
+from engine.domain.model import Conference, ConferenceState, Origin, Participant, ParticipantState, Role
+from engine.domain.numberplan import NumberPlan
+from engine.services.bus import DomainEvent, EventBus
+from engine.services.calls import ANNOUNCER_PREFIX, CallService
+from engine.services.conferences import ConferenceService
+
+NODE = "ast1"
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeNode:
+    """The node adapter as the services use it: Originates, hang-ups and room actions are
+    recorded; ``emit`` hands an event to the subscribers as the AMI link would."""
+
+    def __init__(self, node_id: str = NODE) -> None:
+        self.node_id = node_id
+        self.originates: list[dict[str, Any]] = []
+        self.hangups: list[str] = []
+        self.live_channels: set[str] = set()  # what getvar finds (the watchdog's question)
+        self.getvars = 0
+        self.members: list[dict[str, str]] = []
+        self.locks: list[tuple[str, bool]] = []
+        self._subscribers: list[tuple[Callable[[AmiEvent], Any], tuple[str, ...] | None]] = []
+        self._played: set[asyncio.Task[None]] = set()
+
+    def subscribe(self, callback: Callable[[AmiEvent], Any], events: Iterable[str] | None = None) -> None:
+        self._subscribers.append((callback, tuple(events) if events is not None else None))
+
+    def unsubscribe(self, callback: Callable[[AmiEvent], Any]) -> None:
+        self._subscribers = [(cb, names) for cb, names in self._subscribers if cb != callback]
+
+    async def emit(self, name: str, **headers: str) -> None:
+        event = AmiEvent(self.node_id, name, dict(headers))
+        for callback, names in list(self._subscribers):
+            if names is None or name in names:
+                result = callback(event)
+                if asyncio.iscoroutine(result):
+                    await result
+
+    async def originate(self, **action: Any) -> None:
+        self.originates.append(action)
+        if action["channel_id"].startswith(ANNOUNCER_PREFIX):  # an announcement plays and hangs up
+            self._played.add(asyncio.get_running_loop().create_task(
+                self.emit("Hangup", Uniqueid=action["channel_id"], Cause="16")))
+            self._played = {task for task in self._played if not task.done()}
+
+    async def getvar(self, channel: str, name: str) -> str:
+        self.getvars += 1
+        if channel not in self.live_channels:
+            raise AmiError("no such channel")
+        return channel
+
+    async def hangup(self, channel: str) -> None:
+        self.hangups.append(channel)
+
+    async def confbridge_members(self, room: str) -> list[dict[str, str]]:
+        return list(self.members)
+
+    async def confbridge_lock(self, room: str, locked: bool) -> None:
+        self.locks.append((room, locked))
+
+
+class FakeConferenceRepo:
+    """Conferences and participants in dicts, with the same compare-and-set rules as the SQL:
+    an update names the states it may leave, an extension stays within the cap, a warning is
+    marked once, a transition only from the given states."""
+
+    def __init__(self) -> None:
+        self.conferences: dict[int, Conference] = {}
+        self.participants_by_id: dict[int, Participant] = {}
+        self.events: list[tuple[int, str, dict[str, Any]]] = []
+        self.warned: set[int] = set()
+        self.blocked: set[int] = set()  # owner ids
+
+    def add(self, conference: Conference, *participants: Participant) -> None:
+        self.conferences[conference.id] = conference
+        for participant in participants:
+            self.participants_by_id[participant.id] = participant
+
+    async def get(self, conference_id: int, owner_id: int | None = None, *,
+                  with_participants: bool = True) -> Conference | None:
+        conference = self.conferences.get(conference_id)
+        if conference is None or (owner_id is not None and conference.owner_id != owner_id):
+            return None
+        return replace(conference, participants=await self.participants(conference_id) if with_participants else [])
+
+    async def get_by_room(self, room: str) -> Conference | None:
+        return next((c for c in self.conferences.values() if c.room == room), None)
+
+    async def account_limits(self, owner_id: int) -> dict[str, Any] | None:
+        return {"blocked": owner_id in self.blocked}
+
+    async def participants(self, conference_id: int) -> list[Participant]:
+        return [p for p in self.participants_by_id.values() if p.conference_id == conference_id]
+
+    async def get_participant(self, participant_id: int) -> Participant | None:
+        return self.participants_by_id.get(participant_id)
+
+    async def participant_by_call_id(self, call_id: str) -> Participant | None:
+        return next((p for p in self.participants_by_id.values() if p.call_id == call_id), None)
+
+    async def update_participant(self, participant_id: int, *, only_states: Iterable[str] | None = None,
+                                 **changes: Any) -> Participant | None:
+        current = self.participants_by_id.get(participant_id)
+        if current is None or (only_states is not None and current.state not in tuple(only_states)):
+            return None
+        updated = self.participants_by_id[participant_id] = replace(current, **changes)
+        return updated
+
+    async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
+        return await self.update_participant(participant_id, only_states=(ParticipantState.CONNECTED,),
+                                             state=ParticipantState.LEFT, left_at=at, talking=False)
+
+    async def count_participants(self, conference_id: int, states: Iterable[str] | None = None) -> int:
+        wanted = tuple(states) if states is not None else None
+        return sum(1 for p in await self.participants(conference_id) if wanted is None or p.state in wanted)
+
+    async def log_event(self, conference_id: int, kind: str, *, actor: str = "engine",
+                        participant_id: int | None = None, detail: dict[str, Any] | None = None) -> None:
+        self.events.append((conference_id, kind, dict(detail or {})))
+
+    def kinds(self, conference_id: int) -> list[str]:
+        return [kind for cid, kind, _ in self.events if cid == conference_id]
+
+    async def due_starts(self, node_id: str, now: datetime) -> list[Conference]:
+        return [c for c in self.conferences.values()
+                if c.state == ConferenceState.SCHEDULED and c.node_id == node_id and c.starts_at <= now]
+
+    async def due_warnings(self, node_id: str, now: datetime, warning_seconds: float) -> list[Conference]:
+        return [c for c in self.conferences.values()
+                if c.state == ConferenceState.RUNNING and c.node_id == node_id and c.id not in self.warned
+                and c.ends_at - timedelta(seconds=warning_seconds) <= now < c.ends_at]
+
+    async def due_ends(self, node_id: str, now: datetime) -> list[Conference]:
+        return [c for c in self.conferences.values()
+                if c.state == ConferenceState.RUNNING and c.node_id == node_id and c.ends_at <= now]
+
+    async def mark_warned(self, conference_id: int) -> bool:
+        if conference_id in self.warned:
+            return False
+        self.warned.add(conference_id)
+        return True
+
+    async def extend(self, conference_id: int, seconds: float, minutes: int,
+                     count_against_cap: bool) -> Conference | None:
+        current = self.conferences.get(conference_id)
+        if current is None or current.state != ConferenceState.RUNNING:
+            return None
+        if count_against_cap and current.extended_minutes + minutes > current.extend_cap_minutes:
+            return None
+        self.warned.discard(conference_id)  # the new end gets its own warning
+        updated = self.conferences[conference_id] = replace(
+            current, ends_at=current.ends_at + timedelta(seconds=seconds),
+            extended_minutes=current.extended_minutes + minutes)
+        return updated
+
+    async def transition(self, conference_id: int, from_states: Iterable[str], to_state: str,
+                         **changes: Any) -> Conference | None:
+        current = self.conferences.get(conference_id)
+        if current is None or current.state not in tuple(from_states):
+            return None
+        updated = self.conferences[conference_id] = replace(current, state=ConferenceState(to_state), **changes)
+        return updated
+
+
+@dataclass
+class FakeSlots:
+    """Dial-out slots: at most ``room`` claims in all (None: no limit), named ``bound_by`` when
+    exhausted; a claim moves the participant to calling with its new call id, as the SQL does."""
+
+    repo: FakeConferenceRepo
+    room: int | None = None
+    bound_by: str = "max_concurrent_calls"
+    claims: list[SlotRequest] = field(default_factory=list)
+
+    async def claim(self, owner_id: int, conference_id: int, requests: Sequence[SlotRequest], *,
+                    system_cap: int, from_states: Sequence[str], actor: str,
+                    all_or_nothing: bool, window_seconds: float = 60.0) -> SlotGrant:
+        free = len(requests) if self.room is None else self.room
+        limited = free < len(requests)
+        if limited and all_or_nothing:
+            return SlotGrant(room=free, bound_by=self.bound_by, limits={self.bound_by: 3})
+        grant = SlotGrant(room=free, bound_by=self.bound_by if limited else None, limits={self.bound_by: 3})
+        for request in requests[:free]:
+            updated = await self.repo.update_participant(
+                request.participant_id, only_states=from_states, state=ParticipantState.CALLING,
+                call_id=request.call_id, node_id=request.node_id, attempts=request.attempts, failure_reason=None)
+            if updated is not None:
+                grant.claimed.append(updated)
+                self.claims.append(request)
+        if self.room is not None:
+            self.room -= len(grant.claimed)
+        return grant
+
+
+class FakePlans:
+    """Every account dials with the default number plan."""
+
+    def __init__(self, plan: NumberPlan) -> None:
+        self.plan = plan
+
+    async def for_account(self, owner_id: int | None) -> NumberPlan:
+        return self.plan
+
+
+class FakeGuard:
+    """Records the limit refusals the services report."""
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[int | None, str]] = []
+
+    def hit(self, account_id: int | None, limit: str, detail: str = "") -> bool:
+        self.hits.append((account_id, limit))
+        return False
+
+
+class FakePrompts:
+    """No prompt replaced by the operator: every prompt is Asterisk's own sound."""
+
+    def phrases(self, language: str) -> frozenset[str]:
+        return frozenset()
+
+    def sound(self, language: str, name: str) -> str:
+        return name
+
+
+@dataclass
+class Stack:
+    """The call and conference services built as build_services builds them, over fakes."""
+
+    settings: Settings
+    node: FakeNode
+    repo: FakeConferenceRepo
+    slots: FakeSlots
+    guard: FakeGuard
+    calls: CallService
+    conferences: ConferenceService
+    published: list[DomainEvent]
+
+    def states(self) -> dict[int, str]:
+        return {p.id: str(p.state) for p in self.repo.participants_by_id.values()}
+
+    def dialled(self) -> list[dict[str, Any]]:
+        """The participants' Originates (not the announcer's)."""
+        return [o for o in self.node.originates if not o["channel_id"].startswith(ANNOUNCER_PREFIX)]
+
+
+def quiet() -> bool:
+    """No task but the test's own is left to run (every spawned outcome, retry and watchdog over)."""
+    current = asyncio.current_task()
+    return all(task is current or task.done() for task in asyncio.all_tasks())
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Let the services' tasks run until ``condition`` holds (a deadline, never a fixed wait)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.001)
+
+
+def build(**settings: Any) -> Stack:
+    """A call service and a conference service wired like engine/app.py build_services."""
+    configured = replace(Settings(test_mode=True), node_id=NODE, **settings)
+    node, repo, guard, bus = FakeNode(), FakeConferenceRepo(), FakeGuard(), EventBus()
+    published: list[DomainEvent] = []
+    bus.subscribe(published.append)
+    slots = FakeSlots(repo)
+    plans = FakePlans(NumberPlan.from_settings(configured))
+    calls = CallService(configured, repo, slots, nodes={NODE: node}, bus=bus, plans=plans,  # type: ignore[arg-type]
+                        guard=guard, prompts=FakePrompts())  # type: ignore[arg-type]
+    conferences = ConferenceService(configured, repo, calls=calls, bus=bus, plans=plans,  # type: ignore[arg-type]
+                                    guard=guard, prompts=FakePrompts(),  # type: ignore[arg-type]
+                                    schedule_changed=asyncio.Event())
+    return Stack(configured, node, repo, slots, guard, calls, conferences, published)
+
+
+def conference(**changes: Any) -> Conference:
+    values: dict[str, Any] = dict(
+        id=1, owner_id=5, subject="s", mode="voice", node_id=NODE, room="veche-1", conference_number="123456",
+        chair_pin="111111", guest_pin="222222", guest_pin_required=True, immediate=False,
+        starts_at=NOW - timedelta(minutes=5), duration_minutes=30, ends_at=NOW + timedelta(minutes=25),
+        timezone="UTC", max_participants=10, auto_invite=True, auto_extend_minutes=0, extend_cap_minutes=120,
+        extended_minutes=0, reminder_minutes=None, locked=False, state=ConferenceState.RUNNING)
+    values.update(changes)
+    return Conference(**values)
+
+
+def participant(pid: int, number: str = "375291234567", **changes: Any) -> Participant:
+    values: dict[str, Any] = dict(id=pid, conference_id=1, number=number, name="", email=None, role=Role.GUEST,
+                                  origin=Origin.DIALOUT, state=ParticipantState.PLANNED)
+    values.update(changes)
+    return Participant(**values)
+
+
+@dataclass
+class FakeCall:
+    """Answers GET DATA from a script of entries and records every prompt."""
+
+    entries: list[str | None]
+    caller_number: str = "375291234567"
+    channel: str = "PJSIP/pstn-00000001"
+    uniqueid: str = "1700000000.1"
+    first_entry: str | None = None  # nothing keyed during the dialplan's Read()
+    heard: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+
+    async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None:
+        self.heard.append(f"ask {prompt}")
+        return self.entries.pop(0) if self.entries else None
+
+    async def play(self, *prompts: str) -> None:
+        self.heard.extend(f"play {p}" for p in prompts)
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self.variables[name] = value
+
+    async def set_language(self, language: str) -> None:
+        self.variables["CHANNEL(language)"] = language
+
+
+@dataclass
+class FakeDialinRepo:
+    """The dial-in repository: conferences by number, failures and lock-outs in lists."""
+
+    conferences: dict[str, Conference] = field(default_factory=dict)
+    failures_log: list[dict[str, Any]] = field(default_factory=list)
+    lockouts: dict[str, tuple[datetime, datetime, int]] = field(default_factory=dict)
+
+    seats: int = 0  # connected callers and callers still joining, of every conference
+    callers: list[dict[str, Any]] = field(default_factory=list)
+
+    async def conference_by_number(self, number: str) -> Conference | None:
+        return self.conferences.get(number)
+
+    async def seats_taken(self, conference_id: int) -> int:
+        return self.seats
+
+    async def add_caller(self, conference_id: int, **kw: Any) -> Any:
+        self.callers.append({"conference_id": conference_id, **kw})
+        return SimpleNamespace(id=99)
+
+    async def record_failure(self, *, caller: str, kind: str, conference_id: int | None, conference_number: str,
+                             call_id: str) -> None:
+        self.failures_log.append({"at": datetime.now(UTC), "caller": caller, "kind": kind,
+                                  "conference_number": conference_number})
+
+    async def recent_failures(self, *, caller: str, caller_since: datetime, conference_number: str,
+                              number_since: datetime) -> tuple[int, int]:
+        counted = [f for f in self.failures_log if f["kind"] != "blocked"]
+        return (sum(1 for f in counted if f["caller"] == caller and f["at"] >= caller_since),
+                sum(1 for f in counted if f["conference_number"] == conference_number and f["at"] >= number_since))
+
+    async def lockout_until(self, conference_number: str) -> datetime | None:
+        found = self.lockouts.get(conference_number)
+        return found[1] if found else None
+
+    async def start_lockout(self, *, conference_number: str, conference_id: int | None, now: datetime,
+                            until: datetime, failures: int) -> datetime | None:
+        found = self.lockouts.get(conference_number)
+        if found and found[1] > now:
+            return None
+        self.lockouts[conference_number] = (now, until, failures)
+        return now
+
+
+class NoRooms:
+    """Permanent rooms of an account that has none."""
+
+    async def standing(self, conference_number: str) -> Conference | None:
+        return None
+
+    async def open_session(self, room_id: int) -> Conference:
+        raise AssertionError("no permanent room to open")
+
+
+@dataclass
+class FakeRooms:
+    """One permanent room answering its number; ``refuse`` is what opening a session raises
+    (the account's limit of concurrent conferences), else the session is ``session``."""
+
+    room: Conference
+    session: Conference
+    refuse: Exception | None = None
+    opened: list[int] = field(default_factory=list)
+
+    async def standing(self, conference_number: str) -> Conference | None:
+        return self.room if conference_number == self.room.conference_number else None
+
+    async def open_session(self, room_id: int) -> Conference:
+        if self.refuse is not None:
+            raise self.refuse
+        self.opened.append(room_id)
+        return self.session
