@@ -25,7 +25,7 @@ def _limits() -> dict[str, Any]:
 
 
 def operator_schemas() -> dict[str, Any]:
-    profile = {"name": spec.NAME, "email": spec.EMAIL, "language": {"type": "string", "enum": ["ru", "en"]}}
+    profile = {"name": spec.NAME, "email": spec.EMAIL, "language": spec.LANGUAGE}
     account_out = spec._obj({
         "id": spec.ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": spec.EMAIL_OUT,
         "language": {"type": "string"}, "timezone": {"type": "string"},
