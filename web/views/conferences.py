@@ -27,6 +27,8 @@ from engine.domain.model import (
     Role,
 )
 from engine.domain.notifications import delivery_problem
+from engine.domain.planning import EXTEND_STEPS
+from web.api import render as shapes
 from web.auth import current_account, login_required
 from web.context import services
 from web.i18n import local_time, translate
@@ -46,40 +48,16 @@ from web.views.planning import _form_error, form_context, plan_from_form
 
 log = logging.getLogger(__name__)
 
-EXTEND_STEPS = (15, 30, 45, 60)
-
 
 def display_state(participant: Participant) -> str:
-    """What the console shows: connected splits into talking / muted."""
+    """What the console shows: connected splits into talking / muted (web/static/console.js
+    derives the same from the participant's state, muted and talking)."""
     if participant.state == ParticipantState.CONNECTED:
         if participant.muted:
             return "muted"
         if participant.talking:
             return "talking"
     return str(participant.state)
-
-
-def participant_json(participant: Participant) -> dict[str, Any]:
-    return {
-        "id": participant.id, "name": participant.name, "number": participant.number,
-        "role": str(participant.role), "origin": str(participant.origin), "state": str(participant.state),
-        "display_state": display_state(participant),
-        "reason": str(participant.failure_reason) if participant.failure_reason else None,
-        "muted": participant.muted, "talking": participant.talking, "attempts": participant.attempts,
-        "joined_at": participant.joined_at.isoformat() if participant.joined_at else None,
-        "left_at": participant.left_at.isoformat() if participant.left_at else None,
-        "connected_seconds": participant.connected_seconds,
-    }
-
-
-def conference_json(conference: Conference) -> dict[str, Any]:
-    return {
-        "id": conference.id, "subject": conference.subject, "state": str(conference.state),
-        "locked": conference.locked, "starts_at": conference.starts_at.isoformat(),
-        "auto_invite": conference.auto_invite,
-        "ends_at": conference.ends_at.isoformat(), "extended_minutes": conference.extended_minutes,
-        "participants": [participant_json(p) for p in conference.participants],
-    }
 
 
 async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, Any] | None:
@@ -219,9 +197,8 @@ async def console_state(request: web.Request) -> web.StreamResponse:
     """The console's current state as JSON: fetched when the event stream (re)connects and when
     it reports a change, so a reconnecting console always shows the present."""
     conference = await _conference(request)
-    body = conference_json(conference)
-    lockout = await _pin_lockout(request, conference.id)
-    body["pin_lockout"] = {name: moment.isoformat() for name, moment in lockout.items()} if lockout else None
+    body = shapes.conference(conference, services(request).settings.access_number)
+    body["pin_lockout"] = shapes.pin_lockout(await _pin_lockout(request, conference.id))
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
