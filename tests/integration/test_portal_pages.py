@@ -197,7 +197,7 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
         ("auto_extend_minutes", "0")], token=twice.csrf)
     assert over.status == 400
     _assert_russian(over)
-    planned = await engine.services["conferences"].plan(account.id, ConferencePlan(
+    planned = await engine.services.conferences.plan(account.id, ConferencePlan(
         subject="Later", start=datetime.now(UTC) + timedelta(days=2), duration_minutes=30, max_participants=3,
         participants=[]))
     console = await client.get(f"/conferences/{planned.id}/console")
@@ -211,7 +211,7 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
     message = json.loads(stale.text)["error"]["message"]
     assert stale.status == 403 and "обновите страницу" in message, message
 
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator",
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator",
                                                         language="ru")
     await client.post("/logout", {}, token=console.csrf)
     await client.login(operator.phone)
