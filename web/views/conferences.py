@@ -203,8 +203,9 @@ async def console_state(request: web.Request) -> web.StreamResponse:
 
 
 async def _action_done(request: web.Request, conference_id: int, message: str,
-                       error: VecheError | None = None, target: str | None = None) -> web.StreamResponse:
-    text = await error_text(request, error) if error else await translate(request, message)
+                       error: VecheError | None = None, target: str | None = None,
+                       values: dict[str, Any] | None = None) -> web.StreamResponse:
+    text = await error_text(request, error) if error else (await translate(request, message)).format(**(values or {}))
     if wants_json(request):
         if error is not None:
             status = 404 if isinstance(error, NotFound) else 409 if isinstance(
@@ -215,7 +216,9 @@ async def _action_done(request: web.Request, conference_id: int, message: str,
     raise web.HTTPSeeOther(target or f"/conferences/{conference_id}/console")
 
 
-async def _run_action(request: web.Request, message: str, call: Any, target: str | None = None) -> web.StreamResponse:
+async def _run_action(request: web.Request, message: str, call: Any, target: str | None = None,
+                      values: dict[str, Any] | None = None) -> web.StreamResponse:
+    """Runs the action and answers with its message; ``values`` fill the message's {placeholders}."""
     conference_id = path_id(request)
     try:
         await call
@@ -223,7 +226,7 @@ async def _run_action(request: web.Request, message: str, call: Any, target: str
         raise
     except (ValidationError, StateConflict, LimitExceeded) as exc:
         return await _action_done(request, conference_id, message, exc)
-    return await _action_done(request, conference_id, message, target=target)
+    return await _action_done(request, conference_id, message, target=target, values=values)
 
 
 @login_required
@@ -304,8 +307,11 @@ async def conference_action(request: web.Request) -> web.StreamResponse:
         if minutes not in EXTEND_STEPS:
             return await _action_done(request, conference_id, "",
                                       ValidationError("Extend by 15, 30, 45 or 60 minutes", "minutes"))
-        return await _run_action(request, N_("Conference extended"),
-                                 conferences_service.extend(account.id, conference_id, minutes))
+        # The same words as the console's notice of the conference.extended event, so the chair
+        # reads one message whichever of the two arrives last.
+        return await _run_action(request, N_("The conference was extended by {minutes} min"),
+                                 conferences_service.extend(account.id, conference_id, minutes),
+                                 values={"minutes": minutes})
     if action == "end":
         form = await request.post()
         if not checkbox(form, "confirm") and not wants_json(request):
