@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from engine.domain.accounts import ROLES
 from engine.domain.model import (
     AUTO_EXTEND_STEPS,
     ConferenceState,
@@ -67,7 +68,7 @@ SCHEMAS: dict[str, Any] = {
     "Account": _obj({
         "id": ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
         "language": LANGUAGE, "timezone": {"type": "string"},
-        "role": {"type": "string", "enum": ["customer", "operator"]},
+        "role": {"type": "string", "enum": list(ROLES)},
         "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
         "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
     }, ("id", "phone"), closed=False),
