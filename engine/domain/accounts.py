@@ -14,6 +14,10 @@ from engine.domain.numberplan import normalise
 from engine.domain.passwords import is_common, is_sequence, repeats_a_chunk
 
 LANGUAGES = ("ru", "en")
+ROLES = ("customer", "operator")
+# The per-account limits an operator may set: field -> (lowest, highest).
+LIMIT_RANGES = {"max_participants": (1, 1000), "max_concurrent_conferences": (1, 100),
+                "max_dialouts_per_minute": (1, 10000), "max_concurrent_calls": (1, 10000)}
 ACCOUNT_PHONE = re.compile(r"^375[0-9]{9}$")
 DIAL_NUMBER = re.compile(r"^[0-9]{2,15}$")
 EMAIL = re.compile(r"^[^@\s<>\"'\x00-\x1f\x7f]{1,64}@[^@\s<>\"'\x00-\x1f\x7f]{1,255}\.[A-Za-z0-9-]{2,63}$")

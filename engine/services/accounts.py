@@ -22,7 +22,7 @@ from engine.adapters.db.sessions import SessionRepository
 from engine.adapters.mail import SmtpMailer
 from engine.config import Settings
 from engine.domain import accounts as rules
-from engine.domain.accounts import Account
+from engine.domain.accounts import ROLES, Account
 from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
 from engine.domain.notifications import Recipient, RecipientRole, SmtpOutcome
 from engine.services.audit import AuditLog
@@ -100,7 +100,7 @@ class AccountService:
         rules.password(password, phone=phone)
         values: dict[str, Any] = {
             "name": rules.person_name(name), "email": rules.email(email), "language": rules.language(language)}
-        if role not in ("customer", "operator"):
+        if role not in ROLES:
             raise ValidationError("The role is customer or operator", "role")
         values["role"] = role
         if admin and role != "operator":

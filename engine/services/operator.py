@@ -31,8 +31,6 @@ from engine.services.dialplan import DialplanService
 
 log = logging.getLogger(__name__)
 
-LIMIT_RANGES = {"max_participants": (1, 1000), "max_concurrent_conferences": (1, 100),
-                "max_dialouts_per_minute": (1, 10000), "max_concurrent_calls": (1, 10000)}
 MAX_PATTERNS = 50
 # Toll-fraud guard: this many refused actions of one account and kind within the window raise an alert.
 ALERT_THRESHOLD = 5
@@ -51,7 +49,7 @@ class NodeLoad:
 
 
 def _int_in(value: Any, name: str) -> int:
-    low, high = LIMIT_RANGES[name]
+    low, high = account_rules.LIMIT_RANGES[name]
     if isinstance(value, bool):
         raise ValidationError("Enter a number from %(low)d to %(high)d", name, low=low, high=high)
     try:
@@ -176,7 +174,7 @@ class OperatorService:
         """Operator-editable account fields, checked."""
         values: dict[str, Any] = {}
         for key, value in changes.items():
-            if key in LIMIT_RANGES:
+            if key in account_rules.LIMIT_RANGES:
                 values[key] = _int_in(value, key)
             elif key in ("name", "email", "language"):
                 values[key] = account_rules.profile_value(key, value)
@@ -215,7 +213,7 @@ class OperatorService:
             await self.repo.update_account(account.id, later)
         created = await self._customer(account.id)
         await self._record(operator_id, "account.created", account.id, phone=created["phone"],
-                           **{k: created[k] for k in (*LIMIT_RANGES, "plan_group", "recording_allowed")})
+                           **{k: created[k] for k in (*account_rules.LIMIT_RANGES, "plan_group", "recording_allowed")})
         return created
 
     async def update_account(self, operator_id: int, account_id: int, changes: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +225,8 @@ class OperatorService:
         if updated is None:
             raise NotFound("no such account")
         await self._record(operator_id, "account.updated", account_id, changed=sorted(values),
-                           **{k: updated[k] for k in values if k in (*LIMIT_RANGES, "plan_group", "recording_allowed")})
+                           **{k: updated[k] for k in values
+                              if k in (*account_rules.LIMIT_RANGES, "plan_group", "recording_allowed")})
         return updated
 
     async def set_blocked(self, operator_id: int, account_id: int, blocked: bool) -> dict[str, Any]:

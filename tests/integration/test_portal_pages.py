@@ -197,7 +197,7 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
         ("auto_extend_minutes", "0")], token=twice.csrf)
     assert over.status == 400
     _assert_russian(over)
-    planned = await engine.services["conferences"].plan(account.id, ConferencePlan(
+    planned = await engine.services.conferences.plan(account.id, ConferencePlan(
         subject="Later", start=datetime.now(UTC) + timedelta(days=2), duration_minutes=30, max_participants=3,
         participants=[]))
     console = await client.get(f"/conferences/{planned.id}/console")
@@ -211,7 +211,7 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
     message = json.loads(stale.text)["error"]["message"]
     assert stale.status == 403 and "обновите страницу" in message, message
 
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator",
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator",
                                                         language="ru")
     await client.post("/logout", {}, token=console.csrf)
     await client.login(operator.phone)
@@ -444,3 +444,20 @@ async def test_roles_in_planning_templates_and_the_edit_form(client: PortalClien
         ("auto_extend_minutes", "0"), ("template_name", "Bad")], token=edit.csrf)
     assert bad.status in (200, 400) and not [t for t in await engine.services.addressbook.templates(account.id)
                                              if t.name == "Bad"]
+
+
+async def test_console_state_is_the_api_conference(client: PortalClient, engine) -> None:
+    """One JSON shape per conference: the console's state is the API's Conference (the shape the
+    event stream's snapshot carries) plus the running PIN lock-out."""
+    account = await new_account(engine)
+    await client.login(account.phone)
+    planned = await engine.services.conferences.plan(account.id, ConferencePlan(
+        subject="Shapes", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=30, max_participants=3,
+        participants=(ParticipantPlan("375290001300", "Olga", "olga@example.com"),)))
+    state = await client.get(f"/conferences/{planned.id}/state", headers={"Accept": "application/json"})
+    api = await client.get(f"/api/v1/conferences/{planned.id}")
+    assert state.status == 200 and api.status == 200, (state.text[:500], api.text[:500])
+    console_body, api_body = json.loads(state.text), json.loads(api.text)
+    assert console_body.pop("pin_lockout") is None
+    assert console_body == api_body
+    assert api_body["participants"][0]["number"] == "375290001300"

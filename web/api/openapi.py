@@ -7,6 +7,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from engine.domain.accounts import ROLES
+from engine.domain.model import (
+    AUTO_EXTEND_STEPS,
+    ConferenceState,
+    FailureReason,
+    Origin,
+    ParticipantState,
+    Role,
+)
+from engine.domain.planning import EXTEND_STEPS, MAX_DURATION_MINUTES, MAX_REMINDER_MINUTES
+from engine.domain.quality import Verdict
 from web.api.operator_spec import operator_paths, operator_schemas
 from web.api.spec_parts import (
     _PLAN_FIELDS,
@@ -19,6 +30,7 @@ from web.api.spec_parts import (
     ID,
     IDEMPOTENCY_KEY,
     IF_MATCH,
+    LANGUAGE,
     LIVE,
     NAME,
     NAME_REQUIRED,
@@ -36,12 +48,13 @@ from web.api.spec_parts import (
     _query,
     _ref,
     _replayable,
+    _values,
     _with_etag,
 )
 
-PARTICIPANT_STATES = ["planned", "calling", "ringing", "connected", "left", "failed"]
-CONFERENCE_STATES = ["scheduled", "running", "ended", "cancelled", "failed"]
-FAILURE_REASONS = ["busy", "no_answer", "congestion", "rejected", "invalid_number", "cancelled", "error"]
+PARTICIPANT_STATES = _values(ParticipantState)
+CONFERENCE_STATES = _values(ConferenceState)
+FAILURE_REASONS = _values(FailureReason)
 
 
 SCHEMAS: dict[str, Any] = {
@@ -54,30 +67,30 @@ SCHEMAS: dict[str, Any] = {
     }, ("code", "message"), closed=False)}, ("error",), closed=False),
     "Account": _obj({
         "id": ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
-        "language": {"type": "string", "enum": ["ru", "en"]}, "timezone": {"type": "string"},
-        "role": {"type": "string", "enum": ["customer", "operator"]},
+        "language": LANGUAGE, "timezone": {"type": "string"},
+        "role": {"type": "string", "enum": list(ROLES)},
         "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
         "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
     }, ("id", "phone"), closed=False),
     "ParticipantInput": _obj({
         "number": NUMBER, "name": NAME, "email": EMAIL,
-        "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
+        "role": {"type": "string", "enum": _values(Role), "default": "guest"},
     }, ("number",)),
     "ParticipantAdd": _obj({
         "number": NUMBER, "name": NAME, "email": EMAIL,
-        "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"},
+        "role": {"type": "string", "enum": _values(Role), "default": "guest"},
         "invite": {"type": "boolean", "default": True, "description": "dial at once (running conference); false adds "
                    "the participant to be invited later"},
     }, ("number",)),
     "ParticipantUpdate": _obj({
-        "role": {"type": "string", "enum": ["chair", "guest"],
+        "role": {"type": "string", "enum": _values(Role),
                  "description": "a connected participant takes the role in the call at once "
                                 "(re-enters the room with the chair or guest profile; the call stays up)"},
     }, ("role",)),
     "Participant": _obj({
         "id": ID, "conference_id": ID, "number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
-        "role": {"type": "string", "enum": ["chair", "guest"]},
-        "origin": {"type": "string", "enum": ["dialout", "dialin"]},
+        "role": {"type": "string", "enum": _values(Role)},
+        "origin": {"type": "string", "enum": _values(Origin)},
         "state": {"type": "string", "enum": PARTICIPANT_STATES},
         "failure_reason": _nullable({"type": "string", "enum": FAILURE_REASONS}),
         "hangup_cause": _nullable({"type": "integer"}),
@@ -105,7 +118,7 @@ SCHEMAS: dict[str, Any] = {
         "extended_minutes": {"type": "integer"}, "reminder_minutes": _nullable({"type": "integer"}),
         "locked": {"type": "boolean"}, "started_at": NULL_DATETIME, "ended_at": NULL_DATETIME,
         "cancelled_at": NULL_DATETIME, "end_reason": _nullable({"type": "string"}),
-        "language": {"type": "string", "enum": ["ru", "en"], "description": "the voice language callers hear"},
+        "language": {**LANGUAGE, "description": "the voice language callers hear"},
         "notify_participants": {"type": "boolean"},
         "participants": {"type": "array", "items": _ref("Participant")},
         "recording": {"type": "boolean"},
@@ -120,13 +133,13 @@ SCHEMAS: dict[str, Any] = {
                            ("conferences",), closed=False),
     "InviteRequest": _obj({"participant_ids": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                "items": ID}}, ("participant_ids",)),
-    "ExtendRequest": _obj({"minutes": {"type": "integer", "enum": [15, 30, 45, 60]}}, ("minutes",)),
+    "ExtendRequest": _obj({"minutes": {"type": "integer", "enum": list(EXTEND_STEPS)}}, ("minutes",)),
     "QualityRow": _obj({
         "participant_id": ID, "number": {"type": "string"}, "name": {"type": "string"},
         "codec": _nullable({"type": "string"}), "jitter_ms": _nullable({"type": "number"}),
         "loss_percent": _nullable({"type": "number"}), "rtt_ms": _nullable({"type": "number"}),
         "mos": _nullable({"type": "number"}),
-        "verdict": {"type": "string", "enum": ["good", "fair", "poor", "unknown"]},
+        "verdict": {"type": "string", "enum": _values(Verdict)},
     }, ("participant_id", "verdict"), closed=False),
     "QualityReport": _obj({"participants": {"type": "array", "items": _ref("QualityRow")}},
                           ("participants",), closed=False),
@@ -163,22 +176,22 @@ SCHEMAS: dict[str, Any] = {
                   "location": {"type": "string"}}, ("id", "name", "number"), closed=False),
     "RoomList": _obj({"rooms": {"type": "array", "items": _ref("Room")}}, ("rooms",), closed=False),
     "TemplateParticipantInput": _obj({"number": NUMBER, "name": NAME, "email": EMAIL,
-                                      "role": {"type": "string", "enum": ["chair", "guest"], "default": "guest"}},
+                                      "role": {"type": "string", "enum": _values(Role), "default": "guest"}},
                                      ("number",)),
     "TemplateParticipant": _obj({"number": {"type": "string"}, "name": {"type": "string"}, "email": EMAIL_OUT,
-                                 "role": {"type": "string", "enum": ["chair", "guest"]}},
+                                 "role": {"type": "string", "enum": _values(Role)}},
                                 ("number",), closed=False),
     "TemplateInput": _obj({
         "name": NAME_REQUIRED,
         "subject": _one_line(200),
-        "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+        "duration_minutes": {"type": "integer", "minimum": 1, "maximum": MAX_DURATION_MINUTES},
         "max_participants": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "auto_invite": {"type": "boolean"}, "auto_extend_minutes": {"type": "integer", "enum": [0, 15, 30, 45, 60]},
+        "auto_invite": {"type": "boolean"}, "auto_extend_minutes": {"type": "integer", "enum": list(AUTO_EXTEND_STEPS)},
         "guest_pin_required": {"type": "boolean"},
-        "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
+        "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_REMINDER_MINUTES}),
         "participants": {"type": "array", "maxItems": 1000, "items": _ref("TemplateParticipantInput")},
         "is_default": {"type": "boolean", "description": "make it the default that pre-fills Planning"},
-        "language": _nullable({"type": "string", "enum": ["ru", "en"],
+        "language": _nullable({**LANGUAGE,
                                "description": "the voice language; null: the account's portal language"}),
         "recording": {"type": "boolean", "description": "conferences planned from it are recorded"},
     }),
@@ -188,7 +201,7 @@ SCHEMAS: dict[str, Any] = {
         "auto_extend_minutes": {"type": "integer"}, "guest_pin_required": {"type": "boolean"},
         "reminder_minutes": _nullable({"type": "integer"}),
         "participants": {"type": "array", "items": _ref("TemplateParticipant")},
-        "is_default": {"type": "boolean"}, "language": _nullable({"type": "string", "enum": ["ru", "en"]}),
+        "is_default": {"type": "boolean"}, "language": _nullable(LANGUAGE),
         "recording": {"type": "boolean"},
     }, ("id", "name"), closed=False),
     "TemplateList": _obj({"templates": {"type": "array", "items": _ref("Template")}}, ("templates",),

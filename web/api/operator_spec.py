@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.domain.accounts import LIMIT_RANGES, ROLES
 from web.api import spec_parts as spec
 
 GROUP_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$", "examples": ["default", "international"]}
@@ -16,20 +17,18 @@ PASSWORD = {"type": "string", "minLength": 8, "maxLength": 128, "description": "
 
 
 def _limits() -> dict[str, Any]:
-    return {"max_participants": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "max_concurrent_conferences": {"type": "integer", "minimum": 1, "maximum": 100},
-            "max_dialouts_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
-            "max_concurrent_calls": {"type": "integer", "minimum": 1, "maximum": 10000},
+    return {**{name: {"type": "integer", "minimum": low, "maximum": high}
+               for name, (low, high) in LIMIT_RANGES.items()},
             "recording_allowed": {"type": "boolean", "description": "the account may record conferences"},
             "plan_group": GROUP_NAME}
 
 
 def operator_schemas() -> dict[str, Any]:
-    profile = {"name": spec.NAME, "email": spec.EMAIL, "language": {"type": "string", "enum": ["ru", "en"]}}
+    profile = {"name": spec.NAME, "email": spec.EMAIL, "language": spec.LANGUAGE}
     account_out = spec._obj({
         "id": spec.ID, "phone": {"type": "string"}, "name": {"type": "string"}, "email": spec.EMAIL_OUT,
         "language": {"type": "string"}, "timezone": {"type": "string"},
-        "role": {"type": "string", "enum": ["customer", "operator"]},
+        "role": {"type": "string", "enum": list(ROLES)},
         "max_participants": {"type": "integer"}, "max_concurrent_conferences": {"type": "integer"},
         "max_dialouts_per_minute": {"type": "integer"}, "max_concurrent_calls": {"type": "integer"},
         "blocked": {"type": "boolean"}, "recording_allowed": {"type": "boolean"},

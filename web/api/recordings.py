@@ -9,17 +9,10 @@ from web.api import parse, render
 from web.api.common import account, no_content, ok
 from web.context import services
 
-RECORDING_FIELDS = ("id", "conference_id", "state", "duration_seconds", "size_bytes", "error", "started_at",
-                    "stopped_at", "created_at")
-
-
-def recording(row: dict) -> dict:
-    return {name: render.plain(row.get(name)) for name in RECORDING_FIELDS}
-
 
 async def start_recording(request: web.Request) -> web.Response:
     row = await services(request).recording.start_recording(account(request).id, parse.path_id(request))
-    return ok(recording(row), status=201)
+    return ok(render.recording(row), status=201)
 
 
 async def stop_recording(request: web.Request) -> web.Response:
@@ -32,7 +25,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     conference_id = parse.path_id(request)
     await services(request).conferences.get(me.id, conference_id)  # NotFound for another account's
     rows = await services(request).recording.list_for(me.id, [conference_id])
-    return ok({"recordings": [recording(r) for r in rows]})
+    return ok({"recordings": [render.recording(r) for r in rows]})
 
 
 async def recording_file(request: web.Request) -> web.FileResponse:

@@ -1,5 +1,6 @@
-"""JSON shapes of the API's responses: domain objects to plain dicts (the OpenAPI schemas in
-web/api/openapi.py describe exactly these)."""
+"""The one JSON shape of each resource (conference, participant, delivery, recording, domain
+event), used by the API, the chair console's state and the event stream alike; the OpenAPI schemas
+in web/api/openapi.py describe exactly these."""
 
 from __future__ import annotations
 
@@ -48,6 +49,24 @@ def conference(item: Conference, access_number: str) -> dict[str, Any]:
     body["access_number"] = access_number
     body["participants"] = [participant(p) for p in item.participants]
     return body
+
+
+RECORDING_FIELDS = ("id", "conference_id", "state", "duration_seconds", "size_bytes", "error", "started_at",
+                    "stopped_at", "created_at")
+
+
+def delivery(row: dict[str, Any]) -> dict[str, Any]:
+    """One message to one recipient, as the notifier reports it."""
+    return {name: plain(value) for name, value in row.items()}
+
+
+def recording(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: plain(row.get(name)) for name in RECORDING_FIELDS}
+
+
+def pin_lockout(lockout: dict[str, datetime] | None) -> dict[str, str] | None:
+    """A running PIN lock-out of a conference (its moments), or None."""
+    return {name: moment.isoformat() for name, moment in lockout.items()} if lockout else None
 
 
 def event(item: DomainEvent) -> dict[str, Any]:

@@ -3,7 +3,12 @@ shared by web/api/openapi.py and web/api/operator_spec.py."""
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
+
+from engine.domain.model import AUTO_EXTEND_STEPS, ConferenceState
+from engine.domain.planning import MAX_DURATION_MINUTES, MAX_REMINDER_MINUTES
+from engine.domain.speech import LANGUAGES
 
 INT32_MAX = 2**31 - 1
 ID_MAX = 2**63 - 1
@@ -13,6 +18,11 @@ ID_MAX = 2**63 - 1
 
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _values(kind: type[Enum]) -> list[Any]:
+    """The values of a domain enum, in its order: the spec's enums are read from the domain."""
+    return [member.value for member in kind]
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -31,6 +41,7 @@ def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: 
     return schema
 
 
+LANGUAGE = {"type": "string", "enum": list(LANGUAGES)}
 ID = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
 DATETIME = {"type": "string", "format": "date-time"}
 NULL_DATETIME = _nullable(DATETIME)
@@ -56,7 +67,7 @@ EMAIL = {"anyOf": [{"type": "string", "maxLength": 254,
                    {"const": ""}, {"type": "null"}],
          "description": "an e-mail address; empty or null for none"}
 EMAIL_OUT = _nullable({"type": "string"})
-STATE_NAMES = "scheduled|running|ended|cancelled|failed"
+STATE_NAMES = "|".join(ConferenceState)
 STATE_FILTER = {"type": "string", "pattern": f"^(all|({STATE_NAMES})(,({STATE_NAMES}))*)?$",
                 "examples": ["scheduled,running", "all"],
                 "description": "comma-separated states, or all; default scheduled,running"}
@@ -167,16 +178,16 @@ _PLAN_FIELDS: dict[str, Any] = {
               "description": '"now" for an immediate conference, or an ISO 8601 date-time (without an '
                              "offset it is read in `timezone`, else the account's time zone)"},
     "timezone": {"type": "string", "maxLength": 64, "description": "IANA zone, e.g. Europe/Minsk"},
-    "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+    "duration_minutes": {"type": "integer", "minimum": 1, "maximum": MAX_DURATION_MINUTES},
     "max_participants": {"type": "integer", "minimum": 1, "maximum": INT32_MAX,
                          "description": "at most the account's limit"},
     "auto_invite": {"type": "boolean", "description": "dial every planned participant at the start"},
-    "auto_extend_minutes": {"type": "integer", "enum": [0, 15, 30, 45, 60]},
+    "auto_extend_minutes": {"type": "integer", "enum": list(AUTO_EXTEND_STEPS)},
     "guest_pin_required": {"type": "boolean"},
-    "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": 1440}),
+    "reminder_minutes": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_REMINDER_MINUTES}),
     "participants": {"type": "array", "maxItems": 1000, "items": _ref("ParticipantInput")},
     "mode": {"type": "string", "enum": ["voice"], "default": "voice"},
-    "language": {"type": "string", "enum": ["ru", "en"],
+    "language": {**LANGUAGE,
                  "description": "the voice language callers hear; default: the account's portal language"},
     "notify_participants": {"type": "boolean", "default": False,
                             "description": "the owner's consent to e-mail the participants (invitation, update, "

@@ -45,6 +45,16 @@
     return seconds;
   }
 
+  // What the console shows of a participant: connected splits into talking / muted (as
+  // display_state in web/views/conferences.py does for the first page).
+  function displayState(p) {
+    if (p.state === "connected") {
+      if (p.muted) { return "muted"; }
+      if (p.talking) { return "talking"; }
+    }
+    return p.state;
+  }
+
   function badge(state, reason) {
     var span = document.createElement("span");
     span.className = "badge state-" + state;
@@ -93,6 +103,7 @@
     soon();
   }
 
+  // conference: the Conference of the API (web/api/render.py) plus pin_lockout.
   function render(conference) {
     current = conference;
     var checked = {};
@@ -102,7 +113,8 @@
     conference.participants.forEach(function (p) {
       var row = document.createElement("tr");
       row.dataset.participant = p.id;
-      row.dataset.state = p.display_state;
+      var shown = displayState(p);
+      row.dataset.state = shown;
       row.dataset.origin = p.origin;
       row.dataset.role = p.role;
       row.hidden = tab !== "all" && p.origin !== tab;
@@ -115,7 +127,7 @@
       role.className = "badge role-" + p.role;
       role.textContent = label(p.role);
       cell(row, "role", role);
-      cell(row, "state", badge(p.display_state, p.reason));
+      cell(row, "state", badge(shown, p.failure_reason));
       cell(row, "joined", p.joined_at ? timeFormat.format(new Date(p.joined_at)) : "—");
       cell(row, "duration", duration(liveSeconds(p))).className = "mono";
       var actions = document.createElement("div");

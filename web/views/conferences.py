@@ -27,6 +27,8 @@ from engine.domain.model import (
     Role,
 )
 from engine.domain.notifications import delivery_problem
+from engine.domain.planning import EXTEND_STEPS
+from web.api import render as shapes
 from web.auth import current_account, login_required
 from web.context import services
 from web.i18n import local_time, translate
@@ -46,40 +48,16 @@ from web.views.planning import _form_error, form_context, plan_from_form
 
 log = logging.getLogger(__name__)
 
-EXTEND_STEPS = (15, 30, 45, 60)
-
 
 def display_state(participant: Participant) -> str:
-    """What the console shows: connected splits into talking / muted."""
+    """What the console shows: connected splits into talking / muted (web/static/console.js
+    derives the same from the participant's state, muted and talking)."""
     if participant.state == ParticipantState.CONNECTED:
         if participant.muted:
             return "muted"
         if participant.talking:
             return "talking"
     return str(participant.state)
-
-
-def participant_json(participant: Participant) -> dict[str, Any]:
-    return {
-        "id": participant.id, "name": participant.name, "number": participant.number,
-        "role": str(participant.role), "origin": str(participant.origin), "state": str(participant.state),
-        "display_state": display_state(participant),
-        "reason": str(participant.failure_reason) if participant.failure_reason else None,
-        "muted": participant.muted, "talking": participant.talking, "attempts": participant.attempts,
-        "joined_at": participant.joined_at.isoformat() if participant.joined_at else None,
-        "left_at": participant.left_at.isoformat() if participant.left_at else None,
-        "connected_seconds": participant.connected_seconds,
-    }
-
-
-def conference_json(conference: Conference) -> dict[str, Any]:
-    return {
-        "id": conference.id, "subject": conference.subject, "state": str(conference.state),
-        "locked": conference.locked, "starts_at": conference.starts_at.isoformat(),
-        "auto_invite": conference.auto_invite,
-        "ends_at": conference.ends_at.isoformat(), "extended_minutes": conference.extended_minutes,
-        "participants": [participant_json(p) for p in conference.participants],
-    }
 
 
 async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, Any] | None:
@@ -219,15 +197,15 @@ async def console_state(request: web.Request) -> web.StreamResponse:
     """The console's current state as JSON: fetched when the event stream (re)connects and when
     it reports a change, so a reconnecting console always shows the present."""
     conference = await _conference(request)
-    body = conference_json(conference)
-    lockout = await _pin_lockout(request, conference.id)
-    body["pin_lockout"] = {name: moment.isoformat() for name, moment in lockout.items()} if lockout else None
+    body = shapes.conference(conference, services(request).settings.access_number)
+    body["pin_lockout"] = shapes.pin_lockout(await _pin_lockout(request, conference.id))
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def _action_done(request: web.Request, conference_id: int, message: str,
-                       error: VecheError | None = None, target: str | None = None) -> web.StreamResponse:
-    text = await error_text(request, error) if error else await translate(request, message)
+                       error: VecheError | None = None, target: str | None = None,
+                       values: dict[str, Any] | None = None) -> web.StreamResponse:
+    text = await error_text(request, error) if error else (await translate(request, message)).format(**(values or {}))
     if wants_json(request):
         if error is not None:
             status = 404 if isinstance(error, NotFound) else 409 if isinstance(
@@ -238,7 +216,9 @@ async def _action_done(request: web.Request, conference_id: int, message: str,
     raise web.HTTPSeeOther(target or f"/conferences/{conference_id}/console")
 
 
-async def _run_action(request: web.Request, message: str, call: Any, target: str | None = None) -> web.StreamResponse:
+async def _run_action(request: web.Request, message: str, call: Any, target: str | None = None,
+                      values: dict[str, Any] | None = None) -> web.StreamResponse:
+    """Runs the action and answers with its message; ``values`` fill the message's {placeholders}."""
     conference_id = path_id(request)
     try:
         await call
@@ -246,7 +226,7 @@ async def _run_action(request: web.Request, message: str, call: Any, target: str
         raise
     except (ValidationError, StateConflict, LimitExceeded) as exc:
         return await _action_done(request, conference_id, message, exc)
-    return await _action_done(request, conference_id, message, target=target)
+    return await _action_done(request, conference_id, message, target=target, values=values)
 
 
 @login_required
@@ -327,8 +307,11 @@ async def conference_action(request: web.Request) -> web.StreamResponse:
         if minutes not in EXTEND_STEPS:
             return await _action_done(request, conference_id, "",
                                       ValidationError("Extend by 15, 30, 45 or 60 minutes", "minutes"))
-        return await _run_action(request, N_("Conference extended"),
-                                 conferences_service.extend(account.id, conference_id, minutes))
+        # The same words as the console's notice of the conference.extended event, so the chair
+        # reads one message whichever of the two arrives last.
+        return await _run_action(request, N_("The conference was extended by {minutes} min"),
+                                 conferences_service.extend(account.id, conference_id, minutes),
+                                 values={"minutes": minutes})
     if action == "end":
         form = await request.post()
         if not checkbox(form, "confirm") and not wants_json(request):
