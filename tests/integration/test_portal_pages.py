@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from engine.domain.model import ConferencePlan, ParticipantPlan
+from tests.support.captcha import captcha_answer
 from tests.support.portal import PASSWORD, PortalClient, new_account, random_account_phone
 
 pytestmark = pytest.mark.stack
@@ -82,7 +83,7 @@ async def test_wrong_captcha_is_refused_and_used_up(client: PortalClient, engine
                                         "captcha_id": form.captcha_id, "captcha": "WRONG"}, token=form.csrf)
     assert page.status == 400
     assert 'data-test="login-error"' in page.text
-    assert await engine.services.captcha.answer_for_test(form.captcha_id) is None, "single use"
+    assert await captcha_answer(engine.pool, form.captcha_id) is None, "single use"
     # the right answer to the used CAPTCHA no longer works either
     page = await client.post("/login", {"phone": account.phone, "password": PASSWORD,
                                         "captcha_id": form.captcha_id, "captcha": answer}, token=page.csrf)
@@ -197,7 +198,7 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
         ("auto_extend_minutes", "0")], token=twice.csrf)
     assert over.status == 400
     _assert_russian(over)
-    planned = await engine.services["conferences"].plan(account.id, ConferencePlan(
+    planned = await engine.services.conferences.plan(account.id, ConferencePlan(
         subject="Later", start=datetime.now(UTC) + timedelta(days=2), duration_minutes=30, max_participants=3,
         participants=[]))
     console = await client.get(f"/conferences/{planned.id}/console")
@@ -211,7 +212,7 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
     message = json.loads(stale.text)["error"]["message"]
     assert stale.status == 403 and "обновите страницу" in message, message
 
-    operator = await engine.services["accounts"].create(random_account_phone(), PASSWORD, role="operator",
+    operator = await engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator",
                                                         language="ru")
     await client.post("/logout", {}, token=console.csrf)
     await client.login(operator.phone)
