@@ -163,9 +163,6 @@ def language(raw: str | None) -> str:
     return raw
 
 
-PROFILE_FIELDS = ("name", "email", "language", "timezone")
-
-
 def profile_value(key: str, value: object) -> object:
     """One checked personal-data field (name, e-mail, language, time zone) of an account."""
     if key == "name":

@@ -140,9 +140,6 @@ class RecordingService:
         await self.start_recording(owner_id, conference_id, actor)
         return True
 
-    async def is_recording(self, conference_id: int) -> bool:
-        return await self.repo.running(conference_id) is not None
-
     async def _failed(self, row: dict, error: str, technical: str = "") -> None:
         """Record a failed recording: ``error`` is the catalogue sentence the portal shows,
         ``technical`` the detail for the log and the event log."""
