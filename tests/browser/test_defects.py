@@ -1,4 +1,4 @@
-"""Defects found by hand in Chromium, each replayed on the real portal in Russian and English:
+"""Portal edge cases in Chromium, each on the real portal in Russian and English:
 two tabs editing one conference (the second save is refused with the other change shown), a
 double-submitted Planning form (one conference), server-side refusals in the visitor's language
 with the participant row named and separators in numbers accepted, and the conference list at
