@@ -107,7 +107,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         scheduler=Scheduler(settings, conferences),
         notifier=notifier,
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
-        captcha=CaptchaService(CaptchaRepository(pool), test_mode=settings.test_mode, max_rows=settings.captcha_max),
+        captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
         dialin=DialinService(settings, DialinRepository(pool), bus, series),
         keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording,

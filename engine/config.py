@@ -78,7 +78,7 @@ class Settings:
     ring_timeout: int = 30
     calls_per_second: float = 20.0
     max_concurrent_calls: int = 200  # dial-outs calling, ringing or connected at once, all accounts together
-    # conference engine (E1): retries, deadline warning, extension cap, test time scale
+    # conferences: retries, deadline warning, extension cap, test time scale
     retry_busy: int = 0  # extra dial attempts after a busy callee
     retry_no_answer: int = 0  # extra dial attempts after no answer
     retry_delay_seconds: float = 30.0

@@ -121,7 +121,7 @@ def password(raw: str, field_name: str = "password", *, phone: str | None = None
                               length=PASSWORD_MIN_LENGTH)
     if len(raw) > PASSWORD_MAX_LENGTH:
         raise ValidationError("The password is too long", field_name)
-    if is_common(raw):  # operator edition: the shipped list of common passwords
+    if is_common(raw):  # the shipped list of common passwords
         raise ValidationError("This password is too common; choose a less predictable one", field_name)
     if repeats_a_chunk(raw.strip()) or is_sequence(raw.strip()):
         raise ValidationError("The password repeats or runs through the same characters; choose a less "
@@ -165,9 +165,6 @@ def language(raw: str | None) -> str:
     if raw not in LANGUAGES:
         raise ValidationError("Choose Russian or English", "language")
     return raw
-
-
-PROFILE_FIELDS = ("name", "email", "language", "timezone")
 
 
 def profile_value(key: str, value: object) -> object:

@@ -236,14 +236,6 @@ class NumberPlan:
         return True
 
 
-def validate_short_prefix(raw: str) -> str:
-    """An operator's short-number prefix: 1 to 6 digits, not starting with 0."""
-    if not re.fullmatch(r"[1-9][0-9]{0,5}", raw):
-        raise ValidationError("a short-number prefix is 1 to 6 digits and does not start with 0",
-                              "short_number_prefixes")
-    return raw
-
-
 @dataclass(frozen=True)
 class GroupRule:
     """What the dialplan needs of one number-plan group."""

@@ -55,6 +55,11 @@ class EventBus:
         if callback in self._subscribers:
             self._subscribers.remove(callback)
 
+    @property
+    def subscriber_count(self) -> int:
+        """How many callbacks are subscribed (an SSE stream holds one while it is open)."""
+        return len(self._subscribers)
+
     async def publish(self, event: DomainEvent) -> None:
         with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
             for callback in list(self._subscribers):

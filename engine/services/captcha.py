@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from captcha.image import ImageCaptcha
 
 from engine.adapters.db.captchas import CaptchaRepository
-from engine.domain.errors import Forbidden
 
 CAPTCHA_ALPHABET = "ACDEFHJKLMNPRTUVWXY34679"  # no look-alikes (0/O, 1/I, 5/S, 8/B, 2/Z)
 CAPTCHA_LENGTH = 5
@@ -26,9 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class CaptchaService:
-    def __init__(self, repository: CaptchaRepository, *, test_mode: bool = False, max_rows: int = 10000) -> None:
+    def __init__(self, repository: CaptchaRepository, *, max_rows: int = 10000) -> None:
         self.repository = repository
-        self.test_mode = test_mode
         self.max_rows = max_rows
         self.rendered = 0  # pictures drawn since start (each CAPTCHA at most once)
         self._painter = ImageCaptcha(width=200, height=70)
@@ -64,12 +62,6 @@ class CaptchaService:
             return False
         expected = await self.repository.take(captcha_id)
         return expected is not None and secrets.compare_digest(expected.upper(), answer.strip().upper())
-
-    async def answer_for_test(self, captcha_id: str) -> str | None:
-        """Test-only hook for the browser tests; refused unless settings.test_mode is on."""
-        if not self.test_mode:
-            raise Forbidden("The CAPTCHA test hook is off")
-        return await self.repository.peek(captcha_id)
 
     async def purge(self) -> int:
         """Delete expired CAPTCHAs; the number deleted."""

@@ -333,7 +333,7 @@ class ConferenceService:
             await self.repo.log_event(conference_id, "conference.failed", actor=actor, detail={"reason": "missed"})
             await self._publish("conference.failed", missed, reason="missed")
             return None
-        if await self._owner_blocked(conference_id):  # operator edition: a blocked account's conferences never start
+        if await self._owner_blocked(conference_id):  # a blocked account's conferences never start
             log.warning("conference %s not started: its account is blocked", conference_id)
             failed = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.FAILED,
                                                 end_reason="account_blocked", ended_at=now_utc())

@@ -301,6 +301,10 @@ class DialinService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def published(self) -> None:
+        """Wait until the events of the calls answered so far are on the bus."""
+        await asyncio.gather(*self._tasks)
+
     async def stop(self) -> None:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -68,8 +68,10 @@ class AgiStats(Protocol):
 class MetricsService:
     """Owns the engine's metrics registry."""
 
-    def __init__(self, repo: MetricsRepository, *, bus: Bus, nodes: Mapping[str, AmiAdapter], agi: AgiStats) -> None:
+    def __init__(self, repo: MetricsRepository, *, bus: Bus, nodes: Mapping[str, AmiAdapter], agi: AgiStats,
+                 dial_result_grace: float = DIAL_RESULT_GRACE) -> None:
         self.metrics = VecheMetrics()
+        self.dial_result_grace = dial_result_grace  # seconds a failed Originate waits for its dial result
         self.repo = repo
         self.bus = bus
         self.nodes = nodes
@@ -108,7 +110,7 @@ class MetricsService:
     def on_ami_event(self, event: AmiEvent) -> None:
         # A failed Originate's OriginateResponse and the dialplan's VecheDialResult arrive in either
         # order (the Local channel passes busy/congestion on before the dialplan reports), so
-        # whichever comes first waits for the other, a failure at most DIAL_RESULT_GRACE seconds.
+        # whichever comes first waits for the other, a failure at most ``dial_result_grace`` seconds.
         if event.name == "UserEvent":
             call_id = event.get("Call")
             if event.get("UserEvent") != "VecheDialResult" or not call_id:
@@ -130,7 +132,7 @@ class MetricsService:
         if dial_result is not None or event.get("Response") == "Success" or not call_id:
             self._count_originate(event, dial_result)
             return
-        timer = asyncio.get_running_loop().call_later(DIAL_RESULT_GRACE, self._no_dial_result, call_id)
+        timer = asyncio.get_running_loop().call_later(self.dial_result_grace, self._no_dial_result, call_id)
         self._waiting_responses[call_id] = (event, timer)
 
     def _no_dial_result(self, call_id: str) -> None:

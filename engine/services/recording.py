@@ -140,9 +140,6 @@ class RecordingService:
         await self.start_recording(owner_id, conference_id, actor)
         return True
 
-    async def is_recording(self, conference_id: int) -> bool:
-        return await self.repo.running(conference_id) is not None
-
     async def _failed(self, row: dict, error: str, technical: str = "") -> None:
         """Record a failed recording: ``error`` is the catalogue sentence the portal shows,
         ``technical`` the detail for the log and the event log."""
@@ -265,7 +262,7 @@ class RecordingService:
         last = -1
         while True:
             row = await self.repo.get(recording_id, None)
-            raw = self._host_path(row["raw_path"]) if row and row["raw_path"] else None
+            raw = self.host_path(row["raw_path"]) if row and row["raw_path"] else None
             size = raw.stat().st_size if raw is not None and raw.exists() else -1
             if size > 44 and size == last:
                 return raw  # type: ignore[return-value]
@@ -274,7 +271,8 @@ class RecordingService:
             last = size
             await asyncio.sleep(0.5)
 
-    def _host_path(self, in_root: str) -> Path:
+    def host_path(self, in_root: str) -> Path:
+        """Where a file the node names by its path in the Asterisk root lies on this host."""
         return self.settings.rootfs / in_root.lstrip("/")
 
     # ----------------------------------------------------------------- owner's access

@@ -137,12 +137,6 @@ class SeriesService:
     async def list(self, owner_id: int | None, kind: str | None = None) -> list[dict[str, Any]]:
         return await self.repo.list(owner_id, kind)
 
-    async def of_conference(self, owner_id: int | None, conference: Conference) -> dict[str, Any] | None:
-        """The series a conference belongs to, or None."""
-        if conference.series_id is None:
-            return None
-        return await self.repo.get(conference.series_id, owner_id)
-
     # ----------------------------------------------------------------- planning
 
     async def plan_series(self, owner_id: int, plan: ConferencePlan, recurrence: Any) -> dict[str, Any]:

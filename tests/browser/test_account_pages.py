@@ -19,6 +19,7 @@ from engine.adapters.mail_sink import MailSink
 from engine.domain.errors import Unauthenticated
 from engine.domain.tokens import TOKEN_PREFIX
 from tests.support.browser import log_in, shot
+from tests.support.captcha import captcha_answer
 from tests.support.portal import PASSWORD, new_account
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
@@ -104,7 +105,7 @@ async def test_outbox_page_keeps_html_inert(lang: str, browser: Browser, engine,
         captcha_id = await page.locator("input[name=captcha_id]").input_value()
         await page.fill("input[name=phone]", operator.phone)
         await page.fill("input[name=password]", PASSWORD)
-        await page.fill("input[name=captcha]", await engine.services.captcha.answer_for_test(captcha_id))
+        await page.fill("input[name=captcha]", await captcha_answer(engine.pool, captcha_id))
         await page.click("button[type=submit]")
         await page.goto(portal_url + "/operator/outbox")
         await page.click(f"text=Outbox {marker}")

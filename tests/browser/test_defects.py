@@ -1,4 +1,4 @@
-"""Defects found by hand in Chromium, each replayed on the real portal in Russian and English:
+"""Portal edge cases in Chromium, each on the real portal in Russian and English:
 two tabs editing one conference (the second save is refused with the other change shown), a
 double-submitted Planning form (one conference), server-side refusals in the visitor's language
 with the participant row named and separators in numbers accepted, and the conference list at
@@ -15,6 +15,7 @@ from playwright.async_api import Browser, Page, expect
 
 from engine.domain.model import ConferencePlan
 from tests.support.browser import log_in, shot
+from tests.support.captcha import captcha_answer
 from tests.support.portal import new_account
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
@@ -185,7 +186,7 @@ async def test_a_form_sent_after_logging_out_elsewhere_keeps_the_input(lang: str
         captcha_id = await page.locator("input[name=captcha_id]").input_value()
         await page.fill("input[name=phone]", account.phone)
         await page.fill("input[name=password]", PASSWORD)
-        await page.fill("input[name=captcha]", await engine.services.captcha.answer_for_test(captcha_id))
+        await page.fill("input[name=captcha]", await captcha_answer(engine.pool, captcha_id))
         await page.click("button[type=submit]")
         await page.wait_for_url("**/planning")
         await expect(page.locator("input[name=subject]")).to_have_value("Typed before logout")

@@ -29,7 +29,7 @@ async def recorded_conference(engine, owner_id: int) -> int:
         row = await recording.repo.running(conference.id)
         if not row or not row["raw_path"]:
             return None
-        path = recording._host_path(row["raw_path"])
+        path = recording.host_path(row["raw_path"])
         return path.exists() and path.stat().st_size > 44 + 2 * 16000
 
     await wait_until(engine, written, timeout=40, what="two seconds recorded")

@@ -1,15 +1,14 @@
 """Accounts, sessions, CAPTCHAs and the address book against the real Postgres: argon2id hashes,
 login rate limits per account and per address, blocked accounts, password change revoking other
-sessions, idle and absolute session timeouts, single-use CAPTCHAs with the test hook off in
-production, and address-book entries that only their owner can see or touch."""
+sessions, idle and absolute session timeouts, single-use CAPTCHAs, and address-book entries that
+only their owner can see or touch."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.adapters.db.captchas import CaptchaRepository
 from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
-from engine.services.captcha import CaptchaService
+from tests.support.captcha import captcha_answer
 from tests.support.portal import PASSWORD, random_account_phone
 
 pytestmark = pytest.mark.stack
@@ -138,10 +137,10 @@ async def test_sessions_expire_when_idle_or_too_old(accounts, engine) -> None:
     assert await accounts.load_session(fresh) is None
 
 
-async def test_captcha_is_single_use_and_the_hook_is_off_in_production(engine) -> None:
+async def test_captcha_is_single_use(engine) -> None:
     captcha = engine.services.captcha
     first = await captcha.new()
-    answer = await captcha.answer_for_test(first)
+    answer = await captcha_answer(engine.pool, first)
     assert answer and len(answer) == 5
     image = await captcha.image(first)
     assert image and image.startswith(b"\x89PNG")
@@ -150,11 +149,7 @@ async def test_captcha_is_single_use_and_the_hook_is_off_in_production(engine) -
     assert await captcha.image(first) is None
     second = await captcha.new()
     assert not await captcha.check(second, "nope")
-    assert not await captcha.check(second, await captcha.answer_for_test(second) or "gone")
-    production = CaptchaService(CaptchaRepository(engine.pool), test_mode=False)
-    third = await production.new()
-    with pytest.raises(Forbidden):
-        await production.answer_for_test(third)
+    assert not await captcha.check(second, await captcha_answer(engine.pool, second) or "gone")
 
 
 async def test_contacts_rooms_templates_belong_to_their_owner(accounts, book) -> None:

@@ -59,7 +59,7 @@ async def server_closes(reader: asyncio.StreamReader) -> bytes:
     return b""
 
 
-# ------------------------------------------------------------------ the reported bug
+# ------------------------------------------------------------------ a session cut short
 
 async def test_header_line_then_close_ends_the_session_and_the_engine_stays_responsive(engine, api_server) -> None:
     agi = engine.agi

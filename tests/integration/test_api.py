@@ -5,6 +5,7 @@ description's agreement with the routes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,7 @@ import pytest
 from aiohttp.web_urldispatcher import PrefixedSubAppResource
 from openapi_spec_validator import validate as validate_openapi
 
-from tests.support.api import EXERCISED, ApiClient, BusWatcher, connected, new_user, session_client
+from tests.support.api import ApiClient, BusWatcher, connected, exercised, new_user, record_operation, session_client
 from web.api import ROUTES
 from web.api.openapi import build_spec
 
@@ -26,6 +27,24 @@ BUSY = "375290000486"
 
 def _later(minutes: int = 120) -> str:
     return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_route_is_exercised(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the module's tests, in whatever order they ran: each operation of the description was
+    called by them (the operator's routes have their own tests in test_operator.py). Checked when
+    every test of the module was selected and passed; a part of the module (``-k``) proves nothing."""
+    failed = request.session.testsfailed
+    with exercised() as seen:
+        yield
+    defined = {name for name, value in vars(request.module).items() if name.startswith("test_") and callable(value)}
+    selected = {item.originalname for item in request.session.items
+                if getattr(item, "module", None) is request.module}
+    if selected != defined or request.session.testsfailed != failed:
+        return
+    described = {op["operationId"] for path, item in build_spec()["paths"].items() for op in item.values()
+                 if not path.startswith("/operator/")}
+    assert described - seen == set(), "operations none of the tests of test_api.py called"
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +302,7 @@ async def test_scheduled_conference_get_list_patch_cancel(api, user) -> None:
         assert await stream.content.readline() == b"event: snapshot\n"
         snapshot = json.loads((await stream.content.readline()).decode().removeprefix("data: "))
         assert snapshot["id"] == cid and snapshot["subject"] == "Quarterly review (moved)"
-    EXERCISED.add("conference_events")
+    record_operation("conference_events")
 
     log = await api.get(f"/conferences/{cid}/log")
     assert log.status == 200
@@ -648,12 +667,3 @@ async def test_series_and_permanent_room_routes(api) -> None:
     assert (await api.post(f"/permanent-rooms/{rid}/pins")).status == 200
     assert (await api.call("DELETE", f"/permanent-rooms/{rid}")).status == 200
 
-
-async def test_every_route_was_exercised_by_this_module(request) -> None:
-    """Runs last: each operation of the description was called by the tests above."""
-    options = request.config.option
-    if options.keyword or options.markexpr or getattr(options, "lf", False):
-        pytest.skip("only meaningful when the whole module runs")
-    described = {op["operationId"] for path, item in build_spec()["paths"].items() for op in item.values()
-                 if not path.startswith("/operator/")}  # the operator edition's routes have their own tests
-    assert described - EXERCISED == set()

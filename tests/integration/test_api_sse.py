@@ -87,7 +87,7 @@ async def test_dial_in_caller_shows_up_live_in_the_owners_stream(engine, api_ser
                                                     "duration_minutes": 30, "max_participants": 5})
     assert created.status == 201, created.body
     conference = created.body
-    baseline = len(engine.bus._subscribers)
+    baseline = engine.bus.subscriber_count
     caller = None
     async with aiohttp.ClientSession() as session:
         stream = await open_stream(session, owner, conference["id"])
@@ -95,7 +95,7 @@ async def test_dial_in_caller_shows_up_live_in_the_owners_stream(engine, api_ser
         assert snapshot.name == "snapshot"
         assert snapshot.data["id"] == conference["id"] and snapshot.data["state"] == "running"
         assert snapshot.data["participants"] == []
-        assert len(engine.bus._subscribers) == baseline + 1
+        assert engine.bus.subscriber_count == baseline + 1
 
         caller = await sipp.caller(f"{conference['conference_number']}#,{conference['guest_pin']}#",
                                    caller="375291119999")
@@ -128,7 +128,7 @@ async def test_dial_in_caller_shows_up_live_in_the_owners_stream(engine, api_ser
             await caller.stop()
         stream.response.close()
 
-    await _until(lambda: len(engine.bus._subscribers) == baseline, "the stream's bus subscription ended")
+    await _until(lambda: engine.bus.subscriber_count == baseline, "the stream's bus subscription ended")
 
 
 async def test_stream_sends_heartbeats_and_works_with_the_session_cookie(engine, api_server, owner) -> None:
@@ -139,7 +139,7 @@ async def test_stream_sends_heartbeats_and_works_with_the_session_cookie(engine,
     cid = created.body["id"]
     cookie = await engine.services.accounts.save_session(None, owner.account.id,
                                                             {"account_id": owner.account.id})
-    baseline = len(engine.bus._subscribers)
+    baseline = engine.bus.subscriber_count
     async with aiohttp.ClientSession(cookies={COOKIE_NAME: cookie}) as browser:
         async with browser.get(owner.api.url(f"/conferences/{cid}/events")) as response:
             assert response.status == 200
@@ -154,8 +154,8 @@ async def test_stream_sends_heartbeats_and_works_with_the_session_cookie(engine,
             with pytest.raises(TimeoutError):
                 await stream.next(timeout=1.5)
             assert stream.comments > comments_before
-            assert len(engine.bus._subscribers) == baseline + 1
-    await _until(lambda: len(engine.bus._subscribers) == baseline, "the cookie stream's subscription ended")
+            assert engine.bus.subscriber_count == baseline + 1
+    await _until(lambda: engine.bus.subscriber_count == baseline, "the cookie stream's subscription ended")
     await owner.api.post(f"/conferences/{cid}/end")
 
 
@@ -164,7 +164,7 @@ async def test_stream_refuses_strangers_and_unknown_conferences(engine, api_serv
                                                     "max_participants": 2})
     cid = created.body["id"]
     stranger = await new_user(engine, api_server)
-    baseline = len(engine.bus._subscribers)
+    baseline = engine.bus.subscriber_count
     reply = await stranger.api.get(f"/conferences/{cid}/events")
     assert reply.status == 404 and reply.error["code"] == "not_found"
     reply = await owner.api.get("/conferences/999999999/events")
@@ -172,7 +172,7 @@ async def test_stream_refuses_strangers_and_unknown_conferences(engine, api_serv
     async with aiohttp.ClientSession() as anonymous, \
             anonymous.get(owner.api.url(f"/conferences/{cid}/events")) as response:
         assert response.status == 401
-    assert len(engine.bus._subscribers) == baseline
+    assert engine.bus.subscriber_count == baseline
     await owner.api.post(f"/conferences/{cid}/end")
 
 

@@ -31,6 +31,8 @@ sys.argv[0] = "engine"
 runpy.run_module("engine", run_name="__main__", alter_sys=True)
 """
 
+# ./veche test installs docker-compose; a bare `pytest` on a host without it skips this module
+# rather than fail on a tool the engine itself never needs
 pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None,
                                 reason="docker-compose (Debian package) is not installed")
 
@@ -106,6 +108,7 @@ def test_asterisk_image_render_step_produces_a_complete_config(tmp_path: Path) -
     assert "python3 -m engine asterisk-config render" in entrypoint
 
 
+# systemd-analyze comes with systemd, which a container or a non-systemd host lacks; nothing installs it
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_unit_example_is_valid() -> None:
     unit = PROJECT_ROOT / "deploy" / "veche.service"

@@ -1,5 +1,5 @@
 """GET /metrics on the real stack: served on its own listener (never on the web port, a bearer
-token when VECHE_METRICS_TOKEN is set), every metric of the operator edition is exposed, and the
+token when VECHE_METRICS_TOKEN is set), every metric the engine defines is exposed, and the
 counters move while a real conference runs (dial-out answered and busy, a dial-in with one wrong
 PIN, HTTP requests)."""
 

@@ -1,4 +1,4 @@
-"""The operator edition end to end: an operator creates a customer account with limits, the
+"""The operator's work end to end: an operator creates a customer account with limits, the
 customer logs in and is refused a conference over its limit; a blocked account cannot log in or
 use its API token and its scheduled conference does not start; the audit log records all of it
 and cannot be changed."""

@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from engine.domain.model import ConferencePlan, ParticipantPlan
+from tests.support.captcha import captcha_answer
 from tests.support.portal import PASSWORD, PortalClient, new_account, random_account_phone
 
 pytestmark = pytest.mark.stack
@@ -82,7 +83,7 @@ async def test_wrong_captcha_is_refused_and_used_up(client: PortalClient, engine
                                         "captcha_id": form.captcha_id, "captcha": "WRONG"}, token=form.csrf)
     assert page.status == 400
     assert 'data-test="login-error"' in page.text
-    assert await engine.services.captcha.answer_for_test(form.captcha_id) is None, "single use"
+    assert await captcha_answer(engine.pool, form.captcha_id) is None, "single use"
     # the right answer to the used CAPTCHA no longer works either
     page = await client.post("/login", {"phone": account.phone, "password": PASSWORD,
                                         "captcha_id": form.captcha_id, "captcha": answer}, token=page.csrf)

@@ -54,7 +54,7 @@ async def wait_audio(engine, recording_id: int, seconds: float) -> None:
         row = await service.repo.get(recording_id, None)
         if not row or not row["raw_path"]:
             return False
-        path = service._host_path(row["raw_path"])
+        path = service.host_path(row["raw_path"])
         return path.exists() and path.stat().st_size > 44 + seconds * 16000
 
     deadline = asyncio.get_running_loop().time() + TIMEOUT

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -50,7 +51,24 @@ def _operations() -> list[tuple[re.Pattern[str], str, dict[str, Any]]]:
     return found
 
 
-EXERCISED: set[str] = set()  # operationIds the tests of this session called (with any status)
+_recorders: list[set[str]] = []  # the open ``exercised()`` blocks
+
+
+def record_operation(operation_id: str) -> None:
+    """Count ``operation_id`` as called, for every open ``exercised()`` block."""
+    for seen in _recorders:
+        seen.add(operation_id)
+
+
+@contextmanager
+def exercised() -> Iterator[set[str]]:
+    """The operationIds of the API calls made (with any status) while the block is open."""
+    seen: set[str] = set()
+    _recorders.append(seen)
+    try:
+        yield seen
+    finally:
+        _recorders.remove(seen)
 
 
 def check_against_openapi(method: str, path: str, status: int, content_type: str, body: Any) -> None:
@@ -61,7 +79,7 @@ def check_against_openapi(method: str, path: str, status: int, content_type: str
     if operation is None:
         assert status in (401, 404, 405), f"{method} {path} is not described but answered {status}"
         return
-    EXERCISED.add(operation["operationId"])
+    record_operation(operation["operationId"])
     responses = operation["responses"]
     assert str(status) in responses, f"{method} {path}: status {status} is not documented"
     content = responses[str(status)].get("content", {})

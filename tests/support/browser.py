@@ -6,6 +6,7 @@ from pathlib import Path
 
 from playwright.async_api import Page
 
+from tests.support.captcha import captcha_answer
 from tests.support.portal import PASSWORD
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -18,10 +19,10 @@ async def shot(page: Page, screens: Path, lang: str, name: str) -> None:
 
 
 async def log_in(page: Page, engine, portal_url: str, phone: str) -> None:
-    """Log in with the CAPTCHA answer read through the test-only hook."""
+    """Log in with the CAPTCHA answer read from its row."""
     await page.goto(portal_url + "/login")
     captcha_id = await page.locator("input[name=captcha_id]").input_value()
-    answer = await engine.services.captcha.answer_for_test(captcha_id)
+    answer = await captcha_answer(engine.pool, captcha_id)
     await page.fill("input[name=phone]", phone)
     await page.fill("input[name=password]", PASSWORD)
     await page.fill("input[name=captcha]", answer)

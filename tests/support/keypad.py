@@ -54,7 +54,7 @@ async def keypad_caller(factory: SippFactory, entry: str, steps: list[str], call
                         delay_ms: int = 1000, service: str = "7000") -> KeypadCaller:
     """A caller that keys ``entry`` (number and PIN) after ``delay_ms``, then each of ``steps``
     (e.g. ``"*1"``) on each ``press()``."""
-    base = factory._next("keypad")
+    base = factory.next_base("keypad")
     entry_pcap = write_dtmf_pcap(entry, base.with_name(base.name + "-entry.pcap"))
     step_pcaps = [write_dtmf_pcap(digits, base.with_name(f"{base.name}-step{index}.pcap"),
                                   first_seq=1000 + 2000 * index, first_ts=160_000 + 8_000_000 * index)

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.captcha import captcha_answer
 from tests.support.factories import random_phone
 
 PASSWORD = "portal-pass-2026"
@@ -75,7 +76,7 @@ class PortalClient:
         return page
 
     async def captcha_answer(self, page: Page) -> str:
-        answer = await self.engine.services.captcha.answer_for_test(page.captcha_id)
+        answer = await captcha_answer(self.engine.pool, page.captcha_id)
         assert answer
         return answer
 

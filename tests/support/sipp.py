@@ -117,14 +117,15 @@ class SippFactory:
     asterisk_sip_port: int
     _count: int = field(default=0)
 
-    def _next(self, what: str) -> Path:
+    def next_base(self, what: str) -> Path:
+        """A fresh numbered path in the work folder for one SIPp process's files."""
         self._count += 1
         self.workdir.mkdir(parents=True, exist_ok=True)
         return self.workdir / f"{self._count:04d}-{what}"
 
     async def pstn(self, port: int) -> SippProcess:
         """The trunk's far end on 127.0.0.1:port (see tests/sipp/pstn.xml for the number codes)."""
-        base = self._next("pstn")
+        base = self.next_base("pstn")
         argv = ["sipp", "-sf", str(pstn_scenario(base)), "-i", "127.0.0.1", "-p", str(port),
                 "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
                 "-max_socket", "2000", "-trace_err", "-error_file", f"{base}.err",
@@ -136,7 +137,7 @@ class SippFactory:
         """A dial-in caller that keys ``digits`` (``,`` pauses) once the first prompt plays.
         res_agi drops the digits that arrive before the IVR's first GET DATA, so like a person the
         caller waits ``delay_ms`` after the answer (300 ms lost a first digit on a loaded machine)."""
-        base = self._next("caller")
+        base = self.next_base("caller")
         pcap = write_dtmf_pcap(digits, base.with_suffix(".pcap"))
         template = jinja2.Template((SCENARIOS / "caller.xml.j2").read_text())
         scenario = base.with_suffix(".xml")

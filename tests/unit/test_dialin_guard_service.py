@@ -4,7 +4,6 @@ correct PIN, a lock-out refuses every PIN and is announced once, withheld caller
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,7 +54,7 @@ async def test_lockout_refuses_every_pin_and_is_announced_once() -> None:
     repo.conferences["123456"] = make_conference(id=7, owner_id=5)
     guesser = FakeCall(["123456", "000001", "000002", "000003"], caller_number="375290000001")
     assert (await dialin.answer(guesser)).wrong_entries == 3
-    await asyncio.gather(*dialin._tasks)
+    await dialin.published()
     assert [(e.kind, e.conference_id, e.owner_id, e.data["failures"]) for e in events] == [
         (PIN_LOCKOUT_EVENT, 7, 5, 3)]
     chair = FakeCall(["123456", "111111"], caller_number="375290000002")

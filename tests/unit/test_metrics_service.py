@@ -3,6 +3,7 @@ Asterisk sends the OriginateResponse and the dialplan's VecheDialResult in."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from engine.adapters.ami import AmiEvent
@@ -20,8 +21,9 @@ class IdleAgi:
     ended: Counter[str] = Counter()
 
 
-def service() -> MetricsService:
-    return MetricsService(MetricsRepository(None), bus=EventBus(), nodes={}, agi=IdleAgi())  # type: ignore[arg-type]
+def service(grace: float = 2.0) -> MetricsService:
+    return MetricsService(MetricsRepository(None), bus=EventBus(), nodes={}, agi=IdleAgi(),  # type: ignore[arg-type]
+                          dial_result_grace=grace)
 
 
 def response(call_id: str, ok: bool = False, reason: str = "1", number: str = "375290000486") -> AmiEvent:
@@ -55,13 +57,15 @@ async def test_originate_response_first_waits_for_the_dial_result() -> None:
 
 
 async def test_without_a_dial_result_the_reason_decides() -> None:
-    svc = service()
+    svc = service(grace=0.05)
     svc.on_ami_event(response("c3", reason="1", number="4412345"))  # refused by veche-dialout: no UserEvent
     assert count(svc, "failed") == 0
-    timer = svc._waiting_responses["c3"][1]
-    svc._no_dial_result("c3")  # what the timer calls when the grace period ends
-    timer.cancel()
-    assert count(svc, "failed") == 1 and svc._waiting_responses == {}
+    deadline = asyncio.get_running_loop().time() + 5
+    while count(svc, "failed") == 0 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # the grace period's timer counts it
+    assert count(svc, "failed") == 1
+    svc.on_ami_event(dial_result("c3", "CONGESTION", "34"))  # a late dial result is not counted again
+    assert count(svc, "failed") == 1 and count(svc, "congestion") == 0
 
 
 async def test_answered_and_other_originates() -> None:

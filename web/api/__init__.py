@@ -87,7 +87,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", CONF + "/recordings", recordings.list_recordings),
     ("GET", "/recordings" + ITEM + "/file", recordings.recording_file),
     ("DELETE", "/recordings" + ITEM, recordings.delete_recording),
-    *operator.ROUTES,  # /operator/... (operator edition)
+    *operator.ROUTES,  # /operator/...
     *prompts.ROUTES,  # /operator/prompts (voice prompts per language)
 )
 

@@ -75,7 +75,6 @@ SEARCH = {"type": "string", "pattern": "^[^\\u0000]*$", "description": "any text
 DAY_OR_MOMENT = {"type": "string", "examples": ["2026-11-25", "2026-11-25T10:00:00+03:00"],
                  "pattern": r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?$",
                  "description": "a date YYYY-MM-DD or an ISO 8601 date-time (years 1970 to 9000)"}
-INT32 = {"type": "integer", "minimum": -(2**31), "maximum": INT32_MAX}
 
 
 # Operations ----------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def setup_routes(app: web.Application) -> None:
     add.add_post(r"/settings/{kind:contacts|rooms}", settings.entry_save)
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}", settings.entry_save)
     add.add_post(r"/settings/{kind:contacts|rooms}/{id:\d+}/delete", settings.entry_delete)
-    setup_operator_routes(app)  # /operator/... pages (operator edition)
+    setup_operator_routes(app)  # /operator/... pages
     setup_outbox_routes(app)  # /operator/outbox: the local mail sink
     setup_prompt_routes(app)  # /operator/prompts: voice prompts per language
     setup_account_routes(app)  # password reset, e-mail confirmation, Settings > API tokens

@@ -35,10 +35,6 @@ class CaptchaRepository:
                            SELECT created_at FROM captchas ORDER BY created_at DESC OFFSET $1 LIMIT 1)
                        FOR UPDATE SKIP LOCKED)""", keep)
 
-    async def peek(self, captcha_id: str) -> str | None:
-        return await self.pool.fetchval(
-            "SELECT answer FROM captchas WHERE id = $1 AND expires_at > now()", captcha_id)
-
     async def picture(self, captcha_id: str) -> tuple[str, bytes | None] | None:
         """(answer, stored PNG or None) of a live CAPTCHA, or None."""
         row = await self.pool.fetchrow(

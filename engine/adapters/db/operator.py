@@ -1,4 +1,4 @@
-"""SQL of the operator edition: accounts as the operator manages them (limits, number-plan group,
+"""SQL of the operator's pages and API: accounts as the operator manages them (limits, number-plan group,
 blocking, deletion), number-plan groups, the running conferences of every account, and the
 append-only audit log (insert and read only: there is deliberately no update or delete here)."""
 
