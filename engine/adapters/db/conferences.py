@@ -160,18 +160,6 @@ class ConferenceRepository:
             conference.participants = await self.participants(conference.id)
         return conference
 
-    async def get_live_by_number(self, conference_number: str) -> Conference | None:
-        """The scheduled or running conference with this number (for dial-in), participants filled."""
-        row = await self.pool.fetchrow(
-            f"SELECT {_CONF_SELECT} FROM conferences WHERE conference_number = $1 "
-            "AND state IN ('scheduled', 'running') ORDER BY (state = 'running') DESC, starts_at LIMIT 1",
-            conference_number)
-        if row is None:
-            return None
-        conference = _conference(row)
-        conference.participants = await self.participants(conference.id)
-        return conference
-
     async def get_by_room(self, room: str) -> Conference | None:
         """The conference whose ConfBridge room is ``room`` (participants not filled)."""
         row = await self.pool.fetchrow(f"SELECT {_CONF_SELECT} FROM conferences WHERE room = $1", room)
