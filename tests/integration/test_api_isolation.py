@@ -24,6 +24,7 @@ BODIES = {
     ("PUT", "/contacts/{id}"): {"name": "hijacked", "number": "375291234567"},
     ("PUT", "/rooms/{id}"): {"name": "hijacked", "number": "375171234567"},
     ("PATCH", "/templates/{id}"): {"name": "hijacked", "is_default": True},
+    ("PATCH", "/series/{id}"): {"subject": "hijacked"},
 }
 
 
@@ -55,11 +56,18 @@ async def owner_a(engine, api_server, pstn) -> dict:
     token = await portal.post("/tokens", {"name": "A second token"})
     recording = await a.api.post(f"/conferences/{live.body['id']}/recording/start")
     assert recording.status == 201, recording.body
+    series = await a.api.post("/series", {
+        "subject": "A series", "start": (datetime.now(UTC) + timedelta(days=1)).isoformat(), "duration_minutes": 30,
+        "max_participants": 2, "recurrence": {"frequency": "weekly", "weekdays": ["mo"], "count": 2}})
+    assert series.status == 201, series.body
+    permanent_room = await a.api.post("/permanent-rooms", {"subject": "A standing room", "max_participants": 2})
+    assert permanent_room.status == 201, permanent_room.body
     objects = {
         "user": a, "scheduled": scheduled.body["id"], "live": live.body["id"], "pid": participant_id,
         "contacts": contact.body["id"], "rooms": room.body["id"], "templates": template.body["id"],
         "tokens": token.body["details"]["id"], "token_secret": token.body["token"],
-        "recordings": recording.body["id"],
+        "recordings": recording.body["id"], "series": series.body["id"],
+        "permanent-rooms": permanent_room.body["id"],
         "snapshot": {"live": (await a.api.get(f"/conferences/{live.body['id']}")).body,
                      "scheduled": (await a.api.get(f"/conferences/{scheduled.body['id']}")).body},
     }
@@ -79,7 +87,7 @@ def _targets(method: str, path: str, a: dict) -> list[tuple[str, str]]:
     if kind == "conferences":
         return [(path.replace("{id}", str(a[which])).replace("{pid}", str(a["pid"])), which)
                 for which in ("scheduled", "live")]
-    assert kind in ("contacts", "rooms", "templates", "tokens", "recordings"), \
+    assert kind in ("contacts", "rooms", "templates", "tokens", "recordings", "series", "permanent-rooms"), \
         f"route {method} {path} is not in the matrix"
     return [(path.replace("{id}", str(a[kind])), kind)]
 
