@@ -136,15 +136,7 @@ class MailComposer:
         html = self.templates.get_template(f"{language}/body.html.j2").render(context)
         calendar = build_calendar(facts, recipient, kind, organizer=self.sender, now=now)
         message_id = f"<{kind.value}.{facts.conference_id}.{facts.sequence}.{_letters(16)}@{self.domain}>"
-        message = EmailMessage(policy=MIME_POLICY)
-        message["Subject"] = subject
-        message["From"] = self.sender
-        name = flatten(recipient.name)
-        message["To"] = formataddr((name, recipient.email)) if name else recipient.email
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = message_id
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
+        message = _text_and_html(self.sender, subject, recipient, message_id, now, text, html)
         method = "REQUEST" if occurrence_dropped(facts, kind) else calendar_method(kind)
         message.add_attachment(calendar, maintype="text", subtype="calendar", filename="invite.ics",
                                params={"method": method, "charset": "utf-8"})
@@ -168,6 +160,21 @@ class PinLockoutFacts:
     timezone: str
 
 
+def _text_and_html(sender: str, subject: str, recipient: Recipient, message_id: str, now: datetime, text: str,
+                   html: str) -> EmailMessage:
+    """The headers and the text and HTML alternatives every message of the engine has."""
+    message = EmailMessage(policy=MIME_POLICY)
+    message["Subject"] = subject
+    message["From"] = sender
+    name = flatten(recipient.name)
+    message["To"] = formataddr((name, recipient.email)) if name else recipient.email
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
 def _compose_plain(composer: MailComposer, template: str, language: str, context: dict[str, object],
                    recipient: Recipient, message_id: str, now: datetime) -> ComposedMessage:
     """A message without a calendar, from the ``template`` subject, text and HTML of ``language``;
@@ -176,15 +183,7 @@ def _compose_plain(composer: MailComposer, template: str, language: str, context
     context = {**context, "mail_subject": subject}
     text = composer.templates.get_template(f"{language}/{template}.txt.j2").render(context)
     html = composer.templates.get_template(f"{language}/{template}.html.j2").render(context)
-    message = EmailMessage(policy=MIME_POLICY)
-    message["Subject"] = subject
-    message["From"] = composer.sender
-    name = flatten(recipient.name)
-    message["To"] = formataddr((name, recipient.email)) if name else recipient.email
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message = _text_and_html(composer.sender, subject, recipient, message_id, now, text, html)
     for part in message.walk():
         if part.is_multipart():
             part.set_boundary(f"veche-{_letters(24)}")
