@@ -87,11 +87,18 @@ async def _send_straight(engine, numbers: list[str]) -> None:
 
 async def _reaching_the_trunk(engine, pstn, numbers: list[str]) -> set[str]:
     """Send ``numbers`` straight into veche-dialout; return those whose INVITE reached the far
-    end. Each round ends with a number every plan allows, whose INVITE marks the end of it."""
+    end. A round ends when the INVITEs of every number the engine allows and of a sentinel every
+    plan allows have arrived (the Originates run at once, so they arrive in any order)."""
     sentinel = f"37529{secrets.randbelow(10**4):04d}486"
+    awaited = [n for n in numbers if await _engine_allows(engine, n)] + [sentinel]
     before = Counter(pstn.invited_numbers())
+
+    def all_arrived(invited: list[str]) -> bool:
+        seen = Counter(invited) - before
+        return all(seen[n] for n in awaited)
+
     await _send_straight(engine, [*numbers, sentinel])
-    await far_end_saw(pstn, lambda invited: invited.count(sentinel) > before[sentinel], "the sentinel's INVITE")
+    await far_end_saw(pstn, all_arrived, "the INVITEs of the numbers the plans allow")
     invited = Counter(pstn.invited_numbers()) - before
     return {n for n in numbers if invited[n]}
 
