@@ -195,7 +195,7 @@ async def test_series_occurrence_reminders_once_per_recipient_without_invitation
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     pool = engine.pool
     try:
-        conferences = ConferenceService(engine, None)
+        conferences = planning_only(configured, engine)
         series = SeriesService(configured, pool, engine.bus, conferences, wake_mail=notifier.wake)
         owner = await make_account(pool, email_address="remind-owner@example.org", timezone="Europe/Berlin")
         quiet_owner = await make_account(pool, email_address="quiet-owner@example.org")
