@@ -165,10 +165,9 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- database and notifier
 
 
-@pytest.fixture(scope="module")
-async def mail_database(database_url: str) -> str:
-    """A database of its own, so the session engine's notifier never touches these rows."""
-    name = f"veche_mail_{secrets.token_hex(4)}"
+async def migrated_database(database_url: str, prefix: str) -> str:
+    """A new, migrated database in the session's server, for tests whose rows no engine may see."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -181,6 +180,12 @@ async def mail_database(database_url: str) -> str:
     finally:
         await conn.close()
     return url
+
+
+@pytest.fixture(scope="module")
+async def mail_database(database_url: str) -> str:
+    """A database of its own, so the session engine's notifier never touches these rows."""
+    return await migrated_database(database_url, "veche_mail")
 
 
 def mail_settings(settings: Settings, database: str, smtp_port: int, **overrides: object) -> Settings:

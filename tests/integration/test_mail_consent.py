@@ -5,14 +5,11 @@ recipient what went out and what was not sent because the switch was off."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 
-from engine.adapters.db.migrations import migrate
 from engine.config import Settings
 from tests.integration.test_mail import (
     NotifierInstance,
@@ -21,6 +18,7 @@ from tests.integration.test_mail import (
     mail_settings,
     make_account,
     make_conference,
+    migrated_database,
     open_instance,
     smtp_server,
 )
@@ -35,19 +33,7 @@ async def sink() -> AsyncIterator[SmtpServer]:
 @pytest.fixture(scope="module")
 async def consent_database(database_url: str) -> str:
     """A database of its own, so the session engine's notifier never touches these rows."""
-    name = f"veche_consent_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = database_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
+    return await migrated_database(database_url, "veche_consent")
 
 
 @pytest.fixture

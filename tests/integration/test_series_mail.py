@@ -6,17 +6,14 @@ the series is cancelled; participants only with the owner's consent."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import pytest
 
 from engine.adapters.db import create_pool
 from engine.adapters.db.conferences import ConferenceRepository
-from engine.adapters.db.migrations import migrate
 from engine.adapters.db.operator import OperatorRepository
 from engine.app import Engine
 from engine.config import Settings
@@ -33,6 +30,7 @@ from tests.integration.test_mail import (
     by_recipient,
     mail_settings,
     make_account,
+    migrated_database,
     open_instance,
     smtp_server,
 )
@@ -51,19 +49,7 @@ async def sink() -> AsyncIterator[SmtpServer]:
 @pytest.fixture(scope="module")
 async def series_database(database_url: str) -> str:
     """A database of its own, so the session engine's notifier never touches these rows."""
-    name = f"veche_series_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = database_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
+    return await migrated_database(database_url, "veche_series")
 
 
 @pytest.fixture
