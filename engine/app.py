@@ -29,6 +29,7 @@ from engine.adapters.db.operator import AuditRepository, OperatorRepository
 from engine.adapters.db.pictures import PicturesRepository
 from engine.adapters.db.prompts import PromptRepository
 from engine.adapters.db.recordings import RecordingRepository
+from engine.adapters.db.series import SeriesRepository
 from engine.adapters.db.sessions import SessionRepository
 from engine.adapters.db.tokens import TokenRepository
 from engine.adapters.mail_sink import MailSinkReader
@@ -43,23 +44,30 @@ from engine.services.audit import AuditService, NoAudit
 from engine.services.bus import EventBus
 from engine.services.calls import CallService
 from engine.services.captcha import CaptchaService
-from engine.services.conferences import ConferenceService
+from engine.services.conference_lifecycle import ConferenceLifecycle
+from engine.services.conference_limits import PlanChecks
+from engine.services.conference_planning import ConferencePlanning
+from engine.services.conference_records import ConferenceRecords
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.live_control import LiveControl
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
+from engine.services.permanent_rooms import PermanentRooms
 from engine.services.pictures import PicturesService
 from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
-from engine.services.series import SeriesService
+from engine.services.series import SeriesPlanning
+from engine.services.series_mail import SeriesMail
+from engine.services.series_occurrences import SeriesOccurrences
 from engine.services.tokens import TokenService
 from engine.stack import local_dialplan_sink, render_dialout
 
@@ -84,11 +92,20 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     conference_repo = ConferenceRepository(pool)
     calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
                         guard=guard, prompts=prompts)
-    conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
-                                    guard=guard, prompts=prompts, schedule_changed=asyncio.Event())
-    quality = QualityService(conferences, nodes)
+    records = ConferenceRecords(settings, conference_repo, bus, schedule_changed=asyncio.Event())
+    checks = PlanChecks(conference_repo, plans, guard)
+    lifecycle = ConferenceLifecycle(records, calls=calls, prompts=prompts)
+    planning = ConferencePlanning(settings, records, checks, lifecycle=lifecycle)
+    live = LiveControl(records, checks, calls=calls, lifecycle=lifecycle)
+    quality = QualityService(planning, nodes)
     notifier = Notifier(settings, pool, bus)
-    series = SeriesService(settings, pool, bus, conferences, wake_mail=notifier.wake)
+    series_repo = SeriesRepository(pool)
+    series_mail = SeriesMail(settings, pool, series_repo, records, wake_mail=notifier.wake)
+    occurrences = SeriesOccurrences(settings, series_repo, records, checks, mail=series_mail, bus=bus)
+    series = SeriesPlanning(settings, series_repo, records, checks, planning=planning, occurrences=occurrences,
+                            mail=series_mail)
+    rooms = PermanentRooms(settings, series_repo, records, checks, series=series, lifecycle=lifecycle,
+                           mail=series_mail, bus=bus)
     recording = RecordingService(settings, RecordingRepository(pool), conference_repo, nodes=nodes, bus=bus,
                                  calls=calls)
     return Services(
@@ -102,23 +119,27 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         prompts=prompts,
         accounts=accounts,
         calls=calls,
-        conferences=conferences,
+        planning=planning,
+        live=live,
+        lifecycle=lifecycle,
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
-        scheduler=Scheduler(settings, conferences),
+        scheduler=Scheduler(settings, lifecycle),
         notifier=notifier,
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
-        dialin=DialinService(settings, DialinRepository(pool), bus, series),
-        keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording,
+        dialin=DialinService(settings, DialinRepository(pool), bus, rooms),
+        keypad=KeypadService(settings, conference_repo, live=live, recording=recording,
                              prompts=prompts, bus=bus),
         recording=recording,
         quality=quality,
-        operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=conferences,
+        operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=live,
                                  audit=audit, guard=guard, plans=plans, dialplan=dialplan),
         outbox=MailOutbox(MailSinkReader(settings.run_dir / "mail"), settings.mail_sink),
-        pictures=PicturesService(settings, PicturesRepository(pool), bus, conferences, quality),
+        pictures=PicturesService(settings, PicturesRepository(pool), bus, planning, quality),
         series=series,
+        occurrences=occurrences,
+        rooms=rooms,
         idempotency=IdempotencyService(IdempotencyRepository(pool), timedelta(hours=settings.idempotency_hours)),
     )
 

@@ -13,22 +13,26 @@ from engine.services.audit import AuditService
 from engine.services.bus import EventBus
 from engine.services.calls import CallService
 from engine.services.captcha import CaptchaService
-from engine.services.conferences import ConferenceService
+from engine.services.conference_lifecycle import ConferenceLifecycle
+from engine.services.conference_planning import ConferencePlanning
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.live_control import LiveControl
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
+from engine.services.permanent_rooms import PermanentRooms
 from engine.services.pictures import PicturesService
 from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
-from engine.services.series import SeriesService
+from engine.services.series import SeriesPlanning
+from engine.services.series_occurrences import SeriesOccurrences
 from engine.services.tokens import TokenService
 
 
@@ -46,7 +50,9 @@ class Services:
     prompts: PromptService
     accounts: AccountService
     calls: CallService
-    conferences: ConferenceService
+    planning: ConferencePlanning
+    live: LiveControl
+    lifecycle: ConferenceLifecycle
     recovery: RecoveryService
     scheduler: Scheduler
     notifier: Notifier
@@ -61,7 +67,9 @@ class Services:
     outbox: MailOutbox
     pictures: PicturesService
     idempotency: IdempotencyService
-    series: SeriesService
+    series: SeriesPlanning
+    occurrences: SeriesOccurrences
+    rooms: PermanentRooms
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
@@ -81,11 +89,13 @@ class Services:
         await self.metrics.start()
         await self.audit.start()
         await self.pictures.start()
-        await self.series.start()
+        await self.occurrences.start()
+        await self.rooms.start()
 
     async def stop(self) -> None:
         """Stop them in the reverse order (each stop is safe on a service that never started)."""
-        await self.series.stop()
+        await self.rooms.stop()
+        await self.occurrences.stop()
         await self.pictures.stop()
         await self.audit.stop()
         await self.metrics.stop()

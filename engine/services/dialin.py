@@ -25,7 +25,7 @@ from engine.services.calls import (
     WAITING_GUEST_PROFILE,
     new_dialin_token,
 )
-from engine.services.series import SeriesService
+from engine.services.permanent_rooms import PermanentRooms
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _Stopwatch:
 
 
 class DialinService:
-    def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus, rooms: SeriesService,
+    def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus, rooms: PermanentRooms,
                  policy: DialinPolicy | None = None) -> None:
         self.settings = settings
         self.rooms = rooms  # permanent rooms: one answers its number when no session is open

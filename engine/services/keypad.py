@@ -1,5 +1,5 @@
 """Keypad commands pressed in a room: the ConfBridge menu hands each key to the engine (FastAGI
-route "keypad"); this service finds who pressed it, acts through the conference service with
+route "keypad"); this service finds who pressed it, acts through live control with
 the actor ``keypad:<participant id>`` and speaks the answer on the caller's channel."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from engine.domain.keypad import KeyAction
 from engine.domain.model import ConferenceState, Participant, ParticipantState, Role
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import now_utc
-from engine.services.conferences import ConferenceService
+from engine.services.live_control import LiveControl
 from engine.services.prompts import PromptService
 from engine.services.recording import RecordingService
 
@@ -49,12 +49,12 @@ class KeypadAnswer:
 
 
 class KeypadService:
-    def __init__(self, settings: Settings, repo: ConferenceRepository, *, conferences: ConferenceService,
+    def __init__(self, settings: Settings, repo: ConferenceRepository, *, live: LiveControl,
                  recording: RecordingService, prompts: PromptService, bus: Bus) -> None:
         self.settings = settings
         self.prompts = prompts
         self.repo = repo
-        self.conferences = conferences
+        self.live = live
         self.recording = recording
         self.bus = bus
         self.answers: list[KeypadAnswer] = []  # the latest presses (bounded), newest last
@@ -100,19 +100,19 @@ class KeypadService:
         try:
             if action == KeyAction.MUTE_SELF:
                 muted = not participant.muted
-                await self.conferences.mute(owner, conference.id, participant.id, muted, actor=actor)
+                await self.live.mute(owner, conference.id, participant.id, muted, actor=actor)
                 said = [rules.SAY_MUTED if muted else rules.SAY_UNMUTED]
             elif action == KeyAction.MUTE_GUESTS:
                 said = [await self._mute_guests(conference.participants, owner, conference.id, actor)]
             elif action == KeyAction.LOCK:
-                await self.conferences.lock(owner, conference.id, not conference.locked, actor=actor)
+                await self.live.lock(owner, conference.id, not conference.locked, actor=actor)
                 said = [rules.SAY_UNLOCKED if conference.locked else rules.SAY_LOCKED]
             elif action == KeyAction.COUNT:
                 connected = await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED])
                 said = rules.count_answer(connected)
             elif action == KeyAction.EXTEND:
                 try:
-                    await self.conferences.extend(owner, conference.id, rules.EXTEND_MINUTES, actor=actor)
+                    await self.live.extend(owner, conference.id, rules.EXTEND_MINUTES, actor=actor)
                     said = [rules.SAY_EXTENDED]
                 except VecheError as exc:
                     answer.error = str(exc)
@@ -141,7 +141,7 @@ class KeypadService:
         for guest in guests:
             if guest.muted != muted:
                 try:
-                    await self.conferences.mute(owner, conference_id, guest.id, muted, actor=actor)
+                    await self.live.mute(owner, conference_id, guest.id, muted, actor=actor)
                 except VecheError as exc:  # left the room meanwhile
                     log.info("keypad mute-all: participant %s skipped: %s", guest.id, exc)
         return rules.SAY_GUESTS_MUTED if muted else rules.SAY_GUESTS_UNMUTED

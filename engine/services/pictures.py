@@ -17,7 +17,7 @@ from engine.config import Settings
 from engine.domain import timeline as rules
 from engine.domain.model import Conference
 from engine.services.bus import Bus, DomainEvent
-from engine.services.conferences import ConferenceService
+from engine.services.conference_planning import ConferencePlanning
 from engine.services.quality import QualityService
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,12 @@ class NetworkSeries:
 
 
 class PicturesService:
-    def __init__(self, settings: Settings, repo: PicturesRepository, bus: Bus, conferences: ConferenceService,
+    def __init__(self, settings: Settings, repo: PicturesRepository, bus: Bus, planning: ConferencePlanning,
                  quality: QualityService) -> None:
         self.settings = settings
         self.repo = repo
         self.bus = bus
-        self.conferences = conferences
+        self.planning = planning
         self.quality = quality
         self._tasks: set[asyncio.Task] = set()
 
@@ -130,8 +130,8 @@ class PicturesService:
 
     async def timeline(self, owner_id: int | None, conference_id: int) -> Timeline:
         """Connected and talking spans per participant (NotFound if not the owner's)."""
-        conference = await self.conferences.get(owner_id, conference_id)
-        events = await self.conferences.events(owner_id, conference_id)
+        conference = await self.planning.get(owner_id, conference_id)
+        events = await self.planning.events(owner_id, conference_id)
         start, end = self._window(conference)
         connected = rules.connected_spans(events, conference.participants, end)
         talking = rules.talk_spans(await self.repo.talk_spans(conference_id), end)
@@ -140,7 +140,7 @@ class PicturesService:
 
     async def network(self, owner_id: int | None, conference_id: int) -> NetworkSeries:
         """Jitter and loss over time per participant (NotFound if not the owner's)."""
-        conference = await self.conferences.get(owner_id, conference_id)
+        conference = await self.planning.get(owner_id, conference_id)
         samples = await self.repo.quality_samples(conference_id)
         start, end = self._window(conference)
         moments = [sample["at"] for sample in samples]

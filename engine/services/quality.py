@@ -12,7 +12,7 @@ from engine.adapters.ami import AmiAdapter
 from engine.domain import quality as rules
 from engine.domain.errors import AmiError
 from engine.domain.model import Origin, Participant, ParticipantState
-from engine.services.conferences import ConferenceService
+from engine.services.conference_planning import ConferencePlanning
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +20,14 @@ DIALOUT_PEER_SUFFIX = "-2"  # the Local;2 half of a dial-out, bridged to the cal
 
 
 class QualityService:
-    def __init__(self, conferences: ConferenceService, nodes: Mapping[str, AmiAdapter]) -> None:
-        self.conferences = conferences
+    def __init__(self, planning: ConferencePlanning, nodes: Mapping[str, AmiAdapter]) -> None:
+        self.planning = planning
         self.nodes = nodes
 
     async def report(self, owner_id: int | None, conference_id: int) -> list[dict[str, Any]]:
         """One row per connected participant: participant_id, number, name, codec, jitter_ms,
         loss_percent, rtt_ms, mos, verdict. NotFound when the conference is not the owner's."""
-        conference = await self.conferences.get(owner_id, conference_id)
+        conference = await self.planning.get(owner_id, conference_id)
         connected = [p for p in conference.participants if p.state == ParticipantState.CONNECTED]
         return list(await asyncio.gather(*(self._row(p, p.node_id or conference.node_id) for p in connected)))
 

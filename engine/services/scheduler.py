@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.config import Settings
 from engine.services.calls import now_utc
-from engine.services.conferences import ConferenceService
+from engine.services.conference_lifecycle import ConferenceLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +22,11 @@ class Scheduler:
     """One loop per engine, for the conferences of its node. Starting and ending are
     compare-and-set in SQL, so two engines on one node never do either twice."""
 
-    def __init__(self, settings: Settings, conferences: ConferenceService) -> None:
+    def __init__(self, settings: Settings, lifecycle: ConferenceLifecycle) -> None:
         self.settings = settings
-        self.conferences = conferences
-        self.repo = conferences.repo
-        self._wake = conferences.schedule_changed
+        self.lifecycle = lifecycle
+        self.repo = lifecycle.repo
+        self._wake = lifecycle.records.schedule_changed
         self._task: asyncio.Task | None = None
         self._inflight: dict[tuple[str, int], asyncio.Task] = {}
 
@@ -76,11 +76,11 @@ class Scheduler:
         end never delays another start); returns how many jobs were started."""
         node_id = self.settings.node_id
         now = now_utc()
-        jobs = [(("start", c.id), self.conferences.start_conference, c.id)
+        jobs = [(("start", c.id), self.lifecycle.start_conference, c.id)
                 for c in await self.repo.due_starts(node_id, now)]
-        jobs += [(("warn", c.id), self.conferences.warn, c)
+        jobs += [(("warn", c.id), self.lifecycle.warn, c)
                  for c in await self.repo.due_warnings(node_id, now, self.settings.warning_seconds)]
-        jobs += [(("end", c.id), self.conferences.deadline, c) for c in await self.repo.due_ends(node_id, now)]
+        jobs += [(("end", c.id), self.lifecycle.deadline, c) for c in await self.repo.due_ends(node_id, now)]
         spawned = 0
         for key, function, argument in jobs:
             if key in self._inflight:

@@ -37,7 +37,7 @@ async def _page(browser: Browser, lang: str, width: int = 1280) -> tuple[object,
 async def _scheduled(engine, owner_id: int, subject: str) -> int:
     plan = ConferencePlan(subject=subject, start=datetime.now(UTC) + timedelta(days=1), duration_minutes=30,
                           max_participants=5)
-    return (await engine.services.conferences.plan(owner_id, plan)).id
+    return (await engine.services.planning.plan(owner_id, plan)).id
 
 
 @pytest.mark.parametrize("lang", ["ru", "en"])
@@ -61,12 +61,12 @@ async def test_two_tabs_editing_one_conference(lang: str, browser: Browser, engi
         await expect(alert.locator("table.conflict")).to_contain_text("Weekly, room 5")
         await expect(second.locator("input[name=subject]")).to_have_value("Weekly, moved")
         await shot(second, screens, lang, "defects-edit-conflict")
-        saved = await engine.services.conferences.get(account.id, conference_id)
+        saved = await engine.services.planning.get(account.id, conference_id)
         assert saved.subject == "Weekly, room 5"
         # having seen the other change, saving again is a deliberate overwrite
         await second.click("form.plan-form button[type=submit]")
         await second.wait_for_url(f"**/conferences/{conference_id}")
-        assert (await engine.services.conferences.get(account.id, conference_id)).subject == "Weekly, moved"
+        assert (await engine.services.planning.get(account.id, conference_id)).subject == "Weekly, moved"
         assert errors == []
     finally:
         await context.close()
@@ -234,15 +234,15 @@ async def test_history_and_card_say_what_happened_in_words(lang: str, browser: B
     from tests.support.api import BusWatcher
 
     account = await new_account(engine, language=lang)
-    conferences = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     async with BusWatcher(engine) as bus:
-        conference = await conferences.plan(account.id, ConferencePlan(
+        conference = await planning.plan(account.id, ConferencePlan(
             subject="Busy line", start=None, duration_minutes=10, max_participants=3,
             participants=(ParticipantPlan("375290000486"),)))
         await bus.wait(lambda e: e.conference_id == conference.id and e.kind == "participant.state"
                        and e.data.get("state") == "failed", timeout=60)
-    await conferences.end(account.id, conference.id)
-    called_off = await conferences.plan(account.id, ConferencePlan(
+    await live.end(account.id, conference.id)
+    called_off = await planning.plan(account.id, ConferencePlan(
         subject="Called off", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=30, max_participants=5,
         participants=(ParticipantPlan("375291000031", "Olga", "olga@example.org"),)))
     cancelled_id = called_off.id
@@ -252,7 +252,7 @@ async def test_history_and_card_say_what_happened_in_words(lang: str, browser: B
         "'olga@example.org', 'veche@localhost', 'x', $1, 'x'::bytea, 'failed', 5, 'SMTPConnectError: Error "
         "connecting to 127.0.0.1 on port 25; [Errno 111] Connect call failed')",
         f"defects-{cancelled_id}@test", cancelled_id, called_off.participants[0].id)
-    await conferences.cancel(account.id, cancelled_id)
+    await planning.cancel(account.id, cancelled_id)
     context, page, errors = await _page(browser, lang)
     try:
         await log_in(page, engine, portal_url, account.phone)

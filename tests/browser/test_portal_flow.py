@@ -55,7 +55,7 @@ async def test_conference_from_login_to_history(lang: str, browser: Browser, eng
         await page.click("[data-test=schedule]")
         await page.wait_for_url("**/conferences/*")
         conference_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-        conference = await engine.services.conferences.get(account.id, conference_id)
+        conference = await engine.services.planning.get(account.id, conference_id)
         await expect(page.locator("[data-test=conference-number]")).to_have_text(conference.conference_number)
         await expect(page.locator("[data-test=chair-pin]")).to_have_text(conference.chair_pin)
         await expect(page.locator("[data-test=access-number]")).to_have_text(engine.settings.access_number)
@@ -96,12 +96,12 @@ async def test_conference_from_login_to_history(lang: str, browser: Browser, eng
         await expect(page.locator("[data-locked]")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
 
         # extend by 15 minutes
-        ends_before = (await engine.services.conferences.get(account.id, conference_id)).ends_at
+        ends_before = (await engine.services.planning.get(account.id, conference_id)).ends_at
         ends_text = await page.locator("[data-ends-at]").inner_text()
         await page.click("[data-menu] summary")
         await page.click("[data-test=extend-15]")
         await expect(page.locator("[data-ends-at]")).not_to_have_text(ends_text, timeout=LIVE_TIMEOUT_MS)
-        extended = await engine.services.conferences.get(account.id, conference_id)
+        extended = await engine.services.planning.get(account.id, conference_id)
         assert (extended.ends_at - ends_before).total_seconds() == 15 * 60
 
         # network status report
@@ -181,8 +181,8 @@ async def test_console_that_lost_its_stream_shows_the_present(browser: Browser, 
     proxied_url = f"http://127.0.0.1:{proxy.port}"
 
     account = await new_account(engine, language="en")
-    conferences = engine.services.conferences
-    conference = await conferences.plan(account.id, ConferencePlan(
+    planning, live = engine.services.planning, engine.services.live
+    conference = await planning.plan(account.id, ConferencePlan(
         subject="Reconnect", start=None, duration_minutes=10, max_participants=3,
         participants=(ParticipantPlan("375290001204", "Vera"),)))
     context = await browser.new_context(viewport={"width": 1366, "height": 860})
@@ -197,9 +197,9 @@ async def test_console_that_lost_its_stream_shows_the_present(browser: Browser, 
         await expect(page.locator("#console")).to_have_attribute("data-live", "1")
         proxy.cut(refuse_new=True)
         await expect(page.locator("[data-offline]")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-        participant = (await conferences.get(account.id, conference.id)).participants[0]
-        await conferences.mute(account.id, conference.id, participant.id, True)
-        await conferences.lock(account.id, conference.id, True)
+        participant = (await planning.get(account.id, conference.id)).participants[0]
+        await live.mute(account.id, conference.id, participant.id, True)
+        await live.lock(account.id, conference.id, True)
         await shot(page, screens, "en", "console-offline")
         proxy.restore()
         await expect(row).to_have_attribute("data-state", "muted", timeout=LIVE_TIMEOUT_MS)
@@ -209,4 +209,4 @@ async def test_console_that_lost_its_stream_shows_the_present(browser: Browser, 
     finally:
         await context.close()
         await proxy.stop()
-        await conferences.end(account.id, conference.id)
+        await live.end(account.id, conference.id)

@@ -21,8 +21,8 @@ TEXTS = {"ru": ("Записи", "Удалить"), "en": ("Recordings", "Delete"
 
 async def recorded_conference(engine, owner_id: int) -> int:
     """An immediate recorded conference, ended once its recorder has written a few seconds."""
-    conferences, recording = engine.services.conferences, engine.services.recording
-    conference = await conferences.plan(owner_id, ConferencePlan(
+    planning, live, recording = engine.services.planning, engine.services.live, engine.services.recording
+    conference = await planning.plan(owner_id, ConferencePlan(
         subject="Recorded meeting", start=None, duration_minutes=10, max_participants=2, recording=True))
 
     async def written():
@@ -33,7 +33,7 @@ async def recorded_conference(engine, owner_id: int) -> int:
         return path.exists() and path.stat().st_size > 44 + 2 * 16000
 
     await wait_until(engine, written, timeout=40, what="two seconds recorded")
-    await conferences.end(owner_id, conference.id)
+    await live.end(owner_id, conference.id)
 
     async def ready():
         rows = await recording.list_for(owner_id, [conference.id])

@@ -562,7 +562,7 @@ async def test_start_now_add_without_invite_live_roles_and_ringing_hangup(api, e
         assert joiner in dialled and later not in dialled
 
         # make chair, then guest: Asterisk's member flags follow, the same call stays in the room
-        stored = await engine.services.conferences.get(None, cid)
+        stored = await engine.services.planning.get(None, cid)
         room = stored.room
         call_id = next(p.call_id for p in stored.participants if p.id == early_id)
 
@@ -604,7 +604,7 @@ async def test_start_now_add_without_invite_live_roles_and_ringing_hangup(api, e
         assert gone["state"] == "failed" and gone["failure_reason"] == "cancelled", gone
 
         # manual extension stops at the cap shared with auto-extension
-        cap = (await engine.services.conferences.get(None, cid)).extend_cap_minutes
+        cap = (await engine.services.planning.get(None, cid)).extend_cap_minutes
         for _ in range(cap // 60):
             assert (await api.post(f"/conferences/{cid}/extend", {"minutes": 60})).status == 200
         refused = await api.post(f"/conferences/{cid}/extend", {"minutes": 15})

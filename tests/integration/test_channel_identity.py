@@ -93,16 +93,16 @@ def test_every_channel_action_takes_exact_names_only() -> None:
 
 
 async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server, sipp) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     # conference B: two real SIPp calls through the trunk
     owner_b = await create_account(engine.pool)
     numbers = [f"3752900{random_digits(2)}{n}00" for n in (1, 2)]
-    other = await service.plan(owner_b, ConferencePlan(
+    other = await planning.plan(owner_b, ConferencePlan(
         subject="bystanders", start=None, duration_minutes=30, max_participants=5,
         participants=tuple(ParticipantPlan(n) for n in numbers)))
 
     async def both_connected():
-        current = await service.get(owner_b, other.id)
+        current = await planning.get(owner_b, other.id)
         return current if sum(p.state == "connected" for p in current.participants) == 2 else None
 
     other = await wait_until(engine, both_connected, timeout=SETUP_TIMEOUT, what="two bystanders connected")
@@ -179,7 +179,7 @@ async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server,
             current = {m.get("Uniqueid") for m in await engine.ami.confbridge_members(other.room)}
             assert bystanders <= current, (bystanders, current)
             assert bystanders <= await engine.ami.channel_ids()
-            states = [p.state for p in (await service.get(owner_b, other.id)).participants]
+            states = [p.state for p in (await planning.get(owner_b, other.id)).participants]
             assert states == ["connected", "connected"], states
 
         await still_up()
@@ -191,7 +191,7 @@ async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server,
                     or e.get("Uniqueid") in {b + "-2" for b in bystanders}], hangups
     finally:
         engine.ami.unsubscribe(on_hangup)
-        await service.end(owner_b, other.id)
+        await live.end(owner_b, other.id)
 
 
 def test_channel_variables_come_from_chanvariable_headers() -> None:

@@ -23,7 +23,7 @@ NO_ANSWER = "375290005408"
 
 
 async def test_immediate_conference_dials_everyone(engine) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool)
     plan = ConferencePlan(
         subject="Планёрка", start=None, duration_minutes=30, max_participants=10,
@@ -32,13 +32,13 @@ async def test_immediate_conference_dials_everyone(engine) -> None:
     published: list = []
     engine.bus.subscribe(published.append)
     started = datetime.now(UTC)
-    conference = await service.plan(owner, plan)
+    conference = await planning.plan(owner, plan)
     assert conference.state == ConferenceState.RUNNING
     assert conference.node_id == engine.settings.node_id
     assert conference.chair_pin != conference.guest_pin
 
     async def settled():
-        current = await service.get(owner, conference.id)
+        current = await planning.get(owner, conference.id)
         done = all(p.state in ("connected", "failed") for p in current.participants)
         announced = {e.participant_id for e in published
                      if e.kind == "participant.state" and e.data["state"] in ("connected", "failed")}
@@ -66,51 +66,51 @@ async def test_immediate_conference_dials_everyone(engine) -> None:
     chair = next(m for m in members if m.get("Uniqueid") == by_number[ANSWER[0]].call_id)
     assert chair.get("Admin") == "Yes" and chair.get("MarkedUser") == "Yes"
 
-    kinds = [e["kind"] for e in await service.events(owner, conference.id)]
+    kinds = [e["kind"] for e in await planning.events(owner, conference.id)]
     assert kinds[:2] == ["conference.scheduled", "conference.started"]
     assert kinds.count("participant.joined") == 3 and kinds.count("participant.failed") == 2
 
-    ended = await service.end(owner, conference.id)
+    ended = await live.end(owner, conference.id)
     assert ended.state == ConferenceState.ENDED
     assert all(p.state in ("left", "failed") for p in ended.participants)
     assert final.room not in [r.get("Conference") for r in await engine.ami.confbridge_rooms()]
 
 
 async def test_plan_rules(engine) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool, max_participants=5, max_concurrent_conferences=1)
     other = await create_account(engine.pool)
     base = ConferencePlan(subject="x", start=datetime.now(UTC) + timedelta(hours=1), duration_minutes=30,
                           max_participants=5)
     with pytest.raises(LimitExceeded):
-        await service.plan(owner, ConferencePlan(**{**base.__dict__, "max_participants": 6}))
+        await planning.plan(owner, ConferencePlan(**{**base.__dict__, "max_participants": 6}))
     for field, value in [("subject", ""), ("duration_minutes", 0), ("duration_minutes", 721),
                          ("auto_extend_minutes", 20), ("reminder_minutes", 0),
                          ("participants", (ParticipantPlan("+375291234567"),)),
                          ("participants", tuple(ParticipantPlan(f"37529000{i:04d}") for i in range(6)))]:
         with pytest.raises(ValidationError) as info:
-            await service.plan(owner, ConferencePlan(**{**base.__dict__, field: value}))
+            await planning.plan(owner, ConferencePlan(**{**base.__dict__, field: value}))
         assert info.value.field.startswith(field)
-    scheduled = await service.plan(owner, base)
+    scheduled = await planning.plan(owner, base)
     assert scheduled.state == ConferenceState.SCHEDULED
     with pytest.raises(LimitExceeded):
-        await service.plan(owner, base)  # one at a time for this account
+        await planning.plan(owner, base)  # one at a time for this account
     with pytest.raises(NotFound):
-        await service.get(other, scheduled.id)
+        await planning.get(other, scheduled.id)
     with pytest.raises(StateConflict):
-        await service.mute(owner, scheduled.id, 1, True)
-    updated = await service.update(owner, scheduled.id, {"subject": "y", "participants": [ParticipantPlan(ANSWER[0])]})
+        await live.mute(owner, scheduled.id, 1, True)
+    updated = await planning.update(owner, scheduled.id, {"subject": "y", "participants": [ParticipantPlan(ANSWER[0])]})
     assert updated.subject == "y" and [p.number for p in updated.participants] == [ANSWER[0]]
-    cancelled = await service.cancel(owner, scheduled.id)
+    cancelled = await planning.cancel(owner, scheduled.id)
     assert cancelled.state == ConferenceState.CANCELLED
     with pytest.raises(StateConflict):
-        await service.cancel(owner, scheduled.id)
+        await planning.cancel(owner, scheduled.id)
     window = (datetime.now(UTC), datetime.now(UTC) + timedelta(hours=2))
-    assert [c.id for c in await service.history(owner, *window)] == [scheduled.id]
-    assert await service.history(other, *window) == []
-    assert [c.id for c in await service.list(owner, {ConferenceState.CANCELLED})] == [scheduled.id]
-    assert await service.list(owner, {ConferenceState.RUNNING}) == []
-    log = await service.events(owner, scheduled.id)
+    assert [c.id for c in await planning.history(owner, *window)] == [scheduled.id]
+    assert await planning.history(other, *window) == []
+    assert [c.id for c in await planning.list(owner, {ConferenceState.CANCELLED})] == [scheduled.id]
+    assert await planning.list(owner, {ConferenceState.RUNNING}) == []
+    log = await planning.events(owner, scheduled.id)
     assert [e["kind"] for e in log] == ["conference.scheduled", "conference.updated", "conference.cancelled"]
     assert log[1]["detail"] == {"changed": ["participants", "subject"]} and log[1]["actor"] == f"account:{owner}"
 
@@ -124,7 +124,7 @@ async def test_scheduled_conference_starts_on_time_after_engine_restart(settings
     owner = await create_account(first.pool)
     starts_at = datetime.now(UTC) + timedelta(seconds=4)
     try:
-        conference = await first.services.conferences.plan(owner, ConferencePlan(
+        conference = await first.services.planning.plan(owner, ConferencePlan(
             subject="scheduled", start=starts_at, duration_minutes=10, max_participants=3,
             participants=(ParticipantPlan("375290006200"),)))
         assert conference.state == ConferenceState.SCHEDULED
@@ -135,52 +135,52 @@ async def test_scheduled_conference_starts_on_time_after_engine_restart(settings
     try:
         event = await wait_for_bus_event(second, lambda e: e.kind == "conference.started"
                                          and e.conference_id == conference.id, timeout=15)
-        service = second.services.conferences
-        current = await service.get(owner, conference.id)
+        planning, live = second.services.planning, second.services.live
+        current = await planning.get(owner, conference.id)
         assert current.state == ConferenceState.RUNNING
         assert abs((current.started_at - starts_at).total_seconds()) < 1.0, current.started_at - starts_at
         assert abs((event.at - starts_at).total_seconds()) < 1.0
 
         async def connected():
-            return (await service.get(owner, conference.id)).participants[0].state == "connected"
+            return (await planning.get(owner, conference.id)).participants[0].state == "connected"
 
         await wait_until(second, connected, timeout=20, what="participant connected")
-        await service.end(owner, conference.id)
+        await live.end(owner, conference.id)
     finally:
         await second.stop()
 
 
 async def test_many_conferences_due_at_once(engine) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool, max_concurrent_conferences=10)
     starts_at = datetime.now(UTC) + timedelta(seconds=3)
-    ids = [(await service.plan(owner, ConferencePlan(subject=f"batch {i}", start=starts_at, duration_minutes=5,
+    ids = [(await planning.plan(owner, ConferencePlan(subject=f"batch {i}", start=starts_at, duration_minutes=5,
                                                      max_participants=2))).id for i in range(6)]
 
     async def all_running():
-        current = [await service.get(owner, i) for i in ids]
+        current = [await planning.get(owner, i) for i in ids]
         return current if all(c.state == ConferenceState.RUNNING for c in current) else None
 
     running = await wait_until(engine, all_running, timeout=15, what="all conferences running")
     for conference in running:
         assert abs((conference.started_at - starts_at).total_seconds()) < 1.0
-        await service.end(owner, conference.id)
+        await live.end(owner, conference.id)
 
 
 async def test_dialout_rate_limit(engine) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool, max_dialouts_per_minute=2)
-    conference = await service.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="rate", start=None, duration_minutes=10, max_participants=5,
         participants=tuple(ParticipantPlan(n) for n in ("375290012200", "375290013200", "375290014200"))))
     by_number = {p.number: p for p in conference.participants}
     refused = by_number["375290014200"]
     assert (refused.state, refused.failure_reason) == ("failed", "error")
     with pytest.raises(RateLimited):
-        await service.invite(owner, conference.id, [refused.id])
-    await wait_until(engine, lambda: _connected(service, owner, conference.id, 2), timeout=20,
+        await live.invite(owner, conference.id, [refused.id])
+    await wait_until(engine, lambda: _connected(planning, owner, conference.id, 2), timeout=20,
                      what="two connected")
-    await service.end(owner, conference.id)
+    await live.end(owner, conference.id)
 
 
 async def _connected(service, owner: int, conference_id: int, count: int) -> bool:
@@ -194,32 +194,32 @@ async def test_busy_callee_is_retried(settings: Settings, engine) -> None:
                                      retry_delay_seconds=0.5))
     await retrying.start()
     try:
-        service = retrying.services.conferences
+        planning, live = retrying.services.planning, retrying.services.live
         owner = await create_account(retrying.pool)
-        conference = await service.plan(owner, ConferencePlan(
+        conference = await planning.plan(owner, ConferencePlan(
             subject="retry", start=None, duration_minutes=10, max_participants=2,
             participants=(ParticipantPlan("375290015486"),)))
 
         async def retried_and_failed():
-            participant = (await service.get(owner, conference.id)).participants[0]
-            kinds = [e["kind"] for e in await service.events(owner, conference.id)]
+            participant = (await planning.get(owner, conference.id)).participants[0]
+            kinds = [e["kind"] for e in await planning.events(owner, conference.id)]
             logged = kinds.count("participant.failed") == 2  # the event follows the state change
             return participant if participant.attempts == 2 and participant.state == "failed" and logged else None
 
         participant = await wait_until(retrying, retried_and_failed, timeout=20, what="second busy")
         assert (participant.failure_reason, participant.hangup_cause) == ("busy", 17)
-        kinds = [e["kind"] for e in await service.events(owner, conference.id)]
+        kinds = [e["kind"] for e in await planning.events(owner, conference.id)]
         assert kinds.count("participant.dialing") == 2 and kinds.count("participant.failed") == 2
-        await service.end(owner, conference.id)
+        await live.end(owner, conference.id)
     finally:
         await retrying.stop()
 
 
 async def test_conference_missed_while_engine_was_down(engine) -> None:
     """A scheduled conference whose whole time passed is marked failed, never started or dialled."""
-    service = engine.services.conferences
+    planning = engine.services.planning
     owner = await create_account(engine.pool)
-    conference = await service.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="missed", start=datetime.now(UTC) + timedelta(hours=1), duration_minutes=10, max_participants=2,
         participants=(ParticipantPlan("375290016200"),)))
     # as if the engine had been down: move the plan into the past behind the scheduler's back
@@ -229,7 +229,7 @@ async def test_conference_missed_while_engine_was_down(engine) -> None:
     event = await wait_for_bus_event(engine, lambda e: e.kind == "conference.failed"
                                      and e.conference_id == conference.id, timeout=10)
     assert event.data["reason"] == "missed"
-    current = await service.get(owner, conference.id)
+    current = await planning.get(owner, conference.id)
     assert current.state == ConferenceState.FAILED and current.participants[0].state == "planned"
 
 
@@ -243,7 +243,7 @@ async def test_new_engine_adopts_a_dial_out_in_progress(settings: Settings, engi
     try:
         ringing = asyncio.ensure_future(wait_for_bus_event(
             first, lambda e: e.kind == "participant.state" and e.data["state"] == "ringing"))
-        conference = await first.services.conferences.plan(owner, ConferencePlan(
+        conference = await first.services.planning.plan(owner, ConferencePlan(
             subject="adopt", start=None, duration_minutes=10, max_participants=2,
             participants=(ParticipantPlan("375290017408"),)))
         await ringing
@@ -252,14 +252,14 @@ async def test_new_engine_adopts_a_dial_out_in_progress(settings: Settings, engi
     second = Engine(node_settings.with_(agi_port=free_port()))
     await second.start()
     try:
-        service = second.services.conferences
+        planning, live = second.services.planning, second.services.live
 
         async def failed():
-            participant = (await service.get(owner, conference.id)).participants[0]
+            participant = (await planning.get(owner, conference.id)).participants[0]
             return participant if participant.state == "failed" else None
 
         participant = await wait_until(second, failed, timeout=15, what="the adopted call's outcome")
         assert (participant.failure_reason, participant.hangup_cause, participant.attempts) == ("no_answer", 19, 1)
-        await service.end(owner, conference.id)
+        await live.end(owner, conference.id)
     finally:
         await second.stop()

@@ -137,12 +137,12 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
         # through the engine too: an account of that group dials the number, the far end sees it
         customer = await create_account(engine.pool, plan_group=group)
         before = pstn.invited_numbers().count(new)
-        conference = await engine.services.conferences.plan(customer, ConferencePlan(
+        conference = await engine.services.planning.plan(customer, ConferencePlan(
             subject="group dial", start=None, duration_minutes=5, max_participants=2,
             participants=(ParticipantPlan(new),)))
 
         await far_end_saw(pstn, lambda invited: invited.count(new) > before, "the group's number")
-        await engine.services.conferences.end(customer, conference.id)
+        await engine.services.live.end(customer, conference.id)
 
         # and the group's removal takes the number away from Asterisk again
         await engine.pool.execute("UPDATE accounts SET plan_group = 'default' WHERE id = $1", customer)

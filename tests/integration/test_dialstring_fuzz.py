@@ -56,11 +56,11 @@ DIAL_STRINGS = HANDWRITTEN + generated(100 - len(HANDWRITTEN))
 
 async def test_hundred_bad_dial_strings_never_originate(engine) -> None:
     assert len(DIAL_STRINGS) == 100 and len(set(DIAL_STRINGS)) == 100
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool, max_concurrent_conferences=5)
-    running = await service.plan(owner, ConferencePlan(subject="fuzz", start=None, duration_minutes=10,
+    running = await planning.plan(owner, ConferencePlan(subject="fuzz", start=None, duration_minutes=10,
                                                        max_participants=5))
-    scheduled = await service.plan(owner, ConferencePlan(subject="fuzz later", start=datetime.now(UTC)
+    scheduled = await planning.plan(owner, ConferencePlan(subject="fuzz later", start=datetime.now(UTC)
                                                          + timedelta(hours=2), duration_minutes=10,
                                                          max_participants=5))
     adapter = engine.ami
@@ -75,19 +75,19 @@ async def test_hundred_bad_dial_strings_never_originate(engine) -> None:
     try:
         for number in DIAL_STRINGS:
             with pytest.raises(ValidationError) as info:
-                await service.plan(owner, ConferencePlan(subject="fuzz", start=None, duration_minutes=10,
+                await planning.plan(owner, ConferencePlan(subject="fuzz", start=None, duration_minutes=10,
                                                          max_participants=5,
                                                          participants=(ParticipantPlan(number),)))
             assert info.value.field == "participants[0].number", number
             with pytest.raises(ValidationError) as info:
-                await service.add_participant(owner, running.id, ParticipantPlan(number))
+                await live.add_participant(owner, running.id, ParticipantPlan(number))
             assert info.value.field == "participant.number", number
             with pytest.raises(ValidationError):
-                await service.update(owner, scheduled.id, {"participants": [ParticipantPlan(number)]})
+                await planning.update(owner, scheduled.id, {"participants": [ParticipantPlan(number)]})
     finally:
         del adapter.originate
     assert originates == []
-    current = await service.get(owner, running.id)
+    current = await planning.get(owner, running.id)
     assert current.participants == []
-    await service.end(owner, running.id)
-    await service.cancel(owner, scheduled.id)
+    await live.end(owner, running.id)
+    await planning.cancel(owner, scheduled.id)

@@ -35,10 +35,10 @@ async def room_info(engine, room: str):
 
 
 async def wait_connected(engine, owner: int, conference_id: int, count: int):
-    service = engine.services.conferences
+    planning = engine.services.planning
 
     async def check():
-        current = await service.get(owner, conference_id)
+        current = await planning.get(owner, conference_id)
         return current if sum(p.state == "connected" for p in current.participants) == count else None
 
     return await wait_until(engine, check, timeout=TIMEOUT, what=f"{count} connected")
@@ -47,24 +47,24 @@ async def wait_connected(engine, owner: int, conference_id: int, count: int):
 async def test_invited_participants_enter_a_locked_room_dialin_guests_do_not(engine, sipp) -> None:
     """Lock -> invite -> connected (added, re-dialled); a guest dialling in is refused, a chair PIN
     gets in; the ConfBridge room stays locked throughout."""
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool)
-    conference = await service.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="locked, invited", start=None, duration_minutes=30, max_participants=6,
         participants=(ParticipantPlan(callee()),)))
     await wait_connected(engine, owner, conference.id, 1)
-    await service.lock(owner, conference.id, True)
+    await live.lock(owner, conference.id, True)
     assert (await room_info(engine, conference.room)).get("Locked") == "Yes"
 
-    added = await service.add_participant(owner, conference.id, ParticipantPlan(callee(), "Invited"))
+    added = await live.add_participant(owner, conference.id, ParticipantPlan(callee(), "Invited"))
     current = await wait_connected(engine, owner, conference.id, 2)
     invited = next(p for p in current.participants if p.id == added.id)
     assert invited.state == "connected" and invited.failure_reason is None
     members = {m.get("Uniqueid"): m for m in await engine.ami.confbridge_members(conference.room)}
     assert invited.call_id in members
 
-    await service.kick(owner, conference.id, added.id)  # re-dial into the locked room
-    await service.invite(owner, conference.id, [added.id])
+    await live.kick(owner, conference.id, added.id)  # re-dial into the locked room
+    await live.invite(owner, conference.id, [added.id])
     current = await wait_connected(engine, owner, conference.id, 2)
     assert next(p for p in current.participants if p.id == added.id).attempts == 2
 
@@ -77,7 +77,7 @@ async def test_invited_participants_enter_a_locked_room_dialin_guests_do_not(eng
     assert (await engine.pool.fetchval("SELECT role FROM participants WHERE call_id = $1",
                                        event.get("Uniqueid"))) == "chair"
     assert (await room_info(engine, conference.room)).get("Locked") == "Yes"
-    await service.end(owner, conference.id)
+    await live.end(owner, conference.id)
     assert await chair.wait(TIMEOUT) == 0
 
 

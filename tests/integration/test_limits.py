@@ -34,8 +34,8 @@ def _body(subject: str, numbers: list[str]) -> dict:
 
 async def _settled(engine, owner: int, conference_ids: list[int]) -> list | None:
     """Every participant of the conferences connected or failed (None while some are not)."""
-    service = engine.services.conferences
-    participants = [p for cid in conference_ids for p in (await service.get(owner, cid)).participants]
+    planning = engine.services.planning
+    participants = [p for cid in conference_ids for p in (await planning.get(owner, cid)).participants]
     return participants if all(p.state in ("connected", "failed") for p in participants) else None
 
 
@@ -74,9 +74,9 @@ async def test_parallel_immediate_conferences_stay_within_the_account_limits(eng
     assert await calls.slots.live_calls(owner) == 4
 
     # a hangup releases its slot: one more call fits, and then none
-    service = engine.services.conferences
+    live = engine.services.live
     gone = connected[0]
-    await service.kick(owner, gone.conference_id, gone.id)
+    await live.kick(owner, gone.conference_id, gone.id)
     waiting = [p for p in participants if p.state == "failed"]
     reply = await user.api.post(f"/conferences/{waiting[0].conference_id}/participants/{waiting[0].id}/invite")
     assert reply.status in (200, 202, 204), reply.body
@@ -84,7 +84,7 @@ async def test_parallel_immediate_conferences_stay_within_the_account_limits(eng
     assert reply.status == 429 and "4 outbound calls at the same time" in reply.error["message"], reply.body
 
     async def redialled_connected():
-        current = await engine.services.conferences.get(owner, waiting[0].conference_id)
+        current = await engine.services.planning.get(owner, waiting[0].conference_id)
         return next((p for p in current.participants if p.id == waiting[0].id and p.state == "connected"), None)
 
     await wait_until(engine, redialled_connected, timeout=20, what="the re-invited participant connected")

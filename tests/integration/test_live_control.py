@@ -32,10 +32,10 @@ async def room_info(engine, room: str) -> AmiEvent | None:
 
 
 async def all_connected(engine, owner: int, conference_id: int, count: int):
-    service = engine.services.conferences
+    planning = engine.services.planning
 
     async def check():
-        current = await service.get(owner, conference_id)
+        current = await planning.get(owner, conference_id)
         connected = [p for p in current.participants if p.state == "connected"]
         return current if len(connected) == count else None
 
@@ -43,10 +43,10 @@ async def all_connected(engine, owner: int, conference_id: int, count: int):
 
 
 async def test_live_control(engine) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool)
     stranger = await create_account(engine.pool)
-    conference = await service.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="live", start=None, duration_minutes=30, max_participants=5,
         participants=tuple(ParticipantPlan(n) for n in NUMBERS)))
     conference = await all_connected(engine, owner, conference.id, 3)
@@ -55,59 +55,59 @@ async def test_live_control(engine) -> None:
 
     # mute / unmute
     with pytest.raises(NotFound):
-        await service.mute(stranger, conference.id, first.id, True)
-    await service.mute(owner, conference.id, first.id, True)
+        await live.mute(stranger, conference.id, first.id, True)
+    await live.mute(owner, conference.id, first.id, True)
     assert (await members_by_uid(engine, room))[first.call_id].get("Muted") == "Yes"
-    assert (await service.get(owner, conference.id)).participants[0].muted is True
-    await service.mute(owner, conference.id, first.id, False)
+    assert (await planning.get(owner, conference.id)).participants[0].muted is True
+    await live.mute(owner, conference.id, first.id, False)
     assert (await members_by_uid(engine, room))[first.call_id].get("Muted") == "No"
-    assert (await service.get(owner, conference.id)).participants[0].muted is False
+    assert (await planning.get(owner, conference.id)).participants[0].muted is False
 
     # kick, then re-dial the same participant
-    await service.kick(owner, conference.id, second.id)
+    await live.kick(owner, conference.id, second.id)
     assert second.call_id not in await members_by_uid(engine, room)
-    kicked = (await service.get(owner, conference.id)).participants[1]
+    kicked = (await planning.get(owner, conference.id)).participants[1]
     assert kicked.state == "left"
     with pytest.raises(StateConflict):
-        await service.mute(owner, conference.id, second.id, True)  # not in the room
-    await service.invite(owner, conference.id, [second.id])
+        await live.mute(owner, conference.id, second.id, True)  # not in the room
+    await live.invite(owner, conference.id, [second.id])
     conference = await all_connected(engine, owner, conference.id, 3)
     redialled = conference.participants[1]
     assert redialled.attempts == 2 and redialled.call_id != second.call_id
     assert redialled.call_id in await members_by_uid(engine, room)
 
     # add a participant while running
-    added = await service.add_participant(owner, conference.id, ParticipantPlan(LATE, "Late"))
+    added = await live.add_participant(owner, conference.id, ParticipantPlan(LATE, "Late"))
     conference = await all_connected(engine, owner, conference.id, 4)
     assert added.id in [p.id for p in conference.participants]
     assert len(await members_by_uid(engine, room)) == 4
 
     # lock / unlock
-    await service.lock(owner, conference.id, True)
+    await live.lock(owner, conference.id, True)
     assert (await room_info(engine, room)).get("Locked") == "Yes"
-    assert (await service.get(owner, conference.id)).locked is True
-    await service.lock(owner, conference.id, False)
+    assert (await planning.get(owner, conference.id)).locked is True
+    await live.lock(owner, conference.id, False)
     assert (await room_info(engine, room)).get("Locked") == "No"
-    assert (await service.get(owner, conference.id)).locked is False
+    assert (await planning.get(owner, conference.id)).locked is False
 
     # extend
-    before = await service.get(owner, conference.id)
+    before = await planning.get(owner, conference.id)
     with pytest.raises(ValidationError):
-        await service.extend(owner, conference.id, 20)
-    extended = await service.extend(owner, conference.id, 15)
+        await live.extend(owner, conference.id, 20)
+    extended = await live.extend(owner, conference.id, 15)
     assert extended.ends_at - before.ends_at == timedelta(minutes=15)
     assert extended.extended_minutes == 15
 
     # end: everyone leaves, the room closes
-    ended = await service.end(owner, conference.id)
+    ended = await live.end(owner, conference.id)
     assert ended.state == ConferenceState.ENDED and ended.end_reason == "ended_by_owner"
     assert all(p.state == "left" for p in ended.participants)
     assert await room_info(engine, room) is None
     with pytest.raises(StateConflict):
-        await service.end(owner, conference.id)
+        await live.end(owner, conference.id)
     with pytest.raises(StateConflict):
-        await service.kick(owner, conference.id, first.id)
-    kinds = [e["kind"] for e in await service.events(owner, conference.id)]
+        await live.kick(owner, conference.id, first.id)
+    kinds = [e["kind"] for e in await planning.events(owner, conference.id)]
     for kind in ("participant.muted", "participant.unmuted", "participant.kicked", "participant.added",
                  "conference.locked", "conference.unlocked", "conference.extended", "conference.ended"):
         assert kind in kinds, kind
@@ -126,11 +126,11 @@ async def fast_engine(settings: Settings, engine):
 async def test_deadline_warns_extends_once_then_ends(fast_engine) -> None:
     """A 10-"minute" (3 s) conference with a connected participant hears the warning, is
     auto-extended by its 15-minute step, and ends at the next deadline because of the cap."""
-    service = fast_engine.services.conferences
+    planning = fast_engine.services.planning
     owner = await create_account(fast_engine.pool)
     announcer_joined = asyncio.get_running_loop().create_future()
 
-    conference = await service.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="auto-extend", start=None, duration_minutes=10, max_participants=3, auto_extend_minutes=15,
         participants=(ParticipantPlan("375290011200"),)))
 
@@ -148,40 +148,40 @@ async def test_deadline_warns_extends_once_then_ends(fast_engine) -> None:
         await asyncio.wait_for(announcer_joined, 5)  # the warning was played into the room
     finally:
         fast_engine.ami.unsubscribe(on_join)
-    current = await service.get(owner, conference.id)
+    current = await planning.get(owner, conference.id)
     assert current.state == ConferenceState.RUNNING and current.extended_minutes == 15
     assert current.ends_at - conference.ends_at == timedelta(seconds=15 * 0.3)
     await wait_for_bus_event(fast_engine, lambda e: e.kind == "conference.ended"
                              and e.conference_id == conference.id, timeout=15)
-    final = await service.get(owner, conference.id)
+    final = await planning.get(owner, conference.id)
     assert final.state == ConferenceState.ENDED and final.end_reason == "deadline"
     assert abs((final.ended_at - final.ends_at).total_seconds()) < 1.0
     assert final.participants[0].state == "left"
-    kinds = [e["kind"] for e in await service.events(owner, conference.id)]
+    kinds = [e["kind"] for e in await planning.events(owner, conference.id)]
     assert "conference.warned" in kinds and "conference.extend_refused" in kinds
 
 
 async def test_deadline_ends_on_time_when_nobody_is_connected(fast_engine) -> None:
-    service = fast_engine.services.conferences
+    planning = fast_engine.services.planning
     owner = await create_account(fast_engine.pool)
-    conference = await service.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="empty", start=None, duration_minutes=5, max_participants=3, auto_extend_minutes=15))
     await wait_for_bus_event(fast_engine, lambda e: e.kind == "conference.ended"
                              and e.conference_id == conference.id, timeout=10)
-    final = await service.get(owner, conference.id)
+    final = await planning.get(owner, conference.id)
     assert final.state == ConferenceState.ENDED and final.extended_minutes == 0
     assert abs((final.ended_at - conference.ends_at).total_seconds()) < 1.0
 
 
 async def test_lock_before_anyone_joined_applies_when_the_room_opens(engine) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool)
-    conference = await service.plan(owner, ConferencePlan(subject="locked early", start=None, duration_minutes=10,
+    conference = await planning.plan(owner, ConferencePlan(subject="locked early", start=None, duration_minutes=10,
                                                           max_participants=3))
-    await service.lock(owner, conference.id, True)  # no room exists in Asterisk yet
+    await live.lock(owner, conference.id, True)  # no room exists in Asterisk yet
     assert await room_info(engine, conference.room) is None
-    await service.add_participant(owner, conference.id, ParticipantPlan("375290018200"))
+    await live.add_participant(owner, conference.id, ParticipantPlan("375290018200"))
     await all_connected(engine, owner, conference.id, 1)
     info = await room_info(engine, conference.room)
     assert info is not None and info.get("Locked") == "Yes"
-    await service.end(owner, conference.id)
+    await live.end(owner, conference.id)

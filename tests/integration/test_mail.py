@@ -605,8 +605,8 @@ async def test_starttls_and_login(settings: Settings, mail_database: str, instan
 
 @pytest.mark.stack
 async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings, engine) -> None:
-    """Invitation, update and cancellation driven by engine.services.conferences."""
-    conferences = engine.services.conferences
+    """Invitation, update and cancellation driven by engine.services.planning."""
+    planning = engine.services.planning
     original = engine.services.notifier
     await original.stop()
     notifier = Notifier(mail_settings(settings, settings.database_url, smtp.port), engine.pool, engine.bus)
@@ -616,7 +616,7 @@ async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings,
         owner = await make_account(engine.pool, email_address="svc-chair@example.org", language="en",
                                    timezone="Europe/London")
         start = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
-        planned = await conferences.plan(owner, ConferencePlan(
+        planned = await planning.plan(owner, ConferencePlan(
             subject="Quarterly review", start=start, duration_minutes=30, max_participants=5,
             participants=(ParticipantPlan("375291234567", "Petr", "svc-petr@example.org"),
                           ParticipantPlan("375291234568", "No mail")),
@@ -628,13 +628,13 @@ async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings,
         assert planned.conference_number in invitations["svc-petr@example.org"].texts()["text/plain"]
         assert planned.chair_pin in invitations["svc-chair@example.org"].texts()["text/plain"]
 
-        await conferences.update(owner, planned.id, {"start": start + timedelta(hours=1)})
+        await planning.update(owner, planned.id, {"start": start + timedelta(hours=1)})
         updates = by_recipient(await smtp.handler.collect_for(ours, 2))
         method, event = updates["svc-petr@example.org"].calendar_event()
         assert method == "REQUEST" and int(event["SEQUENCE"]) == 1
         assert event.decoded("DTSTART") == start + timedelta(hours=1)
 
-        await conferences.cancel(owner, planned.id)
+        await planning.cancel(owner, planned.id)
         cancellations = by_recipient(await smtp.handler.collect_for(ours, 2))
         method, event = cancellations["svc-petr@example.org"].calendar_event()
         assert method == "CANCEL" and int(event["SEQUENCE"]) == 2

@@ -100,16 +100,16 @@ async def test_metrics_are_exposed(engine, http: TestClient) -> None:
 
 async def test_counters_move_with_a_real_conference(engine, http: TestClient, sipp) -> None:
     node = engine.settings.node_id
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     before = await scrape(http)
 
     owner = await create_account(engine.pool)
-    conference = await service.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="metrics", start=None, duration_minutes=30, max_participants=5,
         participants=(ParticipantPlan(ANSWERS, "Chair", role=Role.CHAIR), ParticipantPlan(BUSY))))
 
     async def settled():
-        current = await service.get(owner, conference.id)
+        current = await planning.get(owner, conference.id)
         return current if all(p.state in ("connected", "failed") for p in current.participants) else None
 
     await wait_until(engine, settled, timeout=30, what="dial-outs connected or failed")
@@ -147,7 +147,7 @@ async def test_counters_move_with_a_real_conference(engine, http: TestClient, si
     assert value(during, "veche_participants_connected", node=node) >= 2  # the chair and the caller
     assert delta("veche_http_request_duration_seconds_count", method="GET", route="/healthz", status="200") >= 1
 
-    await service.end(owner, conference.id)
+    await live.end(owner, conference.id)
     assert await caller.wait(CALL_SETUP_TIMEOUT) == 0, caller.log_text()[-2000:]
     after = await scrape(http)
     assert value(after, "veche_conferences_running", node=node) <= value(during, "veche_conferences_running",

@@ -49,7 +49,7 @@ async def test_operator_creates_account_and_customer_is_refused_over_its_limit(e
             ("auto_extend_minutes", "0"), ("guest_pin_required", "on")], token=form.csrf)
         assert refused.status == 409
         assert "3" in refused.text and ("participants" in refused.text or "участник" in refused.text)
-        assert await engine.services.conferences.list(created.body["id"], None) == []
+        assert await engine.services.planning.list(created.body["id"], None) == []
         forbidden = await portal.get("/operator")
         assert forbidden.status == 403
     finally:
@@ -73,8 +73,8 @@ async def test_blocked_account_cannot_log_in_use_tokens_or_start_conferences(eng
     assert (await customer_api.get("/operator/accounts")).status == 403  # customers are not operators
 
     soon = datetime.now(UTC) + timedelta(seconds=3)
-    conferences = engine.services.conferences
-    scheduled = await conferences.plan(customer_id, ConferencePlan(subject="Later", start=soon, duration_minutes=5,
+    planning = engine.services.planning
+    scheduled = await planning.plan(customer_id, ConferencePlan(subject="Later", start=soon, duration_minutes=5,
                                                                    max_participants=2))
     blocked = await api.post(f"/operator/accounts/{customer_id}/block")
     assert blocked.status == 200 and blocked.body["blocked"] is True
@@ -88,7 +88,7 @@ async def test_blocked_account_cannot_log_in_use_tokens_or_start_conferences(eng
         await portal.close()
 
     async def settled():  # the scheduler reaches the start time and refuses it
-        current = await conferences.get(None, scheduled.id)
+        current = await planning.get(None, scheduled.id)
         return current if current.state != ConferenceState.SCHEDULED else None
 
     current = await wait_until(engine, settled, timeout=20, what="the scheduler to handle the blocked conference")
@@ -109,7 +109,7 @@ async def test_blocked_account_cannot_log_in_use_tokens_or_start_conferences(eng
 async def test_operator_sees_and_ends_running_conferences_and_manages_plan_groups(engine, api_server) -> None:
     _, api = await _operator(engine, api_server)
     customer = (await api.post("/operator/accounts", {"phone": random_account_phone(), "password": PASSWORD})).body
-    running = await engine.services.conferences.plan(
+    running = await engine.services.planning.plan(
         customer["id"], ConferencePlan(subject="Live", start=None, duration_minutes=10, max_participants=3))
     view = await api.get("/operator/conferences")
     assert view.status == 200

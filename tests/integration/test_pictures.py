@@ -76,7 +76,7 @@ async def test_timeline_network_and_load_pictures(engine, sipp, api_server) -> N
 async def test_samples_are_purged_after_the_retention(engine) -> None:
     pictures = engine.services.pictures
     owner = await new_account(engine)
-    conference = await engine.services.conferences.plan(owner.id, ConferencePlan(
+    conference = await engine.services.planning.plan(owner.id, ConferencePlan(
         subject="old", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=10, max_participants=2,
         participants=(ParticipantPlan("375290007201"),)))
     old = datetime.now(UTC) - timedelta(days=engine.settings.sample_retention_days, minutes=5)
@@ -88,7 +88,7 @@ async def test_samples_are_purged_after_the_retention(engine) -> None:
     assert await pictures.purge() >= 2
     assert await engine.pool.fetchval("SELECT count(*) FROM load_samples WHERE at = $1", old) == 0
     assert [s["at"] for s in await pictures.repo.quality_samples(conference.id)] == [fresh]
-    await engine.services.conferences.cancel(owner.id, conference.id)
+    await engine.services.planning.cancel(owner.id, conference.id)
 
 
 def test_sample_intervals_must_be_positive() -> None:

@@ -198,7 +198,7 @@ async def test_run_time_errors_read_in_russian(client: PortalClient, engine) -> 
         ("auto_extend_minutes", "0")], token=twice.csrf)
     assert over.status == 400
     _assert_russian(over)
-    planned = await engine.services.conferences.plan(account.id, ConferencePlan(
+    planned = await engine.services.planning.plan(account.id, ConferencePlan(
         subject="Later", start=datetime.now(UTC) + timedelta(days=2), duration_minutes=30, max_participants=3,
         participants=[]))
     console = await client.get(f"/conferences/{planned.id}/console")
@@ -252,7 +252,7 @@ async def test_plan_card_edit_cancel(client: PortalClient, engine) -> None:
         ("reminder", "on"), ("reminder_minutes", "60")], token=form.csrf)
     assert page.status == 200 and "/conferences/" in page.url, page.text[:2000]
     conference_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-    conference = await engine.services.conferences.get(account.id, conference_id)
+    conference = await engine.services.planning.get(account.id, conference_id)
     assert conference.auto_extend_minutes == 15 and conference.reminder_minutes == 60
     assert [p.number for p in conference.participants] == ["375290001200"]
     assert "Board &lt;b&gt;meeting&lt;/b&gt;" in page.text and "<b>meeting</b>" not in page.text
@@ -273,11 +273,11 @@ async def test_plan_card_edit_cancel(client: PortalClient, engine) -> None:
         ("p_number", "375290001200"), ("p_name", "Olga"), ("p_email", ""), ("guest_pin_required", "on"),
         ("auto_extend_minutes", "0")])
     assert page.status == 200, page.text[:2000]
-    conference = await engine.services.conferences.get(account.id, conference_id)
+    conference = await engine.services.planning.get(account.id, conference_id)
     assert conference.subject == "Board meeting (moved)" and conference.duration_minutes == 90
     page = await client.post(f"/conferences/{conference_id}/cancel", {})
     assert page.status == 200
-    assert str((await engine.services.conferences.get(account.id, conference_id)).state) == "cancelled"
+    assert str((await engine.services.planning.get(account.id, conference_id)).state) == "cancelled"
 
 
 async def test_planning_errors_keep_the_form(client: PortalClient, engine) -> None:
@@ -341,7 +341,7 @@ async def test_contacts_rooms_escape_and_search(client: PortalClient, engine) ->
 async def test_another_account_gets_404_everywhere(client: PortalClient, other_client: PortalClient, engine) -> None:
     alice = await new_account(engine)
     bob = await new_account(engine)
-    conference = await engine.services.conferences.plan(alice.id, ConferencePlan(
+    conference = await engine.services.planning.plan(alice.id, ConferencePlan(
         subject="Alice only", start=datetime.now(UTC) + timedelta(days=3), duration_minutes=30, max_participants=3,
         participants=(ParticipantPlan("375290001299", "Z"),)))
     contact = await engine.services.addressbook.add_contact(alice.id, "Secret", "375291119999")
@@ -361,7 +361,7 @@ async def test_another_account_gets_404_everywhere(client: PortalClient, other_c
         page = await other_client.post(path, {"minutes": "15"}, token=(await other_client.get("/help")).csrf)
         assert page.status == 404, path
     assert (await engine.services.addressbook.contact(alice.id, contact.id)).name == "Secret"
-    assert str((await engine.services.conferences.get(alice.id, conference.id)).state) == "scheduled"
+    assert str((await engine.services.planning.get(alice.id, conference.id)).state) == "scheduled"
     contacts = await other_client.get("/settings/contacts")
     assert "Secret" not in contacts.text
 
@@ -382,10 +382,10 @@ async def test_logout_revokes_the_session(client: PortalClient, engine) -> None:
 async def test_history_lists_and_exports(client: PortalClient, engine) -> None:
     account = await new_account(engine)
     await client.login(account.phone)
-    conference = await engine.services.conferences.plan(account.id, ConferencePlan(
+    conference = await engine.services.planning.plan(account.id, ConferencePlan(
         subject="Quick one", start=None, duration_minutes=5, max_participants=2, auto_invite=False,
         participants=(ParticipantPlan("375290001207", "Dmitry"),)))
-    await engine.services.conferences.end(account.id, conference.id)
+    await engine.services.live.end(account.id, conference.id)
     page = await client.get("/history?range=today")
     assert f'data-conference="{conference.id}"' in page.text and "Dmitry" in page.text
     detail = await client.get(f"/history/{conference.id}")
@@ -433,7 +433,7 @@ async def test_roles_in_planning_templates_and_the_edit_form(client: PortalClien
         ("subject", "Board"), ("when", "later"), ("date", "2031-01-15"), ("time", "10:00"),
         ("duration_minutes", "30"), ("max_participants", "5"), ("auto_extend_minutes", "0"), *rows])
     assert page.status == 200
-    planned = [c for c in await engine.services.conferences.list(account.id) if c.subject == "Board"]
+    planned = [c for c in await engine.services.planning.list(account.id) if c.subject == "Board"]
     assert len(planned) == 1
     assert {p.number: str(p.role) for p in planned[0].participants} == {"375290001301": "chair",
                                                                          "375290001302": "guest"}
@@ -452,7 +452,7 @@ async def test_console_state_is_the_api_conference(client: PortalClient, engine)
     event stream's snapshot carries) plus the running PIN lock-out."""
     account = await new_account(engine)
     await client.login(account.phone)
-    planned = await engine.services.conferences.plan(account.id, ConferencePlan(
+    planned = await engine.services.planning.plan(account.id, ConferencePlan(
         subject="Shapes", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=30, max_participants=3,
         participants=(ParticipantPlan("375290001300", "Olga", "olga@example.com"),)))
     state = await client.get(f"/conferences/{planned.id}/state", headers={"Accept": "application/json"})

@@ -196,7 +196,7 @@ async def test_russian_extension_is_said_with_the_uploaded_veche_phrases(engine,
         assert saved.status == 200, saved.body
     row = await create_conference(engine.pool, node_id=engine.settings.node_id)
     await engine.pool.execute("UPDATE conferences SET language = 'ru' WHERE id = $1", row.id)
-    conference = await engine.services.conferences.repo.get(row.id, with_participants=False)
+    conference = await engine.services.planning.repo.get(row.id, with_participants=False)
     node_dir = f"{asterisk.base_in_root}/sounds/ru"
     try:
         with PlaybackLog(asterisk) as log:

@@ -19,15 +19,15 @@ RTP_CALLEE = "375290007201"  # pstn.xml: ...201 answers and sends RTP audio
 
 
 async def test_report_has_numbers_for_live_calls(engine, sipp) -> None:
-    conferences, quality = engine.services.conferences, engine.services.quality
+    planning, live, quality = engine.services.planning, engine.services.live, engine.services.quality
     owner = await create_account(engine.pool)
-    conference = await conferences.plan(owner, ConferencePlan(
+    conference = await planning.plan(owner, ConferencePlan(
         subject="quality", start=None, duration_minutes=10, max_participants=5,
         participants=(ParticipantPlan(RTP_CALLEE),)))
     caller = await sipp.caller(f"{conference.conference_number}#,{conference.guest_pin}#", caller=random_caller())
     try:
         async def both_connected():
-            current = await conferences.get(owner, conference.id)
+            current = await planning.get(owner, conference.id)
             return current if sum(p.state == "connected" for p in current.participants) == 2 else None
 
         current = await wait_until(engine, both_connected, timeout=25, what="callee and caller connected")
@@ -54,5 +54,5 @@ async def test_report_has_numbers_for_live_calls(engine, sipp) -> None:
         with pytest.raises(NotFound):
             await quality.report(stranger, conference.id)
     finally:
-        await conferences.end(owner, conference.id)
+        await live.end(owner, conference.id)
         await caller.wait(20)

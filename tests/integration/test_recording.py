@@ -42,7 +42,7 @@ async def recordings(owner: ApiUser, conference_id: int) -> list[dict]:
 
 
 async def logged(engine, conference_id: int, kind: str, **detail) -> list[dict]:
-    events = await engine.services.conferences.events(None, conference_id)
+    events = await engine.services.planning.events(None, conference_id)
     return [e for e in events if e["kind"] == kind and all(e["detail"].get(k) == v for k, v in detail.items())]
 
 

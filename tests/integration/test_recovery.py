@@ -90,10 +90,10 @@ async def assert_db_matches_asterisk(engine: Engine, ami: AmiAdapter, conference
 
 
 async def all_connected(engine: Engine, owner: int, conference_id: int, count: int) -> None:
-    service = engine.services.conferences
+    planning = engine.services.planning
 
     async def check():
-        current = await service.get(owner, conference_id)
+        current = await planning.get(owner, conference_id)
         return sum(p.state == "connected" for p in current.participants) == count
 
     await wait_until(engine, check, timeout=SETUP_TIMEOUT, what=f"{count} participants connected")
@@ -158,7 +158,7 @@ async def test_engine_sigkill_mid_conference(node: Node) -> None:
         assert by_call[victim.get("Uniqueid")]["state"] in ("left", "failed")
         assert all(r["attempts"] == 1 for r in rows.values())  # nobody dialled twice
         assert engine.services.calls.originates == 0
-        await engine.services.conferences.end(owner, conference_id)
+        await engine.services.live.end(owner, conference_id)
     finally:
         await engine.stop()
 
@@ -172,7 +172,7 @@ async def test_ami_link_cut_for_five_seconds(node: Node) -> None:
     recovery = engine.services.recovery
     try:
         owner = await create_account(engine.pool)
-        conference = await engine.services.conferences.plan(owner, plan(*numbers(3)))
+        conference = await engine.services.planning.plan(owner, plan(*numbers(3)))
         await all_connected(engine, owner, conference.id, 3)
         originates = engine.services.calls.originates
         before = await stored(engine, conference.id)
@@ -200,7 +200,7 @@ async def test_ami_link_cut_for_five_seconds(node: Node) -> None:
         report = recovery.reports[-1]
         assert report.reason == "AMI link up" and not report.asterisk_restarted
         assert report.left == [victim["id"]] and not report.reinvited
-        await engine.services.conferences.end(owner, conference.id)
+        await engine.services.live.end(owner, conference.id)
     finally:
         await engine.stop()
         await proxy.stop()
@@ -215,7 +215,7 @@ async def test_asterisk_restart_mid_conference(node: Node, how: str) -> None:
     await engine.start()
     try:
         owner = await create_account(engine.pool)
-        conference = await engine.services.conferences.plan(owner, plan(*numbers(2)))
+        conference = await engine.services.planning.plan(owner, plan(*numbers(2)))
         await all_connected(engine, owner, conference.id, 2)
         before = await stored(engine, conference.id)
 
@@ -238,9 +238,9 @@ async def test_asterisk_restart_mid_conference(node: Node, how: str) -> None:
         assert all(r["attempts"] == 2 for r in after.values())  # dialled again exactly once
         assert {r["call_id"] for r in after.values()}.isdisjoint({r["call_id"] for r in before.values()})
         await assert_db_matches_asterisk(engine, node.ami, conference.id, conference.room)
-        kinds = [e["kind"] for e in await engine.services.conferences.events(owner, conference.id)]
+        kinds = [e["kind"] for e in await engine.services.planning.events(owner, conference.id)]
         assert "conference.interrupted" in kinds and "conference.resumed" in kinds
         assert kinds.index("conference.interrupted") < kinds.index("conference.resumed")
-        await engine.services.conferences.end(owner, conference.id)
+        await engine.services.live.end(owner, conference.id)
     finally:
         await engine.stop()

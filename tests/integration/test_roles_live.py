@@ -20,22 +20,22 @@ pytestmark = pytest.mark.stack
 
 
 async def test_dial_in_guest_made_chair_and_back_in_the_call(engine, sipp) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     conference = await create_conference(engine.pool, node_id=engine.settings.node_id)
     event, process = await dial_in_and_join(engine, sipp, conference, conference.guest_pin, random_caller())
     uniqueid, channel = event.get("Uniqueid"), event.get("Channel")
     listed = await member(engine, conference.room, uniqueid)
     assert (listed.get("Admin"), listed.get("MarkedUser")) == ("No", "No")
-    stored = await service.get(None, conference.id)
+    stored = await planning.get(None, conference.id)
     caller = next(p for p in stored.participants if p.call_id == uniqueid)
     assert caller.role == Role.GUEST and caller.state == ParticipantState.CONNECTED
 
     async with BusWatcher(engine, conference.id) as bus:
-        chair = await service.set_role(conference.owner_id, conference.id, caller.id, "chair")
+        chair = await live.set_role(conference.owner_id, conference.id, caller.id, "chair")
         assert chair.role == Role.CHAIR and chair.state == ParticipantState.CONNECTED
         listed = await member(engine, conference.room, uniqueid)
         assert (listed.get("Admin"), listed.get("MarkedUser"), listed.get("Channel")) == ("Yes", "Yes", channel)
-        guest = await service.set_role(conference.owner_id, conference.id, caller.id, Role.GUEST)
+        guest = await live.set_role(conference.owner_id, conference.id, caller.id, Role.GUEST)
         assert guest.role == Role.GUEST
         listed = await member(engine, conference.room, uniqueid)
         assert (listed.get("Admin"), listed.get("MarkedUser")) == ("No", "No")
@@ -44,10 +44,10 @@ async def test_dial_in_guest_made_chair_and_back_in_the_call(engine, sipp) -> No
     assert process.process.returncode is None  # the caller's call is still up
 
     with pytest.raises(ValidationError, match="chair or guest"):
-        await service.set_role(conference.owner_id, conference.id, caller.id, "boss")
-    current = next(p for p in (await service.get(None, conference.id)).participants if p.id == caller.id)
+        await live.set_role(conference.owner_id, conference.id, caller.id, "boss")
+    current = next(p for p in (await planning.get(None, conference.id)).participants if p.id == caller.id)
     assert current.state == ParticipantState.CONNECTED and current.left_at is None
-    kinds = [e["kind"] for e in await service.events(None, conference.id)]
+    kinds = [e["kind"] for e in await planning.events(None, conference.id)]
     assert kinds.count("participant.role") == 2 and "participant.left" not in kinds
     await hang_up_all(engine, conference.room)
     assert await process.wait(CALL_SETUP_TIMEOUT) == 0
@@ -56,23 +56,23 @@ async def test_dial_in_guest_made_chair_and_back_in_the_call(engine, sipp) -> No
 async def test_start_now_respects_the_concurrent_conference_limit(engine) -> None:
     """Starting early moves the conference into the present: over the account's limit of
     conferences at the same time it is refused and stays scheduled at its time."""
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool, max_concurrent_conferences=1)
-    running = await service.plan(owner, ConferencePlan(subject="now", start=None, duration_minutes=30,
+    running = await planning.plan(owner, ConferencePlan(subject="now", start=None, duration_minutes=30,
                                                        max_participants=3))
     later = datetime.now(UTC) + timedelta(hours=5)
-    scheduled = await service.plan(owner, ConferencePlan(subject="later", start=later, duration_minutes=30,
+    scheduled = await planning.plan(owner, ConferencePlan(subject="later", start=later, duration_minutes=30,
                                                          max_participants=3))
     with pytest.raises(LimitExceeded, match="at most 1"):
-        await service.start_now(owner, scheduled.id)
-    kept = await service.get(owner, scheduled.id)
+        await planning.start_now(owner, scheduled.id)
+    kept = await planning.get(owner, scheduled.id)
     assert kept.state == ConferenceState.SCHEDULED and kept.starts_at == scheduled.starts_at
     with pytest.raises(NotFound):
-        await service.start_now(await create_account(engine.pool), scheduled.id)
-    await service.end(owner, running.id)
-    started = await service.start_now(owner, scheduled.id)
+        await planning.start_now(await create_account(engine.pool), scheduled.id)
+    await live.end(owner, running.id)
+    started = await planning.start_now(owner, scheduled.id)
     assert started.state == ConferenceState.RUNNING and started.starts_at < later
-    assert started.ends_at - started.starts_at == service.minutes(30)
+    assert started.ends_at - started.starts_at == planning.records.minutes(30)
     with pytest.raises(StateConflict):
-        await service.start_now(owner, scheduled.id)
-    await service.end(owner, scheduled.id)
+        await planning.start_now(owner, scheduled.id)
+    await live.end(owner, scheduled.id)

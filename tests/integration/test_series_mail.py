@@ -1,4 +1,4 @@
-"""The mail of a recurring series through the real Postgres, the conference service and an aiosmtpd
+"""The mail of a recurring series through the real Postgres, conference and series planning and an aiosmtpd
 server: one calendar event with RRULE and a stable UID for the whole series, EXDATE when one
 occurrence is cancelled, RECURRENCE-ID when one is changed, a rising SEQUENCE, METHOD CANCEL when
 the series is cancelled; participants only with the owner's consent."""
@@ -6,7 +6,8 @@ the series is cancelled; participants only with the owner's consent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,15 +16,21 @@ import pytest
 from engine.adapters.db import create_pool
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.operator import OperatorRepository
+from engine.adapters.db.series import SeriesRepository
 from engine.app import Engine
 from engine.config import Settings
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.domain.numberplan import NumberPlan
 from engine.metrics import VecheMetrics
 from engine.services.audit import NoAudit
-from engine.services.conferences import ConferenceService
+from engine.services.conference_lifecycle import ConferenceLifecycle
+from engine.services.conference_limits import PlanChecks
+from engine.services.conference_planning import ConferencePlanning
+from engine.services.conference_records import ConferenceRecords
 from engine.services.operator import LimitGuard, NumberPlans
-from engine.services.series import SeriesService
+from engine.services.series import SeriesPlanning
+from engine.services.series_mail import SeriesMail
+from engine.services.series_occurrences import SeriesOccurrences
 from tests.integration.test_mail import (
     NotifierInstance,
     SmtpServer,
@@ -60,12 +67,27 @@ async def opened() -> AsyncIterator[list[NotifierInstance]]:
         await instance.close()
 
 
-def planning_only(settings: Settings, engine: Engine) -> ConferenceService:
-    """A conference service that plans (no call service, no prompts: nothing is dialled)."""
+@dataclass
+class Planners:
+    conferences: ConferencePlanning
+    series: SeriesPlanning
+    occurrences: SeriesOccurrences
+
+
+def planning_only(settings: Settings, engine: Engine, wake_mail: Callable[[], None]) -> Planners:
+    """Conference and series planning wired as build_services wires them, but without a call
+    service or prompts: nothing is dialled."""
+    records = ConferenceRecords(settings, ConferenceRepository(engine.pool), engine.bus, asyncio.Event())
     plans = NumberPlans(OperatorRepository(engine.pool), NumberPlan.from_settings(settings))
-    return ConferenceService(settings, ConferenceRepository(engine.pool), calls=None, bus=engine.bus,  # type: ignore[arg-type]
-                             plans=plans, guard=LimitGuard(VecheMetrics(), NoAudit()), prompts=None,  # type: ignore[arg-type]
-                             schedule_changed=asyncio.Event())
+    checks = PlanChecks(records.repo, plans, LimitGuard(VecheMetrics(), NoAudit()))
+    lifecycle = ConferenceLifecycle(records, calls=None, prompts=None)  # type: ignore[arg-type]
+    conferences = ConferencePlanning(settings, records, checks, lifecycle=lifecycle)
+    series_repo = SeriesRepository(engine.pool)
+    mail = SeriesMail(settings, engine.pool, series_repo, records, wake_mail=wake_mail)
+    occurrences = SeriesOccurrences(settings, series_repo, records, checks, mail=mail, bus=engine.bus)
+    series = SeriesPlanning(settings, series_repo, records, checks, planning=conferences, occurrences=occurrences,
+                            mail=mail)
+    return Planners(conferences, series, occurrences)
 
 
 async def deliver(notifier, sink: SmtpServer, count: int) -> dict:
@@ -82,9 +104,9 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
     engine = Engine(configured)
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     try:
-        conferences = planning_only(configured, engine)  # no call is placed
-        series = SeriesService(configured, engine.pool, engine.bus, conferences, wake_mail=notifier.wake)
-        await series.start()
+        planners = planning_only(configured, engine, notifier.wake)  # no call is placed
+        conferences, series = planners.conferences, planners.series
+        await planners.occurrences.start()
         owner = await make_account(engine.pool, email_address=CHAIR, timezone="Europe/Berlin")
         await engine.pool.execute("UPDATE accounts SET max_concurrent_conferences = 1 WHERE id = $1", owner)
         first = datetime(datetime.now(UTC).year + 1, 3, 16, 9, 0, tzinfo=UTC)  # Tuesdays, 10:00 Berlin
@@ -143,7 +165,7 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
         method, event = cancelled[GUEST].calendar_event()
         assert method == "CANCEL" and str(event["UID"]) == uid and int(event["SEQUENCE"]) == 4
         assert str(event["STATUS"]) == "CANCELLED"
-        await series.stop()
+        await planners.occurrences.stop()
     finally:
         await engine.pool.close()
 
@@ -156,8 +178,7 @@ async def test_series_without_consent_mails_only_the_owner(sink: SmtpServer, set
     engine = Engine(configured)
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     try:
-        conferences = planning_only(configured, engine)
-        series = SeriesService(configured, engine.pool, engine.bus, conferences, wake_mail=notifier.wake)
+        series = planning_only(configured, engine, notifier.wake).series
         owner = await make_account(engine.pool, email_address="series-owner@example.org")
         plan = ConferencePlan(subject="Daily", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=15,
                               max_participants=5, participants=(ParticipantPlan("375291000002", "Anna", GUEST),))
@@ -181,8 +202,7 @@ async def test_series_occurrence_reminders_once_per_recipient_without_invitation
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     pool = engine.pool
     try:
-        conferences = planning_only(configured, engine)
-        series = SeriesService(configured, pool, engine.bus, conferences, wake_mail=notifier.wake)
+        series = planning_only(configured, engine, notifier.wake).series
         owner = await make_account(pool, email_address="remind-owner@example.org", timezone="Europe/Berlin")
         quiet_owner = await make_account(pool, email_address="quiet-owner@example.org")
         await pool.execute("UPDATE accounts SET mail_own_copy = false WHERE id = $1", quiet_owner)

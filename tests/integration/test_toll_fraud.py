@@ -78,7 +78,7 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
                                                        max_concurrent_conferences=5)
     token = (await engine.services.tokens.issue(account.id, "fuzz")).secret
     api = ApiClient(api_server, token)
-    running = await engine.services.conferences.plan(
+    running = await engine.services.planning.plan(
         account.id, ConferencePlan(subject="fuzz target", start=None, duration_minutes=30, max_participants=50))
 
     adapter = engine.ami
@@ -141,12 +141,12 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
     assert set(results["API POST /conferences/{id}/participants"]) == {400}
     assert originates == [], originates[:3]
     assert engine.services.calls.originates == calls_before
-    current = await engine.services.conferences.get(account.id, running.id)
+    current = await engine.services.planning.get(account.id, running.id)
     assert current.participants == []
-    assert await engine.services.conferences.list(account.id, None) == [current]  # nothing else was planned
+    assert await engine.services.planning.list(account.id, None) == [current]  # nothing else was planned
 
     # the guard noticed: one alert for this account's number-plan refusals, logged and counted
     assert any("toll-fraud guard" in r.getMessage() and str(account.id) in r.getMessage() for r in caplog.records)
     exposition = (await engine.services.metrics.exposition()).decode()
     assert 'veche_account_limit_alerts_total{limit="number_plan"}' in exposition
-    await engine.services.conferences.end(account.id, running.id)
+    await engine.services.live.end(account.id, running.id)

@@ -90,22 +90,22 @@ async def test_dialin_switches_from_access_language_to_the_conference_language(e
 
 
 async def test_conference_language_defaults_to_the_owner_and_is_validated(engine) -> None:
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     english_owner = await create_account(engine.pool, language="en")
-    conference = await service.plan(english_owner, ConferencePlan(
+    conference = await planning.plan(english_owner, ConferencePlan(
         subject="later", start=None, duration_minutes=30, max_participants=3))
     assert conference.language == "en"
-    chosen = await service.plan(english_owner, ConferencePlan(
+    chosen = await planning.plan(english_owner, ConferencePlan(
         subject="ru", start=None, duration_minutes=30, max_participants=3, language="ru"))
     assert chosen.language == "ru"
     from engine.domain.errors import ValidationError
 
     with pytest.raises(ValidationError) as caught:
-        await service.plan(english_owner, ConferencePlan(
+        await planning.plan(english_owner, ConferencePlan(
             subject="bad", start=None, duration_minutes=30, max_participants=3, language="de"))
     assert caught.value.field == "language"
     for item in (conference, chosen):
-        await service.end(english_owner, item.id)
+        await live.end(english_owner, item.id)
 
 
 @pytest.fixture
@@ -121,20 +121,20 @@ async def timed_engine(settings: Settings, engine):
 
 async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(timed_engine, asterisk) -> None:
     engine = timed_engine
-    service = engine.services.conferences
+    planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool)
     hangups: list[AmiEvent] = []
     record = hangups.append  # one bound method, so unsubscribe finds it
     engine.ami.subscribe(record, ("Hangup", "ConfbridgeJoin"))
     with PlaybackLog(asterisk) as log:
         try:
-            conference = await service.plan(owner, ConferencePlan(
+            conference = await planning.plan(owner, ConferencePlan(
                 subject="время", start=None, duration_minutes=12, max_participants=3, auto_extend_minutes=15,
                 participants=(ParticipantPlan("375290021200"),), language="ru"))
             assert conference.language == "ru"
 
             async def connected():
-                current = await service.get(owner, conference.id)
+                current = await planning.get(owner, conference.id)
                 return current if current.participants[0].state == "connected" else None
 
             current = await wait_until(engine, connected, timeout=CALL_TIMEOUT, what="connected")
@@ -155,7 +155,7 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
             await log.wait_played(("conf-extended.gsm", "ru"), "veche-announce")
             await log.wait_played(("digits/15.gsm", "ru"), "veche-announce")
             await log.wait_played(("queue-minutes.gsm", "ru"), "veche-announce")
-            await service.lock(owner, conference.id, True)  # the end is announced in a locked room too
+            await live.lock(owner, conference.id, True)  # the end is announced in a locked room too
 
             await wait_for_bus_event(engine, lambda e: e.kind == "conference.ended"
                                      and e.conference_id == conference.id, timeout=40)
@@ -163,7 +163,7 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
             assert ("goodbye.gsm", "ru") in log.played("veche-announce")
         finally:
             engine.ami.unsubscribe(record)
-    final = await service.get(owner, conference.id)
+    final = await planning.get(owner, conference.id)
     assert final.state == ConferenceState.ENDED and final.end_reason == "deadline"
     joined = {e.get("Uniqueid") for e in hangups if e.name == "ConfbridgeJoin"}
     order = [e.get("Uniqueid") for e in hangups if e.name == "Hangup"]
@@ -229,7 +229,7 @@ async def test_portal_planning_and_templates_carry_the_voice_language(engine) ->
         page = await client.post("/planning", [*fields, ("language", "en")], token=form.csrf)
         assert page.status == 200 and "/conferences/" in page.url, page.text[:2000]
         conference_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-        assert (await engine.services.conferences.get(account.id, conference_id)).language == "en"
+        assert (await engine.services.planning.get(account.id, conference_id)).language == "en"
         assert 'data-test="voice-language">Английский<' in page.text
         await client.post("/planning/template", [*fields, ("language", "en"), ("template_name", "English")],
                           token=form.csrf)

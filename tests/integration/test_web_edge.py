@@ -245,7 +245,7 @@ async def test_revoking_the_token_ends_its_open_stream(engine, api_server) -> No
         with pytest.raises(EOFError):
             while True:  # heartbeats until the stream notices; then the server ends it
                 await stream.next(timeout=30)
-    await engine.services.conferences.end(owner.account.id, created.body["id"])
+    await engine.services.live.end(owner.account.id, created.body["id"])
 
 
 async def test_logout_ends_the_sessions_stream(engine, api_server) -> None:
@@ -268,7 +268,7 @@ async def test_logout_ends_the_sessions_stream(engine, api_server) -> None:
         with pytest.raises(EOFError):
             while True:
                 await stream.next(timeout=30)
-        await engine.services.conferences.end(account.id, cid)
+        await engine.services.live.end(account.id, cid)
     finally:
         await client.close()
 

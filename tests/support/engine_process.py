@@ -28,7 +28,7 @@ async def run(argument: str) -> None:
     conference_id = None
     if plan is not None:
         owner_id, conference_plan = plan
-        conference_id = (await engine.services.conferences.plan(owner_id, conference_plan)).id
+        conference_id = (await engine.services.planning.plan(owner_id, conference_plan)).id
     print(json.dumps({"conference_id": conference_id}), flush=True)
     await asyncio.Event().wait()
 

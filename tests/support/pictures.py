@@ -28,14 +28,14 @@ class Pictured:
 
 
 async def pictured_conference(engine: Any, sipp: Any, owner_id: int) -> Pictured:
-    conferences, pictures = engine.services.conferences, engine.services.pictures
-    conference = await conferences.plan(owner_id, ConferencePlan(
+    planning, live, pictures = engine.services.planning, engine.services.live, engine.services.pictures
+    conference = await planning.plan(owner_id, ConferencePlan(
         subject="Pictures", start=None, duration_minutes=10, max_participants=5,
         participants=(ParticipantPlan(RTP_CALLEE, name=HOSTILE_NAME),)))
     caller = await sipp.caller(f"{conference.conference_number}#,{conference.guest_pin}#", caller=random_caller())
     try:
         async def both_connected():
-            current = await conferences.get(owner_id, conference.id)
+            current = await planning.get(owner_id, conference.id)
             return current if sum(p.state == "connected" for p in current.participants) == 2 else None
 
         current = await wait_until(engine, both_connected, timeout=40, what="callee and caller connected")
@@ -59,7 +59,7 @@ async def pictured_conference(engine: Any, sipp: Any, owner_id: int) -> Pictured
             assert time.monotonic() < deadline, f"too few network samples: {counts}"
             await asyncio.sleep(0.5)
     finally:
-        await conferences.end(owner_id, conference.id)
+        await live.end(owner_id, conference.id)
         await caller.wait(20)
     return Pictured(conference.id, by_origin["dialout"].id, by_origin["dialin"].id)
 

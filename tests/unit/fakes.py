@@ -21,7 +21,11 @@ from engine.domain.model import Conference, ConferenceState, Origin, Participant
 from engine.domain.numberplan import NumberPlan
 from engine.services.bus import DomainEvent, EventBus
 from engine.services.calls import ANNOUNCER_PREFIX, CallService
-from engine.services.conferences import ConferenceService
+from engine.services.conference_lifecycle import ConferenceLifecycle
+from engine.services.conference_limits import PlanChecks
+from engine.services.conference_planning import ConferencePlanning
+from engine.services.conference_records import ConferenceRecords
+from engine.services.live_control import LiveControl
 
 NODE = "ast1"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -253,7 +257,9 @@ class Stack:
     slots: FakeSlots
     guard: FakeGuard
     calls: CallService
-    conferences: ConferenceService
+    planning: ConferencePlanning
+    live: LiveControl
+    lifecycle: ConferenceLifecycle
     published: list[DomainEvent]
 
     def states(self) -> dict[int, str]:
@@ -281,7 +287,7 @@ async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
 
 
 def build(**settings: Any) -> Stack:
-    """A call service and a conference service wired like engine/app.py build_services."""
+    """The call service and the conference services wired like engine/app.py build_services."""
     configured = replace(Settings(test_mode=True), node_id=NODE, **settings)
     node, repo, guard, bus = FakeNode(), FakeConferenceRepo(), FakeGuard(), EventBus()
     published: list[DomainEvent] = []
@@ -290,10 +296,12 @@ def build(**settings: Any) -> Stack:
     plans = FakePlans(NumberPlan.from_settings(configured))
     calls = CallService(configured, repo, slots, nodes={NODE: node}, bus=bus, plans=plans,  # type: ignore[arg-type]
                         guard=guard, prompts=FakePrompts())  # type: ignore[arg-type]
-    conferences = ConferenceService(configured, repo, calls=calls, bus=bus, plans=plans,  # type: ignore[arg-type]
-                                    guard=guard, prompts=FakePrompts(),  # type: ignore[arg-type]
-                                    schedule_changed=asyncio.Event())
-    return Stack(configured, node, repo, slots, guard, calls, conferences, published)
+    records = ConferenceRecords(configured, repo, bus, schedule_changed=asyncio.Event())  # type: ignore[arg-type]
+    checks = PlanChecks(repo, plans, guard)  # type: ignore[arg-type]
+    lifecycle = ConferenceLifecycle(records, calls=calls, prompts=FakePrompts())  # type: ignore[arg-type]
+    planning = ConferencePlanning(configured, records, checks, lifecycle=lifecycle)
+    live = LiveControl(records, checks, calls=calls, lifecycle=lifecycle)
+    return Stack(configured, node, repo, slots, guard, calls, planning, live, lifecycle, published)
 
 
 def conference(**changes: Any) -> Conference:

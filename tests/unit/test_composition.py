@@ -1,5 +1,5 @@
 """The composition root (engine/app.py) builds one object per service and hands each the very
-collaborators the others hold: one bus, one conference service, one toll-fraud guard."""
+collaborators the others hold: one bus, one conference life cycle, one toll-fraud guard."""
 
 from __future__ import annotations
 
@@ -35,25 +35,30 @@ def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
     built = [v for v in values if v is not services.settings]
     assert len({id(v) for v in built}) == len(built), "one object per service"
     assert services.bus is bus
-    assert services.conferences.calls is services.calls
-    assert services.scheduler.conferences is services.conferences
-    assert services.quality.conferences is services.conferences
-    assert services.keypad.conferences is services.conferences
+    assert services.live.calls is services.lifecycle.calls is services.calls
+    assert services.planning.lifecycle is services.live.lifecycle is services.scheduler.lifecycle is services.lifecycle
+    assert services.planning.records is services.live.records is services.lifecycle.records
+    assert services.planning.checks is services.live.checks
+    assert services.quality.planning is services.planning and services.pictures.planning is services.planning
+    assert services.keypad.live is services.live
     assert services.keypad.recording is services.recording and services.recording.calls is services.calls
-    assert services.operator.conferences is services.conferences
+    assert services.operator.conferences is services.live
     assert services.recovery.calls is services.calls
     assert services.operator.accounts is services.accounts
     assert services.accounts.tokens is services.tokens
-    assert services.calls.guard is services.conferences.guard is services.operator.guard is services.guard
-    assert services.calls.plans is services.conferences.plans is services.operator.plans is services.plans
+    assert services.calls.guard is services.planning.checks.guard is services.operator.guard is services.guard
+    assert services.calls.plans is services.planning.checks.plans is services.operator.plans is services.plans
     assert services.operator.dialplan is services.dialplan
-    assert services.dialin.rooms is services.series and services.series.conferences is services.conferences
+    assert services.dialin.rooms is services.rooms and services.rooms.series is services.series
+    assert services.series.planning is services.planning and services.series.occurrences is services.occurrences
+    assert services.series.mail is services.occurrences.mail is services.rooms.mail
+    assert services.rooms.lifecycle is services.lifecycle
     assert services.accounts.audit is services.audit and services.guard.audit is services.audit
     assert services.guard.metrics is services.metrics.metrics
 
 
-def test_the_scheduler_and_the_conference_service_share_one_wake_up(tmp_path: Path) -> None:
+def test_the_scheduler_and_the_conference_services_share_one_wake_up(tmp_path: Path) -> None:
     services, _ = build(tmp_path)
-    assert not services.conferences.schedule_changed.is_set()
+    assert not services.planning.records.schedule_changed.is_set()
     services.scheduler.wake()
-    assert services.conferences.schedule_changed.is_set()
+    assert services.planning.records.schedule_changed.is_set()

@@ -1,7 +1,7 @@
-"""The deadline rules (engine/services/conferences.py warn/deadline/extend) over fakes of our own
-node adapter and repository: the warning is played once and only to someone, auto-extension
-goes by its step up to the cap and then the conference ends, an end hangs everyone up, and the
-scheduler runs each due warning and end once."""
+"""The deadline rules (engine/services/conference_lifecycle.py warn/deadline and
+live_control.py extend) over fakes of our own node adapter and repository: the warning is played
+once and only to someone, auto-extension goes by its step up to the cap and then the conference
+ends, an end hangs everyone up, and the scheduler runs each due warning and end once."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def connected(pid: int) -> object:
 async def test_the_warning_is_played_once(stack: Stack) -> None:
     conf = conference()
     stack.repo.add(conf, connected(1))
-    await stack.conferences.warn(conf)
-    await stack.conferences.warn(conf)  # a second scheduler pass, or a second engine
+    await stack.lifecycle.warn(conf)
+    await stack.lifecycle.warn(conf)  # a second scheduler pass, or a second engine
     assert len(announcements(stack)) == 1
     assert stack.repo.kinds(1) == ["conference.warned"]
     assert [e.kind for e in stack.published] == ["conference.warned"]
@@ -49,7 +49,7 @@ async def test_the_warning_is_played_once(stack: Stack) -> None:
 async def test_an_empty_room_is_not_warned_and_no_announcer_creates_it(stack: Stack) -> None:
     conf = conference()
     stack.repo.add(conf, participant(1, state=ParticipantState.LEFT))
-    await stack.conferences.warn(conf)
+    await stack.lifecycle.warn(conf)
     assert stack.node.originates == [] and stack.repo.kinds(1) == []
     assert 1 in stack.repo.warned  # marked all the same: not retried on every pass
 
@@ -59,12 +59,12 @@ async def test_auto_extension_goes_by_its_step_up_to_the_cap_then_ends(stack: St
     stack.repo.add(conf, connected(1))
     ends = [conf.ends_at]
     for _ in range(2):
-        extended = await stack.conferences.deadline(stack.repo.conferences[1])
+        extended = await stack.lifecycle.deadline(stack.repo.conferences[1])
         assert extended is not None and extended.state == ConferenceState.RUNNING
         ends.append(extended.ends_at)
     assert [b - a for a, b in zip(ends, ends[1:], strict=False)] == [timedelta(minutes=15)] * 2
     assert stack.repo.conferences[1].extended_minutes == 30
-    ended = await stack.conferences.deadline(stack.repo.conferences[1])  # the cap is reached
+    ended = await stack.lifecycle.deadline(stack.repo.conferences[1])  # the cap is reached
     assert ended is not None and ended.state == ConferenceState.ENDED and ended.end_reason == "deadline"
     assert stack.repo.kinds(1) == ["conference.extended", "conference.extended", "conference.extend_refused",
                                    "participant.left", "conference.ended"]
@@ -75,16 +75,16 @@ async def test_auto_extension_goes_by_its_step_up_to_the_cap_then_ends(stack: St
 async def test_an_extension_clears_the_warning_so_the_new_end_is_warned(stack: Stack) -> None:
     conf = conference(auto_extend_minutes=15)
     stack.repo.add(conf, connected(1))
-    await stack.conferences.warn(conf)
-    await stack.conferences.deadline(stack.repo.conferences[1])
-    await stack.conferences.warn(stack.repo.conferences[1])
+    await stack.lifecycle.warn(conf)
+    await stack.lifecycle.deadline(stack.repo.conferences[1])
+    await stack.lifecycle.warn(stack.repo.conferences[1])
     assert stack.repo.kinds(1).count("conference.warned") == 2
 
 
 async def test_no_auto_extension_for_an_empty_room(stack: Stack) -> None:
     conf = conference(auto_extend_minutes=15)
     stack.repo.add(conf, participant(1, state=ParticipantState.LEFT))
-    ended = await stack.conferences.deadline(conf)
+    ended = await stack.lifecycle.deadline(conf)
     assert ended is not None and ended.state == ConferenceState.ENDED
     assert "conference.extended" not in stack.repo.kinds(1) and stack.node.originates == []
 
@@ -93,13 +93,13 @@ async def test_the_end_hangs_up_the_room_and_cancels_calls_in_progress(stack: St
     conf = conference()
     stack.repo.add(conf, connected(1), participant(2, "375291234568", state=ParticipantState.RINGING,
                                                    call_id="vo-00000000000000aa", node_id="ast1"))
-    ended = await stack.conferences.deadline(conf)
+    ended = await stack.lifecycle.deadline(conf)
     assert ended is not None and ended.state == ConferenceState.ENDED
     assert len(announcements(stack)) == 1  # the ending is announced (and awaited) before the hang-up
     assert "vo-00000000000000aa" in stack.node.hangups
     assert stack.states() == {1: "left", 2: "failed"}
     assert stack.repo.participants_by_id[2].failure_reason == FailureReason.CANCELLED
-    assert await stack.conferences.deadline(conf) is None  # over already: nothing happens twice
+    assert await stack.lifecycle.deadline(conf) is None  # over already: nothing happens twice
     assert stack.repo.kinds(1).count("conference.ended") == 1
 
 
@@ -107,11 +107,11 @@ async def test_a_manual_extension_takes_a_listed_step_and_respects_the_cap(stack
     conf = conference(extend_cap_minutes=30)
     stack.repo.add(conf, connected(1))
     with pytest.raises(ValidationError):
-        await stack.conferences.extend(conf.owner_id, 1, 20)
-    extended = await stack.conferences.extend(conf.owner_id, 1, 30)
+        await stack.live.extend(conf.owner_id, 1, 20)
+    extended = await stack.live.extend(conf.owner_id, 1, 30)
     assert extended.ends_at == conf.ends_at + timedelta(minutes=30)
     with pytest.raises(LimitExceeded):
-        await stack.conferences.extend(conf.owner_id, 1, 15)
+        await stack.live.extend(conf.owner_id, 1, 15)
     assert stack.repo.conferences[1].extended_minutes == 30
 
 
@@ -120,11 +120,11 @@ async def test_the_scheduler_warns_and_ends_what_is_due_once_each(stack: Stack) 
     stack.repo.add(conference(id=1, ends_at=now + timedelta(seconds=60)), connected(1))  # within the warning
     stack.repo.add(conference(id=2, room="veche-2", ends_at=now - timedelta(seconds=1)))  # its end has come
     stack.repo.add(conference(id=3, room="veche-3", ends_at=now + timedelta(hours=1)))  # nothing due
-    scheduler = Scheduler(stack.settings, stack.conferences)
+    scheduler = Scheduler(stack.settings, stack.lifecycle)
     assert await scheduler.run_due() == 2
     assert await scheduler.run_due() == 0  # both jobs still in flight: not started twice
     await until(lambda: stack.repo.kinds(1) == ["conference.warned"] and "conference.ended" in stack.repo.kinds(2))
     assert stack.repo.conferences[2].state == ConferenceState.ENDED
     assert stack.repo.conferences[3].state == ConferenceState.RUNNING and stack.repo.kinds(3) == []
     await scheduler.stop()
-    assert await Scheduler(stack.settings, stack.conferences).run_due() == 0  # warned once, ended once
+    assert await Scheduler(stack.settings, stack.lifecycle).run_due() == 0  # warned once, ended once

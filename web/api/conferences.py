@@ -38,7 +38,7 @@ async def create_conference(request: web.Request) -> web.Response:
     data = await parse.body(request, "ConferenceCreate")
 
     async def plan() -> Answer:
-        conference = await services(request).conferences.plan(me.id, parse.conference_plan(data, me.timezone))
+        conference = await services(request).planning.plan(me.id, parse.conference_plan(data, me.timezone))
         return Answer(201, json.dumps(_conference(request, conference)),
                       {"Location": f"{request.path.rstrip('/')}/{conference.id}", **_etag(conference)})
 
@@ -51,12 +51,12 @@ async def create_conference(request: web.Request) -> web.Response:
 
 async def list_conferences(request: web.Request) -> web.Response:
     states = _states(parse.query(request, "state", STATE_FILTER))
-    conferences = await services(request).conferences.list(account(request).id, states)
+    conferences = await services(request).planning.list(account(request).id, states)
     return ok({"conferences": [_conference(request, c) for c in conferences]})
 
 
 async def get_conference(request: web.Request) -> web.Response:
-    conference = await services(request).conferences.get(account(request).id, parse.path_id(request))
+    conference = await services(request).planning.get(account(request).id, parse.path_id(request))
     return ok(_conference(request, conference), headers=_etag(conference))
 
 
@@ -64,25 +64,25 @@ async def update_conference(request: web.Request) -> web.Response:
     me = account(request)
     conference_id = parse.path_id(request)
     changes = parse.conference_changes(await parse.body(request, "ConferenceUpdate"), me.timezone)
-    conference = await services(request).conferences.update(me.id, conference_id, changes,
+    conference = await services(request).planning.update(me.id, conference_id, changes,
                                                              expected_version=parse.if_match(request))
     return ok(_conference(request, conference), headers=_etag(conference))
 
 
 async def cancel_conference(request: web.Request) -> web.Response:
-    conference = await services(request).conferences.cancel(account(request).id, parse.path_id(request))
+    conference = await services(request).planning.cancel(account(request).id, parse.path_id(request))
     return ok(_conference(request, conference))
 
 
 async def start_conference(request: web.Request) -> web.Response:
-    conference = await services(request).conferences.start_now(account(request).id, parse.path_id(request))
+    conference = await services(request).planning.start_now(account(request).id, parse.path_id(request))
     return ok(_conference(request, conference))
 
 
 async def update_participant(request: web.Request) -> web.Response:
     conference_id, participant_id = parse.path_id(request), parse.path_id(request, "pid")
     data = await parse.body(request, "ParticipantUpdate")
-    participant = await services(request).conferences.set_role(
+    participant = await services(request).live.set_role(
         account(request).id, conference_id, participant_id, data["role"])
     return ok(render.participant(participant))
 
@@ -90,7 +90,7 @@ async def update_participant(request: web.Request) -> web.Response:
 async def add_participant(request: web.Request) -> web.Response:
     conference_id = parse.path_id(request)
     data = await parse.body(request, "ParticipantAdd")
-    participant = await services(request).conferences.add_participant(
+    participant = await services(request).live.add_participant(
         account(request).id, conference_id, parse.participant_plan(data), invite=data.get("invite", True))
     return ok(render.participant(participant), status=201)
 
@@ -98,53 +98,53 @@ async def add_participant(request: web.Request) -> web.Response:
 async def invite_participants(request: web.Request) -> web.Response:
     conference_id = parse.path_id(request)
     data = await parse.body(request, "InviteRequest")
-    await services(request).conferences.invite(account(request).id, conference_id, data["participant_ids"])
+    await services(request).live.invite(account(request).id, conference_id, data["participant_ids"])
     return no_content()
 
 
 async def invite_participant(request: web.Request) -> web.Response:
-    await services(request).conferences.invite(
+    await services(request).live.invite(
         account(request).id, parse.path_id(request), [parse.path_id(request, "pid")])
     return no_content()
 
 
 async def mute_participant(request: web.Request) -> web.Response:
-    await services(request).conferences.mute(
+    await services(request).live.mute(
         account(request).id, parse.path_id(request), parse.path_id(request, "pid"), True)
     return no_content()
 
 
 async def unmute_participant(request: web.Request) -> web.Response:
-    await services(request).conferences.mute(
+    await services(request).live.mute(
         account(request).id, parse.path_id(request), parse.path_id(request, "pid"), False)
     return no_content()
 
 
 async def kick_participant(request: web.Request) -> web.Response:
-    await services(request).conferences.kick(
+    await services(request).live.kick(
         account(request).id, parse.path_id(request), parse.path_id(request, "pid"))
     return no_content()
 
 
 async def lock_conference(request: web.Request) -> web.Response:
-    await services(request).conferences.lock(account(request).id, parse.path_id(request), True)
+    await services(request).live.lock(account(request).id, parse.path_id(request), True)
     return no_content()
 
 
 async def unlock_conference(request: web.Request) -> web.Response:
-    await services(request).conferences.lock(account(request).id, parse.path_id(request), False)
+    await services(request).live.lock(account(request).id, parse.path_id(request), False)
     return no_content()
 
 
 async def extend_conference(request: web.Request) -> web.Response:
     conference_id = parse.path_id(request)
     data = await parse.body(request, "ExtendRequest")
-    conference = await services(request).conferences.extend(account(request).id, conference_id, data["minutes"])
+    conference = await services(request).live.extend(account(request).id, conference_id, data["minutes"])
     return ok(_conference(request, conference))
 
 
 async def end_conference(request: web.Request) -> web.Response:
-    conference = await services(request).conferences.end(account(request).id, parse.path_id(request))
+    conference = await services(request).live.end(account(request).id, parse.path_id(request))
     return ok(_conference(request, conference))
 
 
@@ -159,13 +159,13 @@ async def conference_deliveries(request: web.Request) -> web.Response:
 
 
 async def conference_log(request: web.Request) -> web.Response:
-    entries = await services(request).conferences.events(account(request).id, parse.path_id(request))
+    entries = await services(request).planning.events(account(request).id, parse.path_id(request))
     return ok({"events": render.plain(entries)})
 
 
 async def history(request: web.Request) -> web.Response:
     me = account(request)
     since, until = parse.period(request, me.timezone)
-    conferences = await services(request).conferences.history(me.id, since, until)
+    conferences = await services(request).planning.history(me.id, since, until)
     return ok({"from": since.isoformat(), "to": until.isoformat(),
                "conferences": [_conference(request, c) for c in conferences]})

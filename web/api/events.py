@@ -79,7 +79,7 @@ async def _stream(request: web.Request, owner_id: int, conference_id: int) -> we
 
     bus.subscribe(forward)  # before the snapshot, so nothing falls between the two
     try:
-        conference = await services(request).conferences.get(owner_id, conference_id)  # 404 if not the owner's
+        conference = await services(request).planning.get(owner_id, conference_id)  # 404 if not the owner's
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff", "X-Accel-Buffering": "no"})

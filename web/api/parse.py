@@ -171,7 +171,7 @@ def conference_plan(data: dict[str, Any], account_timezone: str) -> ConferencePl
 
 
 def conference_changes(data: dict[str, Any], account_timezone: str) -> dict[str, Any]:
-    """The ``changes`` dict of ConferenceService.update: ConferencePlan field names and types."""
+    """The ``changes`` dict of ConferencePlanning.update: ConferencePlan field names and types."""
     changes = dict(data)
     tz = zone(data.get("timezone"), account_timezone)
     if "timezone" in changes:

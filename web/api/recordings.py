@@ -23,7 +23,7 @@ async def stop_recording(request: web.Request) -> web.Response:
 async def list_recordings(request: web.Request) -> web.Response:
     me = account(request)
     conference_id = parse.path_id(request)
-    await services(request).conferences.get(me.id, conference_id)  # NotFound for another account's
+    await services(request).planning.get(me.id, conference_id)  # NotFound for another account's
     rows = await services(request).recording.list_for(me.id, [conference_id])
     return ok({"recordings": [render.recording(r) for r in rows]})
 

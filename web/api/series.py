@@ -62,7 +62,7 @@ async def create_room(request: web.Request) -> web.Response:
     me = account(request)
     data = await parse.body(request, "RoomCreate")
     plan = parse.conference_plan({**data, "duration_minutes": 1}, me.timezone)
-    room = await services(request).series.plan_room(me.id, plan, data.get("guests_wait_for_chair", False))
+    room = await services(request).rooms.plan_room(me.id, plan, data.get("guests_wait_for_chair", False))
     return ok(_series(request, room), status=201, headers={"Location": f"{request.path.rstrip('/')}/{room['id']}"})
 
 
@@ -79,5 +79,5 @@ async def get_room(request: web.Request) -> web.Response:
 
 
 async def close_room(request: web.Request) -> web.Response:
-    room = await services(request).series.close_room(account(request).id, parse.path_id(request))
+    room = await services(request).rooms.close_room(account(request).id, parse.path_id(request))
     return ok(_series(request, room))

@@ -67,13 +67,13 @@ async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, An
 
 async def _conference(request: web.Request) -> Conference:
     account = await current_account(request)
-    return await services(request).conferences.get(account.id, path_id(request))
+    return await services(request).planning.get(account.id, path_id(request))
 
 
 @login_required
 async def conferences(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    items = await services(request).conferences.list(
+    items = await services(request).planning.list(
         account.id, {ConferenceState.RUNNING, ConferenceState.SCHEDULED})
     running = sorted((c for c in items if c.state == ConferenceState.RUNNING), key=lambda c: c.starts_at)
     upcoming = sorted((c for c in items if c.state == ConferenceState.SCHEDULED), key=lambda c: c.starts_at)
@@ -154,7 +154,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
                    "reminder_minutes": plan.reminder_minutes, "participants": plan.participants,
                    "language": plan.language, "notify_participants": plan.notify_participants,
                    "recording": plan.recording}
-        await services(request).conferences.update(account.id, conference.id, changes,
+        await services(request).planning.update(account.id, conference.id, changes,
                                                      expected_version=_form_version(form))
     except VersionConflict as exc:
         current = exc.current if isinstance(exc.current, Conference) else conference
@@ -175,7 +175,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     conference_id = path_id(request)
     try:
-        await services(request).conferences.cancel(account.id, conference_id)
+        await services(request).planning.cancel(account.id, conference_id)
     except StateConflict as exc:
         await flash(request, await error_text(request, exc), "error")
         raise web.HTTPSeeOther(f"/conferences/{conference_id}") from None
@@ -239,7 +239,7 @@ async def add_participant(request: web.Request) -> web.StreamResponse:
     participant = ParticipantPlan(field(form, "number"), field(form, "name"), field(form, "email") or None,
                                   Role(role))
     invite = checkbox(form, "invite")
-    return await _run_action(request, N_("Participant added"), services(request).conferences.add_participant(
+    return await _run_action(request, N_("Participant added"), services(request).live.add_participant(
         account.id, path_id(request), participant, invite=invite))
 
 
@@ -256,7 +256,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
     if not ids:
         return await _action_done(request, path_id(request), "",
                                   ValidationError("Tick the participants to invite", "participant"))
-    return await _run_action(request, N_("Invitations sent"), services(request).conferences.invite(
+    return await _run_action(request, N_("Invitations sent"), services(request).live.invite(
         account.id, path_id(request), ids))
 
 
@@ -279,25 +279,25 @@ async def participant_action(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     message, call = PARTICIPANT_ACTIONS[action]
     return await _run_action(request, message, call(
-        services(request).conferences, account.id, path_id(request), path_id(request, "pid")))
+        services(request).live, account.id, path_id(request), path_id(request, "pid")))
 
 
 @login_required
 async def conference_action(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     action = request.match_info["action"]
-    conferences_service = services(request).conferences
+    planning, live = services(request).planning, services(request).live
     conference_id = path_id(request)
     if action == "start":
         return await _run_action(request, N_("Conference started"),
-                                 conferences_service.start_now(account.id, conference_id),
+                                 planning.start_now(account.id, conference_id),
                                  target=f"/conferences/{conference_id}/console")
     if action == "lock":
         return await _run_action(request, N_("Conference locked"),
-                                 conferences_service.lock(account.id, conference_id, True))
+                                 live.lock(account.id, conference_id, True))
     if action == "unlock":
         return await _run_action(request, N_("Conference unlocked"),
-                                 conferences_service.lock(account.id, conference_id, False))
+                                 live.lock(account.id, conference_id, False))
     if action == "extend":
         form = await request.post()
         try:
@@ -310,14 +310,14 @@ async def conference_action(request: web.Request) -> web.StreamResponse:
         # The same words as the console's notice of the conference.extended event, so the chair
         # reads one message whichever of the two arrives last.
         return await _run_action(request, N_("The conference was extended by {minutes} min"),
-                                 conferences_service.extend(account.id, conference_id, minutes),
+                                 live.extend(account.id, conference_id, minutes),
                                  values={"minutes": minutes})
     if action == "end":
         form = await request.post()
         if not checkbox(form, "confirm") and not wants_json(request):
             return await _action_done(request, conference_id, "",
                                       ValidationError("Confirm that the conference should end", "confirm"))
-        return await _run_action(request, N_("Conference ended"), conferences_service.end(account.id, conference_id),
+        return await _run_action(request, N_("Conference ended"), live.end(account.id, conference_id),
                                  target=f"/history/{conference_id}")
     raise web.HTTPNotFound()
 

@@ -56,7 +56,7 @@ async def _history(request: web.Request) -> tuple[list[Conference], date, date, 
     zone = ZoneInfo(account.timezone)
     since = datetime.combine(first, time.min, tzinfo=zone)
     until = datetime.combine(last + timedelta(days=1), time.min, tzinfo=zone)
-    items = await services(request).conferences.history(account.id, since, until)
+    items = await services(request).planning.history(account.id, since, until)
     items.sort(key=lambda c: c.started_at or c.starts_at, reverse=True)
     return items, first, last, chosen
 
@@ -93,9 +93,9 @@ async def _recordings(request: web.Request, owner_id: int, items: list[Conferenc
 @login_required
 async def history_detail(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    conferences = services(request).conferences
-    conference = await conferences.get(account.id, path_id(request))
-    events = await conferences.events(account.id, conference.id)
+    planning = services(request).planning
+    conference = await planning.get(account.id, path_id(request))
+    events = await planning.events(account.id, conference.id)
     recordings = (await _recordings(request, account.id, [conference])).get(conference.id, [])
     timeline = await pictures.timeline_picture(request, services(request).pictures, account, conference.id)
     return await render(request, "history_detail.html", {

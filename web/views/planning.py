@@ -180,7 +180,7 @@ def repeat_values(form: MultiDictProxy) -> dict[str, Any]:
 
 
 def recurrence_from_form(form: MultiDictProxy) -> dict[str, Any]:
-    """The repeat rule for SeriesService.plan_series (validated there)."""
+    """The repeat rule for SeriesPlanning.plan_series (validated there)."""
     typed = repeat_values(form)
     rule: dict[str, Any] = {"frequency": typed["frequency"], "weekdays": list(typed["weekdays"])}
     if typed["end"] == "until":
@@ -217,7 +217,7 @@ async def schedule(request: web.Request) -> web.StreamResponse:
         return await schedule_series(request, account, form)
 
     async def schedule_once() -> Answer:
-        conference = await services(request).conferences.plan(account.id, plan_from_form(form, account.timezone))
+        conference = await services(request).planning.plan(account.id, plan_from_form(form, account.timezone))
         return Answer(303, "", {"Location": f"/conferences/{conference.id}"})
 
     # The form's one-time key makes a double submit (or a resent POST) plan one conference.

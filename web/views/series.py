@@ -50,7 +50,7 @@ async def create_room(request: web.Request) -> web.StreamResponse:
         plan = ConferencePlan(subject=values["subject"], start=None, duration_minutes=1,
                               max_participants=int(values["max_participants"]),
                               guest_pin_required=values["guest_pin_required"], timezone=account.timezone)
-        room = await services(request).series.plan_room(account.id, plan, values["wait"])
+        room = await services(request).rooms.plan_room(account.id, plan, values["wait"])
     except (ValidationError, LimitExceeded, Forbidden) as exc:
         rooms = await services(request).series.list(account.id, "permanent")
         return await render(request, "rooms.html", {
@@ -79,7 +79,7 @@ async def series_action(request: web.Request) -> web.StreamResponse:
             await series_service.update_series(account.id, series["id"], changes)
             message = "The whole series was changed"
         elif action == "close":
-            await series_service.close_room(account.id, series["id"])
+            await services(request).rooms.close_room(account.id, series["id"])
             message = "The room was closed"
         elif action == "pins":
             await series_service.reissue_pins(account.id, series["id"])

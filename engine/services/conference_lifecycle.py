@@ -1,0 +1,186 @@
+"""The life cycle of a conference, driven by the scheduler: the start at its time, the deadline
+warning, the deadline itself (auto-extend or end) and the end with its teardown of the room."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from engine.adapters.ami import AmiEvent
+from engine.domain import speech
+from engine.domain.errors import AmiError
+from engine.domain.model import Conference, ConferenceState, FailureReason, ParticipantState
+from engine.services.calls import IN_CALL_STATES, CallService, now_utc
+from engine.services.conference_records import ConferenceRecords
+from engine.services.prompts import PromptService
+
+log = logging.getLogger(__name__)
+
+ROOM_EMPTY_TIMEOUT = 10.0
+
+
+class ConferenceLifecycle:
+    """Starts, warns, extends at the deadline and ends conferences; announces into the room."""
+
+    def __init__(self, records: ConferenceRecords, *, calls: CallService, prompts: PromptService) -> None:
+        self.records = records
+        self.repo = records.repo
+        self.calls = calls
+        self.prompts = prompts
+
+    async def start_conference(self, conference_id: int, actor: str = "engine") -> Conference | None:
+        """Start a scheduled conference (once, even with several engines) and dial its planned
+        participants when auto-invite is on. None when it was not scheduled any more."""
+        missed = await self.repo.transition_if_over(conference_id, ConferenceState.FAILED, end_reason="missed",
+                                                    ended_at=now_utc())
+        if missed is not None:  # the engine was down for the whole planned time
+            log.warning("conference %s was missed: its end passed before it could start", conference_id)
+            await self.repo.log_event(conference_id, "conference.failed", actor=actor, detail={"reason": "missed"})
+            await self.records.publish("conference.failed", missed, reason="missed")
+            return None
+        if await self._owner_blocked(conference_id):  # a blocked account's conferences never start
+            log.warning("conference %s not started: its account is blocked", conference_id)
+            failed = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.FAILED,
+                                                end_reason="account_blocked", ended_at=now_utc())
+            if failed is not None:
+                await self.repo.log_event(conference_id, "conference.failed", actor=actor,
+                                          detail={"reason": "account_blocked"})
+                await self.records.publish("conference.failed", failed, reason="account_blocked")
+            return None
+        started = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.RUNNING,
+                                             started_at=now_utc())
+        if started is None:
+            return None
+        lateness = (started.started_at - started.starts_at).total_seconds()
+        await self.repo.log_event(conference_id, "conference.started", actor=actor,
+                                  detail={"late_seconds": round(lateness, 3)})
+        await self.records.publish("conference.started", started)
+        self.records.wake_scheduler()
+        if started.auto_invite:
+            started.participants = await self.repo.participants(conference_id)
+            planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
+            await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+        return started
+
+    async def _owner_blocked(self, conference_id: int) -> bool:
+        conference = await self.repo.get(conference_id, with_participants=False)
+        if conference is None:
+            return False
+        limits = await self.repo.account_limits(conference.owner_id)
+        return bool(limits and limits["blocked"])
+
+    async def warn(self, conference: Conference) -> None:
+        """Play the deadline warning into the room, once."""
+        if not await self.repo.mark_warned(conference.id):
+            return
+        detail: dict[str, Any] = {"ends_at": conference.ends_at.isoformat(), "language": conference.language}
+        if not await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED]):
+            return  # nobody to warn; do not create an empty room for the announcer
+        left = max(0, round((conference.ends_at - now_utc()).total_seconds()))
+        if left >= 60:
+            left = round(left / 60) * 60  # said in whole minutes
+        announcement = speech.warning(conference.language, left, self._phrases(conference.language))
+        detail["prompts"] = list(announcement.files())
+        try:
+            detail["announcer"] = await self.calls.announce(conference, announcement)
+        except AmiError as exc:
+            detail["error"] = str(exc)
+        await self.repo.log_event(conference.id, "conference.warned", detail=detail)
+        await self.records.publish("conference.warned", conference, ends_at=conference.ends_at.isoformat(),
+                                   seconds_left=left, language=conference.language)
+
+    def _phrases(self, language: str) -> frozenset[str]:
+        """The prompts the operator replaced in ``language`` (the Veche phrases among them make
+        Russian minutes grammatical)."""
+        return self.prompts.phrases(language)
+
+    async def announce_extension(self, conference: Conference, minutes: int) -> str | None:
+        """Tell the room that its end moved by ``minutes``."""
+        return await self._announce(conference, speech.extended(conference.language, minutes,
+                                                                self._phrases(conference.language)))
+
+    async def _announce(self, conference: Conference, announcement: speech.Announcement,
+                        wait: bool = False) -> str | None:
+        """Play an announcement into the room when anyone is connected; an Asterisk failure is
+        logged and never stops what the announcement is about."""
+        if not await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED]):
+            return None
+        try:
+            return await self.calls.announce(conference, announcement, wait=wait)
+        except AmiError as exc:
+            log.warning("conference %s: announcement %s not played: %s", conference.id, announcement.files(), exc)
+            return None
+
+    async def deadline(self, conference: Conference) -> Conference | None:
+        """The conference reached its end: auto-extend when on, someone is connected and the
+        cap allows; otherwise end it."""
+        if conference.auto_extend_minutes:
+            connected = await self.repo.count_participants(conference.id, [ParticipantState.CONNECTED])
+            if connected:
+                step = conference.auto_extend_minutes
+                extended = await self.repo.extend(conference.id, self.records.minutes(step).total_seconds(), step,
+                                                  count_against_cap=True)
+                if extended is not None:
+                    log.info("conference %s auto-extended by %s min to %s", conference.id, step, extended.ends_at)
+                    await self.repo.log_event(conference.id, "conference.extended",
+                                              detail={"minutes": step, "auto": True,
+                                                      "ends_at": extended.ends_at.isoformat()})
+                    await self.records.publish("conference.extended", extended, minutes=step, auto=True,
+                                               ends_at=extended.ends_at.isoformat())
+                    await self.announce_extension(extended, step)
+                    return extended
+                await self.repo.log_event(conference.id, "conference.extend_refused",
+                                          detail={"why": "cap", "cap_minutes": conference.extend_cap_minutes})
+        return await self.end_conference(conference.id, reason="deadline", actor="engine")
+
+    async def end_conference(self, conference_id: int, reason: str, actor: str = "engine") -> Conference | None:
+        """End a running conference: state ended, every channel leaves and is hung up, the room
+        closes. None when it was not running."""
+        ended = await self.repo.transition(conference_id, [ConferenceState.RUNNING], ConferenceState.ENDED,
+                                           ended_at=now_utc(), end_reason=reason)
+        if ended is None:
+            return None
+        # everyone hears that it has ended; the hang-up waits for the announcer to finish
+        await self._announce(ended, speech.ending(ended.language), wait=True)
+        await self._teardown(ended)
+        await self.repo.log_event(conference_id, "conference.ended", actor=actor, detail={"reason": reason})
+        await self.records.publish("conference.ended", ended, reason=reason)
+        self.records.wake_scheduler()
+        return ended
+
+    async def _teardown(self, conference: Conference) -> None:
+        adapter = self.calls.node(conference.node_id)
+        try:
+            members = await adapter.confbridge_members(conference.room)
+        except AmiError as exc:
+            log.warning("conference %s: cannot list the room: %s", conference.id, exc)
+            members = []
+        room_closed = asyncio.get_running_loop().create_future()
+
+        def on_end(event: AmiEvent) -> None:
+            if event.get("Conference") == conference.room and not room_closed.done():
+                room_closed.set_result(True)
+
+        adapter.subscribe(on_end, ("ConfbridgeEnd",))
+        try:
+            for member in members:
+                with contextlib.suppress(AmiError):
+                    await adapter.hangup(member.get("Channel"))
+            participants = await self.repo.participants(conference.id)
+            for participant in participants:
+                if participant.state in IN_CALL_STATES:
+                    self.calls.forget_attempt(participant.call_id)
+                    await self.calls.hangup(participant)
+            if members:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(room_closed, ROOM_EMPTY_TIMEOUT)
+        finally:
+            adapter.unsubscribe(on_end)
+        for participant in await self.repo.participants(conference.id):
+            if participant.state == ParticipantState.CONNECTED:
+                await self.calls.mark_left(participant, None)
+            elif participant.state in IN_CALL_STATES:
+                await self.calls.mark_failed(participant, conference.owner_id, FailureReason.CANCELLED, None,
+                                             detail={"why": "conference ended"})

@@ -1,0 +1,74 @@
+"""The account's limits and number plan applied to a conference plan or a new participant;
+every refusal is reported to the toll-fraud guard. Shared by conference and series planning and
+by live control."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from engine.adapters.db.conferences import ConferenceRepository, OverLimit
+from engine.domain.errors import Forbidden, LimitExceeded, NotFound, ValidationError
+from engine.domain.model import ConferencePlan, ParticipantPlan
+from engine.domain.planning import AccountLimits, validate_participant, validate_plan
+from engine.services.calls import now_utc
+from engine.services.operator import LimitGuard, NumberPlans
+
+START_IN_PAST_TOLERANCE = timedelta(seconds=60)
+
+
+class PlanChecks:
+    """Checks plans against the owner's account (limits, blocked, number-plan group)."""
+
+    def __init__(self, repo: ConferenceRepository, plans: NumberPlans, guard: LimitGuard) -> None:
+        self.repo = repo
+        self.plans = plans
+        self.guard = guard
+
+    async def limits(self, owner_id: int) -> AccountLimits:
+        """The account's limits; NotFound without the account, Forbidden when it is blocked."""
+        row = await self.repo.account_limits(owner_id)
+        if row is None:
+            raise NotFound("no such account")
+        if row["blocked"]:
+            raise Forbidden("the account is blocked")
+        return AccountLimits.from_row(row)
+
+    async def language(self, owner_id: int, chosen: str | None) -> str:
+        """The voice language of a plan: the chosen one, else the account's."""
+        return chosen or (await self.repo.account_limits(owner_id) or {}).get("language", "ru")
+
+    @staticmethod
+    def refuse_past_start(start: datetime) -> None:
+        if start < now_utc() - START_IN_PAST_TOLERANCE:
+            raise ValidationError("the start time is in the past", "start")
+
+    def _limit_hit(self, owner_id: int | None, limit: str, detail: str) -> None:
+        """Tell the toll-fraud guard (engine/services/operator.py) that an account was refused."""
+        self.guard.hit(owner_id, limit, detail)
+
+    async def checked_plan(self, owner_id: int, plan: ConferencePlan, limits: AccountLimits) -> ConferencePlan:
+        """validate_plan with the account's number plan; refusals are reported to the guard."""
+        try:
+            return validate_plan(plan, limits, await self.plans.for_account(owner_id))
+        except LimitExceeded as exc:
+            self._limit_hit(owner_id, "max_participants", str(exc))
+            raise
+        except ValidationError as exc:
+            if (exc.field or "").endswith(".number"):
+                self._limit_hit(owner_id, "number_plan", str(exc))
+            raise
+
+    async def checked_participant(self, owner_id: int, participant: ParticipantPlan) -> ParticipantPlan:
+        """validate_participant with the account's number plan; a refused number is reported."""
+        try:
+            return validate_participant(participant, await self.plans.for_account(owner_id), "participant")
+        except ValidationError as exc:
+            if (exc.field or "").endswith(".number"):
+                self._limit_hit(owner_id, "number_plan", str(exc))
+            raise
+
+    def concurrency_refused(self, owner_id: int, exc: OverLimit) -> LimitExceeded:
+        """The refusal of a plan over the account's concurrent conferences (checked atomically
+        by the repository), reported to the guard."""
+        self._limit_hit(owner_id, "max_concurrent_conferences", f"{exc.current} overlapping")
+        return LimitExceeded("your account allows at most %(limit)d conferences at the same time", limit=exc.allowed)

@@ -1,0 +1,212 @@
+"""Conference planning: a conference planned, read, changed, cancelled or started before its
+time. The portal, the JSON API and the CLI plan through it; the life cycle takes over at the
+start."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict
+from datetime import datetime
+
+import asyncpg
+
+from engine.adapters.db.conferences import OverLimit
+from engine.config import Settings
+from engine.domain.errors import LimitExceeded, StateConflict, ValidationError, VersionConflict
+from engine.domain.model import (
+    Conference,
+    ConferencePlan,
+    ConferenceState,
+    Origin,
+    ParticipantPlan,
+    state_refusal,
+)
+from engine.domain.pins import generate_conference_number, generate_pins
+from engine.domain.planning import PLAN_FIELDS
+from engine.services.calls import now_utc
+from engine.services.conference_lifecycle import ConferenceLifecycle
+from engine.services.conference_limits import PlanChecks
+from engine.services.conference_records import ConferenceRecords, actor_of
+
+
+class ConferencePlanning:
+    """Plans and reads the conferences of an owner (``owner_id`` None: the operator's view)."""
+
+    def __init__(self, settings: Settings, records: ConferenceRecords, checks: PlanChecks, *,
+                 lifecycle: ConferenceLifecycle) -> None:
+        self.settings = settings
+        self.records = records
+        self.repo = records.repo
+        self.checks = checks
+        self.lifecycle = lifecycle
+
+    async def plan(self, owner_id: int, plan: ConferencePlan) -> Conference:
+        """Validate and store a conference; an immediate plan (start None) starts at once."""
+        limits = await self.checks.limits(owner_id)
+        checked = await self.checks.checked_plan(owner_id, plan, limits)
+        immediate = checked.start is None
+        starts_at = now_utc() if immediate else checked.start
+        if not immediate:
+            self.checks.refuse_past_start(starts_at)
+        ends_at = starts_at + self.records.minutes(checked.duration_minutes)
+        language = await self.checks.language(owner_id, checked.language)
+        participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
+                         "node_id": self.settings.node_id} for p in checked.participants]
+        conference = None
+        for _ in range(20):
+            chair_pin, guest_pin = generate_pins(self.settings.pin_length)
+            fields = {
+                "owner_id": owner_id, "subject": checked.subject, "mode": checked.mode,
+                "node_id": self.settings.node_id, "room": f"veche-{secrets.token_hex(8)}",
+                "conference_number": generate_conference_number(self.settings.conference_number_length),
+                "chair_pin": chair_pin, "guest_pin": guest_pin,
+                "guest_pin_required": checked.guest_pin_required, "immediate": immediate,
+                "starts_at": starts_at, "duration_minutes": checked.duration_minutes, "ends_at": ends_at,
+                "timezone": checked.timezone, "max_participants": checked.max_participants,
+                "auto_invite": checked.auto_invite, "auto_extend_minutes": checked.auto_extend_minutes,
+                "extend_cap_minutes": self.settings.extend_cap_minutes,
+                "reminder_minutes": checked.reminder_minutes, "language": language,
+                "notify_participants": checked.notify_participants, "recording": checked.recording,
+            }
+            try:
+                conference = await self.repo.insert_conference(fields, participants)
+                break
+            except asyncpg.UniqueViolationError:
+                continue  # the random conference number is in use: draw another
+            except OverLimit as exc:
+                raise self.checks.concurrency_refused(owner_id, exc) from None
+        if conference is None:
+            raise LimitExceeded("no free conference number; try again later")
+        await self.repo.log_event(conference.id, "conference.scheduled", actor=actor_of(owner_id),
+                                  detail={"subject": conference.subject, "immediate": immediate,
+                                          "starts_at": conference.starts_at.isoformat(),
+                                          "participants": len(participants)})
+        await self.records.publish("conference.scheduled", conference, immediate=immediate)
+        if immediate:
+            await self.lifecycle.start_conference(conference.id)
+        else:
+            self.records.wake_scheduler()
+        return await self.records.owned(owner_id, conference.id)
+
+    async def get(self, owner_id: int | None, conference_id: int) -> Conference:
+        """One conference with its participants (NotFound if not the owner's)."""
+        return await self.records.owned(owner_id, conference_id)
+
+    async def list(self, owner_id: int | None, states: set[ConferenceState] | None = None) -> list[Conference]:
+        """The owner's conferences (optionally only in ``states``), newest start first."""
+        return await self.repo.list(owner_id, states)
+
+    async def history(self, owner_id: int | None, since: datetime, until: datetime) -> list[Conference]:
+        """Ended, cancelled or failed conferences whose start lies in [since, until)."""
+        return await self.repo.history(owner_id, since, until)
+
+    async def events(self, owner_id: int | None, conference_id: int) -> list[dict]:
+        """The conference's event log (at, kind, actor, participant_id, detail), oldest first."""
+        await self.records.owned(owner_id, conference_id, with_participants=False)
+        return await self.repo.events(conference_id)
+
+    async def update(self, owner_id: int | None, conference_id: int, changes: dict,
+                     expected_version: int | None = None) -> Conference:
+        """Change a scheduled conference; keys are ConferencePlan fields. With ``expected_version``
+        (the version the editor read) a conference changed meanwhile is refused with
+        VersionConflict instead of silently overwriting the other change."""
+        conference = await self.records.owned(owner_id, conference_id)
+        if expected_version is not None and conference.version != expected_version:
+            raise VersionConflict("the conference was changed meanwhile", conference)
+        if conference.state != ConferenceState.SCHEDULED:
+            raise StateConflict("only a scheduled conference can be changed; %(reason)s",
+                                reason=state_refusal(conference.state))
+        unknown = set(changes) - PLAN_FIELDS
+        if unknown:
+            raise ValidationError("unknown field %(name)s", sorted(unknown)[0], name=sorted(unknown)[0])
+        if "start" in changes and changes["start"] is None:
+            raise ValidationError("a scheduled conference needs a start time", "start")
+        current = ConferencePlan(
+            subject=conference.subject, start=conference.starts_at, duration_minutes=conference.duration_minutes,
+            max_participants=conference.max_participants,
+            participants=tuple(ParticipantPlan(p.number, p.name, p.email, p.role) for p in conference.participants
+                               if p.origin == Origin.DIALOUT),
+            auto_invite=conference.auto_invite, auto_extend_minutes=conference.auto_extend_minutes,
+            guest_pin_required=conference.guest_pin_required, reminder_minutes=conference.reminder_minutes,
+            timezone=conference.timezone, mode=conference.mode, language=conference.language,
+            notify_participants=conference.notify_participants, recording=conference.recording)
+        proposed = {**asdict(current), **changes}
+        try:
+            proposed["participants"] = tuple(
+                p if isinstance(p, ParticipantPlan) else ParticipantPlan(**p) for p in proposed["participants"])
+        except TypeError:
+            raise ValidationError("each participant needs a number (and optionally name, email, role)",
+                                  "participants") from None
+        limits = await self.checks.limits(conference.owner_id)
+        checked = await self.checks.checked_plan(conference.owner_id, ConferencePlan(**proposed), limits)
+        if "start" in changes:
+            self.checks.refuse_past_start(checked.start)
+        ends_at = checked.start + self.records.minutes(checked.duration_minutes)
+        try:
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at,
+                                               version=expected_version)
+        except OverLimit as exc:
+            raise self.checks.concurrency_refused(conference.owner_id, exc) from None
+        if moved is None and expected_version is not None:
+            now = await self.records.owned(owner_id, conference.id)
+            if now.state == ConferenceState.SCHEDULED and now.version != expected_version:
+                raise VersionConflict("the conference was changed meanwhile", now)
+        if moved is None:
+            raise StateConflict("only a scheduled conference can be changed; this one started meanwhile")
+        if "participants" in changes:
+            await self.repo.delete_planned_participants(conference.id)
+            for p in checked.participants:
+                await self.repo.add_participant(conference.id, number=p.number, name=p.name, email=p.email,
+                                                role=str(p.role), node_id=conference.node_id)
+        updated = await self.repo.update(
+            conference.id, subject=checked.subject, starts_at=checked.start,
+            duration_minutes=checked.duration_minutes, ends_at=ends_at,
+            max_participants=checked.max_participants, auto_invite=checked.auto_invite,
+            auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
+            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone,
+            language=checked.language or conference.language, notify_participants=checked.notify_participants,
+            recording=checked.recording)
+        changed = sorted(changes)
+        await self.repo.log_event(conference.id, "conference.updated", actor=actor_of(owner_id),
+                                  detail={"changed": changed})
+        await self.records.publish("conference.updated", updated, changed=changed)
+        self.records.wake_scheduler()
+        return await self.records.owned(owner_id, conference.id)
+
+    async def cancel(self, owner_id: int | None, conference_id: int) -> Conference:
+        """Cancel a scheduled conference."""
+        conference = await self.records.owned(owner_id, conference_id, with_participants=False)
+        cancelled = await self.repo.transition(conference.id, [ConferenceState.SCHEDULED],
+                                               ConferenceState.CANCELLED, cancelled_at=now_utc(),
+                                               end_reason="cancelled")
+        if cancelled is None:
+            raise StateConflict("only a scheduled conference can be cancelled; %(reason)s",
+                                reason=state_refusal(conference.state))
+        await self.repo.log_event(conference.id, "conference.cancelled", actor=actor_of(owner_id))
+        await self.records.publish("conference.cancelled", cancelled)
+        self.records.wake_scheduler()
+        return await self.records.owned(owner_id, conference.id)
+
+    async def start_now(self, owner_id: int | None, conference_id: int) -> Conference:
+        """Start a scheduled conference before its time: it runs its planned duration from now
+        (within the account's limit of concurrent conferences) and starts through the
+        scheduler's path, so auto-invite and the call limits apply as at the planned time."""
+        conference = await self.records.owned(owner_id, conference_id, with_participants=False)
+        if conference.state != ConferenceState.SCHEDULED:
+            raise StateConflict("only a scheduled conference can be started; %(reason)s",
+                                reason=state_refusal(conference.state))
+        await self.checks.limits(conference.owner_id)
+        now = now_utc()
+        try:
+            moved = await self.repo.reschedule(conference.id, conference.owner_id, now,
+                                               now + self.records.minutes(conference.duration_minutes))
+        except OverLimit as exc:
+            raise self.checks.concurrency_refused(conference.owner_id, exc) from None
+        if moved is None:
+            raise StateConflict("the conference is no longer scheduled")
+        await self.repo.log_event(conference.id, "conference.start_requested", actor=actor_of(owner_id),
+                                  detail={"planned_start": conference.starts_at.isoformat()})
+        started = await self.lifecycle.start_conference(conference.id, actor=actor_of(owner_id))
+        if started is None:
+            raise StateConflict("the conference could not start")
+        return await self.records.owned(owner_id, conference.id)
