@@ -43,6 +43,8 @@ class FakeNode:
         self.getvars = 0
         self.members: list[dict[str, str]] = []
         self.locks: list[tuple[str, bool]] = []
+        self.room_actions: list[tuple[str, ...]] = []  # mutes and kicks, as (action, room, channel[, muted])
+        self.refuse_room_actions = False  # Asterisk answers every room action with an error
         self._subscribers: list[tuple[Callable[[AmiEvent], Any], tuple[str, ...] | None]] = []
         self._played: set[asyncio.Task[None]] = set()
 
@@ -80,7 +82,19 @@ class FakeNode:
         return list(self.members)
 
     async def confbridge_lock(self, room: str, locked: bool) -> None:
+        if self.refuse_room_actions:
+            raise AmiError("No Conference by that name found.")
         self.locks.append((room, locked))
+
+    async def confbridge_mute(self, room: str, channel: str, muted: bool) -> None:
+        if self.refuse_room_actions:
+            raise AmiError("No Channel by that name found in conference.")
+        self.room_actions.append(("mute", room, channel, str(muted)))
+
+    async def confbridge_kick(self, room: str, channel: str) -> None:
+        if self.refuse_room_actions:
+            raise AmiError("No Channel by that name found in conference.")
+        self.room_actions.append(("kick", room, channel))
 
 
 class FakeConferenceRepo:
@@ -94,6 +108,8 @@ class FakeConferenceRepo:
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.warned: set[int] = set()
         self.blocked: set[int] = set()  # owner ids
+        self.limits: dict[str, Any] = {"max_participants": 10, "max_concurrent_conferences": 3,
+                                       "max_dialouts_per_minute": 60, "language": "ru"}  # every account's
 
     def add(self, conference: Conference, *participants: Participant) -> None:
         self.conferences[conference.id] = conference
@@ -111,7 +127,7 @@ class FakeConferenceRepo:
         return next((c for c in self.conferences.values() if c.room == room), None)
 
     async def account_limits(self, owner_id: int) -> dict[str, Any] | None:
-        return {"blocked": owner_id in self.blocked}
+        return {**self.limits, "blocked": owner_id in self.blocked}
 
     async def participants(self, conference_id: int) -> list[Participant]:
         return [p for p in self.participants_by_id.values() if p.conference_id == conference_id]
@@ -176,6 +192,20 @@ class FakeConferenceRepo:
             current, ends_at=current.ends_at + timedelta(seconds=seconds),
             extended_minutes=current.extended_minutes + minutes)
         return updated
+
+    async def update(self, conference_id: int, **changes: Any) -> Conference | None:
+        current = self.conferences.get(conference_id)
+        if current is None:
+            return None
+        updated = self.conferences[conference_id] = replace(current, **changes)
+        return updated
+
+    async def transition_if_over(self, conference_id: int, to_state: str, **changes: Any) -> Conference | None:
+        """A scheduled conference whose end has passed moves to ``to_state`` (it was missed)."""
+        current = self.conferences.get(conference_id)
+        if current is None or current.state != ConferenceState.SCHEDULED or current.ends_at > datetime.now(UTC):
+            return None
+        return await self.transition(conference_id, [ConferenceState.SCHEDULED], to_state, **changes)
 
     async def transition(self, conference_id: int, from_states: Iterable[str], to_state: str,
                          **changes: Any) -> Conference | None:
