@@ -30,13 +30,13 @@ SERIES_FIELDS = frozenset({"subject", "duration_minutes", "max_participants", "a
 
 
 def plan_json(plan: ConferencePlan, language: str) -> dict[str, Any]:
+    """The plan as a series or room stores it for its conferences: no start, the voice language fixed."""
     data = asdict(plan)
     data.pop("start")
     data["language"] = language
     data["participants"] = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role)}
                             for p in plan.participants]
     return data
-
 
 
 class SeriesPlanning:

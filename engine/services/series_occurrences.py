@@ -138,7 +138,6 @@ class SeriesOccurrences:
                                                  "starts_at": conference.starts_at.isoformat(),
                                                  "participants": len(participants),
                                                  "series_id": series["id"]})
-        await self.bus.publish(DomainEvent(kind="conference.scheduled", conference_id=conference.id,
-                                           owner_id=conference.owner_id, data={"series_id": series["id"]}))
+        await self.records.publish("conference.scheduled", conference, series_id=series["id"])
         return conference
 

@@ -155,7 +155,7 @@ async def test_many_conferences_due_at_once(engine) -> None:
     owner = await create_account(engine.pool, max_concurrent_conferences=10)
     starts_at = datetime.now(UTC) + timedelta(seconds=3)
     ids = [(await planning.plan(owner, ConferencePlan(subject=f"batch {i}", start=starts_at, duration_minutes=5,
-                                                     max_participants=2))).id for i in range(6)]
+                                                      max_participants=2))).id for i in range(6)]
 
     async def all_running():
         current = [await planning.get(owner, i) for i in ids]

@@ -59,10 +59,10 @@ async def test_hundred_bad_dial_strings_never_originate(engine) -> None:
     planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool, max_concurrent_conferences=5)
     running = await planning.plan(owner, ConferencePlan(subject="fuzz", start=None, duration_minutes=10,
-                                                       max_participants=5))
+                                                        max_participants=5))
     scheduled = await planning.plan(owner, ConferencePlan(subject="fuzz later", start=datetime.now(UTC)
-                                                         + timedelta(hours=2), duration_minutes=10,
-                                                         max_participants=5))
+                                                          + timedelta(hours=2), duration_minutes=10,
+                                                          max_participants=5))
     adapter = engine.ami
     original = adapter.originate
     originates: list[dict] = []
@@ -76,8 +76,8 @@ async def test_hundred_bad_dial_strings_never_originate(engine) -> None:
         for number in DIAL_STRINGS:
             with pytest.raises(ValidationError) as info:
                 await planning.plan(owner, ConferencePlan(subject="fuzz", start=None, duration_minutes=10,
-                                                         max_participants=5,
-                                                         participants=(ParticipantPlan(number),)))
+                                                          max_participants=5,
+                                                          participants=(ParticipantPlan(number),)))
             assert info.value.field == "participants[0].number", number
             with pytest.raises(ValidationError) as info:
                 await live.add_participant(owner, running.id, ParticipantPlan(number))

@@ -177,7 +177,7 @@ async def test_lock_before_anyone_joined_applies_when_the_room_opens(engine) -> 
     planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool)
     conference = await planning.plan(owner, ConferencePlan(subject="locked early", start=None, duration_minutes=10,
-                                                          max_participants=3))
+                                                           max_participants=3))
     await live.lock(owner, conference.id, True)  # no room exists in Asterisk yet
     assert await room_info(engine, conference.room) is None
     await live.add_participant(owner, conference.id, ParticipantPlan("375290018200"))

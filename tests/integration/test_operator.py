@@ -75,7 +75,7 @@ async def test_blocked_account_cannot_log_in_use_tokens_or_start_conferences(eng
     soon = datetime.now(UTC) + timedelta(seconds=3)
     planning = engine.services.planning
     scheduled = await planning.plan(customer_id, ConferencePlan(subject="Later", start=soon, duration_minutes=5,
-                                                                   max_participants=2))
+                                                                max_participants=2))
     blocked = await api.post(f"/operator/accounts/{customer_id}/block")
     assert blocked.status == 200 and blocked.body["blocked"] is True
 

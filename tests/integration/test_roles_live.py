@@ -59,10 +59,10 @@ async def test_start_now_respects_the_concurrent_conference_limit(engine) -> Non
     planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool, max_concurrent_conferences=1)
     running = await planning.plan(owner, ConferencePlan(subject="now", start=None, duration_minutes=30,
-                                                       max_participants=3))
+                                                        max_participants=3))
     later = datetime.now(UTC) + timedelta(hours=5)
     scheduled = await planning.plan(owner, ConferencePlan(subject="later", start=later, duration_minutes=30,
-                                                         max_participants=3))
+                                                          max_participants=3))
     with pytest.raises(LimitExceeded, match="at most 1"):
         await planning.start_now(owner, scheduled.id)
     kept = await planning.get(owner, scheduled.id)

@@ -65,7 +65,7 @@ async def update_conference(request: web.Request) -> web.Response:
     conference_id = parse.path_id(request)
     changes = parse.conference_changes(await parse.body(request, "ConferenceUpdate"), me.timezone)
     conference = await services(request).planning.update(me.id, conference_id, changes,
-                                                             expected_version=parse.if_match(request))
+                                                         expected_version=parse.if_match(request))
     return ok(_conference(request, conference), headers=_etag(conference))
 
 

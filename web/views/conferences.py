@@ -155,7 +155,7 @@ async def edit_submit(request: web.Request) -> web.StreamResponse:
                    "language": plan.language, "notify_participants": plan.notify_participants,
                    "recording": plan.recording}
         await services(request).planning.update(account.id, conference.id, changes,
-                                                     expected_version=_form_version(form))
+                                                expected_version=_form_version(form))
     except VersionConflict as exc:
         current = exc.current if isinstance(exc.current, Conference) else conference
         response = await _form_error(
