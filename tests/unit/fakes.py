@@ -207,6 +207,14 @@ class FakeConferenceRepo:
             return None
         return await self.transition(conference_id, [ConferenceState.SCHEDULED], to_state, **changes)
 
+    async def insert_conference(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]]) -> Conference:
+        """A new conference row (participants are not kept: the rules under test do not read them)."""
+        known = set(Conference.__dataclass_fields__)
+        conference = Conference(id=max(self.conferences, default=0) + 1, extended_minutes=0, locked=False,
+                                state=ConferenceState.SCHEDULED, **{k: v for k, v in fields.items() if k in known})
+        self.conferences[conference.id] = conference
+        return conference
+
     async def transition(self, conference_id: int, from_states: Iterable[str], to_state: str,
                          **changes: Any) -> Conference | None:
         current = self.conferences.get(conference_id)
@@ -451,3 +459,25 @@ class FakeRooms:
             raise self.refuse
         self.opened.append(room_id)
         return self.session
+
+
+class FakeSeriesRepo:
+    """Series rows in a dict; their conferences are those of the conference fake with the series id."""
+
+    def __init__(self, conferences: FakeConferenceRepo) -> None:
+        self.conferences = conferences
+        self.series: dict[int, dict[str, Any]] = {}
+
+    async def get(self, series_id: int, owner_id: int | None = None) -> dict[str, Any] | None:
+        series = self.series.get(series_id)
+        return None if series is None or owner_id not in (None, series["owner_id"]) else dict(series)
+
+    async def active_recurring(self) -> list[int]:
+        return [s["id"] for s in self.series.values() if s["kind"] == "recurring" and s["state"] == "active"]
+
+    async def occurrence_starts(self, series_id: int) -> dict[datetime, str]:
+        return {c.occurrence_at: str(c.state) for c in self.conferences.conferences.values()
+                if c.series_id == series_id and c.occurrence_at is not None}
+
+    async def mark_changed(self, conference_id: int) -> None:
+        await self.conferences.update(conference_id, occurrence_changed=True)
