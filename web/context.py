@@ -1,6 +1,6 @@
 """Where the portal and the API find the engine's services: the application key the composition
 root's container is stored under, and the one typed accessor handlers use
-(``services(request).conferences``). It imports nothing of web's views or API."""
+(``services(request).planning``). It imports nothing of web's views or API."""
 
 from __future__ import annotations
 
