@@ -54,6 +54,7 @@ from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
 from engine.services.pictures import PicturesService
+from engine.services.pin_guard import PinGuard, dialin_policy
 from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
@@ -89,6 +90,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     quality = QualityService(conferences, nodes)
     notifier = Notifier(settings, pool, bus)
     series = SeriesService(settings, pool, bus, conferences, wake_mail=notifier.wake)
+    dialin_repo = DialinRepository(pool)
+    pin_guard = PinGuard(dialin_repo, bus, dialin_policy(settings))
     recording = RecordingService(settings, RecordingRepository(pool), conference_repo, nodes=nodes, bus=bus,
                                  calls=calls)
     return Services(
@@ -109,7 +112,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
-        dialin=DialinService(settings, DialinRepository(pool), bus, series),
+        dialin=DialinService(settings, dialin_repo, bus, series, pin_guard),
+        pin_guard=pin_guard,
         keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording,
                              prompts=prompts, bus=bus),
         recording=recording,

@@ -23,6 +23,7 @@ from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
 from engine.services.pictures import PicturesService
+from engine.services.pin_guard import PinGuard
 from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
@@ -54,6 +55,7 @@ class Services:
     captcha: CaptchaService
     tokens: TokenService
     dialin: DialinService
+    pin_guard: PinGuard
     keypad: KeypadService
     recording: RecordingService
     quality: QualityService

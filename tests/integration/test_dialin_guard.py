@@ -56,13 +56,13 @@ def wrong_pins(chair_pin: str, guest_pin: str, count: int) -> list[str]:
 @contextlib.contextmanager
 def policy(engine, **changes: object) -> Iterator[None]:
     """The dial-in guard's settings for one test (the session engine is shared)."""
-    dialin = engine.services.dialin
-    saved = dialin.policy
-    dialin.policy = replace(saved, **changes)
+    guard = engine.services.pin_guard
+    saved = guard.policy
+    guard.policy = replace(saved, **changes)
     try:
         yield
     finally:
-        dialin.policy = saved
+        guard.policy = saved
 
 
 # ----------------------------------------------------------------------------- withheld callers

@@ -62,7 +62,7 @@ def display_state(participant: Participant) -> str:
 
 async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, Any] | None:
     """The running PIN lock-out of the conference (None when there is none)."""
-    return await services(request).dialin.pin_lockout(conference_id)
+    return await services(request).pin_guard.pin_lockout(conference_id)
 
 
 async def _conference(request: web.Request) -> Conference:
