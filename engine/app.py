@@ -49,9 +49,12 @@ from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.limit_guard import LimitGuard
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
-from engine.services.operator import LimitGuard, NumberPlans, OperatorService
+from engine.services.numberplans import NumberPlans, PlanGroupService
+from engine.services.operator import OperatorService
+from engine.services.operator_access import OperatorAccess
 from engine.services.outbox import MailOutbox
 from engine.services.pictures import PicturesService
 from engine.services.pin_guard import PinGuard, dialin_policy
@@ -60,6 +63,7 @@ from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
+from engine.services.selfservice import AccountSelfService
 from engine.services.series import SeriesService
 from engine.services.tokens import TokenService
 from engine.stack import local_dialplan_sink, render_dialout
@@ -77,11 +81,11 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     plans = NumberPlans(operator_repo, default_plan)
     dialplan = DialplanService(operator_repo, default_plan, render=render_dialout, sink=local_dialplan_sink(settings))
     guard = LimitGuard(metrics.metrics, audit)
+    operator_access = OperatorAccess(operator_repo, audit)
     prompts = PromptService(settings, PromptRepository(pool), operator_repo, audit)
     account_repo = AccountRepository(pool)
     tokens = TokenService(TokenRepository(pool), account_repo)
-    accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool), audit,
-                              tokens)
+    accounts = AccountService(settings, account_repo, SessionRepository(pool), audit, tokens)
     conference_repo = ConferenceRepository(pool)
     calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
                         guard=guard, prompts=prompts)
@@ -104,6 +108,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         dialplan=dialplan,
         prompts=prompts,
         accounts=accounts,
+        selfservice=AccountSelfService(settings, account_repo, AccountLinkRepository(pool), accounts, audit),
         calls=calls,
         conferences=conferences,
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
@@ -118,8 +123,9 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
                              prompts=prompts, bus=bus),
         recording=recording,
         quality=quality,
-        operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=conferences,
-                                 audit=audit, guard=guard, plans=plans, dialplan=dialplan),
+        operator=OperatorService(operator_repo, operator_access, nodes=nodes, accounts=accounts,
+                                 conferences=conferences, audit=audit),
+        plan_groups=PlanGroupService(operator_repo, operator_access, plans, dialplan),
         outbox=MailOutbox(MailSinkReader(settings.run_dir / "mail"), settings.mail_sink),
         pictures=PicturesService(settings, PicturesRepository(pool), bus, conferences, quality),
         series=series,
@@ -194,8 +200,7 @@ async def admin_services(settings: Settings) -> AsyncIterator[AdminServices]:
             await migrate(conn)
         account_repo = AccountRepository(pool)
         tokens = TokenService(TokenRepository(pool), account_repo)
-        accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool),
-                                  NoAudit(), tokens)
+        accounts = AccountService(settings, account_repo, SessionRepository(pool), NoAudit(), tokens)
         yield AdminServices(accounts=accounts, tokens=tokens)
     finally:
         await pool.close()

@@ -50,7 +50,8 @@ from engine.domain.planning import (
 )
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import IN_CALL_STATES, CallService, now_utc
-from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.limit_guard import LimitGuard
+from engine.services.numberplans import NumberPlans
 from engine.services.prompts import PromptService
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class ConferenceService:
         return await self.plans.for_account(owner_id)
 
     def _limit_hit(self, owner_id: int | None, limit: str, detail: str) -> None:
-        """Tell the toll-fraud guard (engine/services/operator.py) that an account was refused."""
+        """Tell the toll-fraud guard (engine/services/limit_guard.py) that an account was refused."""
         self.guard.hit(owner_id, limit, detail)
 
     async def _checked_plan(self, owner_id: int, plan: ConferencePlan, limits: AccountLimits) -> ConferencePlan:

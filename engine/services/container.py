@@ -18,9 +18,11 @@ from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.limit_guard import LimitGuard
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
-from engine.services.operator import LimitGuard, NumberPlans, OperatorService
+from engine.services.numberplans import NumberPlans, PlanGroupService
+from engine.services.operator import OperatorService
 from engine.services.outbox import MailOutbox
 from engine.services.pictures import PicturesService
 from engine.services.pin_guard import PinGuard
@@ -29,6 +31,7 @@ from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
+from engine.services.selfservice import AccountSelfService
 from engine.services.series import SeriesService
 from engine.services.tokens import TokenService
 
@@ -46,6 +49,7 @@ class Services:
     dialplan: DialplanService
     prompts: PromptService
     accounts: AccountService
+    selfservice: AccountSelfService
     calls: CallService
     conferences: ConferenceService
     recovery: RecoveryService
@@ -60,6 +64,7 @@ class Services:
     recording: RecordingService
     quality: QualityService
     operator: OperatorService
+    plan_groups: PlanGroupService
     outbox: MailOutbox
     pictures: PicturesService
     idempotency: IdempotencyService
@@ -69,7 +74,7 @@ class Services:
         """Start the services that run on their own, in this order: the number plan's dialplan
         installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
         recovery (which reads the calls in flight), recovery before the scheduler (so nothing is
-        started on a stale view), then the notifier, the purges of stale sessions and CAPTCHAs,
+        started on a stale view), then the notifier, the purges of stale sessions, links and CAPTCHAs,
         the recorder, and metrics and audit last."""
         await self.dialplan.start()
         await self.prompts.start()
@@ -78,6 +83,7 @@ class Services:
         await self.scheduler.start()
         await self.notifier.start()
         await self.accounts.start()
+        await self.selfservice.start()
         await self.captcha.start()
         await self.recording.start()
         await self.metrics.start()
@@ -94,6 +100,7 @@ class Services:
         await self.recording.stop()
         await self.dialin.stop()
         await self.captcha.stop()
+        await self.selfservice.stop()
         await self.accounts.stop()
         await self.notifier.stop()
         await self.scheduler.stop()
@@ -106,4 +113,5 @@ class AdminServices:
     """The services the command line's account and token commands use (no Asterisk, no audit)."""
 
     accounts: AccountService
+    selfservice: AccountSelfService
     tokens: TokenService

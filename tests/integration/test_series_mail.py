@@ -22,7 +22,8 @@ from engine.domain.numberplan import NumberPlan
 from engine.metrics import VecheMetrics
 from engine.services.audit import NoAudit
 from engine.services.conferences import ConferenceService
-from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.limit_guard import LimitGuard
+from engine.services.numberplans import NumberPlans
 from engine.services.series import SeriesService
 from tests.integration.test_mail import (
     NotifierInstance,

@@ -44,9 +44,12 @@ def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
     assert services.recovery.calls is services.calls
     assert services.operator.accounts is services.accounts
     assert services.accounts.tokens is services.tokens
-    assert services.calls.guard is services.conferences.guard is services.operator.guard is services.guard
-    assert services.calls.plans is services.conferences.plans is services.operator.plans is services.plans
-    assert services.operator.dialplan is services.dialplan
+    assert services.calls.guard is services.conferences.guard is services.guard
+    assert services.calls.plans is services.conferences.plans is services.plan_groups.plans is services.plans
+    assert services.plan_groups.dialplan is services.dialplan
+    assert services.operator.access is services.plan_groups.access
+    assert services.selfservice.accounts is services.accounts
+    assert services.dialin.guard is services.pin_guard
     assert services.dialin.rooms is services.series and services.series.conferences is services.conferences
     assert services.accounts.audit is services.audit and services.guard.audit is services.audit
     assert services.guard.metrics is services.metrics.metrics
