@@ -25,6 +25,7 @@ from engine.adapters.db.idempotency import IdempotencyRepository
 from engine.adapters.db.metrics import MetricsRepository
 from engine.adapters.db.migrations import migrate
 from engine.adapters.db.nodes import NodeRepository
+from engine.adapters.db.notifications import NotificationRepository
 from engine.adapters.db.operator import AuditRepository, OperatorRepository
 from engine.adapters.db.pictures import PicturesRepository
 from engine.adapters.db.prompts import PromptRepository
@@ -43,6 +44,7 @@ from engine.services.audit import AuditService, NoAudit
 from engine.services.bus import EventBus
 from engine.services.calls import CallService
 from engine.services.captcha import CaptchaService
+from engine.services.conference_mail import ConferenceMail
 from engine.services.conferences import ConferenceService
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
@@ -50,6 +52,7 @@ from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.limit_guard import LimitGuard
+from engine.services.mail_delivery import MailDelivery
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.numberplans import NumberPlans, PlanGroupService
@@ -92,8 +95,10 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, prompts=prompts, schedule_changed=asyncio.Event())
     quality = QualityService(conferences, nodes)
-    notifier = Notifier(settings, pool, bus)
-    series = SeriesService(settings, pool, bus, conferences, wake_mail=notifier.wake)
+    notifications = NotificationRepository(pool)
+    mail_delivery = MailDelivery(settings, notifications)
+    notifier = Notifier(settings, notifications, bus, ConferenceMail(settings), mail_delivery)
+    series = SeriesService(settings, pool, bus, conferences, wake_mail=mail_delivery.wake)
     dialin_repo = DialinRepository(pool)
     pin_guard = PinGuard(dialin_repo, bus, dialin_policy(settings))
     recording = RecordingService(settings, RecordingRepository(pool), conference_repo, nodes=nodes, bus=bus,
@@ -114,6 +119,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
         scheduler=Scheduler(settings, conferences),
         notifier=notifier,
+        mail_delivery=mail_delivery,
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,

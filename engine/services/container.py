@@ -19,6 +19,7 @@ from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.limit_guard import LimitGuard
+from engine.services.mail_delivery import MailDelivery
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.numberplans import NumberPlans, PlanGroupService
@@ -55,6 +56,7 @@ class Services:
     recovery: RecoveryService
     scheduler: Scheduler
     notifier: Notifier
+    mail_delivery: MailDelivery
     addressbook: AddressBookService
     captcha: CaptchaService
     tokens: TokenService
@@ -74,13 +76,14 @@ class Services:
         """Start the services that run on their own, in this order: the number plan's dialplan
         installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
         recovery (which reads the calls in flight), recovery before the scheduler (so nothing is
-        started on a stale view), then the notifier, the purges of stale sessions, links and CAPTCHAs,
-        the recorder, and metrics and audit last."""
+        started on a stale view), then the mail delivery and the notifier, the purges of stale
+        sessions, links and CAPTCHAs, the recorder, and metrics and audit last."""
         await self.dialplan.start()
         await self.prompts.start()
         await self.calls.start()
         await self.recovery.start()
         await self.scheduler.start()
+        await self.mail_delivery.start()
         await self.notifier.start()
         await self.accounts.start()
         await self.selfservice.start()
@@ -103,6 +106,7 @@ class Services:
         await self.selfservice.stop()
         await self.accounts.stop()
         await self.notifier.stop()
+        await self.mail_delivery.stop()
         await self.scheduler.stop()
         await self.recovery.stop()
         await self.calls.stop()

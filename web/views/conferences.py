@@ -87,7 +87,7 @@ async def card(request: web.Request) -> web.StreamResponse:
     deliveries: list[dict] = []
     try:
         deliveries = [{**d, "problem": delivery_problem(d.get("last_error"))}
-                      for d in await services(request).notifier.delivery_status(account.id, conference.id)]
+                      for d in await services(request).mail_delivery.delivery_status(account.id, conference.id)]
     except VecheError:
         log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
     return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries,
