@@ -117,5 +117,4 @@ class AdminServices:
     """The services the command line's account and token commands use (no Asterisk, no audit)."""
 
     accounts: AccountService
-    selfservice: AccountSelfService
     tokens: TokenService
