@@ -565,7 +565,7 @@ async def test_restart_between_attempts_neither_loses_nor_duplicates(smtp: SmtpS
     assert by_address == Counter({"chair@example.org": 1, "r-petr@example.org": 1, "r-anna@example.org": 1,
                                   "r-oleg@example.org": 1})
     assert len({item.message["Message-ID"] for item in delivered}) == 4
-    assert {r["status"] for r in await outbox(second.pool, conference.id)} == {"sent"}
+    assert {r["status"] for r in await outbox(instances[1].engine.pool, conference.id)} == {"sent"}
     assert_no_chair_pin_for_guests(delivered, conference.chair_pin)
 
 
