@@ -33,8 +33,10 @@ class NumberPlans:
         if account_id is None:
             return self.default
         group = await self.repo.group_of_account(account_id)
-        if group is None:
-            return self.default
+        return self.default if group is None else self.of_group(group)
+
+    def of_group(self, group: dict[str, Any]) -> NumberPlan:
+        """The plan a number-plan group's row describes."""
         return self.default.for_group(tuple(group["patterns"] or ()),
                                       allow_international=group["allow_international"],
                                       allow_premium=group["allow_premium"])
@@ -103,10 +105,7 @@ class PlanGroupService:
 
     async def check_number(self, operator_id: int, group: str, number: str) -> dict[str, Any]:
         """Would the group let an account dial ``number``? (the operator's test field)"""
-        found = await self.get_group(operator_id, group)
-        plan = self.plans.default.for_group(tuple(found["patterns"] or ()),
-                                           allow_international=found["allow_international"],
-                                           allow_premium=found["allow_premium"])
+        plan = self.plans.of_group(await self.get_group(operator_id, group))
         try:
             number = plan.validate(number)
         except ValidationError as exc:
