@@ -25,6 +25,7 @@ from engine.adapters.db.idempotency import IdempotencyRepository
 from engine.adapters.db.metrics import MetricsRepository
 from engine.adapters.db.migrations import migrate
 from engine.adapters.db.nodes import NodeRepository
+from engine.adapters.db.notifications import NotificationRepository
 from engine.adapters.db.operator import AuditRepository, OperatorRepository
 from engine.adapters.db.pictures import PicturesRepository
 from engine.adapters.db.prompts import PromptRepository
@@ -46,6 +47,7 @@ from engine.services.calls import CallService
 from engine.services.captcha import CaptchaService
 from engine.services.conference_lifecycle import ConferenceLifecycle
 from engine.services.conference_limits import PlanChecks
+from engine.services.conference_mail import ConferenceMail
 from engine.services.conference_planning import ConferencePlanning
 from engine.services.conference_records import ConferenceRecords
 from engine.services.container import AdminServices, Services
@@ -53,18 +55,24 @@ from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.limit_guard import LimitGuard
 from engine.services.live_control import LiveControl
+from engine.services.mail_delivery import MailDelivery
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
-from engine.services.operator import LimitGuard, NumberPlans, OperatorService
+from engine.services.numberplans import NumberPlans, PlanGroupService
+from engine.services.operator import OperatorService
+from engine.services.operator_access import OperatorAccess
 from engine.services.outbox import MailOutbox
 from engine.services.permanent_rooms import PermanentRooms
 from engine.services.pictures import PicturesService
+from engine.services.pin_guard import PinGuard, dialin_policy
 from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
+from engine.services.selfservice import AccountSelfService
 from engine.services.series import SeriesPlanning
 from engine.services.series_mail import SeriesMail
 from engine.services.series_occurrences import SeriesOccurrences
@@ -84,11 +92,11 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     plans = NumberPlans(operator_repo, default_plan)
     dialplan = DialplanService(operator_repo, default_plan, render=render_dialout, sink=local_dialplan_sink(settings))
     guard = LimitGuard(metrics.metrics, audit)
+    operator_access = OperatorAccess(operator_repo, audit)
     prompts = PromptService(settings, PromptRepository(pool), operator_repo, audit)
     account_repo = AccountRepository(pool)
     tokens = TokenService(TokenRepository(pool), account_repo)
-    accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool), audit,
-                              tokens)
+    accounts = AccountService(settings, account_repo, SessionRepository(pool), audit, tokens)
     conference_repo = ConferenceRepository(pool)
     calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
                         guard=guard, prompts=prompts)
@@ -98,14 +106,18 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     planning = ConferencePlanning(settings, records, checks, lifecycle=lifecycle)
     live = LiveControl(records, checks, calls=calls, lifecycle=lifecycle)
     quality = QualityService(planning, nodes)
-    notifier = Notifier(settings, pool, bus)
+    notifications = NotificationRepository(pool)
+    mail_delivery = MailDelivery(settings, notifications)
+    notifier = Notifier(settings, notifications, bus, ConferenceMail(settings), mail_delivery)
     series_repo = SeriesRepository(pool)
-    series_mail = SeriesMail(settings, pool, series_repo, records, wake_mail=notifier.wake)
+    series_mail = SeriesMail(settings, pool, series_repo, records, wake_mail=mail_delivery.wake)
     occurrences = SeriesOccurrences(settings, series_repo, records, checks, mail=series_mail, bus=bus)
     series = SeriesPlanning(settings, series_repo, records, checks, planning=planning, occurrences=occurrences,
                             mail=series_mail)
     rooms = PermanentRooms(settings, series_repo, records, checks, series=series, lifecycle=lifecycle,
                            mail=series_mail, bus=bus)
+    dialin_repo = DialinRepository(pool)
+    pin_guard = PinGuard(dialin_repo, bus, dialin_policy(settings))
     recording = RecordingService(settings, RecordingRepository(pool), conference_repo, nodes=nodes, bus=bus,
                                  calls=calls)
     return Services(
@@ -118,6 +130,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         dialplan=dialplan,
         prompts=prompts,
         accounts=accounts,
+        selfservice=AccountSelfService(settings, account_repo, AccountLinkRepository(pool), accounts, audit),
         calls=calls,
         planning=planning,
         live=live,
@@ -125,16 +138,19 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
         scheduler=Scheduler(settings, lifecycle),
         notifier=notifier,
+        mail_delivery=mail_delivery,
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
-        dialin=DialinService(settings, DialinRepository(pool), bus, rooms),
+        dialin=DialinService(settings, dialin_repo, bus, rooms, pin_guard),
+        pin_guard=pin_guard,
         keypad=KeypadService(settings, conference_repo, live=live, recording=recording,
                              prompts=prompts, bus=bus),
         recording=recording,
         quality=quality,
-        operator=OperatorService(operator_repo, nodes=nodes, accounts=accounts, conferences=live,
-                                 audit=audit, guard=guard, plans=plans, dialplan=dialplan),
+        operator=OperatorService(operator_repo, operator_access, nodes=nodes, accounts=accounts,
+                                 conferences=live, audit=audit),
+        plan_groups=PlanGroupService(operator_repo, operator_access, plans, dialplan),
         outbox=MailOutbox(MailSinkReader(settings.run_dir / "mail"), settings.mail_sink),
         pictures=PicturesService(settings, PicturesRepository(pool), bus, planning, quality),
         series=series,
@@ -211,8 +227,7 @@ async def admin_services(settings: Settings) -> AsyncIterator[AdminServices]:
             await migrate(conn)
         account_repo = AccountRepository(pool)
         tokens = TokenService(TokenRepository(pool), account_repo)
-        accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool),
-                                  NoAudit(), tokens)
+        accounts = AccountService(settings, account_repo, SessionRepository(pool), NoAudit(), tokens)
         yield AdminServices(accounts=accounts, tokens=tokens)
     finally:
         await pool.close()

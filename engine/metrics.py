@@ -110,7 +110,7 @@ class VecheMetrics:
         self.conference_start_delay = Histogram(
             "veche_conference_start_delay_seconds", "Time from a conference's planned start to its actual start",
             buckets=START_DELAY_BUCKETS, registry=self.registry)
-        self.limit_hits = Counter(  # the toll-fraud guard (engine/services/operator.py)
+        self.limit_hits = Counter(  # the toll-fraud guard (engine/services/limit_guard.py)
             "veche_account_limit_hits", "Actions refused because an account hit a limit or its number plan",
             ["limit"], registry=self.registry)
         self.limit_alerts = Counter("veche_account_limit_alerts", "Alerts: an account hit a limit repeatedly",

@@ -113,7 +113,7 @@ class NumberPlan:
     short_number_length: int = 4
     short_number_prefixes: tuple[str, ...] = ()
     blocked_prefixes: tuple[str, ...] = ("375902",)
-    # set per account group by the operator (engine/services/operator.py): patterns that replace
+    # set per account group by the operator (engine/services/numberplans.py): patterns that replace
     # the default rules, and whether international / premium-rate destinations are allowed
     patterns: tuple[str, ...] = ()
     allow_international: bool = False

@@ -35,7 +35,8 @@ from engine.domain.model import Conference, FailureReason, Origin, Participant, 
 from engine.domain.numberplan import NumberPlan
 from engine.domain.speech import Announcement
 from engine.services.bus import Bus, DomainEvent
-from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.limit_guard import LimitGuard
+from engine.services.numberplans import NumberPlans
 from engine.services.prompts import PromptService
 
 log = logging.getLogger(__name__)

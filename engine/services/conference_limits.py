@@ -11,7 +11,8 @@ from engine.domain.errors import Forbidden, LimitExceeded, NotFound, ValidationE
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.domain.planning import AccountLimits, validate_participant, validate_plan
 from engine.services.calls import now_utc
-from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.limit_guard import LimitGuard
+from engine.services.numberplans import NumberPlans
 
 START_IN_PAST_TOLERANCE = timedelta(seconds=60)
 

@@ -19,18 +19,23 @@ from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.limit_guard import LimitGuard
 from engine.services.live_control import LiveControl
+from engine.services.mail_delivery import MailDelivery
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
-from engine.services.operator import LimitGuard, NumberPlans, OperatorService
+from engine.services.numberplans import NumberPlans, PlanGroupService
+from engine.services.operator import OperatorService
 from engine.services.outbox import MailOutbox
 from engine.services.permanent_rooms import PermanentRooms
 from engine.services.pictures import PicturesService
+from engine.services.pin_guard import PinGuard
 from engine.services.prompts import PromptService
 from engine.services.quality import QualityService
 from engine.services.recording import RecordingService
 from engine.services.recovery import RecoveryService
 from engine.services.scheduler import Scheduler
+from engine.services.selfservice import AccountSelfService
 from engine.services.series import SeriesPlanning
 from engine.services.series_occurrences import SeriesOccurrences
 from engine.services.tokens import TokenService
@@ -49,6 +54,7 @@ class Services:
     dialplan: DialplanService
     prompts: PromptService
     accounts: AccountService
+    selfservice: AccountSelfService
     calls: CallService
     planning: ConferencePlanning
     live: LiveControl
@@ -56,14 +62,17 @@ class Services:
     recovery: RecoveryService
     scheduler: Scheduler
     notifier: Notifier
+    mail_delivery: MailDelivery
     addressbook: AddressBookService
     captcha: CaptchaService
     tokens: TokenService
     dialin: DialinService
+    pin_guard: PinGuard
     keypad: KeypadService
     recording: RecordingService
     quality: QualityService
     operator: OperatorService
+    plan_groups: PlanGroupService
     outbox: MailOutbox
     pictures: PicturesService
     idempotency: IdempotencyService
@@ -75,15 +84,17 @@ class Services:
         """Start the services that run on their own, in this order: the number plan's dialplan
         installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
         recovery (which reads the calls in flight), recovery before the scheduler (so nothing is
-        started on a stale view), then the notifier, the purges of stale sessions and CAPTCHAs,
-        the recorder, and metrics and audit last."""
+        started on a stale view), then the mail delivery and the notifier, the purges of stale
+        sessions, links and CAPTCHAs, the recorder, and metrics and audit last."""
         await self.dialplan.start()
         await self.prompts.start()
         await self.calls.start()
         await self.recovery.start()
         await self.scheduler.start()
+        await self.mail_delivery.start()
         await self.notifier.start()
         await self.accounts.start()
+        await self.selfservice.start()
         await self.captcha.start()
         await self.recording.start()
         await self.metrics.start()
@@ -102,8 +113,10 @@ class Services:
         await self.recording.stop()
         await self.dialin.stop()
         await self.captcha.stop()
+        await self.selfservice.stop()
         await self.accounts.stop()
         await self.notifier.stop()
+        await self.mail_delivery.stop()
         await self.scheduler.stop()
         await self.recovery.stop()
         await self.calls.stop()

@@ -1,5 +1,5 @@
 """Dial-in: the conversation with a caller who reached the access number (conference number,
-then PIN), the admission rules, the brute-force guard, and handing the call to ConfBridge."""
+then PIN), the admission rules, and handing the call to ConfBridge."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from engine.adapters.db.dialin import DialinRepository
 from engine.config import Settings
 from engine.domain import dialin as rules
-from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
+from engine.domain.dialin import DialinPolicy, Refusal
 from engine.domain.errors import LimitExceeded, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, Role
 from engine.services.bus import Bus, DomainEvent
@@ -26,9 +26,9 @@ from engine.services.calls import (
     new_dialin_token,
 )
 from engine.services.permanent_rooms import PermanentRooms
+from engine.services.pin_guard import PinGuard
 
 log = logging.getLogger(__name__)
-
 
 
 class DialinCall(Protocol):
@@ -84,22 +84,23 @@ class _Stopwatch:
 
 
 class DialinService:
+    """The conversation and the admission of dial-in calls; wrong entries, waits and lock-outs
+    are the guard's (engine/services/pin_guard.py)."""
+
     def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus, rooms: PermanentRooms,
-                 policy: DialinPolicy | None = None) -> None:
+                 guard: PinGuard) -> None:
         self.settings = settings
         self.rooms = rooms  # permanent rooms: one answers its number when no session is open
         self.repo = repo
         self.bus = bus
-        if policy is None:
-            policy = DialinPolicy(join_early_minutes=getattr(settings, "join_early_minutes", 10),
-                                  withheld_block_after=settings.withheld_block_after,
-                                  lockout_after=settings.pin_lockout_after,
-                                  lockout_seconds=settings.pin_lockout_seconds)
-            if settings.test_mode:  # tests key many wrong PINs from few numbers
-                policy = replace(policy, base_delay_seconds=0.05, max_delay_seconds=0.4)
-        self.policy = policy
+        self.guard = guard
         self.outcomes: list[DialinOutcome] = []  # the latest calls (bounded), newest last
         self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def policy(self) -> DialinPolicy:
+        """The dial-in policy, shared with the guard."""
+        return self.guard.policy
 
     async def answer(self, call: DialinCall) -> DialinOutcome:
         """Run the IVR for one call. On success the call's VECHE_ROOM / VECHE_PROFILE /
@@ -141,7 +142,7 @@ class DialinService:
         room: Conference | None = None  # a permanent room not in session, answering the number
         last_error: str | None = None  # the prompt of the latest wrong entry (None after a silence)
         first_entry = call.first_entry  # the conference number the dialplan's Read() heard, if any
-        if await self._caller_blocked(call, caller):
+        if await self.guard.caller_blocked(caller, call.uniqueid):
             outcome.refusal = Refusal.BLOCKED
             await self._say(call, watch, *rules.REFUSAL_PROMPTS[Refusal.BLOCKED], rules.PROMPT_GOODBYE)
             return
@@ -157,14 +158,14 @@ class DialinService:
                 # for the PIN and answered like a wrong PIN (prompts, delays, lock-out).
                 conference = await self.repo.conference_by_number(number)
                 room = await self._standing_room(number, conference)
-            if await self._locked_out(number):
+            if await self.guard.locked_out(number):
                 await self._refuse_locked_out(call, outcome, number, watch)
                 return
             pin = await self._ask(call, rules.PROMPT_PIN, watch)
             if pin is None:
                 outcome.wrong_entries, last_error = outcome.wrong_entries + 1, None
                 continue
-            if await self._locked_out(number):  # closed while this caller was keying
+            if await self.guard.locked_out(number):  # closed while this caller was keying
                 await self._refuse_locked_out(call, outcome, number, watch)
                 return
             target = room or conference
@@ -205,21 +206,6 @@ class DialinService:
             return None
         return await self.rooms.standing(number)
 
-    async def _caller_blocked(self, call: DialinCall, caller: str) -> bool:
-        since = datetime.now(UTC) - timedelta(seconds=self.policy.failure_window_seconds)
-        by_caller, _ = await self.repo.recent_failures(caller=caller, caller_since=since, conference_number="",
-                                                       number_since=since)
-        if not self.policy.caller_blocked(by_caller, caller):
-            return False
-        await self.repo.record_failure(caller=caller, kind="blocked", conference_id=None, conference_number="",
-                                       call_id=call.uniqueid)
-        log.warning("dial-in: caller %s refused outright after %d wrong entries in %d s", caller, by_caller,
-                    self.policy.failure_window_seconds)
-        return True
-
-    async def _locked_out(self, number: str) -> bool:
-        return rules.locked_out(await self.repo.lockout_until(number), datetime.now(UTC))
-
     async def _refuse_locked_out(self, call: DialinCall, outcome: DialinOutcome, number: str,
                                  watch: _Stopwatch) -> None:
         outcome.refusal = Refusal.LOCKED_OUT
@@ -229,51 +215,12 @@ class DialinService:
 
     async def _wrong_entry(self, call: DialinCall, caller: str, conference: Conference | None, number: str,
                            watch: _Stopwatch) -> None:
-        """Record a wrong entry, close PIN entry on the number when it saw too many, and make the
-        caller wait the longer the more came recently."""
-        policy = self.policy
-        await self.repo.record_failure(caller=caller, kind="pin" if conference else "number",
-                                       conference_id=conference.id if conference else None,
-                                       conference_number=number, call_id=call.uniqueid)
-        now = datetime.now(UTC)
-        by_caller, by_number = await self.repo.recent_failures(
-            caller=caller, caller_since=now - timedelta(seconds=policy.failure_window_seconds),
-            conference_number=number, number_since=policy.counting_since(now, await self.repo.lockout_until(number)))
-        if policy.lockout_due(by_number):
-            await self._start_lockout(conference, number, now, by_number)
-        delay = policy.delay_for(by_caller, by_number)
-        log.warning("dial-in: wrong PIN from %s (conference %s, number %s); recent failures: caller %d, "
-                    "number %d; waiting %.2f s", caller, conference.id if conference else None, number[:20],
-                    by_caller, by_number, delay)
+        """Tell the guard, then make the caller wait as long as it says."""
+        delay = await self.guard.wrong_entry(caller, conference, number, call.uniqueid)
         if delay:
             watch.pause()
             await asyncio.sleep(delay)  # the deliberate brute-force brake
             watch.resume()
-
-    async def _start_lockout(self, conference: Conference | None, number: str, now: datetime, failures: int) -> None:
-        until = self.policy.lockout_end(now)
-        started = await self.repo.start_lockout(conference_number=number,
-                                                conference_id=conference.id if conference else None,
-                                                now=now, until=until, failures=failures)
-        if started is None:
-            return  # another call (maybe on another engine) started this lock-out
-        log.warning("dial-in: %d wrong PINs on conference number %s: PIN entry closed until %s", failures,
-                    number[:20], until.isoformat())
-        if conference is None:
-            return
-        # the owner's console banner and e-mail (notifier) learn it from the bus, after this call
-        event = DomainEvent(kind=PIN_LOCKOUT_EVENT, conference_id=conference.id, owner_id=conference.owner_id,
-                            data={"started_at": started.isoformat(), "until": until.isoformat(),
-                                  "failures": failures})
-        task = asyncio.create_task(self.bus.publish(event), name=f"dialin-lockout-{conference.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def pin_lockout(self, conference_id: int) -> dict[str, datetime] | None:
-        """The running lock-out of a conference's PIN entry (started_at, until), for its console
-        and card."""
-        found = await self.repo.conference_lockout(conference_id)
-        return {"started_at": found[0], "until": found[1]} if found else None
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
         node_id = self.settings.node_id
@@ -304,9 +251,11 @@ class DialinService:
     async def published(self) -> None:
         """Wait until the events of the calls answered so far are on the bus."""
         await asyncio.gather(*self._tasks)
+        await self.guard.published()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
+        await self.guard.stop()
 

@@ -20,8 +20,8 @@ async def test_pin_lockout_banner_appears_live_in_the_owners_console(browser: Br
                                                                      screens: Path, sipp) -> None:
     account = await new_account(engine, language="en", name="Lena")
     issued = await engine.services.tokens.issue(account.id, "lock-out test")
-    dialin = engine.services.dialin
-    saved = dialin.policy
+    guard = engine.services.pin_guard
+    saved = guard.policy
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {issued.secret}"}) as http:
         async with http.post(f"{portal_url}/api/v1/conferences", json={
             "subject": "Guarded stand-up", "start": "now", "duration_minutes": 30, "max_participants": 5,
@@ -38,7 +38,7 @@ async def test_pin_lockout_banner_appears_live_in_the_owners_console(browser: Br
             banner = page.locator("[data-pin-lockout]")
             await expect(banner).to_be_hidden()
             await page.evaluate("window.__noReload = true")
-            dialin.policy = replace(saved, lockout_after=3, lockout_seconds=600)
+            guard.policy = replace(saved, lockout_after=3, lockout_seconds=600)
             pause = ",,,,,,,,,"
             caller = await sipp.caller(f"{conference['conference_number']}#,{wrong[0]}#{pause}{wrong[1]}#"
                                        f"{pause}{wrong[2]}#", caller="375297770033")
@@ -48,7 +48,7 @@ async def test_pin_lockout_banner_appears_live_in_the_owners_console(browser: Br
             await shot(page, screens, "en", "console-pin-lockout")
             assert await caller.wait(45) == 0, caller.log_text()[-2000:]
         finally:
-            dialin.policy = saved
+            guard.policy = saved
             await context.close()
             async with http.post(f"{portal_url}/api/v1/conferences/{conference['id']}/end") as reply:
                 assert reply.status == 200, await reply.text()

@@ -41,12 +41,12 @@ async def sink() -> AsyncIterator[SmtpServer]:
 @pytest.fixture
 async def mail_engine(engine, sink: SmtpServer) -> AsyncIterator:
     """The session engine with its account mail pointed at this test's SMTP server."""
-    accounts = engine.services.accounts
-    original = accounts.settings
-    accounts.settings = original.with_(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_timeout=5.0,
-                                       smtp_user=None, smtp_password=None, smtp_starttls=False, smtp_tls=False)
+    selfservice = engine.services.selfservice
+    original = selfservice.settings
+    selfservice.settings = original.with_(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_timeout=5.0,
+                                          smtp_user=None, smtp_password=None, smtp_starttls=False, smtp_tls=False)
     yield engine
-    accounts.settings = original
+    selfservice.settings = original
 
 
 @pytest.fixture
@@ -141,18 +141,18 @@ async def test_reset_rate_limits(mail_engine, sink: SmtpServer) -> None:
     await accounts.update_profile(account.id, email=address)
     client_address = f"203.0.113.{account.id % 250 + 1}"
     for _ in range(3):
-        await accounts.request_password_reset(account.phone, client_address)
+        await engine.services.selfservice.request_password_reset(account.phone, client_address)
     await sink.handler.collect_for({address}, 3)
-    await accounts.request_password_reset(account.phone, client_address)  # 4th: same answer, no mail
+    await engine.services.selfservice.request_password_reset(account.phone, client_address)  # 4th: same answer, no mail
     other = await new_account(engine)
     other_address = f"limit-{other.phone}@example.org"
     await accounts.update_profile(other.id, email=other_address)
-    await accounts.request_password_reset(other.phone, client_address)
+    await engine.services.selfservice.request_password_reset(other.phone, client_address)
     assert (await sink.handler.next()).recipients == [other_address]  # the 4th never arrived
     for _ in range(5):
-        await accounts.request_password_reset("375290000001", client_address)
+        await engine.services.selfservice.request_password_reset("375290000001", client_address)
     with pytest.raises(RateLimited):  # 10 requests from one address within the hour
-        await accounts.request_password_reset(other.phone, client_address)
+        await engine.services.selfservice.request_password_reset(other.phone, client_address)
 
 
 async def test_email_change_needs_the_new_address(mail_engine, sink: SmtpServer, clients) -> None:
@@ -181,9 +181,9 @@ async def test_email_change_needs_the_new_address(mail_engine, sink: SmtpServer,
     await client.post("/settings/profile", {"name": "Ivan", "email": new, "language": "ru"})
     assert (await engine.services.accounts.get(account.id)).mail_own_copy is False
     for number in range(4):  # five changes within the hour, the sixth is refused
-        await engine.services.accounts.request_email_change(account.id, f"n{number}-{new}")
+        await engine.services.selfservice.request_email_change(account.id, f"n{number}-{new}")
     with pytest.raises(RateLimited):
-        await engine.services.accounts.request_email_change(account.id, f"late-{new}")
+        await engine.services.selfservice.request_email_change(account.id, f"late-{new}")
     assert PASSWORD
 
 

@@ -56,13 +56,13 @@ def wrong_pins(chair_pin: str, guest_pin: str, count: int) -> list[str]:
 @contextlib.contextmanager
 def policy(engine, **changes: object) -> Iterator[None]:
     """The dial-in guard's settings for one test (the session engine is shared)."""
-    dialin = engine.services.dialin
-    saved = dialin.policy
-    dialin.policy = replace(saved, **changes)
+    guard = engine.services.pin_guard
+    saved = guard.policy
+    guard.policy = replace(saved, **changes)
     try:
         yield
     finally:
-        dialin.policy = saved
+        guard.policy = saved
 
 
 # ----------------------------------------------------------------------------- withheld callers
@@ -130,7 +130,7 @@ async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_show
         engine, sipp, api_server) -> None:
     from tests.support.api import PASSWORD
 
-    notifier = engine.services.notifier
+    delivery = engine.services.mail_delivery
     email = f"owner-{secrets.token_hex(4)}@example.org"
     owner = await new_user(engine, api_server, email=email, language="en", name="Lock Owner")
     created = await owner.api.post("/conferences", {"subject": "Guarded", "start": "now", "duration_minutes": 30,
@@ -140,8 +140,8 @@ async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_show
     number = conference["conference_number"]
     wrong = wrong_pins(conference["chair_pin"], conference["guest_pin"], 3)
     async with smtp_server() as smtp, aiohttp.ClientSession() as session, BusWatcher(engine, conference["id"]) as bus:
-        saved_settings = notifier.settings
-        notifier.settings = saved_settings.with_(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_timeout=5.0)
+        saved_settings = delivery.settings
+        delivery.settings = saved_settings.with_(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_timeout=5.0)
         stream = await open_stream(session, owner, conference["id"])
         assert (await stream.next()).name == "snapshot"
         try:
@@ -205,7 +205,7 @@ async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_show
                 finally:
                     await process.stop()
         finally:
-            notifier.settings = saved_settings
+            delivery.settings = saved_settings
             stream.response.close()
             await owner.api.post(f"/conferences/{conference['id']}/end")
 

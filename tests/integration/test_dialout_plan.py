@@ -51,11 +51,11 @@ async def test_engine_ami_user_cannot_load_run_or_reload(engine, asterisk) -> No
 
 async def _engine_allows(engine, number: str) -> bool:
     """Does any account's plan (the default or an operator's group) let the engine dial it?"""
-    operator = engine.services.operator
-    plans = [operator.default_plan] + [
-        operator.default_plan.for_group(tuple(g["patterns"] or ()), allow_international=g["allow_international"],
-                                        allow_premium=g["allow_premium"])
-        for g in await operator.repo.list_groups()]
+    default = engine.services.plans.default
+    plans = [default] + [
+        default.for_group(tuple(g["patterns"] or ()), allow_international=g["allow_international"],
+                          allow_premium=g["allow_premium"])
+        for g in await engine.services.plans.repo.list_groups()]
     return any(plan.is_allowed(number) for plan in plans)
 
 
@@ -126,7 +126,7 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
         # the operator adds a group for the new short number: Asterisk learns it at once
         operator_id = await create_account(engine.pool, role="operator")
         group = f"dp-{secrets.token_hex(4)}"
-        await engine.services.operator.save_group(operator_id, group, patterns=[new])
+        await engine.services.plan_groups.save_group(operator_id, group, patterns=[new])
         assert new in (dialplan.installed.allowed if dialplan.installed else ())
         assert new in asterisk.cli("dialplan show veche-dialout")
         assert await _engine_allows(engine, new)
@@ -146,7 +146,7 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
 
         # and the group's removal takes the number away from Asterisk again
         await engine.pool.execute("UPDATE accounts SET plan_group = 'default' WHERE id = $1", customer)
-        await engine.services.operator.delete_group(operator_id, group)
+        await engine.services.plan_groups.delete_group(operator_id, group)
         assert new not in asterisk.cli("dialplan show veche-dialout")
         assert await _reaching_the_trunk(engine, pstn, [new]) == set()
     finally:
@@ -155,12 +155,12 @@ async def test_dialout_context_follows_the_number_plan_and_its_groups(engine, as
 
 async def test_short_numbers_are_the_operators_prefixes_only(engine, asterisk, pstn) -> None:
     """VECHE_SHORT_NUMBER_PREFIXES=5: 5xxx numbers reach the trunk, other short numbers do not."""
-    dialplan, operator = engine.services.dialplan, engine.services.operator
-    plans = dialplan.default_plan, operator.default_plan
+    dialplan, numberplans = engine.services.dialplan, engine.services.plans
+    plans = dialplan.default_plan, numberplans.default
     with_prefix = NumberPlan.from_settings(engine.settings.with_(short_number_prefixes=("5",)))
     dialplan.sink, dialplan.installed = asterisk.install_dialout, None
     try:
-        dialplan.default_plan = operator.default_plan = with_prefix
+        dialplan.default_plan = numberplans.default = with_prefix
         await dialplan.sync("test: short-number prefix 5")
         assert "_5XXX" in asterisk.cli("dialplan show veche-dialout")
         numbers = ["5486", "5123486", "0486", "9486"]
@@ -168,7 +168,7 @@ async def test_short_numbers_are_the_operators_prefixes_only(engine, asterisk, p
         assert "5486" in expected and "5123486" not in expected and "0486" not in expected
         assert await _reaching_the_trunk(engine, pstn, numbers) == expected
     finally:
-        dialplan.default_plan, operator.default_plan = plans
+        dialplan.default_plan, numberplans.default = plans
         dialplan.installed = None
         await dialplan.sync("test end")
         dialplan.sink = None

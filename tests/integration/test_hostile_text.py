@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from engine.config import Settings
 from engine.domain import text
 from engine.domain.text import TextRefused
-from engine.services.notifier import Notifier
 from tests.integration import test_mail as harness
 from tests.integration.test_mail import (
+    Mail,
     NotifierInstance,
     SmtpServer,
     mail_settings,
@@ -105,10 +105,10 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
     """Every field through the real API: accepted text is stored normalised, refused text gets
     422 naming the field; every accepted conference gets its delivery rows from the real notifier
     and its mail at aiosmtpd; the sweep and the reminder scan finish."""
-    original = engine.services.notifier
+    original = Mail(engine.services.notifier, engine.services.mail_delivery)
     await original.stop()
-    notifier = Notifier(mail_settings(settings, settings.database_url, smtp.port), engine.pool, engine.bus)
-    await notifier.start()
+    mail = Mail.build(mail_settings(settings, settings.database_url, smtp.port), engine.pool, engine.bus)
+    await mail.start()
     try:
         owner_mail = f"text-owner-{secrets.token_hex(4)}@example.org"
         user = await new_user(engine, api_server, email=owner_mail, max_concurrent_conferences=1000)
@@ -162,13 +162,13 @@ async def test_arbitrary_unicode_in_every_one_line_field(engine, api_server, smt
             return all((cid, guest) in sent and (cid, owner_mail) in sent for cid, guest in accepted.items())
 
         await wait_for(all_sent, 120, "the invitations of every accepted conference")
-        assert await asyncio.wait_for(notifier.sweep(), 120) >= 0  # the sweep finishes
-        assert await asyncio.wait_for(notifier.process_reminders(), 120) >= 0
+        assert await asyncio.wait_for(mail.notifier.sweep(), 120) >= 0  # the sweep finishes
+        assert await asyncio.wait_for(mail.notifier.process_reminders(), 120) >= 0
         for conference_id in accepted:
-            statuses = await notifier.delivery_status(user.account.id, conference_id)
+            statuses = await mail.delivery.delivery_status(user.account.id, conference_id)
             assert {s["status"] for s in statuses} == {"sent"}, statuses
     finally:
-        await notifier.stop()
+        await mail.stop()
         await original.start()
 
 
@@ -194,8 +194,8 @@ async def test_legacy_hostile_subject_fails_alone_and_the_other_reminder_is_on_t
     other = await make_conference(pool, other_owner, now + timedelta(seconds=65), reminder=1,
                                   guests=(("Olga", "other-olga@example.org"),))
     due = other.starts_at - timedelta(minutes=1)
-    with caplog.at_level(logging.INFO, logger="engine.services.notifier"):
-        await instances[0].notifier.start()
+    with caplog.at_level(logging.INFO, logger="engine.services"):
+        await instances[0].mail.start()
         received: list = []
         while not any(item.kind == "reminder" and item.recipients == ["other-olga@example.org"]
                       for item in received):

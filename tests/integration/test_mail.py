@@ -31,13 +31,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from engine.adapters.db import create_pool
-from engine.adapters.db import notifications as repo
 from engine.adapters.db.migrations import migrate
+from engine.adapters.db.notifications import NotificationRepository
 from engine.app import Engine
 from engine.config import Settings
 from engine.domain.errors import NotFound
 from engine.domain.model import ConferencePlan, ParticipantPlan
-from engine.services.bus import DomainEvent
+from engine.services.bus import DomainEvent, EventBus
+from engine.services.conference_mail import ConferenceMail
+from engine.services.mail_delivery import MailDelivery
 from engine.services.notifier import Notifier
 from engine.stack import free_port
 
@@ -197,29 +199,52 @@ def mail_settings(settings: Settings, database: str, smtp_port: int, **overrides
     return settings.with_(**(fast | overrides))
 
 
+@dataclass
+class Mail:
+    """One engine's mail: the notifier that queues and the worker that delivers, over one
+    repository (as engine/app.py:build_services wires them)."""
+
+    notifier: Notifier
+    delivery: MailDelivery
+
+    @classmethod
+    def build(cls, settings: Settings, pool: asyncpg.Pool, bus: EventBus) -> Mail:
+        notifications = NotificationRepository(pool)
+        delivery = MailDelivery(settings, notifications)
+        return cls(Notifier(settings, notifications, bus, ConferenceMail(settings), delivery), delivery)
+
+    async def start(self) -> None:
+        await self.delivery.start()
+        await self.notifier.start()
+
+    async def stop(self) -> None:
+        await self.notifier.stop()
+        await self.delivery.stop()
+
+
 class NotifierInstance:
-    """One engine's notifier (own pool and bus) over the shared database: a second instance is
-    what an engine restart looks like."""
+    """One engine's mail (own pool and bus) over the shared database: a second instance is what
+    an engine restart looks like."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = Engine(settings)
-        self.notifier: Notifier | None = None
+        self.mail: Mail | None = None
 
-    async def open(self, start: bool = False) -> Notifier:
+    async def open(self, start: bool = False) -> Mail:
         self.engine.pool = await create_pool(self.engine.settings.database_url, min_size=1, max_size=4)
-        self.notifier = Notifier(self.engine.settings, self.engine.pool, self.engine.bus)
+        self.mail = Mail.build(self.engine.settings, self.engine.pool, self.engine.bus)
         if start:
-            await self.notifier.start()
+            await self.mail.start()
         else:  # driven by the test: bus events, but no background loops
-            self.engine.bus.subscribe(self.notifier.on_event)
-        return self.notifier
+            self.engine.bus.subscribe(self.mail.notifier.on_event)
+        return self.mail
 
     async def publish(self, kind: str, conference_id: int, **data: object) -> None:
         await self.engine.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, data=dict(data)))
 
     async def close(self, graceful: bool = True) -> None:
-        if self.notifier is not None and graceful:
-            await self.notifier.stop()
+        if self.mail is not None and graceful:
+            await self.mail.stop()
         if self.engine.pool is not None:
             await self.engine.pool.close()
 
@@ -232,7 +257,7 @@ async def instances() -> AsyncIterator[list[NotifierInstance]]:
         await instance.close()
 
 
-async def open_instance(instances: list[NotifierInstance], settings: Settings, start: bool = False) -> Notifier:
+async def open_instance(instances: list[NotifierInstance], settings: Settings, start: bool = False) -> Mail:
     instance = NotifierInstance(settings)
     instances.append(instance)
     return await instance.open(start=start)
@@ -306,7 +331,13 @@ def assert_no_chair_pin_for_guests(messages: list[Received], chair_pin: str, cha
 
 
 async def outbox(pool: asyncpg.Pool, conference_id: int) -> list[dict]:
-    return await repo.delivery_rows(pool, conference_id)
+    async with NotificationRepository(pool).reading() as ledger:
+        return await ledger.delivery_rows(conference_id)
+
+
+async def mail_calendar(pool: asyncpg.Pool, conference_id: int) -> dict | None:
+    async with NotificationRepository(pool).reading() as ledger:
+        return await ledger.calendar(conference_id)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -315,7 +346,7 @@ async def outbox(pool: asyncpg.Pool, conference_id: int) -> list[dict]:
 async def test_invitation_reminder_update_and_cancellation_arrive(smtp: SmtpServer, settings: Settings,
                                                                   mail_database: str,
                                                                   instances: list[NotifierInstance]) -> None:
-    notifier = await open_instance(instances, mail_settings(settings, mail_database, smtp.port), start=True)
+    mail = await open_instance(instances, mail_settings(settings, mail_database, smtp.port), start=True)
     instance = instances[0]
     pool = instance.engine.pool
     owner = await make_account(pool)
@@ -378,10 +409,10 @@ async def test_invitation_reminder_update_and_cancellation_arrive(smtp: SmtpServ
         assert str(event["STATUS"]) == "CANCELLED"
 
     assert_no_chair_pin_for_guests(all_messages, conference.chair_pin)
-    await notifier.stop()  # lets the worker record the last acceptance
+    await mail.stop()  # lets the worker record the last acceptance
     assert smtp.handler.received.empty()
 
-    statuses = await notifier.delivery_status(owner, conference.id)
+    statuses = await mail.delivery.delivery_status(owner, conference.id)
     sent = [s for s in statuses if s["email"]]
     assert len(sent) == 12 and {s["status"] for s in sent} == {"sent"}
     assert {s["kind"] for s in sent} == {"invitation", "reminder", "update", "cancellation"}
@@ -392,8 +423,8 @@ async def test_invitation_reminder_update_and_cancellation_arrive(smtp: SmtpServ
     assert [(s["participant_id"], s["status"]) for s in no_mail] == [
         (conference.participant_ids["Без почты"], "not_available")]
     with pytest.raises(NotFound):
-        await notifier.delivery_status(owner + 1000, conference.id)
-    assert [c["name"] for c in notifier.channels() if not c["available"]] == ["sms"]
+        await mail.delivery.delivery_status(owner + 1000, conference.id)
+    assert [c["name"] for c in mail.delivery.channels() if not c["available"]] == ["sms"]
 
 
 async def test_late_reminder_is_sent_and_a_very_late_one_skipped(smtp: SmtpServer, settings: Settings,
@@ -402,7 +433,7 @@ async def test_late_reminder_is_sent_and_a_very_late_one_skipped(smtp: SmtpServe
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """The engine was down while two reminders fell due: one 30 s ago (within the window) is sent,
     one 20 minutes ago (beyond the 10 minute window) is skipped and logged."""
-    notifier = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
+    mail = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
     pool = instances[0].engine.pool
     owner = await make_account(pool, email_address=None, language="en")
     now = datetime.now(UTC)
@@ -411,11 +442,11 @@ async def test_late_reminder_is_sent_and_a_very_late_one_skipped(smtp: SmtpServe
     very_late = await make_conference(pool, owner, now + timedelta(minutes=40), reminder=60,
                                       guests=(("Anna", "late-anna@example.org"),))
     with caplog.at_level(logging.WARNING, logger="engine.services.notifier"):
-        assert await notifier.sweep(now) >= 2  # what a starting engine does first
-        assert await notifier.process_reminders(now) == 1
-        assert await notifier.process_reminders(now + timedelta(seconds=1)) == 0  # handled once
+        assert await mail.notifier.sweep(now) >= 2  # what a starting engine does first
+        assert await mail.notifier.process_reminders(now) == 1
+        assert await mail.notifier.process_reminders(now + timedelta(seconds=1)) == 0  # handled once
     assert any("skipped" in r.message and str(very_late.id) in r.getMessage() for r in caplog.records)
-    while await notifier.deliver_due(now):
+    while await mail.delivery.deliver_due(now):
         pass
     received = await smtp.handler.collect(3)
     kinds = sorted((item.recipients[0], item.kind) for item in received)
@@ -424,15 +455,15 @@ async def test_late_reminder_is_sent_and_a_very_late_one_skipped(smtp: SmtpServe
     reminder = next(item for item in received if item.kind == "reminder")
     assert reminder.texts()["subject"].startswith("Reminder: ")  # the owner's language
     assert "the conference starts in 1 min" in reminder.texts()["text/plain"]  # the real time left
-    calendar = await repo.calendar(pool, very_late.id)
+    calendar = await mail_calendar(pool, very_late.id)
     assert calendar["reminder_outcome"] == "skipped"
-    assert (await repo.calendar(pool, slightly_late.id))["reminder_outcome"] == "queued"
+    assert (await mail_calendar(pool, slightly_late.id))["reminder_outcome"] == "queued"
 
 
 async def test_refusals_are_retried_then_failed_with_the_servers_answer(smtp: SmtpServer, settings: Settings,
                                                                         mail_database: str,
                                                                         instances: list[NotifierInstance]) -> None:
-    notifier = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
+    mail = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
     instance = instances[0]
     pool = instance.engine.pool
     owner = await make_account(pool, email_address=None)
@@ -443,32 +474,32 @@ async def test_refusals_are_retried_then_failed_with_the_servers_answer(smtp: Sm
     await instance.publish("conference.scheduled", conference.id)
     now = datetime.now(UTC)
 
-    assert await notifier.deliver_due(now) == 2
+    assert await mail.delivery.deliver_due(now) == 2
     rows = {r["recipient"]: r for r in await outbox(pool, conference.id)}
     assert {r["status"] for r in rows.values()} == {"retrying"}
     assert rows["busy@example.org"]["last_error"] == "451 4.3.0 Mailbox busy, try later"
-    status = {s["email"]: s for s in await notifier.delivery_status(owner, conference.id)}
+    status = {s["email"]: s for s in await mail.delivery.delivery_status(owner, conference.id)}
     assert status["busy@example.org"]["status"] == "retrying"
-    assert await notifier.deliver_due(now) == 0  # not due before the back-off
+    assert await mail.delivery.deliver_due(now) == 0  # not due before the back-off
 
     smtp.handler.refuse["gone@example.org"] = "550 5.1.1 No such user here"
     later = now + timedelta(hours=1)
-    assert await notifier.deliver_due(later) == 2
+    assert await mail.delivery.deliver_due(later) == 2
     rows = {r["recipient"]: r for r in await outbox(pool, conference.id)}
     assert rows["gone@example.org"]["status"] == "failed"  # 5xx: no further tries
     assert rows["gone@example.org"]["last_error"] == "550 5.1.1 No such user here"
     assert rows["gone@example.org"]["attempts"] == 2
     assert rows["busy@example.org"]["status"] == "retrying"
 
-    assert await notifier.deliver_due(later + timedelta(hours=1)) == 1
+    assert await mail.delivery.deliver_due(later + timedelta(hours=1)) == 1
     rows = {r["recipient"]: r for r in await outbox(pool, conference.id)}
     assert rows["busy@example.org"]["status"] == "failed"  # 3 tries of 4xx: given up
     assert rows["busy@example.org"]["attempts"] == 3
     assert rows["busy@example.org"]["last_error"] == "451 4.3.0 Mailbox busy, try later"
-    assert await notifier.deliver_due(later + timedelta(days=1)) == 0
+    assert await mail.delivery.deliver_due(later + timedelta(days=1)) == 0
     assert smtp.handler.rcpt_attempts == Counter({"busy@example.org": 3, "gone@example.org": 2})
     assert smtp.handler.received.empty()
-    status = {s["email"]: s for s in await notifier.delivery_status(owner, conference.id)}
+    status = {s["email"]: s for s in await mail.delivery.delivery_status(owner, conference.id)}
     assert status["gone@example.org"] | {"status": "failed", "last_error": "550 5.1.1 No such user here"} \
         == status["gone@example.org"]
 
@@ -476,7 +507,7 @@ async def test_refusals_are_retried_then_failed_with_the_servers_answer(smtp: Sm
 async def test_unreachable_server_is_retried_then_failed(settings: Settings, mail_database: str,
                                                          instances: list[NotifierInstance]) -> None:
     down_port = free_port()  # nothing listens here
-    notifier = await open_instance(instances, mail_settings(settings, mail_database, down_port))
+    mail = await open_instance(instances, mail_settings(settings, mail_database, down_port))
     instance = instances[0]
     pool = instance.engine.pool
     owner = await make_account(pool, email_address=None)
@@ -485,7 +516,7 @@ async def test_unreachable_server_is_retried_then_failed(settings: Settings, mai
     await instance.publish("conference.scheduled", conference.id)
     moment = datetime.now(UTC)
     for attempt in (1, 2, 3):
-        assert await notifier.deliver_due(moment) == 2
+        assert await mail.delivery.deliver_due(moment) == 2
         rows = await outbox(pool, conference.id)
         assert {r["attempts"] for r in rows} == {attempt}
         assert all("Connect" in r["last_error"] and str(down_port) in r["last_error"] for r in rows), rows
@@ -506,7 +537,7 @@ async def test_restart_between_attempts_neither_loses_nor_duplicates(smtp: SmtpS
     smtp.handler.refuse = {"r-anna@example.org": "421 4.7.0 Try again later"}
     await instances[0].publish("conference.scheduled", conference.id)
     now = datetime.now(UTC)
-    assert await first.deliver_due(now) == 3
+    assert await first.delivery.deliver_due(now) == 3
     delivered = await smtp.handler.collect(2)
     assert sorted(item.recipients[0] for item in delivered) == ["chair@example.org", "r-petr@example.org"]
     # A participant is added; the first engine claims the new invitation and dies before sending it.
@@ -514,19 +545,19 @@ async def test_restart_between_attempts_neither_loses_nor_duplicates(smtp: SmtpS
                        "VALUES ($1, '375291112233', 'Oleg', 'r-oleg@example.org')", conference.id)
     await instances[0].publish("participant.added", conference.id)
     now = datetime.now(UTC)
-    claimed = await repo.claim_due(pool, first.worker_id, now, timedelta(seconds=300), 10)
+    claimed = await NotificationRepository(pool).claim_due(first.delivery.worker_id, now, timedelta(seconds=300), 10)
     assert [row["recipient"] for row in claimed] == ["r-oleg@example.org"]
     await instances[0].close(graceful=False)
 
     smtp.handler.refuse = {}
     second = await open_instance(instances, config)
-    assert await second.sweep(now) == 0  # nothing is queued twice
-    assert await second.process_reminders(now) == 0
-    assert await second.deliver_due(now) == 0  # Anna's back-off and Oleg's lease still run
+    assert await second.notifier.sweep(now) == 0  # nothing is queued twice
+    assert await second.notifier.process_reminders(now) == 0
+    assert await second.delivery.deliver_due(now) == 0  # Anna's back-off and Oleg's lease still run
     later = now + timedelta(hours=1)
-    assert await second.deliver_due(later) == 2
+    assert await second.delivery.deliver_due(later) == 2
     delivered += await smtp.handler.collect(2)
-    assert await second.deliver_due(later + timedelta(hours=1)) == 0
+    assert await second.delivery.deliver_due(later + timedelta(hours=1)) == 0
     await second.start()  # the running loops find nothing left either
     await second.stop()
     assert smtp.handler.received.empty()
@@ -534,13 +565,13 @@ async def test_restart_between_attempts_neither_loses_nor_duplicates(smtp: SmtpS
     assert by_address == Counter({"chair@example.org": 1, "r-petr@example.org": 1, "r-anna@example.org": 1,
                                   "r-oleg@example.org": 1})
     assert len({item.message["Message-ID"] for item in delivered}) == 4
-    assert {r["status"] for r in await outbox(second.pool, conference.id)} == {"sent"}
+    assert {r["status"] for r in await outbox(instances[1].engine.pool, conference.id)} == {"sent"}
     assert_no_chair_pin_for_guests(delivered, conference.chair_pin)
 
 
 async def test_removed_participant_gets_a_cancellation_and_a_new_one_an_invitation(
         smtp: SmtpServer, settings: Settings, mail_database: str, instances: list[NotifierInstance]) -> None:
-    notifier = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
+    mail = await open_instance(instances, mail_settings(settings, mail_database, smtp.port))
     instance = instances[0]
     pool = instance.engine.pool
     owner = await make_account(pool, email_address=None)
@@ -552,7 +583,7 @@ async def test_removed_participant_gets_a_cancellation_and_a_new_one_an_invitati
     await pool.execute("INSERT INTO participants (conference_id, number, name, email) "
                        "VALUES ($1, '375291112244', 'Anna', 'm-anna@example.org')", conference.id)
     await instance.publish("conference.updated", conference.id, changed=["participants"])
-    while await notifier.deliver_due():
+    while await mail.delivery.deliver_due():
         pass
     received = {(item.recipients[0], item.kind): item for item in await smtp.handler.collect(3)}
     assert set(received) == {("m-petr@example.org", "invitation"), ("m-petr@example.org", "cancellation"),
@@ -562,7 +593,7 @@ async def test_removed_participant_gets_a_cancellation_and_a_new_one_an_invitati
     assert "PIN участника не нужен" in text and conference.guest_pin not in text
     assert_no_chair_pin_for_guests(list(received.values()), conference.chair_pin)
     anna = await pool.fetchval("SELECT id FROM participants WHERE email = 'm-anna@example.org'")
-    statuses = {(s["email"], s["kind"]): s for s in await notifier.delivery_status(owner, conference.id)}
+    statuses = {(s["email"], s["kind"]): s for s in await mail.delivery.delivery_status(owner, conference.id)}
     assert statuses[("m-anna@example.org", "invitation")]["participant_id"] == anna
     assert statuses[("m-petr@example.org", "cancellation")]["participant_id"] is None  # no longer listed
 
@@ -583,21 +614,21 @@ async def test_starttls_and_login(settings: Settings, mail_database: str, instan
                            authenticator=authenticate) as server:
         secure = mail_settings(settings, mail_database, server.port, smtp_starttls=True, smtp_ca_file=str(cert_path),
                                smtp_user="veche", smtp_password="s3cret")
-        notifier = await open_instance(instances, secure)
+        mail = await open_instance(instances, secure)
         pool = instances[0].engine.pool
         owner = await make_account(pool, email_address=None)
         conference = await make_conference(pool, owner, datetime.now(UTC) + timedelta(days=1),
                                            guests=(("Petr", "tls-petr@example.org"),))
         await instances[0].publish("conference.scheduled", conference.id)
-        assert await notifier.deliver_due() == 1
+        assert await mail.delivery.deliver_due() == 1
         received = await server.handler.next()
         assert received.recipients == ["tls-petr@example.org"] and received.tls and received.login == "veche"
 
         wrong = await open_instance(instances, secure.with_(smtp_password="wrong"))
         other = await make_conference(pool, owner, datetime.now(UTC) + timedelta(days=1),
                                       guests=(("Anna", "tls-anna@example.org"),))
-        await wrong.reconcile(other.id)
-        assert await wrong.deliver_due() == 1
+        await wrong.notifier.reconcile(other.id)
+        assert await wrong.delivery.deliver_due() == 1
         [row] = await outbox(pool, other.id)
         assert row["status"] == "failed" and row["last_error"].startswith("535 ")
         assert server.handler.received.empty()
@@ -607,10 +638,10 @@ async def test_starttls_and_login(settings: Settings, mail_database: str, instan
 async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings, engine) -> None:
     """Invitation, update and cancellation driven by engine.services.planning."""
     planning = engine.services.planning
-    original = engine.services.notifier
+    original = Mail(engine.services.notifier, engine.services.mail_delivery)
     await original.stop()
-    notifier = Notifier(mail_settings(settings, settings.database_url, smtp.port), engine.pool, engine.bus)
-    await notifier.start()
+    mail = Mail.build(mail_settings(settings, settings.database_url, smtp.port), engine.pool, engine.bus)
+    await mail.start()
     try:
         ours = {"svc-petr@example.org", "svc-chair@example.org"}
         owner = await make_account(engine.pool, email_address="svc-chair@example.org", language="en",
@@ -640,10 +671,10 @@ async def test_with_the_conference_service(smtp: SmtpServer, settings: Settings,
         assert method == "CANCEL" and int(event["SEQUENCE"]) == 2
         assert_no_chair_pin_for_guests([*invitations.values(), *updates.values(), *cancellations.values()],
                                        planned.chair_pin, chair="svc-chair@example.org")
-        await notifier.stop()  # lets the worker record the last acceptance
-        statuses = await notifier.delivery_status(owner, planned.id)
+        await mail.stop()  # lets the worker record the last acceptance
+        statuses = await mail.delivery.delivery_status(owner, planned.id)
         assert {s["status"] for s in statuses if s["email"]} == {"sent"}
         assert [s["status"] for s in statuses if not s["email"]] == ["not_available"]
     finally:
-        await notifier.stop()
+        await mail.stop()
         await original.start()

@@ -52,11 +52,11 @@ async def test_no_5xx_for_an_operator(engine, api_server, tmp_path: Path) -> Non
     token = (await engine.services.tokens.issue(operator.id, "schemathesis")).secret
     url = str(api_server.make_url("/api/v1/openapi.json"))
     inclusions = [arg for op in OPERATOR_INCLUDED for arg in ("--include-operation-id", op)]
-    default = await engine.services.operator.get_group(operator.id, "default")
+    default = await engine.services.plan_groups.get_group(operator.id, "default")
     try:
         code, output = await schemathesis(url, token, tmp_path, *inclusions, max_time=15)
     finally:  # the run may have changed the default group every other test dials through
-        await engine.services.operator.save_group(
+        await engine.services.plan_groups.save_group(
             operator.id, "default", description=default["description"], patterns=default["patterns"],
             allow_international=default["allow_international"], allow_premium=default["allow_premium"])
     assert code == 0, output[-6000:]

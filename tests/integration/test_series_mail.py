@@ -27,7 +27,8 @@ from engine.services.conference_lifecycle import ConferenceLifecycle
 from engine.services.conference_limits import PlanChecks
 from engine.services.conference_planning import ConferencePlanning
 from engine.services.conference_records import ConferenceRecords
-from engine.services.operator import LimitGuard, NumberPlans
+from engine.services.limit_guard import LimitGuard
+from engine.services.numberplans import NumberPlans
 from engine.services.series import SeriesPlanning
 from engine.services.series_mail import SeriesMail
 from engine.services.series_occurrences import SeriesOccurrences
@@ -90,8 +91,8 @@ def planning_only(settings: Settings, engine: Engine, wake_mail: Callable[[], No
     return Planners(conferences, series, occurrences)
 
 
-async def deliver(notifier, sink: SmtpServer, count: int) -> dict:
-    while await notifier.deliver_due():
+async def deliver(mail, sink: SmtpServer, count: int) -> dict:
+    while await mail.delivery.deliver_due():
         pass
     return by_recipient(await sink.handler.collect(count))
 
@@ -100,11 +101,11 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
                                                                  series_database: str,
                                                                  opened: list[NotifierInstance]) -> None:
     configured = mail_settings(settings, series_database, sink.port)
-    notifier = await open_instance(opened, configured)
+    mail = await open_instance(opened, configured)
     engine = Engine(configured)
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     try:
-        planners = planning_only(configured, engine, notifier.wake)  # no call is placed
+        planners = planning_only(configured, engine, mail.delivery.wake)  # no call is placed
         conferences, series = planners.conferences, planners.series
         await planners.occurrences.start()
         owner = await make_account(engine.pool, email_address=CHAIR, timezone="Europe/Berlin")
@@ -118,7 +119,7 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
         assert [c.starts_at.hour for c in occurrences] == [9, 9, 8]  # 10:00 local; summer time from 28 March
         assert len({(c.conference_number, c.chair_pin, c.guest_pin) for c in occurrences}) == 1
 
-        invitations = await deliver(notifier, sink, 2)
+        invitations = await deliver(mail, sink, 2)
         assert set(invitations) == {GUEST, CHAIR}
         method, event = invitations[GUEST].calendar_event()
         assert method == "REQUEST"
@@ -130,7 +131,7 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
 
         # cancel this one: the series is re-sent with its start as EXDATE
         await conferences.cancel(owner, occurrences[1].id)
-        cancelled = await deliver(notifier, sink, 2)
+        cancelled = await deliver(mail, sink, 2)
         method, event = cancelled[GUEST].calendar_event()
         assert cancelled[GUEST].kind == "cancellation" and method == "REQUEST"
         assert str(event["UID"]) == uid and int(event["SEQUENCE"]) == 1
@@ -141,7 +142,7 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
         # change this one: RECURRENCE-ID names the rule's start, DTSTART the new one
         moved = occurrences[2].starts_at + timedelta(hours=2)
         await conferences.update(owner, occurrences[2].id, {"start": moved})
-        updated = await deliver(notifier, sink, 2)
+        updated = await deliver(mail, sink, 2)
         method, event = updated[GUEST].calendar_event()
         assert method == "REQUEST" and str(event["UID"]) == uid and int(event["SEQUENCE"]) == 2
         assert event["RECURRENCE-ID"].dt.astimezone(UTC) == occurrences[2].starts_at
@@ -153,7 +154,7 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
         subjects = {c.id: c.subject for c in whole["conferences"]}
         assert subjects[occurrences[0].id] == "Weekly sync"
         assert subjects[occurrences[2].id] == "Планёрка"
-        updated = await deliver(notifier, sink, 2)
+        updated = await deliver(mail, sink, 2)
         method, event = updated[GUEST].calendar_event()
         assert str(event["SUMMARY"]) == "Weekly sync" and int(event["SEQUENCE"]) == 3 and "RRULE" in event
 
@@ -161,7 +162,7 @@ async def test_series_mail_rrule_exdate_recurrence_id_and_cancel(sink: SmtpServe
         done = await series.cancel_series(owner, made["id"])
         assert done["state"] == "cancelled"
         assert {c.state.value for c in done["conferences"]} == {"cancelled"}
-        cancelled = await deliver(notifier, sink, 2)
+        cancelled = await deliver(mail, sink, 2)
         method, event = cancelled[GUEST].calendar_event()
         assert method == "CANCEL" and str(event["UID"]) == uid and int(event["SEQUENCE"]) == 4
         assert str(event["STATUS"]) == "CANCELLED"
@@ -174,16 +175,16 @@ async def test_series_without_consent_mails_only_the_owner(sink: SmtpServer, set
                                                            series_database: str,
                                                            opened: list[NotifierInstance]) -> None:
     configured = mail_settings(settings, series_database, sink.port)
-    notifier = await open_instance(opened, configured)
+    mail = await open_instance(opened, configured)
     engine = Engine(configured)
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     try:
-        series = planning_only(configured, engine, notifier.wake).series
+        series = planning_only(configured, engine, mail.delivery.wake).series
         owner = await make_account(engine.pool, email_address="series-owner@example.org")
         plan = ConferencePlan(subject="Daily", start=datetime.now(UTC) + timedelta(days=1), duration_minutes=15,
                               max_participants=5, participants=(ParticipantPlan("375291000002", "Anna", GUEST),))
         await series.plan_series(owner, plan, {"frequency": "daily", "count": 2})
-        invitations = await deliver(notifier, sink, 1)
+        invitations = await deliver(mail, sink, 1)
         assert set(invitations) == {"series-owner@example.org"}
     finally:
         await engine.pool.close()
@@ -197,12 +198,12 @@ async def test_series_occurrence_reminders_once_per_recipient_without_invitation
     the occurrence's RECURRENCE-ID, and no invitation of the occurrence's own; an occurrence whose
     reminder fell due beyond the late window is skipped; one without consent reminds only the owner."""
     configured = mail_settings(settings, series_database, sink.port)
-    notifier = await open_instance(opened, configured)
+    mail = await open_instance(opened, configured)
     engine = Engine(configured)
     engine.pool = await create_pool(series_database, min_size=1, max_size=4)
     pool = engine.pool
     try:
-        series = planning_only(configured, engine, notifier.wake).series
+        series = planning_only(configured, engine, mail.delivery.wake).series
         owner = await make_account(pool, email_address="remind-owner@example.org", timezone="Europe/Berlin")
         quiet_owner = await make_account(pool, email_address="quiet-owner@example.org")
         await pool.execute("UPDATE accounts SET mail_own_copy = false WHERE id = $1", quiet_owner)
@@ -221,7 +222,7 @@ async def test_series_occurrence_reminders_once_per_recipient_without_invitation
             subject="Quiet", start=first, duration_minutes=30, max_participants=5,
             participants=(ParticipantPlan("375291000013", "Anna", "quiet-guest@example.org"),),
             timezone="Europe/Berlin", reminder_minutes=15), weekly | {"count": 2})
-        invitations = await deliver(notifier, sink, 2)  # the series' own RRULE event, once
+        invitations = await deliver(mail, sink, 2)  # the series' own RRULE event, once
         assert set(invitations) == {"remind-guest@example.org", "remind-owner@example.org"}
         uid = str(invitations["remind-guest@example.org"].calendar_event()[1]["UID"])
 
@@ -238,10 +239,10 @@ async def test_series_occurrence_reminders_once_per_recipient_without_invitation
 
         queued = 0
         for _ in range(2):  # what the scan loop does on each poll, twice
-            queued += await notifier.sweep()
-            queued += await notifier.process_reminders()
+            queued += await mail.notifier.sweep()
+            queued += await mail.notifier.process_reminders()
         assert queued == 2
-        reminders = await deliver(notifier, sink, 2)
+        reminders = await deliver(mail, sink, 2)
         assert set(reminders) == {"remind-guest@example.org", "remind-owner@example.org"}
         for address, item in reminders.items():
             assert item.kind == "reminder"
@@ -256,8 +257,8 @@ async def test_series_occurrence_reminders_once_per_recipient_without_invitation
         assert made["chair_pin"] in reminders["remind-owner@example.org"].texts()["text/plain"]
 
         # once more through the scan: nothing new is queued or delivered
-        assert await notifier.sweep() + await notifier.process_reminders() == 0
-        assert await notifier.deliver_due() == 0
+        assert await mail.notifier.sweep() + await mail.notifier.process_reminders() == 0
+        assert await mail.delivery.deliver_due() == 0
         assert sink.handler.received.empty()
 
         rows = await pool.fetch("""
@@ -271,7 +272,7 @@ async def test_series_occurrence_reminders_once_per_recipient_without_invitation
             SELECT conference_id, reminder_outcome FROM mail_calendar WHERE conference_id = ANY($1::bigint[])""",
             [due_soon.id, too_late.id]))
         assert outcomes == {due_soon.id: "queued", too_late.id: "skipped"}
-        statuses = await notifier.delivery_status(owner, due_soon.id)
+        statuses = await mail.delivery.delivery_status(owner, due_soon.id)
         assert {(s["email"], s["kind"], s["status"]) for s in statuses if s["kind"] == "reminder"} == {
             ("remind-guest@example.org", "reminder", "sent"), ("remind-owner@example.org", "reminder", "sent")}
     finally:

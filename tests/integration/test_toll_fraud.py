@@ -120,7 +120,7 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
             reply = await api.post(f"/conferences/{running.id}/participants", {"number": number})
             return reply.status
 
-        with caplog.at_level(logging.WARNING, logger="engine.services.operator"):
+        with caplog.at_level(logging.WARNING, logger="engine.services.limit_guard"):
             results = {
                 "portal planning": await each(planning, plan_in_portal),
                 "console add participant": await each(console, add_in_console),

@@ -46,9 +46,12 @@ def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
     assert services.recovery.calls is services.calls
     assert services.operator.accounts is services.accounts
     assert services.accounts.tokens is services.tokens
-    assert services.calls.guard is services.planning.checks.guard is services.operator.guard is services.guard
-    assert services.calls.plans is services.planning.checks.plans is services.operator.plans is services.plans
-    assert services.operator.dialplan is services.dialplan
+    assert services.calls.guard is services.planning.checks.guard is services.guard
+    assert services.calls.plans is services.planning.checks.plans is services.plan_groups.plans is services.plans
+    assert services.plan_groups.dialplan is services.dialplan
+    assert services.operator.access is services.plan_groups.access
+    assert services.selfservice.accounts is services.accounts
+    assert services.dialin.guard is services.pin_guard
     assert services.dialin.rooms is services.rooms and services.rooms.series is services.series
     assert services.series.planning is services.planning and services.series.occurrences is services.occurrences
     assert services.series.mail is services.occurrences.mail is services.rooms.mail

@@ -18,6 +18,7 @@ from engine.domain.model import ConferenceState, Role
 from engine.services.bus import DomainEvent, EventBus
 from engine.services.calls import PARTICIPANT_VARIABLE, is_dialin_token
 from engine.services.dialin import DialinService
+from engine.services.pin_guard import PinGuard
 from tests.unit.fakes import FakeCall, FakeDialinRepo, FakeRooms, NoRooms, conference
 
 NUMBER, CHAIR, GUEST = "123456", "111111", "222222"
@@ -28,8 +29,8 @@ def service(rooms: Any = None, **policy: Any) -> tuple[DialinService, FakeDialin
     events: list[DomainEvent] = []
     bus.subscribe(events.append)
     repo = FakeDialinRepo()
-    instance = DialinService(Settings(test_mode=True), repo, bus, rooms or NoRooms(),  # type: ignore[arg-type]
-                             DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))
+    guard = PinGuard(repo, bus, DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))  # type: ignore[arg-type]
+    instance = DialinService(Settings(test_mode=True), repo, bus, rooms or NoRooms(), guard)  # type: ignore[arg-type]
     return instance, repo, events
 
 
@@ -118,17 +119,19 @@ async def test_the_wait_after_a_wrong_pin_doubles_per_failure_of_the_caller(wait
     bus = EventBus()
     repo = FakeDialinRepo()
     repo.conferences[NUMBER] = conference()
-    dialin = DialinService(Settings(test_mode=True), repo, bus, NoRooms(),  # type: ignore[arg-type]
-                           DialinPolicy(base_delay_seconds=1, max_delay_seconds=8, max_wrong_entries=5))
+    guard = PinGuard(repo, bus, DialinPolicy(base_delay_seconds=1, max_delay_seconds=8,  # type: ignore[arg-type]
+                                             max_wrong_entries=5))
+    dialin = DialinService(Settings(test_mode=True), repo, bus, NoRooms(), guard)  # type: ignore[arg-type]
     await dialin.answer(FakeCall([NUMBER, "1", "2", "3", "4", "5"]))
     assert waits == [1, 2, 4, 8, 8]
 
 
 async def test_many_callers_guessing_one_number_slow_each_other_down(waits: list[float]) -> None:
     repo = FakeDialinRepo()
-    dialin = DialinService(Settings(test_mode=True), repo, EventBus(), NoRooms(),  # type: ignore[arg-type]
-                           DialinPolicy(base_delay_seconds=1, max_delay_seconds=8, conference_failures_per_step=3,
-                                        max_wrong_entries=1))
+    bus = EventBus()
+    guard = PinGuard(repo, bus, DialinPolicy(base_delay_seconds=1, max_delay_seconds=8,  # type: ignore[arg-type]
+                                             conference_failures_per_step=3, max_wrong_entries=1))
+    dialin = DialinService(Settings(test_mode=True), repo, bus, NoRooms(), guard)  # type: ignore[arg-type]
     for n in range(7):  # an unknown number: slowed exactly like a real one
         await dialin.answer(FakeCall(["654321", "1"], caller_number=f"37529000000{n}"))
     assert waits == [1, 1, 1, 1, 1, 2, 2]

@@ -13,6 +13,7 @@ from engine.domain.dialin import PIN_LOCKOUT_EVENT, WITHHELD, DialinPolicy, Refu
 from engine.domain.model import ConferenceState
 from engine.services.bus import DomainEvent, EventBus
 from engine.services.dialin import DialinService
+from engine.services.pin_guard import PinGuard, dialin_policy
 from tests.unit.fakes import FakeCall, FakeDialinRepo, NoRooms
 from tests.unit.test_dialin_rules import conference as make_conference
 
@@ -22,8 +23,8 @@ def service(**policy: Any) -> tuple[DialinService, FakeDialinRepo, list[DomainEv
     events: list[DomainEvent] = []
     bus.subscribe(events.append)
     repo = FakeDialinRepo()
-    instance = DialinService(Settings(test_mode=True), repo, bus, NoRooms(),  # type: ignore[arg-type]
-                             DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))
+    guard = PinGuard(repo, bus, DialinPolicy(base_delay_seconds=0, max_delay_seconds=0, **policy))  # type: ignore[arg-type]
+    instance = DialinService(Settings(test_mode=True), repo, bus, NoRooms(), guard)  # type: ignore[arg-type]
     return instance, repo, events
 
 
@@ -90,6 +91,5 @@ async def test_withheld_callers_share_one_counter() -> None:
 
 def test_policy_comes_from_the_settings() -> None:
     settings = replace(Settings(test_mode=True), pin_lockout_after=7, pin_lockout_seconds=60, withheld_block_after=3)
-    dialin = DialinService(settings, FakeDialinRepo(), EventBus(), NoRooms())  # type: ignore[arg-type]
-    policy = dialin.policy
+    policy = dialin_policy(settings)
     assert (policy.lockout_after, policy.lockout_seconds, policy.withheld_block_after) == (7, 60, 3)

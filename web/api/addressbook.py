@@ -68,13 +68,13 @@ async def revoke_token(request: web.Request) -> web.Response:
 async def request_password_reset(request: web.Request) -> web.Response:
     """No authentication: the same 202 whether or not the account exists (429 per client address)."""
     data = await parse.body(request, "PasswordResetRequest")
-    await services(request).accounts.request_password_reset(data["phone"], client_address(request))
+    await services(request).selfservice.request_password_reset(data["phone"], client_address(request))
     return ok({"status": "accepted"}, status=202)
 
 
 async def confirm_password_reset(request: web.Request) -> web.Response:
     data = await parse.body(request, "PasswordResetConfirm")
-    await services(request).accounts.reset_password(data["token"], data["password"],
+    await services(request).selfservice.reset_password(data["token"], data["password"],
                                                        address=client_address(request))
     return no_content()
 

@@ -154,7 +154,7 @@ async def conference_quality(request: web.Request) -> web.Response:
 
 
 async def conference_deliveries(request: web.Request) -> web.Response:
-    rows = await services(request).notifier.delivery_status(account(request).id, parse.path_id(request))
+    rows = await services(request).mail_delivery.delivery_status(account(request).id, parse.path_id(request))
     return ok({"deliveries": [render.delivery(row) for row in rows]})
 
 

@@ -93,19 +93,19 @@ async def end_conference(request: web.Request) -> web.Response:
 
 
 async def list_groups(request: web.Request) -> web.Response:
-    groups = await services(request).operator.list_groups(account(request).id)
+    groups = await services(request).plan_groups.list_groups(account(request).id)
     return ok({"groups": render.plain(groups)})
 
 
 async def save_group(request: web.Request) -> web.Response:
     name = _group_name(request)
     data = await parse.body(request, "PlanGroupInput", optional=True)
-    group = await services(request).operator.save_group(account(request).id, name, **data)
+    group = await services(request).plan_groups.save_group(account(request).id, name, **data)
     return ok(render.plain(group))
 
 
 async def delete_group(request: web.Request) -> web.Response:
-    await services(request).operator.delete_group(account(request).id, _group_name(request))
+    await services(request).plan_groups.delete_group(account(request).id, _group_name(request))
     return no_content()
 
 

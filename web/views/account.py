@@ -27,7 +27,7 @@ async def forgot_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     phone = field(form, "phone")
     try:
-        await services(request).accounts.request_password_reset(phone, client_address(request))
+        await services(request).selfservice.request_password_reset(phone, client_address(request))
     except ValidationError as exc:
         return await render(request, "password_forgot.html", {
             "sent": False, "error": await error_text(request, exc), "phone": phone}, status=400)
@@ -38,7 +38,7 @@ async def forgot_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def reset_form(request: web.Request) -> web.StreamResponse:
-    usable = await services(request).accounts.reset_link_usable(request.match_info["secret"])
+    usable = await services(request).selfservice.reset_link_usable(request.match_info["secret"])
     return await render(request, "password_reset.html", {"usable": usable, "errors": {}},
                         status=200 if usable else 410)
 
@@ -49,7 +49,7 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
     try:
         if field(form, "new_password") != field(form, "new_password_again"):
             raise ValidationError("The new passwords do not match", "new_password_again")
-        await services(request).accounts.reset_password(
+        await services(request).selfservice.reset_password(
             secret, form.get("new_password", "") if isinstance(form.get("new_password"), str) else "",
             address=client_address(request))
     except ValidationError as exc:
@@ -62,14 +62,14 @@ async def reset_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def email_confirm_form(request: web.Request) -> web.StreamResponse:
-    pending = await services(request).accounts.email_change_pending(request.match_info["secret"])
+    pending = await services(request).selfservice.email_change_pending(request.match_info["secret"])
     return await render(request, "settings/email_confirm.html", {"pending": pending},
                         status=200 if pending else 410)
 
 
 async def email_confirm_submit(request: web.Request) -> web.StreamResponse:
     try:
-        account = await services(request).accounts.confirm_email_change(request.match_info["secret"])
+        account = await services(request).selfservice.confirm_email_change(request.match_info["secret"])
     except ValidationError:
         return await render(request, "settings/email_confirm.html", {"pending": None}, status=410)
     request.pop(ACCOUNT_KEY, None)

@@ -62,7 +62,7 @@ def display_state(participant: Participant) -> str:
 
 async def _pin_lockout(request: web.Request, conference_id: int) -> dict[str, Any] | None:
     """The running PIN lock-out of the conference (None when there is none)."""
-    return await services(request).dialin.pin_lockout(conference_id)
+    return await services(request).pin_guard.pin_lockout(conference_id)
 
 
 async def _conference(request: web.Request) -> Conference:
@@ -87,7 +87,7 @@ async def card(request: web.Request) -> web.StreamResponse:
     deliveries: list[dict] = []
     try:
         deliveries = [{**d, "problem": delivery_problem(d.get("last_error"))}
-                      for d in await services(request).notifier.delivery_status(account.id, conference.id)]
+                      for d in await services(request).mail_delivery.delivery_status(account.id, conference.id)]
     except VecheError:
         log.warning("delivery status of conference %s unavailable", conference.id, exc_info=True)
     return await render(request, "conference.html", {"conference": conference, "deliveries": deliveries,

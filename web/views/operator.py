@@ -1,6 +1,7 @@
 """The operator's pages (accounts.role = 'operator'): running conferences with the load of each
 Asterisk node, customer accounts (create, limits, number-plan group, block, password, delete),
-number-plan groups and the audit log. Every action goes through the operator service (engine/services/operator.py)."""
+number-plan groups and the audit log. Every action goes through the operator's services
+(engine/services/operator.py, engine/services/numberplans.py)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     load = await pictures.load_picture(request, services(request).pictures, await current_account(request))
     return await render(request, "operator/dashboard.html", {
         "conferences": await operator.running_conferences(me), "nodes": await operator.node_load(me), "load": load,
-        "alerts": list(reversed(operator.guard.alerts[-20:]))})
+        "alerts": list(reversed(services(request).guard.alerts[-20:]))})
 
 
 @operator_required
@@ -95,7 +96,8 @@ async def _accounts_page(request: web.Request, *, values: dict[str, Any] | None 
     me = await _operator_id(request)
     search = request.query.get("search", "")[:100]
     return await render(request, "operator/accounts.html", {
-        "accounts": await operator.list_accounts(me, search), "groups": await operator.list_groups(me),
+        "accounts": await operator.list_accounts(me, search),
+        "groups": await services(request).plan_groups.list_groups(me),
         "search": search, "values": {**ACCOUNT_DEFAULTS, **(values or {})}, "errors": errors or {},
     }, status=status)
 
@@ -127,7 +129,7 @@ async def _account_page(request: web.Request, account_id: int, *, errors: dict[s
     me = await _operator_id(request)
     account = await operator.get_account(me, account_id)
     return await render(request, "operator/account.html", {
-        "item": account, "groups": await operator.list_groups(me), "errors": errors or {},
+        "item": account, "groups": await services(request).plan_groups.list_groups(me), "errors": errors or {},
         "entries": await operator.audit_log(me, account_id=account_id, limit=50)}, status=status)
 
 
@@ -188,7 +190,7 @@ async def account_action(request: web.Request) -> web.StreamResponse:
 async def _groups_page(request: web.Request, *, values: dict[str, Any] | None = None,
                        errors: dict[str, str] | None = None, check: dict[str, Any] | None = None,
                        status: int = 200) -> web.StreamResponse:
-    groups = await services(request).operator.list_groups(await _operator_id(request))
+    groups = await services(request).plan_groups.list_groups(await _operator_id(request))
     return await render(request, "operator/groups.html", {
         "groups": groups, "values": {**GROUP_DEFAULTS, **(values or {})}, "errors": errors or {},
         "check": check}, status=status)
@@ -197,7 +199,7 @@ async def _groups_page(request: web.Request, *, values: dict[str, Any] | None = 
 @operator_required
 async def groups(request: web.Request) -> web.StreamResponse:
     edit = request.query.get("edit", "")
-    chosen = next((g for g in await services(request).operator.list_groups(await _operator_id(request))
+    chosen = next((g for g in await services(request).plan_groups.list_groups(await _operator_id(request))
                    if g["name"] == edit), None)
     values = {**chosen, "patterns": "\n".join(chosen["patterns"])} if chosen else {}
     return await _groups_page(request, values=values)
@@ -211,7 +213,7 @@ async def save_group(request: web.Request) -> web.StreamResponse:
               "allow_premium": form.get("allow_premium") == "on"}
     patterns = [line.strip() for line in values["patterns"].replace(",", "\n").splitlines() if line.strip()]
     try:
-        await services(request).operator.save_group(
+        await services(request).plan_groups.save_group(
             await _operator_id(request), values["name"], description=values["description"], patterns=patterns,
             allow_international=values["allow_international"], allow_premium=values["allow_premium"])
     except ValidationError as exc:
@@ -225,7 +227,7 @@ async def save_group(request: web.Request) -> web.StreamResponse:
 async def delete_group(request: web.Request) -> web.StreamResponse:
     target = str(request.app.router["operator_groups"].url_for())
     try:
-        await services(request).operator.delete_group(await _operator_id(request), request.match_info["group"])
+        await services(request).plan_groups.delete_group(await _operator_id(request), request.match_info["group"])
     except (StateConflict, NotFound) as exc:
         return await _fail(request, exc, target)
     await flash(request, await translate(request, "The group was deleted"))
@@ -242,7 +244,7 @@ NUMBER_KINDS = {"internal": N_("internal number"), "mobile": N_("mobile number")
 async def check_number(request: web.Request) -> web.StreamResponse:
     group, number = request.query.get("group", "default")[:40], request.query.get("number", "")[:40]
     try:
-        check = await services(request).operator.check_number(await _operator_id(request), group, number)
+        check = await services(request).plan_groups.check_number(await _operator_id(request), group, number)
     except NotFound as exc:
         check = {"number": number, "allowed": False, "refusal": exc, "kind": "unknown"}
     reason = await error_text(request, check["refusal"]) if check["refusal"] is not None else ""

@@ -33,7 +33,7 @@ async def profile_submit(request: web.Request) -> web.StreamResponse:
     try:
         await accounts.update_profile(account.id, **changes)
         if confirm:
-            new_email = await accounts.request_email_change(account.id, new_email)
+            new_email = await services(request).selfservice.request_email_change(account.id, new_email)
     except (ValidationError, RateLimited) as exc:
         return await render(request, "settings/profile.html", {
             "section": "profile", "errors": {getattr(exc, "field", None) or "email": await error_text(request, exc)},
