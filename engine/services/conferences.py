@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk import NodeEvent, RoomEnded
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
 from engine.config import Settings
 from engine.domain import speech
@@ -442,23 +442,23 @@ class ConferenceService:
         return ended
 
     async def _teardown(self, conference: Conference) -> None:
-        adapter = self.calls.node(conference.node_id)
+        node = self.calls.node(conference.node_id)
         try:
-            members = await adapter.confbridge_members(conference.room)
+            members = await node.members(conference.room)
         except AmiError as exc:
             log.warning("conference %s: cannot list the room: %s", conference.id, exc)
             members = []
         room_closed = asyncio.get_running_loop().create_future()
 
-        def on_end(event: AmiEvent) -> None:
-            if event.get("Conference") == conference.room and not room_closed.done():
+        def on_end(event: NodeEvent) -> None:
+            if isinstance(event, RoomEnded) and event.room == conference.room and not room_closed.done():
                 room_closed.set_result(True)
 
-        adapter.subscribe(on_end, ("ConfbridgeEnd",))
+        node.subscribe(on_end)
         try:
             for member in members:
                 with contextlib.suppress(AmiError):
-                    await adapter.hangup(member.get("Channel"))
+                    await node.hangup_channel(member.channel)
             participants = await self.repo.participants(conference.id)
             for participant in participants:
                 if participant.state in IN_CALL_STATES:
@@ -468,7 +468,7 @@ class ConferenceService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(room_closed, ROOM_EMPTY_TIMEOUT)
         finally:
-            adapter.unsubscribe(on_end)
+            node.unsubscribe(on_end)
         for participant in await self.repo.participants(conference.id):
             if participant.state == ParticipantState.CONNECTED:
                 await self.calls.mark_left(participant, None)
@@ -530,7 +530,7 @@ class ConferenceService:
         conference = await self._running(owner_id, conference_id)
         participant = self._in_room(conference, participant_id)
         try:
-            await self.calls.node(conference.node_id).confbridge_mute(conference.room, participant.channel, muted)
+            await self.calls.node(conference.node_id).mute(conference.room, participant.channel, muted)
         except AmiError as exc:
             log.warning("conference %s: mute %s refused by Asterisk: %s", conference.id, muted, exc)
             raise StateConflict("the telephony server did not carry out the action; try again") from exc
@@ -552,7 +552,7 @@ class ConferenceService:
         else:
             participant = self._in_room(conference, participant_id)
             try:
-                await self.calls.node(conference.node_id).confbridge_kick(conference.room, participant.channel)
+                await self.calls.node(conference.node_id).kick(conference.room, participant.channel)
             except AmiError as exc:
                 log.warning("conference %s: kick refused by Asterisk: %s", conference.id, exc)
                 raise StateConflict("the telephony server did not carry out the action; try again") from exc
@@ -580,10 +580,10 @@ class ConferenceService:
         if live and participant.state == ParticipantState.CONNECTED and participant.channel:
             # a locked room lets only chairs in: open it for the moment of a chair's re-entry as a guest
             reopen = conference.locked and role == Role.GUEST
-            adapter = self.calls.node(conference.node_id)
+            node = self.calls.node(conference.node_id)
             if reopen:
                 with contextlib.suppress(AmiError):
-                    await adapter.confbridge_lock(conference.room, False)
+                    await node.lock(conference.room, False)
             try:
                 await self.calls.rejoin(participant, role, muted=participant.muted)
             except AmiError as exc:
@@ -592,7 +592,7 @@ class ConferenceService:
             finally:
                 if reopen:
                     with contextlib.suppress(AmiError):
-                        await adapter.confbridge_lock(conference.room, True)
+                        await node.lock(conference.room, True)
         elif live and participant.state in IN_CALL_STATES:
             await self.calls.set_profile(participant, role)
         updated = await self.repo.update_participant(participant.id, role=str(role)) or participant
@@ -606,7 +606,7 @@ class ConferenceService:
         running conference."""
         conference = await self._running(owner_id, conference_id)
         try:
-            await self.calls.node(conference.node_id).confbridge_lock(conference.room, locked)
+            await self.calls.node(conference.node_id).lock(conference.room, locked)
         except AmiError as exc:
             # no room yet (nobody joined): the stored flag is what dial-in checks
             log.info("conference %s: room not locked in Asterisk: %s", conference.id, exc)

@@ -15,6 +15,7 @@ from engine.services.calls import CallService
 from engine.services.captcha import CaptchaService
 from engine.services.conferences import ConferenceService
 from engine.services.dialin import DialinService
+from engine.services.dialout import DialOutService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
@@ -45,6 +46,7 @@ class Services:
     dialplan: DialplanService
     prompts: PromptService
     accounts: AccountService
+    dialout: DialOutService
     calls: CallService
     conferences: ConferenceService
     recovery: RecoveryService
@@ -97,6 +99,7 @@ class Services:
         await self.scheduler.stop()
         await self.recovery.stop()
         await self.calls.stop()
+        await self.dialout.stop()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from engine.adapters.ami import AmiAdapter
+from engine.adapters.asterisk import MediaNode
 from engine.adapters.db.operator import OperatorRepository
 from engine.domain import accounts as account_rules
 from engine.domain import text
@@ -131,7 +131,7 @@ class LimitGuard:
 class OperatorService:
     """What an operator (accounts.role = 'operator') may do; see the module docstring."""
 
-    def __init__(self, repo: OperatorRepository, *, nodes: Mapping[str, AmiAdapter], accounts: AccountService,
+    def __init__(self, repo: OperatorRepository, *, nodes: Mapping[str, MediaNode], accounts: AccountService,
                  conferences: ConferenceEnder, audit: AuditLog, guard: LimitGuard, plans: NumberPlans,
                  dialplan: DialplanService) -> None:
         self.dialplan = dialplan

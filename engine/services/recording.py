@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.asterisk import CallHungUp, CallPlaced, MediaNodes, NodeEvent, ParticipantJoined, RecordingWritten
+from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.recordings import RecordingRepository
 from engine.config import Settings
@@ -21,11 +21,10 @@ from engine.domain import recording as rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, state_refusal
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import ANNOUNCER_PREFIX, ROOM_EXTRA_MEMBERS, CallService, now_utc
+from engine.services.calls import CallService, now_utc
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("UserEvent", "Hangup", "ConfbridgeJoin", "OriginateResponse")
 PURGE_INTERVAL_SECONDS = 3600.0
 FILE_SETTLE_SECONDS = 15.0  # MixMonitor closes the file shortly after its channel hangs up
 CONVERT_TIMEOUT_SECONDS = 600.0
@@ -33,7 +32,7 @@ CONVERT_TIMEOUT_SECONDS = 600.0
 
 class RecordingService:
     def __init__(self, settings: Settings, repo: RecordingRepository, conferences: ConferenceRepository, *,
-                 nodes: Mapping[str, AmiAdapter], bus: Bus, calls: CallService) -> None:
+                 nodes: MediaNodes, bus: Bus, calls: CallService) -> None:
         self.settings = settings
         self.repo = repo
         self.conferences = conferences
@@ -51,15 +50,13 @@ class RecordingService:
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for adapter in self.nodes.values():
-            adapter.subscribe(self.on_ami_event, EVENTS)
+        self.nodes.subscribe(self.on_node_event)
         self.bus.subscribe(self.on_domain_event)
         self._spawn(self._purge_loop(), "recording-purge")
 
     async def stop(self) -> None:
         self.bus.unsubscribe(self.on_domain_event)
-        for adapter in self.nodes.values():
-            adapter.unsubscribe(self.on_ami_event)
+        self.nodes.unsubscribe(self.on_node_event)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -97,12 +94,8 @@ class RecordingService:
             raise StateConflict("the conference is being recorded already")
         actor = actor or _actor(owner_id)
         try:
-            await self.calls.node(conference.node_id).originate(
-                channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/record@veche-record/n",
-                context="veche-room", exten="join",
-                variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_recorder", "VECHE_CALL": call_id,
-                           "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
-                timeout_ms=10000)
+            await self.nodes.node(conference.node_id).record(
+                call_id, conference.room, max_members=conference.max_participants + ROOM_EXTRA_MEMBERS)
         except AmiError as exc:
             await self._failed(row, "Asterisk did not start the recorder", str(exc))
             raise StateConflict("the recording could not start; try again") from exc
@@ -122,7 +115,7 @@ class RecordingService:
         actor = actor or _actor(owner_id)
         self._stopping.add(row["call_id"])
         try:
-            await self.calls.node(row["node_id"]).hangup(row["call_id"])
+            await self.nodes.node(row["node_id"]).hangup_channel(row["call_id"])
         except AmiError as exc:
             log.warning("recording %s: hang-up of the recorder failed: %s", row["id"], exc)
             self._spawn(self._finish(row, None), f"recording-{row['id']}")
@@ -169,39 +162,37 @@ class RecordingService:
             await self.conferences.log_event(conference_id, "recording.failed", detail={"error": str(exc)})
             await self._publish("recording.failed", conference_id, conference.owner_id, error=str(exc))
 
-    async def on_ami_event(self, event: AmiEvent) -> None:
-        uid = event.get("Uniqueid")
-        if event.name == "UserEvent" and event.get("UserEvent") == "VecheRecording":
+    async def on_node_event(self, event: NodeEvent) -> None:
+        if isinstance(event, RecordingWritten):
             await self._on_file(event)
-        elif event.name == "ConfbridgeJoin":
-            await self._on_join(event, uid)
-        elif event.name == "Hangup" and rules.is_recorder(uid):
-            row = await self.repo.by_call_id(uid.removesuffix("-2"))
+        elif isinstance(event, ParticipantJoined):
+            await self._on_join(event, event.call_id)
+        elif isinstance(event, CallHungUp) and rules.is_recorder(event.call_id):
+            row = await self.repo.by_call_id(event.call_id)
             if row is not None and row["state"] == "recording":
                 self._spawn(self._finish(row, event), f"recording-{row['id']}")
-        elif event.name == "OriginateResponse" and rules.is_recorder(uid) \
-                and event.get("Response") != "Success":
-            row = await self.repo.by_call_id(uid)
+        elif isinstance(event, CallPlaced) and rules.is_recorder(event.call_id) and not event.answered:
+            row = await self.repo.by_call_id(event.call_id)
             if row is not None and row["state"] == "recording":
-                await self._failed(row, "the recorder did not join the room", f"reason {event.get('Reason') or '?'}")
+                await self._failed(row, "the recorder did not join the room", f"reason {event.reason or '?'}")
 
-    async def _on_file(self, event: AmiEvent) -> None:
-        call_id = event.get("Call")
+    async def _on_file(self, event: RecordingWritten) -> None:
+        call_id = event.call_id
         row = await self.repo.by_call_id(call_id) if rules.is_recorder(call_id) else None
         if row is None or row["node_id"] != event.node_id:
             return
-        in_root = rules.raw_path_in_root(event.get("File"), call_id)
+        in_root = rules.raw_path_in_root(event.path, call_id)
         if in_root is None:
-            log.warning("recording %s: node reported an unexpected file %r", row["id"], event.get("File"))
+            log.warning("recording %s: node reported an unexpected file %r", row["id"], event.path)
             return
         await self.repo.update(row["id"], raw_path=str(in_root))
 
-    async def _on_join(self, event: AmiEvent, uid: str) -> None:
+    async def _on_join(self, event: ParticipantJoined, uid: str) -> None:
         """Whoever joins a recorded room hears that it is recorded; when the recorder itself
         joins, the whole room hears it."""
-        if uid.startswith(ANNOUNCER_PREFIX):
+        if event.announcer:
             return
-        conference = await self.conferences.get_by_room(event.get("Conference"))
+        conference = await self.conferences.get_by_room(event.room)
         if conference is None or conference.node_id != event.node_id or conference.state != ConferenceState.RUNNING:
             return
         running = await self.repo.running(conference.id)
@@ -218,7 +209,7 @@ class RecordingService:
 
     # ----------------------------------------------------------------- conversion
 
-    async def _finish(self, row: dict, event: AmiEvent | None) -> None:
+    async def _finish(self, row: dict, event: CallHungUp | None) -> None:
         """The recorder is gone: convert its file, or mark the recording failed."""
         claimed = await self.repo.update(row["id"], only_state="recording", state="converting",
                                          stopped_at=now_utc())
@@ -230,7 +221,7 @@ class RecordingService:
         if not purposeful and conference is not None and conference.state == ConferenceState.RUNNING:
             error = "the recorder left the room"
             log.error("conference %s: %s (cause %s)", row["conference_id"], error,
-                      event.get("Cause") if event else "?")
+                      event.cause if event else "?")
             await self.repo.set_conference_error(row["conference_id"], error)
             await self.conferences.log_event(row["conference_id"], "recording.failed",
                                              detail={"recording_id": row["id"], "error": error})

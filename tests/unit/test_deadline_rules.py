@@ -24,6 +24,7 @@ async def stack() -> AsyncIterator[Stack]:
     await built.calls.start()
     yield built
     await built.calls.stop()
+    await built.dialout.stop()
 
 
 def announcements(stack: Stack) -> list[dict]:
