@@ -23,11 +23,11 @@ from engine.adapters.asterisk import (
     Ringing,
 )
 from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS, failure_from, is_dialout_id, new_dialout_id
-from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotRequest
+from engine.adapters.db.call_slots import CallSlotRepository, SlotRequest
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.config import Settings
-from engine.domain.dialout import should_retry
-from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
+from engine.domain.dialout import LIMIT_WHY, limit_refusal, should_retry
+from engine.domain.errors import AmiError, Forbidden, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
 from engine.domain.numberplan import NumberPlan
 from engine.services.operator import LimitGuard, NumberPlans
@@ -39,9 +39,6 @@ log = logging.getLogger(__name__)
 DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, ParticipantState.LEFT)
 OUTCOME_GRACE_SECONDS = 2.0
 WATCHDOG_EXTRA_SECONDS = 20.0
-# What the event log says about a participant a dial-out limit left out.
-LIMIT_WHY = {"max_dialouts_per_minute": "rate_limited", "max_concurrent_calls": "account_call_limit",
-             "system_concurrent_calls": "system_call_limit"}
 
 
 @dataclass
@@ -61,18 +58,6 @@ class DialAttempt:
     outcome: asyncio.Event = field(default_factory=asyncio.Event)  # the dialplan's result came
     resolved: asyncio.Event = field(default_factory=asyncio.Event)  # joined the room or failed
     finished: bool = False
-
-
-def limit_refusal(grant: SlotGrant) -> RateLimited:
-    """The refusal a customer reads when a dial-out limit left no room."""
-    allowed = grant.limits.get(grant.bound_by or "", 0)
-    if grant.bound_by == "max_dialouts_per_minute":
-        return RateLimited("at most %(allowed)d dial-outs per minute; %(room)d left now",
-                           allowed=allowed, room=grant.room)
-    if grant.bound_by == "max_concurrent_calls":
-        return RateLimited("your account allows at most %(allowed)d outbound calls at the same time; "
-                           "%(room)d free now", allowed=allowed, room=grant.room)
-    return RateLimited("the system has no free outbound line now; try again when a call ends")
 
 
 class DialOutService:
@@ -144,7 +129,7 @@ class DialOutService:
                 self.guard.hit(conference.owner_id, grant.bound_by, detail)
             log.info("conference %s: dial-outs limited by %s (%s)", conference.id, grant.bound_by, detail)
             if strict_rate:
-                raise limit_refusal(grant)
+                raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
         self.states.remember(conference)
         claimed = {p.id: p for p in grant.claimed}
         queued = []

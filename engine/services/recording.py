@@ -22,12 +22,12 @@ from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, state_refusal
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import CallService, now_utc
+from engine.services.recording_files import purge_expired, remove, settled_raw_file, to_ogg
 
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_SECONDS = 3600.0
 FILE_SETTLE_SECONDS = 15.0  # MixMonitor closes the file shortly after its channel hangs up
-CONVERT_TIMEOUT_SECONDS = 600.0
 
 
 class RecordingService:
@@ -228,13 +228,10 @@ class RecordingService:
             await self._publish("recording.failed", row["conference_id"], row["owner_id"],
                                 recording_id=row["id"], error=error)
         try:
-            raw = await self._raw_file(row["id"])
+            raw = await settled_raw_file(self.repo, row["id"], self.host_path, FILE_SETTLE_SECONDS)
             name = rules.converted_name(row["id"], row["call_id"])
             target = self.directory / name
-            await _run("ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(raw), "-c:a", "libopus",
-                       "-b:a", "24k", "-f", "ogg", str(target))
-            duration = float(await _run("ffprobe", "-v", "error", "-show_entries", "format=duration",
-                                        "-of", "default=noprint_wrappers=1:nokey=1", str(target)))
+            duration = await to_ogg(raw, target)
         except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
             await self._failed(claimed, "the recording could not be converted", str(exc))
             return
@@ -245,22 +242,6 @@ class RecordingService:
                                          detail={"recording_id": row["id"], "duration_seconds": round(duration, 1),
                                                  "size_bytes": ready["size_bytes"] if ready else None})
         await self._publish("recording.ready", row["conference_id"], row["owner_id"], recording_id=row["id"])
-
-    async def _raw_file(self, recording_id: int) -> Path:
-        """The raw file on the host, once MixMonitor has closed it (its size settles)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FILE_SETTLE_SECONDS
-        last = -1
-        while True:
-            row = await self.repo.get(recording_id, None)
-            raw = self.host_path(row["raw_path"]) if row and row["raw_path"] else None
-            size = raw.stat().st_size if raw is not None and raw.exists() else -1
-            if size > 44 and size == last:
-                return raw  # type: ignore[return-value]
-            if loop.time() > deadline:
-                raise RuntimeError("the node wrote no recording file")
-            last = size
-            await asyncio.sleep(0.5)
 
     def host_path(self, in_root: str) -> Path:
         """Where a file the node names by its path in the Asterisk root lies on this host."""
@@ -287,23 +268,14 @@ class RecordingService:
             raise NotFound("no such recording")
         if row["state"] in ("recording", "converting"):
             raise StateConflict("the recording is still being written")
-        await self._remove(row, owner_id)
+        await remove(self.repo, self.directory, row, owner_id)
         await self.conferences.log_event(row["conference_id"], "recording.deleted", actor=_actor(owner_id),
                                          detail={"recording_id": row["id"]})
-
-    async def _remove(self, row: dict, owner_id: int | None) -> None:
-        if await self.repo.delete(row["id"], owner_id) is not None and row["file_name"]:
-            (self.directory / row["file_name"]).unlink(missing_ok=True)
 
     async def purge(self, now: datetime | None = None) -> int:
         """Delete the recordings past the retention period; how many were deleted."""
         before = rules.expired_before(now or now_utc(), self.settings.recording_retention_days)
-        removed = 0
-        for row in await self.repo.expired(before):
-            await self._remove(row, None)
-            await self.conferences.log_event(row["conference_id"], "recording.deleted", actor="engine",
-                                             detail={"recording_id": row["id"], "why": "retention"})
-            removed += 1
+        removed = await purge_expired(self.repo, self.conferences, self.directory, before)
         if removed:
             log.info("deleted %d recordings past the %d-day retention", removed,
                      self.settings.recording_retention_days)
@@ -327,19 +299,3 @@ class RecordingService:
 
 def _actor(owner_id: int | None) -> str:
     return "operator" if owner_id is None else f"account:{owner_id}"
-
-
-async def _run(*argv: str) -> str:
-    """Run a converter; its standard output, or RuntimeError with its complaint."""
-    process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), CONVERT_TIMEOUT_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {err.decode(errors='replace').strip()[:300]}")
-    return out.decode().strip()
-
