@@ -177,7 +177,8 @@ class Engine:
         node of ``settings.node_id`` is the default for a conference that names none)."""
         settings = self.settings
         self.nodes = MediaNodes(default=settings.node_id)
-        for node_id, target in ((settings.node_id, settings.ami),):
+        targets = {settings.node_id: settings.ami}  # node id -> its AMI target
+        for node_id, target in targets.items():
             link = AmiLink(target, node_id)
             await link.connect()
             self.links[node_id] = link
