@@ -2,7 +2,7 @@
 from a real dial-out through the engine) over a local TCP socket, from an asyncio server that
 speaks the AMI banner and login and then streams the events (no Asterisk), into
 
-- the engine's AMI adapter (engine.adapters.ami.AmiAdapter) with the call tracker
+- the engine's AMI adapter (engine.adapters.asterisk.ami.AmiLink) with the call tracker
   (engine.services.calls.CallService.on_event) subscribed as the engine subscribes it, once with
   an in-memory repository that knows no participant (the AMI path alone) and once with the real
   ConferenceRepository on a private PostgreSQL (what the tracker costs today: a lookup per event);
@@ -34,13 +34,14 @@ from panoramisk import Manager
 from bench._stack import BENCH_DIR, bench_stack, machine, write_section
 from bench.outcome import Summary, summarize
 from bench.raw_ami import RawAmi
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent, AmiLink
+from engine.adapters.asterisk.events import AMI_EVENTS
 from engine.adapters.db import create_pool
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.migrations import migrate
 from engine.config import AmiTarget
 from engine.services.bus import EventBus
-from engine.services.calls import TRACKED_EVENTS, CallService
+from engine.services.calls import CallService
 from engine.stack import PostgresCluster
 
 STREAM = BENCH_DIR / "ami_stream.txt"
@@ -136,7 +137,7 @@ class _NoParticipants(ConferenceRepository):
         return None
 
 
-def _tracker(adapter: AmiAdapter, repo: ConferenceRepository, pool: Any) -> CallService:
+def _tracker(adapter: AmiLink, repo: ConferenceRepository, pool: Any) -> CallService:
     """The call tracker as the engine builds it (engine.app.Engine: settings, pool, nodes, bus),
     subscribed to the adapter's events by its own start()."""
     from engine.config import Settings
@@ -153,7 +154,7 @@ def engine_consumer(name: str, repo_factory: Callable[[], Awaitable[tuple[Confer
     consumer = Consumer(name, None, None)  # type: ignore[arg-type]
 
     async def connect(port: int, done: asyncio.Future) -> Any:
-        adapter = AmiAdapter(AmiTarget(port=port, secret="bench"), "bench", ping_interval=3600)
+        adapter = AmiLink(AmiTarget(port=port, secret="bench"), "bench", ping_interval=3600)
         repo, pool = await repo_factory()
         tracker = _tracker(adapter, repo, pool)
         consumer.counts.clear()
@@ -367,7 +368,7 @@ async def run(args: argparse.Namespace) -> str:
     data, events = payload(blocks, args.events)
     where = machine()
     consumers = [raw_consumer(), panoramisk_consumer(),
-                 engine_consumer("engine: AmiAdapter + tracker, in-memory repository", _null_repo)]
+                 engine_consumer("engine: AmiLink + tracker, in-memory repository", _null_repo)]
     cluster: PostgresCluster | None = None
     workdir: Path | None = None
     if not args.no_db:
@@ -382,7 +383,7 @@ async def run(args: argparse.Namespace) -> str:
                 await migrate(conn)
             return ConferenceRepository(pool), pool
 
-        consumers.append(engine_consumer("engine: AmiAdapter + tracker, PostgreSQL repository", real_repo))
+        consumers.append(engine_consumer("engine: AmiLink + tracker, PostgreSQL repository", real_repo))
     server = ReplayServer()
     await server.start()
     rates: dict[str, list[float]] = {c.name: [] for c in consumers}
@@ -413,7 +414,7 @@ async def run(args: argparse.Namespace) -> str:
         "process; the clock runs from the first byte written to the end mark delivered. "
         f"{args.repeats} repeats, the readers interleaved; median (min–max) events/s. The tracker is "
         "`CallService.on_event`, subscribed to the adapter for "
-        f"{', '.join(TRACKED_EVENTS)}: with the in-memory repository (no participant known, every lookup "
+        f"{', '.join(AMI_EVENTS)}: with the in-memory repository (no participant known, every lookup "
         "answered at once) the row shows the AMI path alone (panoramisk parse, AmiEvent, queue, log "
         "context, dispatch, routing); with PostgreSQL every ConfbridgeJoin/Leave/Talking/Mute and "
         "OriginateResponse of a dial-out id costs a participant lookup by call id, as it does in the engine "

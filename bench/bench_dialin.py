@@ -20,7 +20,7 @@ import jinja2
 
 from bench._stack import bench_stack, machine, write_section
 from bench.outcome import reasons_text
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent
 from engine.app import Engine
 from engine.stack import free_port
 from tests.support.dialin_factories import create_conference

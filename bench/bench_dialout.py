@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from bench._stack import BenchStack, asterisk_complaints, asterisk_log_size, bench_stack, machine, write_section
 from bench.outcome import CallTally, ratio, reasons_text, summarize
 from bench.raw_ami import RawAmi, clear_room, originate_and_wait, track
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent
 from engine.app import Engine
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.services.bus import DomainEvent
@@ -202,7 +202,7 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
         "`Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest` profile. "
         "*Raw AMI*: one asyncio socket sends the N Originates and follows ConfbridgeJoin, OriginateResponse "
         "and Hangup (no database, no panoramisk). *Engine*: `conferences.plan()` of an immediate "
-        "conference (validation, PINs, rows, event log, Originates through the AmiAdapter, tracker writing "
+        "conference (validation, PINs, rows, event log, Originates through the AmiLink, tracker writing "
         "every state), timed to the N-th ConfbridgeJoin and to the N-th `connected` stored in PostgreSQL. "
         f"The engine ran with calls_per_second={args.calls_per_second:g} so the pacer does not dominate. "
         "A run ends when all N joined, every call ended one way or another (failed OriginateResponse, "

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from engine.adapters.ami import AmiAdapter
+from engine.adapters.asterisk import AmiLink, MediaNode, MediaNodes
 from engine.adapters.db import create_pool
 from engine.adapters.db.account_links import AccountLinkRepository
 from engine.adapters.db.accounts import AccountRepository
@@ -52,6 +52,7 @@ from engine.services.conference_planning import ConferencePlanning
 from engine.services.conference_records import ConferenceRecords
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
+from engine.services.dialout import DialOutService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
@@ -64,6 +65,7 @@ from engine.services.numberplans import NumberPlans, PlanGroupService
 from engine.services.operator import OperatorService
 from engine.services.operator_access import OperatorAccess
 from engine.services.outbox import MailOutbox
+from engine.services.participant_states import ParticipantStates
 from engine.services.permanent_rooms import PermanentRooms
 from engine.services.pictures import PicturesService
 from engine.services.pin_guard import PinGuard, dialin_policy
@@ -82,7 +84,7 @@ from engine.stack import local_dialplan_sink, render_dialout
 log = logging.getLogger(__name__)
 
 
-def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiAdapter], agi: AgiServer,
+def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, agi: AgiServer,
                    bus: EventBus) -> Services:
     """Every service of one engine, each given its collaborators, in dependency order."""
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
@@ -98,8 +100,10 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     tokens = TokenService(TokenRepository(pool), account_repo)
     accounts = AccountService(settings, account_repo, SessionRepository(pool), audit, tokens)
     conference_repo = ConferenceRepository(pool)
-    calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
-                        guard=guard, prompts=prompts)
+    states = ParticipantStates(conference_repo, bus)
+    dialout = DialOutService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, states=states,
+                             plans=plans, guard=guard)
+    calls = CallService(settings, conference_repo, nodes=nodes, states=states, dialout=dialout, prompts=prompts)
     records = ConferenceRecords(settings, conference_repo, bus, schedule_changed=asyncio.Event())
     checks = PlanChecks(conference_repo, plans, guard)
     lifecycle = ConferenceLifecycle(records, calls=calls, prompts=prompts)
@@ -131,6 +135,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         prompts=prompts,
         accounts=accounts,
         selfservice=AccountSelfService(settings, account_repo, AccountLinkRepository(pool), accounts, audit),
+        dialout=dialout,
         calls=calls,
         planning=planning,
         live=live,
@@ -162,20 +167,21 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
 
 @dataclass
 class Engine:
-    """Everything one engine process runs: database pool, AMI link per node, FastAGI server,
-    and the services built on them (``services``, once started)."""
+    """Everything one engine process runs: database pool, media nodes (an AMI link each),
+    FastAGI server, and the services built on them (``services``, once started)."""
 
     settings: Settings
     pool: asyncpg.Pool | None = None
-    nodes: dict[str, AmiAdapter] = field(default_factory=dict)
+    links: dict[str, AmiLink] = field(default_factory=dict)  # node id -> its AMI link
+    nodes: MediaNodes = field(default_factory=MediaNodes)
     agi: AgiServer | None = None
     bus: EventBus = field(default_factory=EventBus)
     _services: Services | None = field(default=None, repr=False)
 
     @property
-    def ami(self) -> AmiAdapter:
-        """The AMI adapter of the default node."""
-        return self.nodes[self.settings.node_id]
+    def ami(self) -> AmiLink:
+        """The AMI link of the default node."""
+        return self.links[self.settings.node_id]
 
     @property
     def services(self) -> Services:
@@ -192,9 +198,7 @@ class Engine:
         self.pool = await create_pool(settings.database_url)
         async with self.pool.acquire() as conn:
             await migrate(conn)
-        adapter = AmiAdapter(settings.ami, settings.node_id)
-        await adapter.connect()
-        self.nodes[settings.node_id] = adapter
+        await self._connect_nodes()
         self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,
                              allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
         self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus)
@@ -205,13 +209,25 @@ class Engine:
         log.info("engine started: node %s, AMI %s:%s, FastAGI %s:%s", settings.node_id,
                  settings.ami.host, settings.ami.port, settings.agi_host, settings.agi_port)
 
+    async def _connect_nodes(self) -> None:
+        """Log in to every Asterisk node and make it a media node, keyed by its node id (the
+        node of ``settings.node_id`` is the default for a conference that names none)."""
+        settings = self.settings
+        self.nodes = MediaNodes(default=settings.node_id)
+        targets = {settings.node_id: settings.ami}  # node id -> its AMI target
+        for node_id, target in targets.items():
+            link = AmiLink(target, node_id)
+            await link.connect()
+            self.links[node_id] = link
+            self.nodes.add(MediaNode(link))
+
     async def stop(self) -> None:
         if self._services is not None:
             await self._services.stop()
         if self.agi is not None:
             await self.agi.stop()
-        for adapter in self.nodes.values():
-            await adapter.close()
+        for link in self.links.values():
+            await link.close()
         if self.pool is not None:
             await self.pool.close()
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from typing import Any
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk import NodeEvent, RoomEnded
 from engine.domain import speech
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, FailureReason, ParticipantState
@@ -151,23 +151,23 @@ class ConferenceLifecycle:
         return ended
 
     async def _teardown(self, conference: Conference) -> None:
-        adapter = self.calls.node(conference.node_id)
+        node = self.calls.node(conference.node_id)
         try:
-            members = await adapter.confbridge_members(conference.room)
+            members = await node.members(conference.room)
         except AmiError as exc:
             log.warning("conference %s: cannot list the room: %s", conference.id, exc)
             members = []
         room_closed = asyncio.get_running_loop().create_future()
 
-        def on_end(event: AmiEvent) -> None:
-            if event.get("Conference") == conference.room and not room_closed.done():
+        def on_end(event: NodeEvent) -> None:
+            if isinstance(event, RoomEnded) and event.room == conference.room and not room_closed.done():
                 room_closed.set_result(True)
 
-        adapter.subscribe(on_end, ("ConfbridgeEnd",))
+        node.subscribe(on_end)
         try:
             for member in members:
                 with contextlib.suppress(AmiError):
-                    await adapter.hangup(member.get("Channel"))
+                    await node.hangup_channel(member.channel)
             participants = await self.repo.participants(conference.id)
             for participant in participants:
                 if participant.state in IN_CALL_STATES:
@@ -177,7 +177,7 @@ class ConferenceLifecycle:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(room_closed, ROOM_EMPTY_TIMEOUT)
         finally:
-            adapter.unsubscribe(on_end)
+            node.unsubscribe(on_end)
         for participant in await self.repo.participants(conference.id):
             if participant.state == ParticipantState.CONNECTED:
                 await self.calls.mark_left(participant, None)

@@ -16,6 +16,7 @@ from engine.services.captcha import CaptchaService
 from engine.services.conference_lifecycle import ConferenceLifecycle
 from engine.services.conference_planning import ConferencePlanning
 from engine.services.dialin import DialinService
+from engine.services.dialout import DialOutService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
@@ -55,6 +56,7 @@ class Services:
     prompts: PromptService
     accounts: AccountService
     selfservice: AccountSelfService
+    dialout: DialOutService
     calls: CallService
     planning: ConferencePlanning
     live: LiveControl
@@ -120,6 +122,7 @@ class Services:
         await self.scheduler.stop()
         await self.recovery.stop()
         await self.calls.stop()
+        await self.dialout.stop()
 
 
 @dataclass(frozen=True)

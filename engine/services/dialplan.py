@@ -1,4 +1,4 @@
-"""Keeps Asterisk's ``veche-dialout`` context equal to the number plan: rendered from the default
+"""Keeps Asterisk's dial-out context equal to the number plan: rendered from the default
 plan and the operator's number-plan groups at engine start and whenever a group changes, then
 installed through the Asterisk control socket (the AMI user may not reload anything)."""
 
@@ -8,17 +8,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from engine.adapters.asterisk.contract import DIALOUT_CONTEXT
 from engine.adapters.db.operator import OperatorRepository
 from engine.domain.numberplan import DialoutRules, GroupRule, NumberPlan, dialout_rules
 
 log = logging.getLogger(__name__)
 
 DialplanSink = Callable[[str], None]  # installs the rendered context and reloads the dialplan
-DialplanRenderer = Callable[[DialoutRules], str]  # the ``veche-dialout`` context of the rules
+DialplanRenderer = Callable[[DialoutRules], str]  # the dial-out context of the rules
 
 
 async def rules_from_groups(repo: OperatorRepository, default_plan: NumberPlan) -> DialoutRules:
-    """The ``veche-dialout`` rules of ``default_plan`` and every number-plan group stored."""
+    """The dial-out context's rules of ``default_plan`` and every number-plan group stored."""
     groups = [GroupRule(tuple(g["patterns"] or ()), bool(g["allow_international"]), bool(g["allow_premium"]))
               for g in await repo.list_groups()]
     return dialout_rules(default_plan, groups)
@@ -47,7 +48,7 @@ class DialplanService:
         return await rules_from_groups(self.repo, self.default_plan)
 
     async def sync(self, reason: str) -> DialoutRules:
-        """Render ``veche-dialout`` from the number plan and install it where the engine can;
+        """Render the dial-out context from the number plan and install it where the engine can;
         for an operator's own PBX, log what to render and reload."""
         async with self._lock:
             rules = await self.rules()
@@ -55,11 +56,11 @@ class DialplanService:
                 return rules
             if self.sink is None:
                 log.warning("number plan changed (%s): render asterisk-config and run 'dialplan reload' on "
-                            "the Asterisk node; veche-dialout should allow %s", reason, ", ".join(rules.allowed))
+                            "the Asterisk node; %s should allow %s", reason, DIALOUT_CONTEXT, ", ".join(rules.allowed))
                 return rules
             await asyncio.to_thread(self.sink, self.render(rules))
             self.installed = rules
-            log.info("veche-dialout installed (%s): allowed %s; refused %s", reason, ", ".join(rules.allowed),
+            log.info("%s installed (%s): allowed %s; refused %s", DIALOUT_CONTEXT, reason, ", ".join(rules.allowed),
                      ", ".join(rules.refused) or "-")
             return rules
 

@@ -61,7 +61,7 @@ class KeypadService:
 
     async def press(self, call: KeypadCall, key: str, node_id: str) -> KeypadAnswer:
         """Handle ``key`` pressed on the channel of ``call``; the participant is the one whose
-        call id is the channel's Uniqueid, on this node, connected to a running conference."""
+        call id is the channel's id, on this node, connected to a running conference."""
         answer = KeypadAnswer(key=key)
         self.answers.append(answer)
         del self.answers[:-1000]

@@ -86,7 +86,7 @@ class LiveControl:
         conference = await self.records.running(owner_id, conference_id)
         participant = self._in_room(conference, participant_id)
         try:
-            await self.calls.node(conference.node_id).confbridge_mute(conference.room, participant.channel, muted)
+            await self.calls.node(conference.node_id).mute(conference.room, participant.channel, muted)
         except AmiError as exc:
             log.warning("conference %s: mute %s refused by Asterisk: %s", conference.id, muted, exc)
             raise StateConflict("the telephony server did not carry out the action; try again") from exc
@@ -108,7 +108,7 @@ class LiveControl:
         else:
             participant = self._in_room(conference, participant_id)
             try:
-                await self.calls.node(conference.node_id).confbridge_kick(conference.room, participant.channel)
+                await self.calls.node(conference.node_id).kick(conference.room, participant.channel)
             except AmiError as exc:
                 log.warning("conference %s: kick refused by Asterisk: %s", conference.id, exc)
                 raise StateConflict("the telephony server did not carry out the action; try again") from exc
@@ -136,10 +136,10 @@ class LiveControl:
         if live and participant.state == ParticipantState.CONNECTED and participant.channel:
             # a locked room lets only chairs in: open it for the moment of a chair's re-entry as a guest
             reopen = conference.locked and role == Role.GUEST
-            adapter = self.calls.node(conference.node_id)
+            node = self.calls.node(conference.node_id)
             if reopen:
                 with contextlib.suppress(AmiError):
-                    await adapter.confbridge_lock(conference.room, False)
+                    await node.lock(conference.room, False)
             try:
                 await self.calls.rejoin(participant, role, muted=participant.muted)
             except AmiError as exc:
@@ -148,7 +148,7 @@ class LiveControl:
             finally:
                 if reopen:
                     with contextlib.suppress(AmiError):
-                        await adapter.confbridge_lock(conference.room, True)
+                        await node.lock(conference.room, True)
         elif live and participant.state in IN_CALL_STATES:
             await self.calls.set_profile(participant, role)
         updated = await self.repo.update_participant(participant.id, role=str(role)) or participant
@@ -162,7 +162,7 @@ class LiveControl:
         running conference."""
         conference = await self.records.running(owner_id, conference_id)
         try:
-            await self.calls.node(conference.node_id).confbridge_lock(conference.room, locked)
+            await self.calls.node(conference.node_id).lock(conference.room, locked)
         except AmiError as exc:
             # no room yet (nobody joined): the stored flag is what dial-in checks
             log.info("conference %s: room not locked in Asterisk: %s", conference.id, exc)

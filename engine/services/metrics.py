@@ -1,5 +1,6 @@
-"""Observability service: feeds the engine's Prometheus metrics from domain events, AMI events and
-link changes (without the other services knowing), reads gauges at scrape time, and checks health."""
+"""Observability service: feeds the engine's Prometheus metrics from domain events, the media
+nodes' dial outcomes and link changes (without the other services knowing), reads gauges at
+scrape time, and checks health."""
 
 from __future__ import annotations
 
@@ -9,22 +10,16 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.asterisk import CallPlaced, DialOutcome, LinkChanged, MediaNodes, NodeEvent
+from engine.adapters.asterisk.contract import originate_outcome
 from engine.adapters.db.metrics import MetricsRepository
 from engine.metrics import ScrapeSnapshot, VecheMetrics
 from engine.services.bus import Bus, DomainEvent
 
 log = logging.getLogger(__name__)
 
-DIALOUT_CONTEXT = "@veche-dialout"
-# DIALSTATUS of veche-trunk's Dial, reported by UserEvent VecheDialResult
-DIAL_STATUS_OUTCOMES = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CONGESTION": "congestion",
-                        "CANCEL": "cancelled"}
-CAUSE_CALL_REJECTED = "21"
-# OriginateResponse Reason when the dialplan left no VecheDialResult (e.g. refused by veche-dialout)
-ORIGINATE_REASON_OUTCOMES = {"4": "answered", "5": "busy", "3": "no_answer", "8": "congestion"}
 REMEMBERED_DIAL_RESULTS = 4096
-DIAL_RESULT_GRACE = 3.0  # seconds a failed OriginateResponse waits for its VecheDialResult
+DIAL_RESULT_GRACE = 3.0  # seconds a failed dial's CallPlaced waits for its DialOutcome
 # label values exposed as 0 from the start, so dashboards and alerts see every series
 OUTCOMES = ("answered", "busy", "no_answer", "rejected", "unavailable", "congestion", "cancelled", "failed")
 FAILURE_REASONS = ("busy", "no_answer", "congestion", "rejected", "invalid_number", "cancelled", "error")
@@ -34,19 +29,6 @@ KNOWN_EVENT_KINDS = (
     "participant.added", "participant.state", "participant.muted", "participant.unmuted", "participant.kicked",
     "participant.talking",
 )
-
-
-def originate_outcome(response: AmiEvent, dial_result: AmiEvent | None) -> str:
-    """answered, busy, no_answer, rejected, unavailable, congestion, cancelled or failed."""
-    if response.get("Response") == "Success":
-        return "answered"
-    if dial_result is not None:
-        status = dial_result.get("DialStatus")
-        if status == "CHANUNAVAIL":
-            return "rejected" if dial_result.get("Cause") == CAUSE_CALL_REJECTED else "unavailable"
-        if status in DIAL_STATUS_OUTCOMES and status != "ANSWER":
-            return DIAL_STATUS_OUTCOMES[status]
-    return ORIGINATE_REASON_OUTCOMES.get(response.get("Reason"), "failed")
 
 
 class AgiStats(Protocol):
@@ -68,16 +50,16 @@ class AgiStats(Protocol):
 class MetricsService:
     """Owns the engine's metrics registry."""
 
-    def __init__(self, repo: MetricsRepository, *, bus: Bus, nodes: Mapping[str, AmiAdapter], agi: AgiStats,
+    def __init__(self, repo: MetricsRepository, *, bus: Bus, nodes: MediaNodes, agi: AgiStats,
                  dial_result_grace: float = DIAL_RESULT_GRACE) -> None:
         self.metrics = VecheMetrics()
-        self.dial_result_grace = dial_result_grace  # seconds a failed Originate waits for its dial result
+        self.dial_result_grace = dial_result_grace  # seconds a failed dial waits for its dial result
         self.repo = repo
         self.bus = bus
         self.nodes = nodes
         self.agi = agi
-        self._dial_results: OrderedDict[str, AmiEvent] = OrderedDict()
-        self._waiting_responses: dict[str, tuple[AmiEvent, asyncio.TimerHandle]] = {}
+        self._dial_results: OrderedDict[str, DialOutcome] = OrderedDict()
+        self._waiting_responses: dict[str, tuple[CallPlaced, asyncio.TimerHandle]] = {}
         self._running = False
 
     async def start(self) -> None:
@@ -87,19 +69,17 @@ class MetricsService:
         for reason in FAILURE_REASONS:
             self.metrics.participant_failures.labels(reason)
         self.bus.subscribe(self.on_domain_event)
-        for node, adapter in self.nodes.items():
+        for node in self.nodes:
             for outcome in OUTCOMES:
                 self.metrics.originates.labels(node, outcome)
             for state in ("up", "down"):
                 self.metrics.ami_link_changes.labels(node, state)
-            adapter.subscribe(self.on_ami_event, ("OriginateResponse", "UserEvent"))
-            adapter.on_link_change(self.on_link_change)
+        self.nodes.subscribe(self.on_node_event)
 
     async def stop(self) -> None:
         self._running = False
         self.bus.unsubscribe(self.on_domain_event)
-        for adapter in self.nodes.values():
-            adapter.unsubscribe(self.on_ami_event)
+        self.nodes.unsubscribe(self.on_node_event)
         for response, timer in self._waiting_responses.values():
             timer.cancel()
             self._count_originate(response, None)
@@ -107,13 +87,16 @@ class MetricsService:
 
     # ----------------------------------------------------------------- event feeds
 
-    def on_ami_event(self, event: AmiEvent) -> None:
-        # A failed Originate's OriginateResponse and the dialplan's VecheDialResult arrive in either
-        # order (the Local channel passes busy/congestion on before the dialplan reports), so
-        # whichever comes first waits for the other, a failure at most ``dial_result_grace`` seconds.
-        if event.name == "UserEvent":
-            call_id = event.get("Call")
-            if event.get("UserEvent") != "VecheDialResult" or not call_id:
+    def on_node_event(self, event: NodeEvent) -> None:
+        # A failed dial's CallPlaced and the dialplan's DialOutcome arrive in either order (the
+        # Local channel passes busy/congestion on before the dialplan reports), so whichever
+        # comes first waits for the other, a failure at most ``dial_result_grace`` seconds.
+        if isinstance(event, LinkChanged):
+            self.on_link_change(event.node_id, event.up)
+            return
+        if isinstance(event, DialOutcome):
+            call_id = event.call_id
+            if not call_id:
                 return
             waiting = self._waiting_responses.pop(call_id, None)
             if waiting is not None:
@@ -125,11 +108,11 @@ class MetricsService:
             while len(self._dial_results) > REMEMBERED_DIAL_RESULTS:
                 self._dial_results.popitem(last=False)
             return
-        if event.name != "OriginateResponse" or DIALOUT_CONTEXT not in event.get("Channel"):
+        if not isinstance(event, CallPlaced) or not event.dialout:
             return
-        call_id = event.get("Uniqueid")
+        call_id = event.call_id
         dial_result = self._dial_results.pop(call_id, None)
-        if dial_result is not None or event.get("Response") == "Success" or not call_id:
+        if dial_result is not None or event.answered or not call_id:
             self._count_originate(event, dial_result)
             return
         timer = asyncio.get_running_loop().call_later(self.dial_result_grace, self._no_dial_result, call_id)
@@ -140,8 +123,10 @@ class MetricsService:
         if waiting is not None:
             self._count_originate(waiting[0], None)
 
-    def _count_originate(self, response: AmiEvent, dial_result: AmiEvent | None) -> None:
-        self.metrics.originates.labels(response.node_id, originate_outcome(response, dial_result)).inc()
+    def _count_originate(self, response: CallPlaced, dial_result: DialOutcome | None) -> None:
+        outcome = originate_outcome(response.answered, response.reason, dial_result and dial_result.status,
+                                    dial_result and dial_result.cause)
+        self.metrics.originates.labels(response.node_id, outcome).inc()
 
     def on_link_change(self, node_id: str, up: bool) -> None:
         if self._running:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.adapters.ami import AmiAdapter
+from engine.adapters.asterisk import MediaNode
 from engine.adapters.db.operator import OperatorRepository
 from engine.domain import accounts as account_rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict, ValidationError
@@ -58,7 +58,7 @@ class ConferenceEnder(Protocol):
 class OperatorService:
     """What an operator (accounts.role = 'operator') may do; see the module docstring."""
 
-    def __init__(self, repo: OperatorRepository, access: OperatorAccess, *, nodes: Mapping[str, AmiAdapter],
+    def __init__(self, repo: OperatorRepository, access: OperatorAccess, *, nodes: Mapping[str, MediaNode],
                  accounts: AccountService, conferences: ConferenceEnder, audit: AuditLog) -> None:
         self.repo = repo
         self.access = access

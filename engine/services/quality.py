@@ -1,14 +1,13 @@
 """Network quality report: reads RTCP statistics of each connected participant's media channel
-over AMI and rates them (jitter, loss, round-trip time, codec, estimated MOS, verdict)."""
+from its media node and rates them (jitter, loss, round-trip time, codec, estimated MOS, verdict)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
-from engine.adapters.ami import AmiAdapter
+from engine.adapters.asterisk import MediaNodes
 from engine.domain import quality as rules
 from engine.domain.errors import AmiError
 from engine.domain.model import Origin, Participant, ParticipantState
@@ -16,11 +15,8 @@ from engine.services.conference_planning import ConferencePlanning
 
 log = logging.getLogger(__name__)
 
-DIALOUT_PEER_SUFFIX = "-2"  # the Local;2 half of a dial-out, bridged to the callee's SIP channel
-
-
 class QualityService:
-    def __init__(self, planning: ConferencePlanning, nodes: Mapping[str, AmiAdapter]) -> None:
+    def __init__(self, planning: ConferencePlanning, nodes: MediaNodes) -> None:
         self.planning = planning
         self.nodes = nodes
 
@@ -40,12 +36,14 @@ class QualityService:
         adapter = self.nodes.get(node_id)
         if adapter is None or not adapter.connected:
             return row
+        if not participant.call_id:
+            return row
         try:
-            channel = await self._media_channel(adapter, participant)
-            if not channel:
+            found = await adapter.media_quality(participant.call_id, participant.channel,
+                                                dialin=participant.origin == Origin.DIALIN)
+            if found is None:
                 return row
-            rtcp, native = await asyncio.gather(adapter.getvar(channel, "CHANNEL(rtcp,all)"),
-                                                adapter.getvar(channel, "CHANNEL(audionativeformat)"))
+            rtcp, native = found
         except AmiError as exc:
             log.info("quality of participant %s unavailable: %s", participant.id, exc)
             return row
@@ -58,15 +56,3 @@ class QualityService:
         row.update(jitter_ms=round(stats.jitter_ms, 2), loss_percent=round(stats.loss_percent, 2),
                    rtt_ms=round(stats.rtt_ms, 2), mos=mos, verdict=str(rules.verdict(mos)))
         return row
-
-    @staticmethod
-    async def _media_channel(adapter: AmiAdapter, participant: Participant) -> str | None:
-        """The SIP channel carrying the participant's audio: for dial-in the caller's own
-        channel; for dial-out the channel the Local;2 half dialled (its BRIDGEPEER)."""
-        if not participant.call_id:
-            return None
-        if participant.origin == Origin.DIALIN:
-            return participant.channel or participant.call_id
-        peer = await adapter.getvar(participant.call_id + DIALOUT_PEER_SUFFIX, "BRIDGEPEER")
-        return peer or None
-

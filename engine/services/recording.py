@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.asterisk import CallHungUp, CallPlaced, MediaNodes, NodeEvent, ParticipantJoined, RecordingWritten
+from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.recordings import RecordingRepository
 from engine.config import Settings
@@ -21,19 +21,18 @@ from engine.domain import recording as rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, state_refusal
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import ANNOUNCER_PREFIX, ROOM_EXTRA_MEMBERS, CallService, now_utc
+from engine.services.calls import CallService, now_utc
+from engine.services.recording_files import purge_expired, remove, settled_raw_file, to_ogg
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("UserEvent", "Hangup", "ConfbridgeJoin", "OriginateResponse")
 PURGE_INTERVAL_SECONDS = 3600.0
 FILE_SETTLE_SECONDS = 15.0  # MixMonitor closes the file shortly after its channel hangs up
-CONVERT_TIMEOUT_SECONDS = 600.0
 
 
 class RecordingService:
     def __init__(self, settings: Settings, repo: RecordingRepository, conferences: ConferenceRepository, *,
-                 nodes: Mapping[str, AmiAdapter], bus: Bus, calls: CallService) -> None:
+                 nodes: MediaNodes, bus: Bus, calls: CallService) -> None:
         self.settings = settings
         self.repo = repo
         self.conferences = conferences
@@ -51,15 +50,13 @@ class RecordingService:
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for adapter in self.nodes.values():
-            adapter.subscribe(self.on_ami_event, EVENTS)
+        self.nodes.subscribe(self.on_node_event)
         self.bus.subscribe(self.on_domain_event)
         self._spawn(self._purge_loop(), "recording-purge")
 
     async def stop(self) -> None:
         self.bus.unsubscribe(self.on_domain_event)
-        for adapter in self.nodes.values():
-            adapter.unsubscribe(self.on_ami_event)
+        self.nodes.unsubscribe(self.on_node_event)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -97,12 +94,8 @@ class RecordingService:
             raise StateConflict("the conference is being recorded already")
         actor = actor or _actor(owner_id)
         try:
-            await self.calls.node(conference.node_id).originate(
-                channel_id=call_id, other_channel_id=f"{call_id}-2", channel="Local/record@veche-record/n",
-                context="veche-room", exten="join",
-                variables={"VECHE_ROOM": conference.room, "VECHE_PROFILE": "veche_recorder", "VECHE_CALL": call_id,
-                           "VECHE_MAX_MEMBERS": str(conference.max_participants + ROOM_EXTRA_MEMBERS)},
-                timeout_ms=10000)
+            await self.nodes.node(conference.node_id).record(
+                call_id, conference.room, max_members=conference.max_participants + ROOM_EXTRA_MEMBERS)
         except AmiError as exc:
             await self._failed(row, "Asterisk did not start the recorder", str(exc))
             raise StateConflict("the recording could not start; try again") from exc
@@ -122,7 +115,7 @@ class RecordingService:
         actor = actor or _actor(owner_id)
         self._stopping.add(row["call_id"])
         try:
-            await self.calls.node(row["node_id"]).hangup(row["call_id"])
+            await self.nodes.node(row["node_id"]).hangup_channel(row["call_id"])
         except AmiError as exc:
             log.warning("recording %s: hang-up of the recorder failed: %s", row["id"], exc)
             self._spawn(self._finish(row, None), f"recording-{row['id']}")
@@ -169,39 +162,37 @@ class RecordingService:
             await self.conferences.log_event(conference_id, "recording.failed", detail={"error": str(exc)})
             await self._publish("recording.failed", conference_id, conference.owner_id, error=str(exc))
 
-    async def on_ami_event(self, event: AmiEvent) -> None:
-        uid = event.get("Uniqueid")
-        if event.name == "UserEvent" and event.get("UserEvent") == "VecheRecording":
+    async def on_node_event(self, event: NodeEvent) -> None:
+        if isinstance(event, RecordingWritten):
             await self._on_file(event)
-        elif event.name == "ConfbridgeJoin":
-            await self._on_join(event, uid)
-        elif event.name == "Hangup" and rules.is_recorder(uid):
-            row = await self.repo.by_call_id(uid.removesuffix("-2"))
+        elif isinstance(event, ParticipantJoined):
+            await self._on_join(event, event.call_id)
+        elif isinstance(event, CallHungUp) and rules.is_recorder(event.call_id):
+            row = await self.repo.by_call_id(event.call_id)
             if row is not None and row["state"] == "recording":
                 self._spawn(self._finish(row, event), f"recording-{row['id']}")
-        elif event.name == "OriginateResponse" and rules.is_recorder(uid) \
-                and event.get("Response") != "Success":
-            row = await self.repo.by_call_id(uid)
+        elif isinstance(event, CallPlaced) and rules.is_recorder(event.call_id) and not event.answered:
+            row = await self.repo.by_call_id(event.call_id)
             if row is not None and row["state"] == "recording":
-                await self._failed(row, "the recorder did not join the room", f"reason {event.get('Reason') or '?'}")
+                await self._failed(row, "the recorder did not join the room", f"reason {event.reason or '?'}")
 
-    async def _on_file(self, event: AmiEvent) -> None:
-        call_id = event.get("Call")
+    async def _on_file(self, event: RecordingWritten) -> None:
+        call_id = event.call_id
         row = await self.repo.by_call_id(call_id) if rules.is_recorder(call_id) else None
         if row is None or row["node_id"] != event.node_id:
             return
-        in_root = rules.raw_path_in_root(event.get("File"), call_id)
+        in_root = rules.raw_path_in_root(event.path, call_id)
         if in_root is None:
-            log.warning("recording %s: node reported an unexpected file %r", row["id"], event.get("File"))
+            log.warning("recording %s: node reported an unexpected file %r", row["id"], event.path)
             return
         await self.repo.update(row["id"], raw_path=str(in_root))
 
-    async def _on_join(self, event: AmiEvent, uid: str) -> None:
+    async def _on_join(self, event: ParticipantJoined, uid: str) -> None:
         """Whoever joins a recorded room hears that it is recorded; when the recorder itself
         joins, the whole room hears it."""
-        if uid.startswith(ANNOUNCER_PREFIX):
+        if event.announcer:
             return
-        conference = await self.conferences.get_by_room(event.get("Conference"))
+        conference = await self.conferences.get_by_room(event.room)
         if conference is None or conference.node_id != event.node_id or conference.state != ConferenceState.RUNNING:
             return
         running = await self.repo.running(conference.id)
@@ -218,7 +209,7 @@ class RecordingService:
 
     # ----------------------------------------------------------------- conversion
 
-    async def _finish(self, row: dict, event: AmiEvent | None) -> None:
+    async def _finish(self, row: dict, event: CallHungUp | None) -> None:
         """The recorder is gone: convert its file, or mark the recording failed."""
         claimed = await self.repo.update(row["id"], only_state="recording", state="converting",
                                          stopped_at=now_utc())
@@ -230,20 +221,17 @@ class RecordingService:
         if not purposeful and conference is not None and conference.state == ConferenceState.RUNNING:
             error = "the recorder left the room"
             log.error("conference %s: %s (cause %s)", row["conference_id"], error,
-                      event.get("Cause") if event else "?")
+                      event.cause if event else "?")
             await self.repo.set_conference_error(row["conference_id"], error)
             await self.conferences.log_event(row["conference_id"], "recording.failed",
                                              detail={"recording_id": row["id"], "error": error})
             await self._publish("recording.failed", row["conference_id"], row["owner_id"],
                                 recording_id=row["id"], error=error)
         try:
-            raw = await self._raw_file(row["id"])
+            raw = await settled_raw_file(self.repo, row["id"], self.host_path, FILE_SETTLE_SECONDS)
             name = rules.converted_name(row["id"], row["call_id"])
             target = self.directory / name
-            await _run("ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(raw), "-c:a", "libopus",
-                       "-b:a", "24k", "-f", "ogg", str(target))
-            duration = float(await _run("ffprobe", "-v", "error", "-show_entries", "format=duration",
-                                        "-of", "default=noprint_wrappers=1:nokey=1", str(target)))
+            duration = await to_ogg(raw, target)
         except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
             await self._failed(claimed, "the recording could not be converted", str(exc))
             return
@@ -254,22 +242,6 @@ class RecordingService:
                                          detail={"recording_id": row["id"], "duration_seconds": round(duration, 1),
                                                  "size_bytes": ready["size_bytes"] if ready else None})
         await self._publish("recording.ready", row["conference_id"], row["owner_id"], recording_id=row["id"])
-
-    async def _raw_file(self, recording_id: int) -> Path:
-        """The raw file on the host, once MixMonitor has closed it (its size settles)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FILE_SETTLE_SECONDS
-        last = -1
-        while True:
-            row = await self.repo.get(recording_id, None)
-            raw = self.host_path(row["raw_path"]) if row and row["raw_path"] else None
-            size = raw.stat().st_size if raw is not None and raw.exists() else -1
-            if size > 44 and size == last:
-                return raw  # type: ignore[return-value]
-            if loop.time() > deadline:
-                raise RuntimeError("the node wrote no recording file")
-            last = size
-            await asyncio.sleep(0.5)
 
     def host_path(self, in_root: str) -> Path:
         """Where a file the node names by its path in the Asterisk root lies on this host."""
@@ -296,23 +268,14 @@ class RecordingService:
             raise NotFound("no such recording")
         if row["state"] in ("recording", "converting"):
             raise StateConflict("the recording is still being written")
-        await self._remove(row, owner_id)
+        await remove(self.repo, self.directory, row, owner_id)
         await self.conferences.log_event(row["conference_id"], "recording.deleted", actor=_actor(owner_id),
                                          detail={"recording_id": row["id"]})
-
-    async def _remove(self, row: dict, owner_id: int | None) -> None:
-        if await self.repo.delete(row["id"], owner_id) is not None and row["file_name"]:
-            (self.directory / row["file_name"]).unlink(missing_ok=True)
 
     async def purge(self, now: datetime | None = None) -> int:
         """Delete the recordings past the retention period; how many were deleted."""
         before = rules.expired_before(now or now_utc(), self.settings.recording_retention_days)
-        removed = 0
-        for row in await self.repo.expired(before):
-            await self._remove(row, None)
-            await self.conferences.log_event(row["conference_id"], "recording.deleted", actor="engine",
-                                             detail={"recording_id": row["id"], "why": "retention"})
-            removed += 1
+        removed = await purge_expired(self.repo, self.conferences, self.directory, before)
         if removed:
             log.info("deleted %d recordings past the %d-day retention", removed,
                      self.settings.recording_retention_days)
@@ -336,19 +299,3 @@ class RecordingService:
 
 def _actor(owner_id: int | None) -> str:
     return "operator" if owner_id is None else f"account:{owner_id}"
-
-
-async def _run(*argv: str) -> str:
-    """Run a converter; its standard output, or RuntimeError with its complaint."""
-    process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), CONVERT_TIMEOUT_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {err.decode(errors='replace').strip()[:300]}")
-    return out.decode().strip()
-

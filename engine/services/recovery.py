@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
+from engine.adapters.asterisk import LinkChanged, MediaNode, MediaNodes, NodeBooted, NodeEvent, NodeShutdown, RoomMember
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.nodes import NodeRepository
 from engine.config import Settings
@@ -26,7 +25,7 @@ from engine.domain.model import (
     ParticipantState,
 )
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import PARTICIPANT_VARIABLE, CallService, is_dialin_token
+from engine.services.calls import CallService
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class ResyncReport:
 
 class RecoveryService:
     def __init__(self, settings: Settings, repo: ConferenceRepository, nodes: NodeRepository, *,
-                 adapters: Mapping[str, AmiAdapter], bus: Bus, calls: CallService) -> None:
+                 adapters: MediaNodes, bus: Bus, calls: CallService) -> None:
         self.settings = settings
         self.repo = repo
         self.nodes = nodes
@@ -72,11 +71,10 @@ class RecoveryService:
     # ----------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
-        for node_id, adapter in self.adapters.items():
+        for node_id in self.adapters:
             self._booted[node_id] = asyncio.Event()
             self._booted[node_id].set()  # it answered our login just now
-            adapter.subscribe(self._on_system_event, ("FullyBooted", "Shutdown"))
-            adapter.on_link_change(self._on_link_change)
+        self.adapters.subscribe(self._on_node_event)
         for node_id in self.adapters:
             try:
                 await self.resync(node_id, "engine start")
@@ -86,21 +84,22 @@ class RecoveryService:
                 log.exception("recovery at start of node %s failed", node_id)
 
     async def stop(self) -> None:
-        for adapter in self.adapters.values():
-            adapter.unsubscribe(self._on_system_event)
+        self.adapters.unsubscribe(self._on_node_event)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def _on_system_event(self, event: AmiEvent) -> None:
+    def _on_node_event(self, event: NodeEvent) -> None:
         booted = self._booted.setdefault(event.node_id, asyncio.Event())
-        if event.name == "FullyBooted":
+        if isinstance(event, NodeBooted):
             booted.set()
-        elif event.name == "Shutdown":
+        elif isinstance(event, NodeShutdown):
             booted.clear()
             self._outage_since.setdefault(event.node_id, datetime.now(UTC))
+        elif isinstance(event, LinkChanged):
+            self._on_link_change(event.node_id, event.up)
 
     def _on_link_change(self, node_id: str, up: bool) -> None:
         booted = self._booted.setdefault(node_id, asyncio.Event())
@@ -158,10 +157,10 @@ class RecoveryService:
         previous_boot = await self.nodes.swap_boot(node_id, boot)
         report.asterisk_restarted = previous_boot is not None and previous_boot != boot
         outage_since = self._outage_since.pop(node_id, None)
-        rooms = {r.get("Conference") for r in await adapter.confbridge_rooms()}
+        rooms = await adapter.rooms()
         channels = await adapter.channel_ids()
         now = datetime.now(UTC)
-        in_flight = set(self.calls.attempts)
+        in_flight = set(self.calls.dialout.attempts)
         live = await self.repo.list(None, [str(s) for s in LIVE_CONFERENCE_STATES], node_id=node_id)
         vanished: list[tuple[Conference, Participant]] = []
         for conference in live:
@@ -187,7 +186,7 @@ class RecoveryService:
                     cut_off.append(participant)  # hung up by Asterisk's own shutdown
             if report.asterisk_restarted and conference.state == ConferenceState.RUNNING:
                 await self._resume(conference, cut_off, now, report)
-        # a call set up moments ago may not have a channel yet (another engine's Originate still
+        # a call set up moments ago may not have a channel yet (another engine's dial still
         # queued): judge those again once any such call would have rung out
         grace = self.settings.ring_timeout + SETUP_GRACE_SECONDS
         fresh_ids = [p.id for _, p in vanished] if not report.asterisk_restarted else []
@@ -203,29 +202,27 @@ class RecoveryService:
         for conference_id, room in await self.nodes.finished_rooms(node_id, sorted(rooms)) if rooms else []:
             for member in (await self._members(adapter, room)).values():
                 with contextlib.suppress(AmiError):
-                    await adapter.hangup(member.get("Channel"))
+                    await adapter.hangup_channel(member.channel)
             report.closed_rooms.append(room)
             await self.repo.log_event(conference_id, "conference.room_closed", detail={"by": "recovery"})
         return report
 
     @staticmethod
-    async def _members(adapter: AmiAdapter, room: str) -> dict[str, AmiEvent]:
-        """The room's members by Uniqueid, and a dial-in caller's also by the token the IVR put
+    async def _members(adapter: MediaNode, room: str) -> dict[str, RoomMember]:
+        """The room's members by call id, and a dial-in caller's also by the token the IVR put
         on its channel (for a join whose event the engine missed)."""
-        members: dict[str, AmiEvent] = {}
-        for member in await adapter.confbridge_members(room):
-            members[member.get("Uniqueid")] = member
-            token = member.channel_variable(PARTICIPANT_VARIABLE)
-            if is_dialin_token(token):
-                members.setdefault(token or "", member)
+        members: dict[str, RoomMember] = {}
+        for member in await adapter.members(room):
+            members[member.call_id] = member
+            if member.token is not None:
+                members.setdefault(member.token, member)
         return members
 
-    async def _in_room(self, conference: Conference, participant: Participant, member: AmiEvent,
+    async def _in_room(self, conference: Conference, participant: Participant, member: RoomMember,
                        report: ResyncReport) -> None:
-        channel = member.get("Channel") if is_channel(member.get("Channel")) else participant.channel
-        uid = member.get("Uniqueid")
-        call_id = uid if is_channel(uid) else participant.call_id  # learned from AMI, as the tracker does
-        muted = member.get("Muted").lower() == "yes"
+        channel = member.channel or participant.channel
+        call_id = member.call_id if member.identified else participant.call_id  # learned from the node
+        muted = member.muted
         if participant.state == ParticipantState.CONNECTED:
             if participant.channel != channel or participant.muted != muted or participant.call_id != call_id:
                 await self.repo.update_participant(participant.id, channel=channel, muted=muted, call_id=call_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from engine.adapters.ami import AmiAdapter
+from engine.adapters.asterisk.ami import AmiLink
 from engine.adapters.db import create_pool
 from engine.adapters.db.migrations import migrate
 from engine.config import Settings
@@ -33,7 +33,7 @@ def ami_url(settings: Settings, *, port: int | None = None, secret: str | None =
 
 async def test_unreachable_ami_names_where(settings: Settings) -> None:
     port = free_port()
-    adapter = AmiAdapter(replace(settings.ami, port=port), settings.node_id)
+    adapter = AmiLink(replace(settings.ami, port=port), settings.node_id)
     with pytest.raises(ConfigError) as failure:
         await adapter.connect(timeout=5)
     message = str(failure.value)
@@ -56,7 +56,7 @@ class CountingProxy(TcpProxy):
 
 async def test_wrong_ami_secret_names_user_and_where(settings: Settings, asterisk) -> None:
     proxy = await CountingProxy(settings.ami.host, settings.ami.port).start()
-    adapter = AmiAdapter(replace(settings.ami, port=proxy.port, secret="not-the-secret"), settings.node_id)
+    adapter = AmiLink(replace(settings.ami, port=proxy.port, secret="not-the-secret"), settings.node_id)
     try:
         with pytest.raises(ConfigError) as failure:
             await adapter.connect(timeout=10)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from engine.adapters.ami import AmiEvent, check_channel
+from engine.adapters.asterisk.ami import AmiEvent, check_channel
 from engine.domain.errors import AmiError
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from tests.support.api import ApiClient

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent
 from engine.domain.dialin import Refusal
 from tests.support.dialin_factories import ConferenceRow, create_conference, random_caller
 

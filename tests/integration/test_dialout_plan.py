@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent
 from engine.domain.errors import AmiError
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.domain.numberplan import NumberPlan

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent, AmiLink
 from engine.agi import AgiCall, AgiServer
 from engine.config import Settings
 from engine.domain.errors import AmiUnavailable
@@ -24,14 +24,14 @@ pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
-async def ami(settings: Settings, asterisk) -> AmiAdapter:
-    adapter = AmiAdapter(settings.ami, settings.node_id)
+async def ami(settings: Settings, asterisk) -> AmiLink:
+    adapter = AmiLink(settings.ami, settings.node_id)
     await adapter.connect()
     yield adapter
     await adapter.close()
 
 
-async def dial(ami: AmiAdapter, number: str, room: str) -> str:
+async def dial(ami: AmiLink, number: str, room: str) -> str:
     call_id = f"t-{secrets.token_hex(6)}"
     await ami.originate(
         channel_id=call_id, other_channel_id=f"{call_id}-2",
@@ -41,13 +41,13 @@ async def dial(ami: AmiAdapter, number: str, room: str) -> str:
     return call_id
 
 
-async def test_ami_login_and_core_status(ami: AmiAdapter) -> None:
+async def test_ami_login_and_core_status(ami: AmiLink) -> None:
     assert ami.connected
     status = await ami.action("CoreStatus")
     assert status.get("CoreCurrentCalls") is not None
 
 
-async def test_originate_lands_in_confbridge(ami: AmiAdapter, pstn) -> None:
+async def test_originate_lands_in_confbridge(ami: AmiLink, pstn) -> None:
     room = f"room-{secrets.token_hex(4)}"
     joined = asyncio.ensure_future(ami.wait_for_event(
         lambda e: e.name == "ConfbridgeJoin" and e.get("Conference") == room, timeout=10))
@@ -68,7 +68,7 @@ async def test_originate_lands_in_confbridge(ami: AmiAdapter, pstn) -> None:
     ("375290000408", "NOANSWER", "0"),
     ("375290000503", "CONGESTION", "34"),
 ])
-async def test_failed_callees_have_distinct_outcomes(ami: AmiAdapter, pstn, number: str,
+async def test_failed_callees_have_distinct_outcomes(ami: AmiLink, pstn, number: str,
                                                      status: str, cause: str) -> None:
     results: dict[str, AmiEvent] = {}
     done = asyncio.Event()
@@ -93,7 +93,7 @@ async def test_failed_callees_have_distinct_outcomes(ami: AmiAdapter, pstn, numb
     assert (results["dial"].get("DialStatus"), results["dial"].get("Cause")) == (status, cause)
 
 
-async def test_number_outside_dialout_plan_never_reaches_trunk(ami: AmiAdapter, pstn) -> None:
+async def test_number_outside_dialout_plan_never_reaches_trunk(ami: AmiLink, pstn) -> None:
     """The dial-out context itself refuses what the engine's validation should already stop."""
     response = asyncio.ensure_future(ami.wait_for_event(lambda e: e.name == "OriginateResponse"))
     await dial(ami, "4412345", "room-never")
@@ -139,7 +139,7 @@ async def test_ami_link_cut_reconnects_and_reports(settings: Settings, asterisk)
     proxy = await TcpProxy(settings.ami.host, settings.ami.port).start()
     target = settings.ami.__class__(host="127.0.0.1", port=proxy.port, username=settings.ami.username,
                                     secret=settings.ami.secret)
-    adapter = AmiAdapter(target, settings.node_id, ping_interval=0.3, pong_timeout=0.5)
+    adapter = AmiLink(target, settings.node_id, ping_interval=0.3, pong_timeout=0.5)
     changes: asyncio.Queue[bool] = asyncio.Queue()
     adapter.on_link_change(lambda node, up: changes.put_nowait(up))
     await adapter.connect()

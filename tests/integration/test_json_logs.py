@@ -14,7 +14,7 @@ import sys
 import asyncpg
 import pytest
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent
 from engine.logging import ContextFilter, JsonFormatter
 from engine.stack import PROJECT_ROOT
 

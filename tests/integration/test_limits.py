@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.services.calls import Pacer
+from engine.services.pacer import Pacer
 from tests.support.api import ApiClient, new_user
 from tests.support.factories import wait_until
 from tests.support.portal import PASSWORD, PortalClient, random_account_phone
@@ -47,7 +47,7 @@ async def _why_failed(engine, conference_ids: list[int]) -> dict[str, int]:
 
 
 async def test_parallel_immediate_conferences_stay_within_the_account_limits(engine, api_server, pstn) -> None:
-    calls = engine.services.calls
+    calls = engine.services.dialout
     user = await new_user(engine, api_server, max_concurrent_conferences=3, max_participants=50,
                           max_concurrent_calls=4)
     owner = user.account.id
@@ -95,7 +95,7 @@ async def test_parallel_immediate_conferences_stay_within_the_account_limits(eng
 
 
 async def test_the_system_cap_holds_across_accounts(engine, api_server, pstn) -> None:
-    calls = engine.services.calls
+    calls = engine.services.dialout
     saved = calls.max_concurrent_calls
     calls.max_concurrent_calls = await calls.slots.live_calls() + 3
     since = pstn.message_offset()
@@ -120,7 +120,7 @@ async def test_the_system_cap_holds_across_accounts(engine, api_server, pstn) ->
 
 
 async def test_a_blast_does_not_hold_up_another_accounts_small_conference(engine, api_server, pstn) -> None:
-    calls = engine.services.calls
+    calls = engine.services.dialout
     saved = calls.pacer
     calls.pacer = pacer = Pacer(5)  # slow enough that the order of the slots shows
     since = pstn.message_offset()

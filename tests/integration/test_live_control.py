@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent
 from engine.app import Engine
 from engine.config import Settings
 from engine.domain.errors import NotFound, StateConflict, ValidationError

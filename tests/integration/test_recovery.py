@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.ami import AmiAdapter, AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent, AmiLink
 from engine.adapters.db import create_pool
 from engine.adapters.db.migrations import migrate
 from engine.app import Engine
@@ -43,7 +43,7 @@ class Node:
     settings: Settings
     asterisk: AsteriskProcess
     pstn: SippProcess
-    ami: AmiAdapter
+    ami: AmiLink
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ async def node(run_dir: Path, database_url: str) -> AsyncIterator[Node]:
     await asyncio.to_thread(asterisk.start)
     sipp = SippFactory(run_dir / "sipp-recovery", settings.sip_port)
     pstn = await sipp.pstn(int(settings.trunk_target.rsplit(":", 1)[1]))
-    ami = AmiAdapter(settings.ami, settings.node_id, ping_interval=1.0, pong_timeout=1.0)
+    ami = AmiLink(settings.ami, settings.node_id, ping_interval=1.0, pong_timeout=1.0)
     await ami.connect()
     yield Node(settings, asterisk, pstn, ami)
     await ami.close()
@@ -71,7 +71,7 @@ def numbers(count: int) -> tuple[str, ...]:
     return tuple(f"3752901{base:03d}{i}00"[:12] for i in range(count))
 
 
-async def members(ami: AmiAdapter, room: str) -> dict[str, AmiEvent]:
+async def members(ami: AmiLink, room: str) -> dict[str, AmiEvent]:
     return {m.get("Uniqueid"): m for m in await ami.confbridge_members(room)}
 
 
@@ -80,7 +80,7 @@ async def stored(engine: Engine, conference_id: int) -> dict[int, dict]:
     return {r["id"]: dict(r) for r in rows}
 
 
-async def assert_db_matches_asterisk(engine: Engine, ami: AmiAdapter, conference_id: int, room: str) -> None:
+async def assert_db_matches_asterisk(engine: Engine, ami: AmiLink, conference_id: int, room: str) -> None:
     in_room = await members(ami, room)
     rows = await stored(engine, conference_id)
     connected = {r["call_id"]: r for r in rows.values() if r["state"] == "connected"}
@@ -157,7 +157,7 @@ async def test_engine_sigkill_mid_conference(node: Node) -> None:
         by_call = {r["call_id"]: r for r in rows.values()}
         assert by_call[victim.get("Uniqueid")]["state"] in ("left", "failed")
         assert all(r["attempts"] == 1 for r in rows.values())  # nobody dialled twice
-        assert engine.services.calls.originates == 0
+        assert engine.services.dialout.originates == 0
         await engine.services.live.end(owner, conference_id)
     finally:
         await engine.stop()
@@ -174,7 +174,7 @@ async def test_ami_link_cut_for_five_seconds(node: Node) -> None:
         owner = await create_account(engine.pool)
         conference = await engine.services.planning.plan(owner, plan(*numbers(3)))
         await all_connected(engine, owner, conference.id, 3)
-        originates = engine.services.calls.originates
+        originates = engine.services.dialout.originates
         before = await stored(engine, conference.id)
         victim = next(iter(before.values()))
 
@@ -196,7 +196,7 @@ async def test_ami_link_cut_for_five_seconds(node: Node) -> None:
         assert set(await members(node.ami, conference.room)) == survivors
         await assert_db_matches_asterisk(engine, node.ami, conference.id, conference.room)
         assert (await stored(engine, conference.id))[victim["id"]]["state"] == "left"
-        assert engine.services.calls.originates == originates  # nobody dialled again
+        assert engine.services.dialout.originates == originates  # nobody dialled again
         report = recovery.reports[-1]
         assert report.reason == "AMI link up" and not report.asterisk_restarted
         assert report.left == [victim["id"]] and not report.reinvited
@@ -230,7 +230,7 @@ async def test_asterisk_restart_mid_conference(node: Node, how: str) -> None:
         assert sorted(event.data["reinvited"]) == sorted(before)
         await all_connected(engine, owner, conference.id, 2)
 
-        node.ami = AmiAdapter(node.settings.ami, node.settings.node_id)
+        node.ami = AmiLink(node.settings.ami, node.settings.node_id)
         await node.ami.connect()
         rooms = [r.get("Conference") for r in await node.ami.confbridge_rooms()]
         assert conference.room in rooms  # the room is back

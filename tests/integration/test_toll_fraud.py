@@ -89,7 +89,7 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
         originates.append(kwargs)
         await original(**kwargs)
 
-    calls_before = engine.services.calls.originates
+    calls_before = engine.services.dialout.originates
     adapter.originate = counting_originate  # every Originate of the engine goes through the adapter
     portal = PortalClient(str(api_server.make_url("/")), engine)
     try:
@@ -140,7 +140,7 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
     assert set(results["API POST /conferences"]) == {400}
     assert set(results["API POST /conferences/{id}/participants"]) == {400}
     assert originates == [], originates[:3]
-    assert engine.services.calls.originates == calls_before
+    assert engine.services.dialout.originates == calls_before
     current = await engine.services.planning.get(account.id, running.id)
     assert current.participants == []
     assert await engine.services.planning.list(account.id, None) == [current]  # nothing else was planned

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk.ami import AmiEvent
 from engine.app import Engine
 from engine.config import Settings
 from engine.domain.model import ConferencePlan, ConferenceState, ParticipantPlan

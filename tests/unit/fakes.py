@@ -1,5 +1,5 @@
 """In-memory fakes of the engine's own interfaces, for unit tests of the services' rules: the
-node adapter (only the methods the call and conference services call on it), the conference
+AMI link under a real media node (only the methods the node calls on it), the conference
 repository and the dial-out slot repository (only what those services use), and the small
 collaborators build_services hands them. Each fake keeps state in plain dicts and lists and
 records what the service asked of it; none of them speaks Asterisk or SQL."""
@@ -13,27 +13,34 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from engine.adapters.ami import AmiEvent
+from engine.adapters.asterisk import MediaNode, MediaNodes
+from engine.adapters.asterisk.ami import AmiEvent
+from engine.adapters.asterisk.contract import ANNOUNCER_PREFIX
 from engine.adapters.db.call_slots import SlotGrant, SlotRequest
 from engine.config import Settings
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, Origin, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
 from engine.services.bus import DomainEvent, EventBus
-from engine.services.calls import ANNOUNCER_PREFIX, CallService
+from engine.services.calls import CallService
 from engine.services.conference_lifecycle import ConferenceLifecycle
 from engine.services.conference_limits import PlanChecks
 from engine.services.conference_planning import ConferencePlanning
 from engine.services.conference_records import ConferenceRecords
+from engine.services.dialout import DialOutService
 from engine.services.live_control import LiveControl
+from engine.services.participant_states import ParticipantStates
 
 NODE = "ast1"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 class FakeNode:
-    """The node adapter as the services use it: Originates, hang-ups and room actions are
-    recorded; ``emit`` hands an event to the subscribers as the AMI link would."""
+    """The AMI link of one node as its media node uses it: Originates, hang-ups and room actions
+    are recorded; ``emit`` hands an AMI event to the subscribers as the link would."""
+
+    connected = True
+    reconnects = 0
 
     def __init__(self, node_id: str = NODE) -> None:
         self.node_id = node_id
@@ -41,6 +48,7 @@ class FakeNode:
         self.hangups: list[str] = []
         self.live_channels: set[str] = set()  # what getvar finds (the watchdog's question)
         self.getvars = 0
+        self.variables: dict[tuple[str, str], str] = {}
         self.members: list[dict[str, str]] = []
         self.locks: list[tuple[str, bool]] = []
         self.room_actions: list[tuple[str, ...]] = []  # mutes and kicks, as (action, room, channel[, muted])
@@ -53,6 +61,9 @@ class FakeNode:
 
     def unsubscribe(self, callback: Callable[[AmiEvent], Any]) -> None:
         self._subscribers = [(cb, names) for cb, names in self._subscribers if cb != callback]
+
+    def on_link_change(self, callback: Callable[[str, bool], Any]) -> None:
+        pass
 
     async def emit(self, name: str, **headers: str) -> None:
         event = AmiEvent(self.node_id, name, dict(headers))
@@ -78,8 +89,11 @@ class FakeNode:
     async def hangup(self, channel: str) -> None:
         self.hangups.append(channel)
 
-    async def confbridge_members(self, room: str) -> list[dict[str, str]]:
-        return list(self.members)
+    async def setvar(self, channel: str, name: str, value: str) -> None:
+        self.variables[(channel, name)] = value
+
+    async def confbridge_members(self, room: str) -> list[AmiEvent]:
+        return [AmiEvent(self.node_id, "ConfbridgeList", dict(m)) for m in self.members]
 
     async def confbridge_lock(self, room: str, locked: bool) -> None:
         if self.refuse_room_actions:
@@ -294,11 +308,20 @@ class Stack:
     repo: FakeConferenceRepo
     slots: FakeSlots
     guard: FakeGuard
+    dialout: DialOutService
     calls: CallService
     planning: ConferencePlanning
     live: LiveControl
     lifecycle: ConferenceLifecycle
     published: list[DomainEvent]
+
+    async def start(self) -> None:
+        await self.calls.start()
+
+    async def stop(self) -> None:
+        """Stop what runs on its own: the call tracker and the dial-out's watchdogs and retries."""
+        await self.calls.stop()
+        await self.dialout.stop()
 
     def states(self) -> dict[int, str]:
         return {p.id: str(p.state) for p in self.repo.participants_by_id.values()}
@@ -325,21 +348,26 @@ async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
 
 
 def build(**settings: Any) -> Stack:
-    """The call service and the conference services wired like engine/app.py build_services."""
+    """The dial-out, call and conference services wired like engine/app.py build_services, over
+    one media node whose AMI link is a FakeNode."""
     configured = replace(Settings(test_mode=True), node_id=NODE, **settings)
     node, repo, guard, bus = FakeNode(), FakeConferenceRepo(), FakeGuard(), EventBus()
     published: list[DomainEvent] = []
     bus.subscribe(published.append)
     slots = FakeSlots(repo)
     plans = FakePlans(NumberPlan.from_settings(configured))
-    calls = CallService(configured, repo, slots, nodes={NODE: node}, bus=bus, plans=plans,  # type: ignore[arg-type]
-                        guard=guard, prompts=FakePrompts())  # type: ignore[arg-type]
+    nodes = MediaNodes([MediaNode(node)], default=NODE)
+    states = ParticipantStates(repo, bus)  # type: ignore[arg-type]
+    dialout = DialOutService(configured, repo, slots, nodes=nodes, states=states, plans=plans,  # type: ignore[arg-type]
+                             guard=guard)  # type: ignore[arg-type]
+    calls = CallService(configured, repo, nodes=nodes, states=states, dialout=dialout,  # type: ignore[arg-type]
+                        prompts=FakePrompts())  # type: ignore[arg-type]
     records = ConferenceRecords(configured, repo, bus, schedule_changed=asyncio.Event())  # type: ignore[arg-type]
     checks = PlanChecks(repo, plans, guard)  # type: ignore[arg-type]
     lifecycle = ConferenceLifecycle(records, calls=calls, prompts=FakePrompts())  # type: ignore[arg-type]
     planning = ConferencePlanning(configured, records, checks, lifecycle=lifecycle)
     live = LiveControl(records, checks, calls=calls, lifecycle=lifecycle)
-    return Stack(configured, node, repo, slots, guard, calls, planning, live, lifecycle, published)
+    return Stack(configured, node, repo, slots, guard, dialout, calls, planning, live, lifecycle, published)
 
 
 def conference(**changes: Any) -> Conference:

@@ -7,6 +7,7 @@ import dataclasses
 from collections import Counter
 from pathlib import Path
 
+from engine.adapters.asterisk import MediaNodes
 from engine.app import build_services
 from engine.config import Settings
 from engine.services.bus import EventBus
@@ -25,7 +26,7 @@ class IdleAgi:
 def build(tmp_path: Path) -> tuple[Services, EventBus]:
     bus = EventBus()
     settings = Settings(test_mode=True, run_dir=tmp_path)
-    return build_services(settings, None, {}, IdleAgi(), bus), bus  # type: ignore[arg-type]
+    return build_services(settings, None, MediaNodes(), IdleAgi(), bus), bus  # type: ignore[arg-type]
 
 
 def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
@@ -46,8 +47,8 @@ def test_every_service_is_built_once_and_shared(tmp_path: Path) -> None:
     assert services.recovery.calls is services.calls
     assert services.operator.accounts is services.accounts
     assert services.accounts.tokens is services.tokens
-    assert services.calls.guard is services.planning.checks.guard is services.guard
-    assert services.calls.plans is services.planning.checks.plans is services.plan_groups.plans is services.plans
+    assert services.dialout.guard is services.planning.checks.guard is services.guard
+    assert services.dialout.plans is services.planning.checks.plans is services.plan_groups.plans is services.plans
     assert services.plan_groups.dialplan is services.dialplan
     assert services.operator.access is services.plan_groups.access
     assert services.selfservice.accounts is services.accounts

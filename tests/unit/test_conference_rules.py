@@ -20,9 +20,9 @@ from tests.unit.fakes import Stack, build, conference, participant, until
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
     built = build(calls_per_second=0, minute_seconds=60.0)
-    await built.calls.start()
+    await built.start()
     yield built
-    await built.calls.stop()
+    await built.stop()
 
 
 def scheduled(**changes: object) -> object:

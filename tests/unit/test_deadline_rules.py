@@ -21,9 +21,9 @@ ANNOUNCER = "Local/play@veche-announce/n"
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
     built = build(calls_per_second=0, minute_seconds=60.0)
-    await built.calls.start()
+    await built.start()
     yield built
-    await built.calls.stop()
+    await built.stop()
 
 
 def announcements(stack: Stack) -> list[dict]:

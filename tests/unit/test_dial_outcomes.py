@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from engine.adapters.asterisk.contract import failure_from
 from engine.domain.model import FailureReason
-from engine.services.calls import failure_from
 
 
 @pytest.mark.parametrize(("dial_status", "dial_cause", "reason", "hangup", "expected"), [

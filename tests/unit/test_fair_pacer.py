@@ -1,4 +1,4 @@
-"""The dial-out pacer (engine/services/calls.py Pacer): at most ``rate`` slots per second, handed
+"""The dial-out pacer (engine/services/pacer.py Pacer): at most ``rate`` slots per second, handed
 out to the waiting accounts in turn, so a long blast of one account delays another account by at
 most one slot per other waiting account (asserted on the order of slots, not on wall time), and
 the system-wide cap of concurrent outbound calls as a setting."""
@@ -11,7 +11,7 @@ import pytest
 
 from engine.config import Settings
 from engine.domain.errors import ConfigError
-from engine.services.calls import Pacer
+from engine.services.pacer import Pacer
 
 FAST = 500.0  # slots per second: quick tests; the order does not depend on the rate
 

@@ -1,4 +1,4 @@
-"""The invite state machine (engine/services/calls.py CallService) over fakes of our own node
+"""The invite state machine (engine/services/dialout.py DialOutService) over fakes of our own node
 adapter and repositories: dial -> Originate -> outcome -> participant state, retries of busy
 and unanswered calls per VECHE_RETRY_*, the watchdog of a lost outcome, and the dial-out limits."""
 
@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from engine.adapters.asterisk.contract import new_dialin_token
 from engine.domain.dialout import retries_for, should_retry
 from engine.domain.errors import Forbidden, RateLimited
 from engine.domain.model import FailureReason, ParticipantState
-from engine.services import calls as calls_module
+from engine.services import dialout as dialout_module
 from tests.unit.fakes import Stack, build, conference, participant, quiet, until
 
 NUMBER = "375291234567"
@@ -21,9 +22,9 @@ NUMBER = "375291234567"
 async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     settings = getattr(request, "param", {})
     built = build(calls_per_second=0, retry_delay_seconds=0, **settings)
-    await built.calls.start()
+    await built.start()
     yield built
-    await built.calls.stop()
+    await built.stop()
 
 
 async def dial_one(stack: Stack, *, pid: int = 1, number: str = NUMBER) -> str:
@@ -61,7 +62,7 @@ async def test_ringing_connected_then_left(stack: Stack) -> None:
     await stack.node.emit("ConfbridgeJoin", Uniqueid=call_id, Channel="Local/375291234567@veche-dialout-00000001;1",
                           Conference="veche-1", Muted="no")
     assert stack.states() == {1: "connected"}
-    assert call_id not in stack.calls.attempts  # the attempt is over: no outcome, no watchdog
+    assert call_id not in stack.dialout.attempts  # the attempt is over: no outcome, no watchdog
     await stack.node.emit("ConfbridgeLeave", Uniqueid=call_id, Conference="veche-1")
     assert stack.states() == {1: "left"}
     assert [e.data.get("state") for e in stack.published] == ["calling", "ringing", "connected", "left"]
@@ -118,7 +119,7 @@ async def test_the_event_of_another_call_changes_nothing(stack: Stack) -> None:
 
 @pytest.mark.parametrize("stack", [{"ring_timeout": 0}], indirect=True)
 async def test_watchdog_fails_a_call_whose_outcome_was_lost(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(calls_module, "WATCHDOG_EXTRA_SECONDS", 0.02)
+    monkeypatch.setattr(dialout_module, "WATCHDOG_EXTRA_SECONDS", 0.02)
     call_id = await dial_one(stack)
     stack.node.live_channels.add(call_id)  # still up: the watchdog keeps waiting
     await until(lambda: stack.node.getvars >= 3)  # three watchdog rounds found the channel alive
@@ -126,7 +127,7 @@ async def test_watchdog_fails_a_call_whose_outcome_was_lost(stack: Stack, monkey
     stack.node.live_channels.clear()  # the channel is gone and nobody told us how
     await until(lambda: stack.states() == {1: "failed"})
     assert stack.repo.participants_by_id[1].failure_reason == FailureReason.ERROR
-    assert call_id not in stack.calls.attempts
+    assert call_id not in stack.dialout.attempts
 
 
 async def test_a_number_outside_the_plan_fails_without_an_originate(stack: Stack) -> None:
@@ -202,7 +203,7 @@ async def test_a_room_locked_before_anyone_joined_is_locked_when_asterisk_create
 
 
 async def test_a_dial_in_caller_is_known_by_its_token_until_the_first_event_names_the_channel(stack: Stack) -> None:
-    token = calls_module.new_dialin_token()
+    token = new_dialin_token()
     stack.repo.add(conference(), participant(1, origin="dialin", state=ParticipantState.CALLING, call_id=token))
     await stack.node.emit("ConfbridgeJoin", Uniqueid="1700000000.7", Channel="PJSIP/pstn-00000007",
                           Conference="veche-1", Muted="yes", ChanVariable=f"VECHE_PARTICIPANT={token}")
@@ -214,7 +215,7 @@ async def test_a_dial_in_caller_is_known_by_its_token_until_the_first_event_name
 
 
 async def test_a_token_of_our_own_shape_on_a_foreign_channel_is_not_believed(stack: Stack) -> None:
-    token = calls_module.new_dialin_token()
+    token = new_dialin_token()
     stack.repo.add(conference(), participant(1, state=ParticipantState.CALLING, call_id=token))  # a dial-out
     await stack.node.emit("ConfbridgeJoin", Uniqueid="1700000000.8", Channel="PJSIP/pstn-00000008",
                           Conference="veche-1", Muted="no", ChanVariable=f"VECHE_PARTICIPANT={token}")

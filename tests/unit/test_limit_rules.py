@@ -1,6 +1,6 @@
 """The pure limit decisions: a plan against the account's limits (engine/domain/planning.py),
 the extension steps, the per-key token buckets of the API (engine/domain/ratelimit.py) and the
-refusal a dial-out limit gives (engine/services/calls.py). The atomic counting of slots is
+refusal a dial-out limit gives (engine/domain/dialout.py). The atomic counting of slots is
 PostgreSQL's (tests/integration); the pacer has tests/unit/test_fair_pacer.py."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from engine.adapters.db.call_slots import SlotGrant
 from engine.config import Settings
+from engine.domain.dialout import limit_refusal
 from engine.domain.errors import Forbidden, LimitExceeded, ValidationError
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.domain.numberplan import NumberPlan
@@ -23,7 +23,6 @@ from engine.domain.planning import (
     validate_plan,
 )
 from engine.domain.ratelimit import TokenBuckets
-from engine.services.calls import CallService
 
 LIMITS = AccountLimits(max_participants=5, max_concurrent_conferences=2, max_dialouts_per_minute=10,
                        recording_allowed=False)
@@ -90,7 +89,7 @@ def test_a_zero_rate_bucket_refuses_for_a_minute() -> None:
     ("system_concurrent_calls", "no free outbound line"),
 ])
 def test_a_dial_out_limit_names_itself_in_the_refusal(bound_by: str, words: str) -> None:
-    refusal = CallService._limit_refusal(SlotGrant(room=1, bound_by=bound_by, limits={bound_by: 4}))
+    refusal = limit_refusal(bound_by, 4, 1)
     assert words in str(refusal)
     if bound_by != "system_concurrent_calls":
         assert refusal.values == {"allowed": 4, "room": 1}

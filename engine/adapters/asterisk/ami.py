@@ -1,5 +1,5 @@
-"""The only module that speaks AMI: wraps panoramisk behind a small interface, one object per
-Asterisk node, with a liveness check, no replay of actions after a reconnect, and typed events."""
+"""The AMI link to one Asterisk node: panoramisk behind a small interface, with login,
+a liveness check, reconnects without replaying actions, and the channel rule every action keeps."""
 
 from __future__ import annotations
 
@@ -107,27 +107,27 @@ class _Manager(Manager):
 
     def login(self, future: asyncio.Future) -> bool:
         ok = super().login(future)
-        adapter: AmiAdapter | None = self.config.get("adapter")
+        adapter: AmiLink | None = self.config.get("adapter")
         if adapter is not None:
             adapter._login_done(future)
         return ok
 
     def connect(self, *args: Any, **kwargs: Any) -> asyncio.Task | None:
-        adapter: AmiAdapter | None = self.config.get("adapter")
+        adapter: AmiLink | None = self.config.get("adapter")
         if adapter is not None and adapter._closing:
             return None  # a closed adapter stays closed (panoramisk would retry every second)
         return super().connect(*args, **kwargs)
 
     def connection_lost(self, exc: object) -> None:
-        adapter: AmiAdapter | None = self.config.get("adapter")
+        adapter: AmiLink | None = self.config.get("adapter")
         if adapter is not None and adapter._closing:
             self._connected = False
             return
         super().connection_lost(exc)
 
 
-class AmiAdapter:
-    """AMI link to one Asterisk node."""
+class AmiLink:
+    """AMI link to one Asterisk node: actions, and the raw events for its media node."""
 
     def __init__(self, target: AmiTarget, node_id: str = "ast1", *, ping_interval: float = 5.0,
                  pong_timeout: float = 3.0, action_timeout: float = 10.0) -> None:

@@ -1,0 +1,308 @@
+"""Dial-out: the invite state machine. Claims call slots within the limits, paces the dials
+fairly between accounts, asks the media node to dial each participant (number plan checked again
+right before), follows each attempt's outcome (answered, or failed with a reason and cause),
+retries busy and unanswered calls, and fails an attempt whose outcome was lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.adapters.asterisk import (
+    CallHungUp,
+    CallPlaced,
+    DialOutcome,
+    MediaNodes,
+    NodeEvent,
+    ParticipantJoined,
+    Ringing,
+)
+from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS, failure_from, is_dialout_id, new_dialout_id
+from engine.adapters.db.call_slots import CallSlotRepository, SlotRequest
+from engine.adapters.db.conferences import ConferenceRepository
+from engine.config import Settings
+from engine.domain.dialout import LIMIT_WHY, limit_refusal, should_retry
+from engine.domain.errors import AmiError, Forbidden, ValidationError
+from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
+from engine.domain.numberplan import NumberPlan
+from engine.services.limit_guard import LimitGuard
+from engine.services.numberplans import NumberPlans
+from engine.services.pacer import Pacer
+from engine.services.participant_states import IN_CALL_STATES, ParticipantStates
+
+log = logging.getLogger(__name__)
+
+DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, ParticipantState.LEFT)
+OUTCOME_GRACE_SECONDS = 2.0
+WATCHDOG_EXTRA_SECONDS = 20.0
+
+
+@dataclass
+class DialAttempt:
+    """One dial in flight, until its outcome is known."""
+
+    call_id: str
+    participant_id: int
+    conference_id: int
+    owner_id: int | None
+    node_id: str
+    answered: bool = False
+    originate_reason: str | None = None
+    dial_status: str | None = None
+    dial_cause: int | None = None
+    hangup_cause: int | None = None
+    outcome: asyncio.Event = field(default_factory=asyncio.Event)  # the dialplan's result came
+    resolved: asyncio.Event = field(default_factory=asyncio.Event)  # joined the room or failed
+    finished: bool = False
+
+
+class DialOutService:
+    """Dials participants into their conference's room on its media node and follows each dial."""
+
+    def __init__(self, settings: Settings, repo: ConferenceRepository, slots: CallSlotRepository, *,
+                 nodes: MediaNodes, states: ParticipantStates, plans: NumberPlans, guard: LimitGuard) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.slots = slots
+        self.nodes = nodes
+        self.states = states
+        self.plans = plans
+        self.guard = guard
+        self.pacer = Pacer(self.settings.calls_per_second)
+        self.attempts: dict[str, DialAttempt] = {}
+        self.originates = 0  # dials sent for participants (observability and tests)
+        self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
+        self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
+        self._tasks: set[asyncio.Task] = set()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.pacer.close()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def dial(self, conference: Conference, participants: Iterable[Participant], *,
+                   actor: str = "engine", strict_rate: bool = True) -> list[int]:
+        """Dial the given participants into the conference's room, paced by ``calls_per_second``
+        (accounts take turns at the pacer); returns the ids queued. Participants already in a call
+        are skipped. Each dial-out takes a slot within the account's dial-outs per minute and
+        concurrent outbound calls and the system's concurrent outbound calls, atomically in
+        PostgreSQL (engine/adapters/db/call_slots.py). ``strict_rate`` raises RateLimited when
+        not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
+        and the limit named in the event log."""
+        number_plan = await self.plans.for_account(conference.owner_id)
+        wanted = []
+        for participant in participants:
+            if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
+                continue
+            if not number_plan.is_allowed(participant.number):  # the plan changed after planning
+                await self.states.mark_failed(participant, conference.owner_id, FailureReason.INVALID_NUMBER, None,
+                                              detail={"why": "outside the number plan"}, only_states=DIALABLE_STATES)
+                continue
+            wanted.append(participant)
+        if not wanted:
+            return []
+        limits = await self.repo.account_limits(conference.owner_id)
+        if limits is not None and limits["blocked"]:
+            raise Forbidden("the account is blocked")
+        requests = [SlotRequest(p.id, new_dialout_id(), p.attempts + 1, conference.node_id, p.number)
+                    for p in wanted]
+        grant = await self.slots.claim(conference.owner_id, conference.id, requests,
+                                       system_cap=self.max_concurrent_calls, from_states=DIALABLE_STATES,
+                                       actor=actor, all_or_nothing=strict_rate)
+        if grant.bound_by is not None:
+            detail = f"{len(wanted)} wanted, {grant.room} left"
+            if grant.bound_by != "system_concurrent_calls":
+                self.guard.hit(conference.owner_id, grant.bound_by, detail)
+            log.info("conference %s: dial-outs limited by %s (%s)", conference.id, grant.bound_by, detail)
+            if strict_rate:
+                raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
+        self.states.remember(conference)
+        claimed = {p.id: p for p in grant.claimed}
+        queued = []
+        for participant, request in zip(wanted, requests, strict=True):
+            updated = claimed.get(participant.id)
+            if updated is None:
+                if grant.bound_by is not None:
+                    await self.states.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
+                                                  detail={"why": LIMIT_WHY[grant.bound_by]},
+                                                  only_states=DIALABLE_STATES)
+                continue
+            attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
+                                  conference.node_id)
+            self.attempts[request.call_id] = attempt
+            await self.states.publish("participant.state", conference.id, conference.owner_id, participant.id,
+                                      state="calling", reason=None, cause=None)
+            self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{participant.id}")
+            queued.append(participant.id)
+        return queued
+
+    async def _dial_one(self, conference: Conference, participant: Participant, attempt: DialAttempt,
+                        number_plan: NumberPlan) -> None:
+        await self.pacer.wait(conference.owner_id)
+        if self.attempts.get(attempt.call_id) is not attempt:
+            return  # cancelled while waiting for its slot (conference ended, participant kicked)
+        try:
+            number = number_plan.validate(participant.number, "number")  # checked again right before use
+            self.originates += 1
+            self.originated.append((conference.owner_id, participant.id))
+            await self.nodes.node(conference.node_id).dial(
+                attempt.call_id, number, room=conference.room, role=participant.role, language=conference.language,
+                max_members=conference.max_participants + ROOM_EXTRA_MEMBERS,
+                ring_seconds=self.settings.ring_timeout, caller_id=self.settings.access_number)
+            self._spawn(self._watchdog(attempt), f"watchdog-{attempt.call_id}")
+        except (AmiError, ValidationError) as exc:
+            log.warning("dial-out of participant %s failed: %s", participant.id, exc)
+            self.attempts.pop(attempt.call_id, None)
+            reason = FailureReason.INVALID_NUMBER if isinstance(exc, ValidationError) else FailureReason.ERROR
+            await self.states.mark_failed(participant, attempt.owner_id, reason, None, detail={"error": str(exc)},
+                                          only_states=IN_CALL_STATES)
+
+    async def _watchdog(self, attempt: DialAttempt) -> None:
+        """An attempt whose outcome never arrived (events lost with the AMI link) must not stay
+        'calling' forever: once its time is well over and its call is gone, it failed."""
+        limit = self.settings.ring_timeout + WATCHDOG_EXTRA_SECONDS
+        while self.attempts.get(attempt.call_id) is attempt:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(attempt.resolved.wait(), limit)
+            if self.attempts.get(attempt.call_id) is not attempt or attempt.resolved.is_set():
+                return
+            if await self.nodes.node(attempt.node_id).call_alive(attempt.call_id):
+                continue  # answered, in the room or on its way
+            log.warning("dial-out %s: no outcome seen, call gone; marking it failed", attempt.call_id)
+            await self._finish_attempt(attempt, wait_for_detail=False)
+            return
+
+    async def _finish_attempt(self, attempt: DialAttempt, wait_for_detail: bool) -> None:
+        """The dial failed: record why, once, after the dialplan's result had a chance to come."""
+        if attempt.finished:
+            return
+        if wait_for_detail and attempt.dial_status is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(attempt.outcome.wait(), OUTCOME_GRACE_SECONDS)
+        if attempt.finished:
+            return
+        attempt.finished = True
+        attempt.resolved.set()
+        self.attempts.pop(attempt.call_id, None)
+        reason, cause = failure_from(attempt.dial_status, attempt.dial_cause, attempt.originate_reason,
+                                     attempt.hangup_cause)
+        participant = await self.repo.get_participant(attempt.participant_id)
+        if participant is None or participant.call_id != attempt.call_id:
+            return
+        failed = await self.states.mark_failed(participant, attempt.owner_id, reason, cause,
+                                               detail={"dial_status": attempt.dial_status,
+                                                       "originate_reason": attempt.originate_reason})
+        if failed is not None:
+            self._maybe_retry(failed, reason)
+
+    def _maybe_retry(self, participant: Participant, reason: FailureReason) -> None:
+        if not should_retry(reason, participant.attempts, self.settings.retry_busy, self.settings.retry_no_answer):
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.settings.retry_delay_seconds)
+            conference = await self.repo.get(participant.conference_id, with_participants=False)
+            current = await self.repo.get_participant(participant.id)
+            if conference is None or current is None or conference.state != "running":
+                return
+            if current.state == ParticipantState.FAILED and current.call_id == participant.call_id:
+                await self.dial(conference, [current], actor="engine:retry", strict_rate=False)
+
+        self._spawn(later(), f"retry-{participant.id}")
+
+    def forget_attempt(self, call_id: str | None) -> None:
+        """Stop following a dial-out (its conference ended or it was cancelled): no outcome,
+        no retry, and a dial still waiting for its slot is not sent."""
+        attempt = self.attempts.pop(call_id or "", None)
+        if attempt is not None:
+            attempt.finished = True
+            attempt.resolved.set()
+
+    # ----------------------------------------------------------------- outcomes
+
+    async def on_event(self, event: NodeEvent) -> bool:
+        """Follow the attempts in flight; True when the event was about an attempt only (the
+        call tracker has nothing more to do with it)."""
+        if isinstance(event, CallPlaced):
+            attempt = await self._attempt_for(event.call_id, event.node_id)
+            if attempt is not None:
+                attempt.originate_reason = event.reason
+                if event.answered:
+                    attempt.answered = True
+                else:
+                    self._spawn(self._finish_attempt(attempt, wait_for_detail=True), f"outcome-{attempt.call_id}")
+            return True
+        if isinstance(event, DialOutcome):
+            attempt = await self._attempt_for(event.call_id, event.node_id)
+            if attempt is not None:
+                attempt.dial_status = event.status
+                attempt.dial_cause = event.cause
+                attempt.outcome.set()
+            return True
+        if isinstance(event, Ringing):
+            await self._ringing(event)
+            return True
+        if isinstance(event, CallHungUp):
+            return self._hung_up(event)
+        if isinstance(event, ParticipantJoined):
+            attempt = self.attempts.pop(event.call_id, None)
+            if attempt is not None:
+                attempt.finished = True
+                attempt.resolved.set()
+        return False
+
+    async def _attempt_for(self, call_id: str, node_id: str) -> DialAttempt | None:
+        """The attempt in flight for ``call_id``; after an engine restart, a dial-out the previous
+        engine started (still calling in the database) is adopted so its outcome is not lost."""
+        attempt = self.attempts.get(call_id)
+        if attempt is not None:
+            return attempt if attempt.node_id == node_id else None
+        if not is_dialout_id(call_id):
+            return None
+        participant = await self.states.by_call_id(call_id, node_id)
+        if participant is None or participant.state not in IN_CALL_STATES:
+            return None
+        owner_id = await self.states.owner_of(participant.conference_id)
+        attempt = DialAttempt(call_id, participant.id, participant.conference_id, owner_id, node_id)
+        self.attempts[call_id] = attempt
+        self._spawn(self._watchdog(attempt), f"watchdog-{call_id}")
+        log.info("adopted dial-out %s of participant %s (started by a previous engine)", call_id, participant.id)
+        return attempt
+
+    async def _ringing(self, event: Ringing) -> None:
+        attempt = self.attempts.get(event.call_id)
+        if attempt is None or attempt.node_id != event.node_id:
+            return
+        updated = await self.repo.update_participant(
+            attempt.participant_id, only_states=(ParticipantState.CALLING,), state=ParticipantState.RINGING)
+        if updated is not None:
+            await self.states.publish("participant.state", attempt.conference_id, attempt.owner_id,
+                                      attempt.participant_id, state="ringing", reason=None, cause=None)
+
+    def _hung_up(self, event: CallHungUp) -> bool:
+        attempt = self.attempts.get(event.call_id)
+        if event.far_leg:
+            if attempt is not None:
+                attempt.hangup_cause = attempt.hangup_cause or event.cause
+            return True
+        if attempt is None:
+            return False
+        attempt.hangup_cause = attempt.hangup_cause or event.cause
+        if attempt.answered:  # answered but never reached the room
+            self._spawn(self._finish_attempt(attempt, wait_for_detail=False), f"outcome-{event.call_id}")
+        return True

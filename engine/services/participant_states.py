@@ -1,0 +1,80 @@
+"""Participant call states as the dial-out and the call tracker record them: a participant
+failed or left (stored, logged and published once), and who a call id belongs to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.adapters.db.conferences import ConferenceRepository
+from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
+from engine.services.bus import Bus, DomainEvent
+
+IN_CALL_STATES = (ParticipantState.CALLING, ParticipantState.RINGING)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class ParticipantStates:
+    """Records participants' call states in the conference repository and publishes them."""
+
+    def __init__(self, repo: ConferenceRepository, bus: Bus) -> None:
+        self.repo = repo
+        self.bus = bus
+        self._owners: dict[int, int | None] = {}  # conference id -> owner id
+
+    def remember(self, conference: Conference) -> None:
+        self._owners[conference.id] = conference.owner_id
+
+    async def owner_of(self, conference_id: int) -> int | None:
+        if conference_id not in self._owners:
+            conference = await self.repo.get(conference_id, with_participants=False)
+            self._owners[conference_id] = conference.owner_id if conference else None
+        return self._owners[conference_id]
+
+    async def by_call_id(self, call_id: str, node_id: str) -> Participant | None:
+        """The participant whose call is ``call_id`` on ``node_id``."""
+        if not call_id:
+            return None
+        participant = await self.repo.participant_by_call_id(call_id)
+        if participant is None or (participant.node_id and participant.node_id != node_id):
+            return None
+        return participant
+
+    async def mark_failed(self, participant: Participant, owner_id: int | None, reason: FailureReason,
+                          cause: int | None, *, detail: dict[str, Any] | None = None,
+                          only_states: Iterable[str] = IN_CALL_STATES) -> Participant | None:
+        """Record a failed call (reason, cause), log and publish it; None if the participant was
+        no longer in ``only_states``."""
+        updated = await self.repo.update_participant(
+            participant.id, only_states=only_states, state=ParticipantState.FAILED,
+            failure_reason=reason, hangup_cause=cause, talking=False)
+        if updated is None:
+            return None
+        await self.repo.log_event(participant.conference_id, "participant.failed",
+                                  participant_id=participant.id,
+                                  detail={"reason": str(reason), "cause": cause, **(detail or {})})
+        await self.publish("participant.state", participant.conference_id, owner_id, participant.id,
+                           state="failed", reason=str(reason), cause=cause)
+        return updated
+
+    async def mark_left(self, participant: Participant, cause: int | None) -> None:
+        """A connected participant left the room: record, log and publish it (once)."""
+        updated = await self.repo.mark_left(participant.id, now_utc())
+        if updated is None:
+            return
+        if cause is not None:
+            await self.repo.update_participant(participant.id, hangup_cause=cause)
+        await self.repo.log_event(participant.conference_id, "participant.left", participant_id=participant.id,
+                                  detail={"connected_seconds": updated.connected_seconds, "cause": cause})
+        owner_id = await self.owner_of(participant.conference_id)
+        await self.publish("participant.state", participant.conference_id, owner_id, participant.id,
+                           state="left", reason=None, cause=cause)
+
+    async def publish(self, kind: str, conference_id: int, owner_id: int | None,
+                      participant_id: int | None = None, **data: Any) -> None:
+        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
+                                           participant_id=participant_id, data=data))
