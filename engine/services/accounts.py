@@ -16,8 +16,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from engine.adapters.db.account_links import AccountLinkRepository
-from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.accounts import AccountLinkRepository, AccountRepository
 from engine.adapters.db.sessions import SessionRepository
 from engine.adapters.mail import SmtpMailer
 from engine.config import Settings
@@ -266,11 +265,10 @@ class AccountService:
 
     async def confirm_email_change(self, secret: str) -> Account:
         """Set the confirmed address, once."""
-        used = await self.links.consume(EMAIL_CHANGE, _token_hash(secret), datetime.now(UTC)) \
+        used = await self.links.consume(EMAIL_CHANGE, _token_hash(secret), datetime.now(UTC), set_email=True) \
             if _link_shape(secret) else None
         if used is None:
             raise ValidationError("This link is not valid: it was used already, it expired or it is wrong", "link")
-        await self.links.set_email(used["account_id"], used["new_email"])
         await self._audit("account.email_changed", used["account_id"])
         return await self.get(used["account_id"])
 

@@ -26,8 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.adapters.ami import AmiAdapter, AmiEvent, is_channel
-from engine.adapters.db.call_slots import CallSlotRepository, SlotGrant, SlotRequest
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, SlotGrant, SlotRequest
 from engine.config import Settings
 from engine.domain.dialout import should_retry
 from engine.domain.errors import AmiError, Forbidden, RateLimited, ValidationError
@@ -264,7 +263,7 @@ class CallService:
         (accounts take turns at the pacer); returns the ids queued. Participants already in a call
         are skipped. Each dial-out takes a slot within the account's dial-outs per minute and
         concurrent outbound calls and the system's concurrent outbound calls, atomically in
-        PostgreSQL (engine/adapters/db/call_slots.py). ``strict_rate`` raises RateLimited when
+        PostgreSQL (engine/adapters/db/conferences.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
         and the limit named in the event log."""
         number_plan = await self.plans.for_account(conference.owner_id)

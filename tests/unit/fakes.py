@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from engine.adapters.ami import AmiEvent
-from engine.adapters.db.call_slots import SlotGrant, SlotRequest
+from engine.adapters.db.conferences import SlotGrant, SlotRequest
 from engine.config import Settings
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, Origin, Participant, ParticipantState, Role

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine.adapters.db.call_slots import SlotGrant
+from engine.adapters.db.conferences import SlotGrant
 from engine.config import Settings
 from engine.domain.errors import Forbidden, LimitExceeded, ValidationError
 from engine.domain.model import ConferencePlan, ParticipantPlan
