@@ -34,8 +34,11 @@ MANAGED_WRITABLE = frozenset({"name", "email", "language", "timezone", "max_part
                               "blocked", "plan_group", "recording_allowed"})
 
 
+_ACCOUNT_FIELDS = tuple(name.strip() for name in ACCOUNT_COLUMNS.split(","))
+
+
 def _account(row: asyncpg.Record) -> Account:
-    return Account(**dict(row))
+    return Account(**{name: row[name] for name in _ACCOUNT_FIELDS})
 
 
 def _managed(row: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -64,11 +67,7 @@ class AccountRepository:
         """The account and its password hash."""
         row = await self.pool.fetchrow(
             f"SELECT {ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE phone = $1", phone)
-        if row is None:
-            return None
-        values = dict(row)
-        password_hash = values.pop("password_hash")
-        return Account(**values), password_hash
+        return None if row is None else (_account(row), row["password_hash"])
 
     async def id_by_phone(self, phone: str) -> int | None:
         return await self.pool.fetchval("SELECT id FROM accounts WHERE phone = $1", phone)
