@@ -14,19 +14,18 @@ import asyncpg
 
 from engine.adapters.asterisk import AmiLink, MediaNode, MediaNodes
 from engine.adapters.db import create_pool
-from engine.adapters.db.account_links import AccountLinkRepository
-from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.accounts import AccountLinkRepository, AccountRepository
 from engine.adapters.db.addressbook import AddressBookRepository
-from engine.adapters.db.call_slots import CallSlotRepository
+from engine.adapters.db.audit import AuditRepository
 from engine.adapters.db.captchas import CaptchaRepository
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository
 from engine.adapters.db.dialin import DialinRepository
 from engine.adapters.db.idempotency import IdempotencyRepository
 from engine.adapters.db.metrics import MetricsRepository
 from engine.adapters.db.migrations import migrate
 from engine.adapters.db.nodes import NodeRepository
 from engine.adapters.db.notifications import NotificationRepository
-from engine.adapters.db.operator import AuditRepository, OperatorRepository
+from engine.adapters.db.operator import OperatorRepository
 from engine.adapters.db.pictures import PicturesRepository
 from engine.adapters.db.prompts import PromptRepository
 from engine.adapters.db.recordings import RecordingRepository

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from engine.adapters.db.operator import AuditRepository
+from engine.adapters.db.audit import AuditRepository
 from engine.services.bus import Bus, DomainEvent
 
 log = logging.getLogger(__name__)

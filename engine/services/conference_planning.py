@@ -142,33 +142,29 @@ class ConferencePlanning:
         if "start" in changes:
             self.checks.refuse_past_start(checked.start)
         ends_at = checked.start + self.records.minutes(checked.duration_minutes)
+        participants = None if "participants" not in changes else [
+            dict(number=p.number, name=p.name, email=p.email, role=str(p.role), node_id=conference.node_id)
+            for p in checked.participants]
+        changed = sorted(changes)
         try:
-            moved = await self.repo.reschedule(conference.id, conference.owner_id, checked.start, ends_at,
-                                               version=expected_version)
+            updated = await self.repo.replan(
+                conference.id, conference.owner_id, dict(
+                    subject=checked.subject, starts_at=checked.start, duration_minutes=checked.duration_minutes,
+                    ends_at=ends_at, max_participants=checked.max_participants, auto_invite=checked.auto_invite,
+                    auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
+                    reminder_minutes=checked.reminder_minutes, timezone=checked.timezone,
+                    language=checked.language or conference.language,
+                    notify_participants=checked.notify_participants, recording=checked.recording),
+                participants=participants, version=expected_version, event="conference.updated",
+                actor=actor_of(owner_id), detail={"changed": changed})
         except OverLimit as exc:
             raise self.checks.concurrency_refused(conference.owner_id, exc) from None
-        if moved is None and expected_version is not None:
+        if updated is None and expected_version is not None:
             now = await self.records.owned(owner_id, conference.id)
             if now.state == ConferenceState.SCHEDULED and now.version != expected_version:
                 raise VersionConflict("the conference was changed meanwhile", now)
-        if moved is None:
+        if updated is None:
             raise StateConflict("only a scheduled conference can be changed; this one started meanwhile")
-        if "participants" in changes:
-            await self.repo.delete_planned_participants(conference.id)
-            for p in checked.participants:
-                await self.repo.add_participant(conference.id, number=p.number, name=p.name, email=p.email,
-                                                role=str(p.role), node_id=conference.node_id)
-        updated = await self.repo.update(
-            conference.id, subject=checked.subject, starts_at=checked.start,
-            duration_minutes=checked.duration_minutes, ends_at=ends_at,
-            max_participants=checked.max_participants, auto_invite=checked.auto_invite,
-            auto_extend_minutes=checked.auto_extend_minutes, guest_pin_required=checked.guest_pin_required,
-            reminder_minutes=checked.reminder_minutes, timezone=checked.timezone,
-            language=checked.language or conference.language, notify_participants=checked.notify_participants,
-            recording=checked.recording)
-        changed = sorted(changes)
-        await self.repo.log_event(conference.id, "conference.updated", actor=actor_of(owner_id),
-                                  detail={"changed": changed})
         await self.records.publish("conference.updated", updated, changed=changed)
         self.records.wake_scheduler()
         return await self.records.owned(owner_id, conference.id)

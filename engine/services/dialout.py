@@ -23,8 +23,7 @@ from engine.adapters.asterisk import (
     Ringing,
 )
 from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS, failure_from, is_dialout_id, new_dialout_id
-from engine.adapters.db.call_slots import CallSlotRepository, SlotRequest
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, SlotRequest
 from engine.config import Settings
 from engine.domain.dialout import LIMIT_WHY, limit_refusal, should_retry
 from engine.domain.errors import AmiError, Forbidden, ValidationError
@@ -101,7 +100,7 @@ class DialOutService:
         (accounts take turns at the pacer); returns the ids queued. Participants already in a call
         are skipped. Each dial-out takes a slot within the account's dial-outs per minute and
         concurrent outbound calls and the system's concurrent outbound calls, atomically in
-        PostgreSQL (engine/adapters/db/call_slots.py). ``strict_rate`` raises RateLimited when
+        PostgreSQL (engine/adapters/db/conferences.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
         and the limit named in the event log."""
         number_plan = await self.plans.for_account(conference.owner_id)

@@ -190,7 +190,7 @@ class RecoveryService:
         # queued): judge those again once any such call would have rung out
         grace = self.settings.ring_timeout + SETUP_GRACE_SECONDS
         fresh_ids = [p.id for _, p in vanished] if not report.asterisk_restarted else []
-        recent = await self.nodes.changed_recently(fresh_ids, grace) if fresh_ids else set()
+        recent = await self.repo.changed_recently(fresh_ids, grace) if fresh_ids else set()
         for conference, participant in vanished:
             if participant.id in recent:
                 report.deferred.append(participant.id)
@@ -199,7 +199,7 @@ class RecoveryService:
         if report.deferred:
             self._recheck_later(node_id, grace)
         # rooms of conferences that are over but still have members (the engine died ending them)
-        for conference_id, room in await self.nodes.finished_rooms(node_id, sorted(rooms)) if rooms else []:
+        for conference_id, room in await self.repo.finished_rooms(node_id, sorted(rooms)) if rooms else []:
             for member in (await self._members(adapter, room)).values():
                 with contextlib.suppress(AmiError):
                     await adapter.hangup_channel(member.channel)

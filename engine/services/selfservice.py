@@ -11,8 +11,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.adapters.db.account_links import AccountLinkRepository
-from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.accounts import AccountLinkRepository, AccountRepository
 from engine.adapters.mail import SmtpMailer
 from engine.config import Settings
 from engine.domain import accounts as rules
@@ -131,11 +130,10 @@ class AccountSelfService:
 
     async def confirm_email_change(self, secret: str) -> Account:
         """Set the confirmed address, once."""
-        used = await self.links.consume(EMAIL_CHANGE, hash_secret(secret), datetime.now(UTC)) \
+        used = await self.links.consume(EMAIL_CHANGE, hash_secret(secret), datetime.now(UTC), set_email=True) \
             if _link_shape(secret) else None
         if used is None:
             raise ValidationError("This link is not valid: it was used already, it expired or it is wrong", "link")
-        await self.links.set_email(used["account_id"], used["new_email"])
         await self._audit("account.email_changed", used["account_id"])
         return await self.accounts.get(used["account_id"])
 

@@ -51,7 +51,7 @@ class TokenService:
 
     async def issue_for_phone(self, phone: str, name: str = "", *, expires_in_days: int | None = None) -> IssuedToken:
         """Issue a token for the account with this phone login (the CLI's ``token create``)."""
-        account_id = await self._tokens.account_id_by_phone(account_phone(phone))
+        account_id = await self._accounts.id_by_phone(account_phone(phone))
         if account_id is None:
             raise NotFound("no account %(phone)s", phone=phone)
         return await self.issue(account_id, name, expires_in_days=expires_in_days)

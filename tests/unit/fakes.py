@@ -16,7 +16,7 @@ from typing import Any
 from engine.adapters.asterisk import MediaNode, MediaNodes
 from engine.adapters.asterisk.ami import AmiEvent
 from engine.adapters.asterisk.contract import ANNOUNCER_PREFIX
-from engine.adapters.db.call_slots import SlotGrant, SlotRequest
+from engine.adapters.db.conferences import SlotGrant, SlotRequest
 from engine.config import Settings
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, Origin, Participant, ParticipantState, Role

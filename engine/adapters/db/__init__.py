@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,12 +34,12 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20,
         raise ConfigError(f"PostgreSQL at {describe_url(url)} refused the connection: {exc}") from None
 
 
-def update_by_id(table: str, values: dict[str, Any], allowed: Collection[str], returning: str) -> tuple[str, list[Any]]:
-    """``UPDATE table SET <values> WHERE id = $1 RETURNING ...`` for the allowed columns only;
-    the caller passes the id first, then the returned arguments."""
-    unknown = set(values) - set(allowed)
-    if unknown or not values:
-        raise KeyError(f"not updatable: {sorted(unknown) or 'nothing'}")
-    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, start=2))
-    return (f"UPDATE {table} SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {returning}",
-            list(values.values()))
+def assignments(changes: dict[str, Any], allowed: Collection[str], start: int) -> tuple[str, list[Any]]:
+    """The ``SET`` list of an UPDATE: ``col = $start, col = $start+1, ...`` for the given columns
+    (each must be in ``allowed``, else KeyError) and their values in that order, enums as their
+    values. The one way every repository writes a chosen set of columns."""
+    unknown = set(changes) - set(allowed)
+    if unknown or not changes:
+        raise KeyError(f"not writable: {sorted(unknown) or 'nothing'}")
+    values = [value.value if isinstance(value, Enum) else value for value in changes.values()]
+    return ", ".join(f"{name} = ${i}" for i, name in enumerate(changes, start=start)), values

@@ -8,11 +8,16 @@ from typing import Any
 
 import asyncpg
 
+from engine.adapters.db import assignments
 from engine.domain.accounts import Contact, Room, Template, TemplateParticipant
 
 TEMPLATE_COLUMNS = ("id, owner_id, name, subject, duration_minutes, max_participants, auto_invite, "
                     "auto_extend_minutes, guest_pin_required, reminder_minutes, participants, is_default, language, "
                     "recording")
+
+_TEMPLATE_WRITABLE = frozenset(c.strip() for c in TEMPLATE_COLUMNS.split(",")) - {"id", "owner_id"}
+CONTACT_COLUMNS = "id, owner_id, name, number, email"
+ROOM_COLUMNS = "id, owner_id, name, number, location"
 
 
 class DuplicateName(Exception):  # noqa: N818 (a refusal, not a fault)
@@ -23,6 +28,14 @@ def _template(row: asyncpg.Record) -> Template:
     values = dict(row)
     values["participants"] = [TemplateParticipant(**p) for p in json.loads(values["participants"])]
     return Template(**values)
+
+
+def _contact(row: asyncpg.Record) -> Contact:
+    return Contact(**dict(row))
+
+
+def _room(row: asyncpg.Record) -> Room:
+    return Room(**dict(row))
 
 
 def _like(query: str) -> str:
@@ -37,30 +50,30 @@ class AddressBookRepository:
     # contacts
     async def contacts(self, owner_id: int, search: str = "") -> list[Contact]:
         rows = await self.pool.fetch(
-            """SELECT id, owner_id, name, number, email FROM contacts
+            f"""SELECT {CONTACT_COLUMNS} FROM contacts
                WHERE owner_id = $1 AND ($2 = '' OR name ILIKE $3 OR number LIKE $3 OR email ILIKE $3)
                ORDER BY lower(name), id""", owner_id, search, _like(search))
-        return [Contact(**dict(r)) for r in rows]
+        return [_contact(r) for r in rows]
 
     async def contact(self, owner_id: int, contact_id: int) -> Contact | None:
         row = await self.pool.fetchrow(
-            "SELECT id, owner_id, name, number, email FROM contacts WHERE owner_id = $1 AND id = $2",
+            f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE owner_id = $1 AND id = $2",
             owner_id, contact_id)
-        return Contact(**dict(row)) if row else None
+        return _contact(row) if row else None
 
     async def insert_contact(self, owner_id: int, name: str, number: str, email: str | None) -> Contact:
         row = await self.pool.fetchrow(
-            """INSERT INTO contacts (owner_id, name, number, email) VALUES ($1, $2, $3, $4)
-               RETURNING id, owner_id, name, number, email""", owner_id, name, number, email)
-        return Contact(**dict(row))
+            f"""INSERT INTO contacts (owner_id, name, number, email) VALUES ($1, $2, $3, $4)
+               RETURNING {CONTACT_COLUMNS}""", owner_id, name, number, email)
+        return _contact(row)
 
     async def update_contact(self, owner_id: int, contact_id: int, name: str, number: str,
                              email: str | None) -> Contact | None:
         row = await self.pool.fetchrow(
-            """UPDATE contacts SET name = $3, number = $4, email = $5, updated_at = now()
-               WHERE owner_id = $1 AND id = $2 RETURNING id, owner_id, name, number, email""",
+            f"""UPDATE contacts SET name = $3, number = $4, email = $5, updated_at = now()
+               WHERE owner_id = $1 AND id = $2 RETURNING {CONTACT_COLUMNS}""",
             owner_id, contact_id, name, number, email)
-        return Contact(**dict(row)) if row else None
+        return _contact(row) if row else None
 
     async def delete_contact(self, owner_id: int, contact_id: int) -> bool:
         status = await self.pool.execute("DELETE FROM contacts WHERE owner_id = $1 AND id = $2", owner_id, contact_id)
@@ -69,29 +82,29 @@ class AddressBookRepository:
     # rooms
     async def rooms(self, owner_id: int, search: str = "") -> list[Room]:
         rows = await self.pool.fetch(
-            """SELECT id, owner_id, name, number, location FROM rooms
+            f"""SELECT {ROOM_COLUMNS} FROM rooms
                WHERE owner_id = $1 AND ($2 = '' OR name ILIKE $3 OR number LIKE $3 OR location ILIKE $3)
                ORDER BY lower(name), id""", owner_id, search, _like(search))
-        return [Room(**dict(r)) for r in rows]
+        return [_room(r) for r in rows]
 
     async def room(self, owner_id: int, room_id: int) -> Room | None:
         row = await self.pool.fetchrow(
-            "SELECT id, owner_id, name, number, location FROM rooms WHERE owner_id = $1 AND id = $2",
+            f"SELECT {ROOM_COLUMNS} FROM rooms WHERE owner_id = $1 AND id = $2",
             owner_id, room_id)
-        return Room(**dict(row)) if row else None
+        return _room(row) if row else None
 
     async def insert_room(self, owner_id: int, name: str, number: str, location: str) -> Room:
         row = await self.pool.fetchrow(
-            """INSERT INTO rooms (owner_id, name, number, location) VALUES ($1, $2, $3, $4)
-               RETURNING id, owner_id, name, number, location""", owner_id, name, number, location)
-        return Room(**dict(row))
+            f"""INSERT INTO rooms (owner_id, name, number, location) VALUES ($1, $2, $3, $4)
+               RETURNING {ROOM_COLUMNS}""", owner_id, name, number, location)
+        return _room(row)
 
     async def update_room(self, owner_id: int, room_id: int, name: str, number: str, location: str) -> Room | None:
         row = await self.pool.fetchrow(
-            """UPDATE rooms SET name = $3, number = $4, location = $5, updated_at = now()
-               WHERE owner_id = $1 AND id = $2 RETURNING id, owner_id, name, number, location""",
+            f"""UPDATE rooms SET name = $3, number = $4, location = $5, updated_at = now()
+               WHERE owner_id = $1 AND id = $2 RETURNING {ROOM_COLUMNS}""",
             owner_id, room_id, name, number, location)
-        return Room(**dict(row)) if row else None
+        return _room(row) if row else None
 
     async def delete_room(self, owner_id: int, room_id: int) -> bool:
         status = await self.pool.execute("DELETE FROM rooms WHERE owner_id = $1 AND id = $2", owner_id, room_id)
@@ -136,14 +149,12 @@ class AddressBookRepository:
             if values.get("is_default"):
                 await conn.execute(
                     "UPDATE templates SET is_default = false WHERE owner_id = $1 AND id <> $2", owner_id, template_id)
-            assignments = ", ".join(
-                f"{name} = ${i}::jsonb" if name == "participants" else f"{name} = ${i}"
-                for i, name in enumerate(values, start=3))
-            sets = f"{assignments}, updated_at = now()" if assignments else "updated_at = now()"
+            sets, args = assignments(values, _TEMPLATE_WRITABLE, 3) if values else ("", [])
             try:
                 row = await conn.fetchrow(
-                    f"UPDATE templates SET {sets} WHERE owner_id = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}",
-                    owner_id, template_id, *values.values())
+                    f"UPDATE templates SET {sets + ', ' if sets else ''}updated_at = now() "
+                    f"WHERE owner_id = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}",
+                    owner_id, template_id, *args)
             except asyncpg.UniqueViolationError:
                 raise DuplicateName() from None
         return _template(row) if row else None

@@ -1,16 +1,22 @@
-"""Conference repository: all SQL for conferences, their participants, their event log and the
-account limits the conference rules need."""
+"""The conference aggregate's SQL: a conference row, its participants (planned, dialled out, dialled
+in) and its event log, with the one row mapper of each and the account limits its transactions
+check. A conference and its participants change together, so every change that touches both (a
+plan, a new plan of a scheduled conference, a dial-in caller, a claim of dial-out slots) is one
+transaction here. A series (``conference_series``) is an aggregate of its own with its own
+module; the conferences it materialises are rows of this one and are queried here."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import asyncpg
 
+from engine.adapters.db import assignments
+from engine.adapters.db.accounts import AccountRepository
 from engine.domain.model import (
     Conference,
     ConferenceState,
@@ -39,6 +45,11 @@ _PARTICIPANT_WRITABLE = frozenset(PARTICIPANT_COLUMNS) - {"id", "conference_id"}
 _CONF_SELECT = ", ".join(CONFERENCE_COLUMNS)
 _PART_SELECT = ", ".join(PARTICIPANT_COLUMNS)
 LIVE_PARTICIPANT_STATES = ("calling", "ringing", "connected")
+# A dial-in caller who got a room but whose ConfbridgeJoin has not arrived yet still takes a seat.
+PENDING_SEAT_SECONDS = 30
+_PART_RETURNING = ", ".join(f"p.{column}" for column in PARTICIPANT_COLUMNS)
+# pg_advisory_xact_lock key of the system-wide count of outbound calls ('veche' 11).
+SYSTEM_CALLS_LOCK = 0x76656368_0011
 
 
 class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
@@ -51,7 +62,7 @@ class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
         self.current = current
 
 
-def _conference(row: asyncpg.Record) -> Conference:
+def conference_from_row(row: asyncpg.Record) -> Conference:
     data = {k: row[k] for k in CONFERENCE_COLUMNS}
     data["state"] = ConferenceState(data["state"])
     return Conference(**data)
@@ -66,33 +77,17 @@ def participant_from_row(row: asyncpg.Record) -> Participant:
     return Participant(**data)
 
 
-def _sets(changes: dict[str, Any], allowed: frozenset[str], start: int) -> tuple[str, list[Any]]:
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValueError(f"not writable: {sorted(unknown)}")
-    parts, values = [], []
-    for offset, (key, value) in enumerate(changes.items()):
-        parts.append(f"{key} = ${start + offset}")
-        values.append(value.value if isinstance(value, Enum) else value)
-    return ", ".join(parts), values
-
-
 class ConferenceRepository:
     """SQL for the conference aggregate. Methods take/return domain objects; owner checks are
     done in SQL (``owner_id`` None = operator/system, no check)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-
-    # ------------------------------------------------------------------ accounts (limits)
+        self.accounts = AccountRepository(pool)
 
     async def account_limits(self, account_id: int) -> dict[str, Any] | None:
-        """The account's phone, blocked flag and limits, or None when there is no such account."""
-        row = await self.pool.fetchrow(
-            "SELECT id, phone, blocked, max_participants, max_concurrent_conferences, "
-            "max_dialouts_per_minute, max_concurrent_calls, language, recording_allowed FROM accounts WHERE id = $1",
-            account_id)
-        return dict(row) if row else None
+        """The owner's phone, blocked flag and limits, or None when there is no such account."""
+        return await self.accounts.limits(account_id)
 
     # ------------------------------------------------------------------ conferences
 
@@ -110,7 +105,7 @@ class ConferenceRepository:
             row = await conn.fetchrow(
                 f"INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
                 f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
-            conference = _conference(row)
+            conference = conference_from_row(row)
             for plan in participants:
                 conference.participants.append(
                     await self._insert_participant(conn, conference.id, **plan))
@@ -145,7 +140,36 @@ class ConferenceRepository:
                 "WHERE id = $1 AND state = 'scheduled' AND ($4::integer IS NULL OR version = $4) "
                 f"RETURNING {_CONF_SELECT}",
                 conference_id, starts_at, ends_at, version)
-        return _conference(row) if row else None
+        return conference_from_row(row) if row else None
+
+    async def replan(self, conference_id: int, owner_id: int, fields: dict[str, Any], *,
+                     participants: Iterable[dict[str, Any]] | None = None, version: int | None = None,
+                     event: str | None = None, actor: str = "engine",
+                     detail: dict[str, Any] | None = None) -> Conference | None:
+        """Give a scheduled conference a new plan in one transaction: ``fields`` (which carry
+        ``starts_at`` and ``ends_at``) are written within the owner's limit of concurrent
+        conferences (OverLimit), the planned participants are replaced by ``participants`` when
+        given, and ``event`` is logged. None when it is not scheduled any more or, with
+        ``version``, when its version is not that one any more. When any statement fails (an
+        invalid participant, a limit) nothing of the conference has changed."""
+        sets, values = assignments(fields, _CONFERENCE_WRITABLE, 3)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._check_overlap(conn, owner_id, fields["starts_at"], fields["ends_at"], conference_id)
+            row = await conn.fetchrow(
+                f"UPDATE conferences SET {sets}, updated_at = now() WHERE id = $1 AND state = 'scheduled' "
+                f"AND ($2::integer IS NULL OR version = $2) RETURNING {_CONF_SELECT}",
+                conference_id, version, *values)
+            if row is None:
+                return None
+            conference = conference_from_row(row)
+            if participants is not None:
+                await conn.execute(
+                    "DELETE FROM participants WHERE conference_id = $1 AND state = 'planned'", conference_id)
+                for plan in participants:
+                    await self._insert_participant(conn, conference_id, **plan)
+            if event is not None:
+                await self._log(conn, conference_id, event, actor=actor, detail=detail)
+        return conference
 
     async def get(self, conference_id: int, owner_id: int | None = None,
                   with_participants: bool = True) -> Conference | None:
@@ -155,7 +179,7 @@ class ConferenceRepository:
             conference_id, owner_id)
         if row is None:
             return None
-        conference = _conference(row)
+        conference = conference_from_row(row)
         if with_participants:
             conference.participants = await self.participants(conference.id)
         return conference
@@ -163,7 +187,7 @@ class ConferenceRepository:
     async def get_by_room(self, room: str) -> Conference | None:
         """The conference whose ConfBridge room is ``room`` (participants not filled)."""
         row = await self.pool.fetchrow(f"SELECT {_CONF_SELECT} FROM conferences WHERE room = $1", room)
-        return _conference(row) if row else None
+        return conference_from_row(row) if row else None
 
     async def list(self, owner_id: int | None, states: Iterable[str] | None = None,
                    node_id: str | None = None) -> list[Conference]:
@@ -173,7 +197,7 @@ class ConferenceRepository:
             f"SELECT {_CONF_SELECT} FROM conferences WHERE ($1::bigint IS NULL OR owner_id = $1) "
             "AND ($2::text[] IS NULL OR state = ANY($2)) AND ($3::text IS NULL OR node_id = $3) "
             "ORDER BY starts_at DESC, id DESC", owner_id, state_list, node_id)
-        return await self._with_participants([_conference(r) for r in rows])
+        return await self._with_participants([conference_from_row(r) for r in rows])
 
     async def history(self, owner_id: int | None, since: datetime, until: datetime) -> list[Conference]:
         """Finished (ended/cancelled/failed) conferences whose start is in [since, until)."""
@@ -181,7 +205,7 @@ class ConferenceRepository:
             f"SELECT {_CONF_SELECT} FROM conferences WHERE ($1::bigint IS NULL OR owner_id = $1) "
             "AND state IN ('ended', 'cancelled', 'failed') AND starts_at >= $2 AND starts_at < $3 "
             "ORDER BY starts_at DESC, id DESC", owner_id, since, until)
-        return await self._with_participants([_conference(r) for r in rows])
+        return await self._with_participants([conference_from_row(r) for r in rows])
 
     async def _with_participants(self, conferences: list[Conference]) -> list[Conference]:
         if not conferences:
@@ -196,29 +220,29 @@ class ConferenceRepository:
 
     async def update(self, conference_id: int, **changes: Any) -> Conference | None:
         """Write the given columns (updated_at follows) and return the conference."""
-        sets, values = _sets(changes, _CONFERENCE_WRITABLE, 2)
+        sets, values = assignments(changes, _CONFERENCE_WRITABLE, 2)
         row = await self.pool.fetchrow(
             f"UPDATE conferences SET {sets}, updated_at = now() WHERE id = $1 RETURNING {_CONF_SELECT}",
             conference_id, *values)
-        return _conference(row) if row else None
+        return conference_from_row(row) if row else None
 
     async def transition(self, conference_id: int, from_states: Iterable[str], to_state: str,
                          **changes: Any) -> Conference | None:
         """Compare-and-set the state: returns the updated conference, or None when it was not in
         one of ``from_states`` (so two engines never both start or end a conference)."""
-        sets, values = _sets({"state": to_state, **changes}, _CONFERENCE_WRITABLE, 3)
+        sets, values = assignments({"state": to_state, **changes}, _CONFERENCE_WRITABLE, 3)
         row = await self.pool.fetchrow(
             f"UPDATE conferences SET {sets}, updated_at = now() WHERE id = $1 AND state = ANY($2) "
             f"RETURNING {_CONF_SELECT}", conference_id, [str(s) for s in from_states], *values)
-        return _conference(row) if row else None
+        return conference_from_row(row) if row else None
 
     async def transition_if_over(self, conference_id: int, to_state: str, **changes: Any) -> Conference | None:
         """Move a scheduled conference whose planned end has already passed to ``to_state``."""
-        sets, values = _sets({"state": to_state, **changes}, _CONFERENCE_WRITABLE, 2)
+        sets, values = assignments({"state": to_state, **changes}, _CONFERENCE_WRITABLE, 2)
         row = await self.pool.fetchrow(
             f"UPDATE conferences SET {sets}, updated_at = now() WHERE id = $1 AND state = 'scheduled' "
             f"AND ends_at <= clock_timestamp() RETURNING {_CONF_SELECT}", conference_id, *values)
-        return _conference(row) if row else None
+        return conference_from_row(row) if row else None
 
     async def extend(self, conference_id: int, seconds: float, minutes: int,
                      count_against_cap: bool) -> Conference | None:
@@ -230,7 +254,7 @@ class ConferenceRepository:
             "WHERE id = $1 AND state = 'running' "
             "AND (NOT $4 OR extended_minutes + $3 <= extend_cap_minutes) "
             f"RETURNING {_CONF_SELECT}", conference_id, float(seconds), minutes, count_against_cap)
-        return _conference(row) if row else None
+        return conference_from_row(row) if row else None
 
     # ------------------------------------------------------------------ scheduling queries
 
@@ -249,7 +273,7 @@ class ConferenceRepository:
         rows = await self.pool.fetch(
             f"SELECT {_CONF_SELECT} FROM conferences WHERE state = 'scheduled' AND node_id = $1 "
             "AND starts_at <= $2 ORDER BY starts_at", node_id, now)
-        return [_conference(r) for r in rows]
+        return [conference_from_row(r) for r in rows]
 
     async def due_warnings(self, node_id: str, now: datetime, warning_seconds: float) -> list[Conference]:
         """Running conferences on the node that should hear the deadline warning now."""
@@ -257,20 +281,83 @@ class ConferenceRepository:
             f"SELECT {_CONF_SELECT} FROM conferences WHERE state = 'running' AND node_id = $1 "
             "AND warned_at IS NULL AND ends_at - make_interval(secs => $3) <= $2 AND ends_at > $2",
             node_id, now, float(warning_seconds))
-        return [_conference(r) for r in rows]
+        return [conference_from_row(r) for r in rows]
 
     async def due_ends(self, node_id: str, now: datetime) -> list[Conference]:
         """Running conferences on the node whose deadline has come."""
         rows = await self.pool.fetch(
             f"SELECT {_CONF_SELECT} FROM conferences WHERE state = 'running' AND node_id = $1 "
             "AND ends_at <= $2 ORDER BY ends_at", node_id, now)
-        return [_conference(r) for r in rows]
+        return [conference_from_row(r) for r in rows]
 
     async def mark_warned(self, conference_id: int) -> bool:
         """Record that the warning was played (True only for the first caller)."""
         result = await self.pool.execute(
             "UPDATE conferences SET warned_at = now() WHERE id = $1 AND warned_at IS NULL", conference_id)
         return result.endswith(" 1")
+
+    async def set_recording_error(self, conference_id: int, error: str | None) -> None:
+        """What went wrong with the conference's recording (None: nothing)."""
+        await self.pool.execute("UPDATE conferences SET recording_error = $2 WHERE id = $1", conference_id, error)
+
+    async def mark_occurrence_changed(self, conference_id: int) -> None:
+        """A series occurrence was changed on its own (it no longer follows the series' plan)."""
+        await self.pool.execute(
+            "UPDATE conferences SET occurrence_changed = true, updated_at = now() WHERE id = $1", conference_id)
+
+    # ------------------------------------------------------------------ look-ups by number, series, owner, node
+
+    async def conference_by_number(self, number: str) -> Conference | None:
+        """The live conference with this number (running, else the next scheduled occurrence of
+        a series), else the latest one that is over, so its callers hear that it ended. A blocked
+        account's conferences are unknown to callers."""
+        row = await self.pool.fetchrow(
+            f"SELECT {_CONF_SELECT} FROM conferences WHERE conference_number = $1 "
+            "AND owner_id NOT IN (SELECT id FROM accounts WHERE blocked) "
+            "ORDER BY (state = 'running') DESC, (state = 'scheduled') DESC, "
+            "CASE WHEN state = 'scheduled' THEN starts_at END, starts_at DESC LIMIT 1", number)
+        return conference_from_row(row) if row else None
+
+    async def series_conference_ids(self, series_id: int, states: Iterable[str] | None = None) -> list[int]:
+        """The series' conferences (occurrences or sessions), earliest start first."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM conferences WHERE series_id = $1 AND ($2::text[] IS NULL OR state = ANY($2)) "
+            "ORDER BY starts_at, id", series_id, list(states) if states else None)
+        return [row["id"] for row in rows]
+
+    async def occurrence_starts(self, series_id: int) -> dict[datetime, str]:
+        """Every materialised occurrence of a series: the rule's start -> the occurrence's state."""
+        rows = await self.pool.fetch(
+            "SELECT occurrence_at, state FROM conferences WHERE series_id = $1 AND occurrence_at IS NOT NULL",
+            series_id)
+        return {row["occurrence_at"]: row["state"] for row in rows}
+
+    async def owner_conference_ids(self, owner_id: int, states: Iterable[str]) -> list[int]:
+        """The owner's conferences in the given states."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM conferences WHERE owner_id = $1 AND state = ANY($2::text[]) ORDER BY id",
+            owner_id, [str(s) for s in states])
+        return [r["id"] for r in rows]
+
+    async def running_overview(self) -> list[dict[str, Any]]:
+        """Every running conference with its owner and participant counts (the operator's page)."""
+        rows = await self.pool.fetch(
+            "SELECT c.id, c.subject, c.node_id, c.room, c.conference_number, c.started_at, c.ends_at, "
+            "c.max_participants, c.locked, c.owner_id, a.phone AS owner_phone, a.name AS owner_name, "
+            "count(p.id) FILTER (WHERE p.state = 'connected') AS connected, "
+            "count(p.id) FILTER (WHERE p.state IN ('calling', 'ringing')) AS dialling, "
+            "count(p.id) AS participants "
+            "FROM conferences c JOIN accounts a ON a.id = c.owner_id "
+            "LEFT JOIN participants p ON p.conference_id = c.id "
+            "WHERE c.state = 'running' GROUP BY c.id, a.id ORDER BY c.started_at")
+        return [dict(r) for r in rows]
+
+    async def finished_rooms(self, node_id: str, rooms: list[str]) -> list[tuple[int, str]]:
+        """(conference id, room) of the node's conferences that are over but whose room is in ``rooms``."""
+        rows = await self.pool.fetch(
+            "SELECT id, room FROM conferences WHERE node_id = $1 AND room = ANY($2::text[]) "
+            "AND state IN ('ended', 'cancelled', 'failed')", node_id, rooms)
+        return [(r["id"], r["room"]) for r in rows]
 
     # ------------------------------------------------------------------ participants
 
@@ -279,12 +366,13 @@ class ConferenceRepository:
                                   name: str = "", email: str | None = None, role: str = "guest",
                                   origin: str = "dialout", state: str = "planned",
                                   call_id: str | None = None, node_id: str | None = None,
-                                  channel: str | None = None) -> Participant:
+                                  channel: str | None = None, attempts: int = 0) -> Participant:
         row = await conn.fetchrow(
             "INSERT INTO participants (conference_id, number, name, email, role, origin, state, call_id, "
-            f"node_id, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_PART_SELECT}",
+            "node_id, channel, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            f"RETURNING {_PART_SELECT}",
             conference_id, number, name or "", email, str(role), str(origin), str(state), call_id,
-            node_id, channel)
+            node_id, channel, attempts)
         return participant_from_row(row)
 
     async def add_participant(self, conference_id: int, *, number: str, name: str = "",
@@ -330,7 +418,7 @@ class ConferenceRepository:
                                  **changes: Any) -> Participant | None:
         """Write the given columns; with ``only_states`` only when the participant is in one of
         them (None when not applied)."""
-        sets, values = _sets(changes, _PARTICIPANT_WRITABLE, 3)
+        sets, values = assignments(changes, _PARTICIPANT_WRITABLE, 3)
         states = [str(s) for s in only_states] if only_states is not None else None
         row = await self.pool.fetchrow(
             f"UPDATE participants SET {sets}, updated_at = now() WHERE id = $1 "
@@ -354,20 +442,55 @@ class ConferenceRepository:
             "SELECT count(*) FROM participants WHERE conference_id = $1 "
             "AND ($2::text[] IS NULL OR state = ANY($2))", conference_id, state_list)
 
-    async def delete_planned_participants(self, conference_id: int) -> None:
-        """Remove the planned (never dialled) participants, to replace the list of a scheduled conference."""
-        await self.pool.execute(
-            "DELETE FROM participants WHERE conference_id = $1 AND state = 'planned'", conference_id)
+    async def add_caller(self, conference_id: int, *, number: str, role: Role, call_id: str,
+                         channel: str | None, node_id: str) -> Participant:
+        """A dial-in caller as a participant (origin dialin, state calling, call_id = the caller
+        channel's uniqueid) and its log entry, in one transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            participant = await self._insert_participant(
+                conn, conference_id, number=number, role=str(role), origin="dialin", state="calling",
+                call_id=call_id, channel=channel, node_id=node_id, attempts=1)
+            await self._log(conn, conference_id, "participant.dialin", actor="caller",
+                            participant_id=participant.id, detail={"number": number, "role": str(role)})
+        return participant
+
+    async def seats_taken(self, conference_id: int) -> int:
+        """Connected participants, plus dial-in callers admitted moments ago and still joining."""
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM participants WHERE conference_id = $1 AND (state = 'connected' "
+            "OR (origin = 'dialin' AND state = 'calling' "
+            f"AND created_at > now() - interval '{PENDING_SEAT_SECONDS} seconds'))", conference_id)
+
+    async def present(self, conference_id: int) -> int:
+        """Participants in the room or on their way in: dialled out and not answered yet, or a
+        dial-in caller admitted moments ago."""
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM participants WHERE conference_id = $1 AND (state = 'connected' "
+            "OR (state IN ('calling', 'ringing') AND (origin = 'dialout' "
+            f"OR created_at > now() - interval '{PENDING_SEAT_SECONDS} seconds')))", conference_id)
+
+    async def changed_recently(self, participant_ids: list[int], seconds: float) -> set[int]:
+        """Those of the participants whose row changed during the last ``seconds``."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM participants WHERE id = ANY($1::bigint[]) "
+            "AND updated_at > now() - make_interval(secs => $2)", participant_ids, float(seconds))
+        return {r["id"] for r in rows}
 
     # ------------------------------------------------------------------ event log
+
+    @staticmethod
+    async def _log(conn: asyncpg.Connection | asyncpg.Pool, conference_id: int, kind: str, *,
+                   actor: str = "engine", participant_id: int | None = None,
+                   detail: dict[str, Any] | None = None) -> None:
+        await conn.execute(
+            "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb)", conference_id, kind, actor, participant_id,
+            json.dumps(detail or {}, default=str))
 
     async def log_event(self, conference_id: int, kind: str, *, actor: str = "engine",
                         participant_id: int | None = None, detail: dict[str, Any] | None = None) -> None:
         """Append one entry to the conference's event log."""
-        await self.pool.execute(
-            "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb)", conference_id, kind, actor, participant_id,
-            json.dumps(detail or {}, default=str))
+        await self._log(self.pool, conference_id, kind, actor=actor, participant_id=participant_id, detail=detail)
 
     async def events(self, conference_id: int) -> list[dict[str, Any]]:
         """The event log, oldest first: at, kind, actor, participant_id, detail."""
@@ -376,3 +499,110 @@ class ConferenceRepository:
             "WHERE conference_id = $1 ORDER BY at, id", conference_id)
         return [{"at": r["at"], "kind": r["kind"], "actor": r["actor"],
                  "participant_id": r["participant_id"], "detail": json.loads(r["detail"])} for r in rows]
+
+
+# ---------------------------------------------------------------------- dial-out slots
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """One participant to dial: its row, the call id chosen for the attempt and where it runs."""
+
+    participant_id: int
+    call_id: str
+    attempts: int
+    node_id: str
+    number: str
+
+
+@dataclass
+class SlotGrant:
+    """What a claim took: the participants now 'calling', and what bound the rest."""
+
+    claimed: list[Participant] = field(default_factory=list)
+    room: int = 0  # how many more dial-outs the limits allowed at the time of the claim
+    bound_by: str | None = None  # the limit that left no room for the rest (None: all claimed)
+    limits: dict[str, int] = field(default_factory=dict)  # the limits as read under the lock
+
+
+class CallSlotRepository:
+    """Counts and takes dial-out slots: the call service's limit rules see only this part of the
+    aggregate. A slot is a dial-out participant in state calling, ringing or connected of a
+    running conference, so every state change that ends a call (and the end of its conference)
+    releases it, and recovery's corrections re-count it. The account row and the system-wide
+    count are locked, the limits read, and the participants moved with their events written, in
+    one transaction, so parallel requests cannot both pass."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def claim(self, owner_id: int, conference_id: int, requests: Sequence[SlotRequest], *,
+                    system_cap: int, from_states: Sequence[str], actor: str,
+                    all_or_nothing: bool, window_seconds: float = 60.0) -> SlotGrant:
+        """Take up to ``len(requests)`` slots for the owner, in order: the account row and the
+        system-wide count are locked, the live calls and the last minute's dial-outs counted, and
+        as many participants as the limits leave room for move to 'calling' with their
+        'participant.dialing' event written, all in this one transaction. With
+        ``all_or_nothing`` nothing is taken unless every request fits."""
+        grant = SlotGrant()
+        async with self.pool.acquire() as conn, conn.transaction():
+            account = await conn.fetchrow(
+                "SELECT max_concurrent_calls, max_dialouts_per_minute FROM accounts WHERE id = $1 "
+                "FOR NO KEY UPDATE", owner_id)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SYSTEM_CALLS_LOCK)
+            system_live = await conn.fetchval(
+                "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+                "WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($1)",
+                list(LIVE_PARTICIPANT_STATES))
+            rooms = {"system_concurrent_calls": system_cap - system_live}
+            grant.limits["system_concurrent_calls"] = system_cap
+            if account is not None:
+                account_live = await conn.fetchval(
+                    "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+                    "WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
+                    "AND p.state = ANY($2)", owner_id, list(LIVE_PARTICIPANT_STATES))
+                recent = await conn.fetchval(
+                    "SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
+                    "WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
+                    "AND e.at > clock_timestamp() - make_interval(secs => $2)", owner_id, float(window_seconds))
+                rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - recent
+                rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - account_live
+                grant.limits["max_dialouts_per_minute"] = account["max_dialouts_per_minute"]
+                grant.limits["max_concurrent_calls"] = account["max_concurrent_calls"]
+            # the tightest limit binds; on a tie the account's own limit is named
+            order = ("max_dialouts_per_minute", "max_concurrent_calls", "system_concurrent_calls")
+            bound_by = min(rooms, key=lambda k: (rooms[k], order.index(k)))
+            grant.room = max(0, rooms[bound_by])
+            if grant.room < len(requests):
+                grant.bound_by = bound_by
+                if all_or_nothing:
+                    return grant
+            taken = list(requests[:grant.room])
+            if not taken:
+                return grant
+            rows = await conn.fetch(
+                "UPDATE participants p SET state = 'calling', call_id = r.call_id, channel = NULL, "
+                "failure_reason = NULL, hangup_cause = NULL, attempts = r.attempts, node_id = r.node_id, "
+                "talking = false, muted = false, updated_at = now() "
+                "FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) AS r(id, call_id, attempts, node_id) "
+                f"WHERE p.id = r.id AND p.state = ANY($5) RETURNING {_PART_RETURNING}",
+                [r.participant_id for r in taken], [r.call_id for r in taken], [r.attempts for r in taken],
+                [r.node_id for r in taken], list(from_states))
+            by_id = {row["id"]: participant_from_row(row) for row in rows}  # some may have moved on meanwhile
+            dialled = [r for r in taken if r.participant_id in by_id]
+            grant.claimed = [by_id[r.participant_id] for r in dialled]
+            await conn.execute(
+                "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+                "SELECT $1, 'participant.dialing', $2, r.id, "
+                "jsonb_build_object('number', r.number, 'attempt', r.attempt) "
+                "FROM unnest($3::bigint[], $4::text[], $5::int[]) WITH ORDINALITY AS r(id, number, attempt, n) "
+                "ORDER BY r.n", conference_id, actor, [r.participant_id for r in dialled],
+                [r.number for r in dialled], [r.attempts for r in dialled])
+        return grant
+
+    async def live_calls(self, owner_id: int | None = None) -> int:
+        """Dial-outs calling, ringing or connected now (of one account, or of the whole system)."""
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+            "WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($2) "
+            "AND ($1::bigint IS NULL OR c.owner_id = $1)",
+            owner_id, list(LIVE_PARTICIPANT_STATES))

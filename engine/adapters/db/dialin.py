@@ -1,87 +1,35 @@
-"""SQL of dial-in: finding a conference by the number a caller keyed, counting who is in it,
-adding the caller as a participant, the failed-entry log that slows PIN guessing, and the
-per-number lock-outs that stop it (shared by every engine through PostgreSQL)."""
+"""The dial-in guard's SQL: the failed-entry log that slows PIN guessing and the per-number
+lock-outs that stop it (shared by every engine through PostgreSQL). ``DialinRepository`` is the
+dial-in conversation's one store: the guard's rows are its own, and finding a conference by its
+number, counting its seats and adding the caller are the conference aggregate's, asked of
+``ConferenceRepository``."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from engine.domain.model import (
-    Conference,
-    ConferenceState,
-    FailureReason,
-    Origin,
-    Participant,
-    ParticipantState,
-    Role,
-)
-
-_CONFERENCE_FIELDS = tuple(f.name for f in dataclasses.fields(Conference) if f.name != "participants")
-CONFERENCE_COLUMNS = ", ".join(_CONFERENCE_FIELDS)
-_PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(Participant))
-PARTICIPANT_COLUMNS = ", ".join(_PARTICIPANT_FIELDS)
-# A dial-in caller who got a room but whose ConfbridgeJoin has not arrived yet still takes a seat.
-_PENDING_SEAT_SECONDS = 30
-
-
-def conference_from_row(row: asyncpg.Record) -> Conference:
-    values = dict(row)
-    values["state"] = ConferenceState(values["state"])
-    return Conference(**{name: values[name] for name in _CONFERENCE_FIELDS})
-
-
-def participant_from_row(row: asyncpg.Record) -> Participant:
-    values = {name: row[name] for name in _PARTICIPANT_FIELDS}
-    values["role"] = Role(values["role"])
-    values["origin"] = Origin(values["origin"])
-    values["state"] = ParticipantState(values["state"])
-    if values["failure_reason"] is not None:
-        values["failure_reason"] = FailureReason(values["failure_reason"])
-    return Participant(**values)
+from engine.adapters.db.conferences import ConferenceRepository
+from engine.domain.model import Conference, Participant, Role
 
 
 class DialinRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.conferences = ConferenceRepository(pool)
 
     async def conference_by_number(self, number: str) -> Conference | None:
-        """The live conference with this number (running, else the next scheduled occurrence of
-        a series), else the latest one
-        that is over, so its callers hear that it ended. A blocked account's conferences are
-        unknown to callers."""
-        row = await self.pool.fetchrow(
-            f"SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE conference_number = $1 "
-            "AND owner_id NOT IN (SELECT id FROM accounts WHERE blocked) "
-            "ORDER BY (state = 'running') DESC, (state = 'scheduled') DESC, "
-            "CASE WHEN state = 'scheduled' THEN starts_at END, starts_at DESC LIMIT 1", number)
-        return conference_from_row(row) if row else None
+        return await self.conferences.conference_by_number(number)
 
     async def seats_taken(self, conference_id: int) -> int:
-        """Connected participants, plus dial-in callers admitted moments ago and still joining."""
-        return await self.pool.fetchval(
-            "SELECT count(*) FROM participants WHERE conference_id = $1 AND (state = 'connected' "
-            "OR (origin = 'dialin' AND state = 'calling' "
-            f"AND created_at > now() - interval '{_PENDING_SEAT_SECONDS} seconds'))", conference_id)
+        return await self.conferences.seats_taken(conference_id)
 
     async def add_caller(self, conference_id: int, *, number: str, role: Role, call_id: str,
                          channel: str | None, node_id: str) -> Participant:
-        """The caller as a participant (origin dialin, state calling) and its log entry, at once."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "INSERT INTO participants (conference_id, number, role, origin, state, call_id, channel, "
-                "node_id, attempts) VALUES ($1, $2, $3, 'dialin', 'calling', $4, $5, $6, 1) "
-                f"RETURNING {PARTICIPANT_COLUMNS}",
-                conference_id, number, str(role), call_id, channel, node_id)
-            await conn.execute(
-                "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
-                "VALUES ($1, 'participant.dialin', 'caller', $2, $3::jsonb)",
-                conference_id, row["id"], json.dumps({"number": number, "role": str(role)}))
-        return participant_from_row(row)
+        return await self.conferences.add_caller(conference_id, number=number, role=role, call_id=call_id,
+                                                 channel=channel, node_id=node_id)
 
     async def record_failure(self, *, caller: str, kind: str, conference_id: int | None,
                              conference_number: str, call_id: str) -> None:

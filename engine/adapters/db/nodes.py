@@ -1,4 +1,6 @@
-"""SQL of the Asterisk nodes as the engine last saw them (the boot identity recovery compares)."""
+"""The nodes' SQL: each Asterisk node as the engine last saw it (the boot identity recovery
+compares). Which conferences and participants are on a node is the conference aggregate's
+(``ConferenceRepository.finished_rooms``, ``changed_recently``)."""
 
 from __future__ import annotations
 
@@ -19,17 +21,3 @@ class NodeRepository:
                 "INSERT INTO asterisk_nodes (node_id, boot) VALUES ($1, $2) ON CONFLICT (node_id) "
                 "DO UPDATE SET boot = EXCLUDED.boot, seen_at = now()", node_id, boot)
         return previous
-
-    async def finished_rooms(self, node_id: str, rooms: list[str]) -> list[tuple[int, str]]:
-        """(conference id, room) of the node's conferences that are over but whose room is in ``rooms``."""
-        rows = await self.pool.fetch(
-            "SELECT id, room FROM conferences WHERE node_id = $1 AND room = ANY($2::text[]) "
-            "AND state IN ('ended', 'cancelled', 'failed')", node_id, rooms)
-        return [(r["id"], r["room"]) for r in rows]
-
-    async def changed_recently(self, participant_ids: list[int], seconds: float) -> set[int]:
-        """Those of the participants whose row changed during the last ``seconds``."""
-        rows = await self.pool.fetch(
-            "SELECT id FROM participants WHERE id = ANY($1::bigint[]) "
-            "AND updated_at > now() - make_interval(secs => $2)", participant_ids, float(seconds))
-        return {r["id"] for r in rows}

@@ -1,4 +1,6 @@
-"""SQL of conference recordings: one row per recording of a room, with its file and state."""
+"""The recordings' SQL: one row per recording of a room, with its file and state. A recording has
+its own life (converted, kept, expired, deleted on its own); the account's permission and the
+conference's recording error it reports are asked of their aggregates' repositories."""
 
 from __future__ import annotations
 
@@ -6,6 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from engine.adapters.db import assignments
+from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.conferences import ConferenceRepository
 
 COLUMNS = ("id", "conference_id", "owner_id", "call_id", "node_id", "state", "raw_path", "file_name",
            "duration_seconds", "size_bytes", "error", "started_at", "stopped_at", "created_at")
@@ -17,16 +23,15 @@ _WRITABLE = frozenset({"state", "raw_path", "file_name", "duration_seconds", "si
 class RecordingRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.accounts = AccountRepository(pool)
+        self.conferences = ConferenceRepository(pool)
 
     async def recording_allowed(self, account_id: int) -> bool:
-        return bool(await self.pool.fetchval("SELECT recording_allowed FROM accounts WHERE id = $1",
-                                             account_id))
+        return await self.accounts.recording_allowed(account_id)
 
     async def set_allowed(self, account_id: int, allowed: bool) -> bool:
         """Set the operator's flag; False when there is no such account."""
-        done = await self.pool.execute("UPDATE accounts SET recording_allowed = $2 WHERE id = $1",
-                                       account_id, allowed)
-        return done != "UPDATE 0"
+        return await self.accounts.set_recording_allowed(account_id, allowed)
 
     async def insert(self, conference_id: int, owner_id: int, call_id: str, node_id: str) -> dict[str, Any] | None:
         """A new recording of a room, unless one is running there already (None then)."""
@@ -39,13 +44,10 @@ class RecordingRepository:
 
     async def update(self, recording_id: int, only_state: str | None = None, **changes: Any) -> dict[str, Any] | None:
         """Write ``changes``; with ``only_state``, only while the recording is in that state."""
-        unknown = set(changes) - _WRITABLE
-        if unknown:
-            raise ValueError(f"not writable: {sorted(unknown)}")
-        sets = ", ".join(f"{key} = ${i + 3}" for i, key in enumerate(changes))
+        sets, values = assignments(changes, _WRITABLE, 3)
         row = await self.pool.fetchrow(
             f"UPDATE recordings SET {sets} WHERE id = $1 AND ($2::text IS NULL OR state = $2) "
-            f"RETURNING {_SELECT}", recording_id, only_state, *changes.values())
+            f"RETURNING {_SELECT}", recording_id, only_state, *values)
         return dict(row) if row else None
 
     async def by_call_id(self, call_id: str) -> dict[str, Any] | None:
@@ -85,5 +87,4 @@ class RecordingRepository:
         return [dict(r) for r in rows]
 
     async def set_conference_error(self, conference_id: int, error: str | None) -> None:
-        await self.pool.execute("UPDATE conferences SET recording_error = $2 WHERE id = $1",
-                                conference_id, error)
+        await self.conferences.set_recording_error(conference_id, error)

@@ -1,5 +1,8 @@
-"""Series repository: all SQL for recurring series and permanent rooms (the plan and number
-their conferences share) and for finding those conferences."""
+"""The series aggregate's SQL: recurring series and permanent rooms (``conference_series``: the
+plan, number and calendar identity their conferences share). A series has its own identity and
+life (it is planned, changed and closed on its own); the conferences it materialises are rows of
+the conference aggregate, so ``SeriesRepository`` asks ``ConferenceRepository`` about them and
+``AccountRepository`` about the owner."""
 
 from __future__ import annotations
 
@@ -8,6 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from engine.adapters.db import assignments
+from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.conferences import ConferenceRepository
 
 SERIES_COLUMNS = ("id", "owner_id", "kind", "state", "subject", "plan", "recurrence", "first_start", "timezone",
                   "conference_number", "chair_pin", "guest_pin", "guests_wait_for_chair", "mail_uid",
@@ -32,6 +39,8 @@ class SeriesRepository:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.conferences = ConferenceRepository(pool)
+        self.accounts = AccountRepository(pool)
 
     async def insert(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Store a series; asyncpg.UniqueViolationError when its conference number is in use."""
@@ -66,14 +75,11 @@ class SeriesRepository:
             "SELECT id FROM conference_series WHERE kind = 'recurring' AND state = 'active'")]
 
     async def update(self, series_id: int, **changes: Any) -> dict[str, Any] | None:
-        unknown = set(changes) - _WRITABLE
-        if unknown:
-            raise ValueError(f"not writable: {sorted(unknown)}")
-        values = [json.dumps(v) if k in ("plan", "recurrence") and v is not None else v for k, v in changes.items()]
-        sets = ", ".join(f"{key} = ${i + 2}" for i, key in enumerate(changes))
+        values = {k: json.dumps(v) if k in ("plan", "recurrence") and v is not None else v for k, v in changes.items()}
+        sets, args = assignments(values, _WRITABLE, 2)
         return _series(await self.pool.fetchrow(
             f"UPDATE conference_series SET {sets}, updated_at = now() WHERE id = $1 RETURNING {_SELECT}",
-            series_id, *values))
+            series_id, *args))
 
     async def next_sequence(self, series_id: int) -> int:
         """Raise the series' iCalendar SEQUENCE and return it."""
@@ -83,17 +89,11 @@ class SeriesRepository:
 
     async def conference_ids(self, series_id: int, states: tuple[str, ...] | None = None) -> list[int]:
         """The series' conferences (occurrences or sessions), earliest start first."""
-        rows = await self.pool.fetch(
-            "SELECT id FROM conferences WHERE series_id = $1 AND ($2::text[] IS NULL OR state = ANY($2)) "
-            "ORDER BY starts_at, id", series_id, list(states) if states else None)
-        return [row["id"] for row in rows]
+        return await self.conferences.series_conference_ids(series_id, states)
 
     async def occurrence_starts(self, series_id: int) -> dict[datetime, str]:
         """Every materialised occurrence: the rule's start -> the occurrence's state."""
-        rows = await self.pool.fetch(
-            "SELECT occurrence_at, state FROM conferences WHERE series_id = $1 AND occurrence_at IS NOT NULL",
-            series_id)
-        return {row["occurrence_at"]: row["state"] for row in rows}
+        return await self.conferences.occurrence_starts(series_id)
 
     async def room_by_number(self, conference_number: str) -> dict[str, Any] | None:
         """The open permanent room with this number (a blocked account's rooms do not answer)."""
@@ -103,17 +103,11 @@ class SeriesRepository:
 
     async def present(self, conference_id: int) -> int:
         """Participants in the room or on their way in (a dial-in caller admitted moments ago)."""
-        return await self.pool.fetchval(
-            "SELECT count(*) FROM participants WHERE conference_id = $1 AND (state = 'connected' "
-            "OR (state IN ('calling', 'ringing') AND (origin = 'dialout' "
-            "OR created_at > now() - interval '30 seconds')))", conference_id)
+        return await self.conferences.present(conference_id)
 
     async def mark_changed(self, conference_id: int) -> None:
-        await self.pool.execute(
-            "UPDATE conferences SET occurrence_changed = true, updated_at = now() WHERE id = $1", conference_id)
+        await self.conferences.mark_occurrence_changed(conference_id)
 
     async def owner_mail(self, owner_id: int) -> dict[str, Any]:
         """What the series' mail needs of its owner: name, e-mail, language, time zone, own-copy switch."""
-        row = await self.pool.fetchrow(
-            "SELECT name, email, language, timezone, mail_own_copy FROM accounts WHERE id = $1", owner_id)
-        return dict(row) if row else {}
+        return await self.accounts.mail_profile(owner_id)

@@ -31,9 +31,6 @@ class TokenRepository:
             f"RETURNING {_COLUMNS}", account_id, name, token_hash, prefix, expires_at)
         return _token(row)
 
-    async def account_id_by_phone(self, phone: str) -> int | None:
-        return await self._pool.fetchval("SELECT id FROM accounts WHERE phone = $1", phone)
-
     async def find_by_hash(self, token_hash: str) -> tuple[ApiToken, bool] | None:
         """The token with this hash and whether its account is blocked, or None."""
         row = await self._pool.fetchrow(

@@ -1,0 +1,143 @@
+"""The conference repository against the real PostgreSQL: a new plan of a scheduled conference
+(its row, its planned participants and its log entry) is applied whole or not at all, and dial-in
+callers and dial-out slots keep to the one mapper of participant rows."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from engine.adapters.db import create_pool
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, OverLimit, SlotRequest
+from engine.domain.model import Conference, Role
+from tests.integration.test_mail import migrated_database
+from tests.support.dialin_factories import random_caller, random_digits
+from tests.support.factories import create_account
+
+NODE = "repo-node"  # no engine runs this node: nothing but the test touches these rows
+
+
+@pytest.fixture(scope="module")
+async def repo_database(database_url: str) -> str:
+    return await migrated_database(database_url, "veche_repo")
+
+
+@pytest.fixture
+async def pool(repo_database: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(repo_database, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+async def planned(repo: ConferenceRepository, owner_id: int, *, hours: int = 24,
+                  numbers: tuple[str, ...] = ("375290001001", "375290001002")) -> Conference:
+    starts_at = (datetime.now(UTC) + timedelta(hours=hours)).replace(microsecond=0)
+    chair_pin, guest_pin = "1" + random_digits(5), "2" + random_digits(5)
+    return await repo.insert_conference(
+        dict(owner_id=owner_id, subject="Before", node_id=NODE, room=f"veche-r{secrets.token_hex(6)}",
+             conference_number=random_digits(9), chair_pin=chair_pin, guest_pin=guest_pin, starts_at=starts_at,
+             duration_minutes=30, ends_at=starts_at + timedelta(minutes=30), max_participants=10),
+        [dict(number=n, name=f"P{i}", node_id=NODE) for i, n in enumerate(numbers)])
+
+
+def new_fields(conference: Conference, subject: str = "After") -> dict:
+    starts_at = conference.starts_at + timedelta(hours=1)
+    return dict(subject=subject, starts_at=starts_at, duration_minutes=45, ends_at=starts_at + timedelta(minutes=45))
+
+
+def snapshot(conference: Conference) -> tuple:
+    return (conference.subject, conference.starts_at, conference.ends_at, conference.duration_minutes,
+            conference.version, [(p.id, p.number, p.name, str(p.state)) for p in conference.participants])
+
+
+async def test_a_new_plan_that_fails_halfway_changes_nothing(pool: asyncpg.Pool) -> None:
+    repo = ConferenceRepository(pool)
+    owner = await create_account(pool)
+    conference = await planned(repo, owner)
+    before = await repo.get(conference.id)
+    assert before is not None and len(before.participants) == 2
+
+    with pytest.raises(asyncpg.CheckViolationError):  # the second participant's number is no number
+        await repo.replan(conference.id, owner, new_fields(conference),
+                          participants=[dict(number="375290001003", node_id=NODE),
+                                        dict(number="not-a-number", node_id=NODE)],
+                          event="conference.updated", actor=f"account:{owner}", detail={"changed": ["subject"]})
+
+    after = await repo.get(conference.id)
+    assert after is not None
+    assert snapshot(after) == snapshot(before)
+    assert "conference.updated" not in [e["kind"] for e in await repo.events(conference.id)]
+
+
+async def test_a_new_plan_over_the_limit_changes_nothing(pool: asyncpg.Pool) -> None:
+    repo = ConferenceRepository(pool)
+    owner = await create_account(pool, max_concurrent_conferences=1)
+    first = await planned(repo, owner, hours=24)
+    second = await planned(repo, owner, hours=48)
+    before = await repo.get(second.id)
+    assert before is not None
+    overlapping = dict(subject="Clash", starts_at=first.starts_at, duration_minutes=30, ends_at=first.ends_at)
+    with pytest.raises(OverLimit):
+        await repo.replan(second.id, owner, overlapping, participants=[dict(number="375290001009")])
+    after = await repo.get(second.id)
+    assert after is not None and snapshot(after) == snapshot(before)
+
+
+async def test_a_new_plan_is_applied_whole(pool: asyncpg.Pool) -> None:
+    repo = ConferenceRepository(pool)
+    owner = await create_account(pool)
+    conference = await planned(repo, owner)
+    caller = await repo.add_caller(conference.id, number=random_caller(), role=Role.GUEST,
+                                   call_id=f"test-{secrets.token_hex(6)}", channel=None, node_id=NODE)
+
+    updated = await repo.replan(conference.id, owner, new_fields(conference),
+                                participants=[dict(number="375290001007", name="New", node_id=NODE)],
+                                version=conference.version, event="conference.updated",
+                                actor=f"account:{owner}", detail={"changed": ["participants", "subject"]})
+
+    assert updated is not None and updated.subject == "After" and updated.version == conference.version + 1
+    after = await repo.get(conference.id)
+    assert after is not None
+    assert sorted(p.number for p in after.participants) == sorted(["375290001007", caller.number])
+    assert [p.id for p in after.participants if p.number == caller.number] == [caller.id]  # a caller stays
+    updates = [e for e in await repo.events(conference.id) if e["kind"] == "conference.updated"]
+    assert [e["detail"] for e in updates] == [{"changed": ["participants", "subject"]}]
+
+
+async def test_a_new_plan_from_an_old_version_is_refused(pool: asyncpg.Pool) -> None:
+    repo = ConferenceRepository(pool)
+    owner = await create_account(pool)
+    conference = await planned(repo, owner)
+    assert await repo.update(conference.id, subject="Changed meanwhile") is not None
+    before = await repo.get(conference.id)
+    assert before is not None
+
+    refused = await repo.replan(conference.id, owner, new_fields(conference), version=conference.version,
+                                participants=[], event="conference.updated")
+
+    assert refused is None
+    after = await repo.get(conference.id)
+    assert after is not None and snapshot(after) == snapshot(before)
+
+
+async def test_claimed_slots_and_callers_read_as_participants(pool: asyncpg.Pool) -> None:
+    repo = ConferenceRepository(pool)
+    owner = await create_account(pool)
+    conference = await planned(repo, owner, numbers=("375290001011",))
+    running = await repo.transition(conference.id, ["scheduled"], "running", started_at=datetime.now(UTC))
+    assert running is not None
+    planned_one = conference.participants[0]
+    grant = await CallSlotRepository(pool).claim(
+        owner, conference.id, [SlotRequest(planned_one.id, "test-slot", 1, NODE, planned_one.number)],
+        system_cap=100, from_states=["planned"], actor="engine", all_or_nothing=True)
+    assert [(p.id, p.state, p.call_id) for p in grant.claimed] == [(planned_one.id, "calling", "test-slot")]
+    assert await repo.participant_by_call_id("test-slot") == grant.claimed[0]
+    caller = await repo.add_caller(conference.id, number=random_caller(), role=Role.CHAIR, call_id="test-caller",
+                                   channel="PJSIP/x-1", node_id=NODE)
+    assert await repo.get_participant(caller.id) == caller
+    assert (caller.origin, caller.state, caller.attempts, caller.role) == ("dialin", "calling", 1, "chair")
+    assert await repo.seats_taken(conference.id) == 1  # the caller on its way in; a dial-out ringing is not seated
