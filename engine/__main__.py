@@ -38,6 +38,9 @@ async def _run(settings: Settings) -> None:
     from web.app import init_app
 
     engine = Engine(settings)
+    if settings.engine_id:
+        print(f"Engine {settings.engine_id}: waiting for the leader lease (the standby of a pair serves "
+              "nothing until it takes over)...", flush=True)
     try:
         await engine.start()
     except BaseException:
@@ -65,11 +68,16 @@ async def _run(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        stopped, deposed = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(engine.deposed.wait())
+        await asyncio.wait({stopped, deposed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        deposed.cancel()
         print("Stopping Veche...", flush=True)
         await runner.cleanup()
     finally:
         await engine.stop()
+    if engine.deposed.is_set():  # a supervisor starts the engine again, as the standby
+        raise VecheError(f"engine {settings.engine_id} lost the leader lease to the other engine of its pair")
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ from engine.adapters.db.captchas import CaptchaRepository
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.dialin import DialinRepository
 from engine.adapters.db.idempotency import IdempotencyRepository
+from engine.adapters.db.lease import Fence, LeaseRepository
 from engine.adapters.db.metrics import MetricsRepository
 from engine.adapters.db.migrations import migrate
 from engine.adapters.db.nodes import NodeRepository
@@ -49,6 +50,7 @@ from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.leadership import Leadership
 from engine.services.metrics import MetricsService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
@@ -67,8 +69,9 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiAdapter], agi: AgiServer,
-                   bus: EventBus) -> Services:
-    """Every service of one engine, each given its collaborators, in dependency order."""
+                   bus: EventBus, fence: Fence | None = None) -> Services:
+    """Every service of one engine, each given its collaborators, in dependency order; ``fence``
+    is the leader lease's token every dial-out claim checks (none: the engine runs alone)."""
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
     audit = AuditService(AuditRepository(pool), bus)
     operator_repo = OperatorRepository(pool)
@@ -82,7 +85,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     accounts = AccountService(settings, account_repo, SessionRepository(pool), AccountLinkRepository(pool), audit,
                               tokens)
     conference_repo = ConferenceRepository(pool)
-    calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
+    calls = CallService(settings, conference_repo, CallSlotRepository(pool, fence), nodes=nodes, bus=bus, plans=plans,
                         guard=guard, prompts=prompts)
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, prompts=prompts, schedule_changed=asyncio.Event())
@@ -133,6 +136,8 @@ class Engine:
     nodes: dict[str, AmiAdapter] = field(default_factory=dict)
     agi: AgiServer | None = None
     bus: EventBus = field(default_factory=EventBus)
+    leadership: Leadership | None = None  # the leader lease, when the engine is one of a pair
+    deposed: asyncio.Event = field(default_factory=asyncio.Event)  # set when the lease was lost
     _services: Services | None = field(default=None, repr=False)
 
     @property
@@ -155,12 +160,22 @@ class Engine:
         self.pool = await create_pool(settings.database_url)
         async with self.pool.acquire() as conn:
             await migrate(conn)
+        fence = Fence(enabled=bool(settings.engine_id))
+        if settings.engine_id:  # one of a pair: the standby waits here until the lease is its own
+            self.leadership = Leadership(settings, LeaseRepository(self.pool), fence)
+            self.deposed = self.leadership.deposed
+            await self.leadership.acquire()
         adapter = AmiAdapter(settings.ami, settings.node_id)
         await adapter.connect()
         self.nodes[settings.node_id] = adapter
         self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,
                              allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
-        self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus)
+        self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus, fence)
+        active = self._services.metrics.metrics.engine_active.labels(settings.engine_id)
+        if self.leadership is None:
+            active.set(1)
+        else:
+            self.leadership.on_change(lambda is_active: active.set(1 if is_active else 0))
         install_routes(self.agi, self._services)
         self.agi.sounds = self._services.prompts.sound  # the operator's replacement prompts, for the IVR
         await self._services.start()
@@ -175,6 +190,8 @@ class Engine:
             await self.agi.stop()
         for adapter in self.nodes.values():
             await adapter.close()
+        if self.leadership is not None:
+            await self.leadership.release()  # after everything stopped: the standby takes over now
         if self.pool is not None:
             await self.pool.close()
 
