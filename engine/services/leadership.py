@@ -69,7 +69,7 @@ class Leadership:
         if token is None:
             return False
         self.fence.token = token
-        self._valid_until = sent + self.settings.lease_seconds
+        self._set_valid_until(sent + self.settings.lease_seconds)
         self.took_over_at = self.clock()
         self.deposed.clear()
         log.warning("engine %s is the active engine (fencing token %s)", self.engine_id, token)
@@ -109,10 +109,15 @@ class Leadership:
                 if self.clock() < self._valid_until:
                     continue
             if renewed:
-                self._valid_until = sent + self.settings.lease_seconds
+                self._set_valid_until(sent + self.settings.lease_seconds)
                 continue
             self._depose()
             return
+
+    def _set_valid_until(self, until: float) -> None:
+        """Until when the lease is surely this engine's, on ``clock`` and on the fence's monotonic clock."""
+        self._valid_until = until
+        self.fence.valid_until = time.monotonic() + (until - self.clock())
 
     def _depose(self) -> None:
         log.error("engine %s lost the leader lease (token %s): it stops acting", self.engine_id, self.fence.token)

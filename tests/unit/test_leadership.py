@@ -146,11 +146,13 @@ async def test_the_standby_keeps_asking_through_a_database_outage() -> None:
     clock = Clock()
     store = FakeLeaseStore(clock)
     store.failing = True
-    waiting = asyncio.create_task(engine(store, clock, "engine-1").acquire())
+    standby = engine(store, clock, "engine-1")
+    waiting = asyncio.create_task(standby.acquire())
     await settle()
     assert not waiting.done()
     store.failing = False
     await asyncio.wait_for(waiting, 1)
+    await standby.release()
 
 
 async def test_a_fence_without_a_lease_lets_every_claim_pass() -> None:
@@ -181,3 +183,27 @@ def test_the_dialplan_tries_every_engine_in_turn(tmp_path) -> None:
     assert dialin.index("AGI(${VECHE_AGI}/dialin") < dialin.index('"${AGISTATUS}" != "FAILURE"') \
         < dialin.index("AGI(agi://10.0.0.6:4573/dialin,${VECHE_AGI_SECRET},${VECHE_FIRST})")
     assert "AGI(agi://10.0.0.6:4573/keypad,${VECHE_AGI_SECRET})" in dialplan
+
+
+async def test_an_engine_paused_between_claim_and_originate_sends_nothing() -> None:
+    """The claim took the slot with a live token, but the lease lapsed before the pacer let the
+    Originate go (the process was paused): the Originate is not sent; the other engine dials."""
+    import time
+
+    from tests.unit.fakes import build, conference, participant, quiet, until
+
+    stack = build(calls_per_second=0, retry_delay_seconds=0)
+    stack.slots.fence = Fence(enabled=True)
+    stack.slots.fence.token, stack.slots.fence.valid_until = 7, time.monotonic() - 0.1  # lapsed
+    await stack.calls.start()
+    try:
+        conf = conference()
+        stack.repo.add(conf, participant(1, "375291234567"), participant(2, "375291234568"))
+        assert await stack.calls.dial(conf, [stack.repo.participants_by_id[1]]) == [1]
+        await until(quiet)
+        assert stack.dialled() == [] and stack.calls.originates == 0
+        stack.slots.fence.valid_until = time.monotonic() + 60  # a live lease dials
+        assert await stack.calls.dial(conf, [stack.repo.participants_by_id[2]]) == [2]
+        await until(lambda: len(stack.dialled()) == 1)
+    finally:
+        await stack.calls.stop()

@@ -9,6 +9,7 @@ at every change of holder, so a write can prove it comes from the current holder
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,12 +72,18 @@ class LeaseRepository:
 class Fence:
     """The fencing token this engine holds. ``check`` runs inside a writer's transaction: it
     share-locks the lease row, so the lease cannot change hands until that transaction ends, and
-    raises NotActiveEngine unless this engine's token is the live one. An engine without the
-    lease (``enabled`` False: it runs alone) passes every check."""
+    raises NotActiveEngine unless this engine's token is the live one. ``holds`` is the same
+    question asked of this process's monotonic clock, for the moment between a claim and its
+    Originate: an engine paused in between (its lease lapsed meanwhile) sends nothing. An engine
+    without the lease (``enabled`` False: it runs alone) passes every check."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.token: int | None = None
+        self.valid_until = 0.0  # time.monotonic() by which the lease surely lapsed unless renewed
+
+    def holds(self) -> bool:
+        return not self.enabled or (self.token is not None and time.monotonic() < self.valid_until)
 
     async def check(self, conn: asyncpg.Connection) -> None:
         if not self.enabled:
