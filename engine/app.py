@@ -139,6 +139,7 @@ class Engine:
     leadership: Leadership | None = None  # the leader lease, when the engine is one of a pair
     deposed: asyncio.Event = field(default_factory=asyncio.Event)  # set when the lease was lost
     _services: Services | None = field(default=None, repr=False)
+    _lease_pool: asyncpg.Pool | None = field(default=None, repr=False)
 
     @property
     def ami(self) -> AmiAdapter:
@@ -162,7 +163,9 @@ class Engine:
             await migrate(conn)
         fence = Fence(enabled=bool(settings.engine_id))
         if settings.engine_id:  # one of a pair: the standby waits here until the lease is its own
-            self.leadership = Leadership(settings, LeaseRepository(self.pool), fence)
+            # a connection of the lease's own, so a busy pool never delays a renewal
+            self._lease_pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+            self.leadership = Leadership(settings, LeaseRepository(self._lease_pool), fence)
             self.deposed = self.leadership.deposed
             await self.leadership.acquire()
         adapter = AmiAdapter(settings.ami, settings.node_id)
@@ -192,6 +195,8 @@ class Engine:
             await adapter.close()
         if self.leadership is not None:
             await self.leadership.release()  # after everything stopped: the standby takes over now
+        if self._lease_pool is not None:
+            await self._lease_pool.close()
         if self.pool is not None:
             await self.pool.close()
 
