@@ -72,6 +72,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
                    bus: EventBus, fence: Fence | None = None) -> Services:
     """Every service of one engine, each given its collaborators, in dependency order; ``fence``
     is the leader lease's token every dial-out claim checks (none: the engine runs alone)."""
+    fence = fence or Fence(enabled=False)
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
     audit = AuditService(AuditRepository(pool), bus)
     operator_repo = OperatorRepository(pool)
@@ -107,7 +108,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         calls=calls,
         conferences=conferences,
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
-        scheduler=Scheduler(settings, conferences),
+        scheduler=Scheduler(settings, conferences, active=fence.holds),
         notifier=notifier,
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),

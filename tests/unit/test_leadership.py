@@ -207,3 +207,21 @@ async def test_an_engine_paused_between_claim_and_originate_sends_nothing() -> N
         await until(lambda: len(stack.dialled()) == 1)
     finally:
         await stack.calls.stop()
+
+
+async def test_a_scheduler_whose_lease_lapsed_starts_and_ends_nothing() -> None:
+    """Woken from a pause past its lease, the scheduler acts on nothing due before the engine
+    notices it was deposed; with the lease live it acts as usual."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.services.scheduler import Scheduler
+    from tests.unit.fakes import build, conference
+
+    stack = build(calls_per_second=0)
+    stack.repo.add(conference(id=1, ends_at=datetime.now(UTC) - timedelta(seconds=1)))  # its end has come
+    lease_live = False
+    scheduler = Scheduler(stack.settings, stack.conferences, active=lambda: lease_live)
+    assert await scheduler.run_due() == 0 and stack.repo.kinds(1) == []
+    lease_live = True
+    assert await scheduler.run_due() == 1
+    await scheduler.stop()
