@@ -1,7 +1,8 @@
 """An engine pair on one PostgreSQL and one real Asterisk: the leader lease and its fencing token
 in PostgreSQL, and a kill -9 of the active engine, after which the standby takes over within
 10 s, adopts the running calls, starts a scheduled conference on time, serves the dial-in through
-the dialplan's second FastAGI address, and nobody is dialled twice."""
+the dialplan's second FastAGI address, and nobody is dialled twice; a paused active engine
+(SIGSTOP) is replaced the same way and, woken, finds itself deposed and stops without dialling."""
 
 from __future__ import annotations
 
@@ -278,6 +279,52 @@ async def test_standby_takes_over_after_kill_9(pair: Pair) -> None:
         pair.ami.unsubscribe(joins.put_nowait)
         if caller is not None:
             await caller.stop()
+        await active.kill()
+        await standby.kill()
+        await pool.close()
+
+
+async def test_a_paused_active_engine_is_replaced_and_deposed(pair: Pair) -> None:
+    """SIGSTOP the active engine (its process keeps its connections): the standby takes over when
+    the lease lapses; SIGCONT: the old engine finds its token stale, stops and exits with 3,
+    while the calls stay in the room and nobody is dialled again."""
+    pool = await create_pool(pair.node.database_url, min_size=1, max_size=2)
+    owner = await create_account(pool)
+    callees = numbers(2)
+    plans = [(owner, ConferencePlan(subject="paused", start=None, duration_minutes=30, max_participants=10,
+                                    participants=tuple(ParticipantPlan(n) for n in callees)))]
+    joins: asyncio.Queue[AmiEvent] = asyncio.Queue()
+    pair.ami.subscribe(joins.put_nowait, ("ConfbridgeJoin",))
+    active = await EngineProcess(pair.a, plans).start()
+    standby = EngineProcess(pair.b)
+    try:
+        conference_id = (await active.active(SETUP_TIMEOUT))["conference_id"]
+        await standby.start()
+        joined = [await asyncio.wait_for(joins.get(), SETUP_TIMEOUT) for _ in callees]
+        room = joined[0].get("Conference")
+        in_room = set(await members(pair.ami, room))
+
+        os.killpg(active.process.pid, signal.SIGSTOP)
+        paused_at = time.monotonic()
+        await standby.active(TAKEOVER_SECONDS + 5)
+        assert time.monotonic() - paused_at <= TAKEOVER_SECONDS
+        token = (await LeaseRepository(pool).current()).token
+        os.killpg(active.process.pid, signal.SIGCONT)
+        assert await asyncio.wait_for(active.process.wait(), SETUP_TIMEOUT) == 3  # deposed, stopped
+
+        current = await LeaseRepository(pool).current()
+        assert (current.holder, current.token, current.live) == ("engine-b", token, True)
+        assert set(await members(pair.ami, room)) == in_room
+        rows = await pool.fetch("SELECT call_id, state, attempts FROM participants WHERE conference_id = $1",
+                                conference_id)
+        assert {r["call_id"] for r in rows if r["state"] == "connected"} == in_room
+        assert all(r["attempts"] == 1 for r in rows)
+        assert Counter(pair.pstn.invited_numbers()) == Counter(callees)
+    finally:
+        pair.ami.unsubscribe(joins.put_nowait)
+        if active.process is not None and active.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(active.process.pid, signal.SIGCONT)
         await active.kill()
         await standby.kill()
         await pool.close()

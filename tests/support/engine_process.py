@@ -3,7 +3,8 @@
 ``python -m tests.support.engine_process <base64 pickle of (Settings, plan)>`` starts the engine,
 plans the conference if one is given (``(owner_id, ConferencePlan)``, or a list of them), prints
 one JSON line ``{"conference_id": ..., "conference_ids": [...]}`` and runs until killed. The
-standby of an engine pair prints its line once it has taken over."""
+standby of an engine pair prints its line once it has taken over; an active engine that loses
+its lease stops and exits with 3."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ async def run(argument: str) -> None:
     ids = [(await engine.services.conferences.plan(owner_id, conference_plan)).id
            for owner_id, conference_plan in plans]
     print(json.dumps({"conference_id": ids[0] if ids else None, "conference_ids": ids}), flush=True)
-    await asyncio.Event().wait()
+    await engine.deposed.wait()  # until killed, or until the active engine of a pair loses its lease
+    await engine.stop()
+    sys.exit(3)  # as `python -m engine run` does (engine/__main__.py EXIT_LEASE_LOST)
 
 
 if __name__ == "__main__":
