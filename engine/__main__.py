@@ -18,6 +18,11 @@ from engine.logging import configure_logging
 log = logging.getLogger("engine")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, a service manager, a closed terminal
+EXIT_LEASE_LOST = 3  # not 2 (a configuration error): a supervisor starts the engine again, as the standby
+
+
+class LeaseLost(Exception):
+    """The active engine of a pair could not renew its leader lease in time."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -38,6 +43,9 @@ async def _run(settings: Settings) -> None:
     from web.app import init_app
 
     engine = Engine(settings)
+    if settings.engine_id:
+        print(f"Engine {settings.engine_id}: waiting for the leader lease (the standby of a pair serves "
+              "nothing until it takes over)...", flush=True)
     try:
         await engine.start()
     except BaseException:
@@ -65,11 +73,17 @@ async def _run(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        stopped, deposed = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(engine.deposed.wait())
+        await asyncio.wait({stopped, deposed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        deposed.cancel()
         print("Stopping Veche...", flush=True)
         await runner.cleanup()
     finally:
         await engine.stop()
+    if engine.deposed.is_set():
+        raise LeaseLost(f"engine {settings.engine_id} lost the leader lease; it exits to be started again "
+                        "as the standby")
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
@@ -160,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except VecheError as exc:
         print(f"veche: error: {exc}", file=sys.stderr)
         return 2
+    except LeaseLost as exc:
+        print(f"veche: {exc}", file=sys.stderr)
+        return EXIT_LEASE_LOST
     except KeyboardInterrupt:
         return 130
     return 0

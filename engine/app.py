@@ -21,6 +21,7 @@ from engine.adapters.db.captchas import CaptchaRepository
 from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository
 from engine.adapters.db.dialin import DialinRepository
 from engine.adapters.db.idempotency import IdempotencyRepository
+from engine.adapters.db.lease import Fence, LeaseRepository
 from engine.adapters.db.metrics import MetricsRepository
 from engine.adapters.db.migrations import migrate
 from engine.adapters.db.nodes import NodeRepository
@@ -55,6 +56,7 @@ from engine.services.dialout import DialOutService
 from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
+from engine.services.leadership import Leadership
 from engine.services.limit_guard import LimitGuard
 from engine.services.live_control import LiveControl
 from engine.services.mail_delivery import MailDelivery
@@ -84,8 +86,10 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, agi: AgiServer,
-                   bus: EventBus) -> Services:
-    """Every service of one engine, each given its collaborators, in dependency order."""
+                   bus: EventBus, fence: Fence | None = None) -> Services:
+    """Every service of one engine, each given its collaborators, in dependency order; ``fence``
+    is the leader lease's token every dial-out claim checks (none: the engine runs alone)."""
+    fence = fence or Fence(enabled=False)
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
     audit = AuditService(AuditRepository(pool), bus)
     operator_repo = OperatorRepository(pool)
@@ -100,7 +104,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
     accounts = AccountService(settings, account_repo, SessionRepository(pool), audit, tokens)
     conference_repo = ConferenceRepository(pool)
     states = ParticipantStates(conference_repo, bus)
-    dialout = DialOutService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, states=states,
+    dialout = DialOutService(settings, conference_repo, CallSlotRepository(pool, fence), nodes=nodes, states=states,
                              plans=plans, guard=guard)
     calls = CallService(settings, conference_repo, nodes=nodes, states=states, dialout=dialout, prompts=prompts)
     records = ConferenceRecords(settings, conference_repo, bus, schedule_changed=asyncio.Event())
@@ -140,7 +144,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
         live=live,
         lifecycle=lifecycle,
         recovery=RecoveryService(settings, conference_repo, NodeRepository(pool), adapters=nodes, bus=bus, calls=calls),
-        scheduler=Scheduler(settings, lifecycle),
+        scheduler=Scheduler(settings, lifecycle, active=fence.holds),
         notifier=notifier,
         mail_delivery=mail_delivery,
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
@@ -175,7 +179,10 @@ class Engine:
     nodes: MediaNodes = field(default_factory=MediaNodes)
     agi: AgiServer | None = None
     bus: EventBus = field(default_factory=EventBus)
+    leadership: Leadership | None = None  # the leader lease, when the engine is one of a pair
+    deposed: asyncio.Event = field(default_factory=asyncio.Event)  # set when the lease was lost
     _services: Services | None = field(default=None, repr=False)
+    _lease_pool: asyncpg.Pool | None = field(default=None, repr=False)
 
     @property
     def ami(self) -> AmiLink:
@@ -197,10 +204,22 @@ class Engine:
         self.pool = await create_pool(settings.database_url)
         async with self.pool.acquire() as conn:
             await migrate(conn)
+        fence = Fence(enabled=bool(settings.engine_id))
+        if settings.engine_id:  # one of a pair: the standby waits here until the lease is its own
+            # a connection of the lease's own, so a busy pool never delays a renewal
+            self._lease_pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+            self.leadership = Leadership(settings, LeaseRepository(self._lease_pool), fence)
+            self.deposed = self.leadership.deposed
+            await self.leadership.acquire()
         await self._connect_nodes()
         self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,
                              allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
-        self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus)
+        self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus, fence)
+        active = self._services.metrics.metrics.engine_active.labels(settings.engine_id)
+        if self.leadership is None:
+            active.set(1)
+        else:
+            self.leadership.on_change(lambda is_active: active.set(1 if is_active else 0))
         install_routes(self.agi, self._services)
         self.agi.sounds = self._services.prompts.sound  # the operator's replacement prompts, for the IVR
         await self._services.start()
@@ -227,6 +246,10 @@ class Engine:
             await self.agi.stop()
         for link in self.links.values():
             await link.close()
+        if self.leadership is not None:
+            await self.leadership.release()  # after everything stopped: the standby takes over now
+        if self._lease_pool is not None:
+            await self._lease_pool.close()
         if self.pool is not None:
             await self.pool.close()
 

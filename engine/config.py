@@ -145,6 +145,13 @@ class Settings:
     prompts_node_dir: str = ""  # the same directory as the nodes see it (VECHE_PROMPTS_NODE_DIR; "": prompts_dir)
     prompt_max_bytes: int = 2 * 1024 * 1024  # largest prompt upload (VECHE_PROMPT_MAX_BYTES)
     prompt_max_seconds: int = 30  # longest prompt upload (VECHE_PROMPT_MAX_SECONDS)
+    # an engine pair on one PostgreSQL (engine/services/leadership.py): this engine's id ("": the
+    # engine runs alone, always active, without the leader lease), the lease's length and how
+    # often the active engine renews it (and a standby asks for it)
+    engine_id: str = ""
+    lease_seconds: float = 5.0
+    lease_renew_seconds: float = 1.0
+    agi_addresses: tuple[str, ...] = ()  # host:port the dialplan tries in turn (empty: agi_host:agi_port)
 
     @property
     def portal_url(self) -> str:
@@ -187,6 +194,13 @@ class Settings:
                 return int(raw)
             except ValueError:
                 raise ConfigError(f"VECHE_{name} must be a whole number, got {raw!r}") from None
+
+        def get_float(name: str, default: float) -> float:
+            raw = get(name, default)
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"VECHE_{name} must be a number of seconds, got {raw!r}") from None
 
         def positive(name: str, default: int) -> int:
             value = get_int(name, default)
@@ -276,7 +290,16 @@ class Settings:
             prompts_node_dir=get("PROMPTS_NODE_DIR", ""),
             prompt_max_bytes=positive("PROMPT_MAX_BYTES", base.prompt_max_bytes),
             prompt_max_seconds=positive("PROMPT_MAX_SECONDS", base.prompt_max_seconds),
+            engine_id=_engine_id(get("ENGINE_ID", "")),
+            **_lease_terms(get_float("LEASE_SECONDS", base.lease_seconds),
+                           get_float("LEASE_RENEW_SECONDS", base.lease_renew_seconds)),
+            agi_addresses=_agi_addresses(get("AGI_ADDRESSES", "")),
         )
+
+    @property
+    def agi_targets(self) -> tuple[str, ...]:
+        """The FastAGI addresses (host:port) the rendered dialplan tries, in this order."""
+        return self.agi_addresses or (f"{self.agi_host}:{self.agi_port}",)
 
     def refuse_mail_sink(self) -> None:
         """A production engine sends real mail: without VECHE_SMTP_HOST it refuses to start."""
@@ -382,3 +405,29 @@ def _language(name: str, value: str) -> str:
     if value not in LANGUAGES:
         raise ConfigError(f"{name} must be one of {', '.join(LANGUAGES)}, got {value!r}")
     return value
+
+
+def _engine_id(value: str) -> str:
+    """An engine's id is stored as the lease holder and shown in metrics labels."""
+    value = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{0,64}", value):
+        raise ConfigError(f"VECHE_ENGINE_ID may hold only letters, digits, '.', '-' and '_', got {value!r}")
+    return value
+
+
+def _lease_terms(lease: float, renew: float) -> dict[str, float]:
+    """The lease must outlive two missed renewals, so one slow round trip never loses it."""
+    if renew <= 0 or lease < 2 * renew:
+        raise ConfigError(f"VECHE_LEASE_SECONDS ({lease:g}) must be at least twice VECHE_LEASE_RENEW_SECONDS "
+                          f"({renew:g}), and both positive")
+    return {"lease_seconds": lease, "lease_renew_seconds": renew}
+
+
+def _agi_addresses(value: str) -> tuple[str, ...]:
+    """Comma-separated host:port of every engine's FastAGI server, as the dialplan calls them."""
+    addresses = tuple(item.strip() for item in value.split(",") if item.strip())
+    for address in addresses:
+        if not re.fullmatch(r"[A-Za-z0-9.\-]{1,200}:[0-9]{1,5}", address):
+            raise ConfigError(f"VECHE_AGI_ADDRESSES must list host:port pairs (e.g. 10.0.0.5:4573,10.0.0.6:4573), "
+                              f"got {address!r}")
+    return addresses

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -118,6 +118,10 @@ class VecheMetrics:
         self.http_latency = Histogram(
             "veche_http_request_duration_seconds", "Time to answer an HTTP request of the portal and API",
             ["method", "route", "status"], buckets=HTTP_BUCKETS, registry=self.registry)
+
+        self.engine_active = Gauge(  # engine/services/leadership.py
+            "veche_engine_active", "1 while this engine is the active one of its pair (an engine alone is always "
+            "active), 0 once it lost the leader lease", ["engine"], registry=self.registry)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

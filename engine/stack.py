@@ -246,8 +246,7 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "sip_port": settings.sip_port,
         "trunk_target": settings.trunk_target,
         "trunk_sources": trunk_sources,
-        "agi_host": settings.agi_host,
-        "agi_port": settings.agi_port,
+        "agi_targets": settings.agi_targets,  # every engine of a pair, tried in turn
         "agi_secret": settings.agi_secret,
         # the dialplan's Read() asks for the conference number like the IVR's first GET DATA
         "first_prompt": dialin_rules.PROMPT_CONFERENCE_NUMBER,

@@ -103,3 +103,10 @@ class Unauthenticated(VecheError):
     """No valid credentials came with the request (unknown, malformed or revoked API token)."""
 
     code = "unauthenticated"
+
+
+class NotActiveEngine(VecheError):
+    """This engine does not hold the leader lease (a standby, or an active engine whose lease
+    lapsed): it may not dial; the other engine of the pair does."""
+
+    code = "not_active_engine"

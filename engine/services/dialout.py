@@ -155,6 +155,9 @@ class DialOutService:
         await self.pacer.wait(conference.owner_id)
         if self.attempts.get(attempt.call_id) is not attempt:
             return  # cancelled while waiting for its slot (conference ended, participant kicked)
+        if not self.slots.fence.holds():  # the leader lease lapsed since the claim: the other engine dials
+            self.attempts.pop(attempt.call_id, None)
+            return
         try:
             number = number_plan.validate(participant.number, "number")  # checked again right before use
             self.originates += 1

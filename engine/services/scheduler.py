@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from engine.config import Settings
@@ -22,9 +23,11 @@ class Scheduler:
     """One loop per engine, for the conferences of its node. Starting and ending are
     compare-and-set in SQL, so two engines on one node never do either twice."""
 
-    def __init__(self, settings: Settings, lifecycle: ConferenceLifecycle) -> None:
+    def __init__(self, settings: Settings, lifecycle: ConferenceLifecycle, *,
+                 active: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
         self.lifecycle = lifecycle
+        self.active = active  # False once this engine's leader lease may have lapsed (Fence.holds)
         self.repo = lifecycle.repo
         self._wake = lifecycle.records.schedule_changed
         self._task: asyncio.Task | None = None
@@ -74,6 +77,8 @@ class Scheduler:
     async def run_due(self) -> int:
         """Start, warn and end whatever is due now, each conference in its own task (so one slow
         end never delays another start); returns how many jobs were started."""
+        if not self.active():  # paused past its lease: the other engine of the pair acts now
+            return 0
         node_id = self.settings.node_id
         now = now_utc()
         jobs = [(("start", c.id), self.lifecycle.start_conference, c.id)

@@ -17,6 +17,7 @@ from engine.adapters.asterisk import MediaNode, MediaNodes
 from engine.adapters.asterisk.ami import AmiEvent
 from engine.adapters.asterisk.contract import ANNOUNCER_PREFIX
 from engine.adapters.db.conferences import SlotGrant, SlotRequest
+from engine.adapters.db.lease import Fence
 from engine.config import Settings
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, Origin, Participant, ParticipantState, Role
@@ -247,6 +248,7 @@ class FakeSlots:
     room: int | None = None
     bound_by: str = "max_concurrent_calls"
     claims: list[SlotRequest] = field(default_factory=list)
+    fence: Fence = field(default_factory=lambda: Fence(enabled=False))  # the leader lease's token
 
     async def claim(self, owner_id: int, conference_id: int, requests: Sequence[SlotRequest], *,
                     system_cap: int, from_states: Sequence[str], actor: str,

@@ -15,6 +15,7 @@ from engine.domain.errors import (
     Forbidden,
     IdempotencyKeyReused,
     LimitExceeded,
+    NotActiveEngine,
     NotFound,
     RateLimited,
     StateConflict,
@@ -42,6 +43,7 @@ STATUS_OF: tuple[tuple[type[VecheError], int], ...] = (
     (IdempotencyKeyReused, 422),
     (RateLimited, 429),
     (AmiError, 503),
+    (NotActiveEngine, 503),  # the standby of an engine pair (engine/services/leadership.py)
 )
 
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",

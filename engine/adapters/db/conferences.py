@@ -17,6 +17,7 @@ import asyncpg
 
 from engine.adapters.db import assignments
 from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.lease import Fence
 from engine.domain.model import (
     Conference,
     ConferenceState,
@@ -532,8 +533,9 @@ class CallSlotRepository:
     count are locked, the limits read, and the participants moved with their events written, in
     one transaction, so parallel requests cannot both pass."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, fence: Fence | None = None) -> None:
         self.pool = pool
+        self.fence = fence or Fence(enabled=False)  # the leader lease's token (engine/adapters/db/lease.py)
 
     async def claim(self, owner_id: int, conference_id: int, requests: Sequence[SlotRequest], *,
                     system_cap: int, from_states: Sequence[str], actor: str,
@@ -542,9 +544,11 @@ class CallSlotRepository:
         system-wide count are locked, the live calls and the last minute's dial-outs counted, and
         as many participants as the limits leave room for move to 'calling' with their
         'participant.dialing' event written, all in this one transaction. With
-        ``all_or_nothing`` nothing is taken unless every request fits."""
+        ``all_or_nothing`` nothing is taken unless every request fits. An engine that does not
+        hold the leader lease's live token takes nothing (NotActiveEngine)."""
         grant = SlotGrant()
         async with self.pool.acquire() as conn, conn.transaction():
+            await self.fence.check(conn)
             account = await conn.fetchrow(
                 "SELECT max_concurrent_calls, max_dialouts_per_minute FROM accounts WHERE id = $1 "
                 "FOR NO KEY UPDATE", owner_id)
