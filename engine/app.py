@@ -155,9 +155,10 @@ class Engine:
         self.pool = await create_pool(settings.database_url)
         async with self.pool.acquire() as conn:
             await migrate(conn)
-        adapter = AmiAdapter(settings.ami, settings.node_id)
-        await adapter.connect()
-        self.nodes[settings.node_id] = adapter
+        for node in settings.media_nodes:  # one AMI adapter per media node, keyed by node id
+            adapter = AmiAdapter(node.ami, node.node_id)
+            await adapter.connect()
+            self.nodes[node.node_id] = adapter
         self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,
                              allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
         self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus)
@@ -165,8 +166,9 @@ class Engine:
         self.agi.sounds = self._services.prompts.sound  # the operator's replacement prompts, for the IVR
         await self._services.start()
         await self.agi.start()
-        log.info("engine started: node %s, AMI %s:%s, FastAGI %s:%s", settings.node_id,
-                 settings.ami.host, settings.ami.port, settings.agi_host, settings.agi_port)
+        log.info("engine started: nodes %s, FastAGI %s:%s",
+                 ", ".join(f"{n.node_id} ({n.ami.host}:{n.ami.port})" for n in settings.media_nodes),
+                 settings.agi_host, settings.agi_port)
 
     async def stop(self) -> None:
         if self._services is not None:
