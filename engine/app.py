@@ -50,6 +50,7 @@ from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
+from engine.services.nodes import NodeService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
@@ -120,6 +121,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         pictures=PicturesService(settings, PicturesRepository(pool), bus, conferences, quality),
         series=series,
         idempotency=IdempotencyService(IdempotencyRepository(pool), timedelta(hours=settings.idempotency_hours)),
+        nodes=NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes),
     )
 
 

@@ -19,6 +19,7 @@ from engine.services.dialplan import DialplanService
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
+from engine.services.nodes import NodeService
 from engine.services.notifier import Notifier
 from engine.services.operator import LimitGuard, NumberPlans, OperatorService
 from engine.services.outbox import MailOutbox
@@ -62,6 +63,7 @@ class Services:
     pictures: PicturesService
     idempotency: IdempotencyService
     series: SeriesService
+    nodes: NodeService
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
@@ -71,6 +73,7 @@ class Services:
         the recorder, and metrics and audit last."""
         await self.dialplan.start()
         await self.prompts.start()
+        await self.nodes.start()  # the node rows, before recovery reads a node's boot
         await self.calls.start()
         await self.recovery.start()
         await self.scheduler.start()
@@ -97,6 +100,7 @@ class Services:
         await self.scheduler.stop()
         await self.recovery.stop()
         await self.calls.stop()
+        await self.nodes.stop()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pytest
 
 from engine.app import Engine
 from engine.config import Settings, local_node_host
+from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.stack import (
     AsteriskProcess,
     KamailioProcess,
@@ -27,7 +28,9 @@ from engine.stack import (
     with_instance_prompts,
 )
 from tests.conftest import make_settings
+from tests.support.api import ApiClient
 from tests.support.factories import wait_until
+from tests.support.portal import PASSWORD, random_account_phone
 from tests.support.sipp import SippFactory, SippProcess
 
 pytestmark = pytest.mark.stack
@@ -150,3 +153,58 @@ async def test_each_node_dials_out_through_kamailio_once(stack: Stack) -> None:
         if re.search(r"^INVITE sip:", block, flags=re.MULTILINE):
             top_via = re.search(r"^Via:\s*SIP/2.0/UDP\s+([0-9.:]+)", block, flags=re.MULTILINE | re.IGNORECASE)
             assert top_via and top_via.group(1) == front, block[:400]
+
+
+@pytest.fixture(scope="module")
+async def operator_api(stack: Stack) -> AsyncIterator[ApiClient]:
+    """An operator's API client on the portal of the two-node engine."""
+    from aiohttp.test_utils import TestServer
+
+    from web.app import init_app
+
+    server = TestServer(init_app(stack.engine.services), host="127.0.0.1")
+    await server.start_server()
+    operator = await stack.engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
+    issued = await stack.engine.services.tokens.issue(operator.id, "nodes")
+    yield ApiClient(server, issued.secret)
+    await server.close()
+
+
+async def test_operator_sees_both_nodes_with_live_load_and_drains_one(stack: Stack, operator_api: ApiClient) -> None:
+    """GET /operator/nodes lists both nodes up with the participants in use; a drain is stored,
+    shown, audit-logged and undone by resume."""
+    engine = stack.engine
+    owner = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    callee = f"37529{secrets.randbelow(10**6):06d}1"
+    conference = await engine.services.conferences.plan(owner.id, ConferencePlan(
+        subject="nodes", start=None, duration_minutes=10, max_participants=4,
+        participants=(ParticipantPlan(callee),)))
+    node_of_room = conference.node_id
+
+    async def in_use() -> dict[str, dict]:
+        listing = await operator_api.get("/operator/nodes")
+        assert listing.status == 200
+        return {n["node_id"]: n for n in listing.body["nodes"]}
+
+    async def callee_counted() -> bool:
+        return (await in_use())[node_of_room]["in_use"] == 1
+
+    await wait_until(engine, callee_counted, timeout=TIMEOUT, what="the callee counted on its node")
+    nodes = await in_use()
+    assert sorted(nodes) == ["ast1", "ast2"]
+    assert all(n["state"] == "up" and n["last_seen"] for n in nodes.values()), nodes
+    assert nodes[node_of_room]["conferences"] == 1 and nodes[node_of_room]["load"] == 4
+    assert nodes["ast2"]["sip_address"] == f"{local_node_host(2)}:{stack.settings.sip_port}"
+    await engine.services.conferences.end(owner.id, conference.id)
+
+    drained = await operator_api.post("/operator/nodes/ast2/drain")
+    assert drained.status == 200 and drained.body["state"] == "draining"
+    assert (await in_use())["ast2"]["state"] == "draining"
+    await engine.services.nodes.beat()  # the heartbeat keeps an operator's drain
+    assert (await in_use())["ast2"]["state"] == "draining"
+    assert (await engine.services.nodes.placement(1)).node_id == "ast1"
+    log = await operator_api.get("/operator/audit?action=node.drained")
+    assert [e["detail"]["node_id"] for e in log.body["entries"]] == ["ast2"]
+    resumed = await operator_api.post("/operator/nodes/ast2/resume")
+    assert resumed.status == 200 and resumed.body["state"] == "up"
+    assert (await operator_api.post("/operator/nodes/ast9/drain")).status == 404
