@@ -51,8 +51,11 @@ async def _run(settings: Settings) -> None:
         except OSError as exc:
             await runner.cleanup()
             raise VecheError(f"cannot listen on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
-        print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  "
-              f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
+        sip = (f"SIP {settings.sip_host}:{settings.sip_port} (Kamailio) in front of nodes "
+               + ", ".join(f"{n.node_id} {n.sip_host}" for n in settings.media_nodes)
+               + f", AMI port {settings.ami.port}") if settings.several_nodes else \
+            f"SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}"
+        print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  ({sip}, "
               f"FastAGI {settings.agi_host}:{settings.agi_port}, "
               f"metrics {settings.metrics_host}:{settings.metrics_port}, access number {settings.access_number}). "
               "Ctrl-C stops everything.", flush=True)
