@@ -30,7 +30,7 @@ from engine.stack import (
 from tests.conftest import make_settings
 from tests.support.api import ApiClient
 from tests.support.factories import wait_until
-from tests.support.portal import PASSWORD, random_account_phone
+from tests.support.portal import PASSWORD, PortalClient, random_account_phone
 from tests.support.sipp import SippFactory, SippProcess
 
 pytestmark = pytest.mark.stack
@@ -155,9 +155,15 @@ async def test_each_node_dials_out_through_kamailio_once(stack: Stack) -> None:
             assert top_via and top_via.group(1) == front, block[:400]
 
 
+@dataclass
+class Portal:
+    server: object  # aiohttp.test_utils.TestServer
+    operator: object  # the operator's account
+
+
 @pytest.fixture(scope="module")
-async def operator_api(stack: Stack) -> AsyncIterator[ApiClient]:
-    """An operator's API client on the portal of the two-node engine."""
+async def portal(stack: Stack) -> AsyncIterator[Portal]:
+    """The portal and API of the two-node engine, and an operator's account."""
     from aiohttp.test_utils import TestServer
 
     from web.app import init_app
@@ -165,9 +171,14 @@ async def operator_api(stack: Stack) -> AsyncIterator[ApiClient]:
     server = TestServer(init_app(stack.engine.services), host="127.0.0.1")
     await server.start_server()
     operator = await stack.engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
-    issued = await stack.engine.services.tokens.issue(operator.id, "nodes")
-    yield ApiClient(server, issued.secret)
+    yield Portal(server, operator)
     await server.close()
+
+
+@pytest.fixture(scope="module")
+async def operator_api(stack: Stack, portal: Portal) -> ApiClient:
+    issued = await stack.engine.services.tokens.issue(portal.operator.id, "nodes")
+    return ApiClient(portal.server, issued.secret)
 
 
 async def test_operator_sees_both_nodes_with_live_load_and_drains_one(stack: Stack, operator_api: ApiClient) -> None:
@@ -208,3 +219,18 @@ async def test_operator_sees_both_nodes_with_live_load_and_drains_one(stack: Sta
     resumed = await operator_api.post("/operator/nodes/ast2/resume")
     assert resumed.status == 200 and resumed.body["state"] == "up"
     assert (await operator_api.post("/operator/nodes/ast9/drain")).status == 404
+
+
+async def test_operator_page_lists_the_nodes_and_drains_one(stack: Stack, portal: Portal) -> None:
+    client = PortalClient(str(portal.server.make_url("/")), stack.engine)
+    try:
+        await client.login(portal.operator.phone)
+        page = await client.get("/operator/nodes")
+        assert page.status == 200
+        assert 'data-node="ast1" data-state="up"' in page.text and 'data-node="ast2"' in page.text
+        drained = await client.post("/operator/nodes/ast1/drain", {})
+        assert drained.status == 200 and 'data-node="ast1" data-state="draining"' in drained.text
+        resumed = await client.post("/operator/nodes/ast1/resume", {})
+        assert resumed.status == 200 and 'data-node="ast1" data-state="up"' in resumed.text
+    finally:
+        await client.close()
