@@ -234,3 +234,26 @@ async def test_operator_page_lists_the_nodes_and_drains_one(stack: Stack, portal
         assert resumed.status == 200 and 'data-node="ast1" data-state="up"' in resumed.text
     finally:
         await client.close()
+
+
+async def test_a_dead_node_gets_no_calls_and_shows_down(stack: Stack, operator_api: ApiClient) -> None:
+    """SIGKILL node ast2 (last test of the module: the stack goes down after it): Kamailio's
+    OPTIONS probe takes it out of the dispatcher, so dial-ins land on ast1; the heartbeat stores it
+    as down for the operator."""
+    stack.nodes[1].kill()
+    before = await asyncio.to_thread(calls_processed, stack.nodes[0])
+    callers = [await stack.sipp.caller("1#", service=stack.settings.access_number) for _ in range(NODES)]
+    try:
+        async def all_on_the_live_node() -> bool:
+            return await asyncio.to_thread(calls_processed, stack.nodes[0]) >= before + NODES
+
+        await wait_until(stack.engine, all_on_the_live_node, timeout=TIMEOUT, what="every dial-in on ast1")
+    finally:
+        for caller in callers:
+            await caller.stop()
+
+    async def ast2_down() -> bool:
+        listing = await operator_api.get("/operator/nodes")
+        return {n["node_id"]: n["state"] for n in listing.body["nodes"]} == {"ast1": "up", "ast2": "down"}
+
+    await wait_until(stack.engine, ast2_down, timeout=TIMEOUT, what="ast2 shown down")
