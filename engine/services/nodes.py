@@ -1,6 +1,6 @@
 """The media nodes: their rows kept true (configured at start, seen by a heartbeat over each
-node's AMI link), the list with live load for the operator, draining a node, and the node a
-conference starts on."""
+node's AMI link), the list with live load for the operator, draining a node, and which node
+the placement rule picks for a conference of a given size."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class NodeService:
                 log.exception("node heartbeat failed")
 
     async def placement(self, seats: int) -> Node | None:
-        """The node a conference of ``seats`` participants starts on (engine.domain.nodes.place)."""
+        """The node the placement rule (engine.domain.nodes.place) picks now for ``seats`` participants."""
         return place(await self.repo.list(self.node_ids), seats)
 
     # ----------------------------------------------------------------- the operator's view
