@@ -1,5 +1,5 @@
-"""Command line: ``python -m engine run | migrate | asterisk-config render DIR | account create |
-token create | token revoke``."""
+"""Command line: ``python -m engine run | migrate | asterisk-config render DIR [--node ID] |
+kamailio-config render DIR | account create | token create | token revoke``."""
 
 from __future__ import annotations
 
@@ -59,8 +59,11 @@ async def _run(settings: Settings) -> None:
         except OSError as exc:
             await runner.cleanup()
             raise VecheError(f"cannot listen on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
-        print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  "
-              f"(SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}, "
+        sip = (f"SIP {settings.sip_host}:{settings.sip_port} (Kamailio) in front of nodes "
+               + ", ".join(f"{n.node_id} {n.sip_host}" for n in settings.media_nodes)
+               + f", AMI port {settings.ami.port}") if settings.several_nodes else \
+            f"SIP {settings.sip_host}:{settings.sip_port}, AMI {settings.ami.host}:{settings.ami.port}"
+        print(f"Veche is up: web UI at http://{settings.web_host}:{settings.web_port}/  ({sip}, "
               f"FastAGI {settings.agi_host}:{settings.agi_port}, "
               f"metrics {settings.metrics_host}:{settings.metrics_port}, access number {settings.access_number}). "
               "Ctrl-C stops everything.", flush=True)
@@ -119,7 +122,16 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_render(settings: Settings, args: argparse.Namespace) -> None:
-    from engine.stack import render_asterisk_config
+    from engine.stack import node_settings, render_asterisk_config
+
+    if args.node:  # one of several nodes: its own host, its trunk to Kamailio
+        from engine.domain.errors import ConfigError
+
+        spec = next((n for n in settings.media_nodes if n.node_id == args.node), None)
+        if spec is None:
+            known = ", ".join(n.node_id for n in settings.media_nodes)
+            raise ConfigError(f"no node {args.node!r}: the nodes are {known}")
+        settings = node_settings(settings, spec)
 
     dialout = None
     if args.with_groups:  # veche-dialout with the operator's number-plan groups from DATABASE_URL
@@ -143,6 +155,13 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> None:
     print(f"rendered asterisk-config into {dest}")
 
 
+def cmd_render_kamailio(settings: Settings, args: argparse.Namespace) -> None:
+    from engine.stack import render_kamailio_config
+
+    dest = render_kamailio_config(settings, Path(args.dir))
+    print(f"rendered kamailio-config into {dest}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Veche conference engine")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -156,7 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("dir")
     render.add_argument("--with-groups", action="store_true",
                         help="render veche-dialout with the number-plan groups stored in DATABASE_URL")
+    render.add_argument("--node", default=None, metavar="ID",
+                        help="with several nodes (VECHE_NODES, VECHE_NODE_HOSTS): render node ID (ast1, ast2, ...)")
     render.set_defaults(func=cmd_render)
+    kamailio = sub.add_parser("kamailio-config", help="Kamailio configuration (the SIP front door of several nodes)")
+    kamailio_sub = kamailio.add_subparsers(dest="action", required=True)
+    kamailio_render = kamailio_sub.add_parser("render", help="render kamailio-config/ templates into DIR")
+    kamailio_render.add_argument("dir")
+    kamailio_render.set_defaults(func=cmd_render_kamailio)
     from engine.cli import add_commands
 
     add_commands(sub)  # account create, token create

@@ -61,6 +61,7 @@ from engine.services.limit_guard import LimitGuard
 from engine.services.live_control import LiveControl
 from engine.services.mail_delivery import MailDelivery
 from engine.services.metrics import MetricsService
+from engine.services.nodes import NodeService
 from engine.services.notifier import Notifier
 from engine.services.numberplans import NumberPlans, PlanGroupService
 from engine.services.operator import OperatorService
@@ -165,6 +166,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
         occurrences=occurrences,
         rooms=rooms,
         idempotency=IdempotencyService(IdempotencyRepository(pool), timedelta(hours=settings.idempotency_hours)),
+        nodes=NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes),
     )
 
 
@@ -224,15 +226,16 @@ class Engine:
         self.agi.sounds = self._services.prompts.sound  # the operator's replacement prompts, for the IVR
         await self._services.start()
         await self.agi.start()
-        log.info("engine started: node %s, AMI %s:%s, FastAGI %s:%s", settings.node_id,
-                 settings.ami.host, settings.ami.port, settings.agi_host, settings.agi_port)
+        log.info("engine started: nodes %s, FastAGI %s:%s",
+                 ", ".join(f"{n.node_id} ({n.ami.host}:{n.ami.port})" for n in settings.media_nodes),
+                 settings.agi_host, settings.agi_port)
 
     async def _connect_nodes(self) -> None:
         """Log in to every Asterisk node and make it a media node, keyed by its node id (the
         node of ``settings.node_id`` is the default for a conference that names none)."""
         settings = self.settings
         self.nodes = MediaNodes(default=settings.node_id)
-        targets = {settings.node_id: settings.ami}  # node id -> its AMI target
+        targets = {node.node_id: node.ami for node in settings.media_nodes}  # node id -> its AMI target
         for node_id, target in targets.items():
             link = AmiLink(target, node_id)
             await link.connect()

@@ -51,13 +51,41 @@ class AmiTarget:
 
 
 @dataclass(frozen=True)
+class NodeSpec:
+    """One Asterisk media node the engine drives: its id, AMI link, SIP address and capacity."""
+
+    node_id: str
+    ami: AmiTarget
+    sip_host: str
+    sip_port: int
+    capacity: int  # participants the node carries at most
+
+    @property
+    def ami_url(self) -> str:
+        """The AMI link without its secret (what the operator pages and the node row show)."""
+        return f"ami://{self.ami.username}@{self.ami.host}:{self.ami.port}"
+
+    @property
+    def sip_address(self) -> str:
+        return f"{self.sip_host}:{self.sip_port}"
+
+
+def local_node_host(index: int) -> str:
+    """The loopback address of local media node ``index`` (1, 2, ...): 127.0.0.11, 127.0.0.12, ..."""
+    return f"127.0.0.{10 + index}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable about one engine process."""
 
     database_url: str | None = None
     ami: AmiTarget = field(default_factory=AmiTarget)
     ami_external: bool = False  # True when ASTERISK_AMI_URL points at an operator's own PBX
-    node_id: str = "ast1"
+    node_id: str = "ast1"  # the only node's id; with several nodes they are ast1, ast2, ...
+    node_count: int = 1  # media nodes (VECHE_NODES); more than one puts Kamailio in front of them
+    node_hosts: tuple[str, ...] = ()  # the nodes' hosts (VECHE_NODE_HOSTS; default 127.0.0.11, 127.0.0.12, ...)
+    node_capacity: int = 300  # participants per node (VECHE_NODE_CAPACITY)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     sip_host: str = "127.0.0.1"
@@ -177,6 +205,22 @@ class Settings:
         """The prompts directory as Asterisk on a node opens it."""
         return self.prompts_node_dir or str(self.prompts)
 
+    @property
+    def several_nodes(self) -> bool:
+        """More than one media node: Kamailio is the SIP front door at sip_host:sip_port."""
+        return self.node_count > 1
+
+    @property
+    def media_nodes(self) -> tuple[NodeSpec, ...]:
+        """Every media node the engine drives. One node is the AMI target and SIP address of these
+        settings; several nodes are ast1, ast2, ... on their own hosts with the same AMI and SIP
+        ports (each node a machine of its own)."""
+        if not self.several_nodes:
+            return (NodeSpec(self.node_id, self.ami, self.sip_host, self.sip_port, self.node_capacity),)
+        hosts = self.node_hosts or tuple(local_node_host(k) for k in range(1, self.node_count + 1))
+        return tuple(NodeSpec(f"ast{k}", replace(self.ami, host=host), host, self.sip_port, self.node_capacity)
+                     for k, host in enumerate(hosts, 1))
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
 
@@ -209,6 +253,14 @@ class Settings:
             return value
 
         ami_url = env.get("ASTERISK_AMI_URL")
+        node_hosts = tuple(h.strip() for h in get("NODE_HOSTS", "").split(",") if h.strip())
+        node_count = positive("NODES", len(node_hosts) or base.node_count)
+        if node_hosts and node_count != len(node_hosts):
+            raise ConfigError(f"VECHE_NODES is {node_count} but VECHE_NODE_HOSTS names {len(node_hosts)} hosts")
+        node_id = get("NODE_ID", base.node_id)
+        if node_count > 1 and node_id != base.node_id:
+            raise ConfigError(f"with several nodes their ids are ast1, ast2, ...: leave VECHE_NODE_ID unset "
+                              f"(got {node_id!r})")
         ami = AmiTarget.from_url(ami_url) if ami_url else AmiTarget(
             port=get_int("AMI_PORT", 5038),
             username=get("AMI_USER", "veche"),
@@ -218,7 +270,10 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             ami=ami,
             ami_external=bool(ami_url),
-            node_id=get("NODE_ID", base.node_id),
+            node_id=node_id,
+            node_count=node_count,
+            node_hosts=node_hosts,
+            node_capacity=positive("NODE_CAPACITY", base.node_capacity),
             web_host=get("WEB_HOST", base.web_host),
             web_port=get_int("WEB_PORT", base.web_port),
             sip_host=get("SIP_HOST", base.sip_host),

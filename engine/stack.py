@@ -1,5 +1,6 @@
-"""Provisions the real parts for development and tests: the Asterisk 22 root file system, an
-Asterisk instance started from the project's own asterisk-config/, and a private PostgreSQL."""
+"""Provisions the real parts for development and tests: the Asterisk 22 root file system, one
+Asterisk instance per media node started from the project's own asterisk-config/, Kamailio in
+front of several nodes (kamailio-config/), and a private PostgreSQL."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
-from engine.config import Settings
+from engine.config import NodeSpec, Settings
 
 if TYPE_CHECKING:
     from engine.adapters.mail_sink import MailSink
@@ -38,13 +39,16 @@ log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASTERISK_CONFIG_DIR = PROJECT_ROOT / "asterisk-config"
+KAMAILIO_CONFIG_DIR = PROJECT_ROOT / "kamailio-config"
+KAMAILIO_FILES = ("kamailio.cfg", "dispatcher.list")
+KAMAILIO_PING_SECONDS = 1  # how often Kamailio probes each node with OPTIONS
 PG_BIN = Path(os.environ.get("VECHE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ROOTFS_PACKAGES = ("asterisk,asterisk-modules,asterisk-core-sounds-en-gsm,asterisk-core-sounds-en,"
                    "asterisk-core-sounds-ru-gsm,asterisk-core-sounds-ru")
 # The voice languages' prompts, by the directory the Debian packages put them in (the
 # asterisk-core-sounds-<lang> package links sounds/<lang> to it).
 ROOTFS_SOUNDS = {"ru": ("asterisk-core-sounds-ru-gsm", "asterisk-core-sounds-ru")}
-HOST_PACKAGES = {"debootstrap": "debootstrap", "sipp": "sip-tester"}
+HOST_PACKAGES = {"debootstrap": "debootstrap", "sipp": "sip-tester", "kamailio": "kamailio"}
 DIALOUT_FILE = "veche-dialout.conf"  # the number plan's context, re-rendered when a group changes
 CONFIG_FILES = (
     "asterisk.conf", "modules.conf", "logger.conf", "manager.conf", "rtp.conf",
@@ -244,6 +248,7 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "ami_permit": settings.ami_permit,
         "sip_host": settings.sip_host,
         "sip_port": settings.sip_port,
+        "bind_media": settings.several_nodes,
         "trunk_target": settings.trunk_target,
         "trunk_sources": trunk_sources,
         "agi_targets": settings.agi_targets,  # every engine of a pair, tried in turn
@@ -428,6 +433,117 @@ class AsteriskProcess:
             self.process.wait()
 
 
+# --------------------------------------------------------------------------- several nodes
+
+
+def node_settings(settings: Settings, node: NodeSpec) -> Settings:
+    """The settings one media node's Asterisk is rendered from. With several nodes the node binds
+    its own host (SIP, RTP and AMI), and its trunk leads to Kamailio at the front door's address,
+    which is also the only source its dial-ins may come from."""
+    if not settings.several_nodes:
+        return settings
+    return settings.with_(node_id=node.node_id, ami=node.ami, sip_host=node.sip_host, sip_port=node.sip_port,
+                          trunk_target=f"{settings.sip_host}:{settings.sip_port}")
+
+
+def render_kamailio_config(settings: Settings, dest: Path) -> Path:
+    """Render kamailio-config/ into ``dest``: Kamailio listens at the front door (sip_host:sip_port),
+    dispatches to the media nodes and relays their outbound calls to the carrier (trunk_target)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(KAMAILIO_CONFIG_DIR)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    values = {
+        "nodes": settings.media_nodes,
+        "listen_host": settings.sip_host,
+        "listen_port": settings.sip_port,
+        "carrier": settings.trunk_target,
+        "dispatcher_list": str(dest / "dispatcher.list"),
+        "ping_interval": KAMAILIO_PING_SECONDS,
+        "ring_timeout_ms": (settings.ring_timeout + 5) * 1000,
+    }
+    for name in KAMAILIO_FILES:
+        (dest / name).write_text(env.get_template(name).render(**values))
+    return dest
+
+
+def sip_options(host: str, port: int, timeout: float = 2.0) -> int | None:
+    """Send one SIP OPTIONS to host:port over UDP; the status code of the answer, None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1" if host.startswith("127.") else "0.0.0.0", 0))
+        sock.settimeout(timeout)
+        local = sock.getsockname()
+        branch = f"z9hG4bK{os.urandom(6).hex()}"
+        request = (f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/UDP {local[0]}:{local[1]};branch={branch};rport\r\n"
+                   "Max-Forwards: 70\r\n"
+                   f"From: <sip:probe@{local[0]}>;tag={os.urandom(4).hex()}\r\n"
+                   f"To: <sip:{host}:{port}>\r\n"
+                   f"Call-ID: {os.urandom(8).hex()}@veche\r\n"
+                   "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        sock.sendto(request.encode(), (host, port))
+        try:
+            answer = sock.recv(65535).decode(errors="replace")
+        except OSError:
+            return None
+    match = re.match(r"SIP/2\.0 (\d{3})", answer)
+    return int(match.group(1)) if match else None
+
+
+@dataclass
+class KamailioProcess:
+    """Kamailio, the SIP front door of several media nodes, started from kamailio-config/ rendered
+    into ``run_dir/kamailio/<name>``. A Kamailio of the same directory that an engine which died
+    left running is stopped first (it holds the front door's port)."""
+
+    settings: Settings
+    name: str = "front"
+    process: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> Path:
+        return self.settings.run_dir / "kamailio" / self.name
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base / "run" / "kamailio.pid"
+
+    def start(self, timeout: float = 30.0) -> None:
+        ensure_host_tools("kamailio")
+        stale = read_pid(self.pid_file)
+        if stale is not None and str(self.base / "etc") in " ".join(process_cmdline(stale)):
+            log.warning("Kamailio (pid %d) from an earlier engine still runs: stopping it", stale)
+            terminate(stale, "Kamailio")
+        shutil.rmtree(self.base, ignore_errors=True)
+        (self.base / "run").mkdir(parents=True)
+        config = render_kamailio_config(self.settings, self.base / "etc")
+        self._log = open(self.base / "kamailio.log", "wb")  # noqa: SIM115 - kept open for the process's life
+        self.process = subprocess.Popen(
+            ["kamailio", "-f", str(config / "kamailio.cfg"), "-DD", "-E", "-m", "64", "-M", "8",
+             "-Y", str(self.base / "run"), "-P", str(self.pid_file), "-w", str(self.base)],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while sip_options(self.settings.sip_host, self.settings.sip_port, timeout=0.5) != 200:
+            time.sleep(0.05)  # refused at once while Kamailio binds its socket: poll, no busy loop
+            if self.process.poll() is not None:
+                raise ConfigError(f"Kamailio exited at start (code {self.process.returncode}); "
+                                  f"see {self.base / 'kamailio.log'}")
+            if time.monotonic() > deadline:
+                raise ConfigError(f"Kamailio did not answer OPTIONS within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        terminate(self.process.pid, "Kamailio", timeout)
+        self.process.wait()
+        self._log.close()
+
+
+def local_nodes(settings: Settings) -> list[AsteriskProcess]:
+    """The Asterisk instance of each media node that ``local_stack`` runs for these settings."""
+    return [AsteriskProcess(node_settings(settings, node), name=local_asterisk_name(node_settings(settings, node)))
+            for node in settings.media_nodes]
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -565,14 +681,19 @@ class PostgresCluster:
 
 
 def local_dialplan_sink(settings: Settings) -> Callable[[str], None] | None:
-    """Where the engine installs a re-rendered ``veche-dialout`` context: the Asterisk that
-    ``local_stack`` runs for these settings; None for an operator's own PBX (they reload it)."""
+    """Where the engine installs a re-rendered ``veche-dialout`` context: every node's Asterisk
+    that ``local_stack`` runs for these settings; None for an operator's own PBX (they reload it)."""
     if settings.ami_external:
         return None
-    process = AsteriskProcess(settings, name=local_asterisk_name(settings))
-    if not (process.base / "etc" / "extensions.conf").exists():
+    processes = [p for p in local_nodes(settings) if (p.base / "etc" / "extensions.conf").exists()]
+    if not processes:
         return None
-    return process.install_dialout
+
+    def install(text: str) -> None:
+        for process in processes:
+            process.install_dialout(text)
+
+    return install
 
 
 def local_asterisk_name(settings: Settings) -> str:
@@ -597,11 +718,13 @@ def local_postgres(settings: Settings) -> PostgresCluster:
 
 @contextmanager
 def local_stack(settings: Settings) -> Iterator[Settings]:
-    """Bring up what the settings do not point at (Postgres, Asterisk); yield the final settings.
-    Parts that an engine which died left running are adopted or restarted (see their ``start``);
-    leaving the block stops them, adopted or not."""
+    """Bring up what the settings do not point at (Postgres, Asterisk: one per media node, with
+    Kamailio in front of several); yield the final settings. Parts that an engine which died left
+    running are adopted or restarted (see their ``start``); leaving the block stops them, adopted
+    or not."""
     pg: PostgresCluster | None = None
-    ast: AsteriskProcess | None = None
+    nodes: list[AsteriskProcess] = []
+    front: KamailioProcess | None = None
     sink: MailSink | None = None
     try:
         if settings.mail_sink:  # no SMTP server configured: mail is kept in run/mail/ for the Outbox page
@@ -616,13 +739,20 @@ def local_stack(settings: Settings) -> Iterator[Settings]:
             pg = local_postgres(settings)
             settings = settings.with_(database_url=pg.start())
         if not settings.ami_external:
-            settings = with_instance_prompts(settings, local_asterisk_name(settings))
-            ast = AsteriskProcess(settings, name=local_asterisk_name(settings))
-            ast.start()
+            # every node plays the prompts the engine writes into the first node's directory
+            settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
+            for process in local_nodes(settings):
+                nodes.append(process)
+                process.start()
+            if settings.several_nodes:
+                front = KamailioProcess(settings)
+                front.start()
         yield settings
     finally:
-        if ast:
-            ast.stop()
+        if front:
+            front.stop()
+        for process in reversed(nodes):
+            process.stop()
         if pg:
             pg.stop()
         if sink:

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Renders asterisk-config/ with this container's VECHE_* / ASTERISK_AMI_URL values, then runs
-# Asterisk in the foreground from those files only (never Debian's samples).
+# Asterisk in the foreground from those files only (never Debian's samples). VECHE_MEDIA_NODE
+# (ast1, ast2, ...) renders that one of several nodes (VECHE_NODE_HOSTS): its own address, its
+# trunk to Kamailio.
 set -eu
 CONF_DIR=/etc/veche/asterisk
 
@@ -10,7 +12,7 @@ if [ -z "${VECHE_AMI_SECRET:-}" ] && [ -z "${ASTERISK_AMI_URL:-}" ]; then
 fi
 
 cd /opt/veche
-python3 -m engine asterisk-config render "$CONF_DIR"
+python3 -m engine asterisk-config render "$CONF_DIR" ${VECHE_MEDIA_NODE:+--node "$VECHE_MEDIA_NODE"}
 for dir in db spool run log; do
     install -d -o asterisk -g asterisk "/var/lib/asterisk/$dir"
 done

@@ -24,6 +24,7 @@ from engine.services.limit_guard import LimitGuard
 from engine.services.live_control import LiveControl
 from engine.services.mail_delivery import MailDelivery
 from engine.services.metrics import MetricsService
+from engine.services.nodes import NodeService
 from engine.services.notifier import Notifier
 from engine.services.numberplans import NumberPlans, PlanGroupService
 from engine.services.operator import OperatorService
@@ -81,6 +82,7 @@ class Services:
     series: SeriesPlanning
     occurrences: SeriesOccurrences
     rooms: PermanentRooms
+    nodes: NodeService
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
@@ -90,6 +92,7 @@ class Services:
         sessions, links and CAPTCHAs, the recorder, and metrics and audit last."""
         await self.dialplan.start()
         await self.prompts.start()
+        await self.nodes.start()  # the node rows, before recovery reads a node's boot
         await self.calls.start()
         await self.recovery.start()
         await self.scheduler.start()
@@ -123,6 +126,7 @@ class Services:
         await self.recovery.stop()
         await self.calls.stop()
         await self.dialout.stop()
+        await self.nodes.stop()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from engine.domain.errors import Unauthenticated
-from web.api import addressbook, conferences, events, operator, prompts, recordings, series
+from web.api import addressbook, conferences, events, nodes, operator, prompts, recordings, series
 from web.api.common import ACCOUNT, ok
 from web.api.errors import api_errors
 from web.api.openapi import build_spec
@@ -89,6 +89,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("DELETE", "/recordings" + ITEM, recordings.delete_recording),
     *operator.ROUTES,  # /operator/...
     *prompts.ROUTES,  # /operator/prompts (voice prompts per language)
+    *nodes.ROUTES,  # /operator/nodes (media nodes: load, drain)
 )
 
 

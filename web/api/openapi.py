@@ -442,6 +442,11 @@ from web.api.series_spec import series_paths, series_schemas  # noqa: E402
 SCHEMAS.update(series_schemas())
 PATHS.update(series_paths())
 
+from web.api.nodes_spec import node_paths, node_schemas  # noqa: E402
+
+SCHEMAS.update(node_schemas())
+PATHS.update(node_paths())
+
 DESCRIPTION = """\
 The JSON API of Veche, the audio-conference service. Authenticate with `Authorization: Bearer <token>`
 (a token comes from `python -m engine token create <account>` or POST /tokens), or with the portal's

@@ -11,6 +11,7 @@ from web.security import Handler
 from web.views import conferences, help, history, login, planning, series, settings
 from web.views.account import setup_account_routes
 from web.views.common import N_, render
+from web.views.nodes import setup_node_routes
 from web.views.operator import setup_operator_routes
 from web.views.outbox import setup_outbox_routes
 from web.views.prompts import setup_prompt_routes
@@ -70,6 +71,7 @@ def setup_routes(app: web.Application) -> None:
     setup_operator_routes(app)  # /operator/... pages
     setup_outbox_routes(app)  # /operator/outbox: the local mail sink
     setup_prompt_routes(app)  # /operator/prompts: voice prompts per language
+    setup_node_routes(app)  # /operator/nodes: media nodes, drain
     setup_account_routes(app)  # password reset, e-mail confirmation, Settings > API tokens
 
 

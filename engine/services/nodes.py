@@ -1,0 +1,101 @@
+"""The media nodes: their rows kept true (configured at start, seen by a heartbeat over each
+node's AMI link), the list with live load for the operator, draining a node, and which node
+the placement rule picks for a conference of a given size."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Protocol
+
+from engine.adapters.db.nodes import NodeRepository
+from engine.adapters.db.operator import OperatorRepository
+from engine.config import NodeSpec
+from engine.domain.errors import Forbidden, NotFound
+from engine.domain.nodes import Node, place
+from engine.services.audit import AuditLog
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0  # how often each node's state and last-seen time are stored
+
+
+class NodeLink(Protocol):
+    """What the heartbeat asks of a node's AMI link."""
+
+    @property
+    def connected(self) -> bool: ...
+
+
+class NodeService:
+    """See the module docstring; draining and resuming go to the audit log."""
+
+    def __init__(self, repo: NodeRepository, accounts: OperatorRepository, audit: AuditLog, *,
+                 specs: tuple[NodeSpec, ...], links: Mapping[str, NodeLink]) -> None:
+        self.repo = repo
+        self.accounts = accounts
+        self.audit = audit
+        self.specs = specs
+        self.links = links
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [spec.node_id for spec in self.specs]
+
+    async def start(self) -> None:
+        """Store the configured nodes, then keep their state and last-seen time."""
+        await self.repo.register([(s.node_id, s.ami_url, s.sip_address, s.capacity) for s in self.specs])
+        await self.beat()
+        self._heartbeat = asyncio.create_task(self._beat_forever(), name="node-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+
+    async def beat(self) -> None:
+        for node_id in self.node_ids:
+            link = self.links.get(node_id)
+            await self.repo.mark_seen(node_id, link is not None and link.connected)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)  # a period, not a wait for an event
+            try:
+                await self.beat()
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.exception("node heartbeat failed")
+
+    async def placement(self, seats: int) -> Node | None:
+        """The node the placement rule (engine.domain.nodes.place) picks now for ``seats`` participants."""
+        return place(await self.repo.list(self.node_ids), seats)
+
+    # ----------------------------------------------------------------- the operator's view
+
+    async def _operator(self, operator_id: int) -> None:
+        account = await self.accounts.get_account(operator_id)
+        if account is None or account["role"] != "operator" or account["blocked"]:
+            raise Forbidden("only an operator may do this")
+
+    async def list(self, operator_id: int) -> list[Node]:
+        """Every configured node with its state, last-seen time and live load."""
+        await self._operator(operator_id)
+        return await self.repo.list(self.node_ids)
+
+    async def set_draining(self, operator_id: int, node_id: str, draining: bool) -> Node:
+        """Drain a node (its running rooms finish, no new ones start there) or let it take rooms again."""
+        await self._operator(operator_id)
+        if node_id not in self.node_ids:
+            raise NotFound("no such node")
+        await self.repo.set_draining(node_id, draining)
+        await self.audit.record("node.drained" if draining else "node.resumed", actor=f"operator:{operator_id}",
+                                actor_id=operator_id, detail={"node_id": node_id})
+        if not draining:
+            await self.beat()  # an unreachable node shows as down at once
+        (node,) = await self.repo.list([node_id])
+        return node

@@ -1,0 +1,259 @@
+"""Several media nodes through the real parts: two Asterisk 22 nodes on their own loopback
+addresses behind a real Kamailio, SIPp as callers and as the carrier, PostgreSQL, one engine.
+Calls through Kamailio reach both nodes, each node's outbound call reaches the carrier through
+Kamailio once, the operator sees both nodes with their load and can drain one."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from engine.app import Engine
+from engine.config import Settings, local_node_host
+from engine.domain.model import ConferencePlan, ParticipantPlan
+from engine.stack import (
+    AsteriskProcess,
+    KamailioProcess,
+    free_port,
+    free_udp_port_pair,
+    local_nodes,
+    with_instance_prompts,
+)
+from tests.conftest import make_settings
+from tests.support.api import ApiClient
+from tests.support.factories import wait_until
+from tests.support.portal import PASSWORD, PortalClient, random_account_phone
+from tests.support.sipp import SippFactory, SippProcess
+
+pytestmark = pytest.mark.stack
+
+NODES = 2
+TIMEOUT = 30.0
+
+
+def _free_everywhere(kind: int, hosts: tuple[str, ...]) -> int:
+    """A port free on 127.0.0.1 and on every node's address (and its successor for UDP: RTCP)."""
+    for _ in range(200):
+        port = free_udp_port_pair() if kind == socket.SOCK_DGRAM else free_port(kind)
+        try:
+            for host in hosts:
+                for offset in ((0, 1) if kind == socket.SOCK_DGRAM else (0,)):
+                    with socket.socket(socket.AF_INET, kind) as sock:
+                        sock.bind((host, port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on every node address")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    nodes: list[AsteriskProcess]
+    front: KamailioProcess
+    carrier: SippProcess
+    sipp: SippFactory
+    engine: Engine
+
+
+@pytest.fixture(scope="module")
+async def database(database_url: str) -> str:
+    """A database of its own on the session's server: the node rows are this engine's alone."""
+    name = f"veche_nodes_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return database_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="module")
+async def stack(run_dir: Path, database: str) -> AsyncIterator[Stack]:
+    hosts = ("127.0.0.1", *(local_node_host(k) for k in range(1, NODES + 1)))
+    settings = make_settings(run_dir / "nodes", database_url=database, node_count=NODES,
+                             sip_port=_free_everywhere(socket.SOCK_DGRAM, hosts))
+    settings = settings.with_(ami=settings.ami.__class__(port=_free_everywhere(socket.SOCK_STREAM, hosts),
+                                                         secret=settings.ami.secret))
+    settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
+    nodes = local_nodes(settings)
+    front = KamailioProcess(settings)
+    carrier: SippProcess | None = None
+    engine: Engine | None = None
+    try:
+        for node in nodes:
+            await asyncio.to_thread(node.start)
+        await asyncio.to_thread(front.start)
+        sipp = SippFactory(run_dir / "sipp-nodes", settings.sip_port)
+        carrier = await sipp.pstn(int(settings.trunk_target.rsplit(":", 1)[1]))
+        engine = Engine(settings)
+        await engine.start()
+        yield Stack(settings, nodes, front, carrier, sipp, engine)
+    finally:
+        if engine is not None:
+            await engine.stop()
+        if carrier is not None:
+            await carrier.stop()
+        await asyncio.to_thread(front.stop)
+        for node in nodes:
+            await asyncio.to_thread(node.stop)
+
+
+def calls_processed(node: AsteriskProcess) -> int:
+    match = re.search(r"(\d+) calls? processed", node.cli("core show calls"))
+    return int(match.group(1)) if match else 0
+
+
+async def test_calls_through_kamailio_reach_both_nodes(stack: Stack) -> None:
+    """The dispatcher spreads dial-ins over the nodes that answer OPTIONS (round robin)."""
+    before = [await asyncio.to_thread(calls_processed, n) for n in stack.nodes]
+    callers = [await stack.sipp.caller("1#", service=stack.settings.access_number) for _ in range(NODES)]
+    try:
+        async def both_reached() -> bool:
+            after = [await asyncio.to_thread(calls_processed, n) for n in stack.nodes]
+            return all(a > b for a, b in zip(after, before, strict=True))
+
+        await wait_until(stack.engine, both_reached, timeout=TIMEOUT, what="a dial-in on every node")
+    finally:
+        for caller in callers:
+            await caller.stop()
+
+
+async def test_each_node_dials_out_through_kamailio_once(stack: Stack) -> None:
+    """An Originate on each node reaches the carrier through Kamailio: one INVITE per attempt,
+    and the carrier sees Kamailio as its only peer."""
+    since = stack.carrier.message_offset()
+    numbers = {}
+    for index, (node_id, adapter) in enumerate(sorted(stack.engine.nodes.items())):
+        number = f"37529{secrets.randbelow(10**6):06d}{index}"[:12]
+        numbers[node_id] = number
+        await adapter.originate(channel_id=f"vn-{secrets.token_hex(8)}", channel=f"Local/{number}@veche-dialout/n",
+                                context="veche-room", exten="join", timeout_ms=10000,
+                                variables={"VECHE_ROOM": f"nodes-{node_id}", "VECHE_PROFILE": "veche_guest_invited",
+                                           "VECHE_LANG": "en", "VECHE_MAX_MEMBERS": "10"})
+
+    async def all_invited() -> bool:
+        return set(stack.carrier.invited_numbers()[-50:]) >= set(numbers.values())
+
+    await wait_until(stack.engine, all_invited, timeout=TIMEOUT, what="an INVITE from every node")
+    invites = [number for number, _ in stack.carrier.invites(since)]
+    for number in numbers.values():
+        assert invites.count(number) == 1, invites
+    front = f"127.0.0.1:{stack.settings.sip_port}"
+    trace = stack.carrier.message_path.read_text(errors="replace")
+    for block in re.split(r"^-{20,}.*$", trace, flags=re.MULTILINE):
+        if re.search(r"^INVITE sip:", block, flags=re.MULTILINE):
+            top_via = re.search(r"^Via:\s*SIP/2.0/UDP\s+([0-9.:]+)", block, flags=re.MULTILINE | re.IGNORECASE)
+            assert top_via and top_via.group(1) == front, block[:400]
+
+
+@dataclass
+class Portal:
+    server: object  # aiohttp.test_utils.TestServer
+    operator: object  # the operator's account
+
+
+@pytest.fixture(scope="module")
+async def portal(stack: Stack) -> AsyncIterator[Portal]:
+    """The portal and API of the two-node engine, and an operator's account."""
+    from aiohttp.test_utils import TestServer
+
+    from web.app import init_app
+
+    server = TestServer(init_app(stack.engine.services), host="127.0.0.1")
+    await server.start_server()
+    operator = await stack.engine.services.accounts.create(random_account_phone(), PASSWORD, role="operator")
+    yield Portal(server, operator)
+    await server.close()
+
+
+@pytest.fixture(scope="module")
+async def operator_api(stack: Stack, portal: Portal) -> ApiClient:
+    issued = await stack.engine.services.tokens.issue(portal.operator.id, "nodes")
+    return ApiClient(portal.server, issued.secret)
+
+
+async def test_operator_sees_both_nodes_with_live_load_and_drains_one(stack: Stack, operator_api: ApiClient) -> None:
+    """GET /operator/nodes lists both nodes up with the participants in use; a drain is stored,
+    shown, audit-logged and undone by resume."""
+    engine = stack.engine
+    owner = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    callee = f"37529{secrets.randbelow(10**6):06d}1"
+    conference = await engine.services.planning.plan(owner.id, ConferencePlan(
+        subject="nodes", start=None, duration_minutes=10, max_participants=4,
+        participants=(ParticipantPlan(callee),)))
+    node_of_room = conference.node_id
+
+    async def in_use() -> dict[str, dict]:
+        listing = await operator_api.get("/operator/nodes")
+        assert listing.status == 200
+        return {n["node_id"]: n for n in listing.body["nodes"]}
+
+    async def callee_counted() -> bool:
+        return (await in_use())[node_of_room]["in_use"] == 1
+
+    await wait_until(engine, callee_counted, timeout=TIMEOUT, what="the callee counted on its node")
+    nodes = await in_use()
+    assert sorted(nodes) == ["ast1", "ast2"]
+    assert all(n["state"] == "up" and n["last_seen"] for n in nodes.values()), nodes
+    assert nodes[node_of_room]["conferences"] == 1 and nodes[node_of_room]["load"] == 4
+    assert nodes["ast2"]["sip_address"] == f"{local_node_host(2)}:{stack.settings.sip_port}"
+    await engine.services.live.end(owner.id, conference.id)
+
+    drained = await operator_api.post("/operator/nodes/ast2/drain")
+    assert drained.status == 200 and drained.body["state"] == "draining"
+    assert (await in_use())["ast2"]["state"] == "draining"
+    await engine.services.nodes.beat()  # the heartbeat keeps an operator's drain
+    assert (await in_use())["ast2"]["state"] == "draining"
+    assert (await engine.services.nodes.placement(1)).node_id == "ast1"
+    log = await operator_api.get("/operator/audit?action=node.drained")
+    assert [e["detail"]["node_id"] for e in log.body["entries"]] == ["ast2"]
+    resumed = await operator_api.post("/operator/nodes/ast2/resume")
+    assert resumed.status == 200 and resumed.body["state"] == "up"
+    assert (await operator_api.post("/operator/nodes/ast9/drain")).status == 404
+
+
+async def test_operator_page_lists_the_nodes_and_drains_one(stack: Stack, portal: Portal) -> None:
+    client = PortalClient(str(portal.server.make_url("/")), stack.engine)
+    try:
+        await client.login(portal.operator.phone)
+        page = await client.get("/operator/nodes")
+        assert page.status == 200
+        assert 'data-node="ast1" data-state="up"' in page.text and 'data-node="ast2"' in page.text
+        drained = await client.post("/operator/nodes/ast1/drain", {})
+        assert drained.status == 200 and 'data-node="ast1" data-state="draining"' in drained.text
+        resumed = await client.post("/operator/nodes/ast1/resume", {})
+        assert resumed.status == 200 and 'data-node="ast1" data-state="up"' in resumed.text
+    finally:
+        await client.close()
+
+
+async def test_a_dead_node_gets_no_calls_and_shows_down(stack: Stack, operator_api: ApiClient) -> None:
+    """SIGKILL node ast2 (last test of the module: the stack goes down after it): Kamailio's
+    OPTIONS probe takes it out of the dispatcher, so dial-ins land on ast1; the heartbeat stores it
+    as down for the operator."""
+    stack.nodes[1].kill()
+    before = await asyncio.to_thread(calls_processed, stack.nodes[0])
+    callers = [await stack.sipp.caller("1#", service=stack.settings.access_number) for _ in range(NODES)]
+    try:
+        async def all_on_the_live_node() -> bool:
+            return await asyncio.to_thread(calls_processed, stack.nodes[0]) >= before + NODES
+
+        await wait_until(stack.engine, all_on_the_live_node, timeout=TIMEOUT, what="every dial-in on ast1")
+    finally:
+        for caller in callers:
+            await caller.stop()
+
+    async def ast2_down() -> bool:
+        listing = await operator_api.get("/operator/nodes")
+        return {n["node_id"]: n["state"] for n in listing.body["nodes"]} == {"ast1": "up", "ast2": "down"}
+
+    await wait_until(stack.engine, ast2_down, timeout=TIMEOUT, what="ast2 shown down")
