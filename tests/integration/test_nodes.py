@@ -132,7 +132,7 @@ async def test_each_node_dials_out_through_kamailio_once(stack: Stack) -> None:
     and the carrier sees Kamailio as its only peer."""
     since = stack.carrier.message_offset()
     numbers = {}
-    for index, (node_id, adapter) in enumerate(sorted(stack.engine.nodes.items())):
+    for index, (node_id, adapter) in enumerate(sorted(stack.engine.links.items())):
         number = f"37529{secrets.randbelow(10**6):06d}{index}"[:12]
         numbers[node_id] = number
         await adapter.originate(channel_id=f"vn-{secrets.token_hex(8)}", channel=f"Local/{number}@veche-dialout/n",
