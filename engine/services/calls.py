@@ -28,15 +28,7 @@ from engine.adapters.asterisk import (
     RoomStarted,
     Talking,
 )
-from engine.adapters.asterisk.contract import (  # the dial-in IVR's names (engine/services/dialin.py)
-    PARTICIPANT_VARIABLE,
-    PROFILES,
-    PROMPTS,
-    ROOM_EXTRA_MEMBERS,
-    WAITING_GUEST_PROFILE,
-    is_dialin_token,
-    new_dialin_token,
-)
+from engine.adapters.asterisk.contract import PROMPTS, ROOM_EXTRA_MEMBERS
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.config import Settings
 from engine.domain.errors import AmiError
@@ -46,8 +38,7 @@ from engine.services.dialout import DialOutService
 from engine.services.participant_states import IN_CALL_STATES, ParticipantStates, now_utc
 from engine.services.prompts import PromptService
 
-__all__ = ["IN_CALL_STATES", "PARTICIPANT_VARIABLE", "PROFILES", "ROOM_EXTRA_MEMBERS", "WAITING_GUEST_PROFILE",
-           "CallService", "is_dialin_token", "new_dialin_token", "now_utc"]
+__all__ = ["IN_CALL_STATES", "CallService", "now_utc"]
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from engine.adapters.asterisk.contract import PROFILES, WAITING_GUEST_PROFILE, dialin_entry, new_dialin_token
 from engine.adapters.db.dialin import DialinRepository
 from engine.config import Settings
 from engine.domain import dialin as rules
@@ -18,13 +19,6 @@ from engine.domain.dialin import DialinPolicy, Refusal
 from engine.domain.errors import LimitExceeded, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, Role
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import (
-    PARTICIPANT_VARIABLE,
-    PROFILES,
-    ROOM_EXTRA_MEMBERS,
-    WAITING_GUEST_PROFILE,
-    new_dialin_token,
-)
 from engine.services.permanent_rooms import PermanentRooms
 from engine.services.pin_guard import PinGuard
 
@@ -224,20 +218,17 @@ class DialinService:
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
         node_id = self.settings.node_id
-        # The AGI headers name a channel and Uniqueid, but anyone reaching the FastAGI port can
-        # write them: the call is known by a token of ours until AMI reports the channel that
-        # carries it (engine/services/calls.py learns the real Uniqueid and name from the events).
+        # The AGI headers name a channel, but anyone reaching the FastAGI port can write them: the
+        # call is known by a token of ours until the media node reports the channel that carries
+        # it (engine/services/calls.py learns the channel from the node's events).
         token = new_dialin_token()
         participant = await self.repo.add_caller(
             conference.id, number=outcome.caller, role=role, call_id=token, channel=None, node_id=node_id)
         outcome.participant_id = participant.id
-        # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's token
-        await call.set_variable(PARTICIPANT_VARIABLE, token)
-        await call.set_variable("VECHE_PROFILE", WAITING_GUEST_PROFILE if conference.wait_for_chair
-                                and role == Role.GUEST else PROFILES[role])
-        # one seat more than planned, for the quiet announcer channel that plays the deadline warning
-        await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + ROOM_EXTRA_MEMBERS))
-        await call.set_variable("VECHE_ROOM", conference.room)
+        # the row exists before the caller enters the room, so the tracker finds the token on joining
+        profile = WAITING_GUEST_PROFILE if conference.wait_for_chair and role == Role.GUEST else PROFILES[role]
+        for name, value in dialin_entry(token, conference.room, profile, conference.max_participants).items():
+            await call.set_variable(name, value)
         log.info("dial-in: %s joins conference %s as %s (participant %s)", outcome.caller, conference.id, role,
                  participant.id)
         # the listeners (console stream, notifier) run after the AGI session: the caller does

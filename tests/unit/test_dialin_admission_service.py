@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from engine.adapters.asterisk.contract import PARTICIPANT_VARIABLE, is_dialin_token
 from engine.config import Settings
 from engine.domain.dialin import DialinPolicy, Refusal
 from engine.domain.errors import LimitExceeded
 from engine.domain.model import ConferenceState, Role
 from engine.services.bus import DomainEvent, EventBus
-from engine.services.calls import PARTICIPANT_VARIABLE, is_dialin_token
 from engine.services.dialin import DialinService
 from engine.services.pin_guard import PinGuard
 from tests.unit.fakes import FakeCall, FakeDialinRepo, FakeRooms, NoRooms, conference

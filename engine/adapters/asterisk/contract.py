@@ -18,6 +18,8 @@ RECORD_CHANNEL = "Local/record@veche-record/n"
 
 PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
 PROFILE_VARIABLE = "VECHE_PROFILE"
+ROOM_VARIABLE = "VECHE_ROOM"
+MAX_MEMBERS_VARIABLE = "VECHE_MAX_MEMBERS"
 
 PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 # A dial-in guest of a permanent room with "guests wait for the chair" (wait_marked).
@@ -127,3 +129,11 @@ def originate_outcome(answered: bool, originate_reason: str | None, dial_status:
     if dial_status in DIAL_STATUS_OUTCOMES and dial_status != "ANSWER":
         return DIAL_STATUS_OUTCOMES[dial_status]
     return ORIGINATE_REASON_OUTCOMES.get(originate_reason or "", "failed")
+
+
+def dialin_entry(token: str, room: str, profile: str, participants: int) -> dict[str, str]:
+    """The channel variables that take an admitted caller from veche-dialin into the room: the
+    participant token AMI reports back (channelvars), the bridge profile, and the room's seats
+    (the planned participants plus the announcer and the recorder)."""
+    return {PARTICIPANT_VARIABLE: token, PROFILE_VARIABLE: profile,
+            MAX_MEMBERS_VARIABLE: str(participants + ROOM_EXTRA_MEMBERS), ROOM_VARIABLE: room}
