@@ -306,7 +306,7 @@ async def record(calls: int, path: Path = STREAM) -> int:
                         all_in.set()
 
             engine.bus.subscribe(on_bus)
-            service = engine.services["conferences"]
+            service = engine.services.conferences
             conference = await service.plan(owner, ConferencePlan(
                 subject="ingest recording", start=None, duration_minutes=30, max_participants=calls,
                 participants=tuple(ParticipantPlan(n) for n in numbers)))

@@ -98,7 +98,8 @@ class DialinService:
             if settings.test_mode:  # tests key many wrong PINs from few numbers
                 policy = replace(policy, base_delay_seconds=0.05, max_delay_seconds=0.4)
         self.policy = policy
-        self.outcomes: list[DialinOutcome] = []  # the latest calls (bounded), newest last
+        self.outcomes: list[DialinOutcome] = []  # the latest calls, newest last
+        self.outcomes_kept = 1000  # the bound of ``outcomes`` (a benchmark raises it)
         self._tasks: set[asyncio.Task] = set()
 
     async def answer(self, call: DialinCall) -> DialinOutcome:
@@ -116,7 +117,7 @@ class DialinService:
             outcome.engine_seconds = watch.spent
             outcome.total_seconds = time.perf_counter() - started
             self.outcomes.append(outcome)
-            del self.outcomes[:-1000]
+            del self.outcomes[:-self.outcomes_kept]
         return outcome
 
     async def _ask(self, call: DialinCall, prompt: str, watch: _Stopwatch) -> str | None:
