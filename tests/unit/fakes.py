@@ -145,6 +145,14 @@ class FakeConferenceRepo:
         return [c for c in self.conferences.values()
                 if c.state == ConferenceState.SCHEDULED and c.node_id == node_id and c.starts_at <= now]
 
+    async def start_due(self, node_id: str, now: datetime) -> list[Conference]:
+        started = []
+        for c in await self.due_starts(node_id, now):
+            if c.ends_at > now and c.owner_id not in self.blocked:
+                started.append(replace(c, state=ConferenceState.RUNNING, started_at=now))
+                self.conferences[c.id] = started[-1]
+        return started
+
     async def due_warnings(self, node_id: str, now: datetime, warning_seconds: float) -> list[Conference]:
         return [c for c in self.conferences.values()
                 if c.state == ConferenceState.RUNNING and c.node_id == node_id and c.id not in self.warned
@@ -171,6 +179,13 @@ class FakeConferenceRepo:
         updated = self.conferences[conference_id] = replace(
             current, ends_at=current.ends_at + timedelta(seconds=seconds),
             extended_minutes=current.extended_minutes + minutes)
+        return updated
+
+    async def transition_if_over(self, conference_id: int, to_state: str, **changes: Any) -> Conference | None:
+        current = self.conferences.get(conference_id)
+        if current is None or current.state != ConferenceState.SCHEDULED or current.ends_at > datetime.now(UTC):
+            return None
+        updated = self.conferences[conference_id] = replace(current, state=ConferenceState(to_state), **changes)
         return updated
 
     async def transition(self, conference_id: int, from_states: Iterable[str], to_state: str,
