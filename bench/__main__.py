@@ -1,5 +1,5 @@
 """One command for the benchmarks: ``python -m bench all`` runs every benchmark and rewrites
-bench/RESULTS.md; ``python -m bench dialout|dialin|ingest|scheduler [options]`` runs one of them."""
+bench/RESULTS.md; ``python -m bench dialout|dialin|ingest|scheduler|console [options]`` runs one of them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from bench import _stack, bench_ami_ingest, bench_dialin, bench_dialout, bench_scheduler
+from bench import _stack, bench_ami_ingest, bench_console, bench_dialin, bench_dialout, bench_scheduler
 from bench._stack import machine, write_header
 
 # name -> module with add_arguments(parser) and async run(args) -> str (its RESULTS.md section)
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "dialin": bench_dialin,
     "ingest": bench_ami_ingest,
     "scheduler": bench_scheduler,
+    "console": bench_console,
 }
 
 
@@ -45,6 +46,7 @@ QUICK: dict[str, list[str]] = {
     "dialin": ["--rate", "2", "--seconds", "5", "--stay-ms", "7000"],  # the IVR takes ~4.6 s,
     "ingest": ["--events", "5000", "--repeats", "1"],
     "scheduler": ["--conferences", "500", "--burst", "100", "--repeats", "1"],
+    "console": ["--viewers", "10", "--rate", "100", "--seconds", "3", "--repeats", "1"],
 }
 
 
