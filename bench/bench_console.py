@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--participants", type=int, default=100, help="connected participants taking turns")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--deadline", type=float, default=60.0, help="seconds after the last event to wait")
+    parser.add_argument("--deadline", type=float, default=30.0,
+                        help="seconds after the last event written that the viewers wait for it")
 
 
 def talking_event(room: str, call_id: str, on: bool) -> bytes:
@@ -69,7 +70,7 @@ async def one_run(engine: Engine, server: ReplayServer, url: str, token: str, ro
     viewers = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.sse_viewers", "--url", url, "--token", token, "--viewers", str(args.viewers),
         "--events", str(total),
-        "--deadline", str(args.seconds + args.deadline + 60), stdin=asyncio.subprocess.PIPE,
+        "--deadline", str(args.seconds + args.deadline + 30), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, cwd=REPOSITORY)
     try:
         ready = (await asyncio.wait_for(viewers.stdout.readline(), 60)).decode().strip()  # type: ignore[union-attr]

@@ -34,7 +34,7 @@ DEFAULT_HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 1.0  # how often a quiet stream checks that its client is still there
 QUEUE_LIMIT = 1000  # a client this many messages behind is disconnected; it reconnects to a fresh snapshot
 RETRY_MS = 2000
-FLUSH_SECONDS = 0.02  # a stream's events are written together at most this long after the first
+FLUSH_SECONDS = 0.05  # a stream's events are written together at most this long after the first
 
 
 def sse_message(data: Any, event: str | None = None) -> bytes:
