@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from panoramisk import Manager
@@ -137,16 +136,15 @@ class _NoParticipants(ConferenceRepository):
 
 
 def _tracker(adapter: AmiAdapter, repo: ConferenceRepository, pool: Any) -> CallService:
-    """The call tracker as the engine builds it (engine.app.Engine: settings, pool, nodes, bus),
-    subscribed to the adapter's events by its own start()."""
+    """The call tracker as engine.app.build_services builds it (settings, repository, nodes, bus),
+    subscribed to the adapter's events by its own start(). The dial-out collaborators (call slots,
+    number plans, limit guard, prompts) are left out: the tracker uses none of them."""
+    from engine.adapters.db.call_slots import CallSlotRepository
     from engine.config import Settings
 
-    settings = Settings(node_id=adapter.node_id)
-    engine = SimpleNamespace(settings=settings, pool=pool, nodes={adapter.node_id: adapter}, bus=EventBus(),
-                             services={}, ami=adapter)
-    service = CallService(engine)
-    service.repo = repo
-    return service
+    return CallService(Settings(node_id=adapter.node_id), repo, CallSlotRepository(pool),
+                       nodes={adapter.node_id: adapter}, bus=EventBus(), plans=None, guard=None,  # type: ignore[arg-type]
+                       prompts=None)  # type: ignore[arg-type]
 
 
 def engine_consumer(name: str, repo_factory: Callable[[], Awaitable[tuple[ConferenceRepository, Any]]]) -> Consumer:

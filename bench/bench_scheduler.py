@@ -82,7 +82,8 @@ async def one_run(engine: Engine, owner_id: int, repeat: int, args: argparse.Nam
         counts = await pool.fetchrow(query, owner_id, prefix, burst_at)
         if counts["waiting"] == 0 or time.monotonic() > deadline:
             break
-    until = datetime.now(UTC) - timedelta(seconds=1)  # what fell due in the last second may still be starting
+    # counted: what was due by the burst, and what fell due after it but more than a second ago
+    until = max(burst_at, datetime.now(UTC) - timedelta(seconds=1))
     lags = await pool.fetch(
         "SELECT extract(epoch FROM started_at - starts_at)::float8 AS lag, starts_at = $3 AS burst "
         "FROM conferences WHERE owner_id = $1 AND room LIKE $2 AND started_at IS NOT NULL AND starts_at <= $4",
