@@ -177,9 +177,10 @@ async def _pump(request: web.Request, response: web.StreamResponse, viewer: View
             if viewer.behind:
                 log.warning("SSE client of conference %s fell behind; closing its stream", conference_id)
                 break
-            chunk = b"".join(viewer.pending)
-            viewer.pending.clear()
-            await response.write(chunk)
+            if viewer.pending:
+                chunk = b"".join(viewer.pending)
+                viewer.pending.clear()
+                await response.write(chunk)
 
 
 async def stop_streams(app: web.Application) -> None:
