@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=30.0, help="new calls per second")
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--stay-ms", type=int, default=8000, help="time from answer to the caller's BYE")
+    parser.add_argument("--pin-pause-ms", type=int, default=600,
+                        help="the caller's pause between the number's # and the PIN's first digit")
 
 
 async def run(args: argparse.Namespace) -> str:
@@ -71,7 +73,7 @@ async def run(args: argparse.Namespace) -> str:
                                                   max_participants=total + 10)
             base = stack.settings.run_dir / "dialin-bench"
             pcap = write_dtmf_pcap(f"{conference.conference_number}#,{conference.guest_pin}#",
-                                   base.with_suffix(".pcap"))
+                                   base.with_suffix(".pcap"), pause_ms=args.pin_pause_ms)
             scenario = base.with_suffix(".xml")
             template = jinja2.Template((SCENARIOS / "caller_hangup.xml.j2").read_text())
             # each caller logs the moment of its answer (the 200 OK), to time the answer to its join
@@ -138,7 +140,8 @@ async def run(args: argparse.Namespace) -> str:
                       f"{statistics.median(total_s):.2f} s, max {max(total_s):.2f} s."]
     if to_join:
         lines += ["", "Answer (the caller's 200 OK, SIPp's clock) to its ConfbridgeJoin (as the engine received it), "
-                      "for callers keying the number 300 ms after the answer and the PIN 0.6 s later, without waiting "
+                      "for callers keying the number 300 ms after the answer and the PIN "
+                      f"{args.pin_pause_ms / 1000:g} s later, without waiting "
                       "for prompts:", "", "| callers | p50 | p95 | p99 | max |", "|---|---|---|---|---|",
                   f"| {len(to_join)} | {percentile(to_join, 0.5):.2f} s | {percentile(to_join, 0.95):.2f} s | "
                   f"{percentile(to_join, 0.99):.2f} s | {max(to_join):.2f} s |"]
