@@ -1,5 +1,5 @@
 """One command for the benchmarks: ``python -m bench all`` runs every benchmark and rewrites
-bench/RESULTS.md; ``python -m bench dialout|dialin|ingest [options]`` runs one of them."""
+bench/RESULTS.md; ``python -m bench dialout|dialin|ingest|scheduler|console [options]`` runs one of them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from bench import _stack, bench_ami_ingest, bench_dialin, bench_dialout
+from bench import _stack, bench_ami_ingest, bench_console, bench_dialin, bench_dialout, bench_scheduler
 from bench._stack import machine, write_header
 
 # name -> module with add_arguments(parser) and async run(args) -> str (its RESULTS.md section)
@@ -19,6 +19,8 @@ BENCHMARKS: dict[str, ModuleType] = {
     "dialout": bench_dialout,
     "dialin": bench_dialin,
     "ingest": bench_ami_ingest,
+    "scheduler": bench_scheduler,
+    "console": bench_console,
 }
 
 
@@ -43,6 +45,8 @@ QUICK: dict[str, list[str]] = {
     "dialout": ["--sizes", "10", "--repeats", "1"],
     "dialin": ["--rate", "2", "--seconds", "5", "--stay-ms", "7000"],  # the IVR takes ~4.6 s,
     "ingest": ["--events", "5000", "--repeats", "1"],
+    "scheduler": ["--conferences", "500", "--burst", "100", "--repeats", "1"],
+    "console": ["--viewers", "10", "--rate", "100", "--seconds", "3", "--repeats", "1"],
 }
 
 

@@ -166,3 +166,15 @@ def write_section(name: str, text: str, first: bool = False) -> None:
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(current)
+
+
+def rss_mb() -> tuple[float, float]:
+    """This process's resident set size now and its peak (VmRSS, VmHWM), in MiB: the engine's
+    when the benchmark runs the engine in its own process."""
+    values = {"VmRSS": 0.0, "VmHWM": 0.0}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in values:
+                values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]

@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from panoramisk import Manager
@@ -37,7 +36,7 @@ from bench.raw_ami import RawAmi
 from engine.adapters.asterisk.ami import AmiEvent, AmiLink
 from engine.adapters.asterisk.events import AMI_EVENTS
 from engine.adapters.db import create_pool
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository
 from engine.adapters.db.migrations import migrate
 from engine.config import AmiTarget
 from engine.services.bus import EventBus
@@ -138,16 +137,21 @@ class _NoParticipants(ConferenceRepository):
 
 
 def _tracker(adapter: AmiLink, repo: ConferenceRepository, pool: Any) -> CallService:
-    """The call tracker as the engine builds it (engine.app.Engine: settings, pool, nodes, bus),
-    subscribed to the adapter's events by its own start()."""
+    """The call tracker as engine.app.build_services builds it (settings, repository, media nodes,
+    participant states, dial-out), subscribed to the node's events by its own start(). The
+    dial-out's limit collaborators (number plans, limit guard) and prompts are left out: the
+    tracker uses none of them."""
+    from engine.adapters.asterisk import MediaNode, MediaNodes
     from engine.config import Settings
+    from engine.services.dialout import DialOutService
+    from engine.services.participant_states import ParticipantStates
 
     settings = Settings(node_id=adapter.node_id)
-    engine = SimpleNamespace(settings=settings, pool=pool, nodes={adapter.node_id: adapter}, bus=EventBus(),
-                             services={}, ami=adapter)
-    service = CallService(engine)
-    service.repo = repo
-    return service
+    nodes = MediaNodes([MediaNode(adapter)], default=adapter.node_id)
+    states = ParticipantStates(repo, EventBus())
+    dialout = DialOutService(settings, repo, CallSlotRepository(pool), nodes=nodes, states=states,
+                             plans=None, guard=None)  # type: ignore[arg-type]
+    return CallService(settings, repo, nodes=nodes, states=states, dialout=dialout, prompts=None)  # type: ignore[arg-type]
 
 
 def engine_consumer(name: str, repo_factory: Callable[[], Awaitable[tuple[ConferenceRepository, Any]]]) -> Consumer:
@@ -307,7 +311,7 @@ async def record(calls: int, path: Path = STREAM) -> int:
                         all_in.set()
 
             engine.bus.subscribe(on_bus)
-            service = engine.services["conferences"]
+            service = engine.services.planning
             conference = await service.plan(owner, ConferencePlan(
                 subject="ingest recording", start=None, duration_minutes=30, max_participants=calls,
                 participants=tuple(ParticipantPlan(n) for n in numbers)))
@@ -318,7 +322,7 @@ async def record(calls: int, path: Path = STREAM) -> int:
                 ended = engine.ami.wait_for_event(
                     lambda e: e.name == "ConfbridgeEnd" and e.get("Conference") == conference.room, 30)
                 ending = asyncio.ensure_future(ended)
-                await service.end(owner, conference.id)
+                await engine.services.live.end(owner, conference.id)
                 await ending
             await asyncio.sleep(1.0)  # the last Hangups
         finally:

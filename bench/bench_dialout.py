@@ -98,7 +98,7 @@ async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadlin
                       calls_per_second: float, busy_every: int, results: dict[int, SizeResult]) -> None:
     engine = Engine(stack.settings.with_(calls_per_second=calls_per_second, max_concurrent_calls=max(sizes)))
     await engine.start()
-    service = engine.services["conferences"]
+    service = engine.services.planning
     calls = _EngineCalls()
     try:
         owner = await create_account(engine.pool, max_participants=max(sizes), max_concurrent_conferences=10,
@@ -161,7 +161,7 @@ async def _engine_run(engine: Engine, service, owner, n: int, numbers: list[str]
 
         engine.ami.subscribe(on_end, ("ConfbridgeEnd",))
         try:
-            await service.end(owner, conference.id)
+            await engine.services.live.end(owner, conference.id)
             if tally.joined:
                 await asyncio.wait_for(ended, ROOM_END_SECONDS)
         except TimeoutError:

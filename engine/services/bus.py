@@ -61,11 +61,21 @@ class EventBus:
         return len(self._subscribers)
 
     async def publish(self, event: DomainEvent) -> None:
+        """Call every subscriber; the coroutines of asynchronous ones are awaited after all
+        callbacks ran, one after the other in subscription order, so a plain callback (the live
+        console's fan-out) hears of the event before the database writes of the others."""
         with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
+            waiting = []
             for callback in list(self._subscribers):
                 try:
                     result = callback(event)
-                    if asyncio.iscoroutine(result):
-                        await result
                 except Exception:  # noqa: BLE001 - a failing listener must not break the service
+                    log.exception("subscriber of %s failed", event.kind)
+                    continue
+                if asyncio.iscoroutine(result):
+                    waiting.append(result)
+            for result in waiting:
+                try:
+                    await result
+                except Exception:  # noqa: BLE001
                     log.exception("subscriber of %s failed", event.kind)

@@ -53,16 +53,26 @@ class ConferenceLifecycle:
                                              started_at=now_utc())
         if started is None:
             return None
+        await self.after_start(started, actor)
+        return started
+
+    async def start_due(self, node_id: str) -> list[Conference]:
+        """Start every conference of the node whose time has come, in one compare-and-set (the
+        scheduler's decision for a thousand at once); the missed and the blocked ones are left to
+        ``start_conference``. The caller runs ``after_start`` for each one returned."""
+        return await self.repo.start_due(node_id, now_utc())
+
+    async def after_start(self, started: Conference, actor: str = "engine") -> None:
+        """What follows a start: the event log, the bus, the scheduler's next time, the dial-out."""
         lateness = (started.started_at - started.starts_at).total_seconds()
-        await self.repo.log_event(conference_id, "conference.started", actor=actor,
+        await self.repo.log_event(started.id, "conference.started", actor=actor,
                                   detail={"late_seconds": round(lateness, 3)})
         await self.records.publish("conference.started", started)
         self.records.wake_scheduler()
         if started.auto_invite:
-            started.participants = await self.repo.participants(conference_id)
+            started.participants = await self.repo.participants(started.id)
             planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
             await self.calls.dial(started, planned, actor=actor, strict_rate=False)
-        return started
 
     async def _owner_blocked(self, conference_id: int) -> bool:
         conference = await self.repo.get(conference_id, with_participants=False)

@@ -89,6 +89,7 @@ class DialinService:
         self.bus = bus
         self.guard = guard
         self.outcomes: list[DialinOutcome] = []  # the latest calls (bounded), newest last
+        self.outcomes_kept = 1000  # the bound of ``outcomes`` (a benchmark raises it)
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -111,7 +112,7 @@ class DialinService:
             outcome.engine_seconds = watch.spent
             outcome.total_seconds = time.perf_counter() - started
             self.outcomes.append(outcome)
-            del self.outcomes[:-1000]
+            del self.outcomes[:-self.outcomes_kept]
         return outcome
 
     async def _ask(self, call: DialinCall, prompt: str, watch: _Stopwatch) -> str | None:
@@ -136,10 +137,25 @@ class DialinService:
         room: Conference | None = None  # a permanent room not in session, answering the number
         last_error: str | None = None  # the prompt of the latest wrong entry (None after a silence)
         first_entry = call.first_entry  # the conference number the dialplan's Read() heard, if any
-        if await self.guard.caller_blocked(caller, call.uniqueid):
+        # That number is looked up while the caller is checked: a caller keying the PIN at once
+        # loses the digits that arrive before the PIN's GET DATA (AGI drops them between commands).
+        known = asyncio.ensure_future(self._number_facts(first_entry)) \
+            if first_entry and rules.is_conference_number(first_entry) else None
+        try:
+            blocked = await self.guard.caller_blocked(caller, call.uniqueid)
+        except BaseException:
+            if known is not None:
+                known.cancel()
+            raise
+        if blocked:
+            if known is not None:
+                known.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await known
             outcome.refusal = Refusal.BLOCKED
             await self._say(call, watch, *rules.REFUSAL_PROMPTS[Refusal.BLOCKED], rules.PROMPT_GOODBYE)
             return
+        locked: bool | None = None  # the lock-out, when looked up with the number on this pass
         while outcome.wrong_entries < policy.max_wrong_entries:
             if number is None:
                 entry = first_entry or await self._ask(call, rules.PROMPT_CONFERENCE_NUMBER, watch)
@@ -150,11 +166,12 @@ class DialinService:
                 number = entry
                 # Whether it exists is not told before a correct PIN: an unknown number is asked
                 # for the PIN and answered like a wrong PIN (prompts, delays, lock-out).
-                conference = await self.repo.conference_by_number(number)
-                room = await self._standing_room(number, conference)
-            if await self.guard.locked_out(number):
+                looked_up, known = (known or self._number_facts(number)), None
+                conference, room, locked = await looked_up
+            if locked if locked is not None else await self.guard.locked_out(number):
                 await self._refuse_locked_out(call, outcome, number, watch)
                 return
+            locked = None
             pin = await self._ask(call, rules.PROMPT_PIN, watch)
             if pin is None:
                 outcome.wrong_entries, last_error = outcome.wrong_entries + 1, None
@@ -192,6 +209,13 @@ class DialinService:
             return
         log.info("dial-in: %s made %d wrong entries, hanging up", caller, outcome.wrong_entries)
         await self._say(call, watch, *([last_error] if last_error else []), rules.PROMPT_GOODBYE)
+
+    async def _number_facts(self, number: str) -> tuple[Conference | None, Conference | None, bool]:
+        """The conference keyed, the permanent room answering its number when no conference with
+        it is live, and whether PIN entry on the number is locked out: looked up together."""
+        conference, locked = await asyncio.gather(self.repo.conference_by_number(number),
+                                                 self.guard.locked_out(number))
+        return conference, await self._standing_room(number, conference), locked
 
     async def _standing_room(self, number: str, conference: Conference | None) -> Conference | None:
         """The permanent room answering ``number`` when no conference with it is live."""

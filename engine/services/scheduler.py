@@ -75,14 +75,19 @@ class Scheduler:
                     await asyncio.wait_for(self._wake.wait(), delay)
 
     async def run_due(self) -> int:
-        """Start, warn and end whatever is due now, each conference in its own task (so one slow
-        end never delays another start); returns how many jobs were started."""
+        """Start, warn and end whatever is due now. Every due start is decided in one statement;
+        what follows each start, each warning and each end runs in its own task (so one slow end
+        never delays another start); returns how many jobs were started."""
         if not self.active():  # paused past its lease: the other engine of the pair acts now
             return 0
         node_id = self.settings.node_id
+        started = await self.lifecycle.start_due(node_id)  # the decision, for all of them at once
         now = now_utc()
-        jobs = [(("start", c.id), self.lifecycle.start_conference, c.id)
-                for c in await self.repo.due_starts(node_id, now)]
+        jobs: list[tuple[tuple[str, int], Any, Any]] = [
+            (("start", c.id), self.lifecycle.after_start, c) for c in started]
+        # what is still due was missed or belongs to a blocked account: failed one by one
+        jobs += [(("start", c.id), self.lifecycle.start_conference, c.id)
+                 for c in await self.repo.due_starts(node_id, now)]
         jobs += [(("warn", c.id), self.lifecycle.warn, c)
                  for c in await self.repo.due_warnings(node_id, now, self.settings.warning_seconds)]
         jobs += [(("end", c.id), self.lifecycle.deadline, c) for c in await self.repo.due_ends(node_id, now)]

@@ -180,6 +180,14 @@ class FakeConferenceRepo:
         return [c for c in self.conferences.values()
                 if c.state == ConferenceState.SCHEDULED and c.node_id == node_id and c.starts_at <= now]
 
+    async def start_due(self, node_id: str, now: datetime) -> list[Conference]:
+        started = []
+        for c in await self.due_starts(node_id, now):
+            if c.ends_at > now and c.owner_id not in self.blocked:
+                started.append(replace(c, state=ConferenceState.RUNNING, started_at=now))
+                self.conferences[c.id] = started[-1]
+        return started
+
     async def due_warnings(self, node_id: str, now: datetime, warning_seconds: float) -> list[Conference]:
         return [c for c in self.conferences.values()
                 if c.state == ConferenceState.RUNNING and c.node_id == node_id and c.id not in self.warned

@@ -1,7 +1,8 @@
 """The deadline rules (engine/services/conference_lifecycle.py warn/deadline and
 live_control.py extend) over fakes of our own node adapter and repository: the warning is played
 once and only to someone, auto-extension goes by its step up to the cap and then the conference
-ends, an end hangs everyone up, and the scheduler runs each due warning and end once."""
+ends, an end hangs everyone up, and the scheduler runs each due warning and end once and starts
+what is due in one decision."""
 
 from __future__ import annotations
 
@@ -128,3 +129,31 @@ async def test_the_scheduler_warns_and_ends_what_is_due_once_each(stack: Stack) 
     assert stack.repo.conferences[3].state == ConferenceState.RUNNING and stack.repo.kinds(3) == []
     await scheduler.stop()
     assert await Scheduler(stack.settings, stack.lifecycle).run_due() == 0  # warned once, ended once
+
+
+async def test_the_scheduler_starts_every_due_conference_in_one_decision(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    due = dict(state=ConferenceState.SCHEDULED, starts_at=now - timedelta(seconds=1), ends_at=now + timedelta(hours=1),
+               auto_invite=False)
+    stack.repo.add(conference(id=1, **due))
+    stack.repo.add(conference(id=2, room="veche-2", **due))
+    stack.repo.add(conference(id=3, room="veche-3", owner_id=9, **due))  # its account is blocked
+    stack.repo.add(conference(id=4, room="veche-4", **{**due, "starts_at": now - timedelta(hours=2),
+                                                       "ends_at": now - timedelta(hours=1)}))  # missed
+    stack.repo.add(conference(id=5, room="veche-5", **{**due, "starts_at": now + timedelta(hours=1),
+                                                       "ends_at": now + timedelta(hours=2)}))  # not yet
+    stack.repo.blocked.add(9)
+    scheduler = Scheduler(stack.settings, stack.lifecycle)
+    assert await scheduler.run_due() == 4
+    await until(lambda: all(stack.repo.kinds(c) for c in (1, 2, 3, 4)))
+    for cid in (1, 2):
+        started = stack.repo.conferences[cid]
+        assert started.state == ConferenceState.RUNNING and started.started_at >= started.starts_at
+        assert stack.repo.kinds(cid) == ["conference.started"]
+    assert stack.repo.conferences[1].started_at == stack.repo.conferences[2].started_at  # one decision
+    assert stack.repo.conferences[3].state == ConferenceState.FAILED
+    assert stack.repo.conferences[3].end_reason == "account_blocked"
+    assert stack.repo.conferences[4].state == ConferenceState.FAILED
+    assert stack.repo.conferences[4].end_reason == "missed"
+    assert stack.repo.conferences[5].state == ConferenceState.SCHEDULED and stack.repo.kinds(5) == []
+    await scheduler.stop()

@@ -115,6 +115,7 @@ def setup_api(app: web.Application) -> web.Application:
     install_api_rate_limit(api, app[SERVICES].settings.api_requests_per_minute)  # 429 per account
     api[events.STOPPING] = asyncio.Event()
     api[events.OPEN_STREAMS] = Counter()
+    api[events.FANOUT] = events.Fanout(app[SERVICES].bus)
     api.on_shutdown.append(events.stop_streams)
     api.router.add_get("/openapi.json", openapi_json)
     for method, path, handler in ROUTES:

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.domain.errors import RateLimited
-from engine.services.bus import DomainEvent
+from engine.services.bus import Bus, DomainEvent
 from web.api import parse, render
 from web.api.common import account
 from web.auth import still_authorized
@@ -32,8 +32,9 @@ RECHECK_SECONDS = web.AppKey("sse_recheck_seconds", float)
 DEFAULT_RECHECK_SECONDS = 5.0  # how often a stream asks whether its token or session still stands
 DEFAULT_HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 1.0  # how often a quiet stream checks that its client is still there
-QUEUE_LIMIT = 1000  # a client this far behind is disconnected; it reconnects to a fresh snapshot
+QUEUE_LIMIT = 1000  # a client this many messages behind is disconnected; it reconnects to a fresh snapshot
 RETRY_MS = 2000
+FLUSH_SECONDS = 0.05  # a stream's events are written together at most this long after the first
 
 
 def sse_message(data: Any, event: str | None = None) -> bytes:
@@ -65,19 +66,76 @@ async def conference_events(request: web.Request) -> web.StreamResponse:
             del open_streams[owner_id]
 
 
+class Viewer:
+    """One open stream's outbox: the encoded messages not written yet, and its wake-up."""
+
+    __slots__ = ("conference_id", "pending", "ready", "behind")
+
+    def __init__(self, conference_id: int) -> None:
+        self.conference_id = conference_id
+        self.pending: list[bytes] = []
+        self.ready = asyncio.Event()
+        self.behind = False  # QUEUE_LIMIT messages waiting: the stream ends, the client reconnects
+
+    def push(self, message: bytes) -> None:
+        if len(self.pending) >= QUEUE_LIMIT:
+            self.behind = True
+        else:
+            self.pending.append(message)
+
+
+class Fanout:
+    """The streams' one bus subscription (held while any stream is open): an event of a watched
+    conference is encoded once and appended to the outbox of each stream of that conference, so a
+    publish costs one callback whatever the number of streams. The streams are woken at most
+    every FLUSH_SECONDS and each writes what gathered in one go: with many viewers and a busy
+    conference, one write per stream per flush instead of one per event."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._viewers: dict[int, set[Viewer]] = {}
+        self._dirty: set[Viewer] = set()
+        self._flush_due: asyncio.TimerHandle | None = None
+
+    def open(self, conference_id: int) -> Viewer:
+        if not self._viewers:
+            self._bus.subscribe(self._on_event)
+        viewer = Viewer(conference_id)
+        self._viewers.setdefault(conference_id, set()).add(viewer)
+        return viewer
+
+    def close(self, viewer: Viewer) -> None:
+        watching = self._viewers.get(viewer.conference_id)
+        if watching is not None:
+            watching.discard(viewer)
+            if not watching:
+                del self._viewers[viewer.conference_id]
+                if not self._viewers:
+                    self._bus.unsubscribe(self._on_event)
+
+    def _on_event(self, event: DomainEvent) -> None:
+        watching = self._viewers.get(event.conference_id)
+        if watching:
+            message = sse_message(render.event(event))
+            for viewer in watching:
+                viewer.push(message)
+            self._dirty |= watching
+            if self._flush_due is None:
+                self._flush_due = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = None
+        dirty, self._dirty = self._dirty, set()
+        for viewer in dirty:
+            viewer.ready.set()
+
+
+FANOUT = web.AppKey("sse_fanout", Fanout)
+
+
 async def _stream(request: web.Request, owner_id: int, conference_id: int) -> web.StreamResponse:
-    bus = services(request).bus
-    queue: asyncio.Queue[DomainEvent | None] = asyncio.Queue()
-
-    def forward(event: DomainEvent) -> None:
-        if event.conference_id != conference_id:
-            return
-        if queue.qsize() >= QUEUE_LIMIT:
-            queue.put_nowait(None)  # too far behind: end the stream
-            return
-        queue.put_nowait(event)
-
-    bus.subscribe(forward)  # before the snapshot, so nothing falls between the two
+    fanout = request.config_dict[FANOUT]
+    viewer = fanout.open(conference_id)  # before the snapshot, so nothing falls between the two
     try:
         conference = await services(request).planning.get(owner_id, conference_id)  # 404 if not the owner's
         response = web.StreamResponse(headers={
@@ -86,14 +144,13 @@ async def _stream(request: web.Request, owner_id: int, conference_id: int) -> we
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MS}\n\n".encode() + sse_message(
             render.conference(conference, services(request).settings.access_number), "snapshot"))
-        await _pump(request, response, queue, conference_id)
+        await _pump(request, response, viewer, conference_id)
         return response
     finally:
-        bus.unsubscribe(forward)
+        fanout.close(viewer)
 
 
-async def _pump(request: web.Request, response: web.StreamResponse,
-                queue: asyncio.Queue[DomainEvent | None], conference_id: int) -> None:
+async def _pump(request: web.Request, response: web.StreamResponse, viewer: Viewer, conference_id: int) -> None:
     heartbeat = request.config_dict.get(HEARTBEAT_SECONDS, DEFAULT_HEARTBEAT_SECONDS)
     recheck = request.config_dict.get(RECHECK_SECONDS, DEFAULT_RECHECK_SECONDS)
     stopping = request.config_dict[STOPPING]
@@ -107,17 +164,23 @@ async def _pump(request: web.Request, response: web.StreamResponse,
                     log.info("SSE stream of conference %s closed: its credential was revoked", conference_id)
                     break
                 next_check = loop.time() + recheck
-            try:
-                event = await asyncio.wait_for(queue.get(), min(POLL_SECONDS, heartbeat, recheck))
-            except TimeoutError:
-                if loop.time() >= next_beat:
-                    await response.write(b": heartbeat\n\n")
-                    next_beat = loop.time() + heartbeat
-                continue
-            if event is None:
+            if not viewer.ready.is_set():
+                try:
+                    async with asyncio.timeout(min(POLL_SECONDS, heartbeat, recheck)):
+                        await viewer.ready.wait()
+                except TimeoutError:
+                    if loop.time() >= next_beat:
+                        await response.write(b": heartbeat\n\n")
+                        next_beat = loop.time() + heartbeat
+                    continue
+            viewer.ready.clear()
+            if viewer.behind:
                 log.warning("SSE client of conference %s fell behind; closing its stream", conference_id)
                 break
-            await response.write(sse_message(render.event(event)))
+            if viewer.pending:
+                chunk = b"".join(viewer.pending)
+                viewer.pending.clear()
+                await response.write(chunk)
 
 
 async def stop_streams(app: web.Application) -> None:

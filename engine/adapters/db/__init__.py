@@ -20,12 +20,20 @@ def describe_url(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
 
 
+async def _release(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection, after asyncpg's own (an open transaction rolled
+    back, listeners dropped). The engine leaves no session state behind (no SET, LISTEN, WITH HOLD
+    cursor or session advisory lock outlives the code that took it), so asyncpg's default reset
+    query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL), one more round trip after every pooled
+    query, is not sent."""
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20,
                       timeout: float = 10.0) -> asyncpg.Pool:
     """Open the pool, or raise ConfigError naming what and where in one line."""
     try:
         return await asyncio.wait_for(
-            asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30),
+            asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30, reset=_release),
             timeout)
     except (TimeoutError, OSError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__

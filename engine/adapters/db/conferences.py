@@ -276,6 +276,17 @@ class ConferenceRepository:
             "AND starts_at <= $2 ORDER BY starts_at", node_id, now)
         return [conference_from_row(r) for r in rows]
 
+    async def start_due(self, node_id: str, now: datetime) -> list[Conference]:
+        """Compare-and-set to running, in one statement, every scheduled conference of the node
+        whose start has come (``started_at`` = ``now``), unless its end has passed or its owner is
+        blocked: those stay scheduled for the one-by-one start that fails them."""
+        rows = await self.pool.fetch(
+            "UPDATE conferences SET state = 'running', started_at = $2, updated_at = now() "
+            "WHERE state = 'scheduled' AND node_id = $1 AND starts_at <= $2 AND ends_at > clock_timestamp() "
+            "AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = conferences.owner_id AND a.blocked) "
+            f"RETURNING {_CONF_SELECT}", node_id, now)
+        return [conference_from_row(r) for r in rows]
+
     async def due_warnings(self, node_id: str, now: datetime, warning_seconds: float) -> list[Conference]:
         """Running conferences on the node that should hear the deadline warning now."""
         rows = await self.pool.fetch(
