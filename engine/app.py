@@ -85,8 +85,11 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     conference_repo = ConferenceRepository(pool)
     calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
                         guard=guard, prompts=prompts)
+    nodes_service = NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes,
+                                alerts=guard)
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
-                                    guard=guard, prompts=prompts, schedule_changed=asyncio.Event())
+                                    guard=guard, prompts=prompts, schedule_changed=asyncio.Event(),
+                                    placement=nodes_service)
     quality = QualityService(conferences, nodes)
     notifier = Notifier(settings, pool, bus)
     series = SeriesService(settings, pool, bus, conferences, wake_mail=notifier.wake)
@@ -121,7 +124,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         pictures=PicturesService(settings, PicturesRepository(pool), bus, conferences, quality),
         series=series,
         idempotency=IdempotencyService(IdempotencyRepository(pool), timedelta(hours=settings.idempotency_hours)),
-        nodes=NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes),
+        nodes=nodes_service,
     )
 
 

@@ -50,6 +50,7 @@ from engine.domain.planning import (
 )
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import IN_CALL_STATES, CallService, now_utc
+from engine.services.nodes import NO_NODE, Placement
 from engine.services.operator import LimitGuard, NumberPlans
 from engine.services.prompts import PromptService
 
@@ -70,8 +71,9 @@ class ConferenceService:
 
     def __init__(self, settings: Settings, repo: ConferenceRepository, *, calls: CallService, bus: Bus,
                  plans: NumberPlans, guard: LimitGuard, prompts: PromptService,
-                 schedule_changed: asyncio.Event) -> None:
+                 schedule_changed: asyncio.Event, placement: Placement | None = None) -> None:
         self.settings = settings
+        self.placement = placement  # which media node a starting conference goes to (None: the planned one)
         self.prompts = prompts
         self.repo = repo
         self.calls = calls
@@ -162,6 +164,9 @@ class ConferenceService:
         language = checked.language or (await self.repo.account_limits(owner_id) or {}).get("language", "ru")
         participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
                          "node_id": self.settings.node_id} for p in checked.participants]
+        if immediate and self.placement is not None and not await self.placement.fits(checked.max_participants):
+            raise StateConflict("no media node has %(seats)d free seats now; plan fewer participants or try later",
+                                seats=checked.max_participants)
         conference = None
         for _ in range(20):
             chair_pin, guest_pin = generate_pins(self.settings.pin_length)
@@ -342,6 +347,8 @@ class ConferenceService:
                                           detail={"reason": "account_blocked"})
                 await self._publish("conference.failed", failed, reason="account_blocked")
             return None
+        if self.placement is not None and not await self._placed(conference_id, actor):
+            return None
         started = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.RUNNING,
                                              started_at=now_utc())
         if started is None:
@@ -356,6 +363,20 @@ class ConferenceService:
             planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
             await self.calls.dial(started, planned, actor=actor, strict_rate=False)
         return started
+
+    async def _placed(self, conference_id: int, actor: str) -> bool:
+        """Place a starting conference on a media node; one that fits no node fails (the operator
+        is alerted)."""
+        conference = await self.repo.get(conference_id, with_participants=False)
+        if conference is None or await self.placement.place(conference) is not None:
+            return True
+        failed = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.FAILED,
+                                            end_reason=NO_NODE, ended_at=now_utc())
+        if failed is not None:
+            await self.repo.log_event(conference_id, "conference.failed", actor=actor, detail={"reason": NO_NODE})
+            await self._publish("conference.failed", failed, reason=NO_NODE)
+            self.placement.no_node_alert(failed)
+        return False
 
     async def _owner_blocked(self, conference_id: int) -> bool:
         conference = await self.repo.get(conference_id, with_participants=False)

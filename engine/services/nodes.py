@@ -14,12 +14,14 @@ from engine.adapters.db.nodes import NodeRepository
 from engine.adapters.db.operator import OperatorRepository
 from engine.config import NodeSpec
 from engine.domain.errors import Forbidden, NotFound
+from engine.domain.model import Conference
 from engine.domain.nodes import Node, place
 from engine.services.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0  # how often each node's state and last-seen time are stored
+NO_NODE = "node_capacity"  # the end reason and alert kind of a conference no node had room for
 
 
 class NodeLink(Protocol):
@@ -29,14 +31,31 @@ class NodeLink(Protocol):
     def connected(self) -> bool: ...
 
 
+class Alerts(Protocol):
+    """Where an operator alert goes (engine.services.operator.LimitGuard shows it on the dashboard)."""
+
+    def alert(self, account_id: int, limit: str, detail: str, hits: int = 1) -> None: ...
+
+
+class Placement(Protocol):
+    """What starting a conference asks of the media nodes (NodeService provides it)."""
+
+    async def fits(self, seats: int) -> bool: ...
+
+    async def place(self, conference: Conference) -> str | None: ...
+
+    def no_node_alert(self, conference: Conference) -> None: ...
+
+
 class NodeService:
     """See the module docstring; draining and resuming go to the audit log."""
 
     def __init__(self, repo: NodeRepository, accounts: OperatorRepository, audit: AuditLog, *,
-                 specs: tuple[NodeSpec, ...], links: Mapping[str, NodeLink]) -> None:
+                 specs: tuple[NodeSpec, ...], links: Mapping[str, NodeLink], alerts: Alerts) -> None:
         self.repo = repo
         self.accounts = accounts
         self.audit = audit
+        self.alerts = alerts
         self.specs = specs
         self.links = links
         self._heartbeat: asyncio.Task[None] | None = None
@@ -74,6 +93,29 @@ class NodeService:
     async def placement(self, seats: int) -> Node | None:
         """The node the placement rule (engine.domain.nodes.place) picks now for ``seats`` participants."""
         return place(await self.repo.list(self.node_ids), seats)
+
+    async def fits(self, seats: int) -> bool:
+        """Whether a conference of ``seats`` participants fits a node now."""
+        return await self.placement(seats) is not None
+
+    async def place(self, conference: Conference) -> str | None:
+        """Put a conference that is about to start (or takes its first early caller) on the node
+        with the most free capacity for its planned seats, with all its participants; a
+        conference already running or with someone in a call stays where it is. The node id,
+        None when it fits no node."""
+        node_id, moved = await self.repo.place(conference.id, self.node_ids,
+                                               lambda nodes: place(nodes, conference.max_participants))
+        if moved:
+            log.info("conference %s (%d seats) placed on node %s", conference.id, conference.max_participants,
+                     node_id)
+        return node_id
+
+    def no_node_alert(self, conference: Conference) -> None:
+        """Tell the operator that a scheduled conference could not start: no node had its seats free."""
+        log.warning("conference %s not started: no media node has %d seats free", conference.id,
+                    conference.max_participants)
+        self.alerts.alert(conference.owner_id, NO_NODE,
+                          f"conference {conference.id}: {conference.max_participants} seats, no node free")
 
     # ----------------------------------------------------------------- the operator's view
 

@@ -19,8 +19,9 @@ IN_FLIGHT_RECHECK_SECONDS = 1.0
 
 
 class Scheduler:
-    """One loop per engine, for the conferences of its node. Starting and ending are
-    compare-and-set in SQL, so two engines on one node never do either twice."""
+    """One loop per engine, for the conferences of every media node (a conference is placed on
+    its node when it starts). Starting and ending are compare-and-set in SQL, so two engines
+    never do either twice."""
 
     def __init__(self, settings: Settings, conferences: ConferenceService) -> None:
         self.settings = settings
@@ -29,6 +30,7 @@ class Scheduler:
         self._wake = conferences.schedule_changed
         self._task: asyncio.Task | None = None
         self._inflight: dict[tuple[str, int], asyncio.Task] = {}
+        self.node_ids = [node.node_id for node in settings.media_nodes]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="scheduler")
@@ -56,7 +58,8 @@ class Scheduler:
             spawned = 0
             try:
                 spawned = await self.run_due()
-                next_due = await self.repo.next_due(self.settings.node_id, self.settings.warning_seconds)
+                dues = [await self.repo.next_due(node_id, self.settings.warning_seconds) for node_id in self.node_ids]
+                next_due = min((due for due in dues if due is not None), default=None)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
@@ -74,13 +77,14 @@ class Scheduler:
     async def run_due(self) -> int:
         """Start, warn and end whatever is due now, each conference in its own task (so one slow
         end never delays another start); returns how many jobs were started."""
-        node_id = self.settings.node_id
         now = now_utc()
-        jobs = [(("start", c.id), self.conferences.start_conference, c.id)
-                for c in await self.repo.due_starts(node_id, now)]
-        jobs += [(("warn", c.id), self.conferences.warn, c)
-                 for c in await self.repo.due_warnings(node_id, now, self.settings.warning_seconds)]
-        jobs += [(("end", c.id), self.conferences.deadline, c) for c in await self.repo.due_ends(node_id, now)]
+        jobs: list[tuple[tuple[str, int], Any, Any]] = []
+        for node_id in self.node_ids:
+            jobs += [(("start", c.id), self.conferences.start_conference, c.id)
+                     for c in await self.repo.due_starts(node_id, now)]
+            jobs += [(("warn", c.id), self.conferences.warn, c)
+                     for c in await self.repo.due_warnings(node_id, now, self.settings.warning_seconds)]
+            jobs += [(("end", c.id), self.conferences.deadline, c) for c in await self.repo.due_ends(node_id, now)]
         spawned = 0
         for key, function, argument in jobs:
             if key in self._inflight:

@@ -11,6 +11,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +20,7 @@ import pytest
 from engine.app import Engine
 from engine.config import Settings, local_node_host
 from engine.domain.model import ConferencePlan, ParticipantPlan
+from engine.services.calls import now_utc
 from engine.stack import (
     AsteriskProcess,
     KamailioProcess,
@@ -36,6 +38,7 @@ from tests.support.sipp import SippFactory, SippProcess
 pytestmark = pytest.mark.stack
 
 NODES = 2
+CAPACITY = 12  # participants per node: two conferences of 6 seats fill one node each
 TIMEOUT = 30.0
 
 
@@ -80,7 +83,7 @@ async def database(database_url: str) -> str:
 async def stack(run_dir: Path, database: str) -> AsyncIterator[Stack]:
     hosts = ("127.0.0.1", *(local_node_host(k) for k in range(1, NODES + 1)))
     settings = make_settings(run_dir / "nodes", database_url=database, node_count=NODES,
-                             sip_port=_free_everywhere(socket.SOCK_DGRAM, hosts))
+                             node_capacity=CAPACITY, sip_port=_free_everywhere(socket.SOCK_DGRAM, hosts))
     settings = settings.with_(ami=settings.ami.__class__(port=_free_everywhere(socket.SOCK_STREAM, hosts),
                                                          secret=settings.ami.secret))
     settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
@@ -234,6 +237,63 @@ async def test_operator_page_lists_the_nodes_and_drains_one(stack: Stack, portal
         assert resumed.status == 200 and 'data-node="ast1" data-state="up"' in resumed.text
     finally:
         await client.close()
+
+
+def rooms_on(node: AsteriskProcess) -> str:
+    return node.cli("confbridge list")
+
+
+async def test_conferences_are_placed_by_load_on_both_nodes(stack: Stack, portal: Portal) -> None:
+    """Two immediate conferences of 6 seats: the first on ast1 (both empty: the lowest id), the
+    second on ast2 (the most free); each room and each callee's call live on its conference's
+    node, and the API shows the node. A third that fits neither node is refused with 409 (the
+    portal shows the message from the catalogue); a scheduled one fails at its start and alerts the operator."""
+    engine = stack.engine
+    owner = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    api = ApiClient(portal.server, (await engine.services.tokens.issue(owner.id, "nodes")).secret)
+    conferences = []
+    for index in range(NODES):
+        callee = f"37529{secrets.randbelow(10**6):06d}{index}"
+        reply = await api.post("/conferences", {"subject": f"placed {index}", "duration_minutes": 10,
+                                                "max_participants": CAPACITY // 2,
+                                                "participants": [{"number": callee}]})
+        assert reply.status == 201, reply.body
+        conferences.append(reply.body)
+    try:
+        assert [c["node_id"] for c in conferences] == ["ast1", "ast2"]
+
+        async def callees_in_rooms() -> bool:
+            rows = [await engine.services.conferences.get(owner.id, c["id"]) for c in conferences]
+            return all(r.participants[0].state == "connected" for r in rows)
+
+        await wait_until(engine, callees_in_rooms, timeout=TIMEOUT, what="each callee in its room")
+        for conference, node in zip(conferences, stack.nodes, strict=True):
+            stored = await engine.services.conferences.get(owner.id, conference["id"])
+            assert stored.participants[0].node_id == conference["node_id"]
+            assert stored.room in await asyncio.to_thread(rooms_on, node)
+            other = stack.nodes[1 - stack.nodes.index(node)]
+            assert stored.room not in await asyncio.to_thread(rooms_on, other)
+        assert (await api.get(f"/conferences/{conferences[1]['id']}")).body["node_id"] == "ast2"
+
+        refused = await api.post("/conferences", {"subject": "too big", "duration_minutes": 10,
+                                                  "max_participants": CAPACITY // 2 + 1})
+        assert refused.status == 409, refused.body
+        assert refused.error["message"].startswith("no media node has 7 free seats"), refused.error
+
+        later = await engine.services.conferences.plan(owner.id, ConferencePlan(
+            subject="no node", start=now_utc() + timedelta(seconds=1), duration_minutes=10,
+            max_participants=CAPACITY // 2 + 1))
+
+        async def failed() -> bool:
+            row = await engine.services.conferences.get(owner.id, later.id)
+            return row.state == "failed" and row.end_reason == "node_capacity"
+
+        await wait_until(engine, failed, timeout=TIMEOUT, what="the scheduled conference failed for want of a node")
+        alerts = [a for a in engine.services.guard.alerts if a["limit"] == "node_capacity"]
+        assert alerts and alerts[-1]["account_id"] == owner.id and f"conference {later.id}" in alerts[-1]["last"]
+    finally:
+        for conference in conferences:
+            await engine.services.conferences.end(owner.id, conference["id"])
 
 
 async def test_a_dead_node_gets_no_calls_and_shows_down(stack: Stack, operator_api: ApiClient) -> None:
