@@ -47,6 +47,7 @@ from engine.services.conferences import ConferenceService
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
+from engine.services.handover import NodeHandover
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
@@ -90,6 +91,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, prompts=prompts, schedule_changed=asyncio.Event(),
                                     placement=nodes_service)
+    handover = NodeHandover(conference_repo, nodes_service, settings.media_nodes)
     quality = QualityService(conferences, nodes)
     notifier = Notifier(settings, pool, bus)
     series = SeriesService(settings, pool, bus, conferences, wake_mail=notifier.wake)
@@ -113,7 +115,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
-        dialin=DialinService(settings, DialinRepository(pool), bus, series),
+        dialin=DialinService(settings, DialinRepository(pool), bus, series, handover=handover),
+        handover=handover,
         keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording,
                              prompts=prompts, bus=bus),
         recording=recording,

@@ -16,6 +16,7 @@ from engine.services.captcha import CaptchaService
 from engine.services.conferences import ConferenceService
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
+from engine.services.handover import NodeHandover
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.metrics import MetricsService
@@ -64,6 +65,7 @@ class Services:
     idempotency: IdempotencyService
     series: SeriesService
     nodes: NodeService
+    handover: NodeHandover
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan

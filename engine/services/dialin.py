@@ -18,13 +18,8 @@ from engine.domain.dialin import PIN_LOCKOUT_EVENT, DialinPolicy, Refusal
 from engine.domain.errors import LimitExceeded, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, Role
 from engine.services.bus import Bus, DomainEvent
-from engine.services.calls import (
-    PARTICIPANT_VARIABLE,
-    PROFILES,
-    ROOM_EXTRA_MEMBERS,
-    WAITING_GUEST_PROFILE,
-    new_dialin_token,
-)
+from engine.services.calls import PARTICIPANT_VARIABLE, new_dialin_token
+from engine.services.handover import NodeHandover, room_variables
 from engine.services.series import SeriesService
 
 log = logging.getLogger(__name__)
@@ -46,6 +41,10 @@ class DialinCall(Protocol):
     @property
     def first_entry(self) -> str | None:
         """Digits keyed while the dialplan played the first prompt (None: nothing usable)."""
+
+    @property
+    def node_id(self) -> str | None:
+        """The media node the call is on (None: not said)."""
 
     async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None: ...
 
@@ -85,8 +84,9 @@ class _Stopwatch:
 
 class DialinService:
     def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus, rooms: SeriesService,
-                 policy: DialinPolicy | None = None) -> None:
+                 policy: DialinPolicy | None = None, handover: NodeHandover | None = None) -> None:
         self.settings = settings
+        self.handover = handover  # several media nodes: the conference's node takes the admitted call
         self.rooms = rooms  # permanent rooms: one answers its number when no session is open
         self.repo = repo
         self.bus = bus
@@ -276,7 +276,7 @@ class DialinService:
         return {"started_at": found[0], "until": found[1]} if found else None
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
-        node_id = self.settings.node_id
+        node_id = await self.handover.node_for(conference) if self.handover else conference.node_id
         # The AGI headers name a channel and Uniqueid, but anyone reaching the FastAGI port can
         # write them: the call is known by a token of ours until AMI reports the channel that
         # carries it (engine/services/calls.py learns the real Uniqueid and name from the events).
@@ -284,15 +284,15 @@ class DialinService:
         participant = await self.repo.add_caller(
             conference.id, number=outcome.caller, role=role, call_id=token, channel=None, node_id=node_id)
         outcome.participant_id = participant.id
-        # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's token
-        await call.set_variable(PARTICIPANT_VARIABLE, token)
-        await call.set_variable("VECHE_PROFILE", WAITING_GUEST_PROFILE if conference.wait_for_chair
-                                and role == Role.GUEST else PROFILES[role])
-        # one seat more than planned, for the quiet announcer channel that plays the deadline warning
-        await call.set_variable("VECHE_MAX_MEMBERS", str(conference.max_participants + ROOM_EXTRA_MEMBERS))
-        await call.set_variable("VECHE_ROOM", conference.room)
-        log.info("dial-in: %s joins conference %s as %s (participant %s)", outcome.caller, conference.id, role,
-                 participant.id)
+        if self.handover and self.handover.elsewhere(call, node_id):
+            await self.handover.send(call, node_id, token)  # the conference's node puts it into the room
+        else:
+            # the row exists before ConfBridge runs, so the tracker finds the ConfbridgeJoin's token
+            await call.set_variable(PARTICIPANT_VARIABLE, token)
+            for name, value in room_variables(conference, role).items():
+                await call.set_variable(name, value)
+        log.info("dial-in: %s joins conference %s as %s (participant %s, node %s)", outcome.caller, conference.id,
+                 role, participant.id, node_id)
         # the listeners (console stream, notifier) run after the AGI session: the caller does
         # not wait for them to enter the room
         event = DomainEvent(kind="participant.added", conference_id=conference.id, owner_id=conference.owner_id,

@@ -296,6 +296,43 @@ async def test_conferences_are_placed_by_load_on_both_nodes(stack: Stack, portal
             await engine.services.conferences.end(owner.id, conference["id"])
 
 
+async def test_a_dial_in_on_the_other_node_reaches_the_room(stack: Stack) -> None:
+    """Two callers through Kamailio (round robin: one per node) key the conference number and
+    PIN once, on whichever node took them: both end up in the one room on the conference's node,
+    the one Kamailio gave the other node handed over the inter-node trunk. The log tells the
+    extra setup time of the hand-over (admission to joining the room, against a local join)."""
+    engine = stack.engine
+    owner = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    conference = await engine.services.conferences.plan(owner.id, ConferencePlan(
+        subject="any node", start=None, duration_minutes=10, max_participants=4, participants=()))
+    home = stack.nodes[[n.node_id for n in engine.settings.media_nodes].index(conference.node_id)]
+    before = [await asyncio.to_thread(calls_processed, n) for n in stack.nodes]
+    callers = [await stack.sipp.caller(f"{conference.conference_number}#,{conference.chair_pin}#",
+                                       caller=f"37529700{index:04d}", service=stack.settings.access_number)
+               for index in range(NODES)]
+    try:
+        async def both_in() -> list | None:
+            rows = (await engine.services.conferences.get(owner.id, conference.id)).participants
+            return rows if len(rows) == NODES and all(r.state == "connected" for r in rows) else None
+
+        rows = await wait_until(engine, both_in, timeout=TIMEOUT, what="both callers in the room")
+        assert {r.node_id for r in rows} == {conference.node_id}
+        assert {r.role for r in rows} == {"chair"} and {r.origin for r in rows} == {"dialin"}
+        after = [await asyncio.to_thread(calls_processed, n) for n in stack.nodes]
+        assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)  # one caller per node
+        members = await asyncio.to_thread(home.cli, f"confbridge list {conference.room}")
+        assert members.count("PJSIP/") == NODES, members
+        assert "PJSIP/internode-" in members  # the handed-over caller
+        log = await engine.services.conferences.events(owner.id, conference.id)
+        events = {e["participant_id"]: e["at"] for e in log if e["kind"] == "participant.dialin"}
+        setup = sorted((r.joined_at - events[r.id]).total_seconds() for r in rows)
+        print(f"dial-in setup, admission to room: local {setup[0] * 1000:.0f} ms, handed over {setup[1] * 1000:.0f} ms")
+    finally:
+        for caller in callers:
+            await caller.stop()
+        await engine.services.conferences.end(owner.id, conference.id)
+
+
 async def test_a_dead_node_gets_no_calls_and_shows_down(stack: Stack, operator_api: ApiClient) -> None:
     """SIGKILL node ast2 (last test of the module: the stack goes down after it): Kamailio's
     OPTIONS probe takes it out of the dispatcher, so dial-ins land on ast1; the heartbeat stores it
