@@ -1,6 +1,6 @@
 """The media nodes: their rows kept true (configured at start, seen by a heartbeat over each
-node's AMI link), the list with live load for the operator, draining a node, and which node
-the placement rule picks for a conference of a given size."""
+node's AMI link), the list with live load for the operator, draining a node, and placing a
+starting conference on the node the placement rule picks."""
 
 from __future__ import annotations
 
