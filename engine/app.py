@@ -47,6 +47,7 @@ from engine.services.conferences import ConferenceService
 from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
 from engine.services.dialplan import DialplanService
+from engine.services.failover import NodeFailover
 from engine.services.handover import NodeHandover
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
@@ -86,8 +87,10 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
     conference_repo = ConferenceRepository(pool)
     calls = CallService(settings, conference_repo, CallSlotRepository(pool), nodes=nodes, bus=bus, plans=plans,
                         guard=guard, prompts=prompts)
+    failover = NodeFailover(conference_repo, NodeRepository(pool), calls, bus, guard,
+                            [node.node_id for node in settings.media_nodes])
     nodes_service = NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes,
-                                alerts=guard)
+                                alerts=guard, failover=failover)
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, prompts=prompts, schedule_changed=asyncio.Event(),
                                     placement=nodes_service)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -20,7 +21,8 @@ from engine.services.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 2.0  # how often each node's state and last-seen time are stored
+HEARTBEAT_SECONDS = 1.0  # how often each node's state and last-seen time are stored
+DOWN_AFTER_SECONDS = 5.0  # a node whose AMI link stays lost this long has failed: its rooms move
 NO_NODE = "node_capacity"  # the end reason and alert kind of a conference no node had room for
 
 
@@ -47,12 +49,23 @@ class Placement(Protocol):
     def no_node_alert(self, conference: Conference) -> None: ...
 
 
+class Failover(Protocol):
+    """What is done when a node fails (engine.services.failover.NodeFailover)."""
+
+    async def node_failed(self, node_id: str) -> list[int]: ...
+
+
 class NodeService:
     """See the module docstring; draining and resuming go to the audit log."""
 
     def __init__(self, repo: NodeRepository, accounts: OperatorRepository, audit: AuditLog, *,
-                 specs: tuple[NodeSpec, ...], links: Mapping[str, NodeLink], alerts: Alerts) -> None:
+                 specs: tuple[NodeSpec, ...], links: Mapping[str, NodeLink], alerts: Alerts,
+                 failover: Failover | None = None) -> None:
         self.repo = repo
+        self.failover = failover
+        self._lost_since: dict[str, float] = {}  # node id -> when its AMI link was first seen lost
+        self._failed: set[str] = set()  # nodes whose conferences were moved during this outage
+        self._moving: set[asyncio.Task[list[int]]] = set()
         self.accounts = accounts
         self.audit = audit
         self.alerts = alerts
@@ -71,6 +84,8 @@ class NodeService:
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="node-heartbeat")
 
     async def stop(self) -> None:
+        for task in list(self._moving):
+            task.cancel()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -78,9 +93,25 @@ class NodeService:
             self._heartbeat = None
 
     async def beat(self) -> None:
+        """Store each node's state; a node silent for DOWN_AFTER_SECONDS has failed: its running
+        conferences move to other nodes (once per outage)."""
+        now = time.monotonic()
         for node_id in self.node_ids:
             link = self.links.get(node_id)
-            await self.repo.mark_seen(node_id, link is not None and link.connected)
+            reachable = link is not None and link.connected
+            await self.repo.mark_seen(node_id, reachable)
+            if reachable:
+                self._lost_since.pop(node_id, None)
+                self._failed.discard(node_id)
+                continue
+            lost_since = self._lost_since.setdefault(node_id, now)
+            if now - lost_since >= DOWN_AFTER_SECONDS and node_id not in self._failed \
+                    and self.failover and len(self.specs) > 1:
+                self._failed.add(node_id)
+                log.warning("node %s silent for %.0f s: it has failed", node_id, now - lost_since)
+                task = asyncio.create_task(self.failover.node_failed(node_id), name=f"failover-{node_id}")
+                self._moving.add(task)
+                task.add_done_callback(self._moving.discard)
 
     async def _beat_forever(self) -> None:
         while True:

@@ -333,11 +333,55 @@ async def test_a_dial_in_on_the_other_node_reaches_the_room(stack: Stack) -> Non
         await engine.services.conferences.end(owner.id, conference.id)
 
 
-async def test_a_dead_node_gets_no_calls_and_shows_down(stack: Stack, operator_api: ApiClient) -> None:
-    """SIGKILL node ast2 (last test of the module: the stack goes down after it): Kamailio's
-    OPTIONS probe takes it out of the dispatcher, so dial-ins land on ast1; the heartbeat stores it
-    as down for the operator."""
-    stack.nodes[1].kill()
+async def test_a_dead_node_s_conference_moves_and_the_node_gets_no_calls(stack: Stack,
+                                                                        operator_api: ApiClient) -> None:
+    """A conference on ast2 with two callees and a dial-in caller; SIGKILL ast2 (last test of the
+    module: the stack goes down after it). Within 15 s both callees ring again from ast1 (the
+    carrier sees exactly one INVITE per attempt: two each), the dial-in caller is marked left
+    with reason node_failed and the conference runs on ast1. Kamailio's OPTIONS probe takes ast2
+    out of the dispatcher, so dial-ins land on ast1; the heartbeat stores it as down."""
+    engine = stack.engine
+    owner = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    filler = await engine.services.conferences.plan(owner.id, ConferencePlan(
+        subject="filler", start=None, duration_minutes=10, max_participants=2))
+    callees = [f"37529{secrets.randbelow(10**6):06d}{index}" for index in range(2)]
+    conference = await engine.services.conferences.plan(owner.id, ConferencePlan(
+        subject="moves", start=None, duration_minutes=10, max_participants=4,
+        participants=tuple(ParticipantPlan(number) for number in callees)))
+    assert (filler.node_id, conference.node_id) == ("ast1", "ast2")
+    since = stack.carrier.message_offset()
+
+    async def in_room(count: int) -> list | None:
+        rows = (await engine.services.conferences.get(owner.id, conference.id)).participants
+        return rows if sum(r.state == "connected" for r in rows) == count else None
+
+    caller = await stack.sipp.caller(f"{conference.conference_number}#,{conference.guest_pin}#",
+                                     caller="375297770001", service=stack.settings.access_number)
+    try:
+        await wait_until(engine, lambda: in_room(3), timeout=TIMEOUT, what="two callees and a caller in the room")
+        killed_at = asyncio.get_running_loop().time()
+        stack.nodes[1].kill()
+
+        async def rang_again() -> bool:
+            numbers = [number for number, _ in stack.carrier.invites(since)]
+            return all(numbers.count(n) >= 2 for n in callees)
+
+        await wait_until(engine, rang_again, timeout=TIMEOUT, what="the callees invited again")
+        assert asyncio.get_running_loop().time() - killed_at < 15.0
+        rows = await wait_until(engine, lambda: in_room(2), timeout=TIMEOUT, what="the callees back in the room")
+        moved = await engine.services.conferences.get(owner.id, conference.id)
+        assert moved.state == "running" and moved.node_id == "ast1"
+        dialin = [r for r in moved.participants if r.origin == "dialin"]
+        assert [(r.state, r.failure_reason) for r in dialin] == [("left", "node_failed")]
+        assert {r.node_id for r in rows} == {"ast1"}
+        assert moved.room in await asyncio.to_thread(rooms_on, stack.nodes[0])
+        invites = [number for number, _ in stack.carrier.invites(since)]
+        assert sorted(n for n in invites if n in callees) == sorted(callees * 2), invites
+    finally:
+        await caller.stop()
+        for item in (filler, conference):
+            await engine.services.conferences.end(owner.id, item.id)
+
     before = await asyncio.to_thread(calls_processed, stack.nodes[0])
     callers = [await stack.sipp.caller("1#", service=stack.settings.access_number) for _ in range(NODES)]
     try:

@@ -84,6 +84,29 @@ class NodeRepository:
                                conference_id, node.node_id)
             return node.node_id, True
 
+    async def rehome(self, conference_id: int, dead: str, node_ids: Sequence[str],
+                     choose: Callable[[list[Node]], Node | None]) -> str | None:
+        """Move a running conference off the failed node ``dead`` to the node ``choose`` picks, it
+        and all its participants, under the placement lock; None when it is no longer running
+        there or nothing fits."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('veche.placement'))")
+            on_dead = await conn.fetchval(
+                "SELECT true FROM conferences WHERE id = $1 AND node_id = $2 AND state = 'running' "
+                "FOR NO KEY UPDATE", conference_id, dead)
+            if not on_dead:
+                return None
+            rows = await conn.fetch(
+                f"SELECT {NODE_COLUMNS} FROM asterisk_nodes n {NODE_LOAD} "
+                "WHERE n.node_id = ANY($1::text[]) AND n.node_id <> $2 ORDER BY n.node_id", list(node_ids), dead)
+            node = choose([node_from_row(r) for r in rows])
+            if node is None:
+                return None
+            await conn.execute("UPDATE conferences SET node_id = $2 WHERE id = $1", conference_id, node.node_id)
+            await conn.execute("UPDATE participants SET node_id = $2 WHERE conference_id = $1",
+                               conference_id, node.node_id)
+            return node.node_id
+
     async def swap_boot(self, node_id: str, boot: str) -> str | None:
         """Store ``boot`` as the node's current boot and return the one stored before (None the
         first time the node is seen)."""
@@ -96,10 +119,11 @@ class NodeRepository:
         return previous
 
     async def finished_rooms(self, node_id: str, rooms: list[str]) -> list[tuple[int, str]]:
-        """(conference id, room) of the node's conferences that are over but whose room is in ``rooms``."""
+        """(conference id, room) of the conferences whose room is in ``rooms`` on this node but
+        which are over, or live on another node now (moved off this node while it was down)."""
         rows = await self.pool.fetch(
-            "SELECT id, room FROM conferences WHERE node_id = $1 AND room = ANY($2::text[]) "
-            "AND state IN ('ended', 'cancelled', 'failed')", node_id, rooms)
+            "SELECT id, room FROM conferences WHERE room = ANY($2::text[]) "
+            "AND (state IN ('ended', 'cancelled', 'failed') OR node_id <> $1)", node_id, rooms)
         return [(r["id"], r["room"]) for r in rows]
 
     async def changed_recently(self, participant_ids: list[int], seconds: float) -> set[int]:
