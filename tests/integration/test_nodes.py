@@ -345,11 +345,11 @@ async def test_a_dead_node_s_conference_moves_and_the_node_gets_no_calls(stack: 
     filler = await engine.services.conferences.plan(owner.id, ConferencePlan(
         subject="filler", start=None, duration_minutes=10, max_participants=2))
     callees = [f"37529{secrets.randbelow(10**6):06d}{index}" for index in range(2)]
+    since = stack.carrier.message_offset()
     conference = await engine.services.conferences.plan(owner.id, ConferencePlan(
         subject="moves", start=None, duration_minutes=10, max_participants=4,
         participants=tuple(ParticipantPlan(number) for number in callees)))
     assert (filler.node_id, conference.node_id) == ("ast1", "ast2")
-    since = stack.carrier.message_offset()
 
     async def in_room(count: int) -> list | None:
         rows = (await engine.services.conferences.get(owner.id, conference.id)).participants
