@@ -60,9 +60,10 @@ class NodeService:
 
     def __init__(self, repo: NodeRepository, accounts: OperatorRepository, audit: AuditLog, *,
                  specs: tuple[NodeSpec, ...], links: Mapping[str, NodeLink], alerts: Alerts,
-                 failover: Failover | None = None) -> None:
+                 failover: Failover | None = None, down_after: float = DOWN_AFTER_SECONDS) -> None:
         self.repo = repo
         self.failover = failover
+        self.down_after = down_after
         self._lost_since: dict[str, float] = {}  # node id -> when its AMI link was first seen lost
         self._failed: set[str] = set()  # nodes whose conferences were moved during this outage
         self._moving: set[asyncio.Task[list[int]]] = set()
@@ -93,8 +94,8 @@ class NodeService:
             self._heartbeat = None
 
     async def beat(self) -> None:
-        """Store each node's state; a node silent for DOWN_AFTER_SECONDS has failed: its running
-        conferences move to other nodes (once per outage)."""
+        """Store each node's state; with several nodes, one silent for ``down_after`` seconds has
+        failed: its running conferences move to other nodes (once per outage)."""
         now = time.monotonic()
         for node_id in self.node_ids:
             link = self.links.get(node_id)
@@ -105,7 +106,7 @@ class NodeService:
                 self._failed.discard(node_id)
                 continue
             lost_since = self._lost_since.setdefault(node_id, now)
-            if now - lost_since >= DOWN_AFTER_SECONDS and node_id not in self._failed \
+            if now - lost_since >= self.down_after and node_id not in self._failed \
                     and self.failover and len(self.specs) > 1:
                 self._failed.add(node_id)
                 log.warning("node %s silent for %.0f s: it has failed", node_id, now - lost_since)
