@@ -6,8 +6,10 @@ Kamailio once, the operator sees both nodes with their load and can drain one.""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -331,6 +333,48 @@ async def test_a_dial_in_on_the_other_node_reaches_the_room(stack: Stack) -> Non
         for caller in callers:
             await caller.stop()
         await engine.services.conferences.end(owner.id, conference.id)
+
+
+async def test_a_frozen_node_fails_and_its_stale_room_is_closed_when_it_returns(stack: Stack) -> None:
+    """SIGSTOP ast2 under a conference with one callee: its AMI goes silent (no pong), the
+    conference moves to ast1 and the callee rings again from there. SIGCONT: ast2 comes back with
+    the old room, recovery closes it (the old call is hung up) and nobody is dialled a third time."""
+    engine = stack.engine
+    owner = await engine.services.accounts.create(random_account_phone(), PASSWORD)
+    callee = f"37529{secrets.randbelow(10**6):06d}7"
+    since = stack.carrier.message_offset()
+    filler = await engine.services.conferences.plan(owner.id, ConferencePlan(
+        subject="filler", start=None, duration_minutes=10, max_participants=2))
+    conference = await engine.services.conferences.plan(owner.id, ConferencePlan(
+        subject="frozen", start=None, duration_minutes=10, max_participants=4,
+        participants=(ParticipantPlan(callee),)))
+    assert (filler.node_id, conference.node_id) == ("ast1", "ast2")
+    frozen = stack.nodes[1]
+
+    async def callee_in(node_id: str) -> bool:
+        (row,) = (await engine.services.conferences.get(owner.id, conference.id)).participants
+        return row.state == "connected" and row.node_id == node_id
+
+    try:
+        await wait_until(engine, lambda: callee_in("ast2"), timeout=TIMEOUT, what="the callee in the room on ast2")
+        os.killpg(frozen.process.pid, signal.SIGSTOP)
+        try:
+            await wait_until(engine, lambda: callee_in("ast1"), timeout=TIMEOUT, what="the callee again, on ast1")
+        finally:
+            os.killpg(frozen.process.pid, signal.SIGCONT)
+
+        async def stale_room_closed() -> bool:
+            return conference.room not in await asyncio.to_thread(rooms_on, frozen)
+
+        await wait_until(engine, stale_room_closed, timeout=TIMEOUT, what="the stale room on ast2 closed")
+        log = await engine.services.conferences.events(owner.id, conference.id)
+        assert [e["detail"] for e in log if e["kind"] == "conference.room_closed"] == [{"by": "recovery"}]
+        assert await callee_in("ast1")
+        assert conference.room in await asyncio.to_thread(rooms_on, stack.nodes[0])
+        assert [number for number, _ in stack.carrier.invites(since)].count(callee) == 2
+    finally:
+        for item in (filler, conference):
+            await engine.services.conferences.end(owner.id, item.id)
 
 
 async def test_a_dead_node_s_conference_moves_and_the_node_gets_no_calls(stack: Stack,
