@@ -93,7 +93,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
                                 alerts=guard, failover=failover)
     conferences = ConferenceService(settings, conference_repo, calls=calls, bus=bus, plans=plans,
                                     guard=guard, prompts=prompts, schedule_changed=asyncio.Event(),
-                                    placement=nodes_service)
+                                    placement=nodes_service if settings.several_nodes else None)
     handover = NodeHandover(conference_repo, nodes_service, settings.media_nodes)
     quality = QualityService(conferences, nodes)
     notifier = Notifier(settings, pool, bus)
@@ -118,7 +118,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: dict[str, AmiA
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
-        dialin=DialinService(settings, DialinRepository(pool), bus, series, handover=handover),
+        dialin=DialinService(settings, DialinRepository(pool), bus, series,
+                             handover=handover if settings.several_nodes else None),
         handover=handover,
         keypad=KeypadService(settings, conference_repo, conferences=conferences, recording=recording,
                              prompts=prompts, bus=bus),

@@ -73,7 +73,7 @@ class ConferenceService:
                  plans: NumberPlans, guard: LimitGuard, prompts: PromptService,
                  schedule_changed: asyncio.Event, placement: Placement | None = None) -> None:
         self.settings = settings
-        self.placement = placement  # which media node a starting conference goes to (None: the planned one)
+        self.placement = placement  # several media nodes: which one a starting conference goes to
         self.prompts = prompts
         self.repo = repo
         self.calls = calls
