@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import re
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ _RESULT = re.compile(r"^200 result=(\S*)(?: \((.*)\))?")
 _HEADER_LINE = re.compile(r"(agi_[a-z0-9_]{1,40}):[ \t]?([^\x00-\x08\x0a-\x1f\x7f]*)")
 _ROUTE_NAME = re.compile(r"^[a-z0-9_\-]{1,40}$")
 _FIRST_ENTRY = re.compile(r"[0-9]{1,20}")
+_NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 # the dialplan's AGI arguments: AGI(agi://host:port/ROUTE,SECRET,FIRST_ENTRY)
 ARG_SECRET = "agi_arg_1"
@@ -130,6 +132,14 @@ class AgiCall:
         when nothing usable was keyed (only digits, at most 20 of them)."""
         value = self.headers.get(ARG_FIRST_ENTRY, "")
         return value if _FIRST_ENTRY.fullmatch(value) else None
+
+    @property
+    def node_id(self) -> str | None:
+        """The media node the call is on, as its dialplan names it in the script's query
+        (``agi://host:port/dialin?node=ast2``); None when it does not."""
+        query = urllib.parse.urlsplit(self.headers.get("agi_network_script", "")).query
+        node = urllib.parse.parse_qs(query).get("node", [""])[0]
+        return node if _NODE_ID.fullmatch(node) else None
 
     async def command(self, text: str) -> tuple[str, str]:
         """Send one AGI command; return (result value, text in parentheses)."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 
-from engine.agi import AgiCall, AgiServer
+from engine.agi import ARG_FIRST_ENTRY, AgiCall, AgiServer
 from engine.services.container import Services
 
 log = logging.getLogger(__name__)
+
+ARG_TOKEN = ARG_FIRST_ENTRY  # the handover route's argument after the secret: the dial-in's token
 
 
 class _KeypadChannel:
@@ -35,20 +37,25 @@ def install_routes(agi: AgiServer, services: Services) -> None:
     ``veche-keypad`` context (the key pressed after ``*`` is the extension)."""
     dialin = services.dialin
     keypad = services.keypad
+    handover = services.handover
     node_id = services.settings.node_id
 
     async def dialin_route(call: AgiCall) -> None:
         outcome = await dialin.answer(call)
         log.debug("dial-in call %s: %s", call.uniqueid, outcome)
 
+    async def handover_route(call: AgiCall) -> None:
+        await handover.receive(call, call.headers.get(ARG_TOKEN, ""))
+
     async def keypad_route(call: AgiCall) -> None:
         key = call.headers.get("agi_extension", "")
         if call.headers.get("agi_context") != "veche-keypad" or len(key) != 1 or not key.isdigit():
             log.warning("keypad route called from %s/%s: ignored", call.headers.get("agi_context"), key[:20])
             return
-        answer = await keypad.press(_KeypadChannel(call), key, node_id)
+        answer = await keypad.press(_KeypadChannel(call), key, call.node_id or node_id)
         log.info("keypad *%s of participant %s: %s %s", key, answer.participant_id, answer.action,
                  answer.error or "")
 
     agi.route("dialin", dialin_route)
     agi.route("keypad", keypad_route)
+    agi.route("handover", handover_route)

@@ -54,6 +54,8 @@ from engine.services.container import AdminServices, Services
 from engine.services.dialin import DialinService
 from engine.services.dialout import DialOutService
 from engine.services.dialplan import DialplanService
+from engine.services.failover import NodeFailover
+from engine.services.handover import NodeHandover
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.leadership import Leadership
@@ -108,11 +110,17 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
     dialout = DialOutService(settings, conference_repo, CallSlotRepository(pool, fence), nodes=nodes, states=states,
                              plans=plans, guard=guard)
     calls = CallService(settings, conference_repo, nodes=nodes, states=states, dialout=dialout, prompts=prompts)
+    failover = NodeFailover(conference_repo, NodeRepository(pool), calls, bus, guard,
+                            [node.node_id for node in settings.media_nodes])
+    nodes_service = NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes,
+                                alerts=guard, failover=failover)
+    placement = nodes_service if settings.several_nodes else None
     records = ConferenceRecords(settings, conference_repo, bus, schedule_changed=asyncio.Event())
     checks = PlanChecks(conference_repo, plans, guard)
-    lifecycle = ConferenceLifecycle(records, calls=calls, prompts=prompts)
-    planning = ConferencePlanning(settings, records, checks, lifecycle=lifecycle)
+    lifecycle = ConferenceLifecycle(records, calls=calls, prompts=prompts, placement=placement)
+    planning = ConferencePlanning(settings, records, checks, lifecycle=lifecycle, placement=placement)
     live = LiveControl(records, checks, calls=calls, lifecycle=lifecycle)
+    handover = NodeHandover(conference_repo, nodes_service, settings.media_nodes)
     quality = QualityService(planning, nodes)
     notifications = NotificationRepository(pool)
     mail_delivery = MailDelivery(settings, notifications)
@@ -151,8 +159,10 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
         addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
-        dialin=DialinService(settings, dialin_repo, bus, rooms, pin_guard),
+        dialin=DialinService(settings, dialin_repo, bus, rooms, pin_guard,
+                             handover=handover if settings.several_nodes else None),
         pin_guard=pin_guard,
+        handover=handover,
         keypad=KeypadService(settings, conference_repo, live=live, recording=recording,
                              prompts=prompts, bus=bus),
         recording=recording,
@@ -166,7 +176,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
         occurrences=occurrences,
         rooms=rooms,
         idempotency=IdempotencyService(IdempotencyRepository(pool), timedelta(hours=settings.idempotency_hours)),
-        nodes=NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes),
+        nodes=nodes_service,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import hashlib
+import hmac
 import logging
 import os
 import pwd
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from engine.adapters.mail_sink import MailSink
 from engine.domain import dialin as dialin_rules
 from engine.domain.errors import ConfigError
+from engine.domain.nodes import HANDOVER_EXTENSION
 from engine.domain.numberplan import DialoutRules, NumberPlan, dialout_rules
 
 log = logging.getLogger(__name__)
@@ -264,6 +266,10 @@ def render_asterisk_config(settings: Settings, dest: Path, dirs: dict[str, str] 
         "ring_timeout": settings.ring_timeout,
         "rtp_start": settings.rtp_start,
         "rtp_end": settings.rtp_end,
+        # several nodes: the others, reached over the digest-authenticated inter-node trunk
+        "peers": [n for n in settings.media_nodes if n.node_id != settings.node_id] if settings.several_nodes else [],
+        "internode_secret": internode_secret(settings),
+        "handover_extension": HANDOVER_EXTENSION,
     }
     for name in CONFIG_FILES:
         (dest / name).write_text(env.get_template(name).render(**values))
@@ -434,6 +440,12 @@ class AsteriskProcess:
 
 
 # --------------------------------------------------------------------------- several nodes
+
+
+def internode_secret(settings: Settings) -> str:
+    """The password of the inter-node trunk: derived from the FastAGI secret every node already
+    holds, so no further secret needs to be configured or kept in step."""
+    return hmac.new(settings.agi_secret.encode(), b"veche internode trunk", hashlib.sha256).hexdigest()[:32]
 
 
 def node_settings(settings: Settings, node: NodeSpec) -> Settings:

@@ -32,6 +32,7 @@ class FailureReason(StrEnum):
     INVALID_NUMBER = "invalid_number"
     CANCELLED = "cancelled"
     ERROR = "error"
+    NODE_FAILED = "node_failed"  # its media node failed under a dial-in caller
 
 
 class Role(StrEnum):

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+# The extension a node's context veche-internode answers for a dial-in handed over by another node.
+HANDOVER_EXTENSION = "join"
+
 
 class NodeState(StrEnum):
     UP = "up"  # takes new rooms

@@ -14,6 +14,7 @@ from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, FailureReason, ParticipantState
 from engine.services.calls import IN_CALL_STATES, CallService, now_utc
 from engine.services.conference_records import ConferenceRecords
+from engine.services.nodes import NO_NODE, Placement
 from engine.services.prompts import PromptService
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ ROOM_EMPTY_TIMEOUT = 10.0
 class ConferenceLifecycle:
     """Starts, warns, extends at the deadline and ends conferences; announces into the room."""
 
-    def __init__(self, records: ConferenceRecords, *, calls: CallService, prompts: PromptService) -> None:
+    def __init__(self, records: ConferenceRecords, *, calls: CallService, prompts: PromptService,
+                 placement: Placement | None = None) -> None:
         self.records = records
+        self.placement = placement  # several media nodes: which one a starting conference goes to
         self.repo = records.repo
         self.calls = calls
         self.prompts = prompts
@@ -49,6 +52,8 @@ class ConferenceLifecycle:
                                           detail={"reason": "account_blocked"})
                 await self.records.publish("conference.failed", failed, reason="account_blocked")
             return None
+        if self.placement is not None and not await self._placed(conference_id, actor):
+            return None
         started = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.RUNNING,
                                              started_at=now_utc())
         if started is None:
@@ -59,7 +64,10 @@ class ConferenceLifecycle:
     async def start_due(self, node_id: str) -> list[Conference]:
         """Start every conference of the node whose time has come, in one compare-and-set (the
         scheduler's decision for a thousand at once); the missed and the blocked ones are left to
-        ``start_conference``. The caller runs ``after_start`` for each one returned."""
+        ``start_conference``. The caller runs ``after_start`` for each one returned. With several
+        media nodes none is started here: each is placed on its node by ``start_conference``."""
+        if self.placement is not None:
+            return []
         return await self.repo.start_due(node_id, now_utc())
 
     async def after_start(self, started: Conference, actor: str = "engine") -> None:
@@ -73,6 +81,21 @@ class ConferenceLifecycle:
             started.participants = await self.repo.participants(started.id)
             planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
             await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+
+    async def _placed(self, conference_id: int, actor: str) -> bool:
+        """Place a starting conference on a media node; one that fits no node fails (the operator
+        is alerted)."""
+        assert self.placement is not None
+        conference = await self.repo.get(conference_id, with_participants=False)
+        if conference is None or await self.placement.place(conference) is not None:
+            return True
+        failed = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.FAILED,
+                                            end_reason=NO_NODE, ended_at=now_utc())
+        if failed is not None:
+            await self.repo.log_event(conference_id, "conference.failed", actor=actor, detail={"reason": NO_NODE})
+            await self.records.publish("conference.failed", failed, reason=NO_NODE)
+            self.placement.no_node_alert(failed)
+        return False
 
     async def _owner_blocked(self, conference_id: int) -> bool:
         conference = await self.repo.get(conference_id, with_participants=False)

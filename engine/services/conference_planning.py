@@ -27,14 +27,16 @@ from engine.services.calls import now_utc
 from engine.services.conference_lifecycle import ConferenceLifecycle
 from engine.services.conference_limits import PlanChecks
 from engine.services.conference_records import ConferenceRecords, actor_of
+from engine.services.nodes import Placement
 
 
 class ConferencePlanning:
     """Plans and reads the conferences of an owner (``owner_id`` None: the operator's view)."""
 
     def __init__(self, settings: Settings, records: ConferenceRecords, checks: PlanChecks, *,
-                 lifecycle: ConferenceLifecycle) -> None:
+                 lifecycle: ConferenceLifecycle, placement: Placement | None = None) -> None:
         self.settings = settings
+        self.placement = placement  # several media nodes: an immediate conference must fit one
         self.records = records
         self.repo = records.repo
         self.checks = checks
@@ -52,6 +54,9 @@ class ConferencePlanning:
         language = await self.checks.language(owner_id, checked.language)
         participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
                          "node_id": self.settings.node_id} for p in checked.participants]
+        if immediate and self.placement is not None and not await self.placement.fits(checked.max_participants):
+            raise StateConflict("no media node has %(seats)d free seats now; plan fewer participants or try later",
+                                seats=checked.max_participants)
         conference = None
         for _ in range(20):
             chair_pin, guest_pin = generate_pins(self.settings.pin_length)

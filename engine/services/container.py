@@ -18,6 +18,7 @@ from engine.services.conference_planning import ConferencePlanning
 from engine.services.dialin import DialinService
 from engine.services.dialout import DialOutService
 from engine.services.dialplan import DialplanService
+from engine.services.handover import NodeHandover
 from engine.services.idempotency import IdempotencyService
 from engine.services.keypad import KeypadService
 from engine.services.limit_guard import LimitGuard
@@ -83,6 +84,7 @@ class Services:
     occurrences: SeriesOccurrences
     rooms: PermanentRooms
     nodes: NodeService
+    handover: NodeHandover
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from engine.adapters.asterisk.contract import PROFILES, WAITING_GUEST_PROFILE, dialin_entry, new_dialin_token
+from engine.adapters.asterisk.contract import PARTICIPANT_VARIABLE, new_dialin_token
 from engine.adapters.db.dialin import DialinRepository
 from engine.config import Settings
 from engine.domain import dialin as rules
@@ -19,6 +19,7 @@ from engine.domain.dialin import DialinPolicy, Refusal
 from engine.domain.errors import LimitExceeded, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, Role
 from engine.services.bus import Bus, DomainEvent
+from engine.services.handover import NodeHandover, room_variables
 from engine.services.permanent_rooms import PermanentRooms
 from engine.services.pin_guard import PinGuard
 
@@ -40,6 +41,10 @@ class DialinCall(Protocol):
     @property
     def first_entry(self) -> str | None:
         """Digits keyed while the dialplan played the first prompt (None: nothing usable)."""
+
+    @property
+    def node_id(self) -> str | None:
+        """The media node the call is on (None: not said)."""
 
     async def get_data(self, prompt: str, timeout_ms: int = 6000, max_digits: int = 12) -> str | None: ...
 
@@ -82,8 +87,9 @@ class DialinService:
     are the guard's (engine/services/pin_guard.py)."""
 
     def __init__(self, settings: Settings, repo: DialinRepository, bus: Bus, rooms: PermanentRooms,
-                 guard: PinGuard) -> None:
+                 guard: PinGuard, handover: NodeHandover | None = None) -> None:
         self.settings = settings
+        self.handover = handover  # several media nodes: the conference's node takes the admitted call
         self.rooms = rooms  # permanent rooms: one answers its number when no session is open
         self.repo = repo
         self.bus = bus
@@ -241,7 +247,7 @@ class DialinService:
             watch.resume()
 
     async def _admit(self, call: DialinCall, conference: Conference, role: Role, outcome: DialinOutcome) -> None:
-        node_id = self.settings.node_id
+        node_id = await self.handover.node_for(conference) if self.handover else conference.node_id
         # The AGI headers name a channel, but anyone reaching the FastAGI port can write them: the
         # call is known by a token of ours until the media node reports the channel that carries
         # it (engine/services/calls.py learns the channel from the node's events).
@@ -249,12 +255,15 @@ class DialinService:
         participant = await self.repo.add_caller(
             conference.id, number=outcome.caller, role=role, call_id=token, channel=None, node_id=node_id)
         outcome.participant_id = participant.id
-        # the row exists before the caller enters the room, so the tracker finds the token on joining
-        profile = WAITING_GUEST_PROFILE if conference.wait_for_chair and role == Role.GUEST else PROFILES[role]
-        for name, value in dialin_entry(token, conference.room, profile, conference.max_participants).items():
-            await call.set_variable(name, value)
-        log.info("dial-in: %s joins conference %s as %s (participant %s)", outcome.caller, conference.id, role,
-                 participant.id)
+        if self.handover and self.handover.elsewhere(call, node_id):
+            await self.handover.send(call, node_id, token)  # the conference's node puts it into the room
+        else:
+            # the row exists before the caller enters the room, so the tracker finds the token on joining
+            await call.set_variable(PARTICIPANT_VARIABLE, token)
+            for name, value in room_variables(conference, role).items():
+                await call.set_variable(name, value)
+        log.info("dial-in: %s joins conference %s as %s (participant %s, node %s)", outcome.caller, conference.id,
+                 role, participant.id, node_id)
         # the listeners (console stream, notifier) run after the AGI session: the caller does
         # not wait for them to enter the room
         event = DomainEvent(kind="participant.added", conference_id=conference.id, owner_id=conference.owner_id,

@@ -51,9 +51,13 @@ class LimitGuard:
         self._alerted_at[key] = now
         log.warning("toll-fraud guard: account %s hit its %s limit %d times within %d s (last: %s)",
                     account_id, limit, len(hits), int(self.window), detail or "-")
+        self.alert(account_id, limit, detail, hits=len(hits))
+        return True
+
+    def alert(self, account_id: int, limit: str, detail: str, hits: int = 1) -> None:
+        """Show an alert on the operator's dashboard, count it and audit it."""
         self.metrics.limit_alerts.labels(limit).inc()
-        alert = {"account_id": account_id, "limit": limit, "hits": len(hits), "window_seconds": int(self.window),
+        alert = {"account_id": account_id, "limit": limit, "hits": hits, "window_seconds": int(self.window),
                  "last": detail}
         self.alerts = [*self.alerts[-99:], alert]
         self.audit.record_soon("guard.alert", actor="engine", account_id=account_id, detail=alert)
-        return True

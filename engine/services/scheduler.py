@@ -20,8 +20,9 @@ IN_FLIGHT_RECHECK_SECONDS = 1.0
 
 
 class Scheduler:
-    """One loop per engine, for the conferences of its node. Starting and ending are
-    compare-and-set in SQL, so two engines on one node never do either twice."""
+    """One loop per engine, for the conferences of every media node (a conference is placed on
+    its node when it starts). Starting and ending are compare-and-set in SQL, so two engines
+    never do either twice."""
 
     def __init__(self, settings: Settings, lifecycle: ConferenceLifecycle, *,
                  active: Callable[[], bool] = lambda: True) -> None:
@@ -32,6 +33,7 @@ class Scheduler:
         self._wake = lifecycle.records.schedule_changed
         self._task: asyncio.Task | None = None
         self._inflight: dict[tuple[str, int], asyncio.Task] = {}
+        self.node_ids = [node.node_id for node in settings.media_nodes]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="scheduler")
@@ -59,7 +61,8 @@ class Scheduler:
             spawned = 0
             try:
                 spawned = await self.run_due()
-                next_due = await self.repo.next_due(self.settings.node_id, self.settings.warning_seconds)
+                dues = [await self.repo.next_due(node_id, self.settings.warning_seconds) for node_id in self.node_ids]
+                next_due = min((due for due in dues if due is not None), default=None)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
@@ -75,22 +78,23 @@ class Scheduler:
                     await asyncio.wait_for(self._wake.wait(), delay)
 
     async def run_due(self) -> int:
-        """Start, warn and end whatever is due now. Every due start is decided in one statement;
+        """Start, warn and end whatever is due now on every media node. The due starts of a node are
+        decided in one statement (with several nodes each start is placed on its own, one by one);
         what follows each start, each warning and each end runs in its own task (so one slow end
         never delays another start); returns how many jobs were started."""
         if not self.active():  # paused past its lease: the other engine of the pair acts now
             return 0
-        node_id = self.settings.node_id
-        started = await self.lifecycle.start_due(node_id)  # the decision, for all of them at once
         now = now_utc()
-        jobs: list[tuple[tuple[str, int], Any, Any]] = [
-            (("start", c.id), self.lifecycle.after_start, c) for c in started]
-        # what is still due was missed or belongs to a blocked account: failed one by one
-        jobs += [(("start", c.id), self.lifecycle.start_conference, c.id)
-                 for c in await self.repo.due_starts(node_id, now)]
-        jobs += [(("warn", c.id), self.lifecycle.warn, c)
-                 for c in await self.repo.due_warnings(node_id, now, self.settings.warning_seconds)]
-        jobs += [(("end", c.id), self.lifecycle.deadline, c) for c in await self.repo.due_ends(node_id, now)]
+        jobs: list[tuple[tuple[str, int], Any, Any]] = []
+        for node_id in self.node_ids:
+            started = await self.lifecycle.start_due(node_id)  # the decision, for all of them at once
+            jobs += [(("start", c.id), self.lifecycle.after_start, c) for c in started]
+            # what is still due was missed, belongs to a blocked account or waits for its placement
+            jobs += [(("start", c.id), self.lifecycle.start_conference, c.id)
+                     for c in await self.repo.due_starts(node_id, now)]
+            jobs += [(("warn", c.id), self.lifecycle.warn, c)
+                     for c in await self.repo.due_warnings(node_id, now, self.settings.warning_seconds)]
+            jobs += [(("end", c.id), self.lifecycle.deadline, c) for c in await self.repo.due_ends(node_id, now)]
         spawned = 0
         for key, function, argument in jobs:
             if key in self._inflight:

@@ -407,6 +407,7 @@ class FakeCall:
     channel: str = "PJSIP/pstn-00000001"
     uniqueid: str = "1700000000.1"
     first_entry: str | None = None  # nothing keyed during the dialplan's Read()
+    node_id: str | None = None  # the dialplan did not name its node
     heard: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
 

@@ -181,8 +181,8 @@ def test_the_dialplan_tries_every_engine_in_turn(tmp_path) -> None:
     dialin = dialplan[dialplan.index("[veche-dialin]"):dialplan.index("[veche-trunk]")]
     assert "VECHE_AGI = agi://10.0.0.5:4573" in dialplan
     assert dialin.index("AGI(${VECHE_AGI}/dialin") < dialin.index('"${AGISTATUS}" != "FAILURE"') \
-        < dialin.index("AGI(agi://10.0.0.6:4573/dialin,${VECHE_AGI_SECRET},${VECHE_FIRST})")
-    assert "AGI(agi://10.0.0.6:4573/keypad,${VECHE_AGI_SECRET})" in dialplan
+        < dialin.index("AGI(agi://10.0.0.6:4573/dialin?node=ast1,${VECHE_AGI_SECRET},${VECHE_FIRST})")
+    assert "AGI(agi://10.0.0.6:4573/keypad?node=ast1,${VECHE_AGI_SECRET})" in dialplan
 
 
 async def test_an_engine_paused_between_claim_and_originate_sends_nothing() -> None:

@@ -127,6 +127,8 @@ SCHEMAS: dict[str, Any] = {
                     "description": "moves on every change; also sent as the ETag header (\"<version>\")"},
         "series_id": _nullable({**ID, "description": "the recurring series (GET /series/{id}) it belongs to"}),
         "occurrence_at": NULL_DATETIME,
+        "node_id": {"type": "string", "description": "the media node the conference lives on: chosen by load "
+                    "when it starts (before that, where it would start by default)"},
     }, ("id", "subject", "state", "access_number", "conference_number", "chair_pin", "guest_pin",
         "starts_at", "ends_at", "participants"), closed=False),
     "ConferenceList": _obj({"conferences": {"type": "array", "items": _ref("Conference")}},

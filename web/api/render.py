@@ -37,7 +37,7 @@ CONFERENCE_FIELDS = ("id", "subject", "mode", "state", "conference_number", "cha
                      "timezone", "max_participants", "auto_invite", "auto_extend_minutes", "extended_minutes",
                      "reminder_minutes", "locked", "started_at", "ended_at", "cancelled_at", "end_reason",
                      "language", "notify_participants", "recording", "recording_error", "version", "series_id",
-                     "occurrence_at")
+                     "occurrence_at", "node_id")
 
 
 def participant(item: Participant) -> dict[str, Any]:

@@ -20,6 +20,11 @@ PARTICIPANT_VARIABLE = "VECHE_PARTICIPANT"  # also in manager.conf channelvars
 PROFILE_VARIABLE = "VECHE_PROFILE"
 ROOM_VARIABLE = "VECHE_ROOM"
 MAX_MEMBERS_VARIABLE = "VECHE_MAX_MEMBERS"
+# a dial-in handed to the conference's node: where to send it, and the one-time token it carries
+# there in the X-Veche-Token header
+FORWARD_HOST_VARIABLE = "VECHE_FORWARD"
+FORWARD_PORT_VARIABLE = "VECHE_FORWARD_PORT"
+FORWARD_TOKEN_VARIABLE = "VECHE_FORWARD_TOKEN"
 
 PROFILES = {Role.CHAIR: "veche_chair", Role.GUEST: "veche_guest"}
 # A dial-in guest of a permanent room with "guests wait for the chair" (wait_marked).
@@ -131,9 +136,15 @@ def originate_outcome(answered: bool, originate_reason: str | None, dial_status:
     return ORIGINATE_REASON_OUTCOMES.get(originate_reason or "", "failed")
 
 
-def dialin_entry(token: str, room: str, profile: str, participants: int) -> dict[str, str]:
-    """The channel variables that take an admitted caller from veche-dialin into the room: the
-    participant token AMI reports back (channelvars), the bridge profile, and the room's seats
-    (the planned participants plus the announcer and the recorder)."""
-    return {PARTICIPANT_VARIABLE: token, PROFILE_VARIABLE: profile,
-            MAX_MEMBERS_VARIABLE: str(participants + ROOM_EXTRA_MEMBERS), ROOM_VARIABLE: room}
+
+def dialin_profile(role: Role, waiting_for_chair: bool) -> str:
+    """The bridge profile of an admitted caller: a guest of a permanent room waits for the chair."""
+    return WAITING_GUEST_PROFILE if waiting_for_chair and role == Role.GUEST else PROFILES[role]
+
+
+def room_entry(room: str, profile: str, participants: int) -> dict[str, str]:
+    """The channel variables that put an admitted caller into the room (the dialplan runs
+    ConfBridge with them), in the order they are set, the room last: the bridge profile and the
+    room's seats (the planned participants plus the announcer and the recorder)."""
+    return {PROFILE_VARIABLE: profile, MAX_MEMBERS_VARIABLE: str(participants + ROOM_EXTRA_MEMBERS),
+            ROOM_VARIABLE: room}

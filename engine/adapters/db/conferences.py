@@ -365,10 +365,11 @@ class ConferenceRepository:
         return [dict(r) for r in rows]
 
     async def finished_rooms(self, node_id: str, rooms: list[str]) -> list[tuple[int, str]]:
-        """(conference id, room) of the node's conferences that are over but whose room is in ``rooms``."""
+        """(conference id, room) of the conferences whose room is in ``rooms`` on this node but
+        which are over, or live on another node now (moved off this node while it was down)."""
         rows = await self.pool.fetch(
-            "SELECT id, room FROM conferences WHERE node_id = $1 AND room = ANY($2::text[]) "
-            "AND state IN ('ended', 'cancelled', 'failed')", node_id, rooms)
+            "SELECT id, room FROM conferences WHERE room = ANY($2::text[]) "
+            "AND (state IN ('ended', 'cancelled', 'failed') OR node_id <> $1)", node_id, rooms)
         return [(r["id"], r["room"]) for r in rows]
 
     # ------------------------------------------------------------------ participants
