@@ -57,13 +57,14 @@ class AgiTrace:
 
 
 async def key_when_asked(sipp: SippFactory, trace: AgiTrace, entry: str, answers: Sequence[str], caller: str,
-                         timeout: float = 45) -> None:
-    """A caller keys ``entry`` (the conference number, then the first PIN) after the first prompt,
-    then each of ``answers`` once the engine asks again, and stays until Asterisk hangs up."""
+                         timeout: float = 45, entry_answers: int = 1) -> None:
+    """A caller keys ``entry`` (the conference number, then the first PIN: ``entry_answers``
+    answers to the engine's questions) after the first prompt, then each of ``answers`` once the
+    engine asks again, and stays until Asterisk hangs up."""
     since = trace.offset()
     phone = await keypad_caller(sipp, entry, list(answers), caller=caller)
     try:
-        for asked in range(2, len(answers) + 2):
+        for asked in range(entry_answers + 1, entry_answers + len(answers) + 1):
             await trace.wait_for_questions(since, asked, timeout, lambda: phone.process.log_text()[-2000:])
             await phone.press()
         assert await phone.process.wait(timeout) == 0, phone.process.log_text()[-2000:]
