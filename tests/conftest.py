@@ -15,6 +15,7 @@ import pytest
 
 from engine.config import AmiTarget, Settings
 from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair, with_instance_prompts
+from tests.support.agi_trace import AgiTrace
 from tests.support.sipp import SippFactory, SippProcess
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -106,6 +107,13 @@ def asterisk(settings: Settings) -> Iterator[AsteriskProcess]:
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def agi_trace(asterisk: AsteriskProcess) -> Iterator[AgiTrace]:
+    """The AGI commands the session's Asterisk receives during one test."""
+    with AgiTrace(asterisk, f"veche-agi-{secrets.token_hex(4)}.log") as trace:
+        yield trace
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Fixtures of the browser tests: the portal on a free port over the session engine, and one
-headless Debian Chromium driven by Playwright."""
+headless Debian Chromium driven by Playwright for the whole session (each test opens a context
+of its own, so no cookie or page is shared between tests)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from playwright.async_api import Browser, async_playwright
 from tests.support.browser import CHROMIUM_ARGS
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def portal_url(engine) -> AsyncIterator[str]:
     from web.app import init_app
 
@@ -23,7 +24,7 @@ async def portal_url(engine) -> AsyncIterator[str]:
     await server.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         instance = await playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
@@ -32,7 +33,7 @@ async def browser() -> AsyncIterator[Browser]:
         await instance.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def screens(artifacts: Path) -> Path:
     folder = artifacts / "screens"
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import pytest
 
 from engine.adapters.asterisk.ami import AmiEvent
 from engine.domain.dialin import Refusal
+from tests.support.agi_trace import AgiTrace, key_when_asked
 from tests.support.dialin_factories import ConferenceRow, create_conference, random_caller
 
 pytestmark = pytest.mark.stack
@@ -86,14 +87,13 @@ async def test_hash_alone_joins_as_guest_when_no_guest_pin_is_required(engine, s
     assert await process.wait(CALL_SETUP_TIMEOUT) == 0
 
 
-async def test_three_wrong_pins_end_the_call_and_are_counted(engine, sipp) -> None:
+async def test_three_wrong_pins_end_the_call_and_are_counted(engine, sipp, agi_trace: AgiTrace) -> None:
     conference = await create_conference(engine.pool, node_id=engine.settings.node_id)
     caller = random_caller()
     wrong = [p for p in ("111111", "222222", "333333", "444444") if p not in (conference.chair_pin,
                                                                               conference.guest_pin)][:3]
-    process = await sipp.caller(f"{conference.conference_number}#,{wrong[0]}#,,,,,,,{wrong[1]}#,,,,,,,{wrong[2]}#",
-                                caller=caller)
-    assert await process.wait(30) == 0, process.log_text()[-2000:]  # Asterisk hung up on it
+    await key_when_asked(sipp, agi_trace, f"{conference.conference_number}#,{wrong[0]}#",
+                         [f"{wrong[1]}#", f"{wrong[2]}#"], caller, 30)  # until Asterisk hangs up on it
     outcome = outcome_of(engine, caller)
     assert outcome.wrong_entries == 3 and outcome.participant_id is None
     failures = await engine.services.dialin.repo.failures(caller=caller)
@@ -103,17 +103,16 @@ async def test_three_wrong_pins_end_the_call_and_are_counted(engine, sipp) -> No
                                       conference.id) == 0
 
 
-async def test_unknown_conference_number_is_answered_like_a_wrong_pin(engine, sipp) -> None:
+async def test_unknown_conference_number_is_answered_like_a_wrong_pin(engine, sipp, agi_trace: AgiTrace) -> None:
     """An unknown number is asked for the PIN like a real one; each PIN counts as a wrong entry."""
     caller = random_caller()
-    process = await sipp.caller("9#,,,,,,,,,8#,,,,,,,,,7#,,,,,,,,,6#", caller=caller)
-    assert await process.wait(30) == 0, process.log_text()[-2000:]
+    await key_when_asked(sipp, agi_trace, "9#", ["8#", "7#", "6#"], caller, 30, entry_answers=0)
     assert outcome_of(engine, caller).wrong_entries == 3
     failures = await engine.services.dialin.repo.failures(caller=caller)
     assert [(f["kind"], f["conference_number"]) for f in failures] == [("number", "9")] * 3
 
 
-async def test_blocked_accounts_conference_is_unknown_to_callers(engine, sipp) -> None:
+async def test_blocked_accounts_conference_is_unknown_to_callers(engine, sipp, agi_trace: AgiTrace) -> None:
     """An operator-blocked account's conference admits nobody, even in the early-join window."""
     from datetime import timedelta
 
@@ -123,8 +122,7 @@ async def test_blocked_accounts_conference_is_unknown_to_callers(engine, sipp) -
     caller = random_caller()
     number = conference.conference_number
     pin = conference.chair_pin
-    process = await sipp.caller(f"{number}#,,,,,,,,,{pin}#,,,,,,,,,{pin}#,,,,,,,,,{pin}#", caller=caller)
-    assert await process.wait(30) == 0, process.log_text()[-2000:]
+    await key_when_asked(sipp, agi_trace, f"{number}#", [f"{pin}#"] * 3, caller, 30, entry_answers=0)
     assert outcome_of(engine, caller).wrong_entries == 3
     assert await engine.pool.fetchval("SELECT count(*) FROM participants WHERE conference_id = $1",
                                       conference.id) == 0

@@ -2,7 +2,8 @@
 callers: withheld callers share one counter and are refused past a lower threshold; a conference
 number with N wrong PINs refuses even the right PIN during its cool-down, e-mails its owner
 (aiosmtpd) and shows a banner (bus, SSE stream, console state); unknown, ended and not-started
-numbers sound the same until a correct PIN (the AGI commands Asterisk received, from its log)."""
+numbers sound the same until a correct PIN (the AGI commands Asterisk received, from its log).
+Each further PIN is keyed once the engine asks for it again (tests/support/agi_trace.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,14 +23,15 @@ import pytest
 from engine.domain.dialin import PIN_LOCKOUT_EVENT, WITHHELD, Refusal
 from tests.integration.test_api_sse import open_stream
 from tests.integration.test_mail import smtp_server
+from tests.support.agi_trace import AgiTrace, key_when_asked
 from tests.support.api import BusWatcher, new_user
 from tests.support.dialin_factories import create_conference, random_caller, random_digits
+from tests.support.keypad import keypad_caller
 from tests.support.portal import PortalClient
 
 pytestmark = pytest.mark.stack
 
 CALL_TIMEOUT = 45
-PAUSE = ",,,,,,,,,"  # about 5 s: the previous answer and the next prompt play before the next entry
 
 
 def outcome_of(engine, caller: str):
@@ -77,7 +78,7 @@ async def no_withheld_failures(engine) -> AsyncIterator[None]:
 
 
 async def test_withheld_callers_share_one_counter_and_are_blocked_past_the_lower_threshold(
-        engine, sipp, no_withheld_failures) -> None:
+        engine, sipp, agi_trace: AgiTrace, no_withheld_failures) -> None:
     dialin = engine.services.dialin
     threshold = dialin.policy.withheld_block_after
     assert threshold < dialin.policy.caller_block_after
@@ -88,8 +89,11 @@ async def test_withheld_callers_share_one_counter_and_are_blocked_past_the_lower
                                          conference_number=conference.conference_number, call_id="earlier")
     # one more withheld call keys a wrong PIN, then the right one: still under the threshold
     wrong = wrong_pins(conference.chair_pin, conference.guest_pin, 1)[0]
-    first = await sipp.caller(f"{conference.conference_number}#,{wrong}#{PAUSE}{conference.guest_pin}#",
-                              caller="anonymous")
+    since = agi_trace.offset()
+    first = await keypad_caller(sipp, f"{conference.conference_number}#,{wrong}#", [f"{conference.guest_pin}#"],
+                                caller="anonymous")
+    await agi_trace.wait_for_questions(since, 2, CALL_TIMEOUT, lambda: first.process.log_text()[-2000:])
+    await first.press()  # the right PIN once the engine asks again
     joined = await engine.pool.fetchval(
         "SELECT count(*) FROM participants WHERE conference_id = $1 AND number = $2", conference.id, WITHHELD)
     deadline = time.monotonic() + CALL_TIMEOUT
@@ -127,7 +131,7 @@ async def test_withheld_callers_share_one_counter_and_are_blocked_past_the_lower
 
 
 async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_shows_a_banner(
-        engine, sipp, api_server) -> None:
+        engine, sipp, api_server, agi_trace: AgiTrace) -> None:
     from tests.support.api import PASSWORD
 
     delivery = engine.services.mail_delivery
@@ -148,7 +152,8 @@ async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_show
             with policy(engine, lockout_after=3, lockout_seconds=600):
                 # one caller keys three wrong PINs: the third closes PIN entry on the number
                 guesser = random_caller()
-                await call(sipp, f"{number}#,{wrong[0]}#{PAUSE}{wrong[1]}#{PAUSE}{wrong[2]}#", guesser)
+                await key_when_asked(sipp, agi_trace, f"{number}#,{wrong[0]}#", [f"{wrong[1]}#", f"{wrong[2]}#"],
+                                     guesser, CALL_TIMEOUT)
                 assert outcome_of(engine, guesser).wrong_entries == 3
                 event = await bus.wait(lambda e: e.kind == PIN_LOCKOUT_EVENT)
                 until = datetime.fromisoformat(event.data["until"])
@@ -213,38 +218,8 @@ async def test_conference_lockout_refuses_the_right_pin_mails_the_owner_and_show
 # ----------------------------------------------------------------------------- no enumeration
 
 
-class AgiTrace:
-    """The AGI commands Asterisk received, read from a temporary logger channel of the real
-    Asterisk with AGI debugging on (``<channel>AGI Rx << COMMAND``)."""
-
-    def __init__(self, asterisk, name: str) -> None:
-        self.asterisk = asterisk
-        self.name = name
-        self.path: Path = asterisk.base / "log" / name
-
-    def __enter__(self) -> AgiTrace:
-        out = self.asterisk.cli(f"logger add channel {self.name} verbose")
-        assert "fail" not in out.lower(), out
-        self.asterisk.cli("agi set debug on")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.asterisk.cli("agi set debug off")
-        self.asterisk.cli(f"logger remove channel {self.name}")
-
-    def offset(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def commands(self, since: int) -> list[str]:
-        """The commands since byte ``since`` (one call at a time in this test)."""
-        with open(self.path, "rb") as handle:
-            handle.seek(since)
-            text = handle.read().decode(errors="replace")
-        return [match.group(1).strip() for match in re.finditer(r"AGI Rx << (.*)", text)]
-
-
 async def test_unknown_ended_and_not_started_numbers_sound_the_same_until_a_correct_pin(
-        engine, sipp, asterisk) -> None:
+        engine, sipp, agi_trace: AgiTrace) -> None:
     from tests.support.dialin_factories import create_conference as make
 
     node = engine.settings.node_id
@@ -257,20 +232,21 @@ async def test_unknown_ended_and_not_started_numbers_sound_the_same_until_a_corr
     cases = {"unknown": unknown, "ended": ended.conference_number, "not started": later.conference_number,
              "running": running.conference_number}
     heard: dict[str, list[str]] = {}
-    with AgiTrace(asterisk, f"veche-agi-{secrets.token_hex(4)}.log") as trace:
-        for name, number in cases.items():
-            caller = random_caller()
-            since = trace.offset()
-            pins = ("123450", "123451", "123452")  # not the conferences' PINs (checked below)
-            await call(sipp, f"{number}#,{pins[0]}#{PAUSE}{pins[1]}#{PAUSE}{pins[2]}#", caller)
-            heard[name] = [command for command in trace.commands(since) if not command.startswith("SET VARIABLE")]
-            assert outcome_of(engine, caller).wrong_entries == 3
-        # a correct PIN is the first thing that tells them apart
-        told: dict[str, list[str]] = {}
-        for name, conference in (("ended", ended), ("not started", later)):
-            since = trace.offset()
-            await call(sipp, f"{conference.conference_number}#,{conference.chair_pin}#", random_caller())
-            told[name] = trace.commands(since)
+    trace = agi_trace
+    for name, number in cases.items():
+        caller = random_caller()
+        since = trace.offset()
+        pins = ("123450", "123451", "123452")  # not the conferences' PINs (checked below)
+        await key_when_asked(sipp, trace, f"{number}#,{pins[0]}#", [f"{pins[1]}#", f"{pins[2]}#"], caller,
+                             CALL_TIMEOUT)
+        heard[name] = [command for command in trace.commands(since) if not command.startswith("SET VARIABLE")]
+        assert outcome_of(engine, caller).wrong_entries == 3
+    # a correct PIN is the first thing that tells them apart
+    told: dict[str, list[str]] = {}
+    for name, conference in (("ended", ended), ("not started", later)):
+        since = trace.offset()
+        await call(sipp, f"{conference.conference_number}#,{conference.chair_pin}#", random_caller())
+        told[name] = trace.commands(since)
     for conference in (ended, later, running):
         assert not {"123450", "123451", "123452"} & {conference.chair_pin, conference.guest_pin}
     expected = heard["unknown"]
