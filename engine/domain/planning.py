@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.domain import speech, text
@@ -131,3 +131,16 @@ def extension_refusal(cap_minutes: int) -> LimitExceeded:
     """Why an extension beyond the cap is refused."""
     return LimitExceeded("a conference may run at most %(minutes)d minutes past its planned end",
                          minutes=cap_minutes)
+
+
+def changed_plan(current: ConferencePlan, changes: dict[str, Any]) -> ConferencePlan:
+    """The plan with ``changes`` applied (keys are ConferencePlan fields; participants may come as
+    dicts from the API), not yet checked against the rules."""
+    proposed = {**asdict(current), **changes}
+    try:
+        proposed["participants"] = tuple(
+            p if isinstance(p, ParticipantPlan) else ParticipantPlan(**p) for p in proposed["participants"])
+    except TypeError:
+        raise ValidationError("each participant needs a number (and optionally name, email, role)",
+                              "participants") from None
+    return ConferencePlan(**proposed)

@@ -5,7 +5,6 @@ Self-service by e-mail (password reset, e-mail change) is engine/services/selfse
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from engine.domain.accounts import ROLES, Account
 from engine.domain.errors import Forbidden, NotFound, RateLimited, ValidationError
 from engine.domain.tokens import hash_secret
 from engine.services.audit import AuditLog
+from engine.services.housekeeping import Housekeeper
 from engine.services.tokens import TokenService
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class AccountService:
         self.tokens = tokens
         self.hasher = PasswordHasher()  # argon2id with the library's recommended parameters
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
-        self._housekeeper: asyncio.Task[None] | None = None
+        self._housekeeper = Housekeeper("accounts-housekeeping", HOUSEKEEPING_SECONDS, self.purge_sessions)
 
     async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
         """Logins and account changes go to the audit log (engine/services/audit.py)."""
@@ -208,22 +208,9 @@ class AccountService:
         await self.sessions.purge(now - timedelta(days=7))
         await self.repository.purge_attempts(now - ATTEMPTS_KEPT)
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(HOUSEKEEPING_SECONDS)
-            try:
-                await self.purge_sessions()
-            except Exception:  # a database hiccup: try again next round
-                log.exception("session purge failed")
-
     async def start(self) -> None:
-        await self.purge_sessions()
-        self._housekeeper = asyncio.create_task(self._housekeeping(), name="accounts-housekeeping")
+        await self._housekeeper.start()
 
     async def stop(self) -> None:
-        if self._housekeeper is not None:
-            self._housekeeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeper
-            self._housekeeper = None
+        await self._housekeeper.stop()
 

@@ -6,7 +6,6 @@ are purged every minute, and each picture is drawn once and kept with its row.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from captcha.image import ImageCaptcha
 
 from engine.adapters.db.captchas import CaptchaRepository
+from engine.services.housekeeping import Housekeeper
 
 CAPTCHA_ALPHABET = "ACDEFHJKLMNPRTUVWXY34679"  # no look-alikes (0/O, 1/I, 5/S, 8/B, 2/Z)
 CAPTCHA_LENGTH = 5
@@ -30,7 +30,7 @@ class CaptchaService:
         self.max_rows = max_rows
         self.rendered = 0  # pictures drawn since start (each CAPTCHA at most once)
         self._painter = ImageCaptcha(width=200, height=70)
-        self._purger: asyncio.Task[None] | None = None
+        self._housekeeper = Housekeeper("captcha-purge", PURGE_INTERVAL_SECONDS, self.purge)
 
     async def new(self, address: str | None = None) -> str:
         """A new CAPTCHA's id for the client at ``address`` (its answer is stored, never returned)."""
@@ -67,22 +67,9 @@ class CaptchaService:
         """Delete expired CAPTCHAs; the number deleted."""
         return await self.repository.purge_expired()
 
-    async def _purge_forever(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-            try:
-                await self.purge()
-            except Exception:  # a database hiccup: try again next round
-                log.exception("CAPTCHA purge failed")
-
     async def start(self) -> None:
-        await self.purge()
-        self._purger = asyncio.create_task(self._purge_forever(), name="captcha-purge")
+        await self._housekeeper.start()
 
     async def stop(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+        await self._housekeeper.stop()
 

@@ -5,7 +5,6 @@ start."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict
 from datetime import datetime
 
 import asyncpg
@@ -22,7 +21,7 @@ from engine.domain.model import (
     state_refusal,
 )
 from engine.domain.pins import generate_conference_number, generate_pins
-from engine.domain.planning import PLAN_FIELDS
+from engine.domain.planning import PLAN_FIELDS, changed_plan
 from engine.services.calls import now_utc
 from engine.services.conference_lifecycle import ConferenceLifecycle
 from engine.services.conference_limits import PlanChecks
@@ -135,15 +134,9 @@ class ConferencePlanning:
             guest_pin_required=conference.guest_pin_required, reminder_minutes=conference.reminder_minutes,
             timezone=conference.timezone, mode=conference.mode, language=conference.language,
             notify_participants=conference.notify_participants, recording=conference.recording)
-        proposed = {**asdict(current), **changes}
-        try:
-            proposed["participants"] = tuple(
-                p if isinstance(p, ParticipantPlan) else ParticipantPlan(**p) for p in proposed["participants"])
-        except TypeError:
-            raise ValidationError("each participant needs a number (and optionally name, email, role)",
-                                  "participants") from None
+        proposed = changed_plan(current, changes)
         limits = await self.checks.limits(conference.owner_id)
-        checked = await self.checks.checked_plan(conference.owner_id, ConferencePlan(**proposed), limits)
+        checked = await self.checks.checked_plan(conference.owner_id, proposed, limits)
         if "start" in changes:
             self.checks.refuse_past_start(checked.start)
         ends_at = checked.start + self.records.minutes(checked.duration_minutes)

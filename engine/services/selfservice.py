@@ -5,7 +5,6 @@ an account exists."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from engine.domain.notifications import Recipient, RecipientRole, SmtpOutcome
 from engine.domain.tokens import hash_secret
 from engine.services.accounts import ATTEMPTS_KEPT, HOUSEKEEPING_SECONDS, AccountService
 from engine.services.audit import AuditLog
+from engine.services.housekeeping import Housekeeper
 from engine.services.mail_messages import AccountLinkFacts, MailComposer, compose_account_link
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class AccountSelfService:
         self.links = links
         self.accounts = accounts
         self.audit = audit
-        self._housekeeper: asyncio.Task[None] | None = None
+        self._housekeeper = Housekeeper("selfservice-housekeeping", HOUSEKEEPING_SECONDS, self.purge_links)
         self._mail_tasks: set[asyncio.Task[None]] = set()
 
     async def _audit(self, action: str, account_id: int | None, address: str | None = None, **detail: Any) -> None:
@@ -171,23 +171,10 @@ class AccountSelfService:
         """Drop links that ended longer ago than ATTEMPTS_KEPT."""
         await self.links.purge(datetime.now(UTC) - ATTEMPTS_KEPT)
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(HOUSEKEEPING_SECONDS)
-            try:
-                await self.purge_links()
-            except Exception:  # a database hiccup: try again next round
-                log.exception("account link purge failed")
-
     async def start(self) -> None:
-        await self.purge_links()
-        self._housekeeper = asyncio.create_task(self._housekeeping(), name="selfservice-housekeeping")
+        await self._housekeeper.start()
 
     async def stop(self) -> None:
-        if self._housekeeper is not None:
-            self._housekeeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeper
-            self._housekeeper = None
+        await self._housekeeper.stop()
         if self._mail_tasks:  # let a link being sent reach the server
             await asyncio.wait(list(self._mail_tasks), timeout=self.settings.smtp_timeout + 5)

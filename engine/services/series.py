@@ -17,6 +17,7 @@ from engine.domain.errors import NotFound, StateConflict, ValidationError
 from engine.domain.model import Conference, ConferencePlan, ParticipantPlan
 from engine.domain.notifications import MessageKind
 from engine.domain.pins import generate_conference_number, generate_pins
+from engine.domain.planning import changed_plan
 from engine.domain.recurrence import occurrence_starts, validate_recurrence
 from engine.services.conference_limits import PlanChecks
 from engine.services.conference_planning import ConferencePlanning
@@ -125,14 +126,8 @@ class SeriesPlanning:
         limits = await self.checks.limits(series["owner_id"])
         current = ConferencePlan(**{**plan, "start": series["first_start"],
                                     "participants": tuple(ParticipantPlan(**p) for p in plan["participants"])})
-        proposed = {**asdict(current), **changes}
-        try:
-            proposed["participants"] = tuple(
-                p if isinstance(p, ParticipantPlan) else ParticipantPlan(**p) for p in proposed["participants"])
-        except TypeError:
-            raise ValidationError("each participant needs a number (and optionally name, email, role)",
-                                  "participants") from None
-        checked = await self.checks.checked_plan(series["owner_id"], ConferencePlan(**proposed), limits)
+        proposed = changed_plan(current, changes)
+        checked = await self.checks.checked_plan(series["owner_id"], proposed, limits)
         anchor: Conference | None = None
         with self.mail.changing_whole(series_id):
             for conference_id in scheduled:

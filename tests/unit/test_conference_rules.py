@@ -6,7 +6,6 @@ the toll-fraud guard."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,15 +13,7 @@ import pytest
 from engine.adapters.db.conferences import OverLimit
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from engine.domain.model import ConferencePlan, ConferenceState, FailureReason, ParticipantPlan, ParticipantState
-from tests.unit.fakes import Stack, build, conference, participant, until
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[Stack]:
-    built = build(calls_per_second=0, minute_seconds=60.0)
-    await built.start()
-    yield built
-    await built.stop()
+from tests.unit.fakes import Stack, conference, participant, until
 
 
 def scheduled(**changes: object) -> object:

@@ -6,7 +6,6 @@ what is due in one decision."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,17 +13,9 @@ import pytest
 from engine.domain.errors import LimitExceeded, ValidationError
 from engine.domain.model import ConferenceState, FailureReason, ParticipantState
 from engine.services.scheduler import Scheduler
-from tests.unit.fakes import Stack, build, conference, participant, until
+from tests.unit.fakes import Stack, conference, participant, until
 
 ANNOUNCER = "Local/play@veche-announce/n"
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[Stack]:
-    built = build(calls_per_second=0, minute_seconds=60.0)
-    await built.start()
-    yield built
-    await built.stop()
 
 
 def announcements(stack: Stack) -> list[dict]:
