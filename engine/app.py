@@ -110,10 +110,10 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
     dialout = DialOutService(settings, conference_repo, CallSlotRepository(pool, fence), nodes=nodes, states=states,
                              plans=plans, guard=guard)
     calls = CallService(settings, conference_repo, nodes=nodes, states=states, dialout=dialout, prompts=prompts)
-    failover = NodeFailover(conference_repo, NodeRepository(pool), calls, bus, guard,
+    failover = NodeFailover(conference_repo, calls, bus, guard,
                             [node.node_id for node in settings.media_nodes])
-    nodes_service = NodeService(NodeRepository(pool), operator_repo, audit, specs=settings.media_nodes, links=nodes,
-                                alerts=guard, failover=failover)
+    nodes_service = NodeService(NodeRepository(pool), conference_repo, operator_repo, audit,
+                                specs=settings.media_nodes, links=nodes, alerts=guard, failover=failover)
     placement = nodes_service if settings.several_nodes else None
     records = ConferenceRecords(settings, conference_repo, bus, schedule_changed=asyncio.Event())
     checks = PlanChecks(conference_repo, plans, guard)

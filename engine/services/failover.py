@@ -11,7 +11,6 @@ import logging
 from datetime import UTC, datetime
 
 from engine.adapters.db.conferences import ConferenceRepository
-from engine.adapters.db.nodes import NodeRepository
 from engine.domain.errors import VecheError
 from engine.domain.model import Conference, ConferenceState, FailureReason, Origin, Participant, ParticipantState
 from engine.domain.nodes import place
@@ -27,10 +26,9 @@ IN_A_CALL = (ParticipantState.CALLING, ParticipantState.RINGING, ParticipantStat
 class NodeFailover:
     """Moves the running conferences of a failed node; see the module docstring."""
 
-    def __init__(self, repo: ConferenceRepository, nodes: NodeRepository, calls: CallService, bus: Bus,
+    def __init__(self, repo: ConferenceRepository, calls: CallService, bus: Bus,
                  alerts: Alerts, node_ids: list[str]) -> None:
         self.repo = repo
-        self.nodes = nodes
         self.calls = calls
         self.bus = bus
         self.alerts = alerts
@@ -49,7 +47,7 @@ class NodeFailover:
 
     async def _rehome(self, conference: Conference, dead: str) -> bool:
         seats = conference.max_participants
-        target = await self.nodes.rehome(conference.id, dead, self.node_ids, lambda nodes: place(nodes, seats))
+        target = await self.repo.rehome(conference.id, dead, self.node_ids, lambda nodes: place(nodes, seats))
         if target is None:
             log.warning("conference %s: node %s failed and no node has %d seats free", conference.id, dead, seats)
             await self.repo.log_event(conference.id, "conference.rehome_failed", detail={"node": dead})

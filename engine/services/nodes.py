@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
+from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.nodes import NodeRepository
 from engine.adapters.db.operator import OperatorRepository
 from engine.config import NodeSpec
@@ -58,10 +59,12 @@ class Failover(Protocol):
 class NodeService:
     """See the module docstring; draining and resuming go to the audit log."""
 
-    def __init__(self, repo: NodeRepository, accounts: OperatorRepository, audit: AuditLog, *,
+    def __init__(self, repo: NodeRepository, conferences: ConferenceRepository, accounts: OperatorRepository,
+                 audit: AuditLog, *,
                  specs: tuple[NodeSpec, ...], links: Mapping[str, NodeLink], alerts: Alerts,
                  failover: Failover | None = None, down_after: float = DOWN_AFTER_SECONDS) -> None:
         self.repo = repo
+        self.conferences = conferences
         self.failover = failover
         self.down_after = down_after
         self._lost_since: dict[str, float] = {}  # node id -> when its AMI link was first seen lost
@@ -135,7 +138,7 @@ class NodeService:
         with the most free capacity for its planned seats, with all its participants; a
         conference already running or with someone in a call stays where it is. The node id,
         None when it fits no node."""
-        node_id, moved = await self.repo.place(conference.id, self.node_ids,
+        node_id, moved = await self.conferences.place(conference.id, self.node_ids,
                                                lambda nodes: place(nodes, conference.max_participants))
         if moved:
             log.info("conference %s (%d seats) placed on node %s", conference.id, conference.max_participants,

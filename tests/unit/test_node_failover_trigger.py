@@ -35,7 +35,7 @@ class Failover:
 
 def service(links: dict[str, Link], failover: Failover, nodes: int = 2, down_after: float = 0.0) -> NodeService:
     specs = Settings(node_count=nodes).media_nodes
-    return NodeService(NodeRows(), None, None, specs=specs, links=links, alerts=None,  # type: ignore[arg-type]
+    return NodeService(NodeRows(), None, None, None, specs=specs, links=links, alerts=None,  # type: ignore[arg-type]
                        failover=failover, down_after=down_after)
 
 

@@ -8,7 +8,7 @@ module; the conferences it materialises are rows of this one and are queried her
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ import asyncpg
 from engine.adapters.db import assignments
 from engine.adapters.db.accounts import AccountRepository
 from engine.adapters.db.lease import Fence
+from engine.adapters.db.nodes import NODE_COLUMNS, NODE_LOAD, node_from_row
 from engine.domain.model import (
     Conference,
     ConferenceState,
@@ -27,6 +28,7 @@ from engine.domain.model import (
     ParticipantState,
     Role,
 )
+from engine.domain.nodes import Node
 
 CONFERENCE_COLUMNS = (
     "id", "owner_id", "subject", "mode", "node_id", "room", "conference_number", "chair_pin",
@@ -363,6 +365,55 @@ class ConferenceRepository:
             "LEFT JOIN participants p ON p.conference_id = c.id "
             "WHERE c.state = 'running' GROUP BY c.id, a.id ORDER BY c.started_at")
         return [dict(r) for r in rows]
+
+    async def place(self, conference_id: int, node_ids: Sequence[str],
+                    choose: Callable[[list[Node]], Node | None]) -> tuple[str | None, bool]:
+        """Put a scheduled conference with nobody in a call yet on the node ``choose`` picks from
+        these nodes with their live load, it and all its participants; one placement at a time
+        (a transaction-scoped advisory lock), so two starts never both take the last seats.
+        Returns (node id, moved): the chosen node, or the node it stays on when it is no longer
+        scheduled or someone is in a call (already placed); (None, False) when nothing fits."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('veche.placement'))")
+            row = await conn.fetchrow(
+                "SELECT c.node_id, c.state = 'scheduled' AND NOT EXISTS (SELECT 1 FROM participants p "
+                "  WHERE p.conference_id = c.id AND p.state IN ('calling', 'ringing', 'connected')) AS open "
+                "FROM conferences c WHERE c.id = $1 FOR NO KEY UPDATE", conference_id)
+            if row is None or not row["open"]:
+                return (row["node_id"] if row else None), False
+            rows = await conn.fetch(
+                f"SELECT {NODE_COLUMNS} FROM asterisk_nodes n {NODE_LOAD} "
+                "WHERE n.node_id = ANY($1::text[]) ORDER BY n.node_id", list(node_ids))
+            node = choose([node_from_row(r) for r in rows])
+            if node is None:
+                return None, False
+            await conn.execute("UPDATE conferences SET node_id = $2 WHERE id = $1", conference_id, node.node_id)
+            await conn.execute("UPDATE participants SET node_id = $2 WHERE conference_id = $1",
+                               conference_id, node.node_id)
+            return node.node_id, True
+
+    async def rehome(self, conference_id: int, dead: str, node_ids: Sequence[str],
+                     choose: Callable[[list[Node]], Node | None]) -> str | None:
+        """Move a running conference off the failed node ``dead`` to the node ``choose`` picks, it
+        and all its participants, under the placement lock; None when it is no longer running
+        there or nothing fits."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('veche.placement'))")
+            on_dead = await conn.fetchval(
+                "SELECT true FROM conferences WHERE id = $1 AND node_id = $2 AND state = 'running' "
+                "FOR NO KEY UPDATE", conference_id, dead)
+            if not on_dead:
+                return None
+            rows = await conn.fetch(
+                f"SELECT {NODE_COLUMNS} FROM asterisk_nodes n {NODE_LOAD} "
+                "WHERE n.node_id = ANY($1::text[]) AND n.node_id <> $2 ORDER BY n.node_id", list(node_ids), dead)
+            node = choose([node_from_row(r) for r in rows])
+            if node is None:
+                return None
+            await conn.execute("UPDATE conferences SET node_id = $2 WHERE id = $1", conference_id, node.node_id)
+            await conn.execute("UPDATE participants SET node_id = $2 WHERE conference_id = $1",
+                               conference_id, node.node_id)
+            return node.node_id
 
     async def finished_rooms(self, node_id: str, rooms: list[str]) -> list[tuple[int, str]]:
         """(conference id, room) of the conferences whose room is in ``rooms`` on this node but
