@@ -292,6 +292,9 @@ def report(args: argparse.Namespace, where: str, runs: list[DialoutRun], paths: 
         lines.append(f"| {nodes} | {joined.fmt()} | {planned.fmt()} | "
                      f"{sum(r.joined is not None for r in mine)}/{len(mine)} | {reasons_text(failed)} | {placed} |")
     lines += [
+        "", "Both nodes run on this one machine and share its cores, so the 2-node layout cannot mix faster "
+            "here: the table shows that placement spreads the rooms evenly and what spreading costs (two AMI "
+            "links, Kamailio's dispatcher), not the capacity a second server adds.",
         "", f"### Dial-in: through Kamailio vs straight to a node ({args.callers} callers per path)", "",
         f"SIPp callers (tests/sipp/caller_hangup.xml.j2) at {args.rate:g}/s dial the access number, key the "
         f"conference number 1 s after the answer and the guest PIN {args.pin_pause_ms / 1000:g} s after its `#` "
@@ -319,7 +322,16 @@ def report(args: argparse.Namespace, where: str, runs: list[DialoutRun], paths: 
                       f"{(percentile(handed, 0.5) - percentile(local, 0.5)) * 1000:.0f} ms. The handed-over "
                       "caller's media flows caller → the node that took the call → inter-node trunk → the "
                       "conference's node: the first node bridges the RTP and stays in the media path (docs/deploy.md, "
-                      "\"A caller on the other node\")."]
+                      "\"A caller on the other node\").",
+                  "", "Where the hand-over's time goes (one handed-over caller traced with `pjsip set logger on` "
+                      "and the engine's log, 2026-11-26): the inter-node INVITE, its digest challenge, the 200 OK"
+                      " and the second FastAGI session (`handover` route) take about 15 ms together; the rest, "
+                      "about 500 ms, lies between that AGI session's end and the ConfbridgeJoin on the "
+                      "conference's node: ConfBridge answers the ringing inter-node leg, and Asterisk's answer "
+                      "(`__ast_answer` in main/channel.c) then waits up to 500 ms for the first media frame. The "
+                      "SIPp caller sends no RTP after its keys, so the wait runs out; a caller who sends audio (a"
+                      " phone sends RTP every 20 ms) ends it with the first frame the forwarding node bridges "
+                      "over, so the figure is an upper bound for silent callers."]
     lines += ["", f"Asterisk's warnings and errors during the runs (messages.log of both nodes): {complaints}."]
     return "\n".join(lines)
 
