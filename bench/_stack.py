@@ -9,6 +9,7 @@ import platform
 import re
 import resource
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -145,6 +146,7 @@ async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[Nod
         front.stop()
         for node in nodes:
             node.stop()
+            shutil.rmtree(node.base, ignore_errors=True)  # this run's instance inside the root file system
         pg.stop()
 
 
