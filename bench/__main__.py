@@ -1,5 +1,5 @@
 """One command for the benchmarks: ``python -m bench all`` runs every benchmark and rewrites
-bench/RESULTS.md; ``python -m bench dialout|dialin|ingest|scheduler|console [options]`` runs one of them."""
+bench/RESULTS.md; ``python -m bench dialout|dialin|ingest|scheduler|console|nodes [options]`` runs one of them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from bench import _stack, bench_ami_ingest, bench_console, bench_dialin, bench_dialout, bench_scheduler
+from bench import (
+    _stack,
+    bench_ami_ingest,
+    bench_console,
+    bench_dialin,
+    bench_dialout,
+    bench_nodes,
+    bench_scheduler,
+)
 from bench._stack import machine, write_header
 
 # name -> module with add_arguments(parser) and async run(args) -> str (its RESULTS.md section)
@@ -21,6 +29,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "ingest": bench_ami_ingest,
     "scheduler": bench_scheduler,
     "console": bench_console,
+    "nodes": bench_nodes,
 }
 
 
@@ -47,6 +56,7 @@ QUICK: dict[str, list[str]] = {
     "ingest": ["--events", "5000", "--repeats", "1"],
     "scheduler": ["--conferences", "500", "--burst", "100", "--repeats", "1"],
     "console": ["--viewers", "10", "--rate", "100", "--seconds", "3", "--repeats", "1"],
+    "nodes": ["--rooms", "2", "--room-size", "5", "--repeats", "1", "--callers", "4", "--rate", "1"],
 }
 
 

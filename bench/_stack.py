@@ -9,6 +9,8 @@ import platform
 import re
 import resource
 import secrets
+import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -16,8 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.config import AmiTarget, Settings
-from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair
+from engine.config import AmiTarget, Settings, local_node_host
+from engine.stack import (
+    AsteriskProcess,
+    KamailioProcess,
+    PostgresCluster,
+    free_port,
+    free_udp_port_pair,
+    local_nodes,
+    with_instance_prompts,
+)
 from tests.support.sipp import SippFactory, SippProcess, free_media_port, pstn_scenario
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -75,6 +85,68 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
         if pstn is not None:
             await pstn.stop()
         asterisk.stop()
+        pg.stop()
+
+
+@dataclass
+class NodesStack:
+    settings: Settings
+    nodes: list[AsteriskProcess]
+    front: KamailioProcess
+    pstn: SippProcess
+
+
+def free_on_hosts(kind: int, hosts: tuple[str, ...]) -> int:
+    """A port free on every one of ``hosts`` (and its successor for UDP: RTCP), so each media
+    node binds the same SIP or AMI port on its own address."""
+    for _ in range(200):
+        port = free_udp_port_pair() if kind == socket.SOCK_DGRAM else free_port(kind)
+        try:
+            for host in hosts:
+                for offset in ((0, 1) if kind == socket.SOCK_DGRAM else (0,)):
+                    with socket.socket(socket.AF_INET, kind) as sock:
+                        sock.bind((host, port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on every node address")
+
+
+@contextlib.asynccontextmanager
+async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[NodesStack]:
+    """Postgres + ``node_count`` Asterisk nodes on 127.0.0.11, 127.0.0.12, ... + Kamailio in front
+    of them on 127.0.0.1 + the SIPp trunk far end behind Kamailio, torn down afterwards."""
+    raise_file_limit()
+    workdir = Path(tempfile.mkdtemp(prefix="veche-bench-nodes-"))
+    os.chmod(workdir, 0o755)  # postgres (another user) must traverse it
+    hosts = ("127.0.0.1", *(local_node_host(k) for k in range(1, node_count + 1)))
+    rtp_start = 20000 + 2 * secrets.randbelow(10000)  # each node binds RTP on its own address
+    settings = Settings(
+        ami=AmiTarget(port=free_on_hosts(socket.SOCK_STREAM, hosts), secret=secrets.token_hex(8)),
+        sip_port=free_on_hosts(socket.SOCK_DGRAM, hosts), agi_port=free_port(), web_port=free_port(),
+        trunk_target=f"127.0.0.1:{free_udp_port_pair()}", rtp_start=rtp_start, rtp_end=rtp_start + RTP_PORTS - 1,
+        ring_timeout=10, run_dir=workdir, node_count=node_count, secret_key=secrets.token_hex(32),
+    ).with_(**overrides)
+    pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
+    settings = settings.with_(database_url=pg.start())
+    settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
+    nodes = local_nodes(settings)
+    front = KamailioProcess(settings)
+    pstn: SippProcess | None = None
+    try:
+        for node in nodes:
+            node.start()
+        front.start()
+        (workdir / "sipp").mkdir(parents=True, exist_ok=True)
+        pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
+        yield NodesStack(settings, nodes, front, pstn)
+    finally:
+        if pstn is not None:
+            await pstn.stop()
+        front.stop()
+        for node in nodes:
+            node.stop()
+            shutil.rmtree(node.base, ignore_errors=True)  # this run's instance inside the root file system
         pg.stop()
 
 

@@ -76,7 +76,7 @@ async def raw_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: 
         await ami.close()
 
 
-class _EngineCalls:
+class EngineCalls:
     """The engine's dial-out call ids of the current run: any ``vo-`` id not seen in earlier runs."""
 
     def __init__(self) -> None:
@@ -99,7 +99,7 @@ async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadlin
     engine = Engine(stack.settings.with_(calls_per_second=calls_per_second, max_concurrent_calls=max(sizes)))
     await engine.start()
     service = engine.services.planning
-    calls = _EngineCalls()
+    calls = EngineCalls()
     try:
         owner = await create_account(engine.pool, max_participants=max(sizes), max_concurrent_conferences=10,
                                      max_dialouts_per_minute=10**6, max_concurrent_calls=max(sizes))
@@ -113,7 +113,7 @@ async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadlin
 
 
 async def _engine_run(engine: Engine, service, owner, n: int, numbers: list[str],  # noqa: ANN001
-                      calls: _EngineCalls, deadline: float) -> Run:
+                      calls: EngineCalls, deadline: float) -> Run:
     tally = CallTally(n)
     stored: list[float] = []
     changed = asyncio.Event()
