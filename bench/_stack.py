@@ -24,6 +24,7 @@ from engine.stack import (
     KamailioProcess,
     PostgresCluster,
     free_port,
+    free_port_on_hosts,
     free_udp_port_pair,
     local_nodes,
     with_instance_prompts,
@@ -96,22 +97,6 @@ class NodesStack:
     pstn: SippProcess
 
 
-def free_on_hosts(kind: int, hosts: tuple[str, ...]) -> int:
-    """A port free on every one of ``hosts`` (and its successor for UDP: RTCP), so each media
-    node binds the same SIP or AMI port on its own address."""
-    for _ in range(200):
-        port = free_udp_port_pair() if kind == socket.SOCK_DGRAM else free_port(kind)
-        try:
-            for host in hosts:
-                for offset in ((0, 1) if kind == socket.SOCK_DGRAM else (0,)):
-                    with socket.socket(socket.AF_INET, kind) as sock:
-                        sock.bind((host, port + offset))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free on every node address")
-
-
 @contextlib.asynccontextmanager
 async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[NodesStack]:
     """Postgres + ``node_count`` Asterisk nodes on 127.0.0.11, 127.0.0.12, ... + Kamailio in front
@@ -122,8 +107,8 @@ async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[Nod
     hosts = ("127.0.0.1", *(local_node_host(k) for k in range(1, node_count + 1)))
     rtp_start = 20000 + 2 * secrets.randbelow(10000)  # each node binds RTP on its own address
     settings = Settings(
-        ami=AmiTarget(port=free_on_hosts(socket.SOCK_STREAM, hosts), secret=secrets.token_hex(8)),
-        sip_port=free_on_hosts(socket.SOCK_DGRAM, hosts), agi_port=free_port(), web_port=free_port(),
+        ami=AmiTarget(port=free_port_on_hosts(socket.SOCK_STREAM, hosts), secret=secrets.token_hex(8)),
+        sip_port=free_port_on_hosts(socket.SOCK_DGRAM, hosts), agi_port=free_port(), web_port=free_port(),
         trunk_target=f"127.0.0.1:{free_udp_port_pair()}", rtp_start=rtp_start, rtp_end=rtp_start + RTP_PORTS - 1,
         ring_timeout=10, run_dir=workdir, node_count=node_count, secret_key=secrets.token_hex(32),
     ).with_(**overrides)

@@ -80,6 +80,22 @@ def free_udp_port_pair() -> int:
     raise ConfigError("no free UDP port pair on 127.0.0.1")
 
 
+def free_port_on_hosts(kind: int, hosts: tuple[str, ...]) -> int:
+    """A port free on every one of ``hosts`` (and its successor for UDP: RTCP), so each media
+    node binds the same SIP or AMI port on its own address."""
+    for _ in range(200):
+        port = free_udp_port_pair() if kind == socket.SOCK_DGRAM else free_port(kind)
+        try:
+            for host in hosts:
+                for offset in ((0, 1) if kind == socket.SOCK_DGRAM else (0,)):
+                    with socket.socket(socket.AF_INET, kind) as sock:
+                        sock.bind((host, port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on every node address")
+
+
 def process_cmdline(pid: int) -> list[str]:
     """The arguments process ``pid`` runs with, or [] when it is gone (or a zombie)."""
     try:

@@ -26,8 +26,7 @@ from engine.services.calls import now_utc
 from engine.stack import (
     AsteriskProcess,
     KamailioProcess,
-    free_port,
-    free_udp_port_pair,
+    free_port_on_hosts,
     local_nodes,
     with_instance_prompts,
 )
@@ -42,21 +41,6 @@ pytestmark = pytest.mark.stack
 NODES = 2
 CAPACITY = 12  # participants per node: two conferences of 6 seats fill one node each
 TIMEOUT = 30.0
-
-
-def _free_everywhere(kind: int, hosts: tuple[str, ...]) -> int:
-    """A port free on 127.0.0.1 and on every node's address (and its successor for UDP: RTCP)."""
-    for _ in range(200):
-        port = free_udp_port_pair() if kind == socket.SOCK_DGRAM else free_port(kind)
-        try:
-            for host in hosts:
-                for offset in ((0, 1) if kind == socket.SOCK_DGRAM else (0,)):
-                    with socket.socket(socket.AF_INET, kind) as sock:
-                        sock.bind((host, port + offset))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no port free on every node address")
 
 
 @dataclass
@@ -85,8 +69,8 @@ async def database(database_url: str) -> str:
 async def stack(run_dir: Path, database: str) -> AsyncIterator[Stack]:
     hosts = ("127.0.0.1", *(local_node_host(k) for k in range(1, NODES + 1)))
     settings = make_settings(run_dir / "nodes", database_url=database, node_count=NODES,
-                             node_capacity=CAPACITY, sip_port=_free_everywhere(socket.SOCK_DGRAM, hosts))
-    settings = settings.with_(ami=settings.ami.__class__(port=_free_everywhere(socket.SOCK_STREAM, hosts),
+                             node_capacity=CAPACITY, sip_port=free_port_on_hosts(socket.SOCK_DGRAM, hosts))
+    settings = settings.with_(ami=settings.ami.__class__(port=free_port_on_hosts(socket.SOCK_STREAM, hosts),
                                                          secret=settings.ami.secret))
     settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
     nodes = local_nodes(settings)
