@@ -2,10 +2,14 @@
 and hangs up, moves and announces into calls. Dial-out lives in engine/services/dialout.py.
 
 The tracker follows joins, leaves, mute changes, talking and hang-ups of every participant
-(dial-out or dial-in) by ``participants.call_id``. A channel's name and id are learned from the
-node's events only. A dial-in participant starts with an engine-chosen token as ``call_id``,
-which the IVR puts on the caller's channel; the node reports it with every event of that channel,
-and the first event carrying it tells the tracker the channel's real id and name.
+(dial-out or dial-in) by ``participants.call_id``. It handles each call's events in arrival
+order, and different calls side by side (engine/services/lanes.py), so one call's database writes
+never hold up the node's event stream or another call. A call in a room is known in memory from
+its join until it leaves, so its talking changes need no participant look-up in the database.
+A channel's name and id are learned from the node's events only. A dial-in participant starts
+with an engine-chosen token as ``call_id``, which the IVR puts on the caller's channel; the node
+reports it with every event of that channel, and the first event carrying it tells the tracker
+the channel's real id and name.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from engine.domain.errors import AmiError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.speech import Announcement
 from engine.services.dialout import DialOutService
+from engine.services.lanes import Lanes
 from engine.services.participant_states import IN_CALL_STATES, ParticipantStates, now_utc
 from engine.services.prompts import PromptService
 
@@ -58,14 +63,27 @@ class CallService:
         self.dialout = dialout
         self.prompts = prompts
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
+        self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
+        self._lanes = Lanes("tracker")
 
     async def start(self) -> None:
         """Follow every node's events."""
-        self.nodes.subscribe(self.on_event)
+        self.nodes.subscribe(self._submit)
 
     async def stop(self) -> None:
-        self.nodes.unsubscribe(self.on_event)
+        self.nodes.unsubscribe(self._submit)
+        await self._lanes.close()
+
+    async def settled(self) -> None:
+        """Return once every event received so far has been handled."""
+        await self._lanes.drain()
+
+    def _submit(self, event: NodeEvent) -> None:
+        """Queue the event behind the earlier events of its call (of its room, for room events)."""
+        call_id = getattr(event, "call_id", None)
+        key = (event.node_id, call_id) if call_id else (event.node_id, "room", getattr(event, "room", None))
+        self._lanes.submit(key, lambda: self.on_event(event))
 
     def node(self, node_id: str | None) -> MediaNode:
         return self.nodes.node(node_id)
@@ -161,6 +179,7 @@ class CallService:
                 await self._joined(event)
             elif isinstance(event, ParticipantLeft):
                 if event.call_id not in self._rejoining:
+                    self._in_room.pop(event.call_id, None)
                     participant = await self._participant_of(event)
                     if participant is not None and participant.state == ParticipantState.CONNECTED:
                         await self.states.mark_left(participant, None)
@@ -191,6 +210,7 @@ class CallService:
         if updated is None:
             return
         self._known[event.call_id] = participant.id
+        self._in_room[event.call_id] = updated
         await self.repo.log_event(participant.conference_id, "participant.joined", participant_id=participant.id,
                                   detail={"number": participant.number, "origin": str(participant.origin),
                                           "role": str(participant.role)})
@@ -203,6 +223,7 @@ class CallService:
             return
         participant = await self._participant_of(event)
         self._known.pop(event.call_id, None)
+        self._in_room.pop(event.call_id, None)
         if participant is None:
             return
         cause = event.cause
@@ -230,11 +251,17 @@ class CallService:
                                   participant.id)
 
     async def _talking(self, event: Talking) -> None:
-        participant = await self._participant_of(event)
+        participant = self._in_room.get(event.call_id)
+        if participant is None or participant.node_id not in (None, event.node_id):
+            participant = await self._participant_of(event)
+            if participant is not None and participant.state == ParticipantState.CONNECTED:
+                self._in_room[event.call_id] = participant
         if participant is None:
             return
         if participant.talking != event.on:
             await self.repo.update_participant(participant.id, talking=event.on)
+            if event.call_id in self._in_room:
+                self._in_room[event.call_id] = replace(participant, talking=event.on)
         await self.states.publish("participant.talking", participant.conference_id,
                                   await self.states.owner_of(participant.conference_id), participant.id,
                                   talking=event.on)

@@ -7,7 +7,7 @@ records what the service asked of it; none of them speaks Asterisk or SQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -56,6 +56,7 @@ class FakeNode:
         self.refuse_room_actions = False  # Asterisk answers every room action with an error
         self._subscribers: list[tuple[Callable[[AmiEvent], Any], tuple[str, ...] | None]] = []
         self._played: set[asyncio.Task[None]] = set()
+        self.settle: list[Callable[[], Awaitable[None]]] = []  # awaited after each emit (CallService.settled)
 
     def subscribe(self, callback: Callable[[AmiEvent], Any], events: Iterable[str] | None = None) -> None:
         self._subscribers.append((callback, tuple(events) if events is not None else None))
@@ -73,6 +74,8 @@ class FakeNode:
                 result = callback(event)
                 if asyncio.iscoroutine(result):
                     await result
+        for settled in self.settle:  # the tracker handles events in tasks of its own
+            await settled()
 
     async def originate(self, **action: Any) -> None:
         self.originates.append(action)
@@ -372,6 +375,7 @@ def build(**settings: Any) -> Stack:
                              guard=guard)  # type: ignore[arg-type]
     calls = CallService(configured, repo, nodes=nodes, states=states, dialout=dialout,  # type: ignore[arg-type]
                         prompts=FakePrompts())  # type: ignore[arg-type]
+    node.settle.append(calls.settled)
     records = ConferenceRecords(configured, repo, bus, schedule_changed=asyncio.Event())  # type: ignore[arg-type]
     checks = PlanChecks(repo, plans, guard)  # type: ignore[arg-type]
     lifecycle = ConferenceLifecycle(records, calls=calls, prompts=FakePrompts())  # type: ignore[arg-type]
