@@ -170,13 +170,15 @@ class CallService:
                 if not entered.done():
                     entered.set_result(event.room)
                 return
+        attempt = self.dialout.attempts.get(event.call_id) if isinstance(event, ParticipantJoined) else None
         if await self.dialout.on_event(event):
             return
         if isinstance(event, RoomStarted):
             await self._room_started(event)
         elif isinstance(event, CallEvent) and not event.announcer:
             if isinstance(event, ParticipantJoined):
-                await self._joined(event)
+                dialled = attempt.participant if attempt is not None and attempt.node_id == event.node_id else None
+                await self._joined(event, dialled)
             elif isinstance(event, ParticipantLeft):
                 if event.call_id not in self._rejoining:
                     self._in_room.pop(event.call_id, None)
@@ -200,8 +202,10 @@ class CallService:
         except AmiError as exc:
             log.warning("conference %s: could not lock the new room: %s", conference.id, exc)
 
-    async def _joined(self, event: ParticipantJoined) -> None:
-        participant = await self._participant_of(event)
+    async def _joined(self, event: ParticipantJoined, dialled: Participant | None = None) -> None:
+        """``dialled``: the participant of the engine's dial-out in flight for this call, known
+        without a look-up."""
+        participant = dialled or await self._participant_of(event)
         if participant is None:
             return
         updated = await self.repo.update_participant(
@@ -211,9 +215,9 @@ class CallService:
             return
         self._known[event.call_id] = participant.id
         self._in_room[event.call_id] = updated
-        await self.repo.log_event(participant.conference_id, "participant.joined", participant_id=participant.id,
-                                  detail={"number": participant.number, "origin": str(participant.origin),
-                                          "role": str(participant.role)})
+        await self.repo.log_event(updated.conference_id, "participant.joined", participant_id=updated.id,
+                                  detail={"number": updated.number, "origin": str(updated.origin),
+                                          "role": str(updated.role)})
         await self.states.publish("participant.state", participant.conference_id,
                                   await self.states.owner_of(participant.conference_id), participant.id,
                                   state="connected", reason=None, cause=None)

@@ -58,6 +58,7 @@ class DialAttempt:
     outcome: asyncio.Event = field(default_factory=asyncio.Event)  # the dialplan's result came
     resolved: asyncio.Event = field(default_factory=asyncio.Event)  # joined the room or failed
     finished: bool = False
+    participant: Participant | None = None  # as the claim stored it (who the call is for)
 
 
 class DialOutService:
@@ -142,7 +143,7 @@ class DialOutService:
                                                   only_states=DIALABLE_STATES)
                 continue
             attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
-                                  conference.node_id)
+                                  conference.node_id, participant=updated)
             self.attempts[request.call_id] = attempt
             await self.states.publish("participant.state", conference.id, conference.owner_id, participant.id,
                                       state="calling", reason=None, cause=None)
