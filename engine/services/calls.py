@@ -208,16 +208,11 @@ class CallService:
         participant = dialled or await self._participant_of(event)
         if participant is None:
             return
-        updated = await self.repo.update_participant(
-            participant.id, state=ParticipantState.CONNECTED, joined_at=now_utc(), left_at=None,
-            channel=event.channel or participant.channel, failure_reason=None, muted=event.muted)
+        updated = await self.repo.mark_joined(participant.id, now_utc(), channel=event.channel, muted=event.muted)
         if updated is None:
             return
         self._known[event.call_id] = participant.id
         self._in_room[event.call_id] = updated
-        await self.repo.log_event(updated.conference_id, "participant.joined", participant_id=updated.id,
-                                  detail={"number": updated.number, "origin": str(updated.origin),
-                                          "role": str(updated.role)})
         await self.states.publish("participant.state", participant.conference_id,
                                   await self.states.owner_of(participant.conference_id), participant.id,
                                   state="connected", reason=None, cause=None)

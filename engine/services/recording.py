@@ -191,7 +191,7 @@ class RecordingService:
     async def _on_join(self, event: ParticipantJoined, uid: str) -> None:
         """Whoever joins a recorded room hears that it is recorded; when the recorder itself
         joins, the whole room hears it."""
-        if event.announcer:
+        if event.announcer or not await self.repo.recording_in_room(event.room):
             return
         conference = await self.conferences.get_by_room(event.room)
         if conference is None or conference.node_id != event.node_id or conference.state != ConferenceState.RUNNING:

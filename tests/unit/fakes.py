@@ -164,6 +164,20 @@ class FakeConferenceRepo:
         updated = self.participants_by_id[participant_id] = replace(current, **changes)
         return updated
 
+    async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
+                          muted: bool) -> Participant | None:
+        current = self.participants_by_id.get(participant_id)
+        if current is None:
+            return None
+        updated = await self.update_participant(participant_id, state=ParticipantState.CONNECTED, joined_at=at,
+                                                left_at=None, channel=channel or current.channel,
+                                                failure_reason=None, muted=muted)
+        assert updated is not None
+        await self.log_event(updated.conference_id, "participant.joined", participant_id=participant_id,
+                             detail={"number": updated.number, "origin": str(updated.origin),
+                                     "role": str(updated.role)})
+        return updated
+
     async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
         return await self.update_participant(participant_id, only_states=(ParticipantState.CONNECTED,),
                                              state=ParticipantState.LEFT, left_at=at, talking=False)

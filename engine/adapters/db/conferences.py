@@ -453,6 +453,20 @@ class ConferenceRepository:
             participant_id, states, *values)
         return participant_from_row(row) if row else None
 
+    async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
+                          muted: bool) -> Participant | None:
+        """A call reached the room: state connected (joined_at, channel unless None, muted) and
+        the ``participant.joined`` log entry (number, origin, role), in one statement."""
+        row = await self.pool.fetchrow(
+            "WITH joined AS (UPDATE participants SET state = 'connected', joined_at = $2, left_at = NULL, "
+            "channel = COALESCE($3, channel), failure_reason = NULL, muted = $4, updated_at = now() "
+            f"WHERE id = $1 RETURNING {_PART_SELECT}), "
+            "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+            "SELECT conference_id, 'participant.joined', 'engine', id, "
+            "jsonb_build_object('number', number, 'origin', origin, 'role', role) FROM joined) "
+            f"SELECT {_PART_SELECT} FROM joined", participant_id, at, channel, muted)
+        return participant_from_row(row) if row else None
+
     async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
         """A connected participant left: state left, left_at, connected time added."""
         row = await self.pool.fetchrow(
