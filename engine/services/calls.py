@@ -66,6 +66,9 @@ class CallService:
         self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
         self._lanes = Lanes("tracker")
+        self._writes = Lanes("talking")  # per participant id: talking writes behind the console's news
+        self._talk_seq: dict[int, int] = {}  # participant id -> number of its latest talking change
+        self._talk_dirty: set[int] = set()  # participants whose stored talking flag is behind
 
     async def start(self) -> None:
         """Follow every node's events."""
@@ -74,10 +77,12 @@ class CallService:
     async def stop(self) -> None:
         self.nodes.unsubscribe(self._submit)
         await self._lanes.close()
+        await self._writes.close()
 
     async def settled(self) -> None:
-        """Return once every event received so far has been handled."""
+        """Return once every event received so far has been handled and written."""
         await self._lanes.drain()
+        await self._writes.drain()
 
     def _submit(self, event: NodeEvent) -> None:
         """Queue the event behind the earlier events of its call (of its room, for room events)."""
@@ -164,6 +169,10 @@ class CallService:
 
     async def on_event(self, event: NodeEvent) -> None:
         """Route one node event: dial-outs in flight first, then the participant it is about."""
+        if isinstance(event, ParticipantLeft | CallHungUp) and event.call_id in self._known:
+            pid = self._known[event.call_id]
+            await self._writes.idle(pid)  # its talk spans are closed after them
+            self._talk_seq.pop(pid, None)
         if isinstance(event, ParticipantJoined) and not event.announcer:
             entered = self._rejoining.get(event.call_id)
             if entered is not None:
@@ -250,6 +259,8 @@ class CallService:
                                   participant.id)
 
     async def _talking(self, event: Talking) -> None:
+        """The console hears of a talking change at once; the talking flag and the bus's slower
+        listeners (the pictures' talk spans) follow in the participant's writing lane, in order."""
         participant = self._in_room.get(event.call_id)
         if participant is None or participant.node_id not in (None, event.node_id):
             participant = await self._participant_of(event)
@@ -257,13 +268,27 @@ class CallService:
                 self._in_room[event.call_id] = participant
         if participant is None:
             return
-        if participant.talking != event.on:
-            await self.repo.update_participant(participant.id, talking=event.on)
-            if event.call_id in self._in_room:
-                self._in_room[event.call_id] = replace(participant, talking=event.on)
-        await self.states.publish("participant.talking", participant.conference_id,
-                                  await self.states.owner_of(participant.conference_id), participant.id,
-                                  talking=event.on)
+        changed = participant.talking != event.on
+        if changed and event.call_id in self._in_room:
+            self._in_room[event.call_id] = replace(participant, talking=event.on)
+        rest = self.states.deliver("participant.talking", participant.conference_id,
+                                   await self.states.owner_of(participant.conference_id), participant.id,
+                                   talking=event.on)
+
+        pid = participant.id
+        seq = self._talk_seq[pid] = self._talk_seq.get(pid, 0) + 1
+
+        async def write() -> None:
+            # behind a backlog only the participant's latest change is written (the stored flag
+            # ends the same); every change still reaches the bus's listeners, in order
+            if changed:
+                self._talk_dirty.add(pid)
+            if pid in self._talk_dirty and self._talk_seq.get(pid) == seq:
+                self._talk_dirty.discard(pid)
+                await self.repo.update_participant(pid, only_states=(ParticipantState.CONNECTED,), talking=event.on)
+            await rest
+
+        self._writes.submit(pid, write)
 
     async def _participant_of(self, event: CallEvent) -> Participant | None:
         """The participant an event is about: by the call's id, or, for a dial-in caller whose

@@ -34,6 +34,18 @@ class Lanes:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def idle(self, key: Hashable) -> None:
+        """Return once the work of ``key`` submitted so far is done."""
+        if key not in self._queues:
+            return
+        done = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            done.set_result(None)
+
+        self.submit(key, mark)
+        await done
+
     @property
     def busy(self) -> int:
         """How many keys have work queued or running."""
