@@ -104,7 +104,8 @@ class DialOutService:
         PostgreSQL (engine/adapters/db/conferences.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
         and the limit named in the event log."""
-        number_plan = await self.plans.for_account(conference.owner_id)
+        number_plan, limits = await asyncio.gather(self.plans.for_account(conference.owner_id),
+                                                   self.repo.account_limits(conference.owner_id))
         wanted = []
         for participant in participants:
             if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
@@ -116,7 +117,6 @@ class DialOutService:
             wanted.append(participant)
         if not wanted:
             return []
-        limits = await self.repo.account_limits(conference.owner_id)
         if limits is not None and limits["blocked"]:
             raise Forbidden("the account is blocked")
         requests = [SlotRequest(p.id, new_dialout_id(), p.attempts + 1, conference.node_id, p.number)
