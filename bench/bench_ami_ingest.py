@@ -118,6 +118,7 @@ class Consumer:
     connect: Callable[[int, asyncio.Future], Awaitable[Any]]
     close: Callable[[Any], Awaitable[None]]
     counts: dict[str, int] = field(default_factory=dict)
+    finishing: Any = None  # the engine consumer's wait for its tracker to catch up
 
 
 class _NoParticipants(ConferenceRepository):
@@ -163,10 +164,15 @@ def engine_consumer(name: str, repo_factory: Callable[[], Awaitable[tuple[Confer
         tracker = _tracker(adapter, repo, pool)
         consumer.counts.clear()
 
+        async def handled() -> None:  # the tracker works in lanes of its own: the end is when they are empty
+            await tracker.settled()
+            if not done.done():
+                done.set_result(time.perf_counter())
+
         def count(event: AmiEvent) -> None:
             consumer.counts["events"] = consumer.counts.get("events", 0) + 1
             if event.name == "UserEvent" and event.get("UserEvent") == END_MARK and not done.done():
-                done.set_result(time.perf_counter())
+                consumer.finishing = asyncio.ensure_future(handled())
 
         adapter.subscribe(count)
         await adapter.connect()

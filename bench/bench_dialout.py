@@ -176,8 +176,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds one run may take (default 30 + 0.2 per callee)")
-    parser.add_argument("--calls-per-second", type=float, default=1000.0,
-                        help="the engine's dial-out pacing (default high: measure the engine, not the pacer)")
+    parser.add_argument("--calls-per-second", type=float, default=0.0,
+                        help="the engine's dial-out pacing (default 0: unpaced, as the raw script sends; "
+                             "measure the engine, not the pacer)")
     parser.add_argument("--busy-every", type=int, default=0,
                         help="make every K-th callee (K >= 10) busy, to see failed calls counted")
 
@@ -204,8 +205,9 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
         "and Hangup (no database, no panoramisk). *Engine*: `conferences.plan()` of an immediate "
         "conference (validation, PINs, rows, event log, Originates through the AmiLink, tracker writing "
         "every state), timed to the N-th ConfbridgeJoin and to the N-th `connected` stored in PostgreSQL. "
-        f"The engine ran with calls_per_second={args.calls_per_second:g} so the pacer does not dominate. "
-        "A run ends when all N joined, every call ended one way or another (failed OriginateResponse, "
+        + (f"The engine ran with calls_per_second={args.calls_per_second:g}. " if args.calls_per_second else
+           "The engine ran unpaced (calls_per_second=0), sending its Originates as the raw script does. ")
+        + "A run ends when all N joined, every call ended one way or another (failed OriginateResponse, "
         "Hangup before the join), or its deadline passed (30 s + 0.2 s per callee unless `--deadline`); "
         "*failed* lists every call that did not join, with its reason, summed over the runs.", "",
         "| N | raw AMI: all joined | raw complete | raw failed | engine: all joined | engine: all stored "

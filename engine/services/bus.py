@@ -43,6 +43,8 @@ class Bus(Protocol):
 
     async def publish(self, event: DomainEvent) -> None: ...
 
+    def deliver(self, event: DomainEvent) -> Awaitable[None]: ...
+
 
 class EventBus:
     def __init__(self) -> None:
@@ -64,6 +66,11 @@ class EventBus:
         """Call every subscriber; the coroutines of asynchronous ones are awaited after all
         callbacks ran, one after the other in subscription order, so a plain callback (the live
         console's fan-out) hears of the event before the database writes of the others."""
+        await self.deliver(event)
+
+    def deliver(self, event: DomainEvent) -> Awaitable[None]:
+        """``publish`` in two steps: the plain callbacks are called now; the asynchronous ones run
+        when the returned awaitable is awaited (the caller decides where it waits for them)."""
         with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
             waiting = []
             for callback in list(self._subscribers):
@@ -74,6 +81,11 @@ class EventBus:
                     continue
                 if asyncio.iscoroutine(result):
                     waiting.append(result)
+        return self._finish(event, waiting)
+
+    @staticmethod
+    async def _finish(event: DomainEvent, waiting: list[Any]) -> None:
+        with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
             for result in waiting:
                 try:
                     await result

@@ -2,10 +2,14 @@
 and hangs up, moves and announces into calls. Dial-out lives in engine/services/dialout.py.
 
 The tracker follows joins, leaves, mute changes, talking and hang-ups of every participant
-(dial-out or dial-in) by ``participants.call_id``. A channel's name and id are learned from the
-node's events only. A dial-in participant starts with an engine-chosen token as ``call_id``,
-which the IVR puts on the caller's channel; the node reports it with every event of that channel,
-and the first event carrying it tells the tracker the channel's real id and name.
+(dial-out or dial-in) by ``participants.call_id``. It handles each call's events in arrival
+order, and different calls side by side (engine/services/lanes.py), so one call's database writes
+never hold up the node's event stream or another call. A call in a room is known in memory from
+its join until it leaves, so its talking changes need no participant look-up in the database.
+A channel's name and id are learned from the node's events only. A dial-in participant starts
+with an engine-chosen token as ``call_id``, which the IVR puts on the caller's channel; the node
+reports it with every event of that channel, and the first event carrying it tells the tracker
+the channel's real id and name.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from engine.domain.errors import AmiError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.speech import Announcement
 from engine.services.dialout import DialOutService
+from engine.services.lanes import Lanes
 from engine.services.participant_states import IN_CALL_STATES, ParticipantStates, now_utc
 from engine.services.prompts import PromptService
 
@@ -58,14 +63,32 @@ class CallService:
         self.dialout = dialout
         self.prompts = prompts
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
+        self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
+        self._lanes = Lanes("tracker")
+        self._writes = Lanes("talking")  # per participant id: talking writes behind the console's news
+        self._talk_seq: dict[int, int] = {}  # participant id -> number of its latest talking change
+        self._talk_dirty: set[int] = set()  # participants whose stored talking flag is behind
 
     async def start(self) -> None:
         """Follow every node's events."""
-        self.nodes.subscribe(self.on_event)
+        self.nodes.subscribe(self._submit)
 
     async def stop(self) -> None:
-        self.nodes.unsubscribe(self.on_event)
+        self.nodes.unsubscribe(self._submit)
+        await self._lanes.close()
+        await self._writes.close()
+
+    async def settled(self) -> None:
+        """Return once every event received so far has been handled and written."""
+        await self._lanes.drain()
+        await self._writes.drain()
+
+    def _submit(self, event: NodeEvent) -> None:
+        """Queue the event behind the earlier events of its call (of its room, for room events)."""
+        call_id = getattr(event, "call_id", None)
+        key = (event.node_id, call_id) if call_id else (event.node_id, "room", getattr(event, "room", None))
+        self._lanes.submit(key, lambda: self.on_event(event))
 
     def node(self, node_id: str | None) -> MediaNode:
         return self.nodes.node(node_id)
@@ -146,21 +169,28 @@ class CallService:
 
     async def on_event(self, event: NodeEvent) -> None:
         """Route one node event: dial-outs in flight first, then the participant it is about."""
+        if isinstance(event, ParticipantLeft | CallHungUp) and event.call_id in self._known:
+            pid = self._known[event.call_id]
+            await self._writes.idle(pid)  # its talk spans are closed after them
+            self._talk_seq.pop(pid, None)
         if isinstance(event, ParticipantJoined) and not event.announcer:
             entered = self._rejoining.get(event.call_id)
             if entered is not None:
                 if not entered.done():
                     entered.set_result(event.room)
                 return
+        attempt = self.dialout.attempts.get(event.call_id) if isinstance(event, ParticipantJoined) else None
         if await self.dialout.on_event(event):
             return
         if isinstance(event, RoomStarted):
             await self._room_started(event)
         elif isinstance(event, CallEvent) and not event.announcer:
             if isinstance(event, ParticipantJoined):
-                await self._joined(event)
+                dialled = attempt.participant if attempt is not None and attempt.node_id == event.node_id else None
+                await self._joined(event, dialled)
             elif isinstance(event, ParticipantLeft):
                 if event.call_id not in self._rejoining:
+                    self._in_room.pop(event.call_id, None)
                     participant = await self._participant_of(event)
                     if participant is not None and participant.state == ParticipantState.CONNECTED:
                         await self.states.mark_left(participant, None)
@@ -181,19 +211,17 @@ class CallService:
         except AmiError as exc:
             log.warning("conference %s: could not lock the new room: %s", conference.id, exc)
 
-    async def _joined(self, event: ParticipantJoined) -> None:
-        participant = await self._participant_of(event)
+    async def _joined(self, event: ParticipantJoined, dialled: Participant | None = None) -> None:
+        """``dialled``: the participant of the engine's dial-out in flight for this call, known
+        without a look-up."""
+        participant = dialled or await self._participant_of(event)
         if participant is None:
             return
-        updated = await self.repo.update_participant(
-            participant.id, state=ParticipantState.CONNECTED, joined_at=now_utc(), left_at=None,
-            channel=event.channel or participant.channel, failure_reason=None, muted=event.muted)
+        updated = await self.repo.mark_joined(participant.id, now_utc(), channel=event.channel, muted=event.muted)
         if updated is None:
             return
         self._known[event.call_id] = participant.id
-        await self.repo.log_event(participant.conference_id, "participant.joined", participant_id=participant.id,
-                                  detail={"number": participant.number, "origin": str(participant.origin),
-                                          "role": str(participant.role)})
+        self._in_room[event.call_id] = updated
         await self.states.publish("participant.state", participant.conference_id,
                                   await self.states.owner_of(participant.conference_id), participant.id,
                                   state="connected", reason=None, cause=None)
@@ -203,6 +231,7 @@ class CallService:
             return
         participant = await self._participant_of(event)
         self._known.pop(event.call_id, None)
+        self._in_room.pop(event.call_id, None)
         if participant is None:
             return
         cause = event.cause
@@ -230,14 +259,36 @@ class CallService:
                                   participant.id)
 
     async def _talking(self, event: Talking) -> None:
-        participant = await self._participant_of(event)
+        """The console hears of a talking change at once; the talking flag and the bus's slower
+        listeners (the pictures' talk spans) follow in the participant's writing lane, in order."""
+        participant = self._in_room.get(event.call_id)
+        if participant is None or participant.node_id not in (None, event.node_id):
+            participant = await self._participant_of(event)
+            if participant is not None and participant.state == ParticipantState.CONNECTED:
+                self._in_room[event.call_id] = participant
         if participant is None:
             return
-        if participant.talking != event.on:
-            await self.repo.update_participant(participant.id, talking=event.on)
-        await self.states.publish("participant.talking", participant.conference_id,
-                                  await self.states.owner_of(participant.conference_id), participant.id,
-                                  talking=event.on)
+        changed = participant.talking != event.on
+        if changed and event.call_id in self._in_room:
+            self._in_room[event.call_id] = replace(participant, talking=event.on)
+        rest = self.states.deliver("participant.talking", participant.conference_id,
+                                   await self.states.owner_of(participant.conference_id), participant.id,
+                                   talking=event.on)
+
+        pid = participant.id
+        seq = self._talk_seq[pid] = self._talk_seq.get(pid, 0) + 1
+
+        async def write() -> None:
+            # behind a backlog only the participant's latest change is written (the stored flag
+            # ends the same); every change still reaches the bus's listeners, in order
+            if changed:
+                self._talk_dirty.add(pid)
+            if pid in self._talk_dirty and self._talk_seq.get(pid) == seq:
+                self._talk_dirty.discard(pid)
+                await self.repo.update_participant(pid, only_states=(ParticipantState.CONNECTED,), talking=event.on)
+            await rest
+
+        self._writes.submit(pid, write)
 
     async def _participant_of(self, event: CallEvent) -> Participant | None:
         """The participant an event is about: by the call's id, or, for a dial-in caller whose

@@ -75,12 +75,23 @@ class ConferenceLifecycle:
         lateness = (started.started_at - started.starts_at).total_seconds()
         await self.repo.log_event(started.id, "conference.started", actor=actor,
                                   detail={"late_seconds": round(lateness, 3)})
-        await self.records.publish("conference.started", started)
         self.records.wake_scheduler()
-        if started.auto_invite:
+        if not started.auto_invite:
+            await self.records.publish("conference.started", started)
+            return
+
+        async def dial() -> None:
             started.participants = await self.repo.participants(started.id)
             planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
             await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+
+        # The dial-out does not wait for the bus's slower listeners (mail, metrics) of the start;
+        # gather begins the publish first, so every listener hears of the start before any dial.
+        outcomes = await asyncio.gather(self.records.publish("conference.started", started), dial(),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _placed(self, conference_id: int, actor: str) -> bool:
         """Place a starting conference on a media node; one that fits no node fails (the operator

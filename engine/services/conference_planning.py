@@ -4,6 +4,7 @@ start."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime
 
@@ -85,10 +86,17 @@ class ConferencePlanning:
                                   detail={"subject": conference.subject, "immediate": immediate,
                                           "starts_at": conference.starts_at.isoformat(),
                                           "participants": len(participants)})
-        await self.records.publish("conference.scheduled", conference, immediate=immediate)
         if immediate:
-            await self.lifecycle.start_conference(conference.id)
+            # the start does not wait for the bus's slower listeners (mail, audit) of the plan;
+            # gather begins the publish first, so every listener hears of the plan before the start
+            outcomes = await asyncio.gather(
+                self.records.publish("conference.scheduled", conference, immediate=immediate),
+                self.lifecycle.start_conference(conference.id), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         else:
+            await self.records.publish("conference.scheduled", conference, immediate=immediate)
             self.records.wake_scheduler()
         return await self.records.owned(owner_id, conference.id)
 

@@ -58,6 +58,7 @@ class DialAttempt:
     outcome: asyncio.Event = field(default_factory=asyncio.Event)  # the dialplan's result came
     resolved: asyncio.Event = field(default_factory=asyncio.Event)  # joined the room or failed
     finished: bool = False
+    participant: Participant | None = None  # as the claim stored it (who the call is for)
 
 
 class DialOutService:
@@ -103,7 +104,8 @@ class DialOutService:
         PostgreSQL (engine/adapters/db/conferences.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
         and the limit named in the event log."""
-        number_plan = await self.plans.for_account(conference.owner_id)
+        number_plan, limits = await asyncio.gather(self.plans.for_account(conference.owner_id),
+                                                   self.repo.account_limits(conference.owner_id))
         wanted = []
         for participant in participants:
             if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
@@ -115,7 +117,6 @@ class DialOutService:
             wanted.append(participant)
         if not wanted:
             return []
-        limits = await self.repo.account_limits(conference.owner_id)
         if limits is not None and limits["blocked"]:
             raise Forbidden("the account is blocked")
         requests = [SlotRequest(p.id, new_dialout_id(), p.attempts + 1, conference.node_id, p.number)
@@ -142,7 +143,7 @@ class DialOutService:
                                                   only_states=DIALABLE_STATES)
                 continue
             attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
-                                  conference.node_id)
+                                  conference.node_id, participant=updated)
             self.attempts[request.call_id] = attempt
             await self.states.publish("participant.state", conference.id, conference.owner_id, participant.id,
                                       state="calling", reason=None, cause=None)

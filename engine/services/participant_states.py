@@ -3,7 +3,7 @@ failed or left (stored, logged and published once), and who a call id belongs to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,6 +73,13 @@ class ParticipantStates:
         owner_id = await self.owner_of(participant.conference_id)
         await self.publish("participant.state", participant.conference_id, owner_id, participant.id,
                            state="left", reason=None, cause=cause)
+
+    def deliver(self, kind: str, conference_id: int, owner_id: int | None, participant_id: int | None = None,
+                **data: Any) -> Awaitable[None]:
+        """Publish now to the plain subscribers (the console); the returned awaitable runs the
+        asynchronous ones (engine/services/bus.py EventBus.deliver)."""
+        return self.bus.deliver(DomainEvent(kind=kind, conference_id=conference_id, owner_id=owner_id,
+                                            participant_id=participant_id, data=data))
 
     async def publish(self, kind: str, conference_id: int, owner_id: int | None,
                       participant_id: int | None = None, **data: Any) -> None:

@@ -165,8 +165,9 @@ class RecordingService:
     async def on_node_event(self, event: NodeEvent) -> None:
         if isinstance(event, RecordingWritten):
             await self._on_file(event)
-        elif isinstance(event, ParticipantJoined):
-            await self._on_join(event, event.call_id)
+        elif isinstance(event, ParticipantJoined) and not event.announcer:
+            # in a task: its look-ups must not hold up the node's events for everyone else
+            self._spawn(self._on_join(event, event.call_id), f"recording-join-{event.call_id}")
         elif isinstance(event, CallHungUp) and rules.is_recorder(event.call_id):
             row = await self.repo.by_call_id(event.call_id)
             if row is not None and row["state"] == "recording":
@@ -190,7 +191,7 @@ class RecordingService:
     async def _on_join(self, event: ParticipantJoined, uid: str) -> None:
         """Whoever joins a recorded room hears that it is recorded; when the recorder itself
         joins, the whole room hears it."""
-        if event.announcer:
+        if event.announcer or not await self.repo.recording_in_room(event.room):
             return
         conference = await self.conferences.get_by_room(event.room)
         if conference is None or conference.node_id != event.node_id or conference.state != ConferenceState.RUNNING:

@@ -147,6 +147,7 @@ async def test_forged_agi_channel_kicks_and_ends_nobody_else(engine, api_server,
         except TimeoutError:
             await caller.stop()
             raise AssertionError(f"real caller never joined:\n{caller.log_text()[-2000:]}") from None
+        await engine.services.calls.settled()  # the tracker has stored the join too
         real = await engine.pool.fetchrow("SELECT id, call_id, channel FROM participants WHERE call_id = $1",
                                           join.get("Uniqueid"))
         assert real is not None and real["channel"] == join.get("Channel"), (dict(real or {}), join.headers)

@@ -31,6 +31,7 @@ async def dial_in_and_join(engine, sipp, conference: ConferenceRow, pin: str, ca
     except TimeoutError:
         await process.stop()
         raise AssertionError(f"caller never joined:\n{process.log_text()[-2000:]}") from None
+    await engine.services.calls.settled()  # the tracker has stored the join too
     return event, process
 
 

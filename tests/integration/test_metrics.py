@@ -128,6 +128,7 @@ async def test_counters_move_with_a_real_conference(engine, http: TestClient, si
     except TimeoutError:
         await caller.stop()
         raise AssertionError(f"dial-in caller never joined:\n{caller.log_text()[-2000:]}") from None
+    await engine.services.calls.settled()  # the tracker has stored the join too
 
     await http.get("/healthz")
     during = await scrape(http)

@@ -7,7 +7,7 @@ records what the service asked of it; none of them speaks Asterisk or SQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -56,6 +56,7 @@ class FakeNode:
         self.refuse_room_actions = False  # Asterisk answers every room action with an error
         self._subscribers: list[tuple[Callable[[AmiEvent], Any], tuple[str, ...] | None]] = []
         self._played: set[asyncio.Task[None]] = set()
+        self.settle: list[Callable[[], Awaitable[None]]] = []  # awaited after each emit (CallService.settled)
 
     def subscribe(self, callback: Callable[[AmiEvent], Any], events: Iterable[str] | None = None) -> None:
         self._subscribers.append((callback, tuple(events) if events is not None else None))
@@ -73,6 +74,8 @@ class FakeNode:
                 result = callback(event)
                 if asyncio.iscoroutine(result):
                     await result
+        for settled in self.settle:  # the tracker handles events in tasks of its own
+            await settled()
 
     async def originate(self, **action: Any) -> None:
         self.originates.append(action)
@@ -159,6 +162,20 @@ class FakeConferenceRepo:
         if current is None or (only_states is not None and current.state not in tuple(only_states)):
             return None
         updated = self.participants_by_id[participant_id] = replace(current, **changes)
+        return updated
+
+    async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
+                          muted: bool) -> Participant | None:
+        current = self.participants_by_id.get(participant_id)
+        if current is None:
+            return None
+        updated = await self.update_participant(participant_id, state=ParticipantState.CONNECTED, joined_at=at,
+                                                left_at=None, channel=channel or current.channel,
+                                                failure_reason=None, muted=muted)
+        assert updated is not None
+        await self.log_event(updated.conference_id, "participant.joined", participant_id=participant_id,
+                             detail={"number": updated.number, "origin": str(updated.origin),
+                                     "role": str(updated.role)})
         return updated
 
     async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
@@ -372,6 +389,7 @@ def build(**settings: Any) -> Stack:
                              guard=guard)  # type: ignore[arg-type]
     calls = CallService(configured, repo, nodes=nodes, states=states, dialout=dialout,  # type: ignore[arg-type]
                         prompts=FakePrompts())  # type: ignore[arg-type]
+    node.settle.append(calls.settled)
     records = ConferenceRecords(configured, repo, bus, schedule_changed=asyncio.Event())  # type: ignore[arg-type]
     checks = PlanChecks(repo, plans, guard)  # type: ignore[arg-type]
     lifecycle = ConferenceLifecycle(records, calls=calls, prompts=FakePrompts())  # type: ignore[arg-type]

@@ -109,10 +109,25 @@ class ConferenceRepository:
                 f"INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
                 f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
             conference = conference_from_row(row)
-            for plan in participants:
-                conference.participants.append(
-                    await self._insert_participant(conn, conference.id, **plan))
+            conference.participants.extend(await self._insert_planned(conn, conference.id, list(participants)))
         return conference
+
+    @staticmethod
+    async def _insert_planned(conn: asyncpg.Connection, conference_id: int,
+                              plans: list[dict[str, Any]]) -> list[Participant]:
+        """Planned participants (number, name, email, role, node_id) in one statement, in order."""
+        if not plans:
+            return []
+        rows = await conn.fetch(
+            "INSERT INTO participants (conference_id, number, name, email, role, origin, state, node_id, attempts) "
+            "SELECT $1, p.number, p.name, p.email, p.role, 'dialout', 'planned', p.node_id, 0 "
+            "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY "
+            "AS p(number, name, email, role, node_id, position) ORDER BY p.position "
+            f"RETURNING {_PART_SELECT}",
+            conference_id, [p["number"] for p in plans], [p.get("name") or "" for p in plans],
+            [p.get("email") for p in plans], [str(p.get("role", "guest")) for p in plans],
+            [p.get("node_id") for p in plans])
+        return sorted((participant_from_row(r) for r in rows), key=lambda p: p.id)
 
     @staticmethod
     async def _check_overlap(conn: asyncpg.Connection, owner_id: int, starts_at: datetime, ends_at: datetime,
@@ -488,6 +503,20 @@ class ConferenceRepository:
             f"UPDATE participants SET {sets}, updated_at = now() WHERE id = $1 "
             f"AND ($2::text[] IS NULL OR state = ANY($2)) RETURNING {_PART_SELECT}",
             participant_id, states, *values)
+        return participant_from_row(row) if row else None
+
+    async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
+                          muted: bool) -> Participant | None:
+        """A call reached the room: state connected (joined_at, channel unless None, muted) and
+        the ``participant.joined`` log entry (number, origin, role), in one statement."""
+        row = await self.pool.fetchrow(
+            "WITH joined AS (UPDATE participants SET state = 'connected', joined_at = $2, left_at = NULL, "
+            "channel = COALESCE($3, channel), failure_reason = NULL, muted = $4, updated_at = now() "
+            f"WHERE id = $1 RETURNING {_PART_SELECT}), "
+            "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+            "SELECT conference_id, 'participant.joined', 'engine', id, "
+            "jsonb_build_object('number', number, 'origin', origin, 'role', role) FROM joined) "
+            f"SELECT {_PART_SELECT} FROM joined", participant_id, at, channel, muted)
         return participant_from_row(row) if row else None
 
     async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:

@@ -67,6 +67,12 @@ class RecordingRepository:
             f"ORDER BY id DESC LIMIT 1", conference_id)
         return dict(row) if row else None
 
+    async def recording_in_room(self, room: str) -> bool:
+        """Whether the running conference in ``room`` is being recorded."""
+        return bool(await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM recordings r JOIN conferences c ON c.id = r.conference_id "
+            "WHERE c.room = $1 AND c.state = 'running' AND r.state = 'recording')", room))
+
     async def of_conferences(self, conference_ids: list[int], owner_id: int | None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             f"SELECT {_SELECT} FROM recordings WHERE conference_id = ANY($1::bigint[]) "
