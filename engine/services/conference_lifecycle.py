@@ -103,9 +103,9 @@ class ConferenceLifecycle:
         failed = await self.repo.transition(conference_id, [ConferenceState.SCHEDULED], ConferenceState.FAILED,
                                             end_reason=NO_NODE, ended_at=now_utc())
         if failed is not None:
+            self.placement.no_node_alert(failed)
             await self.repo.log_event(conference_id, "conference.failed", actor=actor, detail={"reason": NO_NODE})
             await self.records.publish("conference.failed", failed, reason=NO_NODE)
-            self.placement.no_node_alert(failed)
         return False
 
     async def _owner_blocked(self, conference_id: int) -> bool:

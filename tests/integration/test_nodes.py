@@ -270,12 +270,16 @@ async def test_conferences_are_placed_by_load_on_both_nodes(stack: Stack, portal
             subject="no node", start=now_utc() + timedelta(seconds=1), duration_minutes=10,
             max_participants=CAPACITY // 2 + 1))
 
+        def node_alerts() -> list[dict]:
+            return [a for a in engine.services.guard.alerts if a["limit"] == "node_capacity"]
+
         async def failed() -> bool:
             row = await engine.services.planning.get(owner.id, later.id)
-            return row.state == "failed" and row.end_reason == "node_capacity"
+            return row.state == "failed" and row.end_reason == "node_capacity" and bool(node_alerts())
 
-        await wait_until(engine, failed, timeout=TIMEOUT, what="the scheduled conference failed for want of a node")
-        alerts = [a for a in engine.services.guard.alerts if a["limit"] == "node_capacity"]
+        await wait_until(engine, failed, timeout=TIMEOUT,
+                         what="the scheduled conference failed for want of a node, with an alert")
+        alerts = node_alerts()
         assert alerts and alerts[-1]["account_id"] == owner.id and f"conference {later.id}" in alerts[-1]["last"]
     finally:
         for conference in conferences:
