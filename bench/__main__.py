@@ -66,22 +66,35 @@ def options(name: str, quick: bool) -> argparse.Namespace:
     return sub.parse_args(QUICK.get(name, []) if quick else [])
 
 
+SETTLE_SECONDS = 180.0  # the longest wait for the previous benchmark's load to die down
+
+
+async def settled_load(cores: int, quick: bool) -> float:
+    """The 1-minute load average once it has fallen to the number of cores (the previous
+    benchmark's own processes have ended, but the average decays over a minute or two), or after
+    SETTLE_SECONDS when other work keeps it up."""
+    deadline = time.monotonic() + (0 if quick else SETTLE_SECONDS)
+    while os.getloadavg()[0] > cores and time.monotonic() < deadline:
+        await asyncio.sleep(5)
+    return os.getloadavg()[0]
+
+
 async def run_all(skip: list[str], quick: bool = False) -> None:
     started = time.monotonic()
     where = machine()
     loads: dict[str, float] = {}
     failures: list[str] = []
+    cores = os.cpu_count() or 1
     for name, module in BENCHMARKS.items():
         if name in skip:
             continue
+        loads[name] = await settled_load(cores, quick)  # before the benchmark starts its own processes
         print(f"== {name}", flush=True)
-        loads[name] = os.getloadavg()[0]  # before the benchmark starts its own processes
         try:
             await module.run(options(name, quick))
         except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
             logging.exception("benchmark %s failed", name)
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
-    cores = os.cpu_count() or 1
     busy = {name: load for name, load in loads.items() if load > cores}
     if busy:
         failures.append("not final: the 1-minute load average was above the number of cores at the start of " +
