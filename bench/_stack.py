@@ -3,7 +3,10 @@ the RESULTS.md writer; shared by the benchmark scripts, not used by the test sui
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
+import logging
 import os
 import platform
 import re
@@ -13,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,3 +238,12 @@ def rss_mb() -> tuple[float, float]:
             if key in values:
                 values[key] = int(rest.split()[0]) / 1024
     return values["VmRSS"], values["VmHWM"]
+
+
+def command_line(doc: str | None, add_arguments: Callable[[argparse.ArgumentParser], None],
+                 run: Callable[[argparse.Namespace], Awaitable[object]]) -> None:
+    """Run one benchmark from the command line (``python -m bench.bench_<name> [options]``)."""
+    parser = argparse.ArgumentParser(description=doc)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(run(parser.parse_args()))

@@ -30,7 +30,7 @@ from typing import Any
 
 from panoramisk import Manager
 
-from bench._stack import BENCH_DIR, bench_stack, machine, write_section
+from bench._stack import BENCH_DIR, bench_stack, command_line, machine, write_section
 from bench.outcome import Summary, summarize
 from bench.raw_ami import RawAmi
 from engine.adapters.asterisk.ami import AmiEvent, AmiLink
@@ -446,10 +446,7 @@ async def _null_repo() -> tuple[ConferenceRepository, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench._stack import machine, raise_file_limit, rss_mb, write_section
+from bench._stack import command_line, machine, raise_file_limit, rss_mb, write_section
 from bench.bench_ami_ingest import ReplayServer
 from bench.outcome import summarize
 from engine.app import Engine
@@ -179,10 +178,7 @@ async def run(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ Run: python -m bench dialin [--rate 5 --seconds 10] (smaller for a quick run)"""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
-import logging
 import socket
 import statistics
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 
-from bench._stack import bench_stack, machine, write_section
+from bench._stack import bench_stack, command_line, machine, write_section
 from bench.outcome import reasons_text
 from engine.adapters.asterisk.ami import AmiEvent
 from engine.app import Engine
@@ -157,10 +155,7 @@ async def run(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

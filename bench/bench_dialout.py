@@ -14,7 +14,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench._stack import BenchStack, asterisk_complaints, asterisk_log_size, bench_stack, machine, write_section
+from bench._stack import (
+    BenchStack,
+    asterisk_complaints,
+    asterisk_log_size,
+    bench_stack,
+    command_line,
+    machine,
+    write_section,
+)
 from bench.outcome import CallTally, ratio, reasons_text, summarize
 from bench.raw_ami import RawAmi, clear_room, originate_and_wait, track
 from engine.adapters.asterisk.ami import AmiEvent
@@ -258,10 +266,7 @@ async def run(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

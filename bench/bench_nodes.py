@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 
 import jinja2
 
-from bench._stack import NodesStack, asterisk_complaints, asterisk_log_size, machine, nodes_stack, write_section
+from bench._stack import (
+    NodesStack,
+    asterisk_complaints,
+    asterisk_log_size,
+    command_line,
+    machine,
+    nodes_stack,
+    write_section,
+)
 from bench.bench_dialin import answer_times, percentile, sipp_counts
 from bench.bench_dialout import EngineCalls
 from bench.outcome import CallTally, reasons_text, summarize
@@ -363,10 +371,7 @@ async def run(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

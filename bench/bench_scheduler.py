@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from bench._stack import bench_stack, machine, rss_mb, write_section
+from bench._stack import bench_stack, command_line, machine, rss_mb, write_section
 from bench.outcome import Summary, summarize
 from engine.app import Engine
 from tests.support.factories import create_account
@@ -145,10 +144,7 @@ async def run(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":
