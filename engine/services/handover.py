@@ -77,7 +77,7 @@ class NodeHandover:
         participant the token names, when that is a dial-in admitted moments ago for a live
         conference on this very node (anything else leaves the room unset: the dialplan hangs up)."""
         if not is_dialin_token(token) or call.node_id not in self.specs:
-            log.warning("handover refused on node %s: malformed token %r", call.node_id, token[:40])
+            log.warning("handover refused on node %s: malformed token %r or unknown node", call.node_id, token[:40])
             return False
         participant = await self.repo.participant_by_call_id(token)
         if (participant is None or participant.origin != Origin.DIALIN or participant.state != ParticipantState.CALLING

@@ -430,3 +430,28 @@ async def test_a_dead_node_s_conference_moves_and_the_node_gets_no_calls(stack: 
         return {n["node_id"]: n["state"] for n in listing.body["nodes"]} == {"ast1": "up", "ast2": "down"}
 
     await wait_until(stack.engine, ast2_down, timeout=TIMEOUT, what="ast2 shown down")
+
+
+@pytest.mark.parametrize(("node", "token"), [
+    ("ast2", "vi-' OR 1=1 --"),  # not a token at all
+    ("ast2", "vi-" + "0" * 16),  # a token's shape, but no dial-in waits for it
+    ("ast9", "vi-" + "1" * 16),  # a node the engine does not have
+    ("ast1", "vi-" + "a" * 15 + "\x07"),  # a control character in place of the last digit
+    ("", "vi-" + "2" * 16),  # no node named
+])
+async def test_a_forged_hand_over_reaches_no_room(stack: Stack, node: str, token: str) -> None:
+    """The engine's FastAGI route that a node's veche-internode context asks (with the secret the
+    nodes share, as a compromised node would): a forged token sets no room, so the dialplan hangs
+    up, and the engine keeps answering."""
+    from tests.integration.test_agi_edge import header
+
+    settings = stack.engine.settings
+    reader, writer = await asyncio.open_connection(settings.agi_host, settings.agi_port)
+    try:
+        writer.write(header(f"handover?node={node}", settings.agi_secret, token, agi_context="veche-internode"))
+        await writer.drain()
+        sent = await asyncio.wait_for(reader.read(), TIMEOUT)
+    finally:
+        writer.close()
+    assert b"SET VARIABLE" not in sent, sent
+    assert (await stack.engine.services.planning.list(None)) is not None  # the engine still answers
