@@ -14,7 +14,7 @@ import pytest
 from engine.adapters.db import create_pool
 from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, OverLimit, SlotRequest
 from engine.domain.model import Conference, Role
-from tests.integration.test_mail import migrated_database
+from tests.support.database import new_database
 from tests.support.dialin_factories import random_caller, random_digits
 from tests.support.factories import create_account
 
@@ -23,7 +23,7 @@ NODE = "repo-node"  # no engine runs this node: nothing but the test touches the
 
 @pytest.fixture(scope="module")
 async def repo_database(database_url: str) -> str:
-    return await migrated_database(database_url, "veche_repo")
+    return await new_database(database_url, "veche_repo")
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from engine.adapters.db import create_pool
-from engine.adapters.db.migrations import migrate
 from engine.adapters.db.notifications import NotificationRepository
 from engine.app import Engine
 from engine.config import Settings
@@ -42,6 +41,7 @@ from engine.services.conference_mail import ConferenceMail
 from engine.services.mail_delivery import MailDelivery
 from engine.services.notifier import Notifier
 from engine.stack import free_port
+from tests.support.database import new_database
 
 RECEIVE_TIMEOUT = 20.0
 
@@ -167,27 +167,10 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- database and notifier
 
 
-async def migrated_database(database_url: str, prefix: str) -> str:
-    """A new, migrated database in the session's server, for tests whose rows no engine may see."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = database_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
-
-
 @pytest.fixture(scope="module")
 async def mail_database(database_url: str) -> str:
     """A database of its own, so the session engine's notifier never touches these rows."""
-    return await migrated_database(database_url, "veche_mail")
+    return await new_database(database_url, "veche_mail")
 
 
 def mail_settings(settings: Settings, database: str, smtp_port: int, **overrides: object) -> Settings:

@@ -18,10 +18,10 @@ from tests.integration.test_mail import (
     mail_settings,
     make_account,
     make_conference,
-    migrated_database,
     open_instance,
     smtp_server,
 )
+from tests.support.database import new_database
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ async def sink() -> AsyncIterator[SmtpServer]:
 @pytest.fixture(scope="module")
 async def consent_database(database_url: str) -> str:
     """A database of its own, so the session engine's notifier never touches these rows."""
-    return await migrated_database(database_url, "veche_consent")
+    return await new_database(database_url, "veche_consent")
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from engine.app import Engine
@@ -32,6 +31,7 @@ from engine.stack import (
 )
 from tests.conftest import make_settings
 from tests.support.api import ApiClient
+from tests.support.database import new_database
 from tests.support.factories import wait_until
 from tests.support.portal import PASSWORD, PortalClient, random_account_phone
 from tests.support.sipp import SippFactory, SippProcess
@@ -56,13 +56,7 @@ class Stack:
 @pytest.fixture(scope="module")
 async def database(database_url: str) -> str:
     """A database of its own on the session's server: the node rows are this engine's alone."""
-    name = f"veche_nodes_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return database_url.rsplit("/", 1)[0] + "/" + name
+    return await new_database(database_url, "veche_nodes")
 
 
 @pytest.fixture(scope="module")

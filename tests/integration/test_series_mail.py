@@ -38,10 +38,10 @@ from tests.integration.test_mail import (
     by_recipient,
     mail_settings,
     make_account,
-    migrated_database,
     open_instance,
     smtp_server,
 )
+from tests.support.database import new_database
 
 GUEST = "series-guest@example.org"
 CHAIR = "chair@example.org"
@@ -57,7 +57,7 @@ async def sink() -> AsyncIterator[SmtpServer]:
 @pytest.fixture(scope="module")
 async def series_database(database_url: str) -> str:
     """A database of its own, so the session engine's notifier never touches these rows."""
-    return await migrated_database(database_url, "veche_series")
+    return await new_database(database_url, "veche_series")
 
 
 @pytest.fixture

@@ -21,19 +21,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from engine.adapters.asterisk.ami import AmiEvent, AmiLink
 from engine.adapters.db import create_pool
 from engine.adapters.db.conferences import CallSlotRepository, SlotRequest
 from engine.adapters.db.lease import Fence, LeaseRepository
-from engine.adapters.db.migrations import migrate
 from engine.config import Settings
 from engine.domain.errors import NotActiveEngine
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.stack import PROJECT_ROOT, AsteriskProcess, free_port
 from tests.conftest import make_settings
+from tests.support.database import drop_database, new_database
 from tests.support.dialin_factories import create_conference, random_caller
 from tests.support.engine_process import encode
 from tests.support.factories import create_account
@@ -62,17 +61,9 @@ async def poll(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[str]:
     """A database of this test only: the lease row is one per database."""
-    name = f"veche_pair_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = database_url.rsplit("/", 1)[0] + "/" + name
-    pool = await create_pool(url, min_size=1, max_size=1)
-    async with pool.acquire() as conn:
-        await migrate(conn)
-    await pool.close()
+    url = await new_database(database_url, "veche_pair")
     yield url
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await drop_database(database_url, url)
 
 
 # ----------------------------------------------------------------- the lease and the fence in SQL
