@@ -5,7 +5,6 @@ prompts directory (VECHE_PROMPTS_DIR) that the nodes read at VECHE_PROMPTS_NODE_
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import tempfile
@@ -14,6 +13,7 @@ from typing import Any
 
 from engine.adapters.db.operator import OperatorRepository
 from engine.adapters.db.prompts import PromptRepository
+from engine.adapters.tools import run_tool
 from engine.config import Settings
 from engine.domain import prompts as rules
 from engine.domain.errors import Forbidden, NotFound, ValidationError
@@ -149,17 +149,9 @@ async def _convert(data: bytes, kind: str, limits: rules.UploadLimits) -> tuple[
 
 
 async def _sox(*argv: str) -> str:
-    """Run sox or soxi; its output, or RuntimeError with its complaint (also on a timeout)."""
-    process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(process.communicate(), SOX_TIMEOUT_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise RuntimeError(f"{argv[0]} took longer than {SOX_TIMEOUT_SECONDS:.0f} s") from None
-    if process.returncode != 0:
-        log.info("%s refused an upload: %s", argv[0], err.decode(errors="replace").strip()[:300])
-        raise RuntimeError(f"{argv[0]} exited {process.returncode}")
-    return out.decode().strip()
+        return await run_tool(*argv, timeout=SOX_TIMEOUT_SECONDS)
+    except RuntimeError as exc:
+        log.info("an upload was refused: %s", exc)
+        raise
 

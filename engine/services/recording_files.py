@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.adapters.db.recordings import RecordingRepository
+from engine.adapters.tools import run_tool
 
 CONVERT_TIMEOUT_SECONDS = 600.0
 
@@ -60,16 +61,4 @@ async def purge_expired(repo: RecordingRepository, conferences: ConferenceReposi
 
 
 async def _run(*argv: str) -> str:
-    """Run a converter; its standard output, or RuntimeError with its complaint."""
-    process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), CONVERT_TIMEOUT_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {err.decode(errors='replace').strip()[:300]}")
-    return out.decode().strip()
-
+    return await run_tool(*argv, timeout=CONVERT_TIMEOUT_SECONDS)
