@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -25,14 +23,20 @@ def _clean(ids: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ids.items() if v not in (None, "")}
 
 
-@contextmanager
-def log_context(**ids: Any) -> Iterator[None]:
-    """Within the block, log lines carry ``ids`` (conference_id=..., channel=...; empty values skipped)."""
-    token = _context.set({**(_context.get() or {}), **_clean(ids)})
-    try:
-        yield
-    finally:
-        _context.reset(token)
+class log_context:  # noqa: N801 - used like the function it stands for: ``with log_context(...)``
+    """Within the block, log lines carry ``ids`` (conference_id=..., channel=...; empty values skipped).
+    A class rather than a generator: it wraps every AMI event, and this is the cheap form."""
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(self, **ids: Any) -> None:
+        self._ids = ids
+
+    def __enter__(self) -> None:
+        self._token = _context.set({**(_context.get() or {}), **_clean(self._ids)})
+
+    def __exit__(self, *exc: object) -> None:
+        _context.reset(self._token)
 
 
 def current_context() -> dict[str, Any]:

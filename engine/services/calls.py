@@ -72,6 +72,7 @@ class CallService:
 
     async def start(self) -> None:
         """Follow every node's events."""
+        await self.states.track_stored_calls()
         self.nodes.subscribe(self._submit)
 
     async def stop(self) -> None:
@@ -232,6 +233,7 @@ class CallService:
         participant = await self._participant_of(event)
         self._known.pop(event.call_id, None)
         self._in_room.pop(event.call_id, None)
+        self.states.untrack_call(event.call_id)
         if participant is None:
             return
         cause = event.cause
@@ -305,5 +307,6 @@ class CallService:
         learned = await self.repo.update_participant(participant.id, call_id=event.call_id, channel=event.channel,
                                                      node_id=event.node_id)
         if learned is not None:
+            self.states.track_call(event.call_id)
             log.info("dial-in participant %s is channel %s (%s)", participant.id, event.channel, event.call_id)
         return learned

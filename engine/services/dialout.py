@@ -145,6 +145,7 @@ class DialOutService:
             attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
                                   conference.node_id, participant=updated)
             self.attempts[request.call_id] = attempt
+            self.states.track_call(request.call_id)
             await self.states.publish("participant.state", conference.id, conference.owner_id, participant.id,
                                       state="calling", reason=None, cause=None)
             self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{participant.id}")
@@ -202,6 +203,7 @@ class DialOutService:
         attempt.finished = True
         attempt.resolved.set()
         self.attempts.pop(attempt.call_id, None)
+        self.states.untrack_call(attempt.call_id)
         reason, cause = failure_from(attempt.dial_status, attempt.dial_cause, attempt.originate_reason,
                                      attempt.hangup_cause)
         participant = await self.repo.get_participant(attempt.participant_id)

@@ -1,5 +1,11 @@
 """Participant call states as the dial-out and the call tracker record them: a participant
-failed or left (stored, logged and published once), and who a call id belongs to."""
+failed or left (stored, logged and published once), and who a call id belongs to.
+
+Who a call belongs to is asked for most events a node sends, so the answer "nobody" comes from
+memory: the engine knows every call id it gives a participant (a dial-out's id when it claims the
+call, a dial-in caller's channel once the tracker learned it, a call recovery found in a room)
+and, at start, the ids stored for participants still in a call. A dial-in caller's token, which
+the IVR put on the channel, is always looked up."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.adapters.asterisk.contract import is_dialin_token
 from engine.adapters.db.conferences import ConferenceRepository
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
 from engine.services.bus import Bus, DomainEvent
@@ -25,6 +32,7 @@ class ParticipantStates:
         self.repo = repo
         self.bus = bus
         self._owners: dict[int, int | None] = {}  # conference id -> owner id
+        self._calls: set[str] = set()  # call ids given to participants, until their call ended
 
     def remember(self, conference: Conference) -> None:
         self._owners[conference.id] = conference.owner_id
@@ -35,9 +43,23 @@ class ParticipantStates:
             self._owners[conference_id] = conference.owner_id if conference else None
         return self._owners[conference_id]
 
+    def track_call(self, call_id: str | None) -> None:
+        """``call_id`` is now a participant's: its events are looked up."""
+        if call_id:
+            self._calls.add(call_id)
+
+    def untrack_call(self, call_id: str | None) -> None:
+        """The call ``call_id`` ended: its late events are nobody's."""
+        self._calls.discard(call_id or "")
+
+    async def track_stored_calls(self) -> None:
+        """Track the calls stored for participants still calling, ringing or in a room (calls a
+        previous engine started, before this one follows the nodes' events)."""
+        self._calls.update(await self.repo.live_call_ids())
+
     async def by_call_id(self, call_id: str, node_id: str) -> Participant | None:
         """The participant whose call is ``call_id`` on ``node_id``."""
-        if not call_id:
+        if not call_id or (call_id not in self._calls and not is_dialin_token(call_id)):
             return None
         participant = await self.repo.participant_by_call_id(call_id)
         if participant is None or (participant.node_id and participant.node_id != node_id):

@@ -222,6 +222,7 @@ class RecoveryService:
                        report: ResyncReport) -> None:
         channel = member.channel or participant.channel
         call_id = member.call_id if member.identified else participant.call_id  # learned from the node
+        self.calls.states.track_call(call_id)
         muted = member.muted
         if participant.state == ParticipantState.CONNECTED:
             if participant.channel != channel or participant.muted != muted or participant.call_id != call_id:

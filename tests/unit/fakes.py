@@ -156,6 +156,10 @@ class FakeConferenceRepo:
     async def participant_by_call_id(self, call_id: str) -> Participant | None:
         return next((p for p in self.participants_by_id.values() if p.call_id == call_id), None)
 
+    async def live_call_ids(self) -> list[str]:
+        live = ("calling", "ringing", "connected")
+        return [p.call_id for p in self.participants_by_id.values() if p.call_id and p.state in live]
+
     async def update_participant(self, participant_id: int, *, only_states: Iterable[str] | None = None,
                                  **changes: Any) -> Participant | None:
         current = self.participants_by_id.get(participant_id)

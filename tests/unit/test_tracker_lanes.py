@@ -84,6 +84,7 @@ async def stack() -> AsyncIterator[Stack]:
 async def joined(stack: Stack) -> None:
     stack.repo.add(conference(), participant(1, origin="dialin", state=ParticipantState.CALLING, call_id=CALL,
                                              node_id="ast1"))
+    stack.calls.states.track_call(CALL)  # the caller's channel, learned as the tracker learns it
     await stack.node.emit("ConfbridgeJoin", Uniqueid=CALL, Channel="PJSIP/pstn-00000005", Conference="veche-1",
                           Muted="no")
     assert stack.states() == {1: "connected"}

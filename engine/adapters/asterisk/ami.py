@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from engine.config import AmiTarget
@@ -77,12 +79,17 @@ class AmiEvent:
     node_id: str
     name: str
     headers: dict[str, str] = field(default_factory=dict)
+    # the headers by lower-case name, made on the first look-up of a name not spelled as Asterisk does
+    _folded: dict[str, str | list[str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def get(self, key: str, default: str = "") -> str:
         value = self.headers.get(key)
         if value is None:
-            lowered = key.lower()
-            value = next((v for k, v in self.headers.items() if k.lower() == lowered), default)
+            folded = self._folded
+            if folded is None:
+                folded = {k.lower(): v for k, v in self.headers.items()}
+                object.__setattr__(self, "_folded", folded)
+            value = folded.get(key.lower(), default)
         return value if isinstance(value, str) else ",".join(value)
 
     def channel_variable(self, name: str) -> str | None:
@@ -100,6 +107,65 @@ class AmiEvent:
         headers = {k: (v if isinstance(v, str) else list(v)) for k, v in message.items()
                    if k != "content"}
         return cls(node_id=node_id, name=message.get("Event", ""), headers=headers)
+
+    @classmethod
+    def from_block(cls, node_id: str, block: str) -> AmiEvent:
+        """The event in one AMI block (``Name: value`` lines; a repeated name gives a list)."""
+        lines = block.split("\r\n")
+        try:
+            headers: dict[str, Any] = dict([line.split(": ", 1) for line in lines])
+        except ValueError:  # a line that is no header
+            headers = {}
+        if len(headers) != len(lines):  # repeated names, or lines to skip: line by line
+            headers = {}
+            for line in lines:
+                key, sep, value = line.partition(": ")
+                if not sep:
+                    continue
+                if key in headers:
+                    known = headers[key]
+                    headers[key] = [*known, value] if isinstance(known, list) else [known, value]
+                else:
+                    headers[key] = value
+        return cls(node_id, headers.get("Event", ""), headers)
+
+# Blocks the lean path leaves to panoramisk: anything answering an action still awaited (a
+# response, or an event of a list action, which carries the action's ActionID), and the session
+# events panoramisk itself acts on (Shutdown closes the protocol, FullyBooted sends its awaiting
+# actions). An OriginateResponse carries the ActionID of an Originate answered long ago: an event.
+_EVENT_PREFIX = b"Event: "
+_SESSION_EVENTS = (b"Event: Shutdown\r\n", b"Event: FullyBooted\r\n")
+
+
+class _Protocol(AMIProtocol):
+    """panoramisk's AMI protocol with a lean path for events: a node sends tens of thousands of
+    events a second at peak, and panoramisk's case-insensitive messages and pattern dispatch
+    cost more than the call tracker behind them. Blocks are split as bytes and decoded whole (a
+    character cut between two reads stays intact); events go straight to the adapter as
+    AmiEvents, everything else through panoramisk's own message handling."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._pending_bytes = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.version is None and not self._pending_bytes and data.startswith(b"Asterisk Call Manager/"):
+            banner, _, data = data.partition(b"\r\n")
+            self.version = banner.decode("ascii", "replace").partition("/")[2].strip()
+        blocks = (self._pending_bytes + data).split(b"\r\n\r\n")
+        self._pending_bytes = blocks.pop()
+        adapter: AmiLink | None = self.factory.config.get("adapter") if self.factory else None
+        for raw in blocks:
+            raw = raw.strip(b"\r\n")
+            if adapter is not None and raw.startswith(_EVENT_PREFIX) and not raw.startswith(_SESSION_EVENTS):
+                event = AmiEvent.from_block(adapter.node_id, raw.decode("utf-8", "replace"))
+                action_id = event.headers.get("ActionID")
+                if action_id is None or action_id not in self.responses:
+                    adapter._received(event)
+                    continue
+            message = Message.from_line(raw.decode("utf-8", "replace"))
+            if message is not None:
+                self.handle_message(message)
 
 
 class _Manager(Manager):
@@ -139,7 +205,8 @@ class AmiLink:
         self._manager: _Manager | None = None
         self._subscribers: list[tuple[frozenset[str] | None, EventCallback]] = []
         self._link_callbacks: list[LinkCallback] = []
-        self._queue: asyncio.Queue[AmiEvent] = asyncio.Queue()
+        self._inbox: deque[AmiEvent] = deque()  # received, not yet delivered to the subscribers
+        self._wakeup: asyncio.Future[None] | None = None  # set while the delivery waits for an event
         self._tasks: list[asyncio.Task] = []
         self._logged_in = asyncio.Event()
         self._login_result: asyncio.Future | None = None
@@ -170,7 +237,7 @@ class AmiLink:
             username=self.target.username, secret=self.target.secret,
             ping_delay=10**9, reconnect_timeout=1, adapter=self,
             on_disconnect=self._on_disconnect,
-            forgetable_actions=("ping", "login", "originate"),
+            forgetable_actions=("ping", "login", "originate"), protocol_factory=_Protocol,
             log=logging.getLogger("engine.ami.panoramisk"),
         )
         self._manager.register_event("*", self._on_message)
@@ -270,7 +337,8 @@ class AmiLink:
 
     def subscribe(self, callback: EventCallback, events: Iterable[str] | None = None) -> None:
         """Call ``callback`` for every event (or only the named ones), in arrival order."""
-        self._subscribers.append((frozenset(events) if events is not None else None, callback))
+        # a new list: the delivery loop iterates the old one without copying it
+        self._subscribers = [*self._subscribers, (frozenset(events) if events is not None else None, callback)]
 
     def unsubscribe(self, callback: EventCallback) -> None:
         self._subscribers = [(names, cb) for names, cb in self._subscribers if cb is not callback]
@@ -280,19 +348,32 @@ class AmiLink:
         self._link_callbacks.append(callback)
 
     def _on_message(self, manager: Manager, message: Message) -> None:
-        self._queue.put_nowait(AmiEvent.from_message(self.node_id, message))
+        self._received(AmiEvent.from_message(self.node_id, message))
+
+    def _received(self, event: AmiEvent) -> None:
+        self._inbox.append(event)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     async def _deliver_events(self) -> None:
+        inbox = self._inbox
+        loop = asyncio.get_running_loop()
         while True:
-            event = await self._queue.get()
-            with log_context(node=self.node_id, channel=event.get("Channel"), call_id=event.get("Uniqueid"),
-                             room=event.get("Conference")):
-                for names, callback in list(self._subscribers):
+            if not inbox:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                continue
+            event = inbox.popleft()
+            headers = event.headers
+            with log_context(node=self.node_id, channel=headers.get("Channel"), call_id=headers.get("Uniqueid"),
+                             room=headers.get("Conference")):
+                for names, callback in self._subscribers:
                     if names is not None and event.name not in names:
                         continue
                     try:
                         result = callback(event)
-                        if asyncio.iscoroutine(result):
+                        if result is not None and asyncio.iscoroutine(result):
                             await result
                     except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
                         log.exception("AMI event subscriber failed on %s", event.name)

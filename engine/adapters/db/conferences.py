@@ -493,6 +493,13 @@ class ConferenceRepository:
         row = await self.pool.fetchrow(f"SELECT {_PART_SELECT} FROM participants WHERE call_id = $1", call_id)
         return participant_from_row(row) if row else None
 
+    async def live_call_ids(self) -> list[str]:
+        """The call ids of the participants calling, ringing or in a room."""
+        rows = await self.pool.fetch(
+            "SELECT call_id FROM participants WHERE call_id IS NOT NULL "
+            "AND state IN ('calling', 'ringing', 'connected')")
+        return [row["call_id"] for row in rows]
+
     async def update_participant(self, participant_id: int, *, only_states: Iterable[str] | None = None,
                                  **changes: Any) -> Participant | None:
         """Write the given columns; with ``only_states`` only when the participant is in one of

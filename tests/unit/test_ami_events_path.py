@@ -1,0 +1,109 @@
+"""The AMI link's lean event path (engine/adapters/asterisk/ami.py): events reach the subscribers
+whole and in order however the bytes are cut, answers to actions still reach their actions, and
+a malformed block is skipped without stopping the link. A local asyncio server speaks AMI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from engine.adapters.asterisk.ami import AmiEvent, AmiLink
+from engine.config import AmiTarget
+
+
+class AmiSpeaker:
+    """Banner, login accepted, actions answered; ``send`` writes raw bytes in the given pieces."""
+
+    def __init__(self) -> None:
+        self.writer: asyncio.StreamWriter | None = None
+        self.ready = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        try:
+            while True:
+                block = (await reader.readuntil(b"\r\n\r\n")).decode()
+                headers = dict(line.split(": ", 1) for line in block.split("\r\n") if ": " in line)
+                action, action_id = headers.get("Action", ""), headers.get("ActionID", "")
+                if action == "Login":
+                    writer.write(f"Response: Success\r\nActionID: {action_id}\r\n\r\n".encode())
+                    self.writer = writer
+                    self.ready.set()
+                elif action == "ConfbridgeList":  # a list action: its events carry the ActionID
+                    writer.write(f"Response: Success\r\nActionID: {action_id}\r\nEventList: start\r\n\r\n"
+                                 f"Event: ConfbridgeList\r\nActionID: {action_id}\r\nConference: veche-1\r\n"
+                                 "Channel: PJSIP/a-00000001\r\nUniqueid: 1.1\r\nMuted: No\r\n\r\n"
+                                 f"Event: ConfbridgeListComplete\r\nActionID: {action_id}\r\n\r\n".encode())
+                else:
+                    writer.write(f"Response: Success\r\nActionID: {action_id}\r\n\r\n".encode())
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    async def send(self, data: bytes, piece: int | None = None) -> None:
+        assert self.writer is not None
+        step = piece or len(data)
+        for start in range(0, len(data), step):
+            self.writer.write(data[start:start + step])
+            await self.writer.drain()
+            await asyncio.sleep(0)  # a separate read each
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[tuple[AmiLink, AmiSpeaker, list[AmiEvent]]]:
+    speaker = AmiSpeaker()
+    server = await asyncio.start_server(speaker.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    adapter = AmiLink(AmiTarget(port=port, secret="test"), "ast1", ping_interval=3600)
+    received: list[AmiEvent] = []
+    adapter.subscribe(received.append)
+    await adapter.connect()
+    await asyncio.wait_for(speaker.ready.wait(), 5)
+    yield adapter, speaker, received
+    await adapter.close()
+    server.close()
+
+
+async def arrived(received: list[AmiEvent], count: int) -> None:
+    async def wait() -> None:
+        while len(received) < count:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(wait(), 5)
+
+
+async def test_events_cut_anywhere_arrive_whole_and_in_order(link) -> None:  # noqa: ANN001
+    adapter, speaker, received = link
+    name = "Иван Петров".encode()
+    stream = (b"Event: ConfbridgeJoin\r\nConference: veche-1\r\nCallerIDName: " + name +
+              b"\r\nUniqueid: 1.5\r\nChanVariable: VECHE_PARTICIPANT=vi-0123456789abcdef\r\n"
+              b"ChanVariable: VECHE_ROLE=guest\r\n\r\n"
+              b"Event: ConfbridgeTalking\r\nConference: veche-1\r\nUniqueid: 1.5\r\nTalkingStatus: on\r\n\r\n")
+    await speaker.send(stream, piece=1)  # every byte its own read: a Cyrillic letter is cut in two
+    await arrived(received, 2)
+    join, talking = received
+    assert (join.name, talking.name) == ("ConfbridgeJoin", "ConfbridgeTalking")
+    assert join.get("CallerIDName") == "Иван Петров" and join.get("uniqueid") == "1.5"
+    assert join.channel_variable("VECHE_PARTICIPANT") == "vi-0123456789abcdef"
+    assert join.channel_variable("VECHE_ROLE") == "guest" and talking.get("TalkingStatus") == "on"
+
+
+async def test_a_malformed_block_is_skipped_and_the_link_goes_on(link) -> None:  # noqa: ANN001
+    adapter, speaker, received = link
+    await speaker.send(b"Event: Hangup\r\nno colon here\r\n\xff\xfe: \xff\r\nUniqueid: 1.7\r\n\r\n"
+                       b"garbage without any header\r\n\r\n"
+                       b"Event: ConfbridgeEnd\r\nConference: veche-1\r\n\r\n")
+    await arrived(received, 2)
+    assert [e.name for e in received] == ["Hangup", "ConfbridgeEnd"] and received[0].get("Uniqueid") == "1.7"
+    assert (await adapter.action("Ping")).get("Response") == "Success"
+
+
+async def test_a_list_actions_events_answer_the_action_not_the_subscribers(link) -> None:  # noqa: ANN001
+    adapter, speaker, received = link
+    members = await adapter.confbridge_members("veche-1")
+    assert [m.get("Channel") for m in members] == ["PJSIP/a-00000001"]
+    assert received == []
+    await speaker.send(b"Event: OriginateResponse\r\nActionID: action/answered-long-ago\r\nResponse: Success\r\n"
+                       b"Uniqueid: vo-0123456789abcdef\r\n\r\n")  # an answered Originate's ActionID: an event
+    await arrived(received, 1)
+    assert received[0].get("Uniqueid") == "vo-0123456789abcdef"
