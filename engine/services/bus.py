@@ -49,6 +49,7 @@ class Bus(Protocol):
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        self._finishing: set[asyncio.Task[None]] = set()  # listeners still running for a cancelled publisher
 
     def subscribe(self, callback: Subscriber) -> None:
         self._subscribers.append(callback)
@@ -83,11 +84,21 @@ class EventBus:
                     waiting.append(result)
         return self._finish(event, waiting)
 
-    @staticmethod
-    async def _finish(event: DomainEvent, waiting: list[Any]) -> None:
+    async def _finish(self, event: DomainEvent, waiting: list[Any]) -> None:
         with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
-            for result in waiting:
-                try:
-                    await result
-                except Exception:  # noqa: BLE001
-                    log.exception("subscriber of %s failed", event.kind)
+            pending = iter(waiting)
+            try:
+                for result in pending:
+                    try:
+                        await result
+                    except Exception:  # noqa: BLE001
+                        log.exception("subscriber of %s failed", event.kind)
+            except asyncio.CancelledError:
+                # the publisher was cancelled (a stopping service): the listeners not yet run
+                # (audit, metrics) still hear of what happened
+                rest = list(pending)
+                if rest:
+                    task = asyncio.get_running_loop().create_task(self._finish(event, rest))
+                    self._finishing.add(task)
+                    task.add_done_callback(self._finishing.discard)
+                raise

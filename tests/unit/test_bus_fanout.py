@@ -31,6 +31,28 @@ async def test_plain_subscribers_hear_an_event_before_the_asynchronous_ones_fini
     assert heard == ["plain", "slow started", "slow done"]
 
 
+async def test_a_cancelled_publisher_still_lets_the_later_listeners_hear_the_event() -> None:
+    bus = EventBus()
+    heard: list[str] = []
+    audited = asyncio.Event()
+
+    async def slow(event: DomainEvent) -> None:
+        await asyncio.Event().wait()  # never ends: the publisher is cancelled while waiting here
+
+    async def audit(event: DomainEvent) -> None:
+        heard.append(event.kind)
+        audited.set()
+
+    bus.subscribe(slow)
+    bus.subscribe(audit)
+    publishing = asyncio.create_task(bus.publish(DomainEvent("conference.ended", 1)))
+    await asyncio.sleep(0)
+    publishing.cancel()
+    await asyncio.gather(publishing, return_exceptions=True)
+    await asyncio.wait_for(audited.wait(), 5)
+    assert heard == ["conference.ended"]
+
+
 async def test_a_failing_subscriber_does_not_stop_the_others() -> None:
     bus = EventBus()
     heard: list[int] = []
