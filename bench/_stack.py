@@ -12,7 +12,6 @@ import platform
 import re
 import resource
 import secrets
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -89,6 +88,7 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
         if pstn is not None:
             await pstn.stop()
         asterisk.stop()
+        asterisk.remove()
         pg.stop()
 
 
@@ -134,7 +134,7 @@ async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[Nod
         front.stop()
         for node in nodes:
             node.stop()
-            shutil.rmtree(node.base, ignore_errors=True)  # this run's instance inside the root file system
+            node.remove()
         pg.stop()
 
 

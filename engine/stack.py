@@ -448,6 +448,11 @@ class AsteriskProcess:
             self.process.wait()
         self._stdout.close()
 
+    def remove(self) -> None:
+        """Delete this instance's directory in the root file system once it is stopped: for the
+        instance of one test or benchmark run (a service keeps its own, for the next start to adopt)."""
+        shutil.rmtree(self.base, ignore_errors=True)
+
     def kill(self) -> None:
         """SIGKILL, as a crash would (tests of recovery)."""
         if self.process and self.process.poll() is None:

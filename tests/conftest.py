@@ -107,6 +107,7 @@ def asterisk(settings: Settings) -> Iterator[AsteriskProcess]:
     process.start()
     yield process
     process.stop()
+    process.remove()
 
 
 @pytest.fixture

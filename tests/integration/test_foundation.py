@@ -109,6 +109,7 @@ def bare_asterisk(run_dir: Path, database_url: str) -> Iterator[tuple[Settings, 
     process.start()
     yield own, process
     process.stop()
+    process.remove()
 
 
 async def test_dialin_dtmf_reaches_fastagi(bare_asterisk: tuple[Settings, AsteriskProcess], run_dir: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         await engine.stop()
         await asyncio.to_thread(asterisk.stop)
         await asyncio.to_thread(postgres.stop)
-        shutil.rmtree(asterisk.base, ignore_errors=True)
+        asterisk.remove()
 
 
 async def health(stack: Stack) -> tuple[int, dict]:

@@ -88,6 +88,7 @@ async def stack(run_dir: Path, database: str) -> AsyncIterator[Stack]:
         await asyncio.to_thread(front.stop)
         for node in nodes:
             await asyncio.to_thread(node.stop)
+            node.remove()
 
 
 def calls_processed(node: AsteriskProcess) -> int:

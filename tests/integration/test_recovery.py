@@ -59,6 +59,7 @@ async def node(run_dir: Path, database_url: str) -> AsyncIterator[Node]:
     await ami.close()
     await pstn.stop()
     await asyncio.to_thread(asterisk.stop)
+    asterisk.remove()
 
 
 def plan(*numbers: str) -> ConferencePlan:

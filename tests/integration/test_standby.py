@@ -167,6 +167,7 @@ async def pair(run_dir: Path, database: str) -> AsyncIterator[Pair]:
         await ami.close()
         await pstn.stop()
         await asyncio.to_thread(asterisk.stop)
+        asterisk.remove()
 
 
 class EngineProcess:
