@@ -37,6 +37,7 @@ from engine.adapters.db.conferences import ConferenceRepository
 from engine.config import Settings
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
+from engine.domain.planning import AccountRules
 from engine.domain.speech import Announcement
 from engine.services.dialout import DialOutService
 from engine.services.lanes import Lanes
@@ -96,9 +97,9 @@ class CallService:
     # ----------------------------------------------------------------- the conference service's calls
 
     async def dial(self, conference: Conference, participants: Iterable[Participant], *,
-                   actor: str = "engine", strict_rate: bool = True) -> list[int]:
+                   actor: str = "engine", strict_rate: bool = True, rules: AccountRules | None = None) -> list[int]:
         """Dial participants into the conference (engine/services/dialout.py)."""
-        return await self.dialout.dial(conference, participants, actor=actor, strict_rate=strict_rate)
+        return await self.dialout.dial(conference, participants, actor=actor, strict_rate=strict_rate, rules=rules)
 
     def forget_attempt(self, call_id: str | None) -> None:
         self.dialout.forget_attempt(call_id)

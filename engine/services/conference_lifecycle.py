@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from engine.adapters.asterisk import NodeEvent, RoomEnded
 from engine.domain import speech
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, FailureReason, ParticipantState
+from engine.domain.planning import AccountRules
 from engine.services.calls import IN_CALL_STATES, CallService, now_utc
 from engine.services.conference_records import ConferenceRecords
 from engine.services.nodes import NO_NODE, Placement
@@ -71,27 +73,36 @@ class ConferenceLifecycle:
         return await self.repo.start_due(node_id, now_utc())
 
     async def after_start(self, started: Conference, actor: str = "engine") -> None:
-        """What follows a start: the event log, the bus, the scheduler's next time, the dial-out."""
+        """What follows a start: the event log, the dial-out, the bus, the scheduler's next time."""
         lateness = (started.started_at - started.starts_at).total_seconds()
         await self.repo.log_event(started.id, "conference.started", actor=actor,
                                   detail={"late_seconds": round(lateness, 3)})
-        self.records.wake_scheduler()
-        if not started.auto_invite:
-            await self.records.publish("conference.started", started)
-            return
+        told = [self.records.deliver("conference.started", started)]
+        await self._dial_then_tell(started, told, actor)
 
-        async def dial() -> None:
-            started.participants = await self.repo.participants(started.id)
-            planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
-            await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+    async def opened(self, conference: Conference, rules: AccountRules, actor: str) -> None:
+        """What follows an immediate plan, which the planning stored running with its
+        participants and its 'scheduled' and 'started' log entries: the dial-out with the
+        account's rules as the plan read them, and the bus."""
+        told = [self.records.deliver("conference.scheduled", conference, immediate=True),
+                self.records.deliver("conference.started", conference)]
+        await self._dial_then_tell(conference, told, actor, rules)
 
-        # The dial-out does not wait for the bus's slower listeners (mail, metrics) of the start;
-        # gather begins the publish first, so every listener hears of the start before any dial.
-        outcomes = await asyncio.gather(self.records.publish("conference.started", started), dial(),
-                                        return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+    async def _dial_then_tell(self, started: Conference, told: list[Awaitable[None]], actor: str,
+                              rules: AccountRules | None = None) -> None:
+        """Dial the started conference's planned participants (auto-invite), then run the bus's
+        asynchronous listeners (mail, audit, metrics) of the events in ``told``, whose plain
+        subscribers (the console) have heard already: the Originates wait for none of them."""
+        try:
+            if started.auto_invite:
+                if not started.participants:
+                    started.participants = await self.repo.participants(started.id)
+                planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
+                await self.calls.dial(started, planned, actor=actor, strict_rate=False, rules=rules)
+        finally:
+            for listening in told:
+                await listening
+            self.records.wake_scheduler()
 
     async def _placed(self, conference_id: int, actor: str) -> bool:
         """Place a starting conference on a media node; one that fits no node fails (the operator

@@ -29,6 +29,7 @@ from engine.domain.dialout import LIMIT_WHY, limit_refusal, should_retry
 from engine.domain.errors import AmiError, Forbidden, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
 from engine.domain.numberplan import NumberPlan
+from engine.domain.planning import AccountRules
 from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
 from engine.services.pacer import Pacer
@@ -96,16 +97,23 @@ class DialOutService:
         return task
 
     async def dial(self, conference: Conference, participants: Iterable[Participant], *,
-                   actor: str = "engine", strict_rate: bool = True) -> list[int]:
+                   actor: str = "engine", strict_rate: bool = True, rules: AccountRules | None = None) -> list[int]:
         """Dial the given participants into the conference's room, paced by ``calls_per_second``
         (accounts take turns at the pacer); returns the ids queued. Participants already in a call
         are skipped. Each dial-out takes a slot within the account's dial-outs per minute and
         concurrent outbound calls and the system's concurrent outbound calls, atomically in
         PostgreSQL (engine/adapters/db/conferences.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
-        and the limit named in the event log."""
-        number_plan, limits = await asyncio.gather(self.plans.for_account(conference.owner_id),
-                                                   self.repo.account_limits(conference.owner_id))
+        and the limit named in the event log. ``rules``: the owner's number plan and blocked flag
+        as the plan just read them (else they are read here). The console hears of each call
+        ('calling') before its Originate; the bus's asynchronous listeners run while the
+        Originates go out."""
+        if rules is None:
+            number_plan, limits = await asyncio.gather(self.plans.for_account(conference.owner_id),
+                                                       self.repo.account_limits(conference.owner_id))
+            blocked = limits is not None and bool(limits["blocked"])
+        else:
+            number_plan, blocked = rules.number_plan, rules.blocked
         wanted = []
         for participant in participants:
             if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
@@ -117,7 +125,7 @@ class DialOutService:
             wanted.append(participant)
         if not wanted:
             return []
-        if limits is not None and limits["blocked"]:
+        if blocked:
             raise Forbidden("the account is blocked")
         requests = [SlotRequest(p.id, new_dialout_id(), p.attempts + 1, conference.node_id, p.number)
                     for p in wanted]
@@ -133,23 +141,29 @@ class DialOutService:
                 raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
         self.states.remember(conference)
         claimed = {p.id: p for p in grant.claimed}
-        queued = []
+        dials: list[tuple[Participant, DialAttempt]] = []
+        listeners = []  # the asynchronous listeners of each 'calling', awaited once the dials are spawned
         for participant, request in zip(wanted, requests, strict=True):
             updated = claimed.get(participant.id)
             if updated is None:
-                if grant.bound_by is not None:
-                    await self.states.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
-                                                  detail={"why": LIMIT_WHY[grant.bound_by]},
-                                                  only_states=DIALABLE_STATES)
                 continue
             attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
                                   conference.node_id, participant=updated)
             self.attempts[request.call_id] = attempt
-            await self.states.publish("participant.state", conference.id, conference.owner_id, participant.id,
-                                      state="calling", reason=None, cause=None)
-            self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{participant.id}")
-            queued.append(participant.id)
-        return queued
+            listeners.append(self.states.deliver("participant.state", conference.id, conference.owner_id,
+                                                 participant.id, state="calling", reason=None, cause=None))
+            dials.append((updated, attempt))
+        for updated, attempt in dials:
+            self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{updated.id}")
+        for listening in listeners:
+            await listening
+        if grant.bound_by is not None:
+            for participant in wanted:
+                if participant.id not in claimed:
+                    await self.states.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
+                                                  detail={"why": LIMIT_WHY[grant.bound_by]},
+                                                  only_states=DIALABLE_STATES)
+        return [updated.id for updated, _ in dials]
 
     async def _dial_one(self, conference: Conference, participant: Participant, attempt: DialAttempt,
                         number_plan: NumberPlan) -> None:

@@ -55,6 +55,15 @@ _PART_RETURNING = ", ".join(f"p.{column}" for column in PARTICIPANT_COLUMNS)
 SYSTEM_CALLS_LOCK = 0x76656368_0011
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """One conference event-log entry written together with the change it records."""
+
+    kind: str
+    actor: str = "engine"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
     """A write refused because a limit checked inside its transaction was reached."""
 
@@ -94,13 +103,13 @@ class ConferenceRepository:
 
     # ------------------------------------------------------------------ conferences
 
-    async def insert_conference(self, fields: dict[str, Any],
-                                participants: Iterable[dict[str, Any]] = ()) -> Conference:
-        """Insert a conference and its planned participants in one transaction, atomically within
-        the owner's limit of concurrent conferences: the owner's account row is locked, the
-        conferences overlapping the new one's time are counted and the insert happens only below
-        ``max_concurrent_conferences`` (else OverLimit). Raises asyncpg.UniqueViolationError when
-        the conference number or room is taken."""
+    async def insert_conference(self, fields: dict[str, Any], participants: Iterable[dict[str, Any]] = (),
+                                events: Sequence[LogEntry] = ()) -> Conference:
+        """Insert a conference, its planned participants and its first event-log ``events`` in one
+        transaction, atomically within the owner's limit of concurrent conferences: the owner's
+        account row is locked, the conferences overlapping the new one's time are counted and the
+        insert happens only below ``max_concurrent_conferences`` (else OverLimit). Raises
+        asyncpg.UniqueViolationError when the conference number or room is taken."""
         columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
         placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
         async with self.pool.acquire() as conn, conn.transaction():
@@ -110,6 +119,13 @@ class ConferenceRepository:
                 f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
             conference = conference_from_row(row)
             conference.participants.extend(await self._insert_planned(conn, conference.id, list(participants)))
+            if events:
+                await conn.execute(
+                    "INSERT INTO conference_events (conference_id, kind, actor, detail) "
+                    "SELECT $1, e.kind, e.actor, e.detail::jsonb "
+                    "FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(kind, actor, detail, n) "
+                    "ORDER BY e.n", conference.id, [e.kind for e in events], [e.actor for e in events],
+                    [json.dumps(e.detail, default=str) for e in events])
         return conference
 
     @staticmethod
@@ -645,23 +661,23 @@ class CallSlotRepository:
                 "SELECT max_concurrent_calls, max_dialouts_per_minute FROM accounts WHERE id = $1 "
                 "FOR NO KEY UPDATE", owner_id)
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SYSTEM_CALLS_LOCK)
-            system_live = await conn.fetchval(
-                "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-                "WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($1)",
-                list(LIVE_PARTICIPANT_STATES))
-            rooms = {"system_concurrent_calls": system_cap - system_live}
+            # counted after both locks are held (a statement of its own: it sees every claim
+            # committed before them)
+            counts = await conn.fetchrow(
+                "SELECT (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+                "        WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($2)) AS system_live, "
+                "       (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+                "        WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
+                "        AND p.state = ANY($2)) AS account_live, "
+                "       (SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
+                "        WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
+                "        AND e.at > clock_timestamp() - make_interval(secs => $3)) AS recent",
+                owner_id, list(LIVE_PARTICIPANT_STATES), float(window_seconds))
+            rooms = {"system_concurrent_calls": system_cap - counts["system_live"]}
             grant.limits["system_concurrent_calls"] = system_cap
             if account is not None:
-                account_live = await conn.fetchval(
-                    "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-                    "WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
-                    "AND p.state = ANY($2)", owner_id, list(LIVE_PARTICIPANT_STATES))
-                recent = await conn.fetchval(
-                    "SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
-                    "WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
-                    "AND e.at > clock_timestamp() - make_interval(secs => $2)", owner_id, float(window_seconds))
-                rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - recent
-                rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - account_live
+                rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - counts["recent"]
+                rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - counts["account_live"]
                 grant.limits["max_dialouts_per_minute"] = account["max_dialouts_per_minute"]
                 grant.limits["max_concurrent_calls"] = account["max_concurrent_calls"]
             # the tightest limit binds; on a tie the account's own limit is named
