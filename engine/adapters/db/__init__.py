@@ -28,21 +28,12 @@ async def _release(conn: asyncpg.Connection) -> None:
     query, is not sent."""
 
 
-async def _opened(conn: asyncpg.Connection) -> None:
-    """A new pooled connection learns the codecs of the integer array types the repositories
-    bind (``$1::bigint[]``, ``$1::int[]``) now: asyncpg resolves them per connection with a
-    catalogue query of its own (12-20 ms on a 2-core box), which would otherwise fall on the first
-    statement that binds one, such as a dial-out's slot claim."""
-    await conn.fetchrow("SELECT $1::int4[], $2::int8[]", [], [])
-
-
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20,
                       timeout: float = 10.0) -> asyncpg.Pool:
     """Open the pool, or raise ConfigError naming what and where in one line."""
     try:
         return await asyncio.wait_for(
-            asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30, reset=_release,
-                                init=_opened),
+            asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30, reset=_release),
             timeout)
     except (TimeoutError, OSError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
