@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from engine.adapters.asterisk import NodeEvent, RoomEnded
+from engine.adapters.db.conferences import LogEntry, SlotGrant
 from engine.domain import speech
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, FailureReason, ParticipantState
@@ -78,27 +79,38 @@ class ConferenceLifecycle:
         await self.repo.log_event(started.id, "conference.started", actor=actor,
                                   detail={"late_seconds": round(lateness, 3)})
         told = [self.records.deliver("conference.started", started)]
-        await self._dial_then_tell(started, told, actor)
 
-    async def opened(self, conference: Conference, rules: AccountRules, actor: str) -> None:
-        """What follows an immediate plan, which the planning stored running with its
-        participants and its 'scheduled' and 'started' log entries: the dial-out with the
-        account's rules as the plan read them, and the bus."""
+        async def dial() -> None:
+            if started.auto_invite:
+                started.participants = await self.repo.participants(started.id)
+                planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
+                await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+
+        await self._dial_then_tell(dial(), told)
+
+    async def store_open(self, fields: dict[str, Any], participants: list[dict[str, Any]], events: list[LogEntry],
+                         rules: AccountRules) -> tuple[Conference, SlotGrant | None]:
+        """Store an immediate plan (``fields`` say running) on a single media node: with
+        auto-invite, together with the call slots of its participants in one transaction
+        (engine/services/dialout.py ``claim_new``). Raises as the repository's insert does."""
+        if not fields["auto_invite"]:
+            return await self.repo.insert_conference(fields, participants, events), None
+        return await self.calls.claim_new(fields, participants, events, rules=rules)
+
+    async def opened(self, conference: Conference, grant: SlotGrant | None, rules: AccountRules) -> None:
+        """What follows ``store_open``: the claimed calls are dialled, then the bus's listeners
+        of the plan and the start run."""
         told = [self.records.deliver("conference.scheduled", conference, immediate=True),
                 self.records.deliver("conference.started", conference)]
-        await self._dial_then_tell(conference, told, actor, rules)
+        await self._dial_then_tell(None if grant is None else self.calls.dial_claimed(conference, grant, rules), told)
 
-    async def _dial_then_tell(self, started: Conference, told: list[Awaitable[None]], actor: str,
-                              rules: AccountRules | None = None) -> None:
-        """Dial the started conference's planned participants (auto-invite), then run the bus's
-        asynchronous listeners (mail, audit, metrics) of the events in ``told``, whose plain
-        subscribers (the console) have heard already: the Originates wait for none of them."""
+    async def _dial_then_tell(self, dialling: Awaitable[Any] | None, told: list[Awaitable[None]]) -> None:
+        """Run the start's dial-out, then the bus's asynchronous listeners (mail, audit, metrics)
+        of the events in ``told``, whose plain subscribers (the console) have heard already: the
+        Originates wait for none of them."""
         try:
-            if started.auto_invite:
-                if not started.participants:
-                    started.participants = await self.repo.participants(started.id)
-                planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
-                await self.calls.dial(started, planned, actor=actor, strict_rate=False, rules=rules)
+            if dialling is not None:
+                await dialling
         finally:
             for listening in told:
                 await listening

@@ -4,6 +4,7 @@ start."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime
 
@@ -60,7 +61,7 @@ class ConferencePlanning:
         if immediate and self.placement is not None and not await self.placement.fits(checked.max_participants):
             raise StateConflict("no media node has %(seats)d free seats now; plan fewer participants or try later",
                                 seats=checked.max_participants)
-        conference = None
+        conference, grant = None, None
         for _ in range(20):
             chair_pin, guest_pin = generate_pins(self.settings.pin_length)
             fields = {
@@ -84,7 +85,10 @@ class ConferencePlanning:
                 fields.update(state=ConferenceState.RUNNING, started_at=starts_at)
                 events.append(LogEntry("conference.started", "engine", {"late_seconds": 0.0}))
             try:
-                conference = await self.repo.insert_conference(fields, participants, events)
+                if open_now:
+                    conference, grant = await self.lifecycle.store_open(fields, participants, events, rules)
+                else:
+                    conference = await self.repo.insert_conference(fields, participants, events)
                 break
             except asyncpg.UniqueViolationError:
                 continue  # the random conference number is in use: draw another
@@ -93,10 +97,16 @@ class ConferencePlanning:
         if conference is None:
             raise LimitExceeded("no free conference number; try again later")
         if open_now:
-            await self.lifecycle.opened(conference, rules, actor="engine")
+            await self.lifecycle.opened(conference, grant, rules)
         elif immediate:  # several media nodes: the start places it on one
-            await self.records.publish("conference.scheduled", conference, immediate=immediate)
-            await self.lifecycle.start_conference(conference.id)
+            # the start does not wait for the bus's slower listeners (mail, audit) of the plan;
+            # gather begins the publish first, so every listener hears of the plan before the start
+            outcomes = await asyncio.gather(
+                self.records.publish("conference.scheduled", conference, immediate=immediate),
+                self.lifecycle.start_conference(conference.id), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         else:
             await self.records.publish("conference.scheduled", conference, immediate=immediate)
             self.records.wake_scheduler()

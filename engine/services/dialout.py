@@ -23,7 +23,7 @@ from engine.adapters.asterisk import (
     Ringing,
 )
 from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS, failure_from, is_dialout_id, new_dialout_id
-from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, SlotRequest
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, LogEntry, SlotGrant, SlotRequest
 from engine.config import Settings
 from engine.domain.dialout import LIMIT_WHY, limit_refusal, should_retry
 from engine.domain.errors import AmiError, Forbidden, ValidationError
@@ -97,23 +97,16 @@ class DialOutService:
         return task
 
     async def dial(self, conference: Conference, participants: Iterable[Participant], *,
-                   actor: str = "engine", strict_rate: bool = True, rules: AccountRules | None = None) -> list[int]:
+                   actor: str = "engine", strict_rate: bool = True) -> list[int]:
         """Dial the given participants into the conference's room, paced by ``calls_per_second``
         (accounts take turns at the pacer); returns the ids queued. Participants already in a call
         are skipped. Each dial-out takes a slot within the account's dial-outs per minute and
         concurrent outbound calls and the system's concurrent outbound calls, atomically in
         PostgreSQL (engine/adapters/db/conferences.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
-        and the limit named in the event log. ``rules``: the owner's number plan and blocked flag
-        as the plan just read them (else they are read here). The console hears of each call
-        ('calling') before its Originate; the bus's asynchronous listeners run while the
-        Originates go out."""
-        if rules is None:
-            number_plan, limits = await asyncio.gather(self.plans.for_account(conference.owner_id),
-                                                       self.repo.account_limits(conference.owner_id))
-            blocked = limits is not None and bool(limits["blocked"])
-        else:
-            number_plan, blocked = rules.number_plan, rules.blocked
+        and the limit named in the event log."""
+        number_plan, limits = await asyncio.gather(self.plans.for_account(conference.owner_id),
+                                                   self.repo.account_limits(conference.owner_id))
         wanted = []
         for participant in participants:
             if participant.state not in DIALABLE_STATES or participant.origin != "dialout":
@@ -125,13 +118,37 @@ class DialOutService:
             wanted.append(participant)
         if not wanted:
             return []
-        if blocked:
+        if limits is not None and limits["blocked"]:
             raise Forbidden("the account is blocked")
         requests = [SlotRequest(p.id, new_dialout_id(), p.attempts + 1, conference.node_id, p.number)
                     for p in wanted]
         grant = await self.slots.claim(conference.owner_id, conference.id, requests,
                                        system_cap=self.max_concurrent_calls, from_states=DIALABLE_STATES,
                                        actor=actor, all_or_nothing=strict_rate)
+        return await self._dispatch(conference, wanted, grant, number_plan, strict_rate=strict_rate)
+
+    async def claim_new(self, fields: dict[str, Any], participants: list[dict[str, Any]], events: list[LogEntry], *,
+                        rules: AccountRules, actor: str = "engine") -> tuple[Conference, SlotGrant]:
+        """Store an immediate conference, running, and claim a slot for each of its participants
+        within the limits, in one transaction (CallSlotRepository.open_and_claim): every call it
+        will make is durable before the first is sent (``dial_claimed`` sends them). Raises as
+        ConferenceRepository.insert_conference does; Forbidden for a blocked account."""
+        if rules.blocked:
+            raise Forbidden("the account is blocked")
+        return await self.slots.open_and_claim(fields, participants, events,
+                                               call_ids=[new_dialout_id() for _ in participants],
+                                               system_cap=self.max_concurrent_calls, actor=actor)
+
+    async def dial_claimed(self, conference: Conference, grant: SlotGrant, rules: AccountRules) -> list[int]:
+        """Dial what ``claim_new`` claimed (the rest fail with the limit named); returns the ids."""
+        wanted = [p for p in conference.participants if p.origin == "dialout"]
+        return await self._dispatch(conference, wanted, grant, rules.number_plan, strict_rate=False)
+
+    async def _dispatch(self, conference: Conference, wanted: list[Participant], grant: SlotGrant,
+                        number_plan: NumberPlan, *, strict_rate: bool) -> list[int]:
+        """After a claim: the console hears of each claimed call ('calling'), its dial is spawned,
+        then the bus's asynchronous listeners run while the Originates go out; the participants
+        the limits left out fail (or, ``strict_rate``, the whole request is refused)."""
         if grant.bound_by is not None:
             detail = f"{len(wanted)} wanted, {grant.room} left"
             if grant.bound_by != "system_concurrent_calls":
@@ -140,24 +157,21 @@ class DialOutService:
             if strict_rate:
                 raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
         self.states.remember(conference)
-        claimed = {p.id: p for p in grant.claimed}
         dials: list[tuple[Participant, DialAttempt]] = []
         listeners = []  # the asynchronous listeners of each 'calling', awaited once the dials are spawned
-        for participant, request in zip(wanted, requests, strict=True):
-            updated = claimed.get(participant.id)
-            if updated is None:
-                continue
-            attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
+        for updated in grant.claimed:
+            attempt = DialAttempt(updated.call_id or "", updated.id, conference.id, conference.owner_id,
                                   conference.node_id, participant=updated)
-            self.attempts[request.call_id] = attempt
+            self.attempts[attempt.call_id] = attempt
             listeners.append(self.states.deliver("participant.state", conference.id, conference.owner_id,
-                                                 participant.id, state="calling", reason=None, cause=None))
+                                                 updated.id, state="calling", reason=None, cause=None))
             dials.append((updated, attempt))
         for updated, attempt in dials:
             self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{updated.id}")
         for listening in listeners:
             await listening
         if grant.bound_by is not None:
+            claimed = {p.id for p in grant.claimed}
             for participant in wanted:
                 if participant.id not in claimed:
                     await self.states.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
