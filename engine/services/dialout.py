@@ -80,6 +80,8 @@ class DialOutService:
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._tasks: set[asyncio.Task] = set()
+        self._to_ring: dict[int, asyncio.Future[bool]] = {}  # participant id -> its write's outcome
+        self._ringing_writer: asyncio.Task | None = None
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -319,11 +321,35 @@ class DialOutService:
         attempt = self.attempts.get(event.call_id)
         if attempt is None or attempt.node_id != event.node_id:
             return
-        updated = await self.repo.update_participant(
-            attempt.participant_id, only_states=(ParticipantState.CALLING,), state=ParticipantState.RINGING)
-        if updated is not None:
+        if await self._mark_ringing(attempt.participant_id):
             await self.states.publish("participant.state", attempt.conference_id, attempt.owner_id,
                                       attempt.participant_id, state="ringing", reason=None, cause=None)
+
+    async def _mark_ringing(self, participant_id: int) -> bool:
+        """Store that the participant's call rings (when it is still calling). Calls that ring
+        together (a dial-out's burst) are written together: one statement at a time is in
+        flight, and the calls that start ringing meanwhile go in the next one."""
+        if participant_id in self._to_ring:
+            return False  # already on its way (its first ring is the one told)
+        waiter = self._to_ring[participant_id] = asyncio.get_running_loop().create_future()
+        if self._ringing_writer is None:
+            self._ringing_writer = self._spawn(self._write_ringing(), "dial-ringing")
+        return await asyncio.shield(waiter)
+
+    async def _write_ringing(self) -> None:
+        try:
+            while self._to_ring:
+                batch, self._to_ring = self._to_ring, {}
+                try:
+                    moved = await self.repo.mark_ringing(list(batch))
+                except Exception as exc:  # noqa: BLE001 - each waiting call sees the failure
+                    for waiter in batch.values():
+                        waiter.set_exception(exc)
+                    continue
+                for participant_id, waiter in batch.items():
+                    waiter.set_result(participant_id in moved)
+        finally:
+            self._ringing_writer = None
 
     def _hung_up(self, event: CallHungUp) -> bool:
         attempt = self.attempts.get(event.call_id)

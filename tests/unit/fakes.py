@@ -164,6 +164,14 @@ class FakeConferenceRepo:
         updated = self.participants_by_id[participant_id] = replace(current, **changes)
         return updated
 
+    async def mark_ringing(self, participant_ids: Sequence[int]) -> set[int]:
+        moved = set()
+        for participant_id in participant_ids:
+            if await self.update_participant(participant_id, only_states=(ParticipantState.CALLING,),
+                                             state=ParticipantState.RINGING) is not None:
+                moved.add(participant_id)
+        return moved
+
     async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
                           muted: bool) -> Participant | None:
         current = self.participants_by_id.get(participant_id)

@@ -527,6 +527,15 @@ class ConferenceRepository:
             participant_id, states, *values)
         return participant_from_row(row) if row else None
 
+    async def mark_ringing(self, participant_ids: Sequence[int]) -> set[int]:
+        """Move the given participants that are still calling to ringing, in one statement; the
+        ids of those moved (ids bound as text[], whose codec asyncpg has without asking)."""
+        rows = await self.pool.fetch(
+            "UPDATE participants SET state = 'ringing', updated_at = now() "
+            "WHERE id = ANY($1::text[]::bigint[]) AND state = 'calling' RETURNING id",
+            [str(i) for i in participant_ids])
+        return {row["id"] for row in rows}
+
     async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
                           muted: bool) -> Participant | None:
         """A call reached the room: state connected (joined_at, channel unless None, muted) and
