@@ -37,6 +37,17 @@ class AccountLimits:
                    bool(row.get("recording_allowed", True)))
 
 
+@dataclass(frozen=True)
+class AccountRules:
+    """What one plan and the dial-out that follows it are checked against, read once: the
+    account's limits, its number plan, its voice language and whether it is blocked."""
+
+    limits: AccountLimits
+    number_plan: NumberPlan
+    language: str
+    blocked: bool = False
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -33,10 +33,11 @@ from engine.adapters.asterisk import (
     Talking,
 )
 from engine.adapters.asterisk.contract import PROMPTS, ROOM_EXTRA_MEMBERS
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import ConferenceRepository, LogEntry, SlotGrant
 from engine.config import Settings
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
+from engine.domain.planning import AccountRules
 from engine.domain.speech import Announcement
 from engine.services.dialout import DialOutService
 from engine.services.lanes import Lanes
@@ -100,6 +101,14 @@ class CallService:
                    actor: str = "engine", strict_rate: bool = True) -> list[int]:
         """Dial participants into the conference (engine/services/dialout.py)."""
         return await self.dialout.dial(conference, participants, actor=actor, strict_rate=strict_rate)
+
+    async def claim_new(self, fields: dict[str, Any], participants: list[dict[str, Any]], events: list[LogEntry], *,
+                        rules: AccountRules) -> tuple[Conference, SlotGrant]:
+        """Store an immediate conference with its call slots claimed (engine/services/dialout.py)."""
+        return await self.dialout.claim_new(fields, participants, events, rules=rules)
+
+    async def dial_claimed(self, conference: Conference, grant: SlotGrant, rules: AccountRules) -> list[int]:
+        return await self.dialout.dial_claimed(conference, grant, rules)
 
     def forget_attempt(self, call_id: str | None) -> None:
         self.dialout.forget_attempt(call_id)

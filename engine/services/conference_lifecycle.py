@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from engine.adapters.asterisk import NodeEvent, RoomEnded
+from engine.adapters.db.conferences import LogEntry, SlotGrant
 from engine.domain import speech
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, ConferenceState, FailureReason, ParticipantState
+from engine.domain.planning import AccountRules
 from engine.services.calls import IN_CALL_STATES, CallService, now_utc
 from engine.services.conference_records import ConferenceRecords
 from engine.services.nodes import NO_NODE, Placement
@@ -71,27 +74,47 @@ class ConferenceLifecycle:
         return await self.repo.start_due(node_id, now_utc())
 
     async def after_start(self, started: Conference, actor: str = "engine") -> None:
-        """What follows a start: the event log, the bus, the scheduler's next time, the dial-out."""
+        """What follows a start: the event log, the dial-out, the bus, the scheduler's next time."""
         lateness = (started.started_at - started.starts_at).total_seconds()
         await self.repo.log_event(started.id, "conference.started", actor=actor,
                                   detail={"late_seconds": round(lateness, 3)})
-        self.records.wake_scheduler()
-        if not started.auto_invite:
-            await self.records.publish("conference.started", started)
-            return
+        told = [self.records.deliver("conference.started", started)]
 
         async def dial() -> None:
-            started.participants = await self.repo.participants(started.id)
-            planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
-            await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+            if started.auto_invite:
+                started.participants = await self.repo.participants(started.id)
+                planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
+                await self.calls.dial(started, planned, actor=actor, strict_rate=False)
 
-        # The dial-out does not wait for the bus's slower listeners (mail, metrics) of the start;
-        # gather begins the publish first, so every listener hears of the start before any dial.
-        outcomes = await asyncio.gather(self.records.publish("conference.started", started), dial(),
-                                        return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await self._dial_then_tell(dial(), told)
+
+    async def store_open(self, fields: dict[str, Any], participants: list[dict[str, Any]], events: list[LogEntry],
+                         rules: AccountRules) -> tuple[Conference, SlotGrant | None]:
+        """Store an immediate plan (``fields`` say running) on a single media node: with
+        auto-invite, together with the call slots of its participants in one transaction
+        (engine/services/dialout.py ``claim_new``). Raises as the repository's insert does."""
+        if not fields["auto_invite"]:
+            return await self.repo.insert_conference(fields, participants, events), None
+        return await self.calls.claim_new(fields, participants, events, rules=rules)
+
+    async def opened(self, conference: Conference, grant: SlotGrant | None, rules: AccountRules) -> None:
+        """What follows ``store_open``: the claimed calls are dialled, then the bus's listeners
+        of the plan and the start run."""
+        told = [self.records.deliver("conference.scheduled", conference, immediate=True),
+                self.records.deliver("conference.started", conference)]
+        await self._dial_then_tell(None if grant is None else self.calls.dial_claimed(conference, grant, rules), told)
+
+    async def _dial_then_tell(self, dialling: Awaitable[Any] | None, told: list[Awaitable[None]]) -> None:
+        """Run the start's dial-out, then the bus's asynchronous listeners (mail, audit, metrics)
+        of the events in ``told``, whose plain subscribers (the console) have heard already: the
+        Originates wait for none of them."""
+        try:
+            if dialling is not None:
+                await dialling
+        finally:
+            for listening in told:
+                await listening
+            self.records.wake_scheduler()
 
     async def _placed(self, conference_id: int, actor: str) -> bool:
         """Place a starting conference on a media node; one that fits no node fails (the operator

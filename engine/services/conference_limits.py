@@ -4,12 +4,14 @@ by live control."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, ValidationError
 from engine.domain.model import ConferencePlan, ParticipantPlan
-from engine.domain.planning import AccountLimits, validate_participant, validate_plan
+from engine.domain.numberplan import NumberPlan
+from engine.domain.planning import AccountLimits, AccountRules, validate_participant, validate_plan
 from engine.services.calls import now_utc
 from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
@@ -27,7 +29,18 @@ class PlanChecks:
 
     async def limits(self, owner_id: int) -> AccountLimits:
         """The account's limits; NotFound without the account, Forbidden when it is blocked."""
-        row = await self.repo.account_limits(owner_id)
+        return self._allowed(await self.repo.account_limits(owner_id))
+
+    async def rules(self, owner_id: int) -> AccountRules:
+        """The account's limits, number plan and language, read together (once per plan);
+        NotFound without the account, Forbidden when it is blocked."""
+        row, number_plan = await asyncio.gather(self.repo.account_limits(owner_id), self.plans.for_account(owner_id))
+        limits = self._allowed(row)
+        assert row is not None
+        return AccountRules(limits, number_plan, row.get("language") or "ru", bool(row["blocked"]))
+
+    @staticmethod
+    def _allowed(row: dict | None) -> AccountLimits:
         if row is None:
             raise NotFound("no such account")
         if row["blocked"]:
@@ -47,10 +60,14 @@ class PlanChecks:
         """Tell the toll-fraud guard (engine/services/operator.py) that an account was refused."""
         self.guard.hit(owner_id, limit, detail)
 
-    async def checked_plan(self, owner_id: int, plan: ConferencePlan, limits: AccountLimits) -> ConferencePlan:
-        """validate_plan with the account's number plan; refusals are reported to the guard."""
+    async def checked_plan(self, owner_id: int, plan: ConferencePlan, limits: AccountLimits,
+                           number_plan: NumberPlan | None = None) -> ConferencePlan:
+        """validate_plan with the account's number plan (read unless given); refusals are
+        reported to the guard."""
+        if number_plan is None:
+            number_plan = await self.plans.for_account(owner_id)
         try:
-            return validate_plan(plan, limits, await self.plans.for_account(owner_id))
+            return validate_plan(plan, limits, number_plan)
         except LimitExceeded as exc:
             self._limit_hit(owner_id, "max_participants", str(exc))
             raise

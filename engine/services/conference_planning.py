@@ -10,7 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
-from engine.adapters.db.conferences import OverLimit
+from engine.adapters.db.conferences import LogEntry, OverLimit
 from engine.config import Settings
 from engine.domain.errors import LimitExceeded, StateConflict, ValidationError, VersionConflict
 from engine.domain.model import (
@@ -43,21 +43,25 @@ class ConferencePlanning:
         self.lifecycle = lifecycle
 
     async def plan(self, owner_id: int, plan: ConferencePlan) -> Conference:
-        """Validate and store a conference; an immediate plan (start None) starts at once."""
-        limits = await self.checks.limits(owner_id)
-        checked = await self.checks.checked_plan(owner_id, plan, limits)
+        """Validate and store a conference; an immediate plan (start None) starts at once: on one
+        media node it is stored running, and its dial-out follows the insert's commit."""
+        rules = await self.checks.rules(owner_id)
+        checked = await self.checks.checked_plan(owner_id, plan, rules.limits, rules.number_plan)
         immediate = checked.start is None
         starts_at = now_utc() if immediate else checked.start
         if not immediate:
             self.checks.refuse_past_start(starts_at)
         ends_at = starts_at + self.records.minutes(checked.duration_minutes)
-        language = await self.checks.language(owner_id, checked.language)
+        language = checked.language or rules.language
+        # one media node: an immediate conference is stored running (nothing to place it on)
+        open_now = immediate and self.placement is None
+        actor = actor_of(owner_id)
         participants = [{"number": p.number, "name": p.name, "email": p.email, "role": str(p.role),
                          "node_id": self.settings.node_id} for p in checked.participants]
         if immediate and self.placement is not None and not await self.placement.fits(checked.max_participants):
             raise StateConflict("no media node has %(seats)d free seats now; plan fewer participants or try later",
                                 seats=checked.max_participants)
-        conference = None
+        conference, grant = None, None
         for _ in range(20):
             chair_pin, guest_pin = generate_pins(self.settings.pin_length)
             fields = {
@@ -73,8 +77,18 @@ class ConferencePlanning:
                 "reminder_minutes": checked.reminder_minutes, "language": language,
                 "notify_participants": checked.notify_participants, "recording": checked.recording,
             }
+            scheduled = LogEntry("conference.scheduled", actor, {
+                "subject": checked.subject, "immediate": immediate, "starts_at": starts_at.isoformat(),
+                "participants": len(participants)})
+            events = [scheduled]
+            if open_now:
+                fields.update(state=ConferenceState.RUNNING, started_at=starts_at)
+                events.append(LogEntry("conference.started", "engine", {"late_seconds": 0.0}))
             try:
-                conference = await self.repo.insert_conference(fields, participants)
+                if open_now:
+                    conference, grant = await self.lifecycle.store_open(fields, participants, events, rules)
+                else:
+                    conference = await self.repo.insert_conference(fields, participants, events)
                 break
             except asyncpg.UniqueViolationError:
                 continue  # the random conference number is in use: draw another
@@ -82,11 +96,9 @@ class ConferencePlanning:
                 raise self.checks.concurrency_refused(owner_id, exc) from None
         if conference is None:
             raise LimitExceeded("no free conference number; try again later")
-        await self.repo.log_event(conference.id, "conference.scheduled", actor=actor_of(owner_id),
-                                  detail={"subject": conference.subject, "immediate": immediate,
-                                          "starts_at": conference.starts_at.isoformat(),
-                                          "participants": len(participants)})
-        if immediate:
+        if open_now:
+            await self.lifecycle.opened(conference, grant, rules)
+        elif immediate:  # several media nodes: the start places it on one
             # the start does not wait for the bus's slower listeners (mail, audit) of the plan;
             # gather begins the publish first, so every listener hears of the plan before the start
             outcomes = await asyncio.gather(

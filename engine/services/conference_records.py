@@ -5,6 +5,7 @@ life cycle."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -41,8 +42,14 @@ class ConferenceRecords:
 
     async def publish(self, kind: str, conference: Conference, participant_id: int | None = None,
                       **data: Any) -> None:
-        await self.bus.publish(DomainEvent(kind=kind, conference_id=conference.id, owner_id=conference.owner_id,
-                                           participant_id=participant_id, data=data))
+        await self.deliver(kind, conference, participant_id, **data)
+
+    def deliver(self, kind: str, conference: Conference, participant_id: int | None = None,
+                **data: Any) -> Awaitable[None]:
+        """Publish now to the plain subscribers (the console); the returned awaitable runs the
+        asynchronous ones (mail, audit, metrics: EventBus.deliver)."""
+        return self.bus.deliver(DomainEvent(kind=kind, conference_id=conference.id, owner_id=conference.owner_id,
+                                            participant_id=participant_id, data=data))
 
     async def owned(self, owner_id: int | None, conference_id: int, with_participants: bool = True) -> Conference:
         """The conference when ``owner_id`` owns it (None: the operator, who sees every one)."""

@@ -23,12 +23,13 @@ from engine.adapters.asterisk import (
     Ringing,
 )
 from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS, failure_from, is_dialout_id, new_dialout_id
-from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, SlotRequest
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, LogEntry, SlotGrant, SlotRequest
 from engine.config import Settings
 from engine.domain.dialout import LIMIT_WHY, limit_refusal, should_retry
 from engine.domain.errors import AmiError, Forbidden, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
 from engine.domain.numberplan import NumberPlan
+from engine.domain.planning import AccountRules
 from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
 from engine.services.pacer import Pacer
@@ -79,6 +80,8 @@ class DialOutService:
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._tasks: set[asyncio.Task] = set()
+        self._to_ring: dict[int, asyncio.Future[bool]] = {}  # participant id -> its write's outcome
+        self._ringing_writer: asyncio.Task | None = None
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -124,6 +127,30 @@ class DialOutService:
         grant = await self.slots.claim(conference.owner_id, conference.id, requests,
                                        system_cap=self.max_concurrent_calls, from_states=DIALABLE_STATES,
                                        actor=actor, all_or_nothing=strict_rate)
+        return await self._dispatch(conference, wanted, grant, number_plan, strict_rate=strict_rate)
+
+    async def claim_new(self, fields: dict[str, Any], participants: list[dict[str, Any]], events: list[LogEntry], *,
+                        rules: AccountRules, actor: str = "engine") -> tuple[Conference, SlotGrant]:
+        """Store an immediate conference, running, and claim a slot for each of its participants
+        within the limits, in one transaction (CallSlotRepository.open_and_claim): every call it
+        will make is durable before the first is sent (``dial_claimed`` sends them). Raises as
+        ConferenceRepository.insert_conference does; Forbidden for a blocked account."""
+        if rules.blocked:
+            raise Forbidden("the account is blocked")
+        return await self.slots.open_and_claim(fields, participants, events,
+                                               call_ids=[new_dialout_id() for _ in participants],
+                                               system_cap=self.max_concurrent_calls, actor=actor)
+
+    async def dial_claimed(self, conference: Conference, grant: SlotGrant, rules: AccountRules) -> list[int]:
+        """Dial what ``claim_new`` claimed (the rest fail with the limit named); returns the ids."""
+        wanted = [p for p in conference.participants if p.origin == "dialout"]
+        return await self._dispatch(conference, wanted, grant, rules.number_plan, strict_rate=False)
+
+    async def _dispatch(self, conference: Conference, wanted: list[Participant], grant: SlotGrant,
+                        number_plan: NumberPlan, *, strict_rate: bool) -> list[int]:
+        """After a claim: the console hears of each claimed call ('calling'), its dial is spawned,
+        then the bus's asynchronous listeners run while the Originates go out; the participants
+        the limits left out fail (or, ``strict_rate``, the whole request is refused)."""
         if grant.bound_by is not None:
             detail = f"{len(wanted)} wanted, {grant.room} left"
             if grant.bound_by != "system_concurrent_calls":
@@ -132,25 +159,28 @@ class DialOutService:
             if strict_rate:
                 raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
         self.states.remember(conference)
-        claimed = {p.id: p for p in grant.claimed}
-        queued = []
-        for participant, request in zip(wanted, requests, strict=True):
-            updated = claimed.get(participant.id)
-            if updated is None:
-                if grant.bound_by is not None:
+        dials: list[tuple[Participant, DialAttempt]] = []
+        listeners = []  # the asynchronous listeners of each 'calling', awaited once the dials are spawned
+        for updated in grant.claimed:
+            attempt = DialAttempt(updated.call_id or "", updated.id, conference.id, conference.owner_id,
+                                  conference.node_id, participant=updated)
+            self.attempts[attempt.call_id] = attempt
+            self.states.track_call(attempt.call_id)
+            listeners.append(self.states.deliver("participant.state", conference.id, conference.owner_id,
+                                                 updated.id, state="calling", reason=None, cause=None))
+            dials.append((updated, attempt))
+        for updated, attempt in dials:
+            self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{updated.id}")
+        for listening in listeners:
+            await listening
+        if grant.bound_by is not None:
+            claimed = {p.id for p in grant.claimed}
+            for participant in wanted:
+                if participant.id not in claimed:
                     await self.states.mark_failed(participant, conference.owner_id, FailureReason.ERROR, None,
                                                   detail={"why": LIMIT_WHY[grant.bound_by]},
                                                   only_states=DIALABLE_STATES)
-                continue
-            attempt = DialAttempt(request.call_id, participant.id, conference.id, conference.owner_id,
-                                  conference.node_id, participant=updated)
-            self.attempts[request.call_id] = attempt
-            self.states.track_call(request.call_id)
-            await self.states.publish("participant.state", conference.id, conference.owner_id, participant.id,
-                                      state="calling", reason=None, cause=None)
-            self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{participant.id}")
-            queued.append(participant.id)
-        return queued
+        return [updated.id for updated, _ in dials]
 
     async def _dial_one(self, conference: Conference, participant: Participant, attempt: DialAttempt,
                         number_plan: NumberPlan) -> None:
@@ -293,11 +323,35 @@ class DialOutService:
         attempt = self.attempts.get(event.call_id)
         if attempt is None or attempt.node_id != event.node_id:
             return
-        updated = await self.repo.update_participant(
-            attempt.participant_id, only_states=(ParticipantState.CALLING,), state=ParticipantState.RINGING)
-        if updated is not None:
+        if await self._mark_ringing(attempt.participant_id):
             await self.states.publish("participant.state", attempt.conference_id, attempt.owner_id,
                                       attempt.participant_id, state="ringing", reason=None, cause=None)
+
+    async def _mark_ringing(self, participant_id: int) -> bool:
+        """Store that the participant's call rings (when it is still calling). Calls that ring
+        together (a dial-out's burst) are written together: one statement at a time is in
+        flight, and the calls that start ringing meanwhile go in the next one."""
+        if participant_id in self._to_ring:
+            return False  # already on its way (its first ring is the one told)
+        waiter = self._to_ring[participant_id] = asyncio.get_running_loop().create_future()
+        if self._ringing_writer is None:
+            self._ringing_writer = self._spawn(self._write_ringing(), "dial-ringing")
+        return await asyncio.shield(waiter)
+
+    async def _write_ringing(self) -> None:
+        try:
+            while self._to_ring:
+                batch, self._to_ring = self._to_ring, {}
+                try:
+                    moved = await self.repo.mark_ringing(list(batch))
+                except Exception as exc:  # noqa: BLE001 - each waiting call sees the failure
+                    for waiter in batch.values():
+                        waiter.set_exception(exc)
+                    continue
+                for participant_id, waiter in batch.items():
+                    waiter.set_result(participant_id in moved)
+        finally:
+            self._ringing_writer = None
 
     def _hung_up(self, event: CallHungUp) -> bool:
         attempt = self.attempts.get(event.call_id)

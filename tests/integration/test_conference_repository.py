@@ -12,7 +12,9 @@ import asyncpg
 import pytest
 
 from engine.adapters.db import create_pool
-from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, OverLimit, SlotRequest
+from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, LogEntry, OverLimit, SlotRequest
+from engine.adapters.db.lease import Fence
+from engine.domain.errors import NotActiveEngine
 from engine.domain.model import Conference, Role
 from tests.support.database import new_database
 from tests.support.dialin_factories import random_caller, random_digits
@@ -141,3 +143,38 @@ async def test_claimed_slots_and_callers_read_as_participants(pool: asyncpg.Pool
     assert await repo.get_participant(caller.id) == caller
     assert (caller.origin, caller.state, caller.attempts, caller.role) == ("dialin", "calling", 1, "chair")
     assert await repo.seats_taken(conference.id) == 1  # the caller on its way in; a dial-out ringing is not seated
+
+
+async def test_an_immediate_plan_and_its_call_slots_are_one_commit(pool: asyncpg.Pool) -> None:
+    """A dial-out's durable intent: the running conference, its participants (as many calling as
+    the limits allow, the rest planned) and its log entries in one transaction; an engine without
+    the live lease token stores none of it."""
+    owner = await create_account(pool, max_dialouts_per_minute=2)
+    numbers = ("375290001021", "375290001022", "375290001023")
+    now = datetime.now(UTC)
+
+    def fields() -> dict:
+        return dict(owner_id=owner, subject="Now", node_id=NODE, room=f"veche-r{secrets.token_hex(6)}",
+                    conference_number=random_digits(9), chair_pin="1" + random_digits(5),
+                    guest_pin="2" + random_digits(5), starts_at=now, duration_minutes=30,
+                    ends_at=now + timedelta(minutes=30), max_participants=10, state="running", started_at=now)
+
+    plans = [dict(number=n, name="", node_id=NODE) for n in numbers]
+    events = [LogEntry("conference.scheduled", "test"), LogEntry("conference.started")]
+    fenced = CallSlotRepository(pool, Fence(enabled=True))  # holds no token: a standby
+    with pytest.raises(NotActiveEngine):
+        await fenced.open_and_claim(fields(), plans, events, call_ids=["x1", "x2", "x3"], system_cap=100, actor="t")
+    assert await pool.fetchval("SELECT count(*) FROM conferences WHERE owner_id = $1", owner) == 0
+
+    ids = [f"vo-{secrets.token_hex(6)}" for _ in numbers]
+    conference, grant = await CallSlotRepository(pool).open_and_claim(
+        fields(), plans, events, call_ids=ids, system_cap=100, actor="engine")
+    assert (conference.state, grant.bound_by, grant.room) == ("running", "max_dialouts_per_minute", 2)
+    stored = await ConferenceRepository(pool).get(conference.id)
+    assert stored is not None and stored.participants == conference.participants
+    assert [(p.number, p.state, p.call_id, p.attempts) for p in stored.participants] == [
+        (numbers[0], "calling", ids[0], 1), (numbers[1], "calling", ids[1], 1), (numbers[2], "planned", None, 0)]
+    log = await ConferenceRepository(pool).events(conference.id)
+    assert [e["kind"] for e in log] == ["conference.scheduled", "conference.started", "participant.dialing",
+                                        "participant.dialing"]
+    assert [e["detail"].get("number") for e in log[2:]] == list(numbers[:2])

@@ -16,7 +16,7 @@ from typing import Any
 from engine.adapters.asterisk import MediaNode, MediaNodes
 from engine.adapters.asterisk.ami import AmiEvent
 from engine.adapters.asterisk.contract import ANNOUNCER_PREFIX
-from engine.adapters.db.conferences import SlotGrant, SlotRequest
+from engine.adapters.db.conferences import LogEntry, SlotGrant, SlotRequest
 from engine.adapters.db.lease import Fence
 from engine.config import Settings
 from engine.domain.errors import AmiError
@@ -168,6 +168,14 @@ class FakeConferenceRepo:
         updated = self.participants_by_id[participant_id] = replace(current, **changes)
         return updated
 
+    async def mark_ringing(self, participant_ids: Sequence[int]) -> set[int]:
+        moved = set()
+        for participant_id in participant_ids:
+            if await self.update_participant(participant_id, only_states=(ParticipantState.CALLING,),
+                                             state=ParticipantState.RINGING) is not None:
+                moved.add(participant_id)
+        return moved
+
     async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
                           muted: bool) -> Participant | None:
         current = self.participants_by_id.get(participant_id)
@@ -251,12 +259,16 @@ class FakeConferenceRepo:
             return None
         return await self.transition(conference_id, [ConferenceState.SCHEDULED], to_state, **changes)
 
-    async def insert_conference(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]]) -> Conference:
+    async def insert_conference(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]],
+                                events: Sequence[LogEntry] = ()) -> Conference:
         """A new conference row (participants are not kept: the rules under test do not read them)."""
-        known = set(Conference.__dataclass_fields__)
+        known = set(Conference.__dataclass_fields__) - {"state"}
         conference = Conference(id=max(self.conferences, default=0) + 1, extended_minutes=0, locked=False,
-                                state=ConferenceState.SCHEDULED, **{k: v for k, v in fields.items() if k in known})
+                                state=ConferenceState(fields.get("state", ConferenceState.SCHEDULED)),
+                                **{k: v for k, v in fields.items() if k in known})
         self.conferences[conference.id] = conference
+        for entry in events:
+            await self.log_event(conference.id, entry.kind, actor=entry.actor, detail=entry.detail)
         return conference
 
     async def transition(self, conference_id: int, from_states: Iterable[str], to_state: str,

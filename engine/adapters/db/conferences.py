@@ -55,6 +55,15 @@ _PART_RETURNING = ", ".join(f"p.{column}" for column in PARTICIPANT_COLUMNS)
 SYSTEM_CALLS_LOCK = 0x76656368_0011
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """One conference event-log entry written together with the change it records."""
+
+    kind: str
+    actor: str = "engine"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
     """A write refused because a limit checked inside its transaction was reached."""
 
@@ -94,22 +103,35 @@ class ConferenceRepository:
 
     # ------------------------------------------------------------------ conferences
 
-    async def insert_conference(self, fields: dict[str, Any],
-                                participants: Iterable[dict[str, Any]] = ()) -> Conference:
-        """Insert a conference and its planned participants in one transaction, atomically within
-        the owner's limit of concurrent conferences: the owner's account row is locked, the
-        conferences overlapping the new one's time are counted and the insert happens only below
-        ``max_concurrent_conferences`` (else OverLimit). Raises asyncpg.UniqueViolationError when
-        the conference number or room is taken."""
+    async def insert_conference(self, fields: dict[str, Any], participants: Iterable[dict[str, Any]] = (),
+                                events: Sequence[LogEntry] = ()) -> Conference:
+        """Insert a conference, its planned participants and its first event-log ``events`` in one
+        transaction, atomically within the owner's limit of concurrent conferences: the owner's
+        account row is locked, the conferences overlapping the new one's time are counted and the
+        insert happens only below ``max_concurrent_conferences`` (else OverLimit). Raises
+        asyncpg.UniqueViolationError when the conference number or room is taken."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self.insert_rows(conn, fields, participants, events)
+
+    @classmethod
+    async def insert_rows(cls, conn: asyncpg.Connection, fields: dict[str, Any],
+                          participants: Iterable[dict[str, Any]] = (), events: Sequence[LogEntry] = ()) -> Conference:
+        """``insert_conference`` inside the caller's transaction."""
         columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
         placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self._check_overlap(conn, fields["owner_id"], fields["starts_at"], fields["ends_at"], None)
-            row = await conn.fetchrow(
-                f"INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
-                f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
-            conference = conference_from_row(row)
-            conference.participants.extend(await self._insert_planned(conn, conference.id, list(participants)))
+        await cls._check_overlap(conn, fields["owner_id"], fields["starts_at"], fields["ends_at"], None)
+        row = await conn.fetchrow(
+            f"INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
+            f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
+        conference = conference_from_row(row)
+        conference.participants.extend(await cls._insert_planned(conn, conference.id, list(participants)))
+        if events:
+            await conn.execute(
+                "INSERT INTO conference_events (conference_id, kind, actor, detail) "
+                "SELECT $1, e.kind, e.actor, e.detail::jsonb "
+                "FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(kind, actor, detail, n) "
+                "ORDER BY e.n", conference.id, [e.kind for e in events], [e.actor for e in events],
+                [json.dumps(e.detail, default=str) for e in events])
         return conference
 
     @staticmethod
@@ -512,6 +534,15 @@ class ConferenceRepository:
             participant_id, states, *values)
         return participant_from_row(row) if row else None
 
+    async def mark_ringing(self, participant_ids: Sequence[int]) -> set[int]:
+        """Move the given participants that are still calling to ringing, in one statement; the
+        ids of those moved (ids bound as text[], whose codec asyncpg has without asking)."""
+        rows = await self.pool.fetch(
+            "UPDATE participants SET state = 'ringing', updated_at = now() "
+            "WHERE id = ANY($1::text[]::bigint[]) AND state = 'calling' RETURNING id",
+            [str(i) for i in participant_ids])
+        return {row["id"] for row in rows}
+
     async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
                           muted: bool) -> Participant | None:
         """A call reached the room: state connected (joined_at, channel unless None, muted) and
@@ -645,61 +676,93 @@ class CallSlotRepository:
         'participant.dialing' event written, all in this one transaction. With
         ``all_or_nothing`` nothing is taken unless every request fits. An engine that does not
         hold the leader lease's live token takes nothing (NotActiveEngine)."""
-        grant = SlotGrant()
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._claim(conn, owner_id, conference_id, requests, system_cap=system_cap,
+                                     from_states=from_states, actor=actor, all_or_nothing=all_or_nothing,
+                                     window_seconds=window_seconds)
+
+    async def open_and_claim(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]],
+                             events: Sequence[LogEntry], *, call_ids: Sequence[str], system_cap: int,
+                             actor: str) -> tuple[Conference, SlotGrant]:
+        """Insert a conference (ConferenceRepository.insert_conference: within the owner's
+        concurrent conferences) and claim a slot for each of its participants, the i-th dialled
+        as ``call_ids[i]``, in order as far as the limits allow (``claim`` without all or
+        nothing), in one transaction: a dial-out's whole durable intent in one commit. The
+        conference is returned with its participants as stored (the claimed ones calling)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await self.fence.check(conn)
-            account = await conn.fetchrow(
-                "SELECT max_concurrent_calls, max_dialouts_per_minute FROM accounts WHERE id = $1 "
-                "FOR NO KEY UPDATE", owner_id)
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", SYSTEM_CALLS_LOCK)
-            system_live = await conn.fetchval(
-                "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-                "WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($1)",
-                list(LIVE_PARTICIPANT_STATES))
-            rooms = {"system_concurrent_calls": system_cap - system_live}
-            grant.limits["system_concurrent_calls"] = system_cap
-            if account is not None:
-                account_live = await conn.fetchval(
-                    "SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-                    "WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
-                    "AND p.state = ANY($2)", owner_id, list(LIVE_PARTICIPANT_STATES))
-                recent = await conn.fetchval(
-                    "SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
-                    "WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
-                    "AND e.at > clock_timestamp() - make_interval(secs => $2)", owner_id, float(window_seconds))
-                rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - recent
-                rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - account_live
-                grant.limits["max_dialouts_per_minute"] = account["max_dialouts_per_minute"]
-                grant.limits["max_concurrent_calls"] = account["max_concurrent_calls"]
-            # the tightest limit binds; on a tie the account's own limit is named
-            order = ("max_dialouts_per_minute", "max_concurrent_calls", "system_concurrent_calls")
-            bound_by = min(rooms, key=lambda k: (rooms[k], order.index(k)))
-            grant.room = max(0, rooms[bound_by])
-            if grant.room < len(requests):
-                grant.bound_by = bound_by
-                if all_or_nothing:
-                    return grant
-            taken = list(requests[:grant.room])
-            if not taken:
+            conference = await ConferenceRepository.insert_rows(conn, fields, participants, events)
+            requests = [SlotRequest(p.id, call_id, p.attempts + 1, p.node_id or conference.node_id, p.number)
+                        for p, call_id in zip(conference.participants, call_ids, strict=True)]
+            grant = await self._claim(conn, conference.owner_id, conference.id, requests, system_cap=system_cap,
+                                      from_states=(ParticipantState.PLANNED,), actor=actor, all_or_nothing=False,
+                                      fenced=True)
+        claimed = {p.id: p for p in grant.claimed}
+        conference.participants = [claimed.get(p.id, p) for p in conference.participants]
+        return conference, grant
+
+    async def _claim(self, conn: asyncpg.Connection, owner_id: int, conference_id: int,
+                     requests: Sequence[SlotRequest], *, system_cap: int, from_states: Sequence[str], actor: str,
+                     all_or_nothing: bool, window_seconds: float = 60.0, fenced: bool = False) -> SlotGrant:
+        grant = SlotGrant()
+        if not fenced:
+            await self.fence.check(conn)
+        account = await conn.fetchrow(
+            "SELECT max_concurrent_calls, max_dialouts_per_minute FROM accounts WHERE id = $1 "
+            "FOR NO KEY UPDATE", owner_id)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SYSTEM_CALLS_LOCK)
+        # counted after both locks are held (a statement of its own: it sees every claim
+        # committed before them)
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+            "        WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($2)) AS system_live, "
+            "       (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+            "        WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
+            "        AND p.state = ANY($2)) AS account_live, "
+            "       (SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
+            "        WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
+            "        AND e.at > clock_timestamp() - make_interval(secs => $3)) AS recent",
+            owner_id, list(LIVE_PARTICIPANT_STATES), float(window_seconds))
+        rooms = {"system_concurrent_calls": system_cap - counts["system_live"]}
+        grant.limits["system_concurrent_calls"] = system_cap
+        if account is not None:
+            rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - counts["recent"]
+            rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - counts["account_live"]
+            grant.limits["max_dialouts_per_minute"] = account["max_dialouts_per_minute"]
+            grant.limits["max_concurrent_calls"] = account["max_concurrent_calls"]
+        # the tightest limit binds; on a tie the account's own limit is named
+        order = ("max_dialouts_per_minute", "max_concurrent_calls", "system_concurrent_calls")
+        bound_by = min(rooms, key=lambda k: (rooms[k], order.index(k)))
+        grant.room = max(0, rooms[bound_by])
+        if grant.room < len(requests):
+            grant.bound_by = bound_by
+            if all_or_nothing:
                 return grant
-            rows = await conn.fetch(
-                "UPDATE participants p SET state = 'calling', call_id = r.call_id, channel = NULL, "
-                "failure_reason = NULL, hangup_cause = NULL, attempts = r.attempts, node_id = r.node_id, "
-                "talking = false, muted = false, updated_at = now() "
-                "FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) AS r(id, call_id, attempts, node_id) "
-                f"WHERE p.id = r.id AND p.state = ANY($5) RETURNING {_PART_RETURNING}",
-                [r.participant_id for r in taken], [r.call_id for r in taken], [r.attempts for r in taken],
-                [r.node_id for r in taken], list(from_states))
-            by_id = {row["id"]: participant_from_row(row) for row in rows}  # some may have moved on meanwhile
-            dialled = [r for r in taken if r.participant_id in by_id]
-            grant.claimed = [by_id[r.participant_id] for r in dialled]
-            await conn.execute(
-                "INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
-                "SELECT $1, 'participant.dialing', $2, r.id, "
-                "jsonb_build_object('number', r.number, 'attempt', r.attempt) "
-                "FROM unnest($3::bigint[], $4::text[], $5::int[]) WITH ORDINALITY AS r(id, number, attempt, n) "
-                "ORDER BY r.n", conference_id, actor, [r.participant_id for r in dialled],
-                [r.number for r in dialled], [r.attempts for r in dialled])
+        taken = list(requests[:grant.room])
+        if not taken:
+            return grant
+        # The participants move and their 'participant.dialing' entries are written in one
+        # statement. Ids and attempts travel as text[]: asyncpg knows that codec without asking
+        # the server, while its first bigint[] or int[] on a pooled connection costs a
+        # catalogue query of its own (5-20 ms), and this statement stands between a plan and
+        # its first Originate.
+        rows = await conn.fetch(
+            "WITH r AS (SELECT r.id::bigint AS id, r.call_id, r.attempts::int AS attempts, r.node_id, r.n "
+            "           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY "
+            "           AS r(id, call_id, attempts, node_id, n)), "
+            "moved AS (UPDATE participants p SET state = 'calling', call_id = r.call_id, channel = NULL, "
+            "          failure_reason = NULL, hangup_cause = NULL, attempts = r.attempts, node_id = r.node_id, "
+            "          talking = false, muted = false, updated_at = now() "
+            f"          FROM r WHERE p.id = r.id AND p.state = ANY($5) RETURNING {_PART_RETURNING}, r.n), "
+            "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+            "           SELECT $6, 'participant.dialing', $7, m.id, "
+            "           jsonb_build_object('number', m.number, 'attempt', m.attempts) FROM moved m ORDER BY m.n) "
+            "SELECT * FROM moved ORDER BY n",
+            [str(r.participant_id) for r in taken], [r.call_id for r in taken],
+            [str(r.attempts) for r in taken], [r.node_id for r in taken], list(from_states),
+            conference_id, actor)
+        by_id = {row["id"]: participant_from_row(row) for row in rows}  # some may have moved on meanwhile
+        grant.claimed = [by_id[r.participant_id] for r in taken if r.participant_id in by_id]
         return grant
 
     async def live_calls(self, owner_id: int | None = None) -> int:
