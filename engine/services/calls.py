@@ -33,12 +33,13 @@ from engine.adapters.asterisk import (
     Talking,
 )
 from engine.adapters.asterisk.contract import PROMPTS, ROOM_EXTRA_MEMBERS
-from engine.adapters.db.conferences import ConferenceRepository, LogEntry, SlotGrant
+from engine.adapters.db.conferences import ConferenceRepository, Joined, LogEntry, SlotGrant
 from engine.config import Settings
 from engine.domain.errors import AmiError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.planning import AccountRules
 from engine.domain.speech import Announcement
+from engine.services.batches import Coalescer
 from engine.services.dialout import DialOutService
 from engine.services.lanes import Lanes
 from engine.services.participant_states import IN_CALL_STATES, ParticipantStates, now_utc
@@ -66,6 +67,8 @@ class CallService:
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
         self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
+        # calls that join together (a dial-out's burst) are stored connected in one statement
+        self._joins: Coalescer[int, Joined, Participant | None] = Coalescer(self.repo.mark_joined, missing=None)
         self._lanes = Lanes("tracker")
         self._writes = Lanes("talking")  # per participant id: talking writes behind the console's news
         self._talk_seq: dict[int, int] = {}  # participant id -> number of its latest talking change
@@ -80,6 +83,7 @@ class CallService:
         self.nodes.unsubscribe(self._submit)
         await self._lanes.close()
         await self._writes.close()
+        await self._joins.close()
 
     async def settled(self) -> None:
         """Return once every event received so far has been handled and written."""
@@ -227,7 +231,7 @@ class CallService:
         participant = dialled or await self._participant_of(event)
         if participant is None:
             return
-        updated = await self.repo.mark_joined(participant.id, now_utc(), channel=event.channel, muted=event.muted)
+        updated = await self._joins.submit(participant.id, Joined(now_utc(), event.channel, event.muted))
         if updated is None:
             return
         self._known[event.call_id] = participant.id

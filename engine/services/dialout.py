@@ -30,6 +30,7 @@ from engine.domain.errors import AmiError, Forbidden, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
 from engine.domain.numberplan import NumberPlan
 from engine.domain.planning import AccountRules
+from engine.services.batches import Coalescer
 from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
 from engine.services.pacer import Pacer
@@ -80,12 +81,13 @@ class DialOutService:
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._tasks: set[asyncio.Task] = set()
-        self._to_ring: dict[int, asyncio.Future[bool]] = {}  # participant id -> its write's outcome
-        self._ringing_writer: asyncio.Task | None = None
+        # calls that start ringing together (a dial-out's burst) are stored ringing in one statement
+        self._ring_writes: Coalescer[int, None, bool] = Coalescer(self._write_ringing, missing=False)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        await self._ring_writes.close()
         await self.pacer.close()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -328,30 +330,15 @@ class DialOutService:
                                       attempt.participant_id, state="ringing", reason=None, cause=None)
 
     async def _mark_ringing(self, participant_id: int) -> bool:
-        """Store that the participant's call rings (when it is still calling). Calls that ring
-        together (a dial-out's burst) are written together: one statement at a time is in
-        flight, and the calls that start ringing meanwhile go in the next one."""
-        if participant_id in self._to_ring:
-            return False  # already on its way (its first ring is the one told)
-        waiter = self._to_ring[participant_id] = asyncio.get_running_loop().create_future()
-        if self._ringing_writer is None:
-            self._ringing_writer = self._spawn(self._write_ringing(), "dial-ringing")
-        return await asyncio.shield(waiter)
+        """Store that the participant's call rings (when it is still calling); False when it was
+        not calling or its ring is already on its way (its first ring is the one told)."""
+        if self._ring_writes.waiting(participant_id):
+            return False
+        return await self._ring_writes.submit(participant_id, None)
 
-    async def _write_ringing(self) -> None:
-        try:
-            while self._to_ring:
-                batch, self._to_ring = self._to_ring, {}
-                try:
-                    moved = await self.repo.mark_ringing(list(batch))
-                except Exception as exc:  # noqa: BLE001 - each waiting call sees the failure
-                    for waiter in batch.values():
-                        waiter.set_exception(exc)
-                    continue
-                for participant_id, waiter in batch.items():
-                    waiter.set_result(participant_id in moved)
-        finally:
-            self._ringing_writer = None
+    async def _write_ringing(self, batch: dict[int, None]) -> dict[int, bool]:
+        moved = await self.repo.mark_ringing(list(batch))
+        return {participant_id: True for participant_id in moved}
 
     def _hung_up(self, event: CallHungUp) -> bool:
         attempt = self.attempts.get(event.call_id)

@@ -20,6 +20,7 @@ from engine.config import Settings
 from engine.domain import recording as rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, state_refusal
+from engine.services.batches import Coalescer
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import CallService, now_utc
 from engine.services.recording_files import purge_expired, remove, settled_raw_file, to_ogg
@@ -41,6 +42,8 @@ class RecordingService:
         self.calls = calls
         self._stopping: set[str] = set()  # recorder call ids the engine hung up on purpose
         self._tasks: set[asyncio.Task] = set()
+        # whether a room is recorded, asked by every join: the joins of a burst share one query
+        self._recorded: Coalescer[str, None, bool] = Coalescer(self._recorded_rooms, missing=False)
 
     @property
     def directory(self) -> Path:
@@ -62,6 +65,10 @@ class RecordingService:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._recorded.close()
+
+    async def _recorded_rooms(self, rooms: dict[str, None]) -> dict[str, bool]:
+        return dict.fromkeys(await self.repo.recorded_rooms(rooms), True)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
@@ -191,7 +198,7 @@ class RecordingService:
     async def _on_join(self, event: ParticipantJoined, uid: str) -> None:
         """Whoever joins a recorded room hears that it is recorded; when the recorder itself
         joins, the whole room hears it."""
-        if event.announcer or not await self.repo.recording_in_room(event.room):
+        if event.announcer or not await self._recorded.submit(event.room, None):
             return
         conference = await self.conferences.get_by_room(event.room)
         if conference is None or conference.node_id != event.node_id or conference.state != ConferenceState.RUNNING:

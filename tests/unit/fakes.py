@@ -7,7 +7,7 @@ records what the service asked of it; none of them speaks Asterisk or SQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -16,7 +16,7 @@ from typing import Any
 from engine.adapters.asterisk import MediaNode, MediaNodes
 from engine.adapters.asterisk.ami import AmiEvent
 from engine.adapters.asterisk.contract import ANNOUNCER_PREFIX
-from engine.adapters.db.conferences import LogEntry, SlotGrant, SlotRequest
+from engine.adapters.db.conferences import Joined, LogEntry, SlotGrant, SlotRequest
 from engine.adapters.db.lease import Fence
 from engine.config import Settings
 from engine.domain.errors import AmiError
@@ -176,19 +176,21 @@ class FakeConferenceRepo:
                 moved.add(participant_id)
         return moved
 
-    async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
-                          muted: bool) -> Participant | None:
-        current = self.participants_by_id.get(participant_id)
-        if current is None:
-            return None
-        updated = await self.update_participant(participant_id, state=ParticipantState.CONNECTED, joined_at=at,
-                                                left_at=None, channel=channel or current.channel,
-                                                failure_reason=None, muted=muted)
-        assert updated is not None
-        await self.log_event(updated.conference_id, "participant.joined", participant_id=participant_id,
-                             detail={"number": updated.number, "origin": str(updated.origin),
-                                     "role": str(updated.role)})
-        return updated
+    async def mark_joined(self, joins: Mapping[int, Joined]) -> dict[int, Participant]:
+        stored = {}
+        for participant_id, join in joins.items():
+            current = self.participants_by_id.get(participant_id)
+            if current is None:
+                continue
+            updated = await self.update_participant(
+                participant_id, state=ParticipantState.CONNECTED, joined_at=join.at, left_at=None,
+                channel=join.channel or current.channel, failure_reason=None, muted=join.muted)
+            assert updated is not None
+            await self.log_event(updated.conference_id, "participant.joined", participant_id=participant_id,
+                                 detail={"number": updated.number, "origin": str(updated.origin),
+                                         "role": str(updated.role)})
+            stored[participant_id] = updated
+        return stored
 
     async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
         return await self.update_participant(participant_id, only_states=(ParticipantState.CONNECTED,),

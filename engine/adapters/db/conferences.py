@@ -8,7 +8,7 @@ module; the conferences it materialises are rows of this one and are queried her
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -62,6 +62,15 @@ class LogEntry:
     kind: str
     actor: str = "engine"
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A call that reached its room, as ``mark_joined`` stores it."""
+
+    at: datetime
+    channel: str | None  # None: the stored channel stays
+    muted: bool
 
 
 class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
@@ -518,8 +527,8 @@ class ConferenceRepository:
     async def live_call_ids(self) -> list[str]:
         """The call ids of the participants calling, ringing or in a room."""
         rows = await self.pool.fetch(
-            "SELECT call_id FROM participants WHERE call_id IS NOT NULL "
-            "AND state IN ('calling', 'ringing', 'connected')")
+            "SELECT call_id FROM participants WHERE call_id IS NOT NULL AND state = ANY($1::text[])",
+            list(LIVE_PARTICIPANT_STATES))
         return [row["call_id"] for row in rows]
 
     async def update_participant(self, participant_id: int, *, only_states: Iterable[str] | None = None,
@@ -543,19 +552,26 @@ class ConferenceRepository:
             [str(i) for i in participant_ids])
         return {row["id"] for row in rows}
 
-    async def mark_joined(self, participant_id: int, at: datetime, *, channel: str | None,
-                          muted: bool) -> Participant | None:
-        """A call reached the room: state connected (joined_at, channel unless None, muted) and
-        the ``participant.joined`` log entry (number, origin, role), in one statement."""
-        row = await self.pool.fetchrow(
-            "WITH joined AS (UPDATE participants SET state = 'connected', joined_at = $2, left_at = NULL, "
-            "channel = COALESCE($3, channel), failure_reason = NULL, muted = $4, updated_at = now() "
-            f"WHERE id = $1 RETURNING {_PART_SELECT}), "
+    async def mark_joined(self, joins: Mapping[int, Joined]) -> dict[int, Participant]:
+        """Calls that reached their rooms: each participant connected (joined_at, channel unless
+        None, muted) with its ``participant.joined`` log entry (number, origin, role), all in one
+        statement (bound as text[], whose codec asyncpg has without asking); the participants
+        stored, by id."""
+        ids = list(joins)
+        rows = await self.pool.fetch(
+            "WITH j AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) "
+            "AS j(j_id, j_at, j_channel, j_muted)), "
+            "joined AS (UPDATE participants SET state = 'connected', joined_at = j.j_at::timestamptz, "
+            "left_at = NULL, channel = COALESCE(j.j_channel, channel), failure_reason = NULL, "
+            "muted = j.j_muted::boolean, updated_at = now() "
+            f"FROM j WHERE id = j.j_id::bigint RETURNING {_PART_SELECT}), "
             "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
             "SELECT conference_id, 'participant.joined', 'engine', id, "
             "jsonb_build_object('number', number, 'origin', origin, 'role', role) FROM joined) "
-            f"SELECT {_PART_SELECT} FROM joined", participant_id, at, channel, muted)
-        return participant_from_row(row) if row else None
+            f"SELECT {_PART_SELECT} FROM joined",
+            [str(i) for i in ids], [joins[i].at.isoformat() for i in ids], [joins[i].channel for i in ids],
+            [str(joins[i].muted).lower() for i in ids])
+        return {row["id"]: participant_from_row(row) for row in rows}
 
     async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
         """A connected participant left: state left, left_at, connected time added."""

@@ -4,6 +4,7 @@ conference's recording error it reports are asked of their aggregates' repositor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -67,11 +68,12 @@ class RecordingRepository:
             f"ORDER BY id DESC LIMIT 1", conference_id)
         return dict(row) if row else None
 
-    async def recording_in_room(self, room: str) -> bool:
-        """Whether the running conference in ``room`` is being recorded."""
-        return bool(await self.pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM recordings r JOIN conferences c ON c.id = r.conference_id "
-            "WHERE c.room = $1 AND c.state = 'running' AND r.state = 'recording')", room))
+    async def recorded_rooms(self, rooms: Iterable[str]) -> set[str]:
+        """Which of ``rooms`` hold a running conference that is being recorded."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT c.room FROM recordings r JOIN conferences c ON c.id = r.conference_id "
+            "WHERE c.room = ANY($1::text[]) AND c.state = 'running' AND r.state = 'recording'", list(rooms))
+        return {row["room"] for row in rows}
 
     async def of_conferences(self, conference_ids: list[int], owner_id: int | None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(

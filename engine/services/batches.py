@@ -1,0 +1,67 @@
+"""Writes that arrive together go to the database together: a dial-out's burst makes its calls
+ring and join within milliseconds of each other, and one statement for all of them costs the
+shared cores far less than one each (the engine and Asterisk compete for the same CPUs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Coalescer(Generic[Key, Item, Result]):
+    """One write in flight at a time; the items submitted meanwhile go into the next one.
+    ``write`` gets {key: item} and returns {key: result} (a key left out gets ``missing``). An
+    item submitted again while its key waits keeps its first submission's place and result."""
+
+    def __init__(self, write: Callable[[dict[Key, Item]], Awaitable[dict[Key, Result]]], missing: Result) -> None:
+        self._write = write
+        self._missing = missing
+        self._waiting: dict[Key, tuple[Item, asyncio.Future[Result]]] = {}
+        self._writer: asyncio.Task[None] | None = None
+
+    def waiting(self, key: Key) -> bool:
+        """Whether ``key`` waits for a write that has not finished."""
+        return key in self._waiting
+
+    async def submit(self, key: Key, item: Item) -> Result:
+        """The result of writing ``item``, once the write that took it is done."""
+        queued = self._waiting.get(key)
+        if queued is None:
+            queued = self._waiting[key] = (item, asyncio.get_running_loop().create_future())
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain(), name="coalesced-write")
+        return await asyncio.shield(queued[1])
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    results = await self._write({key: item for key, (item, _) in batch.items()})
+                except Exception as exc:  # noqa: BLE001 - every waiting submitter sees the failure
+                    for _, waiter in batch.values():
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                for key, (_, waiter) in batch.items():
+                    if not waiter.done():
+                        waiter.set_result(results.get(key, self._missing))
+        finally:
+            self._writer = None
+
+    async def close(self) -> None:
+        """Stop a write in flight (its submitters see it cancelled)."""
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+        for _, waiter in self._waiting.values():
+            waiter.cancel()
+        self._waiting.clear()

@@ -1,0 +1,68 @@
+"""Writes that arrive together go together (engine/services/batches.py Coalescer): one write in
+flight, the items submitted meanwhile in the next one, each submitter gets its own result."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.services.batches import Coalescer
+
+
+async def test_items_submitted_while_a_write_is_in_flight_go_into_the_next_one() -> None:
+    writes: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def write(batch: dict[int, str]) -> dict[int, str]:
+        writes.append(sorted(batch))
+        if len(writes) == 1:
+            await gate.wait()
+        return {key: item.upper() for key, item in batch.items() if key != 3}
+
+    coalescer: Coalescer[int, str, str | None] = Coalescer(write, missing=None)
+    first = asyncio.ensure_future(coalescer.submit(1, "a"))
+    await asyncio.sleep(0.01)  # the first write is in flight
+    rest = [asyncio.ensure_future(coalescer.submit(key, item)) for key, item in ((2, "b"), (3, "c"), (4, "d"))]
+    await asyncio.sleep(0.01)
+    assert coalescer.waiting(2) and not coalescer.waiting(1)
+    gate.set()
+    assert await first == "A"
+    assert await asyncio.gather(*rest) == ["B", None, "D"]  # 3 was left out of the result: missing
+    assert writes == [[1], [2, 3, 4]]
+
+
+async def test_a_failed_write_fails_each_of_its_submitters_and_the_next_write_goes_on() -> None:
+    calls = 0
+
+    async def write(batch: dict[str, None]) -> dict[str, bool]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database gone")
+        return dict.fromkeys(batch, True)
+
+    coalescer: Coalescer[str, None, bool] = Coalescer(write, missing=False)
+    failing = [asyncio.ensure_future(coalescer.submit(room, None)) for room in ("r1", "r2")]
+    for outcome in await asyncio.gather(*failing, return_exceptions=True):
+        assert isinstance(outcome, RuntimeError)
+    assert await coalescer.submit("r1", None) is True
+    await coalescer.close()
+
+
+async def test_a_cancelled_submitter_does_not_cancel_the_write_of_the_others() -> None:
+    gate = asyncio.Event()
+
+    async def write(batch: dict[int, None]) -> dict[int, int]:
+        await gate.wait()
+        return {key: key * 10 for key in batch}
+
+    coalescer: Coalescer[int, None, int] = Coalescer(write, missing=0)
+    impatient = asyncio.ensure_future(coalescer.submit(1, None))
+    patient = asyncio.ensure_future(coalescer.submit(2, None))
+    await asyncio.sleep(0.01)
+    impatient.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    gate.set()
+    assert await patient == 20
