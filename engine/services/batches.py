@@ -13,15 +13,23 @@ Key = TypeVar("Key", bound=Hashable)
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
+# How long the dial-out's state writes (ringing, connected) wait for the rest of a burst: the
+# console hears of the state after its write, and 5 ms is far below what a person notices.
+BURST_LINGER_SECONDS = 0.005
+
 
 class Coalescer(Generic[Key, Item, Result]):
     """One write in flight at a time; the items submitted meanwhile go into the next one.
     ``write`` gets {key: item} and returns {key: result} (a key left out gets ``missing``). An
-    item submitted again while its key waits keeps its first submission's place and result."""
+    item submitted again while its key waits keeps its first submission's place and result.
+    ``linger``: how long a write waits for more items before it starts (a burst's items arrive
+    a few milliseconds apart, and a write on a local database takes about as long)."""
 
-    def __init__(self, write: Callable[[dict[Key, Item]], Awaitable[dict[Key, Result]]], missing: Result) -> None:
+    def __init__(self, write: Callable[[dict[Key, Item]], Awaitable[dict[Key, Result]]], missing: Result, *,
+                 linger: float = 0.0) -> None:
         self._write = write
         self._missing = missing
+        self._linger = linger
         self._waiting: dict[Key, tuple[Item, asyncio.Future[Result]]] = {}
         self._writer: asyncio.Task[None] | None = None
 
@@ -41,6 +49,8 @@ class Coalescer(Generic[Key, Item, Result]):
     async def _drain(self) -> None:
         try:
             while self._waiting:
+                if self._linger:
+                    await asyncio.sleep(self._linger)
                 batch, self._waiting = self._waiting, {}
                 try:
                     results = await self._write({key: item for key, (item, _) in batch.items()})

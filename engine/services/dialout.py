@@ -30,7 +30,7 @@ from engine.domain.errors import AmiError, Forbidden, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
 from engine.domain.numberplan import NumberPlan
 from engine.domain.planning import AccountRules
-from engine.services.batches import Coalescer
+from engine.services.batches import BURST_LINGER_SECONDS, Coalescer
 from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
 from engine.services.pacer import Pacer
@@ -82,7 +82,8 @@ class DialOutService:
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._tasks: set[asyncio.Task] = set()
         # calls that start ringing together (a dial-out's burst) are stored ringing in one statement
-        self._ring_writes: Coalescer[int, None, bool] = Coalescer(self._write_ringing, missing=False)
+        self._ring_writes: Coalescer[int, None, bool] = Coalescer(self._write_ringing, missing=False,
+                                                                   linger=BURST_LINGER_SECONDS)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

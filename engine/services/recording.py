@@ -20,7 +20,6 @@ from engine.config import Settings
 from engine.domain import recording as rules
 from engine.domain.errors import AmiError, Forbidden, NotFound, StateConflict
 from engine.domain.model import Conference, ConferenceState, state_refusal
-from engine.services.batches import Coalescer
 from engine.services.bus import Bus, DomainEvent
 from engine.services.calls import CallService, now_utc
 from engine.services.recording_files import purge_expired, remove, settled_raw_file, to_ogg
@@ -42,8 +41,9 @@ class RecordingService:
         self.calls = calls
         self._stopping: set[str] = set()  # recorder call ids the engine hung up on purpose
         self._tasks: set[asyncio.Task] = set()
-        # whether a room is recorded, asked by every join: the joins of a burst share one query
-        self._recorded: Coalescer[str, None, bool] = Coalescer(self._recorded_rooms, missing=False)
+        # room -> conference id of the conferences recorded since this engine started (and those
+        # being recorded when it started), until they end: every join asks, and most rooms are not
+        self._recorded_rooms: dict[str, int] = {}
 
     @property
     def directory(self) -> Path:
@@ -53,6 +53,7 @@ class RecordingService:
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._recorded_rooms.update(await self.repo.recorded_rooms())
         self.nodes.subscribe(self.on_node_event)
         self.bus.subscribe(self.on_domain_event)
         self._spawn(self._purge_loop(), "recording-purge")
@@ -65,10 +66,7 @@ class RecordingService:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self._recorded.close()
 
-    async def _recorded_rooms(self, rooms: dict[str, None]) -> dict[str, bool]:
-        return dict.fromkeys(await self.repo.recorded_rooms(rooms), True)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
@@ -99,6 +97,7 @@ class RecordingService:
         row = await self.repo.insert(conference.id, conference.owner_id, call_id, conference.node_id)
         if row is None:
             raise StateConflict("the conference is being recorded already")
+        self._recorded_rooms[conference.room] = conference.id
         actor = actor or _actor(owner_id)
         try:
             await self.nodes.node(conference.node_id).record(
@@ -154,6 +153,9 @@ class RecordingService:
     # ----------------------------------------------------------------- events
 
     async def on_domain_event(self, event: DomainEvent) -> None:
+        if event.kind == "conference.ended":
+            self._recorded_rooms = {room: cid for room, cid in self._recorded_rooms.items()
+                                    if cid != event.conference_id}
         if event.kind == "conference.started" and event.conference_id is not None:
             self._spawn(self._auto_start(event.conference_id), f"recording-auto-{event.conference_id}")
 
@@ -172,7 +174,7 @@ class RecordingService:
     async def on_node_event(self, event: NodeEvent) -> None:
         if isinstance(event, RecordingWritten):
             await self._on_file(event)
-        elif isinstance(event, ParticipantJoined) and not event.announcer:
+        elif isinstance(event, ParticipantJoined) and not event.announcer and event.room in self._recorded_rooms:
             # in a task: its look-ups must not hold up the node's events for everyone else
             self._spawn(self._on_join(event, event.call_id), f"recording-join-{event.call_id}")
         elif isinstance(event, CallHungUp) and rules.is_recorder(event.call_id):
@@ -198,8 +200,6 @@ class RecordingService:
     async def _on_join(self, event: ParticipantJoined, uid: str) -> None:
         """Whoever joins a recorded room hears that it is recorded; when the recorder itself
         joins, the whole room hears it."""
-        if event.announcer or not await self._recorded.submit(event.room, None):
-            return
         conference = await self.conferences.get_by_room(event.room)
         if conference is None or conference.node_id != event.node_id or conference.state != ConferenceState.RUNNING:
             return

@@ -4,7 +4,6 @@ conference's recording error it reports are asked of their aggregates' repositor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -68,12 +67,12 @@ class RecordingRepository:
             f"ORDER BY id DESC LIMIT 1", conference_id)
         return dict(row) if row else None
 
-    async def recorded_rooms(self, rooms: Iterable[str]) -> set[str]:
-        """Which of ``rooms`` hold a running conference that is being recorded."""
+    async def recorded_rooms(self) -> dict[str, int]:
+        """The rooms of the running conferences being recorded, with their conference ids."""
         rows = await self.pool.fetch(
-            "SELECT DISTINCT c.room FROM recordings r JOIN conferences c ON c.id = r.conference_id "
-            "WHERE c.room = ANY($1::text[]) AND c.state = 'running' AND r.state = 'recording'", list(rooms))
-        return {row["room"] for row in rows}
+            "SELECT DISTINCT c.room, c.id FROM recordings r JOIN conferences c ON c.id = r.conference_id "
+            "WHERE c.state = 'running' AND r.state = 'recording'")
+        return {row["room"]: row["id"] for row in rows}
 
     async def of_conferences(self, conference_ids: list[int], owner_id: int | None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
