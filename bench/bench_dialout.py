@@ -218,8 +218,10 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
     lines = [
         "## Dial-out: start to all N callees joined", "",
         f"Machine: {where}.", "",
-        f"{args.repeats} run(s) per size; times are the median (min–max) over the runs in which all N "
-        "joined (*complete*). Callees are SIPp (tests/sipp/pstn.xml) answering at once; every call is "
+        f"{args.repeats} run(s) per size, after one untimed run of {WARM_UP_CALLS} callees on each side (an "
+        "engine's first conference after its start pays its imports and its pooled connections' first "
+        "statements); times are the median (min–max) over the runs in which all N joined (*complete*). "
+        "Callees are SIPp (tests/sipp/pstn.xml) answering at once; every call is "
         "`Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest` profile. "
         "*Raw AMI*: one asyncio socket sends the N Originates and follows ConfbridgeJoin, OriginateResponse "
         "and Hangup (no database, no panoramisk). *Engine*: `conferences.plan()` of an immediate "
