@@ -70,11 +70,12 @@ SETTLE_SECONDS = 180.0  # the longest wait for the previous benchmark's load to 
 
 
 async def settled_load(cores: int, quick: bool) -> float:
-    """The 1-minute load average once it has fallen to the number of cores (the previous
-    benchmark's own processes have ended, but the average decays over a minute or two), or after
+    """The 1-minute load average once it has fallen to half the number of cores (the previous
+    benchmark's own processes have ended, but the average decays over a minute or two, and
+    Asterisk and PostgreSQL finish their own clean-up after the benchmark stopped them), or after
     SETTLE_SECONDS when other work keeps it up."""
     deadline = time.monotonic() + (0 if quick else SETTLE_SECONDS)
-    while os.getloadavg()[0] > cores and time.monotonic() < deadline:
+    while os.getloadavg()[0] > cores / 2 and time.monotonic() < deadline:
         await asyncio.sleep(5)
     return os.getloadavg()[0]
 

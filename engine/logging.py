@@ -33,7 +33,8 @@ class log_context:  # noqa: N801 - used like the function it stands for: ``with 
         self._ids = ids
 
     def __enter__(self) -> None:
-        self._token = _context.set({**(_context.get() or {}), **_clean(self._ids)})
+        outer = _context.get()
+        self._token = _context.set({**outer, **_clean(self._ids)} if outer else _clean(self._ids))
 
     def __exit__(self, *exc: object) -> None:
         _context.reset(self._token)

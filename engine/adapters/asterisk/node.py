@@ -94,21 +94,41 @@ class MediaNode:
 
     def subscribe(self, callback: NodeCallback) -> None:
         """Call ``callback`` with every typed event of this node, in arrival order."""
-        self._subscribers.append(callback)
+        self._subscribers = [*self._subscribers, callback]  # a new list: delivery iterates the old one
 
     def unsubscribe(self, callback: NodeCallback) -> None:
         self._subscribers = [cb for cb in self._subscribers if cb != callback]
 
-    async def _on_ami_event(self, event: AmiEvent) -> None:
+    def _on_ami_event(self, event: AmiEvent) -> Awaitable[None] | None:
+        """Hand the typed event to the subscribers in order. Plain subscribers are called here;
+        from the first one that returns a coroutine on, the rest run in the returned coroutine,
+        which the link awaits (an event that concerns only plain subscribers costs no coroutine)."""
         typed = translate(event)
         if typed is None:
-            return
-        for callback in list(self._subscribers):
+            return None
+        subscribers = self._subscribers
+        for index, callback in enumerate(subscribers):
+            try:
+                result = callback(typed)
+            except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
+                log.exception("node event subscriber failed on %s", type(typed).__name__)
+                continue
+            if asyncio.iscoroutine(result):
+                return self._deliver_rest(typed, result, subscribers[index + 1:])
+        return None
+
+    @staticmethod
+    async def _deliver_rest(typed: NodeEvent, pending: Awaitable[None], rest: list[NodeCallback]) -> None:
+        try:
+            await pending
+        except Exception:  # noqa: BLE001
+            log.exception("node event subscriber failed on %s", type(typed).__name__)
+        for callback in rest:
             try:
                 result = callback(typed)
                 if asyncio.iscoroutine(result):
                     await result
-            except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
+            except Exception:  # noqa: BLE001
                 log.exception("node event subscriber failed on %s", type(typed).__name__)
 
     def _on_link_change(self, node_id: str, up: bool) -> None:
