@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -60,12 +61,6 @@ QUICK: dict[str, list[str]] = {
 }
 
 
-def options(name: str, quick: bool) -> argparse.Namespace:
-    sub = argparse.ArgumentParser()
-    BENCHMARKS[name].add_arguments(sub)
-    return sub.parse_args(QUICK.get(name, []) if quick else [])
-
-
 SETTLE_SECONDS = 180.0  # the longest wait for the previous benchmark's load to die down
 
 
@@ -86,16 +81,19 @@ async def run_all(skip: list[str], quick: bool = False) -> None:
     loads: dict[str, float] = {}
     failures: list[str] = []
     cores = os.cpu_count() or 1
-    for name, module in BENCHMARKS.items():
+    for name in BENCHMARKS:
         if name in skip:
             continue
         loads[name] = await settled_load(cores, quick)  # before the benchmark starts its own processes
         print(f"== {name}", flush=True)
-        try:
-            await module.run(options(name, quick))
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not stop the others
-            logging.exception("benchmark %s failed", name)
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+        # each in a process of its own: no benchmark inherits another's heap (a larger heap makes
+        # every garbage collection of the next one slower), tasks or event loop
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench", "--results", str(_stack.RESULTS), name,
+            *(QUICK.get(name, []) if quick else []))
+        code = await process.wait()
+        if code:  # one broken benchmark must not stop the others
+            failures.append(f"{name}: exited with code {code} (its output above says why)")
     busy = {name: load for name, load in loads.items() if load > cores}
     if busy:
         failures.append("not final: the 1-minute load average was above the number of cores at the start of " +
