@@ -21,11 +21,12 @@ def joined(room: str):
     return lambda e: e.name == "ConfbridgeJoin" and e.get("Conference") == room
 
 
-async def dial_in_and_join(engine, sipp, conference: ConferenceRow, pin: str, caller: str) -> tuple[AmiEvent, object]:
+async def dial_in_and_join(engine, sipp, conference: ConferenceRow, pin: str, caller: str,
+                           display: str = "Caller") -> tuple[AmiEvent, object]:
     """A caller keys number and PIN; returns its ConfbridgeJoin event and the SIPp process."""
     join = asyncio.ensure_future(engine.ami.wait_for_event(joined(conference.room), timeout=CALL_SETUP_TIMEOUT))
     await asyncio.sleep(0)  # let the waiter subscribe before the call starts
-    process = await sipp.caller(f"{conference.conference_number}#,{pin}#", caller=caller)
+    process = await sipp.caller(f"{conference.conference_number}#,{pin}#", caller=caller, display=display)
     try:
         event = await join
     except TimeoutError:
@@ -78,6 +79,24 @@ async def test_guest_pin_joins_as_guest(engine, sipp) -> None:
     assert (await participant(engine, event.get("Uniqueid")))["role"] == "guest"
     await hang_up_all(engine, conference.room)
     assert await process.wait(CALL_SETUP_TIMEOUT) == 0
+
+
+# What a caller may put in its display name, which Asterisk copies into every AMI event of the call
+# (CallerIDName): a header separator and an AMI header of its own, Cyrillic, and length.
+HOSTILE_DISPLAY = "Event: Hangup: Uniqueid: 1.1 Иван Петров " + "x" * 150
+
+
+async def test_a_hostile_display_name_neither_breaks_the_event_stream_nor_another_caller(engine, sipp) -> None:
+    conference = await create_conference(engine.pool, node_id=engine.settings.node_id)
+    event, process = await dial_in_and_join(engine, sipp, conference, conference.guest_pin, random_caller(),
+                                            display=HOSTILE_DISPLAY)
+    assert event.get("CallerIDName").startswith("Event: Hangup: Uniqueid: 1.1 Иван")
+    assert (await participant(engine, event.get("Uniqueid")))["state"] == "connected"
+    other, second = await dial_in_and_join(engine, sipp, conference, conference.guest_pin, random_caller())
+    assert (await participant(engine, other.get("Uniqueid")))["state"] == "connected"
+    assert engine.ami.connected
+    await hang_up_all(engine, conference.room)
+    assert await process.wait(CALL_SETUP_TIMEOUT) == 0 and await second.wait(CALL_SETUP_TIMEOUT) == 0
 
 
 async def test_hash_alone_joins_as_guest_when_no_guest_pin_is_required(engine, sipp) -> None:

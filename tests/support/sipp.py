@@ -133,8 +133,9 @@ class SippFactory:
         return await SippProcess(argv, base.with_suffix(".log")).start()
 
     async def caller(self, digits: str, caller: str = "375291110000", delay_ms: int = 1000,
-                     service: str = "7000") -> SippProcess:
-        """A dial-in caller that keys ``digits`` (``,`` pauses) once the first prompt plays.
+                     service: str = "7000", display: str = "Caller") -> SippProcess:
+        """A dial-in caller that keys ``digits`` (``,`` pauses) once the first prompt plays;
+        ``display`` is the name in its From header (the caller's own choice, so hostile input).
         res_agi drops the digits that arrive before the IVR's first GET DATA, so like a person the
         caller waits ``delay_ms`` after the answer (300 ms lost a first digit on a loaded machine)."""
         base = self.next_base("caller")
@@ -142,7 +143,7 @@ class SippFactory:
         template = jinja2.Template((SCENARIOS / "caller.xml.j2").read_text())
         scenario = base.with_suffix(".xml")
         scenario.write_text(template.render(digits=digits, caller=caller, pcap=pcap,
-                                            delay_ms=delay_ms))
+                                            delay_ms=delay_ms, display=display))
         argv = ["sipp", f"127.0.0.1:{self.asterisk_sip_port}", "-sf", str(scenario), "-s", service,
                 "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
                 "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
