@@ -36,7 +36,20 @@ TRACKED = ("OriginateResponse", "Hangup", "ConfbridgeJoin")
 ROOM_END_SECONDS = 30.0
 
 
-WARM_UP_CALLS = 10  # the untimed first run of each side
+def settle_seconds(size: int) -> float:
+    """How long each side waits after a run's room has ended before its next run, so that a run
+    does not share the cores with the teardown of the one before (the calls' hangups in Asterisk
+    and SIPp; the engine's end of the conference: states, log, mail, audit)."""
+    return 0.2 + 0.002 * size
+
+
+# Each side first runs untimed conferences of WARM_UP_CALLS callees: an engine's first
+# conferences after its start pay its imports, and each pooled database connection pays its
+# first statements (parsing and planning them, loading the server's catalogue caches, compiling
+# the triggers) the first time it serves a plan: about 5 ms per connection, once per engine
+# start. Ten conferences reach the steady state a running engine is in.
+WARM_UP_CALLS = 10
+WARM_UP_CONFERENCES = 10
 
 def callees(size: int, run: int, busy_every: int = 0) -> list[str]:
     """375 29 <run:2> <index:3> 00: answered by pstn.xml, never one of its special endings; with
@@ -74,11 +87,12 @@ async def raw_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: 
     target = stack.settings.ami
     ami = await RawAmi.connect(target.host, target.port, target.username, target.secret)
     try:
-        room = f"rawwarm{secrets.token_hex(2)}"  # untimed, as the engine's warm-up
-        _, tally = await originate_and_wait(ami, callees(WARM_UP_CALLS, 99), room,
-                                            deadline_for(WARM_UP_CALLS, deadline))
-        if tally.joined:
-            await clear_room(ami, room, ROOM_END_SECONDS)
+        for warm in range(WARM_UP_CONFERENCES):  # untimed, as the engine's warm-up
+            room = f"rawwarm{warm}x{secrets.token_hex(2)}"
+            _, tally = await originate_and_wait(ami, callees(WARM_UP_CALLS, 80 + warm), room,
+                                                deadline_for(WARM_UP_CALLS, deadline))
+            if tally.joined:
+                await clear_room(ami, room, ROOM_END_SECONDS)
         for n in sizes:
             for rep in range(repeats):
                 room = f"raw{n}x{rep}{secrets.token_hex(2)}"
@@ -87,6 +101,7 @@ async def raw_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: 
                 results[n].raw.append(Run(seconds if tally.all_joined else None, None, tally))
                 if tally.joined:
                     await clear_room(ami, room, ROOM_END_SECONDS)
+                await asyncio.sleep(settle_seconds(n))
     finally:
         await ami.close()
 
@@ -118,16 +133,16 @@ async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadlin
     try:
         owner = await create_account(engine.pool, max_participants=max(sizes), max_concurrent_conferences=10,
                                      max_dialouts_per_minute=10**6, max_concurrent_calls=max(sizes))
-        # one untimed conference first: an engine pays its imports and its pooled connections'
-        # first statements once after its start, not per conference
-        await _engine_run(engine, service, owner, WARM_UP_CALLS, callees(WARM_UP_CALLS, 49), calls,
-                          deadline_for(WARM_UP_CALLS, deadline))
-        calls.next_run()
+        for warm in range(WARM_UP_CONFERENCES):  # untimed: see WARM_UP_CALLS
+            await _engine_run(engine, service, owner, WARM_UP_CALLS, callees(WARM_UP_CALLS, 30 + warm), calls,
+                              deadline_for(WARM_UP_CALLS, deadline))
+            calls.next_run()
         for n in sizes:
             for rep in range(repeats):
                 results[n].engine.append(await _engine_run(engine, service, owner, n, callees(n, 50 + rep, busy_every),
                                                            calls, deadline_for(n, deadline)))
                 calls.next_run()
+                await asyncio.sleep(settle_seconds(n))
     finally:
         await engine.stop()
 
@@ -218,9 +233,10 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
     lines = [
         "## Dial-out: start to all N callees joined", "",
         f"Machine: {where}.", "",
-        f"{args.repeats} run(s) per size, after one untimed run of {WARM_UP_CALLS} callees on each side (an "
-        "engine's first conference after its start pays its imports and its pooled connections' first "
-        "statements); times are the median (min–max) over the runs in which all N joined (*complete*). "
+        f"{args.repeats} run(s) per size, after {WARM_UP_CONFERENCES} untimed runs of {WARM_UP_CALLS} callees on "
+        "each side (an engine's first conferences after its start pay its imports and each pooled "
+        "connection's first statements), with a pause after each run for the teardown of its calls; "
+        "times are the median (min–max) over the runs in which all N joined (*complete*). "
         "Callees are SIPp (tests/sipp/pstn.xml) answering at once; every call is "
         "`Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest` profile. "
         "*Raw AMI*: one asyncio socket sends the N Originates and follows ConfbridgeJoin, OriginateResponse "

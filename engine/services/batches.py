@@ -13,17 +13,15 @@ Key = TypeVar("Key", bound=Hashable)
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# How long the dial-out's state writes (ringing, connected) wait for the rest of a burst: the
-# console hears of the state after its write, and 5 ms is far below what a person notices.
-BURST_LINGER_SECONDS = 0.005
-
 
 class Coalescer(Generic[Key, Item, Result]):
     """One write in flight at a time; the items submitted meanwhile go into the next one.
     ``write`` gets {key: item} and returns {key: result} (a key left out gets ``missing``). An
     item submitted again while its key waits keeps its first submission's place and result.
-    ``linger``: how long a write waits for more items before it starts (a burst's items arrive
-    a few milliseconds apart, and a write on a local database takes about as long)."""
+    Without ``linger`` a write starts as soon as nothing is in flight: the first item of a burst
+    is written at once, and the rest, arriving while that write runs, goes into the next one.
+    With it, each write first waits that long for more items, and an item may be withdrawn
+    meanwhile (a later write made it moot)."""
 
     def __init__(self, write: Callable[[dict[Key, Item]], Awaitable[dict[Key, Result]]], missing: Result, *,
                  linger: float = 0.0) -> None:
@@ -36,6 +34,16 @@ class Coalescer(Generic[Key, Item, Result]):
     def waiting(self, key: Key) -> bool:
         """Whether ``key`` waits for a write that has not finished."""
         return key in self._waiting
+
+    def withdraw(self, key: Key) -> bool:
+        """Drop ``key`` if it still waits for its write (its submitter gets ``missing``); False
+        when it does not wait or its write has begun."""
+        queued = self._waiting.pop(key, None)
+        if queued is None:
+            return False
+        if not queued[1].done():
+            queued[1].set_result(self._missing)
+        return True
 
     async def submit(self, key: Key, item: Item) -> Result:
         """The result of writing ``item``, once the write that took it is done."""
@@ -51,6 +59,8 @@ class Coalescer(Generic[Key, Item, Result]):
             while self._waiting:
                 if self._linger:
                     await asyncio.sleep(self._linger)
+                    if not self._waiting:
+                        break
                 batch, self._waiting = self._waiting, {}
                 try:
                     results = await self._write({key: item for key, (item, _) in batch.items()})

@@ -39,7 +39,7 @@ from engine.domain.errors import AmiError
 from engine.domain.model import Conference, FailureReason, Origin, Participant, ParticipantState, Role
 from engine.domain.planning import AccountRules
 from engine.domain.speech import Announcement
-from engine.services.batches import BURST_LINGER_SECONDS, Coalescer
+from engine.services.batches import Coalescer
 from engine.services.dialout import DialOutService
 from engine.services.lanes import Lanes
 from engine.services.participant_states import IN_CALL_STATES, ParticipantStates, now_utc
@@ -68,8 +68,7 @@ class CallService:
         self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
         # calls that join together (a dial-out's burst) are stored connected in one statement
-        self._joins: Coalescer[int, Joined, Participant | None] = Coalescer(self.repo.mark_joined, missing=None,
-                                                                                linger=BURST_LINGER_SECONDS)
+        self._joins: Coalescer[int, Joined, Participant | None] = Coalescer(self.repo.mark_joined, missing=None)
         self._lanes = Lanes("tracker")
         self._writes = Lanes("talking")  # per participant id: talking writes behind the console's news
         self._talk_seq: dict[int, int] = {}  # participant id -> number of its latest talking change

@@ -30,7 +30,7 @@ from engine.domain.errors import AmiError, Forbidden, ValidationError
 from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
 from engine.domain.numberplan import NumberPlan
 from engine.domain.planning import AccountRules
-from engine.services.batches import BURST_LINGER_SECONDS, Coalescer
+from engine.services.batches import Coalescer
 from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
 from engine.services.pacer import Pacer
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, ParticipantState.LEFT)
 OUTCOME_GRACE_SECONDS = 2.0
 WATCHDOG_EXTRA_SECONDS = 20.0
+# How long a ringing state waits for the rest of its burst before it is stored: ringing is news
+# for the console only, and a callee who answers within it is stored connected without it.
+RING_LINGER_SECONDS = 0.02
 
 
 @dataclass
@@ -81,9 +84,11 @@ class DialOutService:
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._tasks: set[asyncio.Task] = set()
-        # calls that start ringing together (a dial-out's burst) are stored ringing in one statement
+        # Calls that start ringing together (a dial-out's burst) are stored ringing in one
+        # statement, after RING_LINGER_SECONDS; a call that joins meanwhile is not stored ringing
+        # at all (connected supersedes it).
         self._ring_writes: Coalescer[int, None, bool] = Coalescer(self._write_ringing, missing=False,
-                                                                   linger=BURST_LINGER_SECONDS)
+                                                                   linger=RING_LINGER_SECONDS)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -293,13 +298,17 @@ class DialOutService:
                 attempt.outcome.set()
             return True
         if isinstance(event, Ringing):
-            await self._ringing(event)
+            attempt = self.attempts.get(event.call_id)
+            if attempt is not None and attempt.node_id == event.node_id:
+                # its write lingers for the burst: the call's later events (its join) must not wait
+                self._spawn(self._ringing(attempt), f"ringing-{event.call_id}")
             return True
         if isinstance(event, CallHungUp):
             return self._hung_up(event)
         if isinstance(event, ParticipantJoined):
             attempt = self.attempts.pop(event.call_id, None)
             if attempt is not None:
+                self._ring_writes.withdraw(attempt.participant_id)
                 attempt.finished = True
                 attempt.resolved.set()
         return False
@@ -322,11 +331,10 @@ class DialOutService:
         log.info("adopted dial-out %s of participant %s (started by a previous engine)", call_id, participant.id)
         return attempt
 
-    async def _ringing(self, event: Ringing) -> None:
-        attempt = self.attempts.get(event.call_id)
-        if attempt is None or attempt.node_id != event.node_id:
-            return
-        if await self._mark_ringing(attempt.participant_id):
+    async def _ringing(self, attempt: DialAttempt) -> None:
+        """Store and tell that the call rings, unless it joined meanwhile (connected supersedes
+        ringing, so the console never hears ringing after connected)."""
+        if await self._mark_ringing(attempt.participant_id) and not attempt.finished:
             await self.states.publish("participant.state", attempt.conference_id, attempt.owner_id,
                                       attempt.participant_id, state="ringing", reason=None, cause=None)
 

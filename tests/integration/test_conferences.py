@@ -58,8 +58,10 @@ async def test_immediate_conference_dials_everyone(engine) -> None:
     for participant in final.participants:  # each went through the invite state machine in order
         seen = [e.data["state"] for e in published
                 if e.kind == "participant.state" and e.participant_id == participant.id]
-        expected = ["calling", "ringing", "connected"] if participant.number in ANSWER else ["calling", "failed"]
-        assert [s for s in seen if s != "ringing" or participant.number in ANSWER] == expected, (participant, seen)
+        # ringing is told unless the call was answered before its ringing was stored (connected
+        # supersedes it: these SIPp callees answer at once)
+        expected = ["calling", "connected"] if participant.number in ANSWER else ["calling", "failed"]
+        assert seen in (expected, [expected[0], "ringing", expected[1]]), (participant, seen)
 
     members = await engine.ami.confbridge_members(final.room)
     assert sorted(m.get("Uniqueid") for m in members) == sorted(by_number[n].call_id for n in ANSWER)

@@ -66,3 +66,24 @@ async def test_a_cancelled_submitter_does_not_cancel_the_write_of_the_others() -
         await impatient
     gate.set()
     assert await patient == 20
+
+
+async def test_a_lingering_write_takes_the_whole_burst_and_leaves_out_what_was_withdrawn() -> None:
+    writes: list[list[int]] = []
+
+    async def write(batch: dict[int, None]) -> dict[int, bool]:
+        writes.append(sorted(batch))
+        return dict.fromkeys(batch, True)
+
+    coalescer: Coalescer[int, None, bool] = Coalescer(write, missing=False, linger=0.05)
+    burst = [asyncio.ensure_future(coalescer.submit(key, None)) for key in (1, 2, 3)]
+    await asyncio.sleep(0)  # all three wait; the write lingers
+    assert coalescer.withdraw(2) and not coalescer.withdraw(2)
+    assert await asyncio.gather(*burst) == [True, False, True]  # the withdrawn one gets ``missing``
+    assert writes == [[1, 3]]
+    alone = asyncio.ensure_future(coalescer.submit(4, None))
+    await asyncio.sleep(0)
+    assert coalescer.withdraw(4)
+    assert await alone is False
+    await asyncio.sleep(0.1)
+    assert writes == [[1, 3]]  # nothing left to write: no empty write

@@ -4,6 +4,7 @@ and unanswered calls per VECHE_RETRY_*, the watchdog of a lost outcome, and the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -57,7 +58,7 @@ async def test_dial_sends_one_originate_through_the_dialout_context(stack: Stack
 async def test_ringing_connected_then_left(stack: Stack) -> None:
     call_id = await dial_one(stack)
     await stack.node.emit("DialBegin", Uniqueid=f"{call_id}-2")
-    assert stack.states() == {1: "ringing"}
+    await until(lambda: stack.states() == {1: "ringing"})  # stored once the burst's ringing is written
     await stack.node.emit("OriginateResponse", Uniqueid=call_id, Response="Success", Reason="4")
     await stack.node.emit("ConfbridgeJoin", Uniqueid=call_id, Channel="Local/375291234567@veche-dialout-00000001;1",
                           Conference="veche-1", Muted="no")
@@ -67,6 +68,18 @@ async def test_ringing_connected_then_left(stack: Stack) -> None:
     assert stack.states() == {1: "left"}
     assert [e.data.get("state") for e in stack.published] == ["calling", "ringing", "connected", "left"]
     assert stack.repo.kinds(1) == ["participant.joined", "participant.left"]
+
+
+async def test_a_call_answered_before_its_ringing_is_stored_goes_from_calling_to_connected(stack: Stack) -> None:
+    call_id = await dial_one(stack)
+    await stack.node.emit("DialBegin", Uniqueid=f"{call_id}-2")  # ringing waits for the rest of its burst
+    await stack.node.emit("OriginateResponse", Uniqueid=call_id, Response="Success", Reason="4")
+    await stack.node.emit("ConfbridgeJoin", Uniqueid=call_id, Channel="Local/375291234567@veche-dialout-00000001;1",
+                          Conference="veche-1", Muted="no")
+    assert stack.states() == {1: "connected"}
+    await asyncio.sleep(2 * dialout_module.RING_LINGER_SECONDS)  # the ringing's write would have been done by now
+    assert stack.states() == {1: "connected"}
+    assert [e.data.get("state") for e in stack.published] == ["calling", "connected"]
 
 
 @pytest.mark.parametrize(("status", "cause", "reason", "hangup_cause"), [

@@ -53,6 +53,10 @@ PENDING_SEAT_SECONDS = 30
 _PART_RETURNING = ", ".join(f"p.{column}" for column in PARTICIPANT_COLUMNS)
 # pg_advisory_xact_lock key of the system-wide count of outbound calls ('veche' 11).
 SYSTEM_CALLS_LOCK = 0x76656368_0011
+# An account's conferences overlapping [starts, ends), but the one being changed (the
+# placeholders are filled with the statement's parameter numbers).
+_OVERLAPPING = ("SELECT count(*) FROM conferences WHERE owner_id = {owner} AND state IN ('scheduled', 'running') "
+                "AND starts_at < {ends} AND ends_at > {starts} AND id IS DISTINCT FROM {exclude}")
 
 
 @dataclass(frozen=True)
@@ -124,41 +128,61 @@ class ConferenceRepository:
 
     @classmethod
     async def insert_rows(cls, conn: asyncpg.Connection, fields: dict[str, Any],
-                          participants: Iterable[dict[str, Any]] = (), events: Sequence[LogEntry] = ()) -> Conference:
+                          participants: Sequence[dict[str, Any]] = (), events: Sequence[LogEntry] = ()) -> Conference:
         """``insert_conference`` inside the caller's transaction."""
-        columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
-        placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
         await cls._check_overlap(conn, fields["owner_id"], fields["starts_at"], fields["ends_at"], None)
-        row = await conn.fetchrow(
-            f"INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
-            f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
-        conference = conference_from_row(row)
-        conference.participants.extend(await cls._insert_planned(conn, conference.id, list(participants)))
-        if events:
-            await conn.execute(
-                "INSERT INTO conference_events (conference_id, kind, actor, detail) "
-                "SELECT $1, e.kind, e.actor, e.detail::jsonb "
-                "FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(kind, actor, detail, n) "
-                "ORDER BY e.n", conference.id, [e.kind for e in events], [e.actor for e in events],
-                [json.dumps(e.detail, default=str) for e in events])
+        conference = await cls.insert_row(conn, fields)
+        conference.participants.extend(await cls.insert_participants(conn, conference.id, participants, events))
         return conference
 
     @staticmethod
-    async def _insert_planned(conn: asyncpg.Connection, conference_id: int,
-                              plans: list[dict[str, Any]]) -> list[Participant]:
-        """Planned participants (number, name, email, role, node_id) in one statement, in order."""
-        if not plans:
+    async def insert_row(conn: asyncpg.Connection, fields: dict[str, Any]) -> Conference:
+        """The conference row alone (its number's trigger checks the number is free)."""
+        columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
+        placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
+        row = await conn.fetchrow(
+            f"INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
+            f"RETURNING {_CONF_SELECT}", *[fields[c] for c in columns])
+        return conference_from_row(row)
+
+    @staticmethod
+    async def insert_participants(conn: asyncpg.Connection, conference_id: int, plans: Sequence[dict[str, Any]],
+                                  events: Sequence[LogEntry] = (), *, call_ids: Sequence[str] = (),
+                                  actor: str = "engine") -> list[Participant]:
+        """Participants (number, name, email, role, node_id) and the conference's log ``events``
+        in one statement, in order. The first ``len(call_ids)`` participants are stored already
+        dialled (``calling`` under those call ids, attempt 1, each with its
+        'participant.dialing' entry by ``actor``); the rest are planned."""
+        if not plans and not events:
             return []
+        dialled = [*call_ids, *[None] * (len(plans) - len(call_ids))]
         rows = await conn.fetch(
-            "INSERT INTO participants (conference_id, number, name, email, role, origin, state, node_id, attempts) "
-            "SELECT $1, p.number, p.name, p.email, p.role, 'dialout', 'planned', p.node_id, 0 "
-            "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY "
-            "AS p(number, name, email, role, node_id, position) ORDER BY p.position "
-            f"RETURNING {_PART_SELECT}",
+            "WITH p AS (INSERT INTO participants (conference_id, number, name, email, role, origin, state, "
+            "           node_id, attempts, call_id) "
+            "           SELECT $1, p.number, p.name, p.email, p.role, 'dialout', "
+            "                  CASE WHEN p.call_id IS NULL THEN 'planned' ELSE 'calling' END, p.node_id, "
+            "                  CASE WHEN p.call_id IS NULL THEN 0 ELSE 1 END, p.call_id "
+            "           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
+            "           WITH ORDINALITY AS p(number, name, email, role, node_id, call_id, position) "
+            f"           ORDER BY p.position RETURNING {_PART_SELECT}), "
+            "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+            "           SELECT $1, l.kind, l.actor, l.participant_id, l.detail FROM ("
+            "               SELECT 0 AS part, e.n, e.kind, e.actor, NULL::bigint AS participant_id, "
+            "                      e.detail::jsonb AS detail "
+            "               FROM unnest($8::text[], $9::text[], $10::text[]) "
+            "               WITH ORDINALITY AS e(kind, actor, detail, n) "
+            "               UNION ALL "
+            "               SELECT 1, p.id, 'participant.dialing', $11, p.id, "
+            "                      jsonb_build_object('number', p.number, 'attempt', p.attempts) "
+            "               FROM p WHERE p.call_id IS NOT NULL) l "
+            "           ORDER BY l.part, l.n) "
+            "SELECT * FROM p ORDER BY id",
             conference_id, [p["number"] for p in plans], [p.get("name") or "" for p in plans],
             [p.get("email") for p in plans], [str(p.get("role", "guest")) for p in plans],
-            [p.get("node_id") for p in plans])
-        return sorted((participant_from_row(r) for r in rows), key=lambda p: p.id)
+            [p.get("node_id") for p in plans], dialled,
+            [e.kind for e in events], [e.actor for e in events],
+            [json.dumps(e.detail, default=str) for e in events], actor)
+        return [participant_from_row(r) for r in rows]
 
     @staticmethod
     async def _check_overlap(conn: asyncpg.Connection, owner_id: int, starts_at: datetime, ends_at: datetime,
@@ -171,9 +195,8 @@ class ConferenceRepository:
         if limit is None:
             return  # no such account: the foreign key refuses the insert
         overlapping = await conn.fetchval(
-            "SELECT count(*) FROM conferences WHERE owner_id = $1 AND state IN ('scheduled', 'running') "
-            "AND starts_at < $3 AND ends_at > $2 AND id IS DISTINCT FROM $4",
-            owner_id, starts_at, ends_at, exclude_id)
+            _OVERLAPPING.format(owner="$1", starts="$2", ends="$3", exclude="$4"), owner_id, starts_at, ends_at,
+            exclude_id)
         if overlapping >= limit:
             raise OverLimit("max_concurrent_conferences", limit, overlapping)
 
@@ -700,67 +723,44 @@ class CallSlotRepository:
     async def open_and_claim(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]],
                              events: Sequence[LogEntry], *, call_ids: Sequence[str], system_cap: int,
                              actor: str) -> tuple[Conference, SlotGrant]:
-        """Insert a conference (ConferenceRepository.insert_conference: within the owner's
-        concurrent conferences) and claim a slot for each of its participants, the i-th dialled
-        as ``call_ids[i]``, in order as far as the limits allow (``claim`` without all or
+        """Insert a conference (as ConferenceRepository.insert_conference: within the owner's
+        concurrent conferences) with a slot for each of its participants, the i-th dialled as
+        ``call_ids[i]``, in order as far as the limits allow (``claim`` without all or
         nothing), in one transaction: a dial-out's whole durable intent in one commit. The
-        conference is returned with its participants as stored (the claimed ones calling)."""
+        conference is returned with its participants as stored (the claimed ones calling).
+        Both limits are checked under the same two locks, so the transaction takes five
+        statements: the account row, the system-wide lock, the counts, the conference row, and
+        its participants with their log entries."""
+        owner_id = fields["owner_id"]
         async with self.pool.acquire() as conn, conn.transaction():
             await self.fence.check(conn)
-            conference = await ConferenceRepository.insert_rows(conn, fields, participants, events)
-            requests = [SlotRequest(p.id, call_id, p.attempts + 1, p.node_id or conference.node_id, p.number)
-                        for p, call_id in zip(conference.participants, call_ids, strict=True)]
-            grant = await self._claim(conn, conference.owner_id, conference.id, requests, system_cap=system_cap,
-                                      from_states=(ParticipantState.PLANNED,), actor=actor, all_or_nothing=False,
-                                      fenced=True)
-        claimed = {p.id: p for p in grant.claimed}
-        conference.participants = [claimed.get(p.id, p) for p in conference.participants]
+            account, counts = await self._locked_counts(conn, owner_id,
+                                                        overlap=(fields["starts_at"], fields["ends_at"]))
+            if account is not None and counts["overlapping"] >= account["max_concurrent_conferences"]:
+                raise OverLimit("max_concurrent_conferences", account["max_concurrent_conferences"],
+                                counts["overlapping"])
+            grant = self._grant(account, counts, system_cap, len(participants))
+            conference = await ConferenceRepository.insert_row(conn, fields)
+            conference.participants = await ConferenceRepository.insert_participants(
+                conn, conference.id, participants, events, call_ids=call_ids[:grant.room], actor=actor)
+        grant.claimed = [p for p in conference.participants if p.call_id is not None]
         return conference, grant
 
     async def _claim(self, conn: asyncpg.Connection, owner_id: int, conference_id: int,
                      requests: Sequence[SlotRequest], *, system_cap: int, from_states: Sequence[str], actor: str,
-                     all_or_nothing: bool, window_seconds: float = 60.0, fenced: bool = False) -> SlotGrant:
-        grant = SlotGrant()
-        if not fenced:
-            await self.fence.check(conn)
-        account = await conn.fetchrow(
-            "SELECT max_concurrent_calls, max_dialouts_per_minute FROM accounts WHERE id = $1 "
-            "FOR NO KEY UPDATE", owner_id)
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SYSTEM_CALLS_LOCK)
-        # counted after both locks are held (a statement of its own: it sees every claim
-        # committed before them)
-        counts = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-            "        WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($2)) AS system_live, "
-            "       (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-            "        WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
-            "        AND p.state = ANY($2)) AS account_live, "
-            "       (SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
-            "        WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
-            "        AND e.at > clock_timestamp() - make_interval(secs => $3)) AS recent",
-            owner_id, list(LIVE_PARTICIPANT_STATES), float(window_seconds))
-        rooms = {"system_concurrent_calls": system_cap - counts["system_live"]}
-        grant.limits["system_concurrent_calls"] = system_cap
-        if account is not None:
-            rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - counts["recent"]
-            rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - counts["account_live"]
-            grant.limits["max_dialouts_per_minute"] = account["max_dialouts_per_minute"]
-            grant.limits["max_concurrent_calls"] = account["max_concurrent_calls"]
-        # the tightest limit binds; on a tie the account's own limit is named
-        order = ("max_dialouts_per_minute", "max_concurrent_calls", "system_concurrent_calls")
-        bound_by = min(rooms, key=lambda k: (rooms[k], order.index(k)))
-        grant.room = max(0, rooms[bound_by])
-        if grant.room < len(requests):
-            grant.bound_by = bound_by
-            if all_or_nothing:
-                return grant
+                     all_or_nothing: bool, window_seconds: float = 60.0) -> SlotGrant:
+        await self.fence.check(conn)
+        account, counts = await self._locked_counts(conn, owner_id, window_seconds=window_seconds)
+        grant = self._grant(account, counts, system_cap, len(requests))
+        if grant.bound_by is not None and all_or_nothing:
+            return grant
         taken = list(requests[:grant.room])
         if not taken:
             return grant
         # The participants move and their 'participant.dialing' entries are written in one
         # statement. Ids and attempts travel as text[]: asyncpg knows that codec without asking
         # the server, while its first bigint[] or int[] on a pooled connection costs a
-        # catalogue query of its own (5-20 ms), and this statement stands between a plan and
+        # catalogue query of its own (5-20 ms), and this statement stands between a start and
         # its first Originate.
         rows = await conn.fetch(
             "WITH r AS (SELECT r.id::bigint AS id, r.call_id, r.attempts::int AS attempts, r.node_id, r.n "
@@ -779,6 +779,54 @@ class CallSlotRepository:
             conference_id, actor)
         by_id = {row["id"]: participant_from_row(row) for row in rows}  # some may have moved on meanwhile
         grant.claimed = [by_id[r.participant_id] for r in taken if r.participant_id in by_id]
+        return grant
+
+    @staticmethod
+    async def _locked_counts(conn: asyncpg.Connection, owner_id: int, *, window_seconds: float = 60.0,
+                             overlap: tuple[datetime, datetime] | None = None,
+                             ) -> tuple[asyncpg.Record | None, asyncpg.Record]:
+        """Lock the owner's account row, then the system-wide count, and count under both: the
+        live dial-outs of the system and of the account, the account's dial-outs of the last
+        ``window_seconds`` and, with ``overlap`` (a new conference's [start, end)), the account's
+        conferences overlapping it. Returns the account's limits (None: no such account) and the
+        counts."""
+        account = await conn.fetchrow(
+            "SELECT max_concurrent_conferences, max_concurrent_calls, max_dialouts_per_minute FROM accounts "
+            "WHERE id = $1 FOR NO KEY UPDATE", owner_id)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SYSTEM_CALLS_LOCK)
+        # counted after both locks are held (a statement of its own: it sees every claim and
+        # every conference committed before them)
+        starts_at, ends_at = overlap or (None, None)
+        return account, await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+            "        WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state = ANY($2)) AS system_live, "
+            "       (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
+            "        WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
+            "        AND p.state = ANY($2)) AS account_live, "
+            "       (SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
+            "        WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
+            "        AND e.at > clock_timestamp() - make_interval(secs => $3)) AS recent, "
+            "       CASE WHEN $4::timestamptz IS NULL THEN 0 ELSE "
+            f"      ({_OVERLAPPING.format(owner='$1', starts='$4', ends='$5', exclude='NULL')}) END AS overlapping",
+            owner_id, list(LIVE_PARTICIPANT_STATES), float(window_seconds), starts_at, ends_at)
+
+    @staticmethod
+    def _grant(account: asyncpg.Record | None, counts: asyncpg.Record, system_cap: int, wanted: int) -> SlotGrant:
+        """How many of ``wanted`` dial-outs the limits leave room for, and which limit binds."""
+        grant = SlotGrant()
+        rooms = {"system_concurrent_calls": system_cap - counts["system_live"]}
+        grant.limits["system_concurrent_calls"] = system_cap
+        if account is not None:
+            rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - counts["recent"]
+            rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - counts["account_live"]
+            grant.limits["max_dialouts_per_minute"] = account["max_dialouts_per_minute"]
+            grant.limits["max_concurrent_calls"] = account["max_concurrent_calls"]
+        # the tightest limit binds; on a tie the account's own limit is named
+        order = ("max_dialouts_per_minute", "max_concurrent_calls", "system_concurrent_calls")
+        bound_by = min(rooms, key=lambda k: (rooms[k], order.index(k)))
+        grant.room = max(0, rooms[bound_by])
+        if grant.room < wanted:
+            grant.bound_by = bound_by
         return grant
 
     async def live_calls(self, owner_id: int | None = None) -> int:
