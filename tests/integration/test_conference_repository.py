@@ -178,3 +178,12 @@ async def test_an_immediate_plan_and_its_call_slots_are_one_commit(pool: asyncpg
     assert [e["kind"] for e in log] == ["conference.scheduled", "conference.started", "participant.dialing",
                                         "participant.dialing"]
     assert [e["detail"].get("number") for e in log[2:]] == list(numbers[:2])
+
+    # the account's concurrent conferences are counted under the same locks: one more that
+    # overlaps this one is refused, and nothing of it is stored
+    await pool.execute("UPDATE accounts SET max_concurrent_conferences = 1 WHERE id = $1", owner)
+    with pytest.raises(OverLimit) as refused:
+        await CallSlotRepository(pool).open_and_claim(fields(), plans, events, call_ids=["y1", "y2", "y3"],
+                                                      system_cap=100, actor="engine")
+    assert (refused.value.limit, refused.value.allowed, refused.value.current) == ("max_concurrent_conferences", 1, 1)
+    assert await pool.fetchval("SELECT count(*) FROM conferences WHERE owner_id = $1", owner) == 1
