@@ -114,6 +114,10 @@ class CallService:
     async def dial_claimed(self, conference: Conference, grant: SlotGrant, rules: AccountRules) -> list[int]:
         return await self.dialout.dial_claimed(conference, grant, rules)
 
+    async def calls_settled(self, conference_id: int, timeout: float) -> None:
+        """Until the conference's dial-outs in flight joined or failed, at most ``timeout`` s."""
+        await self.dialout.settled(conference_id, timeout)
+
     def forget_attempt(self, call_id: str | None) -> None:
         self.dialout.forget_attempt(call_id)
 

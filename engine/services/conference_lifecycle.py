@@ -23,6 +23,9 @@ from engine.services.prompts import PromptService
 log = logging.getLogger(__name__)
 
 ROOM_EMPTY_TIMEOUT = 10.0
+# The longest a start's bookkeeping (mail, audit, metrics) waits for its calls to join or fail:
+# callees who answer at once are in the room by then, and a person sees no difference.
+BOOKKEEPING_WAIT_SECONDS = 0.25
 
 
 class ConferenceLifecycle:
@@ -86,7 +89,7 @@ class ConferenceLifecycle:
                 planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
                 await self.calls.dial(started, planned, actor=actor, strict_rate=False)
 
-        await self._dial_then_tell(dial(), told)
+        await self._dial_then_tell(started.id, dial(), told)
 
     async def store_open(self, fields: dict[str, Any], participants: list[dict[str, Any]], events: list[LogEntry],
                          rules: AccountRules) -> tuple[Conference, SlotGrant | None]:
@@ -102,15 +105,20 @@ class ConferenceLifecycle:
         of the plan and the start run."""
         told = [self.records.deliver("conference.scheduled", conference, immediate=True),
                 self.records.deliver("conference.started", conference)]
-        await self._dial_then_tell(None if grant is None else self.calls.dial_claimed(conference, grant, rules), told)
+        dialling = None if grant is None else self.calls.dial_claimed(conference, grant, rules)
+        await self._dial_then_tell(conference.id, dialling, told)
 
-    async def _dial_then_tell(self, dialling: Awaitable[Any] | None, told: list[Awaitable[None]]) -> None:
+    async def _dial_then_tell(self, conference_id: int, dialling: Awaitable[Any] | None,
+                              told: list[Awaitable[None]]) -> None:
         """Run the start's dial-out, then the bus's asynchronous listeners (mail, audit, metrics)
         of the events in ``told``, whose plain subscribers (the console) have heard already: the
-        Originates wait for none of them."""
+        Originates wait for none of them, and the listeners wait until the calls have joined or
+        failed, or BOOKKEEPING_WAIT_SECONDS, so that they do not take the cores from the calls
+        being set up."""
         try:
             if dialling is not None:
                 await dialling
+                await self.calls.calls_settled(conference_id, BOOKKEEPING_WAIT_SECONDS)
         finally:
             for listening in told:
                 await listening

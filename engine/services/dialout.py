@@ -149,6 +149,19 @@ class DialOutService:
                                                call_ids=[new_dialout_id() for _ in participants],
                                                system_cap=self.max_concurrent_calls, actor=actor)
 
+    async def settled(self, conference_id: int, timeout: float) -> None:
+        """Wait until every dial-out of the conference in flight has joined its room or failed,
+        for at most ``timeout`` seconds."""
+        waits = [asyncio.ensure_future(a.resolved.wait()) for a in self.attempts.values()
+                 if a.conference_id == conference_id and not a.resolved.is_set()]
+        if not waits:
+            return
+        try:
+            await asyncio.wait(waits, timeout=timeout)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
     async def dial_claimed(self, conference: Conference, grant: SlotGrant, rules: AccountRules) -> list[int]:
         """Dial what ``claim_new`` claimed (the rest fail with the limit named); returns the ids."""
         wanted = [p for p in conference.participants if p.origin == "dialout"]
