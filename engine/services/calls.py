@@ -208,8 +208,8 @@ class CallService:
                 await self._joined(event, dialled)
             elif isinstance(event, ParticipantLeft):
                 if event.call_id not in self._rejoining:
-                    # the participant as its join stored it (mark_left checks it is still connected)
-                    participant = self._in_room.pop(event.call_id, None) or await self._participant_of(event)
+                    self._in_room.pop(event.call_id, None)
+                    participant = await self._participant_of(event)
                     if participant is not None and participant.state == ParticipantState.CONNECTED:
                         await self.states.mark_left(participant, None)
             elif isinstance(event, Muted):
