@@ -116,7 +116,7 @@ class ConferenceRepository:
 
     # ------------------------------------------------------------------ conferences
 
-    async def insert_conference(self, fields: dict[str, Any], participants: Iterable[dict[str, Any]] = (),
+    async def insert_conference(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]] = (),
                                 events: Sequence[LogEntry] = ()) -> Conference:
         """Insert a conference, its planned participants and its first event-log ``events`` in one
         transaction, atomically within the owner's limit of concurrent conferences: the owner's
