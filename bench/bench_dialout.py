@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -82,30 +83,6 @@ class SizeResult:
     engine: list[Run] = field(default_factory=list)
 
 
-async def raw_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
-                   busy_every: int, results: dict[int, SizeResult]) -> None:
-    target = stack.settings.ami
-    ami = await RawAmi.connect(target.host, target.port, target.username, target.secret)
-    try:
-        for warm in range(WARM_UP_CONFERENCES):  # untimed, as the engine's warm-up
-            room = f"rawwarm{warm}x{secrets.token_hex(2)}"
-            _, tally = await originate_and_wait(ami, callees(WARM_UP_CALLS, 80 + warm), room,
-                                                deadline_for(WARM_UP_CALLS, deadline))
-            if tally.joined:
-                await clear_room(ami, room, ROOM_END_SECONDS)
-        for n in sizes:
-            for rep in range(repeats):
-                room = f"raw{n}x{rep}{secrets.token_hex(2)}"
-                numbers = callees(n, rep, busy_every)
-                seconds, tally = await originate_and_wait(ami, numbers, room, deadline_for(n, deadline))
-                results[n].raw.append(Run(seconds if tally.all_joined else None, None, tally))
-                if tally.joined:
-                    await clear_room(ami, room, ROOM_END_SECONDS)
-                await asyncio.sleep(settle_seconds(n))
-    finally:
-        await ami.close()
-
-
 class EngineCalls:
     """The engine's dial-out call ids of the current run: any ``vo-`` id not seen in earlier runs."""
 
@@ -124,27 +101,78 @@ class EngineCalls:
         self.seen = set()
 
 
-async def engine_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
-                      calls_per_second: float, busy_every: int, results: dict[int, SizeResult]) -> None:
+async def interleaved_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
+                           calls_per_second: float, busy_every: int, results: dict[int, SizeResult]) -> None:
+    """The raw script's runs and the engine's alternate, one of each per repeat and the order
+    swapped every repeat: this box's speed drifts by tens of per cent over seconds (a shared
+    virtual machine), and two blocks measured one after the other compared the drift more than
+    the two programs. Both sides stay logged in throughout, so Asterisk sends every run's events
+    to two sessions and each side reads the other's runs: the engine follows the raw calls (it
+    knows none of them, so it writes nothing), and the raw session reads and drops whatever comes
+    while the raw script is not running."""
+    target = stack.settings.ami
     engine = Engine(stack.settings.with_(calls_per_second=calls_per_second, max_concurrent_calls=max(sizes)))
     await engine.start()
-    service = engine.services.planning
+    ami = await RawAmi.connect(target.host, target.port, target.username, target.secret)
+    dropping = _Dropping(ami)
+    dropping.start()
     calls = EngineCalls()
     try:
         owner = await create_account(engine.pool, max_participants=max(sizes), max_concurrent_conferences=10,
                                      max_dialouts_per_minute=10**6, max_concurrent_calls=max(sizes))
-        for warm in range(WARM_UP_CONFERENCES):  # untimed: see WARM_UP_CALLS
-            await _engine_run(engine, service, owner, WARM_UP_CALLS, callees(WARM_UP_CALLS, 30 + warm), calls,
-                              deadline_for(WARM_UP_CALLS, deadline))
+
+        async def raw_side(n: int, numbers: list[str], room: str) -> Run:
+            await dropping.stop()
+            try:
+                seconds, tally = await originate_and_wait(ami, numbers, room, deadline_for(n, deadline))
+                if tally.joined:
+                    await clear_room(ami, room, ROOM_END_SECONDS)
+            finally:
+                dropping.start()
+            return Run(seconds if tally.all_joined else None, None, tally)
+
+        async def engine_side(n: int, numbers: list[str]) -> Run:
+            run = await _engine_run(engine, engine.services.planning, owner, n, numbers, calls,
+                                    deadline_for(n, deadline))
             calls.next_run()
+            return run
+
+        for warm in range(WARM_UP_CONFERENCES):  # untimed: see WARM_UP_CALLS
+            await raw_side(WARM_UP_CALLS, callees(WARM_UP_CALLS, 80 + warm), f"rawwarm{warm}x{secrets.token_hex(2)}")
+            await engine_side(WARM_UP_CALLS, callees(WARM_UP_CALLS, 30 + warm))
         for n in sizes:
             for rep in range(repeats):
-                results[n].engine.append(await _engine_run(engine, service, owner, n, callees(n, 50 + rep, busy_every),
-                                                           calls, deadline_for(n, deadline)))
-                calls.next_run()
-                await asyncio.sleep(settle_seconds(n))
+                raw_first = rep % 2 == 0
+                for side in ("raw", "engine") if raw_first else ("engine", "raw"):
+                    if side == "raw":
+                        results[n].raw.append(await raw_side(n, callees(n, rep, busy_every),
+                                                             f"raw{n}x{rep}{secrets.token_hex(2)}"))
+                    else:
+                        results[n].engine.append(await engine_side(n, callees(n, 50 + rep, busy_every)))
+                    await asyncio.sleep(settle_seconds(n))
     finally:
+        await dropping.stop()
+        await ami.close()
         await engine.stop()
+
+
+class _Dropping:
+    """Reads and drops the raw session's events whenever the raw script is not running, so
+    none of the engine's runs piles up for the raw script's next timed run to read."""
+
+    def __init__(self, ami: RawAmi) -> None:
+        self.ami = ami
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.ami.drop_events(), name="raw-session-reader")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+                await self.task
+            self.task = None
 
 
 async def _engine_run(engine: Engine, service, owner, n: int, numbers: list[str],  # noqa: ANN001
@@ -233,9 +261,11 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
     lines = [
         "## Dial-out: start to all N callees joined", "",
         f"Machine: {where}.", "",
-        f"{args.repeats} run(s) per size, after {WARM_UP_CONFERENCES} untimed runs of {WARM_UP_CALLS} callees on "
-        "each side (an engine's first conferences after its start pay its imports and each pooled "
-        "connection's first statements), with a pause after each run for the teardown of its calls; "
+        f"{args.repeats} run(s) per size and side, after {WARM_UP_CONFERENCES} untimed runs of {WARM_UP_CALLS} "
+        "callees on each side (an engine's first conferences after its start pay its imports and each pooled "
+        "connection's first statements), with a pause after each run for the teardown of its calls. The "
+        "sides take turns (one run of each per repeat, the order swapped every repeat: this shared box's "
+        "speed drifts over seconds) with both AMI sessions logged in throughout; "
         "times are the median (min–max) over the runs in which all N joined (*complete*). "
         "Callees are SIPp (tests/sipp/pstn.xml) answering at once; every call is "
         "`Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest` profile. "
@@ -284,10 +314,8 @@ async def run(args: argparse.Namespace) -> str:
     async with bench_stack() as stack:
         where = machine(stack.asterisk)
         log_start = asterisk_log_size(stack.asterisk)
-        # The raw runs happen before the engine starts, so the engine's event handling does not load them.
-        await raw_runs(stack, args.sizes, args.repeats, args.deadline, args.busy_every, results)
-        await engine_runs(stack, args.sizes, args.repeats, args.deadline, args.calls_per_second, args.busy_every,
-                          results)
+        await interleaved_runs(stack, args.sizes, args.repeats, args.deadline, args.calls_per_second,
+                               args.busy_every, results)
         complaints = asterisk_complaints(stack.asterisk, log_start)
     text = report(args, where, results, complaints)
     print(text)

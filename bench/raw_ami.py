@@ -48,6 +48,12 @@ class RawAmi:
                 message[key] = value
         return message
 
+    async def drop_events(self) -> None:
+        """Read and drop whatever arrives (the session stays logged in while another program's
+        calls run), until cancelled; a block cut by the cancel stays for the next read."""
+        while True:
+            await self.read()
+
     async def close(self) -> None:
         self.writer.close()
         await self.writer.wait_closed()

@@ -21,15 +21,19 @@ class Coalescer(Generic[Key, Item, Result]):
     Without ``linger`` a write starts as soon as nothing is in flight: the first item of a burst
     is written at once, and the rest, arriving while that write runs, goes into the next one.
     With it, each write first waits that long for more items, and an item may be withdrawn
-    meanwhile (a later write made it moot)."""
+    meanwhile (a later write made it moot). ``linger_while`` says whether more items are on their
+    way: only then does a write wait, and an item submitted once it says no ends the wait (the
+    last item of a burst is not held back for company that will not come)."""
 
     def __init__(self, write: Callable[[dict[Key, Item]], Awaitable[dict[Key, Result]]], missing: Result, *,
-                 linger: float = 0.0) -> None:
+                 linger: float = 0.0, linger_while: Callable[[], bool] | None = None) -> None:
         self._write = write
         self._missing = missing
         self._linger = linger
+        self._linger_while = linger_while
         self._waiting: dict[Key, tuple[Item, asyncio.Future[Result]]] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._lingering: asyncio.Future[None] | None = None  # set while a write waits for company
 
     def waiting(self, key: Key) -> bool:
         """Whether ``key`` waits for a write that has not finished."""
@@ -52,13 +56,21 @@ class Coalescer(Generic[Key, Item, Result]):
             queued = self._waiting[key] = (item, asyncio.get_running_loop().create_future())
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain(), name="coalesced-write")
+        elif self._lingering is not None and not self._lingering.done() and not self._more_coming():
+            self._lingering.set_result(None)
         return await asyncio.shield(queued[1])
+
+    def _more_coming(self) -> bool:
+        return self._linger_while is None or self._linger_while()
 
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                if self._linger:
-                    await asyncio.sleep(self._linger)
+                if self._linger and self._more_coming():
+                    self._lingering = asyncio.get_running_loop().create_future()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._lingering, self._linger)
+                    self._lingering = None
                     if not self._waiting:
                         break
                 batch, self._waiting = self._waiting, {}

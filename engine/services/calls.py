@@ -50,6 +50,7 @@ __all__ = ["IN_CALL_STATES", "CallService", "now_utc"]
 log = logging.getLogger(__name__)
 
 ANNOUNCE_TIMEOUT_SECONDS = 30.0  # an announcement is a few seconds; never hold an end longer
+JOIN_LINGER_SECONDS = 0.01  # a burst's joins come about 2 ms apart when Asterisk is busy
 REJOIN_TIMEOUT = 10.0  # how long a call moved back into its room may take to re-enter
 
 
@@ -67,8 +68,11 @@ class CallService:
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
         self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
-        # calls that join together (a dial-out's burst) are stored connected in one statement
-        self._joins: Coalescer[int, Joined, Participant | None] = Coalescer(self.repo.mark_joined, missing=None)
+        # calls that join together (a dial-out's burst) are stored connected in one statement:
+        # while dial-outs are still being placed a join waits up to JOIN_LINGER_SECONDS for the
+        # rest of its burst, and the last call of a burst is written at once
+        self._joins: Coalescer[int, Joined, Participant | None] = Coalescer(
+            self.repo.mark_joined, missing=None, linger=JOIN_LINGER_SECONDS, linger_while=dialout.placing)
         self._lanes = Lanes("tracker")
         self._writes = Lanes("talking")  # per participant id: talking writes behind the console's news
         self._talk_seq: dict[int, int] = {}  # participant id -> number of its latest talking change

@@ -149,6 +149,10 @@ class DialOutService:
                                                call_ids=[new_dialout_id() for _ in participants],
                                                system_cap=self.max_concurrent_calls, actor=actor)
 
+    def placing(self) -> bool:
+        """Whether some dial-out is still being placed (neither in its room nor ended)."""
+        return bool(self.attempts)
+
     async def settled(self, conference_id: int, timeout: float) -> None:
         """Wait until every dial-out of the conference in flight has joined its room or failed,
         for at most ``timeout`` seconds."""
@@ -169,9 +173,10 @@ class DialOutService:
 
     async def _dispatch(self, conference: Conference, wanted: list[Participant], grant: SlotGrant,
                         number_plan: NumberPlan, *, strict_rate: bool) -> list[int]:
-        """After a claim: the console hears of each claimed call ('calling'), its dial is spawned,
-        then the bus's asynchronous listeners run while the Originates go out; the participants
-        the limits left out fail (or, ``strict_rate``, the whole request is refused)."""
+        """After a claim: each claimed call's dial is spawned, the console hears of each
+        ('calling') once the unpaced Originates are on their way, then the bus's asynchronous
+        listeners run while Asterisk places the calls; the participants the limits left out fail
+        (or, ``strict_rate``, the whole request is refused)."""
         if grant.bound_by is not None:
             detail = f"{len(wanted)} wanted, {grant.room} left"
             if grant.bound_by != "system_concurrent_calls":
@@ -181,17 +186,20 @@ class DialOutService:
                 raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
         self.states.remember(conference)
         dials: list[tuple[Participant, DialAttempt]] = []
-        listeners = []  # the asynchronous listeners of each 'calling', awaited once the dials are spawned
         for updated in grant.claimed:
             attempt = DialAttempt(updated.call_id or "", updated.id, conference.id, conference.owner_id,
                                   conference.node_id, participant=updated)
             self.attempts[attempt.call_id] = attempt
             self.states.track_call(attempt.call_id)
-            listeners.append(self.states.deliver("participant.state", conference.id, conference.owner_id,
-                                                 updated.id, state="calling", reason=None, cause=None))
             dials.append((updated, attempt))
-        for updated, attempt in dials:
             self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{updated.id}")
+        # One turn of the loop lets every dial take its first step: unpaced, that sends its
+        # Originate, so Asterisk starts on the first call before the console hears of the last.
+        # Nothing a dial does can be told before its 'calling': an outcome comes from Asterisk or
+        # the database, a turn later at the earliest.
+        await asyncio.sleep(0)
+        listeners = [self.states.deliver("participant.state", conference.id, conference.owner_id, updated.id,
+                                         state="calling", reason=None, cause=None) for updated, _ in dials]
         for listening in listeners:
             await listening
         if grant.bound_by is not None:

@@ -87,3 +87,27 @@ async def test_a_lingering_write_takes_the_whole_burst_and_leaves_out_what_was_w
     assert await alone is False
     await asyncio.sleep(0.1)
     assert writes == [[1, 3]]  # nothing left to write: no empty write
+
+
+async def test_a_write_lingers_only_while_more_is_coming_and_the_last_item_ends_the_wait() -> None:
+    writes: list[list[int]] = []
+    more_coming = True
+
+    async def write(batch: dict[int, None]) -> dict[int, bool]:
+        writes.append(sorted(batch))
+        return dict.fromkeys(batch, True)
+
+    # a linger far longer than the test may take: only the last item can end it in time
+    coalescer: Coalescer[int, None, bool] = Coalescer(write, missing=False, linger=600.0,
+                                                      linger_while=lambda: more_coming)
+    first = asyncio.ensure_future(coalescer.submit(1, None))
+    await asyncio.sleep(0)  # the submitter starts the write...
+    await asyncio.sleep(0)  # ...which, more coming, waits for company
+    assert coalescer.waiting(1) and writes == []
+    more_coming = False
+    last = asyncio.ensure_future(coalescer.submit(2, None))
+    assert await asyncio.wait_for(asyncio.gather(first, last), 10) == [True, True]
+    assert writes == [[1, 2]]
+    # nothing more coming: the next item is written at once, without the linger
+    assert await asyncio.wait_for(coalescer.submit(3, None), 10) is True
+    assert writes == [[1, 2], [3]]
