@@ -423,7 +423,8 @@ async def run(args: argparse.Namespace) -> str:
         f"Machine: {where}; {pinned}.", "",
         f"Stream: bench/ami_stream.txt, {len(blocks)} events recorded from a real dial-out of "
         "callees through the engine (some answering with audio, one busy, one declining; the events the "
-        f"engine's AMI user receives through its eventfilter: {mix}), repeated to {events} events per "
+        f"engine's AMI user received through the eventfilter of the recording: {mix}; the filter now also "
+        f"keeps DialEnd and HangupRequest in Asterisk, and the engine skips them), repeated to {events} events per "
         "run and written at once by a local asyncio AMI server (banner, login, then the stream) in the same "
         "process; the clock runs from the first byte written to the end mark delivered. "
         f"{args.repeats} repeats, the readers interleaved; median (min–max) events/s. The tracker is the "

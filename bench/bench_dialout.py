@@ -25,10 +25,11 @@ from bench._stack import (
     write_section,
 )
 from bench.outcome import CallTally, ratio, reasons_text, summarize
-from bench.raw_ami import RawAmi, clear_room, originate_and_wait, track
+from bench.raw_ami import DialOut, RawAmi, clear_room, originate_and_wait, track
 from engine.adapters.asterisk.ami import AmiEvent
+from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS, profile_for
 from engine.app import Engine
-from engine.domain.model import ConferencePlan, ParticipantPlan
+from engine.domain.model import ConferencePlan, ParticipantPlan, Role
 from engine.services.bus import DomainEvent
 from tests.support.factories import create_account
 
@@ -106,35 +107,47 @@ async def interleaved_runs(stack: BenchStack, sizes: list[int], repeats: int, de
     """The raw script's runs and the engine's alternate, one of each per repeat and the order
     swapped every repeat: this box's speed drifts by tens of per cent over seconds (a shared
     virtual machine), and two blocks measured one after the other compared the drift more than
-    the two programs. Both sides stay logged in throughout, so Asterisk sends every run's events
-    to two sessions and each side reads the other's runs: the engine follows the raw calls (it
-    knows none of them, so it writes nothing), and the raw session reads and drops whatever comes
-    while the raw script is not running."""
+    the two programs. Both stay logged in, and each side runs alone with Asterisk's events, as the
+    engine does in service: the other side's session has its events turned off (AMI ``Events``)
+    during the run and the pause after it (events are fanned out to every session that takes
+    them, and a second session slows Asterisk itself down)."""
     target = stack.settings.ami
     engine = Engine(stack.settings.with_(calls_per_second=calls_per_second, max_concurrent_calls=max(sizes)))
     await engine.start()
     ami = await RawAmi.connect(target.host, target.port, target.username, target.secret)
+    await ami.set_events(False)
     dropping = _Dropping(ami)
     dropping.start()
     calls = EngineCalls()
     try:
         owner = await create_account(engine.pool, max_participants=max(sizes), max_concurrent_conferences=10,
                                      max_dialouts_per_minute=10**6, max_concurrent_calls=max(sizes))
+        settings = engine.settings
+        dial = DialOut(profile=profile_for(Role.GUEST, invited=True),
+                       language=(await engine.services.accounts.get(owner)).language,
+                       caller_id=settings.access_number, extra_members=ROOM_EXTRA_MEMBERS,
+                       timeout_ms=(settings.ring_timeout + 5) * 1000)
 
         async def raw_side(n: int, numbers: list[str], room: str) -> Run:
+            await engine.ami.action("Events", EventMask="off")
             await dropping.stop()
+            await ami.set_events(True)
             try:
-                seconds, tally = await originate_and_wait(ami, numbers, room, deadline_for(n, deadline))
+                seconds, tally = await originate_and_wait(ami, numbers, room, deadline_for(n, deadline), dial)
                 if tally.joined:
                     await clear_room(ami, room, ROOM_END_SECONDS)
+                await asyncio.sleep(settle_seconds(n))
             finally:
+                await ami.set_events(False)
                 dropping.start()
+                await engine.ami.action("Events", EventMask="on")
             return Run(seconds if tally.all_joined else None, None, tally)
 
         async def engine_side(n: int, numbers: list[str]) -> Run:
             run = await _engine_run(engine, engine.services.planning, owner, n, numbers, calls,
                                     deadline_for(n, deadline))
             calls.next_run()
+            await asyncio.sleep(settle_seconds(n))
             return run
 
         for warm in range(WARM_UP_CONFERENCES):  # untimed: see WARM_UP_CALLS
@@ -149,7 +162,6 @@ async def interleaved_runs(stack: BenchStack, sizes: list[int], repeats: int, de
                                                              f"raw{n}x{rep}{secrets.token_hex(2)}"))
                     else:
                         results[n].engine.append(await engine_side(n, callees(n, 50 + rep, busy_every)))
-                    await asyncio.sleep(settle_seconds(n))
     finally:
         await dropping.stop()
         await ami.close()
@@ -157,8 +169,8 @@ async def interleaved_runs(stack: BenchStack, sizes: list[int], repeats: int, de
 
 
 class _Dropping:
-    """Reads and drops the raw session's events whenever the raw script is not running, so
-    none of the engine's runs piles up for the raw script's next timed run to read."""
+    """Reads the raw session whenever the raw script is not running (the answer to its events
+    being turned off, and any event already on its way), so nothing piles up for its next run."""
 
     def __init__(self, ami: RawAmi) -> None:
         self.ami = ami
@@ -265,11 +277,13 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
         "callees on each side (an engine's first conferences after its start pay its imports and each pooled "
         "connection's first statements), with a pause after each run for the teardown of its calls. The "
         "sides take turns (one run of each per repeat, the order swapped every repeat: this shared box's "
-        "speed drifts over seconds) with both AMI sessions logged in throughout; "
+        "speed drifts over seconds); both stay logged in, and the side not running has its AMI events "
+        "turned off, so each runs alone with Asterisk's events as the engine does in service; "
         "times are the median (min–max) over the runs in which all N joined (*complete*). "
         "Callees are SIPp (tests/sipp/pstn.xml) answering at once; every call is "
-        "`Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest` profile. "
-        "*Raw AMI*: one asyncio socket sends the N Originates and follows ConfbridgeJoin, OriginateResponse "
+        "`Local/<n>@veche-dialout/n` -> PJSIP trunk -> ConfBridge with the quiet `veche_guest_invited` profile. "
+        "*Raw AMI*: one asyncio socket sends the N Originates (with the engine's profile, language and "
+        "caller id) and follows ConfbridgeJoin, OriginateResponse "
         "and Hangup (no database, no panoramisk). *Engine*: `conferences.plan()` of an immediate "
         "conference (validation, PINs, rows, event log, Originates through the AmiLink, tracker writing "
         "every state), timed to the N-th ConfbridgeJoin and to the N-th `connected` stored in PostgreSQL. "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Container
+from dataclasses import dataclass
 from typing import Protocol
 
 from bench.outcome import CallTally
@@ -48,6 +49,13 @@ class RawAmi:
                 message[key] = value
         return message
 
+    async def set_events(self, on: bool) -> None:
+        """Turn this session's events on or off (AMI ``Events``), once Asterisk confirmed it."""
+        action_id = f"events-{'on' if on else 'off'}-{id(self)}"
+        self.send({"Action": "Events", "EventMask": "on" if on else "off", "ActionID": action_id})
+        while (await self.read()).get("ActionID") != action_id:
+            pass
+
     async def drop_events(self) -> None:
         """Read and drop whatever arrives (the session stays logged in while another program's
         calls run), until cancelled; a block cut by the cancel stays for the next read."""
@@ -82,8 +90,22 @@ def track(tally: CallTally, message: _Headers, calls: Container[str], room: str 
         tally.fail(call, f"hangup cause {cause}" + (f" ({text})" if text else ""))
 
 
-async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str,
-                             deadline_seconds: float = 60.0) -> tuple[float, CallTally]:
+@dataclass(frozen=True)
+class DialOut:
+    """What the engine's Originate of an invited guest carries besides the number and the room
+    (engine/adapters/asterisk/node.py MediaNode.dial), so that Asterisk does the same work for the
+    raw script's calls: the user profile, the language, the caller id shown to the callee, the
+    room's seats beyond its participants and the ring timeout."""
+
+    profile: str = "veche_guest_invited"
+    language: str = "ru"
+    caller_id: str = "7000"
+    extra_members: int = 2
+    timeout_ms: int = 15000
+
+
+async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str, deadline_seconds: float = 60.0,
+                             dial: DialOut = DialOut()) -> tuple[float, CallTally]:
     """Send one Originate per number into ``room`` and follow every call until all joined, every
     call ended one way or another, or the deadline passed (the rest then count as timed out).
     Returns the seconds until the last join (or until the run was over) and the tally."""
@@ -93,10 +115,11 @@ async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str,
         # all of one length (like the engine's), never ending in "-2" (the other leg's suffix)
         call_id = f"raw-{room}-c{index:04d}"
         ami.send({"Action": "Originate", "Channel": f"Local/{number}@veche-dialout/n", "Context": "veche-room",
-                  "Exten": "join", "Priority": "1", "Async": "true", "Timeout": "15000",
-                  "ChannelId": call_id, "OtherChannelId": f"{call_id}-2",
-                  "Variable": [f"VECHE_ROOM={room}", "VECHE_PROFILE=veche_guest", f"VECHE_CALL={call_id}",
-                               f"VECHE_MAX_MEMBERS={len(numbers) + 1}"]})
+                  "Exten": "join", "Priority": "1", "Async": "true", "Timeout": str(dial.timeout_ms),
+                  "ChannelId": call_id, "OtherChannelId": f"{call_id}-2", "CallerID": dial.caller_id,
+                  "Variable": [f"VECHE_ROOM={room}", f"VECHE_PROFILE={dial.profile}", f"VECHE_CALL={call_id}",
+                               f"VECHE_LANG={dial.language}",
+                               f"VECHE_MAX_MEMBERS={len(numbers) + dial.extra_members}"]})
     await ami.writer.drain()
     tally = CallTally(len(numbers))
     deadline = started + deadline_seconds
