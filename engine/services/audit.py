@@ -89,7 +89,7 @@ class AuditService:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self.bus.subscribe(self.on_event)
+        self.bus.subscribe(self.on_event, kinds=AUDITED_EVENTS)
 
     async def stop(self) -> None:
         self.bus.unsubscribe(self.on_event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ Subscriber = Callable[[DomainEvent], Awaitable[None] | None]
 class Bus(Protocol):
     """What the services need of the event bus (EventBus, or a recording fake in unit tests)."""
 
-    def subscribe(self, callback: Subscriber) -> None: ...
+    def subscribe(self, callback: Subscriber, kinds: Iterable[str] | None = None) -> None: ...
 
     def unsubscribe(self, callback: Subscriber) -> None: ...
 
@@ -48,15 +48,19 @@ class Bus(Protocol):
 
 class EventBus:
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        # (the kinds a subscriber hears, None: all; the subscriber), in subscription order
+        self._subscribers: list[tuple[frozenset[str] | None, Subscriber]] = []
         self._finishing: set[asyncio.Task[None]] = set()  # listeners still running for a cancelled publisher
 
-    def subscribe(self, callback: Subscriber) -> None:
-        self._subscribers.append(callback)
+    def subscribe(self, callback: Subscriber, kinds: Iterable[str] | None = None) -> None:
+        """``kinds``: the only event kinds the callback hears. A listener that ignores the rest
+        then costs them nothing: a dial-out's burst publishes three states per call, and each
+        asynchronous listener called would make a coroutine just to return."""
+        # a new list, so a delivery under way goes on over the subscribers it started with
+        self._subscribers = [*self._subscribers, (frozenset(kinds) if kinds is not None else None, callback)]
 
     def unsubscribe(self, callback: Subscriber) -> None:
-        if callback in self._subscribers:
-            self._subscribers.remove(callback)
+        self._subscribers = [entry for entry in self._subscribers if entry[1] != callback]
 
     @property
     def subscriber_count(self) -> int:
@@ -74,7 +78,9 @@ class EventBus:
         when the returned awaitable is awaited (the caller decides where it waits for them)."""
         with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
             waiting = []
-            for callback in list(self._subscribers):
+            for kinds, callback in self._subscribers:
+                if kinds is not None and event.kind not in kinds:
+                    continue
                 try:
                     result = callback(event)
                 except Exception:  # noqa: BLE001 - a failing listener must not break the service

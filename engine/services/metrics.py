@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 from engine.adapters.asterisk import CallPlaced, DialOutcome, LinkChanged, MediaNodes, NodeEvent
@@ -132,16 +132,22 @@ class MetricsService:
         if self._running:
             self.metrics.ami_link_changes.labels(node_id, "up" if up else "down").inc()
 
-    async def on_domain_event(self, event: DomainEvent) -> None:
+    def on_domain_event(self, event: DomainEvent) -> Awaitable[None] | None:
+        """Counts every event as it is published; only a start's delay needs the database (the
+        bus awaits what this returns with the other asynchronous listeners)."""
         self.metrics.domain_events.labels(event.kind).inc()
         if event.kind == "participant.state" and event.data.get("state") == "failed":
             self.metrics.participant_failures.labels(str(event.data.get("reason") or "unknown")).inc()
         elif event.kind == "participant.added" and event.data.get("origin") == "dialin":
             self.metrics.dialin_admitted.inc()
         elif event.kind == "conference.started":
-            delay = await self.repo.start_delay_seconds(event.conference_id)
-            if delay is not None:
-                self.metrics.conference_start_delay.observe(delay)
+            return self._observe_start_delay(event.conference_id)
+        return None
+
+    async def _observe_start_delay(self, conference_id: int) -> None:
+        delay = await self.repo.start_delay_seconds(conference_id)
+        if delay is not None:
+            self.metrics.conference_start_delay.observe(delay)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         self.metrics.http_latency.labels(method, route, str(status)).observe(seconds)

@@ -65,7 +65,7 @@ class Notifier:
     async def start(self) -> None:
         self._stopping = False
         self._stop_requested.clear()
-        self.bus.subscribe(self.on_event)
+        self.bus.subscribe(self.on_event, kinds=RECONCILE_ON | {PIN_LOCKOUT_EVENT})
         self._task = asyncio.create_task(self._scan_loop(), name="notifier-scan")
 
     async def stop(self) -> None:

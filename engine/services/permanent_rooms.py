@@ -47,7 +47,7 @@ class PermanentRooms:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self.bus.subscribe(self.on_event)
+        self.bus.subscribe(self.on_event, kinds=("participant.state",))
 
     async def stop(self) -> None:
         self.bus.unsubscribe(self.on_event)

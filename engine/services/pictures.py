@@ -56,7 +56,8 @@ class PicturesService:
     # ----------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
-        self.bus.subscribe(self.on_domain_event)
+        self.bus.subscribe(self.on_domain_event,
+                           kinds=("participant.talking", "participant.state", "conference.ended"))
         for coro, name in ((self._every(self.settings.quality_sample_seconds, self.sample_quality), "quality-sample"),
                            (self._every(self.settings.load_sample_seconds, self.sample_load), "load-sample"),
                            (self._every(PURGE_INTERVAL_SECONDS, self.purge), "load-purge")):

@@ -55,7 +55,7 @@ class RecordingService:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._recorded_rooms.update(await self.repo.recorded_rooms())
         self.nodes.subscribe(self.on_node_event)
-        self.bus.subscribe(self.on_domain_event)
+        self.bus.subscribe(self.on_domain_event, kinds=("conference.started", "conference.ended"))
         self._spawn(self._purge_loop(), "recording-purge")
 
     async def stop(self) -> None:

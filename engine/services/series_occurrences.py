@@ -44,7 +44,7 @@ class SeriesOccurrences:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self.bus.subscribe(self.on_event)
+        self.bus.subscribe(self.on_event, kinds=TOP_UP_ON | {"conference.updated"})
         for series_id in await self.repo.active_recurring():
             try:
                 await self.materialise(series_id)

@@ -31,6 +31,29 @@ async def test_plain_subscribers_hear_an_event_before_the_asynchronous_ones_fini
     assert heard == ["plain", "slow started", "slow done"]
 
 
+async def test_a_subscriber_with_kinds_hears_only_those_and_is_not_called_for_the_rest() -> None:
+    bus = EventBus()
+    heard: list[str] = []
+    calls: list[str] = []
+
+    def audit(event: DomainEvent):  # noqa: ANN202 - returns the coroutine an async listener would
+        calls.append(event.kind)
+
+        async def write() -> None:
+            heard.append(f"audit {event.kind}")
+        return write()
+
+    bus.subscribe(audit, kinds={"conference.ended"})
+    bus.subscribe(lambda event: heard.append(f"all {event.kind}"))
+    await bus.publish(DomainEvent("participant.state", 1))
+    await bus.publish(DomainEvent("conference.ended", 1))
+    assert calls == ["conference.ended"]  # not even called for a state: no coroutine made
+    assert heard == ["all participant.state", "all conference.ended", "audit conference.ended"]
+    bus.unsubscribe(audit)
+    await bus.publish(DomainEvent("conference.ended", 1))
+    assert calls == ["conference.ended"] and bus.subscriber_count == 1
+
+
 async def test_a_cancelled_publisher_still_lets_the_later_listeners_hear_the_event() -> None:
     bus = EventBus()
     heard: list[str] = []
