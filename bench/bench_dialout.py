@@ -133,7 +133,7 @@ async def interleaved_runs(stack: BenchStack, sizes: list[int], repeats: int, de
             await dropping.stop()
             await ami.set_events(True)
             try:
-                seconds, tally = await originate_and_wait(ami, numbers, room, deadline_for(n, deadline), dial)
+                seconds, tally = await originate_and_wait(ami, numbers, room, dial, deadline_for(n, deadline))
                 if tally.joined:
                     await clear_room(ami, room, ROOM_END_SECONDS)
                 await asyncio.sleep(settle_seconds(n))

@@ -97,15 +97,15 @@ class DialOut:
     raw script's calls: the user profile, the language, the caller id shown to the callee, the
     room's seats beyond its participants and the ring timeout."""
 
-    profile: str = "veche_guest_invited"
-    language: str = "ru"
-    caller_id: str = "7000"
-    extra_members: int = 2
-    timeout_ms: int = 15000
+    profile: str
+    language: str
+    caller_id: str
+    extra_members: int
+    timeout_ms: int
 
 
-async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str, deadline_seconds: float = 60.0,
-                             dial: DialOut = DialOut()) -> tuple[float, CallTally]:
+async def originate_and_wait(ami: RawAmi, numbers: list[str], room: str, dial: DialOut,
+                             deadline_seconds: float = 60.0) -> tuple[float, CallTally]:
     """Send one Originate per number into ``room`` and follow every call until all joined, every
     call ended one way or another, or the deadline passed (the rest then count as timed out).
     Returns the seconds until the last join (or until the run was over) and the tally."""

@@ -119,9 +119,8 @@ class AuditService:
         task.add_done_callback(self._tasks.discard)
 
     async def on_event(self, event: DomainEvent) -> None:
-        """Conference actions from the bus; engine-made changes are attributed to the engine."""
-        if event.kind not in AUDITED_EVENTS:
-            return
+        """Conference actions from the bus (it hears AUDITED_EVENTS only); engine-made changes are
+        attributed to the engine."""
         actor: str | None = None
         if (event.kind == "conference.extended" and event.data.get("auto")) or (
                 event.kind == "conference.ended" and event.data.get("reason") in ENGINE_END_REASONS):

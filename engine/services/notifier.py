@@ -82,10 +82,10 @@ class Notifier:
                 await hung
 
     async def on_event(self, event: DomainEvent) -> None:
+        """A PIN lock-out is told to the owner; the other kinds it hears (RECONCILE_ON) may change
+        what the recipients should have been told."""
         if event.kind == PIN_LOCKOUT_EVENT:
             await self.queue_pin_lockout(event)
-            return
-        if event.kind not in RECONCILE_ON:
             return
         await self.reconcile(event.conference_id, allow_running=True)
 

@@ -59,9 +59,8 @@ class SeriesOccurrences:
 
     async def on_event(self, event: DomainEvent) -> None:
         """An occurrence changed or cancelled on its own ("this one", through any path: API,
-        portal) is told with RECURRENCE-ID or EXDATE; one that is over makes room for the next."""
-        if event.kind not in TOP_UP_ON and event.kind != "conference.updated":
-            return
+        portal) is told with RECURRENCE-ID or EXDATE; one that is over makes room for the next
+        (it hears TOP_UP_ON and conference.updated only)."""
         conference = await self.conferences.get(event.conference_id, with_participants=False)
         if conference is None or conference.series_id is None or self.mail.is_changing_whole(conference.series_id):
             return
