@@ -96,12 +96,15 @@ class PicturesService:
             await self.repo.close_talks(event.conference_id, event.at)
 
     async def sample_quality(self) -> int:
-        """Store the network numbers of every connected participant of every running conference;
-        how many samples were stored."""
+        """Store the network numbers of every participant of every running conference who has
+        been in the room for a whole sampling interval; how many samples were stored. A call that
+        joined since has no RTCP report to speak of yet, and asking its media node costs up to
+        three AMI actions per participant: a burst of them when a large dial-out has just joined."""
         stored = 0
+        settled = datetime.now(UTC) - timedelta(seconds=self.settings.quality_sample_seconds)
         for conference_id in await self.repo.running_conference_ids():
             try:
-                report = await self.quality.report(None, conference_id)
+                report = await self.quality.report(None, conference_id, joined_before=settled)
             except Exception as exc:  # noqa: BLE001 - a conference ending meanwhile skips one round
                 log.info("no quality sample of conference %s: %s", conference_id, exc)
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from engine.adapters.asterisk import MediaNodes
@@ -20,11 +21,14 @@ class QualityService:
         self.planning = planning
         self.nodes = nodes
 
-    async def report(self, owner_id: int | None, conference_id: int) -> list[dict[str, Any]]:
-        """One row per connected participant: participant_id, number, name, codec, jitter_ms,
-        loss_percent, rtt_ms, mos, verdict. NotFound when the conference is not the owner's."""
+    async def report(self, owner_id: int | None, conference_id: int, *,
+                     joined_before: datetime | None = None) -> list[dict[str, Any]]:
+        """One row per connected participant (with ``joined_before``, only those in the room since
+        before it): participant_id, number, name, codec, jitter_ms, loss_percent, rtt_ms, mos,
+        verdict. NotFound when the conference is not the owner's."""
         conference = await self.planning.get(owner_id, conference_id)
-        connected = [p for p in conference.participants if p.state == ParticipantState.CONNECTED]
+        connected = [p for p in conference.participants if p.state == ParticipantState.CONNECTED
+                     and (joined_before is None or (p.joined_at is not None and p.joined_at < joined_before))]
         return list(await asyncio.gather(*(self._row(p, p.node_id or conference.node_id) for p in connected)))
 
     async def _row(self, participant: Participant, node_id: str) -> dict[str, Any]:

@@ -49,6 +49,12 @@ async def test_report_has_numbers_for_live_calls(engine, sipp) -> None:
             assert 1.0 <= row["mos"] <= 4.5 and row["verdict"] in ("good", "fair", "poor"), (origin, row)
         # loopback: the RTP callee's audio arrives clean
         assert rows[by_origin["dialout"].id]["verdict"] == "good", rows
+        # the sampler's view (joined_before): only those in the room since before the moment given
+        first, last = sorted(current.participants, key=lambda p: p.joined_at)
+        assert await quality.report(owner, conference.id, joined_before=first.joined_at) == []
+        if first.joined_at < last.joined_at:
+            settled = await quality.report(owner, conference.id, joined_before=last.joined_at)
+            assert [r["participant_id"] for r in settled] == [first.id]
 
         stranger = await create_account(engine.pool)
         with pytest.raises(NotFound):
