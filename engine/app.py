@@ -4,6 +4,7 @@ settings, starts them in order and stops them in reverse."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -195,6 +196,7 @@ class Engine:
     deposed: asyncio.Event = field(default_factory=asyncio.Event)  # set when the lease was lost
     _services: Services | None = field(default=None, repr=False)
     _lease_pool: asyncpg.Pool | None = field(default=None, repr=False)
+    _heap_frozen: bool = field(default=False, repr=False)
 
     @property
     def ami(self) -> AmiLink:
@@ -236,6 +238,7 @@ class Engine:
         self.agi.sounds = self._services.prompts.sound  # the operator's replacement prompts, for the IVR
         await self._services.start()
         await self.agi.start()
+        self._freeze_startup_heap()
         log.info("engine started: nodes %s, FastAGI %s:%s",
                  ", ".join(f"{n.node_id} ({n.ami.host}:{n.ami.port})" for n in settings.media_nodes),
                  settings.agi_host, settings.agi_port)
@@ -252,7 +255,19 @@ class Engine:
             self.links[node_id] = link
             self.nodes.add(MediaNode(link))
 
+    def _freeze_startup_heap(self) -> None:
+        """Keep what start-up built (modules, number metadata, templates, pool, services) out of
+        the garbage collector's full passes for the engine's life: such a pass walks every object
+        the process holds, and with this heap it held the event loop for about 80 ms, once every
+        few dial-outs of a few hundred callees, in the middle of their calls."""
+        gc.collect()
+        gc.freeze()
+        self._heap_frozen = True
+
     async def stop(self) -> None:
+        if self._heap_frozen:  # what the engine built can be collected again once it stops
+            gc.unfreeze()
+            self._heap_frozen = False
         if self._services is not None:
             await self._services.stop()
         if self.agi is not None:
