@@ -48,8 +48,8 @@ _PARTICIPANT_WRITABLE = frozenset(PARTICIPANT_COLUMNS) - {"id", "conference_id"}
 _CONF_SELECT = ", ".join(CONFERENCE_COLUMNS)
 _PART_SELECT = ", ".join(PARTICIPANT_COLUMNS)
 LIVE_PARTICIPANT_STATES = ("calling", "ringing", "connected")
-# The same states written into the statements that count live dial-outs, as the partial index
-# participants_live_dialout (sql/011_call_limits.sql) names them: with the list as a parameter,
+# The same states as the statements write them, as the partial index participants_live_dialout
+# (sql/011_call_limits.sql) names them: with the list as a parameter,
 # PostgreSQL cannot use that index in a prepared statement's generic plan, so it plans the
 # statement anew on every execution.
 _LIVE_STATES_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE_PARTICIPANT_STATES) + ")"
@@ -552,8 +552,7 @@ class ConferenceRepository:
     async def live_call_ids(self) -> list[str]:
         """The call ids of the participants calling, ringing or in a room."""
         rows = await self.pool.fetch(
-            "SELECT call_id FROM participants WHERE call_id IS NOT NULL AND state = ANY($1::text[])",
-            list(LIVE_PARTICIPANT_STATES))
+            f"SELECT call_id FROM participants WHERE call_id IS NOT NULL AND state IN {_LIVE_STATES_SQL}")
         return [row["call_id"] for row in rows]
 
     async def update_participant(self, participant_id: int, *, only_states: Iterable[str] | None = None,
