@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 ANNOUNCE_TIMEOUT_SECONDS = 30.0  # an announcement is a few seconds; never hold an end longer
 JOIN_LINGER_SECONDS = 0.01  # a burst's joins come about 2 ms apart when Asterisk is busy
 REJOIN_TIMEOUT = 10.0  # how long a call moved back into its room may take to re-enter
+CAUSE_LINGER_SECONDS = 0.01  # nothing waits for a hang-up cause: it waits for the rest of its ending
+GONE_KEPT = 10_000  # calls that left their room and whose hang-up has not come yet
 
 
 class CallService:
@@ -67,12 +69,16 @@ class CallService:
         self.prompts = prompts
         self._known: dict[str, int] = {}  # call_id -> participant id of calls seen in a room
         self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
+        self._gone: dict[str, Participant] = {}  # call_id -> its participant as stored left, until its hang-up
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
         # calls that join together (a dial-out's burst) are stored connected in one statement:
         # while dial-outs are still being placed a join waits up to JOIN_LINGER_SECONDS for the
         # rest of its burst, and the last call of a burst is written at once
         self._joins: Coalescer[int, Joined, Participant | None] = Coalescer(
             self.repo.mark_joined, missing=None, linger=JOIN_LINGER_SECONDS, linger_while=dialout.placing)
+        # the hang-up causes of calls that left their rooms together (a conference ending), in one statement
+        self._causes: Coalescer[int, int, bool] = Coalescer(self._store_causes, missing=False,
+                                                             linger=CAUSE_LINGER_SECONDS)
         self._lanes = Lanes("tracker")
         self._writes = Lanes("talking")  # per participant id: talking writes behind the console's news
         self._talk_seq: dict[int, int] = {}  # participant id -> number of its latest talking change
@@ -88,6 +94,8 @@ class CallService:
         await self._lanes.close()
         await self._writes.close()
         await self._joins.close()
+        await self._causes.close()
+        await self.states.close()
 
     async def settled(self) -> None:
         """Return once every event received so far has been handled and written."""
@@ -212,10 +220,7 @@ class CallService:
                 await self._joined(event, dialled)
             elif isinstance(event, ParticipantLeft):
                 if event.call_id not in self._rejoining:
-                    self._in_room.pop(event.call_id, None)
-                    participant = await self._participant_of(event)
-                    if participant is not None and participant.state == ParticipantState.CONNECTED:
-                        await self.states.mark_left(participant, None)
+                    await self._left(event)
             elif isinstance(event, Muted):
                 await self._muted(event)
             elif isinstance(event, Talking):
@@ -248,10 +253,24 @@ class CallService:
                                   await self.states.owner_of(participant.conference_id), participant.id,
                                   state="connected", reason=None, cause=None)
 
+    async def _left(self, event: ParticipantLeft) -> None:
+        """A call left its room: its participant, known from the join, is stored left; its
+        hang-up, which follows, then finds it here."""
+        participant = self._in_room.pop(event.call_id, None)
+        if participant is None or participant.node_id not in (None, event.node_id):
+            participant = await self._participant_of(event)
+        if participant is None or participant.state != ParticipantState.CONNECTED:
+            return
+        left = await self.states.mark_left(participant, None)
+        if left is not None:
+            self._gone[event.call_id] = left
+            while len(self._gone) > GONE_KEPT:  # hang-ups lost with a link are not waited for forever
+                self._gone.pop(next(iter(self._gone)))
+
     async def _hung_up(self, event: CallHungUp) -> None:
         if event.call_id not in self._known and not event.dialin and event.token is None:
             return
-        participant = await self._participant_of(event)
+        participant = self._gone.pop(event.call_id, None) or await self._participant_of(event)
         self._known.pop(event.call_id, None)
         self._in_room.pop(event.call_id, None)
         self.states.untrack_call(event.call_id)
@@ -261,7 +280,7 @@ class CallService:
         if participant.state == ParticipantState.CONNECTED:
             await self.states.mark_left(participant, cause)
         elif participant.state == ParticipantState.LEFT and cause and participant.hangup_cause is None:
-            await self.repo.update_participant(participant.id, hangup_cause=cause)
+            await self._causes.submit(participant.id, cause)
         elif participant.state in IN_CALL_STATES:
             # a caller who hung up before reaching the room
             updated = await self.repo.update_participant(
@@ -271,6 +290,9 @@ class CallService:
                 await self.states.publish("participant.state", participant.conference_id,
                                           await self.states.owner_of(participant.conference_id), participant.id,
                                           state="left", reason=None, cause=cause)
+
+    async def _store_causes(self, causes: dict[int, int]) -> dict[int, bool]:
+        return {participant_id: True for participant_id in await self.repo.store_hangup_causes(causes)}
 
     async def _muted(self, event: Muted) -> None:
         participant = await self._participant_of(event)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from engine.adapters.asterisk import NodeEvent, RoomEnded
+from engine.adapters.asterisk import MediaNode, NodeEvent, RoomEnded
 from engine.adapters.db.conferences import LogEntry, SlotGrant
 from engine.domain import speech
 from engine.domain.errors import AmiError
@@ -240,9 +240,8 @@ class ConferenceLifecycle:
 
         node.subscribe(on_end)
         try:
-            for member in members:
-                with contextlib.suppress(AmiError):
-                    await node.hangup_channel(member.channel)
+            # all at once: their hang-ups and the leaves that follow are written in batches
+            await asyncio.gather(*(self._hang_up_member(node, member.channel) for member in members))
             participants = await self.repo.participants(conference.id)
             for participant in participants:
                 if participant.state in IN_CALL_STATES:
@@ -253,9 +252,15 @@ class ConferenceLifecycle:
                     await asyncio.wait_for(room_closed, ROOM_EMPTY_TIMEOUT)
         finally:
             node.unsubscribe(on_end)
-        for participant in await self.repo.participants(conference.id):
-            if participant.state == ParticipantState.CONNECTED:
-                await self.calls.mark_left(participant, None)
-            elif participant.state in IN_CALL_STATES:
+        remaining = await self.repo.participants(conference.id)
+        await asyncio.gather(*(self.calls.mark_left(participant, None) for participant in remaining
+                               if participant.state == ParticipantState.CONNECTED))
+        for participant in remaining:
+            if participant.state in IN_CALL_STATES:
                 await self.calls.mark_failed(participant, conference.owner_id, FailureReason.CANCELLED, None,
                                              detail={"why": "conference ended"})
+
+    @staticmethod
+    async def _hang_up_member(node: MediaNode, channel: str) -> None:
+        with contextlib.suppress(AmiError):
+            await node.hangup_channel(channel)

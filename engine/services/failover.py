@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import ConferenceRepository, Left
 from engine.domain.errors import VecheError
 from engine.domain.model import Conference, ConferenceState, FailureReason, Origin, Participant, ParticipantState
 from engine.domain.nodes import place
@@ -90,14 +90,16 @@ class NodeFailover:
 
     async def _left(self, participant: Participant, now: datetime) -> Participant | None:
         """The participant's call ended with the node: left (a dial-in caller with reason node_failed)."""
+        detail = {"reason": "node_failed", "node": participant.node_id}
         if participant.state == ParticipantState.CONNECTED:
-            left = await self.repo.mark_left(participant.id, now)
+            stored = await self.repo.mark_left({participant.id: Left(now, participant.call_id, detail=detail)})
+            left = stored.get(participant.id)
         else:
             left = await self.repo.update_participant(participant.id, only_states=[str(s) for s in IN_A_CALL],
                                                       state=ParticipantState.LEFT, left_at=now)
+            if left is not None:
+                await self.repo.log_event(participant.conference_id, "participant.left",
+                                          participant_id=participant.id, detail=detail)
         if left is not None and participant.origin == Origin.DIALIN:
             left = await self.repo.update_participant(participant.id, failure_reason=FailureReason.NODE_FAILED)
-        if left is not None:
-            await self.repo.log_event(participant.conference_id, "participant.left", participant_id=participant.id,
-                                      detail={"reason": "node_failed", "node": participant.node_id})
         return left

@@ -27,6 +27,7 @@ from engine.services.series import SeriesPlanning, plan_json
 from engine.services.series_mail import SeriesMail
 
 log = logging.getLogger(__name__)
+NOT_SESSIONS_KEPT = 10_000  # conferences remembered as no room's session (then forgotten all at once)
 
 
 class PermanentRooms:
@@ -45,6 +46,9 @@ class PermanentRooms:
         self.bus = bus
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
+        # conferences seen to be no room's session (a conference's series and occurrence never
+        # change), so that their participants' leaving needs no look-up
+        self._not_sessions: set[int] = set()
 
     async def start(self) -> None:
         self.bus.subscribe(self.on_event, kinds=("participant.state",))
@@ -61,9 +65,15 @@ class PermanentRooms:
             await self._on_left(event)
 
     async def _on_left(self, event: DomainEvent) -> None:
+        if event.conference_id in self._not_sessions:
+            return
         conference = await self.conferences.get(event.conference_id, with_participants=False)
-        if conference is None or conference.series_id is None or conference.occurrence_at is not None \
-                or conference.state != ConferenceState.RUNNING:
+        if conference is not None and (conference.series_id is None or conference.occurrence_at is not None):
+            if len(self._not_sessions) >= NOT_SESSIONS_KEPT:
+                self._not_sessions.clear()
+            self._not_sessions.add(conference.id)
+            return
+        if conference is None or conference.state != ConferenceState.RUNNING:
             return
         task = asyncio.create_task(self._close_if_empty(conference.id), name=f"room-session-{conference.id}")
         self._tasks.add(task)

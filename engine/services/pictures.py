@@ -16,6 +16,7 @@ from engine.adapters.db.pictures import PicturesRepository
 from engine.config import Settings
 from engine.domain import timeline as rules
 from engine.domain.model import Conference
+from engine.services.batches import Coalescer
 from engine.services.bus import Bus, DomainEvent
 from engine.services.conference_planning import ConferencePlanning
 from engine.services.quality import QualityService
@@ -52,10 +53,17 @@ class PicturesService:
         self.planning = planning
         self.quality = quality
         self._tasks: set[asyncio.Task] = set()
+        # spans that end together (a conference ending, its participants leaving at once) are
+        # closed in one statement
+        self._stops: Coalescer[int, datetime, None] = Coalescer(self._close_spans, missing=None)
+        # participant id -> conference id of each open span: a participant who never talked
+        # leaves without a write
+        self._open: dict[int, int] = {}
 
     # ----------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
+        self._open = await self.repo.open_spans()
         self.bus.subscribe(self.on_domain_event,
                            kinds=("participant.talking", "participant.state", "conference.ended"))
         for coro, name in ((self._every(self.settings.quality_sample_seconds, self.sample_quality), "quality-sample"),
@@ -67,6 +75,7 @@ class PicturesService:
 
     async def stop(self) -> None:
         self.bus.unsubscribe(self.on_domain_event)
+        await self._stops.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -87,13 +96,24 @@ class PicturesService:
         if event.kind == "participant.talking" and event.participant_id is not None:
             if event.data.get("talking"):
                 await self.repo.talk_started(event.conference_id, event.participant_id, event.at)
+                self._open[event.participant_id] = event.conference_id
             else:
-                await self.repo.talk_stopped(event.participant_id, event.at)
+                await self._stop_talk(event.participant_id, event.at)
         elif event.kind == "participant.state" and event.participant_id is not None \
                 and event.data.get("state") in ("left", "failed"):
-            await self.repo.talk_stopped(event.participant_id, event.at)
+            await self._stop_talk(event.participant_id, event.at)
         elif event.kind == "conference.ended":
             await self.repo.close_talks(event.conference_id, event.at)
+            for participant_id in [p for p, c in self._open.items() if c == event.conference_id]:
+                del self._open[participant_id]
+
+    async def _stop_talk(self, participant_id: int, at: datetime) -> None:
+        if self._open.pop(participant_id, None) is not None:
+            await self._stops.submit(participant_id, at)
+
+    async def _close_spans(self, stops: dict[int, datetime]) -> dict[int, None]:
+        await self.repo.talks_stopped(stops)
+        return {}
 
     async def sample_quality(self) -> int:
         """Store the network numbers of every participant of every running conference who has

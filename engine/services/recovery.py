@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.adapters.asterisk import LinkChanged, MediaNode, MediaNodes, NodeBooted, NodeEvent, NodeShutdown, RoomMember
-from engine.adapters.db.conferences import ConferenceRepository
+from engine.adapters.db.conferences import ConferenceRepository, Left
 from engine.adapters.db.nodes import NodeRepository
 from engine.config import Settings
 from engine.domain.errors import AmiError, VecheError
@@ -240,13 +240,11 @@ class RecoveryService:
 
     async def _gone(self, conference: Conference, participant: Participant, now: datetime,
                     report: ResyncReport, interrupted: bool) -> None:
-        updated = await self.repo.mark_left(participant.id, now)
-        if updated is None:
+        leave = Left(now, participant.call_id, detail={"recovered": True, "interrupted": interrupted})
+        stored = await self.repo.mark_left({participant.id: leave})
+        if participant.id not in stored:
             return
         report.left.append(participant.id)
-        await self.repo.log_event(conference.id, "participant.left", participant_id=participant.id,
-                                  detail={"connected_seconds": updated.connected_seconds, "recovered": True,
-                                          "interrupted": interrupted})
         await self._publish(conference, participant, "left", None)
 
     async def _vanished(self, conference: Conference, participant: Participant, report: ResyncReport) -> None:

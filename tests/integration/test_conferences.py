@@ -76,6 +76,18 @@ async def test_immediate_conference_dials_everyone(engine) -> None:
     assert ended.state == ConferenceState.ENDED
     assert all(p.state in ("left", "failed") for p in ended.participants)
     assert final.room not in [r.get("Conference") for r in await engine.ami.confbridge_rooms()]
+    # the leaves of the ending are stored together: each with its log entry, then its hang-up cause
+    left = {p.id for p in ended.participants if p.number in ANSWER}
+    entries = [e for e in await planning.events(owner, conference.id) if e["kind"] == "participant.left"]
+    assert sorted(e["participant_id"] for e in entries) == sorted(left)
+    assert all("connected_seconds" in e["detail"] for e in entries)
+
+    async def causes():
+        current = await planning.get(owner, conference.id)
+        found = {p.id: p.hangup_cause for p in current.participants if p.id in left}
+        return found if all(found.values()) else None
+
+    assert set((await wait_until(engine, causes, timeout=10, what="hang-up causes stored")).values()) == {16}
 
 
 async def test_plan_rules(engine) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from engine.adapters.asterisk import MediaNode, MediaNodes
 from engine.adapters.asterisk.ami import AmiEvent
 from engine.adapters.asterisk.contract import ANNOUNCER_PREFIX
-from engine.adapters.db.conferences import Joined, LogEntry, SlotGrant, SlotRequest
+from engine.adapters.db.conferences import Joined, Left, LogEntry, SlotGrant, SlotRequest
 from engine.adapters.db.lease import Fence
 from engine.config import Settings
 from engine.domain.errors import AmiError
@@ -192,9 +192,33 @@ class FakeConferenceRepo:
             stored[participant_id] = updated
         return stored
 
-    async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
-        return await self.update_participant(participant_id, only_states=(ParticipantState.CONNECTED,),
-                                             state=ParticipantState.LEFT, left_at=at, talking=False)
+    async def mark_left(self, leaves: Mapping[int, Left]) -> dict[int, Participant]:
+        stored = {}
+        for participant_id, leave in leaves.items():
+            current = self.participants_by_id.get(participant_id)
+            if current is None or current.call_id != leave.call_id:
+                continue
+            changes: dict[str, Any] = {"state": ParticipantState.LEFT, "left_at": leave.at, "talking": False}
+            if leave.cause is not None:
+                changes["hangup_cause"] = leave.cause
+            updated = await self.update_participant(participant_id, only_states=(ParticipantState.CONNECTED,),
+                                                    **changes)
+            if updated is None:
+                continue
+            await self.log_event(updated.conference_id, "participant.left", actor=leave.actor,
+                                 participant_id=participant_id,
+                                 detail={"connected_seconds": updated.connected_seconds, **leave.detail})
+            stored[participant_id] = updated
+        return stored
+
+    async def store_hangup_causes(self, causes: Mapping[int, int]) -> set[int]:
+        written = set()
+        for participant_id, cause in causes.items():
+            current = self.participants_by_id.get(participant_id)
+            if current is not None and current.state == ParticipantState.LEFT and current.hangup_cause is None:
+                await self.update_participant(participant_id, hangup_cause=cause)
+                written.add(participant_id)
+        return written
 
     async def count_participants(self, conference_id: int, states: Iterable[str] | None = None) -> int:
         wanted = tuple(states) if states is not None else None

@@ -82,6 +82,27 @@ async def test_a_call_answered_before_its_ringing_is_stored_goes_from_calling_to
     assert [e.data.get("state") for e in stack.published] == ["calling", "connected"]
 
 
+async def test_the_late_events_of_a_call_in_its_room_need_no_look_up(stack: Stack) -> None:
+    call_id = await dial_one(stack)
+    looked_up: list[str] = []
+    find = stack.repo.participant_by_call_id
+
+    async def by_call_id(wanted: str):  # noqa: ANN202
+        looked_up.append(wanted)
+        return await find(wanted)
+
+    stack.repo.participant_by_call_id = by_call_id  # type: ignore[method-assign]
+    await stack.node.emit("ConfbridgeJoin", Uniqueid=call_id, Channel="Local/375291234567@veche-dialout-00000001;1",
+                          Conference="veche-1", Muted="no")
+    # Asterisk reports the Originate's success after the join, and the dial's result when the call ends
+    await stack.node.emit("OriginateResponse", Uniqueid=call_id, Response="Success", Reason="4")
+    await stack.node.emit("UserEvent", UserEvent="VecheDialResult", Call=call_id, DialStatus="ANSWER", Cause="16")
+    await stack.node.emit("ConfbridgeLeave", Uniqueid=call_id, Conference="veche-1")
+    await stack.node.emit("Hangup", Uniqueid=call_id, Cause="16")
+    assert looked_up == [] and call_id not in stack.dialout.attempts  # nothing adopted it again
+    assert stack.states() == {1: "left"} and stack.repo.participants_by_id[1].hangup_cause == 16
+
+
 @pytest.mark.parametrize(("status", "cause", "reason", "hangup_cause"), [
     ("BUSY", "17", FailureReason.BUSY, 17),
     ("NOANSWER", "", FailureReason.NO_ANSWER, 19),

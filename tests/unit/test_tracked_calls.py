@@ -1,10 +1,11 @@
 """Who a call belongs to (engine/services/participant_states.py): the events of a call no
 participant was given are nobody's without a database look-up; calls stored before the start, a
-dial-in caller's token and a learned channel are looked up."""
+dial-in caller's token is looked up, and a call in its room is known until it hangs up."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -57,9 +58,24 @@ async def test_a_dial_in_token_is_looked_up_and_the_learned_channel_is_followed(
     assert stack.states()[2] == "connected"
     looked_up.clear()
     await stack.node.emit("ConfbridgeLeave", Uniqueid="1700000000.5", Conference="veche-1", **channel)
-    assert looked_up == ["1700000000.5"] and stack.states()[2] == "left"
     await stack.node.emit("Hangup", Uniqueid="1700000000.5", Cause="16", **channel)
-    looked_up.clear()
+    # the participant is known from its join: its leave and its hang-up need no look-up
+    assert looked_up == [] and stack.states()[2] == "left"
+    assert stack.repo.participants_by_id[2].hangup_cause == 16
     await stack.node.emit("ConfbridgeTalking", Uniqueid="1700000000.5", Conference="veche-1", TalkingStatus="on",
                           Channel="PJSIP/pstn-00000005")
     assert looked_up == []  # the call ended: its late events are nobody's
+
+
+async def test_a_late_leave_of_a_call_the_participant_has_moved_off_leaves_it_connected(
+        counted: tuple[Stack, list[str]]) -> None:
+    stack, _ = counted
+    await stack.node.emit("ConfbridgeJoin", Uniqueid="vo-0123456789abcdef", Conference="veche-1", Muted="no",
+                          Channel="Local/375291234567@veche-dialout-0000000a;1")
+    assert stack.states() == {1: "connected"}
+    # the participant moved to another call (its node failed and it was dialled from another)
+    moved = stack.repo.participants_by_id[1] = replace(stack.repo.participants_by_id[1], call_id="vo-fedcba9876543210",
+                                                       node_id="ast2")
+    await stack.node.emit("ConfbridgeLeave", Uniqueid="vo-0123456789abcdef", Conference="veche-1")
+    await stack.node.emit("Hangup", Uniqueid="vo-0123456789abcdef", Cause="16")
+    assert stack.repo.participants_by_id[1] == moved and "participant.left" not in stack.repo.kinds(1)

@@ -130,9 +130,9 @@ async def test_a_leave_waits_for_the_participants_talking_writes(stack: Stack) -
 
     mark_left = stack.repo.mark_left
 
-    async def left(participant_id: int, at):  # noqa: ANN001, ANN202
+    async def left(leaves):  # noqa: ANN001, ANN202
         order.append("left")
-        return await mark_left(participant_id, at)
+        return await mark_left(leaves)
 
     stack.repo.update_participant = slow_update  # type: ignore[method-assign]
     stack.repo.mark_left = left  # type: ignore[method-assign]

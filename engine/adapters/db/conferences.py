@@ -83,6 +83,17 @@ class Joined:
     muted: bool
 
 
+@dataclass(frozen=True)
+class Left:
+    """A connected participant's leaving, as ``mark_left`` stores it with its log entry."""
+
+    at: datetime
+    call_id: str | None  # the call that left: a participant on another call since (moved, dialled again) stays
+    cause: int | None = None  # the hangup cause when known (a stored one stays otherwise)
+    detail: dict[str, Any] = field(default_factory=dict)  # the log entry's, beside connected_seconds
+    actor: str = "engine"
+
+
 class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
     """A write refused because a limit checked inside its transaction was reached."""
 
@@ -597,14 +608,42 @@ class ConferenceRepository:
             [str(joins[i].muted).lower() for i in ids])
         return {row["id"]: participant_from_row(row) for row in rows}
 
-    async def mark_left(self, participant_id: int, at: datetime) -> Participant | None:
-        """A connected participant left: state left, left_at, connected time added."""
-        row = await self.pool.fetchrow(
-            "UPDATE participants SET state = 'left', left_at = $2, talking = false, "
+    async def mark_left(self, leaves: Mapping[int, Left]) -> dict[int, Participant]:
+        """Connected participants that left: each moves to left (left_at, its connected time
+        added, its hangup cause when given) with its ``participant.left`` log entry
+        (connected_seconds and the leave's detail), all in one statement (bound as text[], whose
+        codec asyncpg has without asking); the participants stored, by id. One that is no longer
+        connected, or no longer on the call that left, is left out."""
+        ids = list(leaves)
+        rows = await self.pool.fetch(
+            "WITH l AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+            "$6::text[]) AS l(l_id, l_at, l_cause, l_detail, l_actor, l_call)), "
+            "gone AS (UPDATE participants SET state = 'left', left_at = l.l_at::timestamptz, talking = false, "
             "connected_seconds = connected_seconds + GREATEST(0, floor(extract(epoch FROM "
-            "($2 - COALESCE(joined_at, $2)))))::int, updated_at = now() "
-            f"WHERE id = $1 AND state = 'connected' RETURNING {_PART_SELECT}", participant_id, at)
-        return participant_from_row(row) if row else None
+            "(l.l_at::timestamptz - COALESCE(joined_at, l.l_at::timestamptz)))))::int, "
+            "hangup_cause = COALESCE(l.l_cause::int, hangup_cause), updated_at = now() "
+            "FROM l WHERE id = l.l_id::bigint AND state = 'connected' AND call_id IS NOT DISTINCT FROM l.l_call "
+            f"RETURNING {_PART_SELECT}, l.l_detail, l.l_actor), "
+            "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+            "SELECT conference_id, 'participant.left', l_actor, id, "
+            "jsonb_build_object('connected_seconds', connected_seconds) || l_detail::jsonb FROM gone ORDER BY id) "
+            f"SELECT {_PART_SELECT} FROM gone",
+            [str(i) for i in ids], [leaves[i].at.isoformat() for i in ids],
+            [None if leaves[i].cause is None else str(leaves[i].cause) for i in ids],
+            [json.dumps(leaves[i].detail, default=str) for i in ids], [leaves[i].actor for i in ids],
+            [leaves[i].call_id for i in ids])
+        return {row["id"]: participant_from_row(row) for row in rows}
+
+    async def store_hangup_causes(self, causes: Mapping[int, int]) -> set[int]:
+        """The hang-up causes of participants stored left without one, in one statement; the ids
+        written."""
+        ids = list(causes)
+        rows = await self.pool.fetch(
+            "UPDATE participants p SET hangup_cause = c.cause::int, updated_at = now() "
+            "FROM unnest($1::text[], $2::text[]) AS c(id, cause) "
+            "WHERE p.id = c.id::bigint AND p.state = 'left' AND p.hangup_cause IS NULL RETURNING p.id",
+            [str(i) for i in ids], [str(causes[i]) for i in ids])
+        return {row["id"] for row in rows}
 
     async def count_participants(self, conference_id: int, states: Iterable[str] | None = None) -> int:
         """How many participants the conference has (optionally only in the given states)."""

@@ -3,6 +3,7 @@ system's load over time."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,10 +24,20 @@ class PicturesRepository:
             "ON CONFLICT (participant_id) WHERE ended_at IS NULL DO NOTHING",
             conference_id, participant_id, at)
 
-    async def talk_stopped(self, participant_id: int, at: datetime) -> None:
+    async def open_spans(self) -> dict[int, int]:
+        """The participants with a talking span open, each with its conference."""
+        rows = await self.pool.fetch("SELECT participant_id, conference_id FROM talk_spans WHERE ended_at IS NULL")
+        return {row["participant_id"]: row["conference_id"] for row in rows}
+
+    async def talks_stopped(self, stops: Mapping[int, datetime]) -> None:
+        """Close the open span of each participant at its time, in one statement (bound as
+        text[], whose codec asyncpg has without asking)."""
+        ids = list(stops)
         await self.pool.execute(
-            "UPDATE talk_spans SET ended_at = greatest(started_at, $2) "
-            "WHERE participant_id = $1 AND ended_at IS NULL", participant_id, at)
+            "UPDATE talk_spans t SET ended_at = greatest(t.started_at, s.at::timestamptz) "
+            "FROM unnest($1::text[], $2::text[]) AS s(participant_id, at) "
+            "WHERE t.participant_id = s.participant_id::bigint AND t.ended_at IS NULL",
+            [str(i) for i in ids], [stops[i].isoformat() for i in ids])
 
     async def close_talks(self, conference_id: int, at: datetime) -> None:
         """Close every open span of a conference (it ended)."""
