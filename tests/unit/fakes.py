@@ -400,6 +400,19 @@ class Stack:
         return [o for o in self.node.originates if not o["channel_id"].startswith(ANNOUNCER_PREFIX)]
 
 
+def count_look_ups(repo: FakeConferenceRepo) -> list[str]:
+    """The call ids ``repo`` is asked for from now on (``participant_by_call_id``), in order."""
+    looked_up: list[str] = []
+    find = repo.participant_by_call_id
+
+    async def by_call_id(call_id: str) -> Participant | None:
+        looked_up.append(call_id)
+        return await find(call_id)
+
+    repo.participant_by_call_id = by_call_id  # type: ignore[method-assign]
+    return looked_up
+
+
 def quiet() -> bool:
     """No task but the test's own is left to run (every spawned outcome, retry and watchdog over)."""
     current = asyncio.current_task()

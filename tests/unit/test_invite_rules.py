@@ -14,7 +14,7 @@ from engine.domain.dialout import retries_for, should_retry
 from engine.domain.errors import Forbidden, RateLimited
 from engine.domain.model import FailureReason, ParticipantState
 from engine.services import dialout as dialout_module
-from tests.unit.fakes import Stack, build, conference, participant, quiet, until
+from tests.unit.fakes import Stack, build, conference, count_look_ups, participant, quiet, until
 
 NUMBER = "375291234567"
 
@@ -84,14 +84,7 @@ async def test_a_call_answered_before_its_ringing_is_stored_goes_from_calling_to
 
 async def test_the_late_events_of_a_call_in_its_room_need_no_look_up(stack: Stack) -> None:
     call_id = await dial_one(stack)
-    looked_up: list[str] = []
-    find = stack.repo.participant_by_call_id
-
-    async def by_call_id(wanted: str):  # noqa: ANN202
-        looked_up.append(wanted)
-        return await find(wanted)
-
-    stack.repo.participant_by_call_id = by_call_id  # type: ignore[method-assign]
+    looked_up = count_look_ups(stack.repo)
     await stack.node.emit("ConfbridgeJoin", Uniqueid=call_id, Channel="Local/375291234567@veche-dialout-00000001;1",
                           Conference="veche-1", Muted="no")
     # Asterisk reports the Originate's success after the join, and the dial's result when the call ends

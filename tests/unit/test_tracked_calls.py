@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from engine.domain.model import ParticipantState
-from tests.unit.fakes import Stack, build, conference, participant
+from tests.unit.fakes import Stack, build, conference, count_look_ups, participant
 
 TOKEN = "vi-0123456789abcdef"
 
@@ -18,14 +18,7 @@ TOKEN = "vi-0123456789abcdef"
 @pytest.fixture
 async def counted() -> AsyncIterator[tuple[Stack, list[str]]]:
     stack = build(calls_per_second=0)
-    looked_up: list[str] = []
-    find = stack.repo.participant_by_call_id
-
-    async def by_call_id(call_id: str):  # noqa: ANN202
-        looked_up.append(call_id)
-        return await find(call_id)
-
-    stack.repo.participant_by_call_id = by_call_id  # type: ignore[method-assign]
+    looked_up = count_look_ups(stack.repo)
     stack.repo.add(conference(), participant(1, origin="dialout", state=ParticipantState.RINGING,
                                              call_id="vo-0123456789abcdef", node_id="ast1"))
     await stack.start()
