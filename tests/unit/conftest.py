@@ -6,7 +6,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.unit.fakes import Stack, build
+from tests.unit.fakes import Stack, build, note_running_tasks
+
+
+@pytest.fixture(autouse=True)
+async def _tasks_of_other_suites() -> None:
+    """A unit test waits for its own tasks only (tests/unit/fakes.py ``quiet``)."""
+    note_running_tasks()
 
 
 @pytest.fixture

@@ -413,10 +413,21 @@ def count_look_ups(repo: FakeConferenceRepo) -> list[str]:
     return looked_up
 
 
+# Tasks that were running before the unit test began: another suite's fixtures sharing the
+# session's event loop (an integration test's engine, when both suites run in one process).
+_BEFORE_THE_TEST: set[asyncio.Task] = set()
+
+
+def note_running_tasks() -> None:
+    """Remember the tasks running now, which ``quiet`` then leaves out (the unit fixture's first step)."""
+    _BEFORE_THE_TEST.clear()
+    _BEFORE_THE_TEST.update(asyncio.all_tasks())
+
+
 def quiet() -> bool:
     """No task but the test's own is left to run (every spawned outcome, retry and watchdog over)."""
     current = asyncio.current_task()
-    return all(task is current or task.done() for task in asyncio.all_tasks())
+    return all(task is current or task.done() or task in _BEFORE_THE_TEST for task in asyncio.all_tasks())
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
