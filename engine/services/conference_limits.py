@@ -4,7 +4,6 @@ by live control."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from engine.adapters.db.conferences import ConferenceRepository, OverLimit
@@ -32,12 +31,12 @@ class PlanChecks:
         return self._allowed(await self.repo.account_limits(owner_id))
 
     async def rules(self, owner_id: int) -> AccountRules:
-        """The account's limits, number plan and language, read together (once per plan);
-        NotFound without the account, Forbidden when it is blocked."""
-        row, number_plan = await asyncio.gather(self.repo.account_limits(owner_id), self.plans.for_account(owner_id))
+        """The account's limits, number plan and language, read together (once per plan, one
+        round trip); NotFound without the account, Forbidden when it is blocked."""
+        row = await self.repo.account_limits(owner_id)
         limits = self._allowed(row)
         assert row is not None
-        return AccountRules(limits, number_plan, row.get("language") or "ru", bool(row["blocked"]))
+        return AccountRules(limits, self.plans.of_account(row), row.get("language") or "ru", bool(row["blocked"]))
 
     @staticmethod
     def _allowed(row: dict | None) -> AccountLimits:

@@ -120,8 +120,8 @@ class DialOutService:
         PostgreSQL (engine/adapters/db/conferences.py). ``strict_rate`` raises RateLimited when
         not all fit (nothing dialled); otherwise the excess participants fail with reason 'error'
         and the limit named in the event log."""
-        number_plan, limits = await asyncio.gather(self.plans.for_account(conference.owner_id),
-                                                   self.repo.account_limits(conference.owner_id))
+        limits = await self.repo.account_limits(conference.owner_id)
+        number_plan = self.plans.of_account(limits)
         wanted = []
         for participant in participants:
             if participant.state not in DIALABLE_STATES or participant.origin != "dialout":

@@ -35,6 +35,15 @@ class NumberPlans:
         group = await self.repo.group_of_account(account_id)
         return self.default if group is None else self.of_group(group)
 
+    def of_account(self, limits: dict[str, Any] | None) -> NumberPlan:
+        """The plan of the group an account's limits name (AccountRepository.limits; None: no
+        such account, the default plan)."""
+        if limits is None:
+            return self.default
+        return self.of_group({"patterns": limits["plan_patterns"],
+                              "allow_international": limits["plan_allow_international"],
+                              "allow_premium": limits["plan_allow_premium"]})
+
     def of_group(self, group: dict[str, Any]) -> NumberPlan:
         """The plan a number-plan group's row describes."""
         return self.default.for_group(tuple(group["patterns"] or ()),

@@ -346,6 +346,9 @@ class FakePlans:
     async def for_account(self, owner_id: int | None) -> NumberPlan:
         return self.plan
 
+    def of_account(self, limits: dict[str, Any] | None) -> NumberPlan:
+        return self.plan
+
 
 class FakeGuard:
     """Records the limit refusals the services report."""
