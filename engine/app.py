@@ -98,7 +98,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
     audit = AuditService(AuditRepository(pool), bus)
     operator_repo = OperatorRepository(pool)
     default_plan = NumberPlan.from_settings(settings)
-    plans = NumberPlans(operator_repo, default_plan)
+    plans = NumberPlans(default_plan)
     dialplan = DialplanService(operator_repo, default_plan, render=render_dialout, sink=local_dialplan_sink(settings))
     guard = LimitGuard(metrics.metrics, audit)
     operator_access = OperatorAccess(operator_repo, audit)
@@ -157,7 +157,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
         scheduler=Scheduler(settings, lifecycle, active=fence.holds),
         notifier=notifier,
         mail_delivery=mail_delivery,
-        addressbook=AddressBookService(AddressBookRepository(pool), plans.for_account),
+        addressbook=AddressBookService(AddressBookRepository(pool), checks.number_plan),
         captcha=CaptchaService(CaptchaRepository(pool), max_rows=settings.captcha_max),
         tokens=tokens,
         dialin=DialinService(settings, dialin_repo, bus, rooms, pin_guard,

@@ -38,6 +38,10 @@ class PlanChecks:
         assert row is not None
         return AccountRules(limits, self.plans.of_account(row), row.get("language") or "ru", bool(row["blocked"]))
 
+    async def number_plan(self, owner_id: int) -> NumberPlan:
+        """The account's number plan (the default plan without the account)."""
+        return self.plans.of_account(await self.repo.account_limits(owner_id))
+
     @staticmethod
     def _allowed(row: dict | None) -> AccountLimits:
         if row is None:
@@ -45,10 +49,6 @@ class PlanChecks:
         if row["blocked"]:
             raise Forbidden("the account is blocked")
         return AccountLimits.from_row(row)
-
-    async def language(self, owner_id: int, chosen: str | None) -> str:
-        """The voice language of a plan: the chosen one, else the account's."""
-        return chosen or (await self.repo.account_limits(owner_id) or {}).get("language", "ru")
 
     @staticmethod
     def refuse_past_start(start: datetime) -> None:
@@ -59,14 +59,11 @@ class PlanChecks:
         """Tell the toll-fraud guard (engine/services/operator.py) that an account was refused."""
         self.guard.hit(owner_id, limit, detail)
 
-    async def checked_plan(self, owner_id: int, plan: ConferencePlan, limits: AccountLimits,
-                           number_plan: NumberPlan | None = None) -> ConferencePlan:
-        """validate_plan with the account's number plan (read unless given); refusals are
+    async def checked_plan(self, owner_id: int, plan: ConferencePlan, rules: AccountRules) -> ConferencePlan:
+        """validate_plan with the account's limits and number plan (``rules``); refusals are
         reported to the guard."""
-        if number_plan is None:
-            number_plan = await self.plans.for_account(owner_id)
         try:
-            return validate_plan(plan, limits, number_plan)
+            return validate_plan(plan, rules.limits, rules.number_plan)
         except LimitExceeded as exc:
             self._limit_hit(owner_id, "max_participants", str(exc))
             raise
@@ -78,7 +75,7 @@ class PlanChecks:
     async def checked_participant(self, owner_id: int, participant: ParticipantPlan) -> ParticipantPlan:
         """validate_participant with the account's number plan; a refused number is reported."""
         try:
-            return validate_participant(participant, await self.plans.for_account(owner_id), "participant")
+            return validate_participant(participant, await self.number_plan(owner_id), "participant")
         except ValidationError as exc:
             if (exc.field or "").endswith(".number"):
                 self._limit_hit(owner_id, "number_plan", str(exc))

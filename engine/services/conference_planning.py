@@ -46,7 +46,7 @@ class ConferencePlanning:
         """Validate and store a conference; an immediate plan (start None) starts at once: on one
         media node it is stored running, and its dial-out follows the insert's commit."""
         rules = await self.checks.rules(owner_id)
-        checked = await self.checks.checked_plan(owner_id, plan, rules.limits, rules.number_plan)
+        checked = await self.checks.checked_plan(owner_id, plan, rules)
         immediate = checked.start is None
         starts_at = now_utc() if immediate else checked.start
         if not immediate:
@@ -155,8 +155,8 @@ class ConferencePlanning:
             timezone=conference.timezone, mode=conference.mode, language=conference.language,
             notify_participants=conference.notify_participants, recording=conference.recording)
         proposed = changed_plan(current, changes)
-        limits = await self.checks.limits(conference.owner_id)
-        checked = await self.checks.checked_plan(conference.owner_id, proposed, limits)
+        rules = await self.checks.rules(conference.owner_id)
+        checked = await self.checks.checked_plan(conference.owner_id, proposed, rules)
         if "start" in changes:
             self.checks.refuse_past_start(checked.start)
         ends_at = checked.start + self.records.minutes(checked.duration_minutes)

@@ -44,7 +44,7 @@ WATCHDOG_EXTRA_SECONDS = 20.0
 # How long a ringing state waits for the rest of its burst before it is stored: ringing is news
 # for the console only, and a callee who answers within it is stored connected without it.
 RING_LINGER_SECONDS = 0.02
-IN_ROOM_KEPT = 10_000  # dial-outs remembered in their rooms, awaiting their hang-ups
+JOINED_CALLS_KEPT = 10_000  # dial-outs remembered in their rooms, awaiting their hang-ups
 
 
 @dataclass
@@ -84,7 +84,7 @@ class DialOutService:
         # dial-outs that reached their rooms, until their calls end: their late events (an
         # OriginateResponse after the join, the dial's result at the end of the call) are about
         # no attempt, and knowing that takes no look-up
-        self._in_room: set[str] = set()
+        self._joined_calls: set[str] = set()
         self.originates = 0  # dials sent for participants (observability and tests)
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
@@ -331,7 +331,7 @@ class DialOutService:
             return True
         if isinstance(event, CallHungUp):
             if not event.far_leg:
-                self._in_room.discard(event.call_id)
+                self._joined_calls.discard(event.call_id)
             return self._hung_up(event)
         if isinstance(event, ParticipantJoined):
             attempt = self.attempts.pop(event.call_id, None)
@@ -339,9 +339,9 @@ class DialOutService:
                 self._ring_writes.withdraw(attempt.participant_id)
                 attempt.finished = True
                 attempt.resolved.set()
-                if len(self._in_room) >= IN_ROOM_KEPT:  # hang-ups lost with a link: start afresh
-                    self._in_room.clear()
-                self._in_room.add(event.call_id)
+                if len(self._joined_calls) >= JOINED_CALLS_KEPT:  # hang-ups lost with a link: start afresh
+                    self._joined_calls.clear()
+                self._joined_calls.add(event.call_id)
         return False
 
     async def _attempt_for(self, call_id: str, node_id: str) -> DialAttempt | None:
@@ -350,7 +350,7 @@ class DialOutService:
         attempt = self.attempts.get(call_id)
         if attempt is not None:
             return attempt if attempt.node_id == node_id else None
-        if not is_dialout_id(call_id) or call_id in self._in_room:
+        if not is_dialout_id(call_id) or call_id in self._joined_calls:
             return None
         participant = await self.states.by_call_id(call_id, node_id)
         if participant is None or participant.state not in IN_CALL_STATES:

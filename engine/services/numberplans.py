@@ -23,17 +23,8 @@ MAX_PATTERNS = 50
 class NumberPlans:
     """The dial-out plan of each account: its number-plan group's, else the engine's default."""
 
-    def __init__(self, repo: OperatorRepository, default: NumberPlan) -> None:
-        self.repo = repo
+    def __init__(self, default: NumberPlan) -> None:
         self.default = default
-
-    async def for_account(self, account_id: int | None) -> NumberPlan:
-        """The plan of the account's group (the default plan when the group has no patterns and
-        allows nothing extra, or for the operator's own actions)."""
-        if account_id is None:
-            return self.default
-        group = await self.repo.group_of_account(account_id)
-        return self.default if group is None else self.of_group(group)
 
     def of_account(self, limits: dict[str, Any] | None) -> NumberPlan:
         """The plan of the group an account's limits name (AccountRepository.limits; None: no

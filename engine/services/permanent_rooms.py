@@ -84,11 +84,11 @@ class PermanentRooms:
         called. ``plan`` gives the subject, the participant limit, the guest PIN switch and the
         voice language; its start and duration are not used (a session lasts while anyone is in
         it, at most the longest conference)."""
-        limits = await self.checks.limits(owner_id)
-        checked = await self.checks.checked_plan(owner_id, plan, limits)
+        rules = await self.checks.rules(owner_id)
+        checked = await self.checks.checked_plan(owner_id, plan, rules)
         if not isinstance(wait_for_chair, bool):
             raise ValidationError("guests_wait_for_chair is true or false", "guests_wait_for_chair")
-        language = await self.checks.language(owner_id, checked.language)
+        language = checked.language or rules.language
         for _ in range(20):
             chair_pin, guest_pin = generate_pins(self.settings.pin_length)
             try:

@@ -71,8 +71,8 @@ class SeriesPlanning:
         """Validate and store a recurring series and its first occurrences; all of them share one
         conference number and PINs. Every occurrence is checked against the account's limit of
         concurrent conferences; when one is refused, nothing of the series is kept."""
-        limits = await self.checks.limits(owner_id)
-        checked = await self.checks.checked_plan(owner_id, plan, limits)
+        rules = await self.checks.rules(owner_id)
+        checked = await self.checks.checked_plan(owner_id, plan, rules)
         if checked.start is None:
             raise ValidationError("a recurring conference needs a first start time", "start")
         self.checks.refuse_past_start(checked.start)
@@ -80,7 +80,7 @@ class SeriesPlanning:
         starts = occurrence_starts(rule, checked.start, checked.timezone)
         if not starts:
             raise ValidationError("the repeat rule gives no occurrence", "recurrence")
-        language = await self.checks.language(owner_id, checked.language)
+        language = checked.language or rules.language
         series = None
         for _ in range(20):
             chair_pin, guest_pin = generate_pins(self.settings.pin_length)
@@ -123,11 +123,11 @@ class SeriesPlanning:
             raise ValidationError("%(name)s cannot be changed for the whole series", field, name=field)
         scheduled = await self.repo.conference_ids(series_id, ("scheduled",))
         plan = dict(series["plan"])
-        limits = await self.checks.limits(series["owner_id"])
+        rules = await self.checks.rules(series["owner_id"])
         current = ConferencePlan(**{**plan, "start": series["first_start"],
                                     "participants": tuple(ParticipantPlan(**p) for p in plan["participants"])})
         proposed = changed_plan(current, changes)
-        checked = await self.checks.checked_plan(series["owner_id"], proposed, limits)
+        checked = await self.checks.checked_plan(series["owner_id"], proposed, rules)
         anchor: Conference | None = None
         with self.mail.changing_whole(series_id):
             for conference_id in scheduled:

@@ -51,11 +51,8 @@ async def test_engine_ami_user_cannot_load_run_or_reload(engine, asterisk) -> No
 
 async def _engine_allows(engine, number: str) -> bool:
     """Does any account's plan (the default or an operator's group) let the engine dial it?"""
-    default = engine.services.plans.default
-    plans = [default] + [
-        default.for_group(tuple(g["patterns"] or ()), allow_international=g["allow_international"],
-                          allow_premium=g["allow_premium"])
-        for g in await engine.services.plans.repo.list_groups()]
+    numbering = engine.services.plans
+    plans = [numbering.default] + [numbering.of_group(g) for g in await engine.services.plan_groups.repo.list_groups()]
     return any(plan.is_allowed(number) for plan in plans)
 
 

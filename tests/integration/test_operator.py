@@ -125,7 +125,7 @@ async def test_operator_sees_and_ends_running_conferences_and_manages_plan_group
     assert group.status == 200 and group.body["patterns"] == ["_1XXX"]
     moved = await api.call("PATCH", f"/operator/accounts/{customer['id']}", {"plan_group": "internal-only"})
     assert moved.status == 200 and moved.body["plan_group"] == "internal-only"
-    plan = await engine.services.plans.for_account(customer["id"])
+    plan = await engine.services.planning.checks.number_plan(customer["id"])
     assert plan.is_allowed("1234") and not plan.is_allowed("375291234567")
     in_use = await api.call("DELETE", "/operator/plan-groups/internal-only")
     assert in_use.status == 409

@@ -15,7 +15,6 @@ import pytest
 
 from engine.adapters.db import create_pool
 from engine.adapters.db.conferences import ConferenceRepository
-from engine.adapters.db.operator import OperatorRepository
 from engine.adapters.db.series import SeriesRepository
 from engine.app import Engine
 from engine.config import Settings
@@ -79,7 +78,7 @@ def planning_only(settings: Settings, engine: Engine, wake_mail: Callable[[], No
     """Conference and series planning wired as build_services wires them, but without a call
     service or prompts: nothing is dialled."""
     records = ConferenceRecords(settings, ConferenceRepository(engine.pool), engine.bus, asyncio.Event())
-    plans = NumberPlans(OperatorRepository(engine.pool), NumberPlan.from_settings(settings))
+    plans = NumberPlans(NumberPlan.from_settings(settings))
     checks = PlanChecks(records.repo, plans, LimitGuard(VecheMetrics(), NoAudit()))
     lifecycle = ConferenceLifecycle(records, calls=None, prompts=None)  # type: ignore[arg-type]
     conferences = ConferencePlanning(settings, records, checks, lifecycle=lifecycle)

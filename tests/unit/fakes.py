@@ -343,9 +343,6 @@ class FakePlans:
     def __init__(self, plan: NumberPlan) -> None:
         self.plan = plan
 
-    async def for_account(self, owner_id: int | None) -> NumberPlan:
-        return self.plan
-
     def of_account(self, limits: dict[str, Any] | None) -> NumberPlan:
         return self.plan
 

@@ -128,13 +128,13 @@ async def test_an_end_names_who_ended_and_only_a_running_conference_ends(stack: 
 
 async def test_the_plan_checks_report_every_refusal_to_the_guard(stack: Stack) -> None:
     checks = stack.planning.checks
-    limits = await checks.limits(5)
+    rules = await checks.rules(5)
     with pytest.raises(ValidationError):
         await checks.checked_plan(5, ConferencePlan(subject="s", start=None, duration_minutes=30, max_participants=5,
-                                                    participants=(ParticipantPlan("0"),)), limits)
+                                                    participants=(ParticipantPlan("0"),)), rules)
     with pytest.raises(LimitExceeded):
         await checks.checked_plan(5, ConferencePlan(subject="s", start=None, duration_minutes=30,
-                                                    max_participants=limits.max_participants + 1), limits)
+                                                    max_participants=rules.limits.max_participants + 1), rules)
     refusal = checks.concurrency_refused(5, OverLimit("max_concurrent_conferences", allowed=3, current=3))
     assert isinstance(refusal, LimitExceeded)
     assert stack.guard.hits == [(5, "number_plan"), (5, "max_participants"), (5, "max_concurrent_conferences")]

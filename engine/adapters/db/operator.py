@@ -82,12 +82,6 @@ class OperatorRepository:
         result = await self.pool.execute("DELETE FROM number_plan_groups WHERE name = $1", name)
         return result.endswith(" 1")
 
-    async def group_of_account(self, account_id: int) -> dict[str, Any] | None:
-        """The number-plan group of the account (None when there is no such account)."""
-        return _record(await self.pool.fetchrow(
-            "SELECT g.name, g.patterns, g.allow_international, g.allow_premium FROM accounts a "
-            "JOIN number_plan_groups g ON g.name = a.plan_group WHERE a.id = $1", account_id))
-
     # ------------------------------------------------------------------ running conferences
 
     async def running_conferences(self) -> list[dict[str, Any]]:
