@@ -90,6 +90,12 @@ class EventBus:
                     waiting.append(result)
         return self._finish(event, waiting)
 
+    async def settled(self) -> None:
+        """Wait for the listeners that still run for cancelled publishers (an engine stopping
+        waits for them before it stops the services they call)."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
     async def _finish(self, event: DomainEvent, waiting: list[Any]) -> None:
         with log_context(conference_id=event.conference_id, participant_id=event.participant_id):
             pending = iter(waiting)

@@ -111,7 +111,12 @@ class Services:
         await self.rooms.start()
 
     async def stop(self) -> None:
-        """Stop them in the reverse order (each stop is safe on a service that never started)."""
+        """Stop the scheduler first, then the rest in the reverse order of their start (each stop is
+        safe on a service that never started). The scheduler first: the starts it cancels hand
+        their listeners not yet run (recording, metrics, audit) to the bus, which runs them out
+        while those services still stand, and no conference starts under a half-stopped engine."""
+        await self.scheduler.stop()
+        await self.bus.settled()
         await self.rooms.stop()
         await self.occurrences.stop()
         await self.pictures.stop()
@@ -124,7 +129,6 @@ class Services:
         await self.accounts.stop()
         await self.notifier.stop()
         await self.mail_delivery.stop()
-        await self.scheduler.stop()
         await self.recovery.stop()
         await self.calls.stop()
         await self.dialout.stop()

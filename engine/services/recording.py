@@ -39,8 +39,8 @@ class RecordingService:
         self.nodes = nodes
         self.bus = bus
         self.calls = calls
-        self._stopping: set[str] = set()  # recorder call ids the engine hung up on purpose
         self._tasks: set[asyncio.Task] = set()
+        self._stopped = False  # a delivery under way may still call the listeners after stop()
         # room -> conference id of the conferences recorded since this engine started (and those
         # being recorded when it started), until they end: every join asks, and most rooms are not
         self._recorded_rooms: dict[str, int] = {}
@@ -52,6 +52,7 @@ class RecordingService:
     # ----------------------------------------------------------------- life cycle
 
     async def start(self) -> None:
+        self._stopped = False
         self.directory.mkdir(parents=True, exist_ok=True)
         self._recorded_rooms.update(await self.repo.recorded_rooms())
         self.nodes.subscribe(self.on_node_event)
@@ -59,6 +60,7 @@ class RecordingService:
         self._spawn(self._purge_loop(), "recording-purge")
 
     async def stop(self) -> None:
+        self._stopped = True
         self.bus.unsubscribe(self.on_domain_event)
         self.nodes.unsubscribe(self.on_node_event)
         for task in list(self._tasks):
@@ -113,23 +115,25 @@ class RecordingService:
         return row
 
     async def stop_recording(self, owner_id: int | None, conference_id: int, actor: str | None = None) -> dict:
-        """Stop the running recording of a conference (the file is converted afterwards)."""
+        """Stop the running recording of a conference. The recording is stopped in the database
+        before this returns, so a start right after it begins a new one; the file is converted
+        afterwards."""
         conference = await self._running(owner_id, conference_id)
         row = await self.repo.running(conference.id)
-        if row is None:
+        stopped = await self._claim(row) if row is not None else None
+        if stopped is None:
             raise StateConflict("the conference is not being recorded")
         actor = actor or _actor(owner_id)
-        self._stopping.add(row["call_id"])
         try:
-            await self.nodes.node(row["node_id"]).hangup_channel(row["call_id"])
+            await self.nodes.node(stopped["node_id"]).hangup_channel(stopped["call_id"])
         except AmiError as exc:
-            log.warning("recording %s: hang-up of the recorder failed: %s", row["id"], exc)
-            self._spawn(self._finish(row, None), f"recording-{row['id']}")
+            log.warning("recording %s: hang-up of the recorder failed: %s", stopped["id"], exc)
+        self._spawn(self._convert(stopped), f"recording-{stopped['id']}")
         await self.conferences.log_event(conference.id, "recording.stopped", actor=actor,
-                                         detail={"recording_id": row["id"]})
-        await self._publish("recording.stopped", conference.id, conference.owner_id, recording_id=row["id"],
+                                         detail={"recording_id": stopped["id"]})
+        await self._publish("recording.stopped", conference.id, conference.owner_id, recording_id=stopped["id"],
                             actor=actor)
-        return row
+        return stopped
 
     async def toggle(self, owner_id: int | None, conference_id: int, actor: str | None = None) -> bool:
         """Start the recording, or stop the running one; True when it now records."""
@@ -153,6 +157,8 @@ class RecordingService:
     # ----------------------------------------------------------------- events
 
     async def on_domain_event(self, event: DomainEvent) -> None:
+        if self._stopped:
+            return
         if event.kind == "conference.ended":
             self._recorded_rooms = {room: cid for room, cid in self._recorded_rooms.items()
                                     if cid != event.conference_id}
@@ -172,6 +178,8 @@ class RecordingService:
             await self._publish("recording.failed", conference_id, conference.owner_id, error=str(exc))
 
     async def on_node_event(self, event: NodeEvent) -> None:
+        if self._stopped:
+            return
         if isinstance(event, RecordingWritten):
             await self._on_file(event)
         elif isinstance(event, ParticipantJoined) and not event.announcer and event.room in self._recorded_rooms:
@@ -180,7 +188,7 @@ class RecordingService:
         elif isinstance(event, CallHungUp) and rules.is_recorder(event.call_id):
             row = await self.repo.by_call_id(event.call_id)
             if row is not None and row["state"] == "recording":
-                self._spawn(self._finish(row, event), f"recording-{row['id']}")
+                self._spawn(self._recorder_gone(row, event), f"recording-{row['id']}")
         elif isinstance(event, CallPlaced) and rules.is_recorder(event.call_id) and not event.answered:
             row = await self.repo.by_call_id(event.call_id)
             if row is not None and row["state"] == "recording":
@@ -217,31 +225,37 @@ class RecordingService:
 
     # ----------------------------------------------------------------- conversion
 
-    async def _finish(self, row: dict, event: CallHungUp | None) -> None:
-        """The recorder is gone: convert its file, or mark the recording failed."""
-        claimed = await self.repo.update(row["id"], only_state="recording", state="converting",
-                                         stopped_at=now_utc())
+    async def _claim(self, row: dict) -> dict | None:
+        """Mark a recording stopped (converting), unless a stop or the recorder's hang-up did so
+        first; the claimed row, or None."""
+        return await self.repo.update(row["id"], only_state="recording", state="converting", stopped_at=now_utc())
+
+    async def _recorder_gone(self, row: dict, event: CallHungUp) -> None:
+        """The recorder hung up without a stop: in a running conference that is a failure the
+        console shows; at the conference's end it is the normal end. Either way its file is kept."""
+        claimed = await self._claim(row)
         if claimed is None:
             return
-        purposeful = row["call_id"] in self._stopping
-        self._stopping.discard(row["call_id"])
         conference = await self.conferences.get(row["conference_id"], with_participants=False)
-        if not purposeful and conference is not None and conference.state == ConferenceState.RUNNING:
+        if conference is not None and conference.state == ConferenceState.RUNNING:
             error = "the recorder left the room"
-            log.error("conference %s: %s (cause %s)", row["conference_id"], error,
-                      event.cause if event else "?")
+            log.error("conference %s: %s (cause %s)", row["conference_id"], error, event.cause)
             await self.repo.set_conference_error(row["conference_id"], error)
             await self.conferences.log_event(row["conference_id"], "recording.failed",
                                              detail={"recording_id": row["id"], "error": error})
             await self._publish("recording.failed", row["conference_id"], row["owner_id"],
                                 recording_id=row["id"], error=error)
+        await self._convert(claimed)
+
+    async def _convert(self, row: dict) -> None:
+        """Convert a stopped recording's file, or mark the recording failed."""
         try:
             raw = await settled_raw_file(self.repo, row["id"], self.host_path, FILE_SETTLE_SECONDS)
             name = rules.converted_name(row["id"], row["call_id"])
             target = self.directory / name
             duration = await to_ogg(raw, target)
         except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
-            await self._failed(claimed, "the recording could not be converted", str(exc))
+            await self._failed(row, "the recording could not be converted", str(exc))
             return
         raw.unlink(missing_ok=True)
         ready = await self.repo.update(row["id"], state="ready", file_name=name, duration_seconds=duration,

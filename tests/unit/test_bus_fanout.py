@@ -76,6 +76,33 @@ async def test_a_cancelled_publisher_still_lets_the_later_listeners_hear_the_eve
     assert heard == ["conference.ended"]
 
 
+async def test_settled_waits_for_the_listeners_of_a_cancelled_publisher() -> None:
+    """An engine stopping waits for them before it stops the services they call."""
+    bus = EventBus()
+    release = asyncio.Event()
+    heard: list[str] = []
+
+    async def slow(event: DomainEvent) -> None:
+        await asyncio.Event().wait()  # the publisher is cancelled while waiting here
+
+    async def audit(event: DomainEvent) -> None:
+        await release.wait()
+        heard.append(event.kind)
+
+    bus.subscribe(slow)
+    bus.subscribe(audit)
+    publishing = asyncio.create_task(bus.publish(DomainEvent("conference.started", 1)))
+    await asyncio.sleep(0)
+    publishing.cancel()
+    await asyncio.gather(publishing, return_exceptions=True)
+    settling = asyncio.create_task(bus.settled())
+    await asyncio.sleep(0)
+    assert not settling.done() and heard == []
+    release.set()
+    await asyncio.wait_for(settling, 5)
+    assert heard == ["conference.started"]
+
+
 async def test_a_failing_subscriber_does_not_stop_the_others() -> None:
     bus = EventBus()
     heard: list[int] = []
