@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from engine.adapters.asterisk.ami import AmiEvent, AmiLink
+from engine.adapters.asterisk.ami import AmiEvent, AmiLink, _OneSendPerTurn
 from engine.config import AmiTarget
 
 
@@ -107,3 +107,38 @@ async def test_a_list_actions_events_answer_the_action_not_the_subscribers(link)
                        b"Uniqueid: vo-0123456789abcdef\r\n\r\n")  # an answered Originate's ActionID: an event
     await arrived(received, 1)
     assert received[0].get("Uniqueid") == "vo-0123456789abcdef"
+
+
+
+class WrittenTransport(asyncio.Transport):
+    """A transport that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_actions_of_one_turn_leave_in_one_write() -> None:
+    """A burst's Originates wake Asterisk once: what the link writes in one turn of the event
+    loop goes to the socket in one write, in order, after the turn; closing sends what waits."""
+    transport = WrittenTransport()
+    corked = _OneSendPerTurn(transport)
+    for n in range(5):
+        corked.write(b"Action: Originate %d\r\n\r\n" % n)
+    assert transport.writes == []
+    await asyncio.sleep(0)
+    assert transport.writes == [b"".join(b"Action: Originate %d\r\n\r\n" % n for n in range(5))]
+    corked.write(b"Action: Logoff\r\n\r\n")
+    corked.close()
+    assert transport.writes[1:] == [b"Action: Logoff\r\n\r\n"] and transport.closed
+    assert corked.is_closing()
