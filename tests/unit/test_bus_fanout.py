@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.services.bus import DomainEvent, EventBus
+from engine.services.bus import DomainEvent, EventBus, Subscriber
 from web.api import events
 from web.api.events import Fanout
 
@@ -54,24 +54,31 @@ async def test_a_subscriber_with_kinds_hears_only_those_and_is_not_called_for_th
     assert calls == ["conference.ended"] and bus.subscriber_count == 1
 
 
+async def publish_then_cancel(bus: EventBus, kind: str, later: Subscriber) -> None:
+    """Publish ``kind`` to a first listener that never ends and to ``later``, and cancel the
+    publisher while it waits for the first."""
+
+    async def slow(event: DomainEvent) -> None:
+        await asyncio.Event().wait()
+
+    bus.subscribe(slow)
+    bus.subscribe(later)
+    publishing = asyncio.create_task(bus.publish(DomainEvent(kind, 1)))
+    await asyncio.sleep(0)
+    publishing.cancel()
+    await asyncio.gather(publishing, return_exceptions=True)
+
+
 async def test_a_cancelled_publisher_still_lets_the_later_listeners_hear_the_event() -> None:
     bus = EventBus()
     heard: list[str] = []
     audited = asyncio.Event()
 
-    async def slow(event: DomainEvent) -> None:
-        await asyncio.Event().wait()  # never ends: the publisher is cancelled while waiting here
-
     async def audit(event: DomainEvent) -> None:
         heard.append(event.kind)
         audited.set()
 
-    bus.subscribe(slow)
-    bus.subscribe(audit)
-    publishing = asyncio.create_task(bus.publish(DomainEvent("conference.ended", 1)))
-    await asyncio.sleep(0)
-    publishing.cancel()
-    await asyncio.gather(publishing, return_exceptions=True)
+    await publish_then_cancel(bus, "conference.ended", audit)
     await asyncio.wait_for(audited.wait(), 5)
     assert heard == ["conference.ended"]
 
@@ -82,19 +89,11 @@ async def test_settled_waits_for_the_listeners_of_a_cancelled_publisher() -> Non
     release = asyncio.Event()
     heard: list[str] = []
 
-    async def slow(event: DomainEvent) -> None:
-        await asyncio.Event().wait()  # the publisher is cancelled while waiting here
-
     async def audit(event: DomainEvent) -> None:
         await release.wait()
         heard.append(event.kind)
 
-    bus.subscribe(slow)
-    bus.subscribe(audit)
-    publishing = asyncio.create_task(bus.publish(DomainEvent("conference.started", 1)))
-    await asyncio.sleep(0)
-    publishing.cancel()
-    await asyncio.gather(publishing, return_exceptions=True)
+    await publish_then_cancel(bus, "conference.started", audit)
     settling = asyncio.create_task(bus.settled())
     await asyncio.sleep(0)
     assert not settling.done() and heard == []
