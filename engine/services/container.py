@@ -89,15 +89,15 @@ class Services:
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
         installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
-        recovery (which reads the calls in flight), recovery before the scheduler (so nothing is
-        started on a stale view), then the mail delivery and the notifier, the purges of stale
-        sessions, links and CAPTCHAs, the recorder, and metrics and audit last."""
+        recovery (which reads the calls in flight), then the mail delivery and the notifier, the
+        purges of stale sessions, links and CAPTCHAs, the recorder, metrics, audit and the rest,
+        and the scheduler last: a conference due while no engine ran starts only once recovery has
+        its view and every service that listens to a start (recording, metrics, audit) listens."""
         await self.dialplan.start()
         await self.prompts.start()
         await self.nodes.start()  # the node rows, before recovery reads a node's boot
         await self.calls.start()
         await self.recovery.start()
-        await self.scheduler.start()
         await self.mail_delivery.start()
         await self.notifier.start()
         await self.accounts.start()
@@ -109,12 +109,13 @@ class Services:
         await self.pictures.start()
         await self.occurrences.start()
         await self.rooms.start()
+        await self.scheduler.start()
 
     async def stop(self) -> None:
-        """Stop the scheduler first, then the rest in the reverse order of their start (each stop is
-        safe on a service that never started). The scheduler first: the starts it cancels hand
-        their listeners not yet run (recording, metrics, audit) to the bus, which runs them out
-        while those services still stand, and no conference starts under a half-stopped engine."""
+        """Stop them in the reverse order of their start, the scheduler first (each stop is safe
+        on a service that never started): the starts it cancels hand their listeners not yet run
+        (recording, metrics, audit) to the bus, which runs them out while those services still
+        stand, and no conference starts under a half-stopped engine."""
         await self.scheduler.stop()
         await self.bus.settled()
         await self.rooms.stop()

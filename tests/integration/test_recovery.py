@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -243,5 +244,38 @@ async def test_asterisk_restart_mid_conference(node: Node, how: str) -> None:
         assert "conference.interrupted" in kinds and "conference.resumed" in kinds
         assert kinds.index("conference.interrupted") < kinds.index("conference.resumed")
         await engine.services.live.end(owner, conference.id)
+    finally:
+        await engine.stop()
+
+
+async def test_a_recorded_conference_due_while_no_engine_ran_is_recorded_at_the_next_start(node: Node) -> None:
+    """An engine starts its scheduler last: the conference it finds due at its start begins with
+    every listener of a start (recording, metrics, audit) in place, so its recording starts."""
+    first = Engine(node.settings)
+    await first.start()
+    try:
+        owner = await create_account(first.pool)
+        planned = await first.services.planning.plan(owner, ConferencePlan(
+            subject="due at the start", start=datetime.now(UTC) + timedelta(hours=1), duration_minutes=30,
+            max_participants=4, participants=(ParticipantPlan(numbers(1)[0]),), recording=True))
+    finally:
+        await first.stop()
+    pool = await create_pool(node.settings.database_url, min_size=1, max_size=1)
+    try:  # its time comes while no engine runs
+        await pool.execute("UPDATE conferences SET starts_at = now() - interval '1 second', "
+                           "ends_at = now() + interval '30 minutes' WHERE id = $1", planned.id)
+    finally:
+        await pool.close()
+
+    engine = Engine(node.settings)
+    await engine.start()
+    try:
+        async def recorded() -> bool:
+            events = await engine.services.planning.events(None, planned.id)
+            return any(e["kind"] == "recording.started" for e in events)
+
+        await wait_until(engine, recorded, timeout=SETUP_TIMEOUT, what="the recording of the due conference")
+        await all_connected(engine, owner, planned.id, 1)
+        await engine.services.live.end(owner, planned.id)
     finally:
         await engine.stop()
