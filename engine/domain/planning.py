@@ -46,6 +46,9 @@ class AccountRules:
     number_plan: NumberPlan
     language: str
     blocked: bool = False
+    # the version of the account rows these were read from: a write that checks it under the
+    # account's lock refuses rules changed since (kept rules are only trusted that way)
+    stamp: str | None = None
 
 
 def _is_int(value: object) -> bool:

@@ -16,6 +16,7 @@ from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
 
 START_IN_PAST_TOLERANCE = timedelta(seconds=60)
+RULES_KEPT = 10_000  # accounts whose last-read rules are kept; beyond, the memory starts afresh
 
 
 class PlanChecks:
@@ -25,6 +26,7 @@ class PlanChecks:
         self.repo = repo
         self.plans = plans
         self.guard = guard
+        self._read: dict[int, AccountRules] = {}  # the rules last read of each account
 
     async def limits(self, owner_id: int) -> AccountLimits:
         """The account's limits; NotFound without the account, Forbidden when it is blocked."""
@@ -33,10 +35,16 @@ class PlanChecks:
     async def rules(self, owner_id: int) -> AccountRules:
         """The account's limits, number plan and language, read together (once per plan, one
         round trip); NotFound without the account, Forbidden when it is blocked."""
+        self._read.pop(owner_id, None)
         row = await self.repo.account_limits(owner_id)
         limits = self._allowed(row)
         assert row is not None
-        return AccountRules(limits, self.plans.of_account(row), row.get("language") or "ru", bool(row["blocked"]))
+        rules = AccountRules(limits, self.plans.of_account(row), row.get("language") or "ru", bool(row["blocked"]),
+                             stamp=row["rules_stamp"])
+        if len(self._read) >= RULES_KEPT:
+            self._read.clear()
+        self._read[owner_id] = rules
+        return rules
 
     async def number_plan(self, owner_id: int) -> NumberPlan:
         """The account's number plan (the default plan without the account)."""
@@ -80,6 +88,19 @@ class PlanChecks:
             if (exc.field or "").endswith(".number"):
                 self._limit_hit(owner_id, "number_plan", str(exc))
             raise
+
+    async def checked_as_read(self, owner_id: int, plan: ConferencePlan) -> tuple[ConferencePlan, AccountRules]:
+        """``checked_plan`` against the rules as last read when they pass it (for a write that
+        checks their stamp), else against the rules read now: a refusal, and the guard's
+        report of it, always come from the rules as they are."""
+        kept = self._read.get(owner_id)
+        if kept is not None:
+            try:
+                return validate_plan(plan, kept.limits, kept.number_plan), kept
+            except (LimitExceeded, ValidationError):
+                pass  # perhaps refused by rules changed since: the current ones decide
+        rules = await self.rules(owner_id)
+        return await self.checked_plan(owner_id, plan, rules), rules
 
     def concurrency_refused(self, owner_id: int, exc: OverLimit) -> LimitExceeded:
         """The refusal of a plan over the account's concurrent conferences (checked atomically

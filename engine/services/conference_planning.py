@@ -10,7 +10,7 @@ from datetime import datetime
 
 import asyncpg
 
-from engine.adapters.db.conferences import LogEntry, OverLimit
+from engine.adapters.db.conferences import LogEntry, OverLimit, StaleRules
 from engine.config import Settings
 from engine.domain.errors import LimitExceeded, StateConflict, ValidationError, VersionConflict
 from engine.domain.model import (
@@ -22,12 +22,14 @@ from engine.domain.model import (
     state_refusal,
 )
 from engine.domain.pins import generate_conference_number, generate_pins
-from engine.domain.planning import PLAN_FIELDS, changed_plan
+from engine.domain.planning import PLAN_FIELDS, AccountRules, changed_plan
 from engine.services.calls import now_utc
 from engine.services.conference_lifecycle import ConferenceLifecycle
 from engine.services.conference_limits import PlanChecks
 from engine.services.conference_records import ConferenceRecords, actor_of
 from engine.services.nodes import Placement
+
+RULES_READS = 3  # reads of an account's rules one plan makes at most while they keep changing
 
 
 class ConferencePlanning:
@@ -45,8 +47,24 @@ class ConferencePlanning:
     async def plan(self, owner_id: int, plan: ConferencePlan) -> Conference:
         """Validate and store a conference; an immediate plan (start None) starts at once: on one
         media node it is stored running, and its dial-out follows the insert's commit."""
-        rules = await self.checks.rules(owner_id)
-        checked = await self.checks.checked_plan(owner_id, plan, rules)
+        # A plan that starts and dials at once on one media node is stored by one statement that
+        # checks the account rules' stamp under the account's lock, so it may be checked
+        # against the rules as last read; rules changed since are read again, and it is checked
+        # anew.
+        as_read = plan.start is None and self.placement is None and bool(plan.auto_invite)
+        for _ in range(RULES_READS):
+            if as_read:
+                checked, rules = await self.checks.checked_as_read(owner_id, plan)
+            else:
+                rules = await self.checks.rules(owner_id)
+                checked = await self.checks.checked_plan(owner_id, plan, rules)
+            try:
+                return await self._store(owner_id, checked, rules)
+            except StaleRules:
+                as_read = False
+        raise StateConflict("the account changed while the conference was being planned; try again")
+
+    async def _store(self, owner_id: int, checked: ConferencePlan, rules: AccountRules) -> Conference:
         immediate = checked.start is None
         starts_at = now_utc() if immediate else checked.start
         if not immediate:

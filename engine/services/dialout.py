@@ -147,12 +147,14 @@ class DialOutService:
         """Store an immediate conference, running, and claim a slot for each of its participants
         within the limits, in one transaction (CallSlotRepository.open_and_claim): every call it
         will make is durable before the first is sent (``dial_claimed`` sends them). Raises as
-        ConferenceRepository.insert_conference does; Forbidden for a blocked account."""
+        ConferenceRepository.insert_conference does; Forbidden for a blocked account; StaleRules
+        when ``rules`` changed since they were read."""
         if rules.blocked:
             raise Forbidden("the account is blocked")
         return await self.slots.open_and_claim(fields, participants, events,
                                                call_ids=[new_dialout_id() for _ in participants],
-                                               system_cap=self.max_concurrent_calls, actor=actor)
+                                               system_cap=self.max_concurrent_calls, actor=actor,
+                                               rules_stamp=rules.stamp)
 
     def placing(self) -> bool:
         """Whether some dial-out is still being placed (neither in its room nor ended)."""

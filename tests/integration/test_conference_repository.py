@@ -12,7 +12,15 @@ import asyncpg
 import pytest
 
 from engine.adapters.db import create_pool
-from engine.adapters.db.conferences import CallSlotRepository, ConferenceRepository, LogEntry, OverLimit, SlotRequest
+from engine.adapters.db.accounts import AccountRepository
+from engine.adapters.db.conferences import (
+    SYSTEM_CALLS_LOCK,
+    CallSlotRepository,
+    ConferenceRepository,
+    LogEntry,
+    OverLimit,
+    SlotRequest,
+)
 from engine.adapters.db.lease import Fence
 from engine.domain.errors import NotActiveEngine
 from engine.domain.model import Conference, Role
@@ -187,3 +195,36 @@ async def test_an_immediate_plan_and_its_call_slots_are_one_commit(pool: asyncpg
                                                       system_cap=100, actor="engine")
     assert (refused.value.limit, refused.value.allowed, refused.value.current) == ("max_concurrent_conferences", 1, 1)
     assert await pool.fetchval("SELECT count(*) FROM conferences WHERE owner_id = $1", owner) == 1
+
+
+async def test_the_tightest_dial_out_limit_binds_and_a_tie_names_the_accounts_own(pool: asyncpg.Pool) -> None:
+    """dialout_grant (sql/028_dialout_grant.sql) in PostgreSQL: the room is the smallest of the
+    account's dial-outs left this minute, its concurrent calls left and the system's; on a tie
+    the account's own limit is named, the per-minute one first. Without the account only the
+    system's cap counts; under a lease this engine does not hold nothing is granted; rules read
+    before a change of the account are no longer current."""
+    owner = await create_account(pool, max_dialouts_per_minute=4, max_concurrent_calls=4)
+    live = await CallSlotRepository(pool).live_calls()
+
+    async def grant(account: int, wanted: int, system_cap: int, lease: str | None = None,
+                    stamp: str | None = None) -> asyncpg.Record:
+        return await pool.fetchrow("SELECT * FROM dialout_grant($1, $2, $3, $4, 60, NULL, NULL, $5, 1, $6)",
+                                   account, wanted, system_cap, SYSTEM_CALLS_LOCK, lease, stamp)
+
+    def room(row: asyncpg.Record) -> tuple[int, str | None]:
+        return row["room"], row["bound_by"]
+
+    assert room(await grant(owner, 4, live + 100)) == (4, None)
+    assert room(await grant(owner, 5, live + 100)) == (4, "max_dialouts_per_minute")
+    stamp = (await AccountRepository(pool).limits(owner) or {})["rules_stamp"]
+    assert (await grant(owner, 1, live + 100, stamp=stamp))["rules_current"]
+    await pool.execute("UPDATE accounts SET max_concurrent_calls = 3 WHERE id = $1", owner)
+    assert not (await grant(owner, 1, live + 100, stamp=stamp))["rules_current"]  # the account changed since
+    assert room(await grant(owner, 5, live + 100)) == (3, "max_concurrent_calls")
+    assert room(await grant(owner, 5, live + 3)) == (3, "max_concurrent_calls")
+    assert room(await grant(owner, 5, live + 2)) == (2, "system_concurrent_calls")
+    assert room(await grant(owner, 1, live)) == (0, "system_concurrent_calls")
+    nobody = await grant(0, 3, live + 2)
+    assert (nobody["room"], nobody["bound_by"], nobody["max_concurrent_calls"]) == (2, "system_concurrent_calls", None)
+    fenced = await grant(owner, 1, live + 100, lease="no-such-lease")
+    assert not fenced["leased"] and fenced["room"] is None

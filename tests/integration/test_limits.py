@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from engine.domain.errors import Forbidden, LimitExceeded
+from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.services.pacer import Pacer
 from tests.support.api import ApiClient, new_user
-from tests.support.factories import wait_until
+from tests.support.factories import create_account, wait_until
 from tests.support.portal import PASSWORD, PortalClient, random_account_phone
 
 pytestmark = pytest.mark.stack
@@ -217,3 +219,28 @@ async def test_parallel_additions_stop_at_the_conference_participant_limit(engin
     assert all("at most 3 participants" in r.error["message"] for r in replies if r.status == 422)
     assert await engine.pool.fetchval("SELECT count(*) FROM participants WHERE conference_id = $1",
                                       created.body["id"]) == 3
+
+
+async def test_a_change_of_the_account_reaches_the_next_immediate_plan(engine, pstn) -> None:
+    """An immediate plan may be checked against the account rules as the engine last read them:
+    the one statement that stores it refuses them once the account changed, and the plan is
+    checked anew. The operator lowers an account's participants, then blocks it, between plans:
+    each next immediate plan is refused, and nothing of it is stored or dialled."""
+    owner = await create_account(engine.pool, max_participants=10)
+    planning = engine.services.planning
+    numbers = _numbers(3, "100")
+    since = pstn.message_offset()
+
+    def plan(start: datetime | None, count: int) -> ConferencePlan:
+        return ConferencePlan(subject="Rules", start=start, duration_minutes=10, max_participants=count,
+                              participants=tuple(ParticipantPlan(n) for n in numbers[:count]))
+
+    await planning.plan(owner, plan(datetime.now(UTC) + timedelta(hours=2), 3))  # reads the rules
+    await engine.pool.execute("UPDATE accounts SET max_participants = 2 WHERE id = $1", owner)
+    with pytest.raises(LimitExceeded):
+        await planning.plan(owner, plan(None, 3))
+    await engine.pool.execute("UPDATE accounts SET blocked = true WHERE id = $1", owner)
+    with pytest.raises(Forbidden):
+        await planning.plan(owner, plan(None, 2))
+    assert await engine.pool.fetchval("SELECT count(*) FROM conferences WHERE owner_id = $1", owner) == 1
+    assert not [call for call in pstn.invites(since) if call[0] in set(numbers)]

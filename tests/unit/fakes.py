@@ -128,6 +128,7 @@ class FakeConferenceRepo:
         self.blocked: set[int] = set()  # owner ids
         self.limits: dict[str, Any] = {"max_participants": 10, "max_concurrent_conferences": 3,
                                        "max_dialouts_per_minute": 60, "language": "ru"}  # every account's
+        self.limit_reads = 0
 
     def add(self, conference: Conference, *participants: Participant) -> None:
         self.conferences[conference.id] = conference
@@ -145,7 +146,8 @@ class FakeConferenceRepo:
         return next((c for c in self.conferences.values() if c.room == room), None)
 
     async def account_limits(self, owner_id: int) -> dict[str, Any] | None:
-        return {**self.limits, "blocked": owner_id in self.blocked}
+        self.limit_reads += 1
+        return {**self.limits, "blocked": owner_id in self.blocked, "rules_stamp": None}
 
     async def participants(self, conference_id: int) -> list[Participant]:
         return [p for p in self.participants_by_id.values() if p.conference_id == conference_id]

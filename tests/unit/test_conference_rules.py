@@ -149,3 +149,27 @@ async def test_a_participant_outside_the_number_plan_is_refused_and_reported(sta
         await stack.live.add_participant(5, 1, ParticipantPlan("0"))
     assert refused.value.field == "participant.number"
     assert stack.guard.hits == [(5, "number_plan")] and stack.published == []
+
+
+async def test_a_plan_checked_against_the_rules_as_read_is_refused_only_by_the_rules_as_they_are(stack: Stack) -> None:
+    """checked_as_read (for a write that checks the rules' stamp) uses the rules last read when
+    they pass the plan, and reads them again when they refuse it: a limit raised since does not
+    refuse, and only a refusal by the current rules reaches the guard."""
+    checks = stack.planning.checks
+    await checks.rules(5)
+    reads = stack.repo.limit_reads
+
+    def plan(participants: int) -> ConferencePlan:
+        return ConferencePlan(subject="s", start=None, duration_minutes=30, max_participants=participants,
+                              participants=tuple(ParticipantPlan(f"37529{i:07d}") for i in range(participants)))
+
+    checked, rules = await checks.checked_as_read(5, plan(3))
+    assert len(checked.participants) == 3 and stack.repo.limit_reads == reads  # the kept rules passed it
+    stack.repo.limits["max_participants"] = 20
+    checked, rules = await checks.checked_as_read(5, plan(15))
+    assert rules.limits.max_participants == 20 and stack.repo.limit_reads == reads + 1
+    assert stack.guard.hits == []
+    stack.repo.limits["max_participants"] = 22
+    with pytest.raises(LimitExceeded):  # the kept rules (20) refuse it, and so do the current ones
+        await checks.checked_as_read(5, plan(25))
+    assert stack.guard.hits == [(5, "max_participants")] and stack.repo.limit_reads == reads + 2

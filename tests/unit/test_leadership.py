@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from engine.adapters.db.lease import Fence, LeaseHolder
+from engine.adapters.db.lease import LEASE_NAME, Fence, LeaseHolder
 from engine.config import Settings
 from engine.domain.errors import ConfigError, NotActiveEngine
 from engine.services.leadership import Leadership
@@ -58,7 +58,7 @@ class FakeLeaseStore:
         return None
 
     async def check(self, token: int | None) -> None:
-        """What Fence.check asks PostgreSQL inside a dial-out claim."""
+        """What dialout_grant asks PostgreSQL of Fence.lease inside a dial-out claim."""
         if token is None or token != self.token or self.expires <= self.clock():
             raise NotActiveEngine("stale")
 
@@ -155,10 +155,11 @@ async def test_the_standby_keeps_asking_through_a_database_outage() -> None:
     await standby.release()
 
 
-async def test_a_fence_without_a_lease_lets_every_claim_pass() -> None:
-    await Fence(enabled=False).check(None)  # type: ignore[arg-type] - never touches the connection
-    with pytest.raises(NotActiveEngine):
-        await Fence(enabled=True).check(None)  # type: ignore[arg-type] - a standby holds no token
+def test_a_fence_without_a_lease_lets_every_claim_pass() -> None:
+    assert Fence(enabled=False).lease() == (None, None)  # dialout_grant checks no lease
+    standby = Fence(enabled=True)
+    assert standby.lease() == (LEASE_NAME, None)  # a standby holds no token: no lease row matches
+    assert isinstance(standby.refusal(), NotActiveEngine)
 
 
 @pytest.mark.parametrize(("env", "fragment"), [

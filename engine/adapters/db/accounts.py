@@ -101,13 +101,13 @@ class AccountRepository:
     async def limits(self, account_id: int) -> dict[str, Any] | None:
         """The account's phone, blocked flag, limits and its number-plan group's rules
         (``plan_group``, ``plan_patterns``, ``plan_allow_international``, ``plan_allow_premium``:
-        a plan and a dial read them together, in one round trip), or None when there is no such
-        account."""
+        a plan and a dial read them together, in one round trip) and the version of all that
+        (``rules_stamp``, sql/028_dialout_grant.sql), or None when there is no such account."""
         row = await self.pool.fetchrow(
             "SELECT a.id, a.phone, a.blocked, a.max_participants, a.max_concurrent_conferences, "
             "a.max_dialouts_per_minute, a.max_concurrent_calls, a.language, a.recording_allowed, "
             "g.name AS plan_group, g.patterns AS plan_patterns, g.allow_international AS plan_allow_international, "
-            "g.allow_premium AS plan_allow_premium "
+            "g.allow_premium AS plan_allow_premium, account_rules_stamp(a.xmin, g.xmin) AS rules_stamp "
             "FROM accounts a JOIN number_plan_groups g ON g.name = a.plan_group WHERE a.id = $1", account_id)
         return dict(row) if row else None
 

@@ -59,10 +59,10 @@ _PART_RETURNING = ", ".join(f"p.{column}" for column in PARTICIPANT_COLUMNS)
 _PART_PREFIXED = ", ".join(f"p.{column} AS p_{column}" for column in PARTICIPANT_COLUMNS)
 # pg_advisory_xact_lock key of the system-wide count of outbound calls ('veche' 11).
 SYSTEM_CALLS_LOCK = 0x76656368_0011
-# An account's conferences overlapping [starts, ends), but the one being changed (the
-# placeholders are filled with the statement's parameter numbers).
-_OVERLAPPING = ("SELECT count(*) FROM conferences WHERE owner_id = {owner} AND state IN ('scheduled', 'running') "
-                "AND starts_at < {ends} AND ends_at > {starts} AND id IS DISTINCT FROM {exclude}")
+# dialout_grant's columns (sql/028_dialout_grant.sql), and its call in a claim's transaction
+_GRANT_COLUMNS = ("leased", "rules_current", "room", "bound_by", "max_concurrent_conferences", "max_concurrent_calls",
+                  "max_dialouts_per_minute", "overlapping")
+_GRANT_CALL = f"SELECT {', '.join(_GRANT_COLUMNS)} FROM dialout_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,15 @@ class Left:
     actor: str = "engine"
 
 
+class StaleRules(Exception):  # noqa: N818 (a refusal, not a fault)
+    """A write refused because the account rules it was checked against changed since they were
+    read (AccountRules.stamp): read them again and check anew."""
+
+    def __init__(self, account_id: int) -> None:
+        super().__init__(f"the rules of account {account_id} changed")
+        self.account_id = account_id
+
+
 class OverLimit(Exception):  # noqa: N818 (a refusal, not a fault)
     """A write refused because a limit checked inside its transaction was reached."""
 
@@ -117,6 +126,73 @@ def participant_from_row(row: asyncpg.Record, prefix: str = "") -> Participant:
     data["state"] = ParticipantState(data["state"])
     data["failure_reason"] = FailureReason(data["failure_reason"]) if data["failure_reason"] else None
     return Participant(**data)
+
+
+def _inserted(rows: Sequence[asyncpg.Record]) -> Conference:
+    """The conference and its participants as ``_insert_statement`` returns them."""
+    conference = conference_from_row(rows[0])
+    conference.participants = [participant_from_row(r, "p_") for r in rows if r["p_id"] is not None]
+    return conference
+
+
+def _insert_statement(fields: dict[str, Any], participants: Sequence[dict[str, Any]], events: Sequence[LogEntry],
+                      call_ids: Sequence[str], actor: str,
+                      grant_args: Sequence[Any] | None = None) -> tuple[str, list[Any]]:
+    """The statement of ``insert_with_participants`` and its arguments; the participant columns
+    come back prefixed ``p_``, beside the conference's. With ``grant_args`` (dialout_grant's
+    arguments but the first, sql/028_dialout_grant.sql) it asks dialout_grant first, stores the
+    conference only when the lease is held, the account rules are current and the account is
+    below its concurrent conferences, dials only the first ``room`` of ``call_ids``, and returns
+    the grant's columns prefixed ``g_`` (a row without the conference when it stored nothing)."""
+    columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
+    values = ", ".join(f"${i + 1}" for i in range(len(columns)))
+    n = len(columns)
+    dialled = [*call_ids, *[None] * (len(participants) - len(call_ids))]
+    args: list[Any] = [
+        *[fields[c] for c in columns],
+        [p["number"] for p in participants], [p.get("name") or "" for p in participants],
+        [p.get("email") for p in participants], [str(p.get("role", "guest")) for p in participants],
+        [p.get("node_id") for p in participants], dialled,
+        [e.kind for e in events], [e.actor for e in events],
+        [json.dumps(e.detail, default=str) for e in events], actor]
+    if grant_args is None:
+        grant, source, call_id = "", f"VALUES ({values})", "u.call_id"
+        result = f"c.*, {_PART_PREFIXED} FROM c LEFT JOIN p ON true"
+    else:
+        params = ", ".join(f"${len(args) + i + 1}" for i in range(len(grant_args) + 1))
+        grant = f"g AS MATERIALIZED (SELECT * FROM dialout_grant({params})), "
+        source = (f"SELECT {values} FROM g WHERE g.leased AND g.rules_current "
+                  "AND (g.max_concurrent_conferences IS NULL OR g.overlapping < g.max_concurrent_conferences)")
+        call_id = "CASE WHEN u.position <= (SELECT g.room FROM g) THEN u.call_id END"
+        result = (f"{', '.join(f'g.{c} AS g_{c}' for c in _GRANT_COLUMNS)}, c.*, {_PART_PREFIXED} "
+                  "FROM g LEFT JOIN c ON true LEFT JOIN p ON true")
+        args += [fields["owner_id"], *grant_args]
+    query = (
+        f"WITH {grant}c AS (INSERT INTO conferences ({', '.join(columns)}) {source} RETURNING {_CONF_SELECT}), "
+        "p AS (INSERT INTO participants (conference_id, number, name, email, role, origin, state, "
+        "           node_id, attempts, call_id) "
+        "           SELECT c.id, p.number, p.name, p.email, p.role, 'dialout', "
+        "                  CASE WHEN p.call_id IS NULL THEN 'planned' ELSE 'calling' END, p.node_id, "
+        "                  CASE WHEN p.call_id IS NULL THEN 0 ELSE 1 END, p.call_id "
+        f"           FROM c, (SELECT u.number, u.name, u.email, u.role, u.node_id, {call_id} AS call_id, u.position "
+        f"                    FROM unnest(${n + 1}::text[], ${n + 2}::text[], ${n + 3}::text[], ${n + 4}::text[], "
+        f"                                ${n + 5}::text[], ${n + 6}::text[]) "
+        "                    WITH ORDINALITY AS u(number, name, email, role, node_id, call_id, position)) p "
+        f"           ORDER BY p.position RETURNING {_PART_SELECT}), "
+        "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
+        "           SELECT c.id, l.kind, l.actor, l.participant_id, l.detail FROM c, ("
+        "               SELECT 0 AS part, e.n, e.kind, e.actor, NULL::bigint AS participant_id, "
+        "                      e.detail::jsonb AS detail "
+        f"               FROM unnest(${n + 7}::text[], ${n + 8}::text[], ${n + 9}::text[]) "
+        "               WITH ORDINALITY AS e(kind, actor, detail, n) "
+        "               UNION ALL "
+        f"               SELECT 1, p.id, 'participant.dialing', ${n + 10}, p.id, "
+        "                      jsonb_build_object('number', p.number, 'attempt', p.attempts) "
+        "               FROM p WHERE p.call_id IS NOT NULL) l "
+        "           ORDER BY l.part, l.n) "
+        f"SELECT {result} ORDER BY p.id"
+    )
+    return query, args
 
 
 class ConferenceRepository:
@@ -158,44 +234,9 @@ class ConferenceRepository:
         ``events``, in order, in one statement (the number's trigger checks the number is free).
         The first ``len(call_ids)`` participants are stored already dialled (``calling`` under
         those call ids, attempt 1, each with its 'participant.dialing' entry by ``actor``); the
-        rest are planned. Participant columns come back prefixed ``p_``, beside the conference's."""
-        columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
-        placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
-        n = len(columns)
-        dialled = [*call_ids, *[None] * (len(participants) - len(call_ids))]
-        rows = await conn.fetch(
-            f"WITH c AS (INSERT INTO conferences ({', '.join(columns)}) VALUES ({placeholders}) "
-            f"           RETURNING {_CONF_SELECT}), "
-            "p AS (INSERT INTO participants (conference_id, number, name, email, role, origin, state, "
-            "           node_id, attempts, call_id) "
-            "           SELECT c.id, p.number, p.name, p.email, p.role, 'dialout', "
-            "                  CASE WHEN p.call_id IS NULL THEN 'planned' ELSE 'calling' END, p.node_id, "
-            "                  CASE WHEN p.call_id IS NULL THEN 0 ELSE 1 END, p.call_id "
-            f"           FROM c, unnest(${n + 1}::text[], ${n + 2}::text[], ${n + 3}::text[], ${n + 4}::text[], "
-            f"                          ${n + 5}::text[], ${n + 6}::text[]) "
-            "           WITH ORDINALITY AS p(number, name, email, role, node_id, call_id, position) "
-            f"           ORDER BY p.position RETURNING {_PART_SELECT}), "
-            "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
-            "           SELECT c.id, l.kind, l.actor, l.participant_id, l.detail FROM c, ("
-            "               SELECT 0 AS part, e.n, e.kind, e.actor, NULL::bigint AS participant_id, "
-            "                      e.detail::jsonb AS detail "
-            f"               FROM unnest(${n + 7}::text[], ${n + 8}::text[], ${n + 9}::text[]) "
-            "               WITH ORDINALITY AS e(kind, actor, detail, n) "
-            "               UNION ALL "
-            f"               SELECT 1, p.id, 'participant.dialing', ${n + 10}, p.id, "
-            "                      jsonb_build_object('number', p.number, 'attempt', p.attempts) "
-            "               FROM p WHERE p.call_id IS NOT NULL) l "
-            "           ORDER BY l.part, l.n) "
-            f"SELECT c.*, {_PART_PREFIXED} FROM c LEFT JOIN p ON true ORDER BY p.id",
-            *[fields[c] for c in columns],
-            [p["number"] for p in participants], [p.get("name") or "" for p in participants],
-            [p.get("email") for p in participants], [str(p.get("role", "guest")) for p in participants],
-            [p.get("node_id") for p in participants], dialled,
-            [e.kind for e in events], [e.actor for e in events],
-            [json.dumps(e.detail, default=str) for e in events], actor)
-        conference = conference_from_row(rows[0])
-        conference.participants = [participant_from_row(r, "p_") for r in rows if r["p_id"] is not None]
-        return conference
+        rest are planned."""
+        query, args = _insert_statement(fields, participants, events, call_ids, actor)
+        return _inserted(await conn.fetch(query, *args))
 
     @staticmethod
     async def _check_overlap(conn: asyncpg.Connection, owner_id: int, starts_at: datetime, ends_at: datetime,
@@ -207,9 +248,8 @@ class ConferenceRepository:
             "SELECT max_concurrent_conferences FROM accounts WHERE id = $1 FOR NO KEY UPDATE", owner_id)
         if limit is None:
             return  # no such account: the foreign key refuses the insert
-        overlapping = await conn.fetchval(
-            _OVERLAPPING.format(owner="$1", starts="$2", ends="$3", exclude="$4"), owner_id, starts_at, ends_at,
-            exclude_id)
+        overlapping = await conn.fetchval(  # sql/028_dialout_grant.sql
+            "SELECT conferences_overlapping($1, $2, $3, $4)", owner_id, starts_at, ends_at, exclude_id)
         if overlapping >= limit:
             raise OverLimit("max_concurrent_conferences", limit, overlapping)
 
@@ -762,35 +802,39 @@ class CallSlotRepository:
 
     async def open_and_claim(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]],
                              events: Sequence[LogEntry], *, call_ids: Sequence[str], system_cap: int,
-                             actor: str) -> tuple[Conference, SlotGrant]:
+                             actor: str, rules_stamp: str | None = None) -> tuple[Conference, SlotGrant]:
         """Insert a conference (as ConferenceRepository.insert_conference: within the owner's
         concurrent conferences) with a slot for each of its participants, the i-th dialled as
         ``call_ids[i]``, in order as far as the limits allow (``claim`` without all or
-        nothing), in one transaction: a dial-out's whole durable intent in one commit. The
-        conference is returned with its participants as stored (the claimed ones calling).
-        Both limits are checked under the same two locks, so the transaction takes three
-        statements: the two locks, the counts under them, and the conference row with its
-        participants and their log entries."""
-        owner_id = fields["owner_id"]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.fence.check(conn)
-            account, counts = await self._locked_counts(conn, owner_id,
-                                                        overlap=(fields["starts_at"], fields["ends_at"]))
-            if account is not None and counts["overlapping"] >= account["max_concurrent_conferences"]:
-                raise OverLimit("max_concurrent_conferences", account["max_concurrent_conferences"],
-                                counts["overlapping"])
-            grant = self._grant(account, counts, system_cap, len(participants))
-            conference = await ConferenceRepository.insert_with_participants(
-                conn, fields, participants, events, call_ids=call_ids[:grant.room], actor=actor)
+        nothing), in one statement: a dial-out's whole durable intent in one commit and one
+        round trip. With ``rules_stamp`` (AccountRules.stamp) nothing is stored unless the
+        account rules are still those (else StaleRules). The conference is returned with its
+        participants as stored (the claimed ones calling); OverLimit, NotActiveEngine or
+        StaleRules when nothing was stored."""
+        query, args = _insert_statement(fields, participants, events, call_ids, actor,
+                                        grant_args=self._grant_args(len(participants), system_cap, 60.0,
+                                                                    (fields["starts_at"], fields["ends_at"]),
+                                                                    rules_stamp))
+        rows = await self.pool.fetch(query, *args)
+        grant = self._granted(rows[0], "g_", system_cap)
+        if rows[0]["id"] is None:  # dialout_grant refused the conference itself
+            if not rows[0]["g_leased"]:
+                raise self.fence.refusal()
+            if not rows[0]["g_rules_current"]:
+                raise StaleRules(fields["owner_id"])
+            raise OverLimit("max_concurrent_conferences", rows[0]["g_max_concurrent_conferences"],
+                            rows[0]["g_overlapping"])
+        conference = _inserted(rows)
         grant.claimed = [p for p in conference.participants if p.call_id is not None]
         return conference, grant
 
     async def _claim(self, conn: asyncpg.Connection, owner_id: int, conference_id: int,
                      requests: Sequence[SlotRequest], *, system_cap: int, from_states: Sequence[str], actor: str,
                      all_or_nothing: bool, window_seconds: float = 60.0) -> SlotGrant:
-        await self.fence.check(conn)
-        account, counts = await self._locked_counts(conn, owner_id, window_seconds=window_seconds)
-        grant = self._grant(account, counts, system_cap, len(requests))
+        row = await conn.fetchrow(_GRANT_CALL, owner_id, *self._grant_args(len(requests), system_cap, window_seconds))
+        if not row["leased"]:
+            raise self.fence.refusal()
+        grant = self._granted(row, "", system_cap)
         if grant.bound_by is not None and all_or_nothing:
             return grant
         taken = list(requests[:grant.room])
@@ -820,61 +864,22 @@ class CallSlotRepository:
         grant.claimed = [by_id[r.participant_id] for r in taken if r.participant_id in by_id]
         return grant
 
-    @staticmethod
-    async def _locked_counts(conn: asyncpg.Connection, owner_id: int, *, window_seconds: float = 60.0,
-                             overlap: tuple[datetime, datetime] | None = None,
-                             ) -> tuple[asyncpg.Record | None, asyncpg.Record]:
-        """Lock the owner's account row, then the system-wide count, and count under both: the
-        live dial-outs of the system and of the account, the account's dial-outs of the last
-        ``window_seconds`` and, with ``overlap`` (a new conference's [start, end)), the account's
-        conferences overlapping it. Returns the account's limits (None: no such account) and the
-        counts."""
-        # Both locks in one statement, the account row first: the system-wide lock is taken
-        # where the row is projected, after the scan that locked it. The same statement sets
-        # plan_cache_mode for the rest of the transaction, so that the counts below run on the
-        # connection's cached generic plan instead of being planned anew on every claim (about
-        # 1 ms of the server's time between a start and its first Originate).
-        locked = await conn.fetchrow(
-            "WITH account AS MATERIALIZED (SELECT max_concurrent_conferences, max_concurrent_calls, "
-            "                              max_dialouts_per_minute FROM accounts WHERE id = $1 FOR NO KEY UPDATE) "
-            "SELECT account.*, pg_advisory_xact_lock($2)::text AS system_lock, "
-            "       set_config('plan_cache_mode', 'force_generic_plan', true) AS plan_cache_mode "
-            "FROM (SELECT) AS one LEFT JOIN account ON true", owner_id, SYSTEM_CALLS_LOCK)
-        account = None if locked["max_concurrent_conferences"] is None else locked
-        # counted after both locks are held (a statement of its own: it sees every claim and
-        # every conference committed before them)
+    def _grant_args(self, wanted: int, system_cap: int, window_seconds: float,
+                    overlap: tuple[datetime, datetime] | None = None, rules_stamp: str | None = None) -> list[Any]:
+        """dialout_grant's arguments after the owner (sql/028_dialout_grant.sql)."""
         starts_at, ends_at = overlap or (None, None)
-        return account, await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-            f"        WHERE c.state = 'running' AND p.origin = 'dialout' AND p.state IN {_LIVE_STATES_SQL}) "
-            "       AS system_live, "
-            "       (SELECT count(*) FROM participants p JOIN conferences c ON c.id = p.conference_id "
-            "        WHERE c.owner_id = $1 AND c.state = 'running' AND p.origin = 'dialout' "
-            f"        AND p.state IN {_LIVE_STATES_SQL}) AS account_live, "
-            "       (SELECT count(*) FROM conference_events e JOIN conferences c ON c.id = e.conference_id "
-            "        WHERE c.owner_id = $1 AND e.kind = 'participant.dialing' "
-            "        AND e.at > clock_timestamp() - make_interval(secs => $2)) AS recent, "
-            "       CASE WHEN $3::timestamptz IS NULL THEN 0 ELSE "
-            f"      ({_OVERLAPPING.format(owner='$1', starts='$3', ends='$4', exclude='NULL')}) END AS overlapping",
-            owner_id, float(window_seconds), starts_at, ends_at)
+        lease_name, lease_token = self.fence.lease()
+        return [wanted, system_cap, SYSTEM_CALLS_LOCK, float(window_seconds), starts_at, ends_at,
+                lease_name, lease_token, rules_stamp]
 
     @staticmethod
-    def _grant(account: asyncpg.Record | None, counts: asyncpg.Record, system_cap: int, wanted: int) -> SlotGrant:
-        """How many of ``wanted`` dial-outs the limits leave room for, and which limit binds."""
-        grant = SlotGrant()
-        rooms = {"system_concurrent_calls": system_cap - counts["system_live"]}
+    def _granted(row: asyncpg.Record, prefix: str, system_cap: int) -> SlotGrant:
+        """The SlotGrant of dialout_grant's row (its columns named with ``prefix``)."""
+        grant = SlotGrant(room=row[prefix + "room"] or 0, bound_by=row[prefix + "bound_by"])
         grant.limits["system_concurrent_calls"] = system_cap
-        if account is not None:
-            rooms["max_dialouts_per_minute"] = account["max_dialouts_per_minute"] - counts["recent"]
-            rooms["max_concurrent_calls"] = account["max_concurrent_calls"] - counts["account_live"]
-            grant.limits["max_dialouts_per_minute"] = account["max_dialouts_per_minute"]
-            grant.limits["max_concurrent_calls"] = account["max_concurrent_calls"]
-        # the tightest limit binds; on a tie the account's own limit is named
-        order = ("max_dialouts_per_minute", "max_concurrent_calls", "system_concurrent_calls")
-        bound_by = min(rooms, key=lambda k: (rooms[k], order.index(k)))
-        grant.room = max(0, rooms[bound_by])
-        if grant.room < wanted:
-            grant.bound_by = bound_by
+        if row[prefix + "max_concurrent_calls"] is not None:
+            grant.limits["max_dialouts_per_minute"] = row[prefix + "max_dialouts_per_minute"]
+            grant.limits["max_concurrent_calls"] = row[prefix + "max_concurrent_calls"]
         return grant
 
     async def live_calls(self, owner_id: int | None = None) -> int:

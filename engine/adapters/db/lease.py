@@ -70,9 +70,9 @@ class LeaseRepository:
 
 
 class Fence:
-    """The fencing token this engine holds. ``check`` runs inside a writer's transaction: it
+    """The fencing token this engine holds. A writer's transaction checks ``lease``: it
     share-locks the lease row, so the lease cannot change hands until that transaction ends, and
-    raises NotActiveEngine unless this engine's token is the live one. ``holds`` is the same
+    raises ``refusal()`` unless this engine's token is the live one. ``holds`` is the same
     question asked of this process's monotonic clock, for the moment between a claim and its
     Originate: an engine paused in between (its lease lapsed meanwhile) sends nothing. An engine
     without the lease (``enabled`` False: it runs alone) passes every check."""
@@ -85,11 +85,13 @@ class Fence:
     def holds(self) -> bool:
         return not self.enabled or (self.token is not None and time.monotonic() < self.valid_until)
 
-    async def check(self, conn: asyncpg.Connection) -> None:
-        if not self.enabled:
-            return
-        token = self.token
-        if token is None or await conn.fetchval(
-                "SELECT token FROM engine_lease WHERE name = $1 AND token = $2 AND expires_at > now() FOR SHARE",
-                LEASE_NAME, token) is None:
-            raise NotActiveEngine("this engine is not the active one (it does not hold the leader lease)")
+    def lease(self) -> tuple[str | None, int | None]:
+        """The lease a writer's transaction checks (its name and this engine's token), share-locking
+        its row so that it cannot change hands until that transaction ends: dialout_grant in
+        sql/028_dialout_grant.sql; (None, None) when the engine runs alone."""
+        return (LEASE_NAME, self.token) if self.enabled else (None, None)
+
+    @staticmethod
+    def refusal() -> NotActiveEngine:
+        """What a writer raises when the check of ``lease`` failed."""
+        return NotActiveEngine("this engine is not the active one (it does not hold the leader lease)")
