@@ -47,11 +47,13 @@ def settle_seconds(size: int) -> float:
 
 # Each side first runs untimed conferences of WARM_UP_CALLS callees: an engine's first
 # conferences after its start pay its imports, and each pooled database connection pays its
-# first statements (parsing and planning them, loading the server's catalogue caches, compiling
-# the triggers) the first time it serves a plan: about 5 ms per connection, once per engine
-# start. Ten conferences reach the steady state a running engine is in.
+# first statements (the prepare round trip of each, planning them, loading the server's
+# catalogue caches, compiling the PL/pgSQL of dialout_grant and the triggers) the first time it
+# serves a plan: 4-8 ms per plan. Which pooled connection a plan gets depends on which one the
+# previous run's writes released last, so a pool of 20 serves plans on connections new to them
+# for about its first 20 conferences; 30 reach the steady state a running engine is in.
 WARM_UP_CALLS = 10
-WARM_UP_CONFERENCES = 10
+WARM_UP_CONFERENCES = 30
 
 def callees(size: int, run: int, busy_every: int = 0) -> list[str]:
     """375 29 <run:2> <index:3> 00: answered by pstn.xml, never one of its special endings; with
