@@ -162,6 +162,14 @@ class RunCommand:
         await self.process.wait()
         await self.stderr_task
 
+    async def last_words(self) -> str:
+        """The end of its stderr, for a failure's message (it is killed to read it to the end)."""
+        if self.process is None or self.stderr_task is None:
+            return ""
+        if self.process.returncode is None:
+            await self.sigkill()
+        return (await self.stderr_task).decode(errors="replace")[-3000:]
+
     async def cleanup(self) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
@@ -274,12 +282,18 @@ async def test_engine_killed_mid_conference_restarts_and_adopts_its_calls(tmp_pa
             "participants": [{"number": n} for n in callees]})
 
         async def connected() -> dict:
-            async with asyncio.timeout(60):
-                while True:
-                    current = await api(run, token, "GET", f"/conferences/{conference['id']}")
-                    if [p["state"] for p in current["participants"]] == ["connected", "connected"]:
-                        return current
-                    await asyncio.sleep(0.2)  # polled with a deadline: the API has no event to await here
+            current: dict = {}
+            try:
+                async with asyncio.timeout(60):
+                    while True:
+                        current = await api(run, token, "GET", f"/conferences/{conference['id']}")
+                        if [p["state"] for p in current["participants"]] == ["connected", "connected"]:
+                            return current
+                        await asyncio.sleep(0.2)  # polled with a deadline: the API has no event to await here
+            except TimeoutError:
+                states = [(p["state"], p.get("failure_reason")) for p in current.get("participants", [])]
+                raise AssertionError(f"the calls are not both connected after 60 s: {states}; "
+                                     f"the engine's log ends: {await run.last_words()}") from None
 
         before = await connected()
         stored_before = await call_ids(run.database_url, conference["id"])
