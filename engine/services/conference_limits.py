@@ -34,7 +34,8 @@ class PlanChecks:
 
     async def rules(self, owner_id: int) -> AccountRules:
         """The account's limits, number plan and language, read together (once per plan, one
-        round trip); NotFound without the account, Forbidden when it is blocked."""
+        round trip) and kept for ``checked_as_read``; NotFound without the account, Forbidden
+        when it is blocked."""
         self._read.pop(owner_id, None)
         row = await self.repo.account_limits(owner_id)
         limits = self._allowed(row)

@@ -321,7 +321,7 @@ class FakeSlots:
 
     async def claim(self, owner_id: int, conference_id: int, requests: Sequence[SlotRequest], *,
                     system_cap: int, from_states: Sequence[str], actor: str,
-                    all_or_nothing: bool, window_seconds: float = 60.0) -> SlotGrant:
+                    all_or_nothing: bool) -> SlotGrant:
         free = len(requests) if self.room is None else self.room
         limited = free < len(requests)
         if limited and all_or_nothing:

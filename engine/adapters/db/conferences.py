@@ -59,6 +59,8 @@ _PART_RETURNING = ", ".join(f"p.{column}" for column in PARTICIPANT_COLUMNS)
 _PART_PREFIXED = ", ".join(f"p.{column} AS p_{column}" for column in PARTICIPANT_COLUMNS)
 # pg_advisory_xact_lock key of the system-wide count of outbound calls ('veche' 11).
 SYSTEM_CALLS_LOCK = 0x76656368_0011
+# The span in which an account's dial-outs count against its max_dialouts_per_minute.
+DIALOUTS_WINDOW_SECONDS = 60.0
 # dialout_grant's columns (sql/028_dialout_grant.sql), and its call in a claim's transaction
 _GRANT_COLUMNS = ("leased", "rules_current", "room", "bound_by", "max_concurrent_conferences", "max_concurrent_calls",
                   "max_dialouts_per_minute", "overlapping")
@@ -788,7 +790,7 @@ class CallSlotRepository:
 
     async def claim(self, owner_id: int, conference_id: int, requests: Sequence[SlotRequest], *,
                     system_cap: int, from_states: Sequence[str], actor: str,
-                    all_or_nothing: bool, window_seconds: float = 60.0) -> SlotGrant:
+                    all_or_nothing: bool) -> SlotGrant:
         """Take up to ``len(requests)`` slots for the owner, in order: the account row and the
         system-wide count are locked, the live calls and the last minute's dial-outs counted, and
         as many participants as the limits leave room for move to 'calling' with their
@@ -797,8 +799,7 @@ class CallSlotRepository:
         hold the leader lease's live token takes nothing (NotActiveEngine)."""
         async with self.pool.acquire() as conn, conn.transaction():
             return await self._claim(conn, owner_id, conference_id, requests, system_cap=system_cap,
-                                     from_states=from_states, actor=actor, all_or_nothing=all_or_nothing,
-                                     window_seconds=window_seconds)
+                                     from_states=from_states, actor=actor, all_or_nothing=all_or_nothing)
 
     async def open_and_claim(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]],
                              events: Sequence[LogEntry], *, call_ids: Sequence[str], system_cap: int,
@@ -812,7 +813,7 @@ class CallSlotRepository:
         participants as stored (the claimed ones calling); OverLimit, NotActiveEngine or
         StaleRules when nothing was stored."""
         query, args = _insert_statement(fields, participants, events, call_ids, actor,
-                                        grant_args=self._grant_args(len(participants), system_cap, 60.0,
+                                        grant_args=self._grant_args(len(participants), system_cap,
                                                                     (fields["starts_at"], fields["ends_at"]),
                                                                     rules_stamp))
         rows = await self.pool.fetch(query, *args)
@@ -830,8 +831,8 @@ class CallSlotRepository:
 
     async def _claim(self, conn: asyncpg.Connection, owner_id: int, conference_id: int,
                      requests: Sequence[SlotRequest], *, system_cap: int, from_states: Sequence[str], actor: str,
-                     all_or_nothing: bool, window_seconds: float = 60.0) -> SlotGrant:
-        row = await conn.fetchrow(_GRANT_CALL, owner_id, *self._grant_args(len(requests), system_cap, window_seconds))
+                     all_or_nothing: bool) -> SlotGrant:
+        row = await conn.fetchrow(_GRANT_CALL, owner_id, *self._grant_args(len(requests), system_cap))
         if not row["leased"]:
             raise self.fence.refusal()
         grant = self._granted(row, "", system_cap)
@@ -864,12 +865,12 @@ class CallSlotRepository:
         grant.claimed = [by_id[r.participant_id] for r in taken if r.participant_id in by_id]
         return grant
 
-    def _grant_args(self, wanted: int, system_cap: int, window_seconds: float,
-                    overlap: tuple[datetime, datetime] | None = None, rules_stamp: str | None = None) -> list[Any]:
+    def _grant_args(self, wanted: int, system_cap: int, overlap: tuple[datetime, datetime] | None = None,
+                    rules_stamp: str | None = None) -> list[Any]:
         """dialout_grant's arguments after the owner (sql/028_dialout_grant.sql)."""
         starts_at, ends_at = overlap or (None, None)
         lease_name, lease_token = self.fence.lease()
-        return [wanted, system_cap, SYSTEM_CALLS_LOCK, float(window_seconds), starts_at, ends_at,
+        return [wanted, system_cap, SYSTEM_CALLS_LOCK, DIALOUTS_WINDOW_SECONDS, starts_at, ends_at,
                 lease_name, lease_token, rules_stamp]
 
     @staticmethod
