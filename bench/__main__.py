@@ -22,6 +22,7 @@ from bench import (
     bench_scheduler,
 )
 from bench._stack import machine, write_header
+from engine import eventloop
 
 # name -> module with add_arguments(parser) and async run(args) -> str (its RESULTS.md section)
 BENCHMARKS: dict[str, ModuleType] = {
@@ -112,9 +113,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     _stack.RESULTS = args.results
     if args.command == "all":
-        asyncio.run(run_all(args.skip, args.quick))
+        eventloop.run(run_all(args.skip, args.quick))
     else:
-        asyncio.run(BENCHMARKS[args.command].run(args))
+        eventloop.run(BENCHMARKS[args.command].run(args))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ import resource
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine import eventloop
 from engine.config import AmiTarget, Settings, local_node_host
 from engine.stack import (
     AsteriskProcess,
@@ -178,6 +180,17 @@ def asterisk_complaints(asterisk: AsteriskProcess, since: int = 0, top: int = 6)
     return "; ".join(f"{count}× `{text}`" for text, count in ranked[:top])
 
 
+def _loop_name() -> str:
+    """The event loop this process runs on (engine/eventloop.py), with its version."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return "no event loop"
+    module = type(loop).__module__.split(".")[0]
+    version = getattr(sys.modules.get(module), "__version__", "")
+    return f"{module} {version}".strip()
+
+
 def machine(asterisk: AsteriskProcess | None = None) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -191,7 +204,8 @@ def machine(asterisk: AsteriskProcess | None = None) -> str:
     busy = " (other work was running: figures are pessimistic)" if os.getloadavg()[0] > 1.0 else ""
     return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {cores} cores (nproc), {cpu}; load average at start "
             f"{load}{busy}; "
-            f"open-file limit {files}; Python {platform.python_version()}; {version or 'Asterisk: see each section'}; "
+            f"open-file limit {files}; Python {platform.python_version()} on {_loop_name()}; "
+            f"{version or 'Asterisk: see each section'}; "
             f"{sipp[0].strip().rstrip('.') if sipp else 'SIPp ?'}")
 
 
@@ -246,4 +260,4 @@ def command_line(doc: str | None, add_arguments: Callable[[argparse.ArgumentPars
     parser = argparse.ArgumentParser(description=doc)
     add_arguments(parser)
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(parser.parse_args()))
+    eventloop.run(run(parser.parse_args()))

@@ -17,6 +17,8 @@ from array import array
 
 import aiohttp
 
+from engine import eventloop
+
 EVENT = b'"kind":"participant.talking"'
 
 
@@ -116,4 +118,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    eventloop.run(main())

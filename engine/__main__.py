@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from engine import eventloop
 from engine.config import Settings
 from engine.domain.errors import VecheError
 from engine.logging import configure_logging
@@ -100,7 +101,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     # stops them (see engine/stack.py), so `run` always comes up again.
     with local_stack(settings.with_generated_secrets()) as ready:
         try:
-            asyncio.run(_run(ready))
+            eventloop.run(_run(ready))
         finally:
             _stop_on_signals()  # the event loop's handlers are gone; the clean-up stays interruptible
 
@@ -118,7 +119,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
         await pool.close()
         print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.path.name}" for m in applied))
 
-    asyncio.run(go())
+    eventloop.run(go())
 
 
 def cmd_render(settings: Settings, args: argparse.Namespace) -> None:
@@ -150,7 +151,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> None:
             finally:
                 await pool.close()
 
-        dialout = asyncio.run(load())
+        dialout = eventloop.run(load())
     dest = render_asterisk_config(settings, Path(args.dir), dialout=dialout)
     print(f"rendered asterisk-config into {dest}")
 

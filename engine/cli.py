@@ -6,12 +6,12 @@ DATABASE_URL and call the same services as the portal; they need no Asterisk."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from engine import eventloop
 from engine.config import Settings
 from engine.domain.errors import ValidationError
 
@@ -56,7 +56,7 @@ def cmd_account_create(settings: Settings, args: argparse.Namespace) -> None:
         admin = ", admin" if account.admin else ""
         print(f"created account {account.phone} (id {account.id}, role {account.role}{admin})")
 
-    asyncio.run(go())
+    eventloop.run(go())
 
 
 def cmd_account_admin(settings: Settings, args: argparse.Namespace) -> None:
@@ -71,7 +71,7 @@ def cmd_account_admin(settings: Settings, args: argparse.Namespace) -> None:
         state = "is an admin" if account.admin else "is no longer an admin"
         print(f"operator {account.phone} (id {account.id}) {state}")
 
-    asyncio.run(go())
+    eventloop.run(go())
 
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
@@ -88,7 +88,7 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> None:
         print(f"token id {issued.token.id} for {args.phone}{until}: shown once, keep it secret "
               f"(revoke with: python -m engine token revoke {issued.token.id})", file=sys.stderr)
 
-    asyncio.run(go())
+    eventloop.run(go())
 
 
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> None:
@@ -98,7 +98,7 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> None:
             token = await services.tokens.revoke(None, args.token_id)
         print(f"token {token.id} ({token.prefix}...) revoked")
 
-    asyncio.run(go())
+    eventloop.run(go())
 
 
 def add_commands(sub: Any) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from engine import eventloop
 from engine.config import AmiTarget, Settings
 from engine.stack import AsteriskProcess, PostgresCluster, free_port, free_udp_port_pair, with_instance_prompts
 from tests.support.agi_trace import AgiTrace
@@ -29,6 +30,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         config.option.basetemp = tempfile.mkdtemp(prefix="veche-test-")
         config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """Tests run on the event loop the engine runs on in service (engine/eventloop.py)."""
+    return {"uvloop": eventloop.new_event_loop}
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -78,8 +84,6 @@ def database_url(run_dir: Path) -> Iterator[str]:
     """A fresh database: in DATABASE_URL's server if given, else in a private cluster."""
     given = os.environ.get("DATABASE_URL")
     if given:
-        import asyncio
-
         name = f"veche_test_{secrets.token_hex(4)}"
 
         async def create() -> None:
@@ -87,7 +91,7 @@ def database_url(run_dir: Path) -> Iterator[str]:
             await conn.execute(f'CREATE DATABASE "{name}"')
             await conn.close()
 
-        asyncio.run(create())
+        eventloop.run(create())
         yield given.rsplit("/", 1)[0] + "/" + name
         return
     cluster = PostgresCluster(run_dir / "postgres", durable=False)  # fast and throw-away

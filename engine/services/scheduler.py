@@ -59,6 +59,7 @@ class Scheduler:
         while True:
             self._wake.clear()
             spawned = 0
+            passed_at = now_utc()  # the pass below sees everything due by then
             try:
                 spawned = await self.run_due()
                 dues = [await self.repo.next_due(node_id, self.settings.warning_seconds) for node_id in self.node_ids]
@@ -69,10 +70,11 @@ class Scheduler:
                 log.exception("scheduler pass failed")
                 next_due = None
             delay = MAX_SLEEP_SECONDS
-            if next_due is not None:
+            if next_due is not None and next_due <= passed_at and not spawned:
+                delay = IN_FLIGHT_RECHECK_SECONDS  # what was due is being handled; its end wakes us
+            elif next_due is not None:
+                # due since the pass began (a timer may fire a little early): another pass at once
                 delay = min(delay, max(0.0, (next_due - now_utc()).total_seconds()))
-            if delay <= 0 and not spawned:
-                delay = IN_FLIGHT_RECHECK_SECONDS  # what is due is being handled; its end wakes us
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)

@@ -8,7 +8,6 @@ its lease stops and exits with 3."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -16,6 +15,7 @@ import pickle
 import sys
 from typing import Any
 
+from engine import eventloop
 from engine.app import Engine
 
 
@@ -38,4 +38,4 @@ async def run(argument: str) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(run(sys.argv[1]))
+    eventloop.run(run(sys.argv[1]))
