@@ -1,5 +1,5 @@
 """The event loop every Veche process runs on: uvloop, whose loop, tasks and sockets cost the
-engine about a third less CPU than asyncio's own in a dial-out burst (bench/README.md, "Ninth
+engine a quarter to a third less CPU than asyncio's own in a dial-out burst (bench/README.md, "Ninth
 round"), CPU the engine otherwise takes from Asterisk on the same cores."""
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ async def send_hostile(host: str, port: int, session: Hostile) -> None:
     try:
         if session.trickle:
             for byte in session.payload:
-                if reader.at_eof():
+                if reader.at_eof() or writer.is_closing():  # the server ended it (a reset closes the writer)
                     break
                 writer.write(bytes([byte]))
                 await writer.drain()
