@@ -50,7 +50,10 @@ __all__ = ["IN_CALL_STATES", "CallService", "now_utc"]
 log = logging.getLogger(__name__)
 
 ANNOUNCE_TIMEOUT_SECONDS = 30.0  # an announcement is a few seconds; never hold an end longer
-JOIN_LINGER_SECONDS = 0.01  # a burst's joins come about 2 ms apart when Asterisk is busy
+# How long a join waits for the rest of its burst while dial-outs are in flight: a burst's joins
+# come a few ms apart when Asterisk is busy, each statement wakes PostgreSQL on the cores Asterisk
+# needs, and the console's 'connected' may come a moment late; the last call in flight ends the wait.
+JOIN_LINGER_SECONDS = 0.03
 REJOIN_TIMEOUT = 10.0  # how long a call moved back into its room may take to re-enter
 CAUSE_LINGER_SECONDS = 0.01  # nothing waits for a hang-up cause: it waits for the rest of its ending
 GONE_KEPT = 10_000  # calls that left their room and whose hang-up has not come yet
@@ -126,9 +129,10 @@ class CallService:
     async def dial_claimed(self, conference: Conference, grant: SlotGrant, rules: AccountRules) -> list[int]:
         return await self.dialout.dial_claimed(conference, grant, rules)
 
-    async def calls_settled(self, conference_id: int, timeout: float) -> None:
-        """Until the conference's dial-outs in flight joined or failed, at most ``timeout`` s."""
-        await self.dialout.settled(conference_id, timeout)
+    async def calls_settled(self, conference_id: int, quiet: float, longest: float) -> None:
+        """Until the conference's dial-outs in flight joined or failed, or none did for ``quiet``
+        seconds, at most ``longest`` seconds."""
+        await self.dialout.settled(conference_id, quiet, longest)
 
     def forget_attempt(self, call_id: str | None) -> None:
         self.dialout.forget_attempt(call_id)

@@ -23,9 +23,12 @@ from engine.services.prompts import PromptService
 log = logging.getLogger(__name__)
 
 ROOM_EMPTY_TIMEOUT = 10.0
-# The longest a start's bookkeeping (mail, audit, metrics) waits for its calls to join or fail:
-# callees who answer at once are in the room by then, and a person sees no difference.
-BOOKKEEPING_WAIT_SECONDS = 0.25
+# A start's bookkeeping (mail, audit, metrics) waits while its calls are being set up, so that it
+# does not take the cores from them: until every call joined or failed, or none did for
+# BOOKKEEPING_QUIET_SECONDS (the rest are ringing; phones ring for seconds), and never longer
+# than BOOKKEEPING_LONGEST_SECONDS. A person sees no difference in a mail a second later.
+BOOKKEEPING_QUIET_SECONDS = 0.25
+BOOKKEEPING_LONGEST_SECONDS = 5.0
 
 
 class ConferenceLifecycle:
@@ -38,6 +41,19 @@ class ConferenceLifecycle:
         self.repo = records.repo
         self.calls = calls
         self.prompts = prompts
+        self._bookkeeping: set[asyncio.Task[None]] = set()  # starts' listeners waiting for their calls
+        self._stopping = asyncio.Event()  # the engine stops: the listeners wait no longer
+
+    async def settled(self) -> None:
+        """Until the bookkeeping of the starts so far has run (its listeners heard of them)."""
+        while self._bookkeeping:
+            await asyncio.gather(*self._bookkeeping, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Run out the bookkeeping of the starts so far: their waits for the calls end at once,
+        and their listeners run while the services they call still stand."""
+        self._stopping.set()
+        await self.settled()
 
     async def start_conference(self, conference_id: int, actor: str = "engine") -> Conference | None:
         """Start a scheduled conference (once, even with several engines) and dial its planned
@@ -83,11 +99,12 @@ class ConferenceLifecycle:
                                   detail={"late_seconds": round(lateness, 3)})
         told = [self.records.deliver("conference.started", started)]
 
-        async def dial() -> None:
-            if started.auto_invite:
-                started.participants = await self.repo.participants(started.id)
-                planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
-                await self.calls.dial(started, planned, actor=actor, strict_rate=False)
+        async def dial() -> list[int]:
+            if not started.auto_invite:
+                return []
+            started.participants = await self.repo.participants(started.id)
+            planned = [p for p in started.participants if p.state == ParticipantState.PLANNED]
+            return await self.calls.dial(started, planned, actor=actor, strict_rate=False)
 
         await self._dial_then_tell(started.id, dial(), told)
 
@@ -108,21 +125,43 @@ class ConferenceLifecycle:
         dialling = None if grant is None else self.calls.dial_claimed(conference, grant, rules)
         await self._dial_then_tell(conference.id, dialling, told)
 
-    async def _dial_then_tell(self, conference_id: int, dialling: Awaitable[Any] | None,
+    async def _dial_then_tell(self, conference_id: int, dialling: Awaitable[list[int]] | None,
                               told: list[Awaitable[None]]) -> None:
         """Run the start's dial-out, then the bus's asynchronous listeners (mail, audit, metrics)
-        of the events in ``told``, whose plain subscribers (the console) have heard already: the
-        Originates wait for none of them, and the listeners wait until the calls have joined or
-        failed, or BOOKKEEPING_WAIT_SECONDS, so that they do not take the cores from the calls
-        being set up."""
+        of the events in ``told``, whose plain subscribers (the console) have heard already. When
+        ``dialling`` placed calls (it returns the ids of their participants), the listeners run in
+        a task of their own: the start returns once its calls are placed, and the listeners wait
+        until the calls have joined or failed or stopped doing so (BOOKKEEPING_QUIET_SECONDS), so
+        that they do not take the cores from the calls being set up."""
         try:
-            if dialling is not None:
-                await dialling
-                await self.calls.calls_settled(conference_id, BOOKKEEPING_WAIT_SECONDS)
-        finally:
-            for listening in told:
-                await listening
-            self.records.wake_scheduler()
+            dialled = await dialling if dialling is not None else []
+        except BaseException:
+            await self._tell(told)
+            raise
+        if not dialled:
+            await self._tell(told)
+            return
+        task = asyncio.get_running_loop().create_task(self._tell_when_settled(conference_id, told),
+                                                      name=f"bookkeeping-{conference_id}")
+        self._bookkeeping.add(task)
+        task.add_done_callback(self._bookkeeping.discard)
+
+    async def _tell_when_settled(self, conference_id: int, told: list[Awaitable[None]]) -> None:
+        if not self._stopping.is_set():
+            settling = asyncio.ensure_future(self.calls.calls_settled(
+                conference_id, BOOKKEEPING_QUIET_SECONDS, BOOKKEEPING_LONGEST_SECONDS))
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait((settling, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                settling.cancel()
+                stopping.cancel()
+        await self._tell(told)
+
+    async def _tell(self, told: list[Awaitable[None]]) -> None:
+        for listening in told:
+            await listening
+        self.records.wake_scheduler()
 
     async def _placed(self, conference_id: int, actor: str) -> bool:
         """Place a starting conference on a media node; one that fits no node fails (the operator

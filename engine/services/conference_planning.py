@@ -116,6 +116,10 @@ class ConferencePlanning:
             raise LimitExceeded("no free conference number; try again later")
         if open_now:
             await self.lifecycle.opened(conference, grant, rules)
+            if grant is None or grant.bound_by is None:
+                # as its one statement stored it, every call claimed and calling: not read again
+                # while Asterisk sets the calls up (their states follow on the console's stream)
+                return conference
         elif immediate:  # several media nodes: the start places it on one
             # the start does not wait for the bus's slower listeners (mail, audit) of the plan;
             # gather begins the publish first, so every listener hears of the plan before the start

@@ -115,8 +115,10 @@ class Services:
         """Stop them in the reverse order of their start, the scheduler first (each stop is safe
         on a service that never started): the starts it cancels hand their listeners not yet run
         (recording, metrics, audit) to the bus, which runs them out while those services still
-        stand, and no conference starts under a half-stopped engine."""
+        stand, and no conference starts under a half-stopped engine. The starts' bookkeeping
+        (ConferenceLifecycle) runs out likewise."""
         await self.scheduler.stop()
+        await self.lifecycle.stop()
         await self.bus.settled()
         await self.rooms.stop()
         await self.occurrences.stop()

@@ -42,8 +42,9 @@ DIALABLE_STATES = (ParticipantState.PLANNED, ParticipantState.FAILED, Participan
 OUTCOME_GRACE_SECONDS = 2.0
 WATCHDOG_EXTRA_SECONDS = 20.0
 # How long a ringing state waits for the rest of its burst before it is stored: ringing is news
-# for the console only, and a callee who answers within it is stored connected without it.
-RING_LINGER_SECONDS = 0.02
+# for the console only (a phone rings for seconds), and a callee who answers within it is stored
+# connected without it.
+RING_LINGER_SECONDS = 0.1
 JOINED_CALLS_KEPT = 10_000  # dial-outs remembered in their rooms, awaiting their hang-ups
 
 
@@ -160,18 +161,20 @@ class DialOutService:
         """Whether some dial-out is still being placed (neither in its room nor ended)."""
         return bool(self.attempts)
 
-    async def settled(self, conference_id: int, timeout: float) -> None:
+    async def settled(self, conference_id: int, quiet: float, longest: float) -> None:
         """Wait until every dial-out of the conference in flight has joined its room or failed,
-        for at most ``timeout`` seconds."""
-        waits = [asyncio.ensure_future(a.resolved.wait()) for a in self.attempts.values()
-                 if a.conference_id == conference_id and not a.resolved.is_set()]
-        if not waits:
-            return
-        try:
-            await asyncio.wait(waits, timeout=timeout)
-        finally:
-            for wait in waits:
-                wait.cancel()
+        or none of them has for ``quiet`` seconds (callees left ringing), or ``longest`` seconds."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + longest
+        in_flight = self._in_flight(conference_id)
+        while in_flight and loop.time() < give_up:
+            await asyncio.sleep(min(quiet, give_up - loop.time()))
+            before, in_flight = in_flight, self._in_flight(conference_id)
+            if in_flight >= before:
+                return
+
+    def _in_flight(self, conference_id: int) -> int:
+        return sum(1 for a in self.attempts.values() if a.conference_id == conference_id)
 
     async def dial_claimed(self, conference: Conference, grant: SlotGrant, rules: AccountRules) -> list[int]:
         """Dial what ``claim_new`` claimed (the rest fail with the limit named); returns the ids."""

@@ -13,11 +13,13 @@ from collections import Counter
 
 import pytest
 
+from engine.adapters.asterisk import contract
 from engine.adapters.asterisk.ami import AmiEvent
+from engine.adapters.asterisk.events import AMI_EVENTS
 from engine.domain.errors import AmiError
 from engine.domain.model import ConferencePlan, ParticipantPlan
 from engine.domain.numberplan import NumberPlan
-from tests.support.factories import create_account
+from tests.support.factories import create_account, wait_for_bus_event
 
 pytestmark = pytest.mark.stack
 
@@ -47,6 +49,34 @@ async def test_engine_ami_user_cannot_load_run_or_reload(engine, asterisk) -> No
     await engine.ami.action("CoreStatus")
     await engine.ami.channel_ids()
     await engine.ami.confbridge_rooms()
+
+
+async def test_only_the_events_the_engine_reads_leave_asterisk(engine, pstn) -> None:
+    """The AMI user's event filters (asterisk-config/manager.conf) on the real Asterisk: a
+    dial-out brings the engine only events it reads, and of its DialBegins only the callee leg's,
+    which the engine tells as ringing (the Originate's own DialBegin stays in Asterisk)."""
+    seen: list[AmiEvent] = []
+    engine.ami.subscribe(seen.append)
+    try:
+        owner = await create_account(engine.pool)
+        number = f"37529{secrets.randbelow(10**4):04d}201"
+        connected = asyncio.ensure_future(wait_for_bus_event(
+            engine, lambda e: e.kind == "participant.state" and e.data.get("state") == "connected"))
+        await asyncio.sleep(0)
+        conference = await engine.services.planning.plan(owner, ConferencePlan(
+            subject="event filters", start=None, duration_minutes=5, max_participants=2,
+            participants=(ParticipantPlan(number),)))
+        await connected
+        await engine.services.live.end(owner, conference.id)
+    finally:
+        engine.ami.unsubscribe(seen.append)
+    call_id = next(p.call_id for p in (await engine.services.planning.get(owner, conference.id)).participants)
+    mine = [e for e in seen if call_id in (e.get("Uniqueid"), e.get("DestUniqueid"), e.get("Call"))
+            or e.get("Uniqueid") == f"{call_id}{contract.FAR_LEG_SUFFIX}"]
+    assert {"OriginateResponse", "DialBegin", "ConfbridgeJoin"} <= {e.name for e in mine}, [e.name for e in mine]
+    assert {e.name for e in seen} <= set(AMI_EVENTS), sorted({e.name for e in seen} - set(AMI_EVENTS))
+    dial_begins = [e for e in seen if e.name == "DialBegin" and call_id in e.get("Uniqueid") + e.get("DestUniqueid")]
+    assert [e.get("Uniqueid") for e in dial_begins] == [f"{call_id}{contract.FAR_LEG_SUFFIX}"], dial_begins
 
 
 async def _engine_allows(engine, number: str) -> bool:

@@ -390,7 +390,9 @@ class Stack:
         await self.calls.start()
 
     async def stop(self) -> None:
-        """Stop what runs on its own: the call tracker and the dial-out's watchdogs and retries."""
+        """Stop what runs on its own: the starts' bookkeeping, the call tracker and the dial-out's
+        watchdogs and retries."""
+        await self.lifecycle.stop()
         await self.calls.stop()
         await self.dialout.stop()
 

@@ -13,6 +13,7 @@ import pytest
 from engine.adapters.db.conferences import OverLimit
 from engine.domain.errors import Forbidden, LimitExceeded, NotFound, StateConflict, ValidationError
 from engine.domain.model import ConferencePlan, ConferenceState, FailureReason, ParticipantPlan, ParticipantState
+from engine.services import conference_lifecycle
 from tests.unit.fakes import Stack, conference, participant, until
 
 
@@ -41,7 +42,21 @@ async def test_a_start_happens_once_and_dials_the_planned_participants(stack: St
     assert sorted(stack.states().values()) == ["calling", "calling"]
     assert stack.repo.kinds(1).count("conference.started") == 1
     assert kinds(stack)[0] == "conference.started"
+    await stack.lifecycle.settled()  # the start's bookkeeping, once its calls stopped progressing
     assert stack.planning.records.schedule_changed.is_set()  # the scheduler recomputes its wake-up
+
+
+async def test_a_starts_bookkeeping_follows_its_calls_and_a_stop_runs_it_out(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start returns once its calls are placed; its listeners (mail, audit, metrics, the
+    scheduler's wake-up) wait for the calls, and an engine stopping runs them at once."""
+    monkeypatch.setattr(conference_lifecycle, "BOOKKEEPING_QUIET_SECONDS", 3600.0)
+    stack.repo.add(scheduled(), participant(1))
+    assert await stack.lifecycle.start_conference(1) is not None
+    await until(lambda: len(stack.dialled()) == 1)
+    assert not stack.planning.records.schedule_changed.is_set()  # the call is being set up
+    await stack.lifecycle.stop()
+    assert stack.planning.records.schedule_changed.is_set()
 
 
 async def test_without_auto_invite_nobody_is_dialled_at_the_start(stack: Stack) -> None:

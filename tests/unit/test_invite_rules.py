@@ -247,3 +247,41 @@ async def test_a_token_of_our_own_shape_on_a_foreign_channel_is_not_believed(sta
     await stack.node.emit("ConfbridgeJoin", Uniqueid="1700000000.8", Channel="PJSIP/pstn-00000008",
                           Conference="veche-1", Muted="no", ChanVariable=f"VECHE_PARTICIPANT={token}")
     assert stack.states() == {1: "calling"} and stack.repo.participants_by_id[1].call_id == token
+
+
+async def test_a_start_waits_for_its_calls_while_they_progress(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DialOutService.settled: each quiet period in which calls joined or failed is followed by
+    another; one without progress ends the wait, as does the last call resolved."""
+    for pid in (1, 2, 3):
+        await dial_one(stack, pid=pid, number=f"37529123456{pid}")
+    conference_id = stack.repo.participants_by_id[1].conference_id
+    attempts = stack.dialout.attempts
+    assert sum(a.conference_id == conference_id for a in attempts.values()) == 3
+    periods = []
+    quiet, sleep = 0.123, asyncio.sleep  # the quiet periods are told apart from other waits by length
+
+    async def one_call_resolves_per_period(seconds: float) -> None:
+        if seconds != quiet:
+            return await sleep(seconds)
+        periods.append(seconds)
+        attempts.pop(next(k for k, a in attempts.items() if a.conference_id == conference_id))
+        return None
+
+    monkeypatch.setattr(dialout_module.asyncio, "sleep", one_call_resolves_per_period)
+    await stack.dialout.settled(conference_id, quiet=quiet, longest=3600)
+    assert periods == [quiet] * 3  # until the last one
+
+    for pid in (4, 5):
+        await dial_one(stack, pid=pid, number=f"37529123456{pid}")
+    periods.clear()
+
+    async def nothing_resolves(seconds: float) -> None:
+        if seconds != quiet:
+            return await sleep(seconds)
+        periods.append(seconds)
+        return None
+
+    monkeypatch.setattr(dialout_module.asyncio, "sleep", nothing_resolves)
+    conference_id = stack.repo.participants_by_id[5].conference_id
+    await stack.dialout.settled(conference_id, quiet=quiet, longest=3600)
+    assert periods == [quiet]  # callees left ringing: one quiet period
