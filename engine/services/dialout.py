@@ -162,8 +162,9 @@ class DialOutService:
         return bool(self.attempts)
 
     async def settled(self, conference_id: int, quiet: float, longest: float) -> None:
-        """Wait until every dial-out of the conference in flight has joined its room or failed,
-        or none of them has for ``quiet`` seconds (callees left ringing), or ``longest`` seconds."""
+        """Wait while the conference's dial-outs in flight progress, looking every ``quiet``
+        seconds: until all have joined their room or failed, or none did in the last period
+        (callees left ringing), or ``longest`` seconds passed."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + longest
         in_flight = self._in_flight(conference_id)
