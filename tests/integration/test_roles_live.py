@@ -53,6 +53,26 @@ async def test_dial_in_guest_made_chair_and_back_in_the_call(engine, sipp) -> No
     assert await process.wait(CALL_SETUP_TIMEOUT) == 0
 
 
+async def test_start_now_is_answered_with_the_start_the_scheduler_made_meanwhile(
+        engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting early makes the conference due at once, so the scheduler's pass may start it
+    before the request does: the request is answered with that start, not refused."""
+    planning, lifecycle = engine.services.planning, engine.services.lifecycle
+    owner = await create_account(engine.pool)
+    scheduled = await planning.plan(owner, ConferencePlan(
+        subject="soon", start=datetime.now(UTC) + timedelta(hours=5), duration_minutes=30, max_participants=3))
+    start_conference = lifecycle.start_conference
+
+    async def the_scheduler_first(conference_id: int, actor: str = "engine") -> object:
+        await start_conference(conference_id)  # the scheduler's pass, due to it from the move on
+        return await start_conference(conference_id, actor=actor)
+
+    monkeypatch.setattr(lifecycle, "start_conference", the_scheduler_first)
+    started = await planning.start_now(owner, scheduled.id)
+    assert started.state == ConferenceState.RUNNING
+    await engine.services.live.end(owner, scheduled.id)
+
+
 async def test_start_now_respects_the_concurrent_conference_limit(engine) -> None:
     """Starting early moves the conference into the present: over the account's limit of
     conferences at the same time it is refused and stays scheduled at its time."""
