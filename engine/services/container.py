@@ -88,14 +88,16 @@ class Services:
 
     async def start(self) -> None:
         """Start the services that run on their own, in this order: the number plan's dialplan
-        installed in Asterisk first (so no dial-out runs under a stale one), the call tracker before
-        recovery (which reads the calls in flight), then the mail delivery and the notifier, the
-        purges of stale sessions, links and CAPTCHAs, the recorder, metrics, audit and the rest,
-        and the scheduler last: a conference due while no engine ran starts only once recovery has
-        its view and every service that listens to a start (recording, metrics, audit) listens."""
+        installed in Asterisk first (so no dial-out runs under a stale one), the purge of old
+        dial-out counts, the call tracker before recovery (which reads the calls in flight), then
+        the mail delivery and the notifier, the purges of stale sessions, links and CAPTCHAs, the
+        recorder, metrics, audit and the rest, and the scheduler last: a conference due while no
+        engine ran starts only once recovery has its view and every service that listens to a
+        start (recording, metrics, audit) listens."""
         await self.dialplan.start()
         await self.prompts.start()
         await self.nodes.start()  # the node rows, before recovery reads a node's boot
+        await self.dialout.start()
         await self.calls.start()
         await self.recovery.start()
         await self.mail_delivery.start()

@@ -31,6 +31,7 @@ from engine.domain.model import Conference, FailureReason, Participant, Particip
 from engine.domain.numberplan import NumberPlan
 from engine.domain.planning import AccountRules
 from engine.services.batches import Coalescer
+from engine.services.housekeeping import Housekeeper
 from engine.services.limit_guard import LimitGuard
 from engine.services.numberplans import NumberPlans
 from engine.services.pacer import Pacer
@@ -46,6 +47,7 @@ WATCHDOG_EXTRA_SECONDS = 20.0
 # connected without it.
 RING_LINGER_SECONDS = 0.1
 JOINED_CALLS_KEPT = 10_000  # dial-outs remembered in their rooms, awaiting their hang-ups
+COUNTS_PURGE_SECONDS = 60.0  # the per-minute limit's old dial-out counts are deleted this often
 
 
 @dataclass
@@ -95,8 +97,18 @@ class DialOutService:
         # at all (connected supersedes it).
         self._ring_writes: Coalescer[int, None, bool] = Coalescer(self._write_ringing, missing=False,
                                                                    linger=RING_LINGER_SECONDS)
+        self._housekeeper = Housekeeper("dialout-counts-purge", COUNTS_PURGE_SECONDS, self.purge_counts)
+
+    async def purge_counts(self) -> int:
+        """Delete the dial-out counts the per-minute limit no longer reads; the number deleted."""
+        return await self.slots.purge_counts()
+
+    async def start(self) -> None:
+        """Purge the old dial-out counts now and every COUNTS_PURGE_SECONDS."""
+        await self._housekeeper.start()
 
     async def stop(self) -> None:
+        await self._housekeeper.stop()
         for task in list(self._tasks):
             task.cancel()
         await self._ring_writes.close()
@@ -204,10 +216,13 @@ class DialOutService:
             self.states.track_call(attempt.call_id)
             dials.append((updated, attempt))
             self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{updated.id}")
-        # One turn of the loop lets every dial take its first step: unpaced, that sends its
-        # Originate, so Asterisk starts on the first call before the console hears of the last.
-        # Nothing a dial does can be told before its 'calling': an outcome comes from Asterisk or
-        # the database, a turn later at the earliest.
+        # Two turns of the loop before the console hears of any call: in the first every dial
+        # takes its first step, which (unpaced) hands its Originate to the node's AMI link; the
+        # link writes what one turn handed it at the start of the next (one write for the whole
+        # burst), so after the second the Originates are with Asterisk, and telling 100 'calling'
+        # states (3-5 ms) no longer holds them back. Nothing a dial does can be told before its
+        # 'calling': an outcome comes from Asterisk or the database, later still.
+        await asyncio.sleep(0)
         await asyncio.sleep(0)
         listeners = [self.states.deliver("participant.state", conference.id, conference.owner_id, updated.id,
                                          state="calling", reason=None, cause=None) for updated, _ in dials]

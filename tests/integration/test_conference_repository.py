@@ -228,3 +228,103 @@ async def test_the_tightest_dial_out_limit_binds_and_a_tie_names_the_accounts_ow
     assert (nobody["room"], nobody["bound_by"], nobody["max_concurrent_calls"]) == (2, "system_concurrent_calls", None)
     fenced = await grant(owner, 1, live + 100, lease="no-such-lease")
     assert not fenced["leased"] and fenced["room"] is None
+
+
+def immediate(owner: int) -> dict:
+    """The fields of a running conference of ``owner`` that starts now."""
+    now = datetime.now(UTC)
+    return dict(owner_id=owner, subject="Now", node_id=NODE, room=f"veche-r{secrets.token_hex(6)}",
+                conference_number=random_digits(9), chair_pin="1" + random_digits(5),
+                guest_pin="2" + random_digits(5), starts_at=now, duration_minutes=30,
+                ends_at=now + timedelta(minutes=30), max_participants=10, state="running", started_at=now)
+
+
+async def dialout_counts(pool: asyncpg.Pool, owner: int) -> int:
+    return await pool.fetchval("SELECT coalesce(sum(calls), 0) FROM dialout_counts WHERE owner_id = $1", owner)
+
+
+async def test_the_per_minute_limit_counts_the_dial_outs_of_both_writers_and_the_owners_alone(
+        pool: asyncpg.Pool) -> None:
+    """An immediate plan's dial-outs (open_and_claim) and a running conference's (claim) add to
+    the account's dial-outs of the minute (sql/029_dialout_counts.sql), which the next claim of
+    the account reads; planned participants count nothing, and another account's dial-outs do
+    not count for this one."""
+    repo, slots = ConferenceRepository(pool), CallSlotRepository(pool)
+    owner = await create_account(pool, max_dialouts_per_minute=3)
+    other = await create_account(pool, max_dialouts_per_minute=3)
+    plans = [dict(number=n, name="", node_id=NODE) for n in ("375290001031", "375290001032")]
+
+    _, theirs = await slots.open_and_claim(immediate(other), plans, [], call_ids=["o1", "o2"],
+                                           system_cap=10_000, actor="engine")
+    assert (len(theirs.claimed), theirs.bound_by) == (2, None)
+    conference = await planned(repo, owner, numbers=("375290001033", "375290001034", "375290001035"))
+    assert await dialout_counts(pool, owner) == 0  # planned, not dialled
+    _, ours = await slots.open_and_claim(immediate(owner), plans[:1], [], call_ids=[f"vo-{secrets.token_hex(6)}"],
+                                         system_cap=10_000, actor="engine")
+    assert (len(ours.claimed), ours.room, ours.bound_by) == (1, 3, None)  # the other account's two count not
+
+    assert await repo.transition(conference.id, ["scheduled"], "running", started_at=datetime.now(UTC)) is not None
+    requests = [SlotRequest(p.id, f"vo-{secrets.token_hex(6)}", 1, NODE, p.number) for p in conference.participants]
+    grant = await slots.claim(owner, conference.id, requests, system_cap=10_000, from_states=["planned"],
+                              actor="engine", all_or_nothing=False)
+    assert (grant.room, grant.bound_by) == (2, "max_dialouts_per_minute")
+    assert [p.id for p in grant.claimed] == [p.id for p in conference.participants[:2]]
+    assert (await dialout_counts(pool, owner), await dialout_counts(pool, other)) == (3, 2)
+
+    refused = await slots.claim(owner, conference.id, requests[2:], system_cap=10_000, from_states=["planned"],
+                                actor="engine", all_or_nothing=True)
+    assert (refused.room, refused.bound_by, refused.claimed) == (0, "max_dialouts_per_minute", [])
+    _, none_left = await slots.open_and_claim(immediate(owner), plans[:1], [], call_ids=["n1"],
+                                              system_cap=10_000, actor="engine")
+    assert (none_left.room, none_left.claimed) == (0, [])
+    assert await dialout_counts(pool, owner) == 3  # nothing dialled, nothing counted
+
+
+async def test_the_per_minute_limit_counts_the_buckets_of_the_window(pool: asyncpg.Pool) -> None:
+    """dialout_grant sums the account's buckets of the window: older ones count nothing, and the
+    second the window starts in counts whole (never fewer than the exact count)."""
+    owner = await create_account(pool, max_dialouts_per_minute=10)
+
+    async def room(conn: asyncpg.Connection | asyncpg.Pool, window: float = 60) -> int:
+        return await conn.fetchval("SELECT room FROM dialout_grant($1, 100, 100000, $2, $3, NULL, NULL, NULL, NULL, "
+                                   "NULL)", owner, SYSTEM_CALLS_LOCK, window)
+
+    async def bucket(seconds_ago: float, calls: int) -> None:
+        await pool.execute("INSERT INTO dialout_counts (owner_id, second, calls) "
+                           "VALUES ($1, date_trunc('second', clock_timestamp() - make_interval(secs => $2)), $3)",
+                           owner, seconds_ago, calls)
+
+    await bucket(90, 4)
+    await bucket(300, 5)
+    assert await room(pool) == 10
+    await bucket(30, 3)
+    assert await room(pool) == 7
+
+    # a dial-out of this second, under a window of a millisecond: its bucket counts whole as long
+    # as the count runs within the same second (a second turning over in between tries again)
+    async with pool.acquire() as conn:
+        for _ in range(5):
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                second = await conn.fetchval(
+                    "INSERT INTO dialout_counts (owner_id, second, calls) "
+                    "VALUES ($1, date_trunc('second', clock_timestamp()), 2) RETURNING second", owner)
+                counted = await room(conn, 0.001)
+                same_second = await conn.fetchval("SELECT date_trunc('second', clock_timestamp()) = $1", second)
+            finally:
+                await transaction.rollback()
+            if same_second:
+                break
+        assert same_second and counted == 8
+
+
+async def test_the_purge_deletes_the_dial_out_counts_older_than_twice_the_window(pool: asyncpg.Pool) -> None:
+    owner = await create_account(pool)
+    await pool.execute("INSERT INTO dialout_counts (owner_id, second, calls) "
+                       "SELECT $1, date_trunc('second', clock_timestamp() - make_interval(secs => s)), 1 "
+                       "FROM unnest(ARRAY[5, 90, 115, 125, 600]::float8[]) AS s", owner)
+    assert await CallSlotRepository(pool).purge_counts() >= 2
+    ages = await pool.fetch("SELECT extract(epoch FROM clock_timestamp() - second) AS age FROM dialout_counts "
+                            "WHERE owner_id = $1 ORDER BY second", owner)
+    assert [int(r["age"]) // 10 for r in ages] == [11, 9, 0]  # 115, 90 and 5 seconds old

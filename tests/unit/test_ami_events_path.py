@@ -1,6 +1,7 @@
-"""The AMI link's lean event path (engine/adapters/asterisk/ami.py): events reach the subscribers
-whole and in order however the bytes are cut, answers to actions still reach their actions, and
-a malformed block is skipped without stopping the link. A local asyncio server speaks AMI."""
+"""The AMI link's lean paths (engine/adapters/asterisk/ami.py): events reach the subscribers
+whole and in order however the bytes are cut, answers to actions still reach their actions, a
+malformed block is skipped without stopping the link, and each Originate gets its own answer (or
+fails when none comes or the link drops). A local asyncio server speaks AMI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from engine.adapters.asterisk.ami import AmiEvent, AmiLink, _OneSendPerTurn
 from engine.config import AmiTarget
+from engine.domain.errors import AmiError, AmiUnavailable
 
 
 class AmiSpeaker:
@@ -19,6 +21,8 @@ class AmiSpeaker:
     def __init__(self) -> None:
         self.writer: asyncio.StreamWriter | None = None
         self.ready = asyncio.Event()
+        self.originates: list[str] = []  # each Originate as received
+        self.on_originate = "queue"  # queue (Success), refuse (Error), ignore (no answer), hang up
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"Asterisk Call Manager/9.0.0\r\n")
@@ -31,6 +35,15 @@ class AmiSpeaker:
                     writer.write(f"Response: Success\r\nActionID: {action_id}\r\n\r\n".encode())
                     self.writer = writer
                     self.ready.set()
+                elif action == "Originate":
+                    self.originates.append(block)
+                    if self.on_originate == "hang up":
+                        writer.close()
+                        return
+                    if self.on_originate != "ignore":
+                        answer = ("Success\r\nMessage: Originate successfully queued" if self.on_originate == "queue"
+                                  else "Error\r\nMessage: Extension does not exist.")
+                        writer.write(f"Response: {answer}\r\nActionID: {action_id}\r\n\r\n".encode())
                 elif action == "ConfbridgeList":  # a list action: its events carry the ActionID
                     writer.write(f"Response: Success\r\nActionID: {action_id}\r\nEventList: start\r\n\r\n"
                                  f"Event: ConfbridgeList\r\nActionID: {action_id}\r\nConference: veche-1\r\n"
@@ -50,12 +63,17 @@ class AmiSpeaker:
             await asyncio.sleep(0)  # a separate read each
 
 
+ORIGINATE = {"channel": "Local/375291234567@veche-dialout/n", "context": "veche-room", "exten": "join",
+             "variables": {"VECHE_ROOM": "veche-0123456789abcdef", "VECHE_CALL": "vo-0123456789abcdef"},
+             "timeout_ms": 35000, "caller_id": "375170000000", "other_channel_id": "vo-0123456789abcdef-2"}
+
+
 @pytest.fixture
 async def link() -> AsyncIterator[tuple[AmiLink, AmiSpeaker, list[AmiEvent]]]:
     speaker = AmiSpeaker()
     server = await asyncio.start_server(speaker.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    adapter = AmiLink(AmiTarget(port=port, secret="test"), "ast1", ping_interval=3600)
+    adapter = AmiLink(AmiTarget(port=port, secret="test"), "ast1", ping_interval=3600, action_timeout=0.5)
     received: list[AmiEvent] = []
     adapter.subscribe(received.append)
     await adapter.connect()
@@ -108,6 +126,50 @@ async def test_a_list_actions_events_answer_the_action_not_the_subscribers(link)
     await arrived(received, 1)
     assert received[0].get("Uniqueid") == "vo-0123456789abcdef"
 
+
+async def test_a_burst_of_originates_is_answered_each_and_the_calls_events_still_arrive(link) -> None:  # noqa: ANN001
+    adapter, speaker, received = link
+    ids = [f"vo-{n:016x}" for n in range(20)]
+    await asyncio.gather(*(adapter.originate(channel_id=i, **ORIGINATE) for i in ids))
+    assert [b.split("ChannelId: ")[1].split("\r\n")[0] for b in speaker.originates] == ids
+    first = dict(line.split(": ", 1) for line in speaker.originates[0].split("\r\n") if ": " in line)
+    assert (first["Channel"], first["Async"], first["Timeout"], first["CallerID"]) == (
+        "Local/375291234567@veche-dialout/n", "true", "35000", "375170000000")
+    assert speaker.originates[0].count("Variable: ") == 2 and adapter._originating == {}
+    action_id = first["ActionID"]
+    await speaker.send(f"Event: OriginateResponse\r\nActionID: {action_id}\r\nResponse: Success\r\n"
+                       f"Uniqueid: {ids[0]}\r\n\r\n".encode())  # the call's outcome: an event
+    await arrived(received, 1)
+    assert received[0].name == "OriginateResponse" and received[0].get("Uniqueid") == ids[0]
+
+
+async def test_an_originate_asterisk_refuses_raises(link) -> None:  # noqa: ANN001
+    adapter, speaker, _ = link
+    speaker.on_originate = "refuse"
+    with pytest.raises(AmiError, match="Extension does not exist"):
+        await adapter.originate(channel_id="vo-0123456789abcdef", **ORIGINATE)
+    assert (await adapter.action("Ping")).get("Response") == "Success"
+
+
+async def test_an_unanswered_originate_fails_after_the_action_timeout(link) -> None:  # noqa: ANN001
+    adapter, speaker, _ = link
+    speaker.on_originate = "ignore"
+    with pytest.raises(AmiError, match="no answer"):
+        await adapter.originate(channel_id="vo-0123456789abcdef", **ORIGINATE)
+    assert adapter._originating == {} and adapter._pending == set()
+
+
+async def test_an_originate_cut_off_by_a_lost_link_fails_and_is_never_sent_again(link) -> None:  # noqa: ANN001
+    adapter, speaker, _ = link
+    speaker.on_originate = "hang up"
+    with pytest.raises(AmiUnavailable):
+        await adapter.originate(channel_id="vo-0123456789abcdef", **ORIGINATE)
+    speaker.ready.clear()
+    await asyncio.wait_for(speaker.ready.wait(), 5)  # panoramisk logged in again
+    assert len(speaker.originates) == 1
+    with pytest.raises(AmiError, match="refusing to originate"):
+        await adapter.originate(channel_id="vo-0123456789abcdef", **{**ORIGINATE, "channel": "PJSIP/trunk/1"})
+    assert len(speaker.originates) == 1
 
 
 class WrittenTransport(asyncio.Transport):

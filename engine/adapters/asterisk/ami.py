@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 from collections import deque
@@ -110,30 +111,39 @@ class AmiEvent:
 
     @classmethod
     def from_block(cls, node_id: str, block: str) -> AmiEvent:
-        """The event in one AMI block (``Name: value`` lines; a repeated name gives a list)."""
-        lines = block.split("\r\n")
-        try:
-            headers: dict[str, Any] = dict([line.split(": ", 1) for line in lines])
-        except ValueError:  # a line that is no header
-            headers = {}
-        if len(headers) != len(lines):  # repeated names, or lines to skip: line by line
-            headers = {}
-            for line in lines:
-                key, sep, value = line.partition(": ")
-                if not sep:
-                    continue
-                if key in headers:
-                    known = headers[key]
-                    headers[key] = [*known, value] if isinstance(known, list) else [known, value]
-                else:
-                    headers[key] = value
+        """The event in one AMI block."""
+        headers = _headers_of(block)
         return cls(node_id, headers.get("Event", ""), headers)
 
-# Blocks the lean path leaves to panoramisk: anything answering an action still awaited (a
-# response, or an event of a list action, which carries the action's ActionID), and the session
-# events panoramisk itself acts on (Shutdown closes the protocol, FullyBooted sends its awaiting
-# actions). An OriginateResponse carries the ActionID of an Originate answered long ago: an event.
+
+def _headers_of(block: str) -> dict[str, Any]:
+    """The headers of one AMI block (``Name: value`` lines; a repeated name gives a list)."""
+    lines = block.split("\r\n")
+    try:
+        headers: dict[str, Any] = dict([line.split(": ", 1) for line in lines])
+    except ValueError:  # a line that is no header
+        headers = {}
+    if len(headers) != len(lines):  # repeated names, or lines to skip: line by line
+        headers = {}
+        for line in lines:
+            key, sep, value = line.partition(": ")
+            if not sep:
+                continue
+            if key in headers:
+                known = headers[key]
+                headers[key] = [*known, value] if isinstance(known, list) else [known, value]
+            else:
+                headers[key] = value
+    return headers
+
+
+# Blocks the lean path leaves to panoramisk: anything answering an action panoramisk still
+# awaits (a response, or an event of a list action, which carries the action's ActionID), and
+# the session events panoramisk itself acts on (Shutdown closes the protocol, FullyBooted sends
+# its awaiting actions). An OriginateResponse carries the ActionID of an Originate answered long
+# ago: an event. The answers to the adapter's own Originates (AmiLink.originate) go to it.
 _EVENT_PREFIX = b"Event: "
+_RESPONSE_PREFIX = b"Response: "
 _SESSION_EVENTS = (b"Event: Shutdown\r\n", b"Event: FullyBooted\r\n")
 
 
@@ -194,6 +204,10 @@ class _Protocol(AMIProtocol):
                 if action_id is None or action_id not in self.responses:
                     adapter._received(event)
                     continue
+            elif adapter is not None and adapter._originating and raw.startswith(_RESPONSE_PREFIX):
+                headers = _headers_of(raw.decode("utf-8", "replace"))
+                if adapter._answered(headers):
+                    continue
             message = Message.from_line(raw.decode("utf-8", "replace"))
             if message is not None:
                 self.handle_message(message)
@@ -242,6 +256,8 @@ class AmiLink:
         self._logged_in = asyncio.Event()
         self._login_result: asyncio.Future | None = None
         self._pending: set[asyncio.Future] = set()
+        self._originating: dict[str, asyncio.Future[dict[str, Any]]] = {}  # by ActionID, until answered
+        self._originate_ids = itertools.count(1)
         self._closing = False
         self.reconnects = 0
 
@@ -268,7 +284,7 @@ class AmiLink:
             username=self.target.username, secret=self.target.secret,
             ping_delay=10**9, reconnect_timeout=1, adapter=self,
             on_disconnect=self._on_disconnect,
-            forgetable_actions=("ping", "login", "originate"), protocol_factory=_Protocol,
+            forgetable_actions=("ping", "login"), protocol_factory=_Protocol,
             log=logging.getLogger("engine.ami.panoramisk"),
         )
         self._manager.register_event("*", self._on_message)
@@ -482,7 +498,52 @@ class AmiLink:
             headers["OtherChannelId"] = self._check_channel_id(other_channel_id)
         if caller_id:
             headers["CallerID"] = self._check_value(caller_id)
-        await self.action("Originate", **headers)
+        response = await self._send_originate(headers)
+        if response.get("Response") in ("Error", "Failure", "Fail"):
+            raise AmiError("%(action)s refused by %(node)s: %(reason)s", action="Originate", node=self.node_id,
+                           reason=response.get("Message", "?"))
+
+    async def _send_originate(self, headers: dict[str, Any]) -> dict[str, Any]:
+        """Write one Originate and wait for its response, beside panoramisk: a conference's start
+        sends a burst of them between its durable intent and its first call, and panoramisk's
+        action objects and the wait per action cost several times the text itself. Like every
+        Originate it is never replayed: a link lost before the answer fails it."""
+        manager = self._manager
+        protocol = manager.protocol if manager is not None else None
+        if not self.connected or protocol is None or protocol.transport is None:
+            raise AmiUnavailable("AMI link to %(node)s is down", node=self.node_id)
+        action_id = f"originate-{next(self._originate_ids)}"
+        lines = ["Action: Originate"]
+        for key, value in headers.items():
+            lines.extend(f"{key}: {item}" for item in (value if isinstance(value, list) else [value]))
+        lines.append(f"ActionID: {action_id}")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._originating[action_id] = future
+        self._pending.add(future)
+        protocol.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        late = loop.call_later(self.action_timeout, self._unanswered, action_id)
+        try:
+            return await future
+        finally:
+            late.cancel()
+            self._originating.pop(action_id, None)
+            self._pending.discard(future)
+
+    def _answered(self, headers: dict[str, Any]) -> bool:
+        """Hand a response to the Originate awaiting it; False when it answers something else."""
+        future = self._originating.pop(headers.get("ActionID", ""), None)
+        if future is None:
+            return False
+        if not future.done():
+            future.set_result(headers)
+        return True
+
+    def _unanswered(self, action_id: str) -> None:
+        future = self._originating.pop(action_id, None)
+        if future is not None and not future.done():
+            future.set_exception(AmiError("%(action)s got no answer from %(node)s", action="Originate",
+                                          node=self.node_id))
 
     @staticmethod
     def _check_originate_channel(channel: str) -> str:

@@ -61,6 +61,13 @@ _PART_PREFIXED = ", ".join(f"p.{column} AS p_{column}" for column in PARTICIPANT
 SYSTEM_CALLS_LOCK = 0x76656368_0011
 # The span in which an account's dial-outs count against its max_dialouts_per_minute.
 DIALOUTS_WINDOW_SECONDS = 60.0
+# The dial-outs a statement dialled (``{rows}``: the dialled rows, after FROM; ``{owner}``: their account)
+# added to the account's bucket of this second, which dialout_grant sums for its per-minute limit
+# (sql/029_dialout_counts.sql); no row when it dialled none.
+_COUNT_DIALOUTS = (
+    "INSERT INTO dialout_counts (owner_id, second, calls) "
+    "SELECT {owner}, date_trunc('second', clock_timestamp()), count(*) FROM {rows} HAVING count(*) > 0 "
+    "ON CONFLICT (owner_id, second) DO UPDATE SET calls = dialout_counts.calls + excluded.calls")
 # dialout_grant's columns (sql/028_dialout_grant.sql), and its call in a claim's transaction
 _GRANT_COLUMNS = ("leased", "rules_current", "room", "bound_by", "max_concurrent_conferences", "max_concurrent_calls",
                   "max_dialouts_per_minute", "overlapping")
@@ -145,7 +152,8 @@ def _insert_statement(fields: dict[str, Any], participants: Sequence[dict[str, A
     arguments but the first, sql/028_dialout_grant.sql) it asks dialout_grant first, stores the
     conference only when the lease is held, the account rules are current and the account is
     below its concurrent conferences, dials only the first ``room`` of ``call_ids``, and returns
-    the grant's columns prefixed ``g_`` (a row without the conference when it stored nothing)."""
+    the grant's columns prefixed ``g_`` (a row without the conference when it stored nothing).
+    The participants it dials are added to the account's dial-outs of this second."""
     columns = [k for k in fields if k in _CONFERENCE_WRITABLE or k == "owner_id"]
     values = ", ".join(f"${i + 1}" for i in range(len(columns)))
     n = len(columns)
@@ -169,6 +177,10 @@ def _insert_statement(fields: dict[str, Any], participants: Sequence[dict[str, A
         result = (f"{', '.join(f'g.{c} AS g_{c}' for c in _GRANT_COLUMNS)}, c.*, {_PART_PREFIXED} "
                   "FROM g LEFT JOIN c ON true LEFT JOIN p ON true")
         args += [fields["owner_id"], *grant_args]
+    counted = ""
+    if call_ids:  # planned participants alone dial nobody
+        rows = "p WHERE p.call_id IS NOT NULL"
+        counted = f", counted AS ({_COUNT_DIALOUTS.format(owner='(SELECT c.owner_id FROM c)', rows=rows)})"
     query = (
         f"WITH {grant}c AS (INSERT INTO conferences ({', '.join(columns)}) {source} RETURNING {_CONF_SELECT}), "
         "p AS (INSERT INTO participants (conference_id, number, name, email, role, origin, state, "
@@ -191,7 +203,7 @@ def _insert_statement(fields: dict[str, Any], participants: Sequence[dict[str, A
         f"               SELECT 1, p.id, 'participant.dialing', ${n + 10}, p.id, "
         "                      jsonb_build_object('number', p.number, 'attempt', p.attempts) "
         "               FROM p WHERE p.call_id IS NOT NULL) l "
-        "           ORDER BY l.part, l.n) "
+        f"           ORDER BY l.part, l.n){counted} "
         f"SELECT {result} ORDER BY p.id"
     )
     return query, args
@@ -841,11 +853,11 @@ class CallSlotRepository:
         taken = list(requests[:grant.room])
         if not taken:
             return grant
-        # The participants move and their 'participant.dialing' entries are written in one
-        # statement. Ids and attempts travel as text[]: asyncpg knows that codec without asking
-        # the server, while its first bigint[] or int[] on a pooled connection costs a
-        # catalogue query of its own (5-20 ms), and this statement stands between a start and
-        # its first Originate.
+        # The participants move, their 'participant.dialing' entries are written and their
+        # number is added to the account's dial-outs of this second, in one statement. Ids and
+        # attempts travel as text[]: asyncpg knows that codec without asking the server, while
+        # its first bigint[] or int[] on a pooled connection costs a catalogue query of its own
+        # (5-20 ms), and this statement stands between a start and its first Originate.
         rows = await conn.fetch(
             "WITH r AS (SELECT r.id::bigint AS id, r.call_id, r.attempts::int AS attempts, r.node_id, r.n "
             "           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY "
@@ -856,11 +868,12 @@ class CallSlotRepository:
             f"          FROM r WHERE p.id = r.id AND p.state = ANY($5) RETURNING {_PART_RETURNING}, r.n), "
             "logged AS (INSERT INTO conference_events (conference_id, kind, actor, participant_id, detail) "
             "           SELECT $6, 'participant.dialing', $7, m.id, "
-            "           jsonb_build_object('number', m.number, 'attempt', m.attempts) FROM moved m ORDER BY m.n) "
+            "           jsonb_build_object('number', m.number, 'attempt', m.attempts) FROM moved m ORDER BY m.n), "
+            f"counted AS ({_COUNT_DIALOUTS.format(owner='$8::bigint', rows='moved')}) "
             "SELECT * FROM moved ORDER BY n",
             [str(r.participant_id) for r in taken], [r.call_id for r in taken],
             [str(r.attempts) for r in taken], [r.node_id for r in taken], list(from_states),
-            conference_id, actor)
+            conference_id, actor, owner_id)
         by_id = {row["id"]: participant_from_row(row) for row in rows}  # some may have moved on meanwhile
         grant.claimed = [by_id[r.participant_id] for r in taken if r.participant_id in by_id]
         return grant
@@ -882,6 +895,14 @@ class CallSlotRepository:
             grant.limits["max_dialouts_per_minute"] = row[prefix + "max_dialouts_per_minute"]
             grant.limits["max_concurrent_calls"] = row[prefix + "max_concurrent_calls"]
         return grant
+
+    async def purge_counts(self) -> int:
+        """Delete the dial-out counts older than twice the per-minute window; the number deleted."""
+        # by the database's clock, the one that stamped the buckets
+        status = await self.pool.execute(
+            "DELETE FROM dialout_counts WHERE second < clock_timestamp() - make_interval(secs => $1)",
+            2 * DIALOUTS_WINDOW_SECONDS)
+        return int(status.split()[-1])
 
     async def live_calls(self, owner_id: int | None = None) -> int:
         """Dial-outs calling, ringing or connected now (of one account, or of the whole system)."""
