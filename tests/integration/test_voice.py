@@ -124,7 +124,17 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
     planning, live = engine.services.planning, engine.services.live
     owner = await create_account(engine.pool)
     hangups: list[AmiEvent] = []
-    record = hangups.append  # one bound method, so unsubscribe finds it
+    hung_up: set[str] = set()
+    participant: dict[str, str] = {}
+    participant_gone = asyncio.Event()
+
+    def record(event: AmiEvent) -> None:
+        hangups.append(event)
+        if event.name == "Hangup":
+            hung_up.add(event.get("Uniqueid"))
+            if participant.get("call_id") in hung_up:
+                participant_gone.set()
+
     engine.ami.subscribe(record, ("Hangup", "ConfbridgeJoin"))
     with PlaybackLog(asterisk) as log:
         try:
@@ -138,7 +148,7 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
                 return current if current.participants[0].state == "connected" else None
 
             current = await wait_until(engine, connected, timeout=CALL_TIMEOUT, what="connected")
-            call_id = current.participants[0].call_id
+            call_id = participant["call_id"] = current.participants[0].call_id
             # the dial-out participant's channel speaks Russian
             channel = current.participants[0].channel or call_id
             assert await engine.ami.getvar(channel, "CHANNEL(language)") == "ru"
@@ -161,6 +171,8 @@ async def test_russian_dialout_hears_warning_extension_and_end_before_hangup(tim
                                      and e.conference_id == conference.id, timeout=40)
             assert ("confbridge-conf-end.gsm", "ru") in log.played("veche-announce")
             assert ("goodbye.gsm", "ru") in log.played("veche-announce")
+            # the end is published once the room closed; the channel's own Hangup event may follow it
+            await asyncio.wait_for(participant_gone.wait(), CALL_TIMEOUT)
         finally:
             engine.ami.unsubscribe(record)
     final = await planning.get(owner, conference.id)
