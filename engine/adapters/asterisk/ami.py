@@ -446,10 +446,14 @@ class AmiLink:
     async def action(self, name: str, timeout: float | None = None, **headers: Any) -> Message:
         """Send one action and return its single response; raise AmiError on an error reply."""
         response = await self._send({"Action": name, **headers}, as_list=False, timeout=timeout)
+        self._check_accepted(name, response)
+        return response
+
+    def _check_accepted(self, name: str, response: Message | dict[str, Any]) -> None:
+        """Raise AmiError when Asterisk's single response refuses the action."""
         if response.get("Response") in ("Error", "Failure", "Fail"):
             raise AmiError("%(action)s refused by %(node)s: %(reason)s", action=name, node=self.node_id,
                            reason=response.get("Message", "?"))
-        return response
 
     async def action_list(self, name: str, timeout: float | None = None,
                           empty_ok: tuple[str, ...] = (), **headers: Any) -> list[Message]:
@@ -498,10 +502,7 @@ class AmiLink:
             headers["OtherChannelId"] = self._check_channel_id(other_channel_id)
         if caller_id:
             headers["CallerID"] = self._check_value(caller_id)
-        response = await self._send_originate(headers)
-        if response.get("Response") in ("Error", "Failure", "Fail"):
-            raise AmiError("%(action)s refused by %(node)s: %(reason)s", action="Originate", node=self.node_id,
-                           reason=response.get("Message", "?"))
+        self._check_accepted("Originate", await self._send_originate(headers))
 
     async def _send_originate(self, headers: dict[str, Any]) -> dict[str, Any]:
         """Write one Originate and wait for its response, beside panoramisk: a conference's start
