@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from engine.adapters.asterisk.ami import AmiEvent, AmiLink, _OneSendPerTurn
+from engine.adapters.asterisk.ami import AmiEvent, AmiLink, _headers_of, _OneSendPerTurn
 from engine.config import AmiTarget
 from engine.domain.errors import AmiError, AmiUnavailable
 
@@ -104,6 +105,36 @@ async def test_events_cut_anywhere_arrive_whole_and_in_order(link) -> None:  # n
     assert join.get("CallerIDName") == "Иван Петров" and join.get("uniqueid") == "1.5"
     assert join.channel_variable("VECHE_PARTICIPANT") == "vi-0123456789abcdef"
     assert join.channel_variable("VECHE_ROLE") == "guest" and talking.get("TalkingStatus") == "on"
+
+
+def test_a_header_found_in_the_block_is_the_one_the_split_headers_give() -> None:
+    """An event off the socket answers get() and channel_variable() from its block; each answer
+    is the one its split headers give, for every header of a recorded dial-out's events, names
+    spelled otherwise or absent, repeated names and values holding ": "."""
+    recorded = (Path(__file__).parents[2] / "bench" / "ami_stream.txt").read_text()  # LF line ends
+    stream = ["\r\n".join(block.split("\n")) for block in recorded.split("\n\n")]
+    edges = [
+        "Event: Hangup\r\nCallerIDName: a: b\r\nUniqueid: 1.7\r\nChanVariable: VECHE_PARTICIPANTX=no\r\n"
+        "ChanVariable: VECHE_PARTICIPANT=vi-1\r\nChanVariable: VECHE_PARTICIPANT=vi-2\r\nUniqueid: 1.8",
+        "Event: Hangup\r\nno colon here\r\nCause:\r\nCause-txt: x\r\nCause: 16",
+        "Event: ConfbridgeEnd",
+    ]
+    blocks = [b.strip("\r\n") for b in stream if b.strip()] + edges
+    assert len(blocks) > 100
+    for block in blocks:
+        lazy = AmiEvent.from_block("ast1", block)
+        split = AmiEvent("ast1", lazy.name, _headers_of(block))
+        names = {line.partition(": ")[0] for line in block.split("\r\n")}
+        for name in names | {n.lower() for n in names} | {"Absent", "Cause", "Event"}:
+            assert lazy.get(name, "-") == split.get(name, "-"), (name, block)
+            assert AmiEvent.from_block("ast1", block).get(name, "-") == split.get(name, "-"), (name, block)
+        for variable in ("VECHE_PARTICIPANT", "VECHE_ROLE", "VECHE"):
+            assert (AmiEvent.from_block("ast1", block).channel_variable(variable)
+                    == split.channel_variable(variable)), (variable, block)
+        assert lazy == split and lazy.name == split.headers.get("Event", "")
+    first = AmiEvent.from_block("ast1", edges[0])
+    assert first.get("Uniqueid") == "1.7,1.8" and first.get("CallerIDName") == "a: b"
+    assert first.channel_variable("VECHE_PARTICIPANT") == "vi-1"
 
 
 async def test_a_malformed_block_is_skipped_and_the_link_goes_on(link) -> None:  # noqa: ANN001
