@@ -12,11 +12,12 @@ import platform
 import re
 import resource
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,35 +64,46 @@ class BenchStack:
     pstn: SippProcess
 
 
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A folder for one benchmark's PostgreSQL cluster, Asterisk instance and SIPp files, removed
+    afterwards: each run leaves 50-120 MB otherwise."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(workdir, 0o755)  # postgres (another user) must traverse it
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @contextlib.asynccontextmanager
 async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
     """Postgres + Asterisk + the SIPp trunk far end on free ports, torn down afterwards."""
     raise_file_limit()
-    workdir = Path(tempfile.mkdtemp(prefix="veche-bench-"))
-    os.chmod(workdir, 0o755)  # postgres (another user) must traverse it
-    rtp_start = 20000 + 2 * secrets.randbelow(10000)  # below 40000 + RTP_PORTS
-    settings = Settings(
-        ami=AmiTarget(port=free_port(), secret=secrets.token_hex(8)), sip_port=free_udp_port_pair(),
-        agi_port=free_port(), web_port=free_port(), trunk_target=f"127.0.0.1:{free_udp_port_pair()}",
-        rtp_start=rtp_start, rtp_end=rtp_start + RTP_PORTS - 1, ring_timeout=10, run_dir=workdir,
-        node_id="bench", secret_key=secrets.token_hex(32),
-    ).with_(**overrides)
-    pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
-    settings = settings.with_(database_url=pg.start())
-    asterisk = AsteriskProcess(settings, name=f"bench-{os.getpid()}")  # an instance dir of its own
-    pstn: SippProcess | None = None
-    try:
-        asterisk.start()
-        sipp = SippFactory(workdir / "sipp", settings.sip_port)
-        (workdir / "sipp").mkdir(parents=True, exist_ok=True)
-        pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
-        yield BenchStack(settings, asterisk, sipp, pstn)
-    finally:
-        if pstn is not None:
-            await pstn.stop()
-        asterisk.stop()
-        asterisk.remove()
-        pg.stop()
+    with scratch_dir("veche-bench-") as workdir:
+        rtp_start = 20000 + 2 * secrets.randbelow(10000)  # below 40000 + RTP_PORTS
+        settings = Settings(
+            ami=AmiTarget(port=free_port(), secret=secrets.token_hex(8)), sip_port=free_udp_port_pair(),
+            agi_port=free_port(), web_port=free_port(), trunk_target=f"127.0.0.1:{free_udp_port_pair()}",
+            rtp_start=rtp_start, rtp_end=rtp_start + RTP_PORTS - 1, ring_timeout=10, run_dir=workdir,
+            node_id="bench", secret_key=secrets.token_hex(32),
+        ).with_(**overrides)
+        pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
+        settings = settings.with_(database_url=pg.start())
+        asterisk = AsteriskProcess(settings, name=f"bench-{os.getpid()}")  # an instance dir of its own
+        pstn: SippProcess | None = None
+        try:
+            asterisk.start()
+            sipp = SippFactory(workdir / "sipp", settings.sip_port)
+            (workdir / "sipp").mkdir(parents=True, exist_ok=True)
+            pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
+            yield BenchStack(settings, asterisk, sipp, pstn)
+        finally:
+            if pstn is not None:
+                await pstn.stop()
+            asterisk.stop()
+            asterisk.remove()
+            pg.stop()
 
 
 @dataclass
@@ -107,37 +119,36 @@ async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[Nod
     """Postgres + ``node_count`` Asterisk nodes on 127.0.0.11, 127.0.0.12, ... + Kamailio in front
     of them on 127.0.0.1 + the SIPp trunk far end behind Kamailio, torn down afterwards."""
     raise_file_limit()
-    workdir = Path(tempfile.mkdtemp(prefix="veche-bench-nodes-"))
-    os.chmod(workdir, 0o755)  # postgres (another user) must traverse it
-    hosts = ("127.0.0.1", *(local_node_host(k) for k in range(1, node_count + 1)))
-    rtp_start = 20000 + 2 * secrets.randbelow(10000)  # each node binds RTP on its own address
-    settings = Settings(
-        ami=AmiTarget(port=free_port_on_hosts(socket.SOCK_STREAM, hosts), secret=secrets.token_hex(8)),
-        sip_port=free_port_on_hosts(socket.SOCK_DGRAM, hosts), agi_port=free_port(), web_port=free_port(),
-        trunk_target=f"127.0.0.1:{free_udp_port_pair()}", rtp_start=rtp_start, rtp_end=rtp_start + RTP_PORTS - 1,
-        ring_timeout=10, run_dir=workdir, node_count=node_count, secret_key=secrets.token_hex(32),
-    ).with_(**overrides)
-    pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
-    settings = settings.with_(database_url=pg.start())
-    settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
-    nodes = local_nodes(settings)
-    front = KamailioProcess(settings)
-    pstn: SippProcess | None = None
-    try:
-        for node in nodes:
-            node.start()
-        front.start()
-        (workdir / "sipp").mkdir(parents=True, exist_ok=True)
-        pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
-        yield NodesStack(settings, nodes, front, pstn)
-    finally:
-        if pstn is not None:
-            await pstn.stop()
-        front.stop()
-        for node in nodes:
-            node.stop()
-            node.remove()
-        pg.stop()
+    with scratch_dir("veche-bench-nodes-") as workdir:
+        hosts = ("127.0.0.1", *(local_node_host(k) for k in range(1, node_count + 1)))
+        rtp_start = 20000 + 2 * secrets.randbelow(10000)  # each node binds RTP on its own address
+        settings = Settings(
+            ami=AmiTarget(port=free_port_on_hosts(socket.SOCK_STREAM, hosts), secret=secrets.token_hex(8)),
+            sip_port=free_port_on_hosts(socket.SOCK_DGRAM, hosts), agi_port=free_port(), web_port=free_port(),
+            trunk_target=f"127.0.0.1:{free_udp_port_pair()}", rtp_start=rtp_start, rtp_end=rtp_start + RTP_PORTS - 1,
+            ring_timeout=10, run_dir=workdir, node_count=node_count, secret_key=secrets.token_hex(32),
+        ).with_(**overrides)
+        pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
+        settings = settings.with_(database_url=pg.start())
+        settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
+        nodes = local_nodes(settings)
+        front = KamailioProcess(settings)
+        pstn: SippProcess | None = None
+        try:
+            for node in nodes:
+                node.start()
+            front.start()
+            (workdir / "sipp").mkdir(parents=True, exist_ok=True)
+            pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
+            yield NodesStack(settings, nodes, front, pstn)
+        finally:
+            if pstn is not None:
+                await pstn.stop()
+            front.stop()
+            for node in nodes:
+                node.stop()
+                node.remove()
+            pg.stop()
 
 
 async def start_pstn(workdir: Path, port: int) -> SippProcess:

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,7 +30,7 @@ from typing import Any
 
 from panoramisk import Manager
 
-from bench._stack import BENCH_DIR, bench_stack, command_line, machine, write_section
+from bench._stack import BENCH_DIR, bench_stack, command_line, machine, scratch_dir, write_section
 from bench.outcome import Summary, summarize
 from bench.raw_ami import RawAmi
 from engine.adapters.asterisk.ami import AmiEvent, AmiLink
@@ -384,10 +383,9 @@ async def run(args: argparse.Namespace) -> str:
     consumers = [raw_consumer(), panoramisk_consumer(),
                  engine_consumer("engine: AmiLink + tracker, in-memory repository", _null_repo)]
     cluster: PostgresCluster | None = None
-    workdir: Path | None = None
+    scratch = contextlib.ExitStack()
     if not args.no_db:
-        workdir = Path(tempfile.mkdtemp(prefix="veche-ingest-"))
-        os.chmod(workdir, 0o755)
+        workdir = scratch.enter_context(scratch_dir("veche-ingest-"))
         cluster = PostgresCluster(workdir / "postgres", durable=False)
         url = cluster.start()
 
@@ -415,6 +413,7 @@ async def run(args: argparse.Namespace) -> str:
         await server.close()
         if cluster is not None:
             cluster.stop()
+        scratch.close()
     kinds = Counter(b.split(b"\r\n", 1)[0].decode()[7:] for b in blocks)
     mix = ", ".join(f"{name} {count}" for name, count in kinds.most_common())
     reference = summarize(rates[consumers[1].name])

@@ -12,17 +12,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import sys
-import tempfile
 import time
 from array import array
 from pathlib import Path
 
 from aiohttp import web
 
-from bench._stack import command_line, machine, raise_file_limit, rss_mb, write_section
+from bench._stack import command_line, machine, raise_file_limit, rss_mb, scratch_dir, write_section
 from bench.bench_ami_ingest import ReplayServer
 from bench.outcome import summarize
 from engine.app import Engine
@@ -116,39 +114,38 @@ class _Server(ReplayServer):
 
 async def run(args: argparse.Namespace) -> str:
     raise_file_limit()
-    workdir = Path(tempfile.mkdtemp(prefix="veche-console-"))
-    os.chmod(workdir, 0o755)
-    cluster = PostgresCluster(workdir / "postgres", durable=False)
-    server = _Server()
-    await server.start()
-    web_port = free_port()
-    settings = Settings(
-        ami=AmiTarget(port=server.port, secret=secrets.token_hex(8)), agi_port=free_port(), web_port=web_port,
-        metrics_port=free_port(), run_dir=workdir, node_id="bench", secret_key=secrets.token_hex(32),
-        sse_streams_per_account=args.viewers + 10, database_url=cluster.start())
-    where = machine()
-    engine = Engine(settings)
-    runner: web.AppRunner | None = None
-    runs: list[dict] = []
-    try:
-        await engine.start()
-        server.writer = await asyncio.wait_for(server.logged_in.get(), 30)
-        rss_idle = rss_mb()[0]
-        conference = await create_conference(engine.pool, node_id=settings.node_id, max_participants=1000)
-        participants = await add_participants(engine, conference.id, args.participants)
-        token = (await engine.services.tokens.issue(conference.owner_id, "bench")).secret
-        runner = web.AppRunner(init_app(engine.services))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", web_port).start()
-        url = f"http://127.0.0.1:{web_port}/api/v1/conferences/{conference.id}/events"
-        for _ in range(args.repeats):
-            runs.append(await one_run(engine, server, url, token, conference.room, participants, args, workdir))
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await engine.stop()
-        await server.close()
-        cluster.stop()
+    with scratch_dir("veche-console-") as workdir:
+        cluster = PostgresCluster(workdir / "postgres", durable=False)
+        server = _Server()
+        await server.start()
+        web_port = free_port()
+        settings = Settings(
+            ami=AmiTarget(port=server.port, secret=secrets.token_hex(8)), agi_port=free_port(), web_port=web_port,
+            metrics_port=free_port(), run_dir=workdir, node_id="bench", secret_key=secrets.token_hex(32),
+            sse_streams_per_account=args.viewers + 10, database_url=cluster.start())
+        where = machine()
+        engine = Engine(settings)
+        runner: web.AppRunner | None = None
+        runs: list[dict] = []
+        try:
+            await engine.start()
+            server.writer = await asyncio.wait_for(server.logged_in.get(), 30)
+            rss_idle = rss_mb()[0]
+            conference = await create_conference(engine.pool, node_id=settings.node_id, max_participants=1000)
+            participants = await add_participants(engine, conference.id, args.participants)
+            token = (await engine.services.tokens.issue(conference.owner_id, "bench")).secret
+            runner = web.AppRunner(init_app(engine.services))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", web_port).start()
+            url = f"http://127.0.0.1:{web_port}/api/v1/conferences/{conference.id}/events"
+            for _ in range(args.repeats):
+                runs.append(await one_run(engine, server, url, token, conference.room, participants, args, workdir))
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            await engine.stop()
+            await server.close()
+            cluster.stop()
     ms = {key: summarize([r[key] * 1000 for r in runs if r["delivered"]]) for key in ("p50", "p95", "p99", "max")}
     lines = [
         f"## Live console fan-out: {args.viewers} SSE viewers, {args.rate} participant changes per second", "",
