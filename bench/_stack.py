@@ -91,16 +91,11 @@ async def bench_stack(**overrides: object) -> AsyncIterator[BenchStack]:
         pg = PostgresCluster(workdir / "postgres", durable=False)  # throw-away data: speed over safety
         settings = settings.with_(database_url=pg.start())
         asterisk = AsteriskProcess(settings, name=f"bench-{os.getpid()}")  # an instance dir of its own
-        pstn: SippProcess | None = None
         try:
             asterisk.start()
-            sipp = SippFactory(workdir / "sipp", settings.sip_port)
-            (workdir / "sipp").mkdir(parents=True, exist_ok=True)
-            pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
-            yield BenchStack(settings, asterisk, sipp, pstn)
+            async with far_end(workdir, settings) as pstn:
+                yield BenchStack(settings, asterisk, SippFactory(workdir / "sipp", settings.sip_port), pstn)
         finally:
-            if pstn is not None:
-                await pstn.stop()
             asterisk.stop()
             asterisk.remove()
             pg.stop()
@@ -133,17 +128,13 @@ async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[Nod
         settings = with_instance_prompts(settings, local_nodes(settings)[0].name)
         nodes = local_nodes(settings)
         front = KamailioProcess(settings)
-        pstn: SippProcess | None = None
         try:
             for node in nodes:
                 node.start()
             front.start()
-            (workdir / "sipp").mkdir(parents=True, exist_ok=True)
-            pstn = await start_pstn(workdir / "sipp", int(settings.trunk_target.rsplit(":", 1)[1]))
-            yield NodesStack(settings, nodes, front, pstn)
+            async with far_end(workdir, settings) as pstn:
+                yield NodesStack(settings, nodes, front, pstn)
         finally:
-            if pstn is not None:
-                await pstn.stop()
             front.stop()
             for node in nodes:
                 node.stop()
@@ -151,14 +142,22 @@ async def nodes_stack(node_count: int, **overrides: object) -> AsyncIterator[Nod
             pg.stop()
 
 
-async def start_pstn(workdir: Path, port: int) -> SippProcess:
-    """The trunk's far end (tests/sipp/pstn.xml) sized for hundreds of simultaneous callees;
-    ``workdir`` must exist."""
+@contextlib.asynccontextmanager
+async def far_end(workdir: Path, settings: Settings) -> AsyncIterator[SippProcess]:
+    """The trunk's far end (tests/sipp/pstn.xml) at ``settings.trunk_target``, sized for hundreds
+    of simultaneous callees, its files in ``workdir``/sipp; stopped afterwards."""
+    workdir = workdir / "sipp"
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = int(settings.trunk_target.rsplit(":", 1)[1])
     argv = ["sipp", "-sf", str(pstn_scenario(workdir / "pstn")), "-i", "127.0.0.1", "-p", str(port),
             "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin",
             "-max_socket", str(SIPP_MAX_SOCKET), "-l", str(SIPP_CALL_LIMIT),
             "-trace_err", "-error_file", str(workdir / "pstn.err")]
-    return await SippProcess(argv, workdir / "pstn.log").start()
+    pstn = await SippProcess(argv, workdir / "pstn.log").start()
+    try:
+        yield pstn
+    finally:
+        await pstn.stop()
 
 
 _LOG_LINE = re.compile(r"^\[[^\]]*\]\s+(?P<level>WARNING|ERROR)\[[^\]]*\](?:\[[^\]]*\])?\s+(?P<text>.*)$")

@@ -429,7 +429,7 @@ async def run(args: argparse.Namespace) -> str:
         f"{args.repeats} repeats, the readers interleaved; median (min–max) events/s. The tracker is the "
         "call tracker (`CallService`), subscribed to the node's typed events made from "
         f"{', '.join(AMI_EVENTS)}: with the in-memory repository (no participant known, every lookup "
-        "answered at once) the row shows the AMI path alone (split and parse, AmiEvent, delivery, log "
+        "answered at once) the row shows the AMI path alone (split into blocks, AmiEvent, delivery, log "
         "context, translate, the tracker's lanes and routing); with PostgreSQL the stream's call ids were "
         "given to no participant, so the tracker answers from memory, as the engine does for any call it "
         "does not follow (no database round trip per event). Target (issue 13, item 4): 50,000 events/s "
