@@ -40,6 +40,29 @@ def test_json_line_has_time_level_message_context_and_extra() -> None:
     assert "conference_id" not in second and current_context() == {}
 
 
+def test_ids_read_from_a_source_are_read_once_and_only_when_a_line_is_written() -> None:
+    logger, stream = json_logger("tests.logging.lazy")
+    reads: list[str] = []
+
+    def ids_of(source: str) -> dict[str, str]:
+        reads.append(source)
+        return {"channel": source, "call_id": ""}
+
+    with log_context(conference_id=7, channel="outer"):
+        for _ in range(3):  # events handled without a line: their ids are never read
+            with log_context.of("PJSIP/quiet-00000001", ids_of):
+                pass
+        with log_context.of("PJSIP/pstn-00000002", ids_of):
+            logger.info("one")
+            logger.info("two")
+            assert current_context() == {"conference_id": 7, "channel": "PJSIP/pstn-00000002"}
+        logger.info("outside")
+    assert reads == ["PJSIP/pstn-00000002"]
+    one, two, outside = lines(stream)
+    assert (one["conference_id"], one["channel"]) == (7, "PJSIP/pstn-00000002") and "call_id" not in one
+    assert two["channel"] == "PJSIP/pstn-00000002" and outside["channel"] == "outer"
+
+
 def test_exceptions_stay_on_one_line() -> None:
     logger, stream = json_logger("tests.logging.exc")
     try:
