@@ -130,7 +130,7 @@ class AmiEvent:
             return NotImplemented
         return (self.node_id, self.name, self.headers) == (other.node_id, other.name, other.headers)
 
-    __hash__ = None  # type: ignore[assignment]  # its headers can change under it
+    __hash__ = None  # type: ignore[assignment]  # compared by its headers, which a dict holds
 
     def __repr__(self) -> str:
         return f"AmiEvent(node_id={self.node_id!r}, name={self.name!r}, headers={self.headers!r})"
