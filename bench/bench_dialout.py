@@ -56,9 +56,15 @@ WARM_UP_CALLS = 10
 WARM_UP_CONFERENCES = 30
 
 def callees(size: int, run: int, busy_every: int = 0) -> list[str]:
-    """375 29 <run:2> <index:3> 00: answered by pstn.xml, never one of its special endings; with
-    ``busy_every`` (10 or more) every such callee ends in 486 instead, and is busy."""
-    numbers = [f"37529{run % 100:02d}{i:03d}00" for i in range(size)]
+    """375 29 <run:2> <index:3> 00 (above 1,000 callees 375 29 <run:1> <index:4> 00, twelve digits
+    either way): answered by pstn.xml, never one of its special endings; with ``busy_every`` (10
+    or more) every such callee ends in 486 instead, and is busy."""
+    if size > 10_000:
+        raise ValueError("at most 10,000 callees have numbers of their own")
+    if size > 1000:
+        numbers = [f"37529{run % 10}{i:04d}00" for i in range(size)]
+    else:
+        numbers = [f"37529{run % 100:02d}{i:03d}00" for i in range(size)]
     if busy_every:
         every = max(10, busy_every)  # 10 apart: the first two index digits keep them distinct
         numbers = [n[:-3] + "486" if i % every == every - 1 else n for i, n in enumerate(numbers)]
