@@ -88,11 +88,14 @@ from engine.stack import local_dialplan_sink, render_dialout
 
 log = logging.getLogger(__name__)
 
+CLAIM_CONNECTIONS = 4  # at most, for the dial-out claims (Engine.start)
+
 
 def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, agi: AgiServer,
-                   bus: EventBus, fence: Fence | None = None) -> Services:
+                   bus: EventBus, fence: Fence | None = None, claims_pool: asyncpg.Pool | None = None) -> Services:
     """Every service of one engine, each given its collaborators, in dependency order; ``fence``
-    is the leader lease's token every dial-out claim checks (none: the engine runs alone)."""
+    is the leader lease's token every dial-out claim checks (none: the engine runs alone), and
+    ``claims_pool`` the connection the claims take their dial-out slots on (default: ``pool``)."""
     fence = fence or Fence(enabled=False)
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
     audit = AuditService(AuditRepository(pool), bus)
@@ -108,8 +111,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
     accounts = AccountService(settings, account_repo, SessionRepository(pool), audit, tokens)
     conference_repo = ConferenceRepository(pool)
     states = ParticipantStates(conference_repo, bus)
-    dialout = DialOutService(settings, conference_repo, CallSlotRepository(pool, fence), nodes=nodes, states=states,
-                             plans=plans, guard=guard)
+    slots = CallSlotRepository(claims_pool or pool, fence)
+    dialout = DialOutService(settings, conference_repo, slots, nodes=nodes, states=states, plans=plans, guard=guard)
     calls = CallService(settings, conference_repo, nodes=nodes, states=states, dialout=dialout, prompts=prompts)
     failover = NodeFailover(conference_repo, calls, bus, guard,
                             [node.node_id for node in settings.media_nodes])
@@ -196,6 +199,7 @@ class Engine:
     deposed: asyncio.Event = field(default_factory=asyncio.Event)  # set when the lease was lost
     _services: Services | None = field(default=None, repr=False)
     _lease_pool: asyncpg.Pool | None = field(default=None, repr=False)
+    _claims_pool: asyncpg.Pool | None = field(default=None, repr=False)
     _heap_frozen: bool = field(default=False, repr=False)
 
     @property
@@ -215,20 +219,32 @@ class Engine:
         settings.refuse_default_secrets()  # no development defaults on a real PBX
         if not settings.database_url:
             raise ConfigError("no database: set DATABASE_URL (or run through `python -m engine run`)")
-        self.pool = await create_pool(settings.database_url)
+        self.pool = await create_pool(settings.database_url, name="veche-engine")
         async with self.pool.acquire() as conn:
             await migrate(conn)
         fence = Fence(enabled=bool(settings.engine_id))
         if settings.engine_id:  # one of a pair: the standby waits here until the lease is its own
             # a connection of the lease's own, so a busy pool never delays a renewal
-            self._lease_pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+            self._lease_pool = await create_pool(settings.database_url, min_size=1, max_size=1, name="veche-lease")
             self.leadership = Leadership(settings, LeaseRepository(self._lease_pool), fence)
             self.deposed = self.leadership.deposed
             await self.leadership.acquire()
+        # Every dial-out claim takes the system-wide lock (sql/029_dialout_counts.sql), so claims
+        # run one at a time whatever the pool. On connections of their own the claim that stands
+        # between a start and its first Originate finds its statement prepared, its plan cached
+        # and its server process warm: one after another they all take the connection released
+        # last, which the pool keeps open however long it idles. The shared pool hands a claim
+        # whichever connection the last write released, and closes those above its floor after
+        # five idle minutes (bench/README.md, dial-out, thirteenth round). The other connections
+        # serve claims that overlap, so that one waiting for its account's row (held by another
+        # transaction, before the system-wide lock) does not hold up other accounts' claims.
+        self._claims_pool = await create_pool(settings.database_url, min_size=1, max_size=CLAIM_CONNECTIONS,
+                                              name="veche-claims")
         await self._connect_nodes()
         self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,
                              allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
-        self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus, fence)
+        self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus, fence,
+                                        claims_pool=self._claims_pool)
         active = self._services.metrics.metrics.engine_active.labels(settings.engine_id)
         if self.leadership is None:
             active.set(1)
@@ -278,6 +294,8 @@ class Engine:
             await self.leadership.release()  # after everything stopped: the standby takes over now
         if self._lease_pool is not None:
             await self._lease_pool.close()
+        if self._claims_pool is not None:
+            await self._claims_pool.close()
         if self.pool is not None:
             await self.pool.close()
 
@@ -287,7 +305,7 @@ async def admin_services(settings: Settings) -> AsyncIterator[AdminServices]:
     """The command line's services on a small pool of their own, migrations applied."""
     if not settings.database_url:
         raise ConfigError("set DATABASE_URL to the engine's PostgreSQL database")
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2, name="veche-cli")
     try:
         async with pool.acquire() as conn:
             await migrate(conn)

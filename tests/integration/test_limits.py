@@ -244,3 +244,28 @@ async def test_a_change_of_the_account_reaches_the_next_immediate_plan(engine, p
         await planning.plan(owner, plan(None, 2))
     assert await engine.pool.fetchval("SELECT count(*) FROM conferences WHERE owner_id = $1", owner) == 1
     assert not [call for call in pstn.invites(since) if call[0] in set(numbers)]
+
+
+async def test_claims_run_on_connections_of_their_own_and_outlive_losing_them(engine, api_server, pstn) -> None:
+    """The dial-out claims have a small pool of their own (engine/app.py), seen by name in
+    pg_stat_activity; when the server ends those connections, the next start opens another and
+    dials as before."""
+    slots = engine.services.dialout.slots
+    assert slots.pool is not engine.pool and engine.services.dialout.repo.pool is engine.pool
+    names = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+    claims = [r["pid"] for r in await engine.pool.fetch(names, "veche-claims")]
+    assert claims, "the claims' connection is open from the start"
+    assert not {r["pid"] for r in await engine.pool.fetch(names, "veche-engine")} & set(claims)
+    for pid in claims:  # as a restart or an administrator would: pg_terminate_backend waits for the exit
+        assert await engine.pool.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+
+    user = await new_user(engine, api_server)
+    numbers = _numbers(2, "100")
+    reply = await user.api.post("/conferences", _body("After the claims' connection was lost", numbers))
+    assert reply.status == 201, reply.body
+    participants = await wait_until(engine, lambda: _settled(engine, user.account.id, [reply.body["id"]]),
+                                    timeout=30, what="both callees settled")
+    assert [p.state for p in participants] == ["connected", "connected"], participants
+    now = {r["pid"] for r in await engine.pool.fetch(names, "veche-claims")}
+    assert now and not now & set(claims)
+    assert (await user.api.post(f"/conferences/{reply.body['id']}/end")).status == 200

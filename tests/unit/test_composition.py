@@ -82,3 +82,14 @@ async def test_the_start_up_heap_leaves_the_full_collections_while_the_engine_ru
     finally:
         await engine.stop()
     assert gc.get_freeze_count() == 0
+
+
+def test_the_claims_take_the_pool_given_for_them(tmp_path: Path) -> None:
+    settings = Settings(test_mode=True, run_dir=tmp_path)
+    shared, claims = object(), object()
+    alone = build_services(settings, shared, MediaNodes(), IdleAgi(), EventBus())  # type: ignore[arg-type]
+    assert alone.dialout.slots.pool is shared
+    split = build_services(settings, shared, MediaNodes(), IdleAgi(), EventBus(),  # type: ignore[arg-type]
+                           claims_pool=claims)  # type: ignore[arg-type]
+    assert split.dialout.slots.pool is claims and split.dialout.repo.pool is shared
+
