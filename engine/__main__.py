@@ -113,7 +113,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     async def go() -> None:
         if not settings.database_url:
             raise VecheError("set DATABASE_URL to migrate")
-        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        pool = await create_pool(settings.database_url, min_size=1, max_size=1, name="veche-cli")
         async with pool.acquire() as conn:
             applied = await migrate(conn)
         await pool.close()
@@ -145,7 +145,7 @@ def cmd_render(settings: Settings, args: argparse.Namespace) -> None:
         async def load() -> DialoutRules:
             if not settings.database_url:
                 raise ConfigError("--with-groups needs DATABASE_URL")
-            pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+            pool = await create_pool(settings.database_url, min_size=1, max_size=1, name="veche-cli")
             try:
                 return await rules_from_groups(OperatorRepository(pool), NumberPlan.from_settings(settings))
             finally:
