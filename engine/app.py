@@ -95,7 +95,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
                    bus: EventBus, fence: Fence | None = None, claims_pool: asyncpg.Pool | None = None) -> Services:
     """Every service of one engine, each given its collaborators, in dependency order; ``fence``
     is the leader lease's token every dial-out claim checks (none: the engine runs alone), and
-    ``claims_pool`` the connection the claims take their dial-out slots on (default: ``pool``)."""
+    ``claims_pool`` the connections the claims take their dial-out slots on (default: ``pool``)."""
     fence = fence or Fence(enabled=False)
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
     audit = AuditService(AuditRepository(pool), bus)

@@ -76,8 +76,7 @@ class ContextFilter(logging.Filter):
     """Copies the current log context onto each record (unless the call passed the same ``extra``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        frame = _context.get()
-        for key, value in (frame.ids() if frame is not None else {}).items():
+        for key, value in current_context().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
