@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
 
 # ``all --quick``: the options each benchmark runs with
 QUICK: dict[str, list[str]] = {
-    "dialout": ["--sizes", "10", "--repeats", "1"],
+    "dialout": ["--sizes", "10", "--repeats", "1", "--small-runs", "1"],
     "dialin": ["--rate", "2", "--seconds", "5", "--stay-ms", "7000"],  # the IVR takes ~4.6 s,
     "ingest": ["--events", "5000", "--repeats", "1"],
     "scheduler": ["--conferences", "500", "--burst", "100", "--repeats", "1"],

@@ -55,6 +55,18 @@ def settle_seconds(size: int) -> float:
 WARM_UP_CALLS = 10
 WARM_UP_CONFERENCES = 30
 
+# Sizes up to SMALL_SIZE run at least --small-runs times a side: a run of ten calls takes about
+# 20 ms, this shared box's runs of one and the same script range from 11 to 37 ms, and three of
+# them cannot tell the engine's few milliseconds from the box's drift.
+SMALL_SIZE = 10
+SMALL_RUNS = 15
+
+
+def runs_for(size: int, repeats: int, small_runs: int = SMALL_RUNS) -> int:
+    """How many runs each side makes at ``size``."""
+    return max(repeats, small_runs) if size <= SMALL_SIZE else repeats
+
+
 def callees(size: int, run: int, busy_every: int = 0) -> list[str]:
     """375 29 <run:2> <index:3> 00 (above 1,000 callees 375 29 <run:1> <index:4> 00, twelve digits
     either way): answered by pstn.xml, never one of its special endings; with ``busy_every`` (10
@@ -111,7 +123,8 @@ class EngineCalls:
 
 
 async def interleaved_runs(stack: BenchStack, sizes: list[int], repeats: int, deadline: float | None,
-                           calls_per_second: float, busy_every: int, results: dict[int, SizeResult]) -> None:
+                           calls_per_second: float, busy_every: int, results: dict[int, SizeResult],
+                           small_runs: int = SMALL_RUNS) -> None:
     """The raw script's runs and the engine's alternate, one of each per repeat and the order
     swapped every repeat: this box's speed drifts by tens of per cent over seconds (a shared
     virtual machine), and two blocks measured one after the other compared the drift more than
@@ -162,7 +175,7 @@ async def interleaved_runs(stack: BenchStack, sizes: list[int], repeats: int, de
             await raw_side(WARM_UP_CALLS, callees(WARM_UP_CALLS, 80 + warm), f"rawwarm{warm}x{secrets.token_hex(2)}")
             await engine_side(WARM_UP_CALLS, callees(WARM_UP_CALLS, 30 + warm))
         for n in sizes:
-            for rep in range(repeats):
+            for rep in range(runs_for(n, repeats, small_runs)):
                 raw_first = rep % 2 == 0
                 for side in ("raw", "engine") if raw_first else ("engine", "raw"):
                     if side == "raw":
@@ -257,6 +270,8 @@ async def _engine_run(engine: Engine, service, owner, n: int, numbers: list[str]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="numbers of callees N")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small-runs", type=int, default=SMALL_RUNS,
+                        help=f"runs per side at sizes of at most {SMALL_SIZE} callees, at least (default {SMALL_RUNS})")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds one run may take (default 30 + 0.2 per callee)")
     parser.add_argument("--calls-per-second", type=float, default=0.0,
@@ -281,7 +296,9 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
     lines = [
         "## Dial-out: start to all N callees joined", "",
         f"Machine: {where}.", "",
-        f"{args.repeats} run(s) per size and side, after {WARM_UP_CONFERENCES} untimed runs of {WARM_UP_CALLS} "
+        f"{args.repeats} run(s) per size and side ({runs_for(1, args.repeats, args.small_runs)} at sizes of at "
+        f"most {SMALL_SIZE} callees, whose runs of 20 ms drift with the box more than they differ), "
+        f"after {WARM_UP_CONFERENCES} untimed runs of {WARM_UP_CALLS} "
         "callees on each side (an engine's first conferences after its start pay its imports and each pooled "
         "connection's first statements), with a pause after each run for the teardown of its calls. The "
         "sides take turns (one run of each per repeat, the order swapped every repeat: this shared box's "
@@ -337,7 +354,7 @@ async def run(args: argparse.Namespace) -> str:
         where = machine(stack.asterisk)
         log_start = asterisk_log_size(stack.asterisk)
         await interleaved_runs(stack, args.sizes, args.repeats, args.deadline, args.calls_per_second,
-                               args.busy_every, results)
+                               args.busy_every, results, args.small_runs)
         complaints = asterisk_complaints(stack.asterisk, log_start)
     text = report(args, where, results, complaints)
     print(text)

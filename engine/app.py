@@ -89,13 +89,16 @@ from engine.stack import local_dialplan_sink, render_dialout
 log = logging.getLogger(__name__)
 
 CLAIM_CONNECTIONS = 4  # at most, for the dial-out claims (Engine.start)
+CALL_STATE_CONNECTIONS = 4  # at most, for the call tracker's states (Engine.start)
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, agi: AgiServer,
-                   bus: EventBus, fence: Fence | None = None, claims_pool: asyncpg.Pool | None = None) -> Services:
+                   bus: EventBus, fence: Fence | None = None, claims_pool: asyncpg.Pool | None = None,
+                   calls_pool: asyncpg.Pool | None = None) -> Services:
     """Every service of one engine, each given its collaborators, in dependency order; ``fence``
     is the leader lease's token every dial-out claim checks (none: the engine runs alone), and
-    ``claims_pool`` the connections the claims take their dial-out slots on (default: ``pool``)."""
+    ``claims_pool`` the connections the claims take their dial-out slots on, ``calls_pool`` those
+    the dial-out and the call tracker store the calls' states on (each by default ``pool``)."""
     fence = fence or Fence(enabled=False)
     metrics = MetricsService(MetricsRepository(pool), bus=bus, nodes=nodes, agi=agi)
     audit = AuditService(AuditRepository(pool), bus)
@@ -110,10 +113,11 @@ def build_services(settings: Settings, pool: asyncpg.Pool, nodes: MediaNodes, ag
     tokens = TokenService(TokenRepository(pool), account_repo)
     accounts = AccountService(settings, account_repo, SessionRepository(pool), audit, tokens)
     conference_repo = ConferenceRepository(pool)
-    states = ParticipantStates(conference_repo, bus)
+    call_states = ConferenceRepository(calls_pool or pool)
+    states = ParticipantStates(call_states, bus)
     slots = CallSlotRepository(claims_pool or pool, fence)
-    dialout = DialOutService(settings, conference_repo, slots, nodes=nodes, states=states, plans=plans, guard=guard)
-    calls = CallService(settings, conference_repo, nodes=nodes, states=states, dialout=dialout, prompts=prompts)
+    dialout = DialOutService(settings, call_states, slots, nodes=nodes, states=states, plans=plans, guard=guard)
+    calls = CallService(settings, call_states, nodes=nodes, states=states, dialout=dialout, prompts=prompts)
     failover = NodeFailover(conference_repo, calls, bus, guard,
                             [node.node_id for node in settings.media_nodes])
     nodes_service = NodeService(NodeRepository(pool), conference_repo, operator_repo, audit,
@@ -200,6 +204,7 @@ class Engine:
     _services: Services | None = field(default=None, repr=False)
     _lease_pool: asyncpg.Pool | None = field(default=None, repr=False)
     _claims_pool: asyncpg.Pool | None = field(default=None, repr=False)
+    _calls_pool: asyncpg.Pool | None = field(default=None, repr=False)
     _heap_frozen: bool = field(default=False, repr=False)
 
     @property
@@ -240,11 +245,18 @@ class Engine:
         # transaction, before the system-wide lock) does not hold up other accounts' claims.
         self._claims_pool = await create_pool(settings.database_url, min_size=1, max_size=CLAIM_CONNECTIONS,
                                               name="veche-claims")
+        # The calls' states (joins, rings, leaves, hang-up causes, the tracker's look-ups) are
+        # written on connections of their own too: the last join of a start stands between its
+        # calls and their being stored connected. Every statement there finds its row by id,
+        # call id or room, so a generic plan serves each from its first execution, and the
+        # connections keep them prepared (bench/README.md, dial-out, fourteenth round).
+        self._calls_pool = await create_pool(settings.database_url, min_size=1, max_size=CALL_STATE_CONNECTIONS,
+                                             name="veche-calls", settings={"plan_cache_mode": "force_generic_plan"})
         await self._connect_nodes()
         self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,
                              allow=settings.agi_allow, limits=AgiLimits.from_settings(settings))
         self._services = build_services(settings, self.pool, self.nodes, self.agi, self.bus, fence,
-                                        claims_pool=self._claims_pool)
+                                        claims_pool=self._claims_pool, calls_pool=self._calls_pool)
         active = self._services.metrics.metrics.engine_active.labels(settings.engine_id)
         if self.leadership is None:
             active.set(1)
@@ -294,8 +306,9 @@ class Engine:
             await self.leadership.release()  # after everything stopped: the standby takes over now
         if self._lease_pool is not None:
             await self._lease_pool.close()
-        if self._claims_pool is not None:
-            await self._claims_pool.close()
+        for own in (self._claims_pool, self._calls_pool):
+            if own is not None:
+                await own.close()
         if self.pool is not None:
             await self.pool.close()
 

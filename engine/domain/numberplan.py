@@ -89,10 +89,37 @@ def _phonenumbers() -> ModuleType:
 
 def _parsed(e164_digits: str) -> phonenumbers.PhoneNumber | None:
     phonenumbers = _phonenumbers()
+    number = _read_digits(e164_digits)
+    if number is not None:
+        return number
     try:
         return phonenumbers.parse("+" + e164_digits)
     except phonenumbers.NumberParseException:
         return None
+
+
+def _read_digits(e164_digits: str) -> phonenumbers.PhoneNumber | None:
+    """The number as ``phonenumbers.parse`` reads it, straight from its digits (the country code,
+    then the national number), or None when the reading needs parse: the plan passes digits only,
+    and parse's reading of free text (punctuation, extensions) costs four times as much, 40-60 us
+    a number, 0.5 ms for a conference of ten new numbers before its start. A national number
+    that may begin with the country's trunk prefix (which parse would strip) goes to parse."""
+    phonenumbers = _phonenumbers()
+    if not e164_digits.isdigit() or e164_digits.startswith("0"):
+        return None
+    for length in (1, 2, 3):  # country codes are prefix-free
+        code = int(e164_digits[:length])
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code)
+        if regions is None:
+            continue
+        national = e164_digits[length:]
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+        trunk = metadata.national_prefix_for_parsing if metadata is not None else None
+        if (metadata is None or not 2 <= len(national) <= 17 or national.startswith("0")
+                or (trunk and re.match(trunk, national))):
+            return None
+        return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return None
 
 
 # A plan checks each number more than once (when planned, when claimed, right before its

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from engine.adapters.asterisk import (
     MediaNodes,
     NodeEvent,
     ParticipantJoined,
+    PreparedDial,
     Ringing,
 )
 from engine.adapters.asterisk.contract import ROOM_EXTRA_MEMBERS, failure_from, is_dialout_id, new_dialout_id
@@ -27,7 +28,7 @@ from engine.adapters.db.conferences import CallSlotRepository, ConferenceReposit
 from engine.config import Settings
 from engine.domain.dialout import LIMIT_WHY, limit_refusal, should_retry
 from engine.domain.errors import AmiError, Forbidden, ValidationError
-from engine.domain.model import Conference, FailureReason, Participant, ParticipantState
+from engine.domain.model import Conference, FailureReason, Participant, ParticipantState, Role
 from engine.domain.numberplan import NumberPlan
 from engine.domain.planning import AccountRules
 from engine.services.batches import Coalescer
@@ -47,6 +48,7 @@ WATCHDOG_EXTRA_SECONDS = 20.0
 # connected without it.
 RING_LINGER_SECONDS = 0.1
 JOINED_CALLS_KEPT = 10_000  # dial-outs remembered in their rooms, awaiting their hang-ups
+PREPARED_STARTS_KEPT = 100  # starts whose prepared dials wait for dial_claimed (one each, for a moment)
 COUNTS_PURGE_SECONDS = 60.0  # the per-minute limit's old dial-out counts are deleted this often
 
 
@@ -92,6 +94,7 @@ class DialOutService:
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._tasks: set[asyncio.Task] = set()
+        self._prepared: dict[int, dict[str, PreparedDial]] = {}  # conference id -> its claimed dials, by call id
         # Calls that start ringing together (a dial-out's burst) are stored ringing in one
         # statement, after RING_LINGER_SECONDS; a call that joins meanwhile is not stored ringing
         # at all (connected supersedes it).
@@ -159,15 +162,50 @@ class DialOutService:
                         rules: AccountRules, actor: str = "engine") -> tuple[Conference, SlotGrant]:
         """Store an immediate conference, running, and claim a slot for each of its participants
         within the limits, in one transaction (CallSlotRepository.open_and_claim): every call it
-        will make is durable before the first is sent (``dial_claimed`` sends them). Raises as
-        ConferenceRepository.insert_conference does; Forbidden for a blocked account; StaleRules
-        when ``rules`` changed since they were read."""
+        will make is durable before the first is sent (``dial_claimed`` sends them). Unpaced, the
+        dials are prepared while PostgreSQL runs the statement, so that they leave the moment it
+        returns. Raises as ConferenceRepository.insert_conference does; Forbidden for a blocked
+        account; StaleRules when ``rules`` changed since they were read."""
         if rules.blocked:
             raise Forbidden("the account is blocked")
-        return await self.slots.open_and_claim(fields, participants, events,
-                                               call_ids=[new_dialout_id() for _ in participants],
-                                               system_cap=self.max_concurrent_calls, actor=actor,
-                                               rules_stamp=rules.stamp)
+        call_ids = [new_dialout_id() for _ in participants]
+        claim = asyncio.ensure_future(self.slots.open_and_claim(
+            fields, participants, events, call_ids=call_ids, system_cap=self.max_concurrent_calls, actor=actor,
+            rules_stamp=rules.stamp))
+        try:
+            await asyncio.sleep(0)  # the claim's statement leaves in this turn
+            prepared = self._prepare(fields, participants, call_ids, rules.number_plan)
+            conference, grant = await claim
+        except BaseException:
+            claim.cancel()
+            raise
+        if prepared:
+            claimed = {participant.call_id for participant in grant.claimed}
+            if len(self._prepared) >= PREPARED_STARTS_KEPT:  # starts that never reached dial_claimed
+                self._prepared.clear()
+            self._prepared[conference.id] = {call_id: dial for call_id, dial in prepared.items() if call_id in claimed}
+        return conference, grant
+
+    def _prepare(self, fields: dict[str, Any], participants: list[dict[str, Any]], call_ids: list[str],
+                 number_plan: NumberPlan) -> dict[str, PreparedDial]:
+        """The dials of a start, by call id, checked and written out while its claim is being
+        stored, when dials are unpaced. Their numbers pass the number plan of the account rules
+        the claim finds current (or it stores nothing), and the claim also finds the leader lease
+        held; a dial that cannot be prepared goes the usual way, which records why it failed."""
+        if self.pacer.interval > 0 or not call_ids:
+            return {}
+        node = self.nodes.node(fields["node_id"])
+        prepared: dict[str, PreparedDial] = {}
+        for call_id, participant in zip(call_ids, participants, strict=True):
+            try:
+                prepared[call_id] = node.prepare_dial(
+                    call_id, number_plan.validate(participant["number"], "number"), room=fields["room"],
+                    role=Role(participant.get("role", Role.GUEST)), language=fields["language"],
+                    max_members=fields["max_participants"] + ROOM_EXTRA_MEMBERS,
+                    ring_seconds=self.settings.ring_timeout, caller_id=self.settings.access_number)
+            except (AmiError, ValidationError, KeyError, ValueError):
+                continue
+        return prepared
 
     def placing(self) -> bool:
         """Whether some dial-out is still being placed (neither in its room nor ended)."""
@@ -208,6 +246,7 @@ class DialOutService:
             if strict_rate:
                 raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
         self.states.remember(conference)
+        prepared = self._prepared.pop(conference.id, {})
         dials: list[tuple[Participant, DialAttempt]] = []
         for updated in grant.claimed:
             attempt = DialAttempt(updated.call_id or "", updated.id, conference.id, conference.owner_id,
@@ -215,12 +254,13 @@ class DialOutService:
             self.attempts[attempt.call_id] = attempt
             self.states.track_call(attempt.call_id)
             dials.append((updated, attempt))
-            self._spawn(self._dial_one(conference, updated, attempt, number_plan), f"dial-{updated.id}")
-        # Two turns of the loop before the console hears of any call: in the first every dial
-        # takes its first step, which (unpaced) hands its Originate to the node's AMI link; the
-        # link writes what one turn handed it at the start of the next (one write for the whole
-        # burst), so after the second the Originates are with Asterisk, and telling 100 'calling'
-        # states (3-5 ms) no longer holds them back. Nothing a dial does can be told before its
+            placed = self._place_prepared(conference, updated, prepared.get(attempt.call_id))
+            self._spawn(self._dial_one(conference, updated, attempt, number_plan, placed), f"dial-{updated.id}")
+        # Two turns of the loop before the console hears of any call: the link writes what one
+        # turn handed it at the start of the next (one write for the whole burst); a prepared
+        # dial was handed to it above, any other takes its first step in the first turn, so
+        # after the second the Originates are with Asterisk, and telling 100 'calling' states
+        # (3-5 ms) no longer holds them back. Nothing a dial does can be told before its
         # 'calling': an outcome comes from Asterisk or the database, later still.
         await asyncio.sleep(0)
         await asyncio.sleep(0)
@@ -237,22 +277,44 @@ class DialOutService:
                                                   only_states=DIALABLE_STATES)
         return [updated.id for updated, _ in dials]
 
-    async def _dial_one(self, conference: Conference, participant: Participant, attempt: DialAttempt,
-                        number_plan: NumberPlan) -> None:
-        await self.pacer.wait(conference.owner_id)
-        if self.attempts.get(attempt.call_id) is not attempt:
-            return  # cancelled while waiting for its slot (conference ended, participant kicked)
-        if not self.slots.fence.holds():  # the leader lease lapsed since the claim: the other engine dials
-            self.attempts.pop(attempt.call_id, None)
-            return
+    def _place_prepared(self, conference: Conference, participant: Participant,
+                        prepared: PreparedDial | None) -> Awaitable[None] | None:
+        """Send a dial prepared during its claim, now; its acceptance to await, or None when
+        there is none or the lease or the node's link was lost since (the dial then goes the
+        usual way, which finds that out and records it)."""
+        if prepared is None or not self.slots.fence.holds():
+            return None
         try:
-            number = number_plan.validate(participant.number, "number")  # checked again right before use
-            self.originates += 1
-            self.originated.append((conference.owner_id, participant.id))
-            await self.nodes.node(conference.node_id).dial(
-                attempt.call_id, number, room=conference.room, role=participant.role, language=conference.language,
-                max_members=conference.max_participants + ROOM_EXTRA_MEMBERS,
-                ring_seconds=self.settings.ring_timeout, caller_id=self.settings.access_number)
+            placed = self.nodes.node(conference.node_id).start_dial(prepared)
+        except AmiError:
+            return None
+        self._count_originate(conference, participant)
+        return placed
+
+    def _count_originate(self, conference: Conference, participant: Participant) -> None:
+        self.originates += 1
+        self.originated.append((conference.owner_id, participant.id))
+
+    async def _dial_one(self, conference: Conference, participant: Participant, attempt: DialAttempt,
+                        number_plan: NumberPlan, placed: Awaitable[None] | None = None) -> None:
+        """Dial one participant after its turn at the pacer, or, ``placed``, follow the prepared
+        dial already sent for it; a dial the node refused fails its participant."""
+        if placed is None:
+            await self.pacer.wait(conference.owner_id)
+            if self.attempts.get(attempt.call_id) is not attempt:
+                return  # cancelled while waiting for its slot (conference ended, participant kicked)
+            if not self.slots.fence.holds():  # the leader lease lapsed since the claim: the other engine dials
+                self.attempts.pop(attempt.call_id, None)
+                return
+        try:
+            if placed is None:
+                number = number_plan.validate(participant.number, "number")  # checked again right before use
+                self._count_originate(conference, participant)
+                placed = self.nodes.node(conference.node_id).dial(
+                    attempt.call_id, number, room=conference.room, role=participant.role,
+                    language=conference.language, max_members=conference.max_participants + ROOM_EXTRA_MEMBERS,
+                    ring_seconds=self.settings.ring_timeout, caller_id=self.settings.access_number)
+            await placed
             self._spawn(self._watchdog(attempt), f"watchdog-{attempt.call_id}")
         except (AmiError, ValidationError) as exc:
             log.warning("dial-out of participant %s failed: %s", participant.id, exc)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
@@ -59,10 +60,12 @@ class PermanentRooms:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def on_event(self, event: DomainEvent) -> None:
-        """A participant who left a room's session may have been its last one."""
+    def on_event(self, event: DomainEvent) -> Awaitable[None] | None:
+        """A participant who left a room's session may have been its last one; any other state
+        (a burst's calling and connected) costs no coroutine."""
         if event.kind == "participant.state" and event.data.get("state") in ("left", "failed"):
-            await self._on_left(event)
+            return self._on_left(event)
+        return None
 
     async def _on_left(self, event: DomainEvent) -> None:
         if event.conference_id in self._not_sessions:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,20 +93,30 @@ class PicturesService:
 
     # ----------------------------------------------------------------- recording
 
-    async def on_domain_event(self, event: DomainEvent) -> None:
+    def on_domain_event(self, event: DomainEvent) -> Awaitable[None] | None:
+        """The talk spans follow the talking changes, a participant's end and the conference's
+        end; any other state (a burst's calling and connected) costs no coroutine."""
         if event.kind == "participant.talking" and event.participant_id is not None:
-            if event.data.get("talking"):
-                await self.repo.talk_started(event.conference_id, event.participant_id, event.at)
-                self._open[event.participant_id] = event.conference_id
-            else:
-                await self._stop_talk(event.participant_id, event.at)
-        elif event.kind == "participant.state" and event.participant_id is not None \
+            return self._talking(event.participant_id, event.conference_id, bool(event.data.get("talking")),
+                                 event.at)
+        if event.kind == "participant.state" and event.participant_id is not None \
                 and event.data.get("state") in ("left", "failed"):
-            await self._stop_talk(event.participant_id, event.at)
-        elif event.kind == "conference.ended":
-            await self.repo.close_talks(event.conference_id, event.at)
-            for participant_id in [p for p, c in self._open.items() if c == event.conference_id]:
-                del self._open[participant_id]
+            return self._stop_talk(event.participant_id, event.at)
+        if event.kind == "conference.ended":
+            return self._conference_ended(event.conference_id, event.at)
+        return None
+
+    async def _talking(self, participant_id: int, conference_id: int, talking: bool, at: datetime) -> None:
+        if talking:
+            await self.repo.talk_started(conference_id, participant_id, at)
+            self._open[participant_id] = conference_id
+        else:
+            await self._stop_talk(participant_id, at)
+
+    async def _conference_ended(self, conference_id: int, at: datetime) -> None:
+        await self.repo.close_talks(conference_id, at)
+        for participant_id in [p for p, c in self._open.items() if c == conference_id]:
+            del self._open[participant_id]
 
     async def _stop_talk(self, participant_id: int, at: datetime) -> None:
         if self._open.pop(participant_id, None) is not None:

@@ -64,14 +64,14 @@ async def test_hundred_bad_dial_strings_never_originate(engine) -> None:
                                                           + timedelta(hours=2), duration_minutes=10,
                                                           max_participants=5))
     adapter = engine.ami
-    original = adapter.originate
-    originates: list[dict] = []
+    original = adapter.start_originate
+    originates: list[object] = []
 
-    async def counting_originate(**kwargs):
-        originates.append(kwargs)
-        return await original(**kwargs)
+    def counting_start(prepared):
+        originates.append(prepared)
+        return original(prepared)
 
-    adapter.originate = counting_originate  # observe our own adapter: every Originate goes through it
+    adapter.start_originate = counting_start  # observe our own adapter: every Originate leaves through it
     try:
         for number in DIAL_STRINGS:
             with pytest.raises(ValidationError) as info:
@@ -85,7 +85,7 @@ async def test_hundred_bad_dial_strings_never_originate(engine) -> None:
             with pytest.raises(ValidationError):
                 await planning.update(owner, scheduled.id, {"participants": [ParticipantPlan(number)]})
     finally:
-        del adapter.originate
+        del adapter.start_originate
     assert originates == []
     current = await planning.get(owner, running.id)
     assert current.participants == []

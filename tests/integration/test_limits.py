@@ -246,26 +246,31 @@ async def test_a_change_of_the_account_reaches_the_next_immediate_plan(engine, p
     assert not [call for call in pstn.invites(since) if call[0] in set(numbers)]
 
 
-async def test_claims_run_on_connections_of_their_own_and_outlive_losing_them(engine, api_server, pstn) -> None:
-    """The dial-out claims have a small pool of their own (engine/app.py), seen by name in
-    pg_stat_activity; when the server ends those connections, the next start opens another and
-    dials as before."""
-    slots = engine.services.dialout.slots
-    assert slots.pool is not engine.pool and engine.services.dialout.repo.pool is engine.pool
+async def test_claims_and_call_states_run_on_connections_of_their_own_and_outlive_losing_them(
+        engine, api_server, pstn) -> None:
+    """The dial-out claims and the calls' states have small pools of their own (engine/app.py),
+    seen by name in pg_stat_activity, the calls' with generic plans; when the server ends those
+    connections, the next start opens others, dials and stores its callees connected as before."""
+    slots, states = engine.services.dialout.slots, engine.services.dialout.repo
+    assert len({id(slots.pool), id(states.pool), id(engine.pool)}) == 3
+    assert await states.pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    assert await engine.pool.fetchval("SHOW plan_cache_mode") == "auto"
     names = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
     claims = [r["pid"] for r in await engine.pool.fetch(names, "veche-claims")]
-    assert claims, "the claims' connection is open from the start"
-    assert not {r["pid"] for r in await engine.pool.fetch(names, "veche-engine")} & set(claims)
-    for pid in claims:  # as a restart or an administrator would: pg_terminate_backend waits for the exit
+    calls = [r["pid"] for r in await engine.pool.fetch(names, "veche-calls")]
+    assert claims and calls, "each pool's connection is open from the start"
+    assert not {r["pid"] for r in await engine.pool.fetch(names, "veche-engine")} & {*claims, *calls}
+    for pid in claims + calls:  # as a restart or an administrator would: pg_terminate_backend waits for the exit
         assert await engine.pool.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
 
     user = await new_user(engine, api_server)
     numbers = _numbers(2, "100")
-    reply = await user.api.post("/conferences", _body("After the claims' connection was lost", numbers))
+    reply = await user.api.post("/conferences", _body("After the pools' connections were lost", numbers))
     assert reply.status == 201, reply.body
     participants = await wait_until(engine, lambda: _settled(engine, user.account.id, [reply.body["id"]]),
                                     timeout=30, what="both callees settled")
     assert [p.state for p in participants] == ["connected", "connected"], participants
-    now = {r["pid"] for r in await engine.pool.fetch(names, "veche-claims")}
-    assert now and not now & set(claims)
+    for name, lost in (("veche-claims", claims), ("veche-calls", calls)):
+        now = {r["pid"] for r in await engine.pool.fetch(names, name)}
+        assert now and not now & set(lost), name
     assert (await user.api.post(f"/conferences/{reply.body['id']}/end")).status == 200

@@ -82,15 +82,15 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
         account.id, ConferencePlan(subject="fuzz target", start=None, duration_minutes=30, max_participants=50))
 
     adapter = engine.ami
-    original = adapter.originate
-    originates: list[dict[str, Any]] = []
+    original = adapter.start_originate
+    originates: list[Any] = []
 
-    async def counting_originate(**kwargs: Any) -> None:
-        originates.append(kwargs)
-        await original(**kwargs)
+    def counting_start(prepared: Any) -> Any:
+        originates.append(prepared)
+        return original(prepared)
 
     calls_before = engine.services.dialout.originates
-    adapter.originate = counting_originate  # every Originate of the engine goes through the adapter
+    adapter.start_originate = counting_start  # every Originate of the engine leaves through the adapter
     portal = PortalClient(str(api_server.make_url("/")), engine)
     try:
         await portal.login(account.phone)
@@ -128,7 +128,7 @@ async def test_thousand_dial_strings_outside_the_plan_reach_zero_originates(engi
                 "API POST /conferences/{id}/participants": await each(api_adds, add_in_api),
             }
     finally:
-        del adapter.originate
+        del adapter.start_originate
         await portal.close()
 
     for entry_point, statuses in results.items():

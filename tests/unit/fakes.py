@@ -78,11 +78,18 @@ class FakeNode:
             await settled()
 
     async def originate(self, **action: Any) -> None:
+        await self.start_originate(self.prepare_originate(**action))
+
+    def prepare_originate(self, **action: Any) -> dict[str, Any]:
+        return action
+
+    def start_originate(self, action: dict[str, Any]) -> Awaitable[None]:
         self.originates.append(action)
         if action["channel_id"].startswith(ANNOUNCER_PREFIX):  # an announcement plays and hangs up
             self._played.add(asyncio.get_running_loop().create_task(
                 self.emit("Hangup", Uniqueid=action["channel_id"], Cause="16")))
             self._played = {task for task in self._played if not task.done()}
+        return asyncio.sleep(0)
 
     async def getvar(self, channel: str, name: str) -> str:
         self.getvars += 1
@@ -318,6 +325,32 @@ class FakeSlots:
     bound_by: str = "max_concurrent_calls"
     claims: list[SlotRequest] = field(default_factory=list)
     fence: Fence = field(default_factory=lambda: Fence(enabled=False))  # the leader lease's token
+    stored: asyncio.Event | None = None  # given: open_and_claim's statement runs until it is set
+
+    async def open_and_claim(self, fields: dict[str, Any], participants: Sequence[dict[str, Any]],
+                             events: Sequence[LogEntry], *, call_ids: Sequence[str], system_cap: int,
+                             actor: str, rules_stamp: str | None = None) -> tuple[Conference, SlotGrant]:
+        """The conference stored with its participants, the first ``room`` of them calling."""
+        if self.stored is not None:
+            await self.stored.wait()
+        conference = await self.repo.insert_conference(fields, participants, events)
+        free = len(call_ids) if self.room is None else self.room
+        grant = SlotGrant(room=free, bound_by=self.bound_by if free < len(call_ids) else None,
+                          limits={self.bound_by: 3})
+        first = max(self.repo.participants_by_id, default=0) + 1
+        for index, (planned, call_id) in enumerate(zip(participants, call_ids, strict=True)):
+            claimed = index < free
+            added = Participant(id=first + index, conference_id=conference.id, number=planned["number"],
+                                name=planned.get("name") or "", email=planned.get("email"),
+                                role=Role(planned.get("role", Role.GUEST)), origin=Origin.DIALOUT,
+                                state=ParticipantState.CALLING if claimed else ParticipantState.PLANNED,
+                                call_id=call_id if claimed else None, node_id=planned.get("node_id"),
+                                attempts=1 if claimed else 0)
+            self.repo.add(conference, added)
+            if claimed:
+                grant.claimed.append(added)
+        conference = replace(conference, participants=await self.repo.participants(conference.id))
+        return conference, grant
 
     async def claim(self, owner_id: int, conference_id: int, requests: Sequence[SlotRequest], *,
                     system_cap: int, from_states: Sequence[str], actor: str,

@@ -174,6 +174,35 @@ async def test_a_burst_of_originates_is_answered_each_and_the_calls_events_still
     assert received[0].name == "OriginateResponse" and received[0].get("Uniqueid") == ids[0]
 
 
+async def test_originates_prepared_ahead_leave_together_when_started(link) -> None:  # noqa: ANN001
+    """A start prepares its dials while its claim is stored: preparing checks and writes out
+    each Originate and sends nothing; starting them hands all to the socket in one turn, as
+    ``originate`` would, and each answer reaches its own."""
+    adapter, speaker, _ = link
+    ids = [f"vo-{n:016x}" for n in range(100, 105)]
+    prepared = [adapter.prepare_originate(channel_id=i, **ORIGINATE) for i in ids]
+    with pytest.raises(AmiError, match="refusing to originate"):
+        adapter.prepare_originate(channel_id="vo-0123456789abcdef", **{**ORIGINATE, "channel": "PJSIP/trunk/1"})
+    await adapter.action("Ping")
+    assert speaker.originates == [] and adapter._originating == {}
+    accepted = [adapter.start_originate(p) for p in prepared]
+    await asyncio.gather(*accepted)
+    assert [b.split("ChannelId: ")[1].split("\r\n")[0] for b in speaker.originates] == ids
+    assert speaker.originates[0].count("Variable: ") == 2 and adapter._originating == {}
+
+
+async def test_an_originate_prepared_while_the_link_was_up_is_not_sent_on_a_lost_link(link) -> None:  # noqa: ANN001
+    adapter, speaker, _ = link
+    prepared = adapter.prepare_originate(channel_id="vo-0123456789abcdef", **ORIGINATE)
+    speaker.on_originate = "hang up"
+    with pytest.raises(AmiUnavailable):
+        await adapter.start_originate(prepared)
+    speaker.ready.clear()
+    await asyncio.wait_for(speaker.ready.wait(), 5)  # panoramisk logged in again; nothing is replayed
+    assert (await adapter.action("Ping")).get("Response") == "Success"
+    assert len(speaker.originates) == 1
+
+
 async def test_an_originate_asterisk_refuses_raises(link) -> None:  # noqa: ANN001
     adapter, speaker, _ = link
     speaker.on_originate = "refuse"

@@ -93,3 +93,15 @@ def test_the_claims_take_the_pool_given_for_them(tmp_path: Path) -> None:
                            claims_pool=claims)  # type: ignore[arg-type]
     assert split.dialout.slots.pool is claims and split.dialout.repo.pool is shared
 
+
+def test_the_call_states_take_the_pool_given_for_them(tmp_path: Path) -> None:
+    """The dial-out, the tracker and the participant states write on the calls' pool, one
+    repository between them; the rest of the engine keeps the shared pool."""
+    settings = Settings(test_mode=True, run_dir=tmp_path)
+    shared, calls = object(), object()
+    services = build_services(settings, shared, MediaNodes(), IdleAgi(), EventBus(),  # type: ignore[arg-type]
+                              calls_pool=calls)  # type: ignore[arg-type]
+    assert services.dialout.repo is services.calls.repo is services.calls.states.repo
+    assert services.calls.repo.pool is calls
+    assert services.live.repo.pool is shared and services.dialout.slots.pool is shared
+

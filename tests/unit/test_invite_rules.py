@@ -5,16 +5,21 @@ and unanswered calls per VECHE_RETRY_*, the watchdog of a lost outcome, and the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from engine.adapters.asterisk.contract import new_dialin_token
+from engine.config import Settings
 from engine.domain.dialout import retries_for, should_retry
 from engine.domain.errors import Forbidden, RateLimited
 from engine.domain.model import FailureReason, ParticipantState
+from engine.domain.numberplan import NumberPlan
+from engine.domain.planning import AccountLimits, AccountRules
 from engine.services import dialout as dialout_module
-from tests.unit.fakes import Stack, build, conference, count_look_ups, participant, quiet, until
+from tests.unit.fakes import NODE, Stack, build, conference, count_look_ups, participant, quiet, until
 
 NUMBER = "375291234567"
 
@@ -22,7 +27,7 @@ NUMBER = "375291234567"
 @pytest.fixture
 async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     settings = getattr(request, "param", {})
-    built = build(calls_per_second=0, retry_delay_seconds=0, **settings)
+    built = build(**{"calls_per_second": 0, "retry_delay_seconds": 0, **settings})
     await built.start()
     yield built
     await built.stop()
@@ -285,3 +290,64 @@ async def test_a_start_waits_for_its_calls_while_they_progress(stack: Stack, mon
     conference_id = stack.repo.participants_by_id[5].conference_id
     await stack.dialout.settled(conference_id, quiet=quiet, longest=3600)
     assert periods == [quiet]  # callees left ringing: one quiet period
+
+
+RULES = AccountRules(AccountLimits(10, 5, 100), NumberPlan.from_settings(Settings(test_mode=True)), "en")
+
+
+def start_fields() -> dict[str, Any]:
+    """The columns of an immediate conference as planning hands them to its claim."""
+    planned = conference(immediate=True, room="veche-2", language="en")
+    return {f.name: getattr(planned, f.name) for f in dataclasses.fields(planned)
+            if f.name not in ("id", "extended_minutes", "locked", "participants")}
+
+
+def invited(*numbers: str) -> list[dict[str, Any]]:
+    return [{"number": n, "name": "", "email": None, "role": "guest", "node_id": NODE} for n in numbers]
+
+
+def watch_prepared(stack: Stack) -> list[str]:
+    """The call ids of the Originates the node's link prepares, in order."""
+    prepared: list[str] = []
+    original = stack.node.prepare_originate
+
+    def preparing(**action: Any) -> dict[str, Any]:
+        prepared.append(action["channel_id"])
+        return original(**action)
+
+    stack.node.prepare_originate = preparing  # type: ignore[method-assign]
+    return prepared
+
+
+async def test_an_unpaced_start_writes_its_dials_while_its_claim_is_stored_and_sends_only_the_claimed(
+        stack: Stack) -> None:
+    """Every call of the start is durable before the first is sent; the Originates are prepared
+    while the claim's statement runs, and those the limits let through leave once it returned."""
+    stack.slots.stored, stack.slots.room = asyncio.Event(), 2
+    prepared = watch_prepared(stack)
+    claiming = asyncio.ensure_future(stack.dialout.claim_new(
+        start_fields(), invited(NUMBER, "375291234568", "375291234569"), [], rules=RULES))
+    await until(lambda: len(prepared) == 3)
+    assert stack.dialled() == []  # the claim is not stored yet
+    stack.slots.stored.set()
+    started, grant = await claiming
+    assert stack.dialled() == []  # sent by the dispatch, with the attempts in place for their events
+    assert await stack.dialout.dial_claimed(started, grant, RULES) == [p.id for p in grant.claimed]
+    assert [o["channel_id"] for o in stack.dialled()] == [p.call_id for p in grant.claimed] == prepared[:2]
+    assert stack.dialout.originates == 2 and stack.dialout._prepared == {}
+    await until(lambda: stack.repo.participants_by_id[3].state == ParticipantState.FAILED)
+
+
+@pytest.mark.parametrize("stack", [{"calls_per_second": 50}], indirect=True)
+async def test_a_paced_start_checks_and_writes_each_dial_at_its_turn(stack: Stack) -> None:
+    stack.slots.stored = asyncio.Event()
+    prepared = watch_prepared(stack)
+    claiming = asyncio.ensure_future(stack.dialout.claim_new(start_fields(), invited(NUMBER, "375291234568"), [],
+                                                             rules=RULES))
+    await asyncio.sleep(0.01)
+    assert prepared == []
+    stack.slots.stored.set()
+    started, grant = await claiming
+    await stack.dialout.dial_claimed(started, grant, RULES)
+    await until(lambda: len(stack.dialled()) == 2)
+    assert prepared == [p.call_id for p in grant.claimed]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 
 from engine.config import Settings
+from engine.domain import numberplan
 from engine.domain.errors import ValidationError
 from engine.domain.numberplan import GroupRule, NumberPlan, dialout_rules, pattern_regex
 
@@ -79,3 +83,24 @@ def test_a_number_with_separators_is_judged_by_its_digits() -> None:
     with pytest.raises(ValidationError) as info:
         NumberPlan().validate("375 29 100 00 01 2")
     assert "too long" not in str(info.value)
+
+
+def test_digits_are_read_as_the_metadata_parser_reads_them() -> None:
+    """Numbers are classified from their digits without phonenumbers' free-text parser, and
+    every number read that way is the one parse would give; the rest (a trunk prefix after the
+    country code, a leading zero, a length parse refuses) still go through parse."""
+    rng = random.Random(20261127)
+    read = 0
+    for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        for _ in range(40):
+            digits = str(code) + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 16)))
+            try:
+                parsed = phonenumbers.parse("+" + digits)
+            except phonenumbers.NumberParseException:
+                parsed = None
+            direct = numberplan._read_digits(digits)
+            read += direct is not None
+            assert direct is None or direct == parsed, digits
+            assert numberplan._parsed(digits) == parsed, digits
+    assert read > 0.7 * 40 * len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+    assert numberplan._read_digits("375801234567") is None  # Belarus' trunk prefix 8: parse decides

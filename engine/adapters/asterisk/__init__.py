@@ -22,11 +22,11 @@ from engine.adapters.asterisk.events import (
     Talking,
     translate,
 )
-from engine.adapters.asterisk.node import MediaNode, MediaNodes
+from engine.adapters.asterisk.node import MediaNode, MediaNodes, PreparedDial
 
 __all__ = [
     "AmiEvent", "AmiLink", "CallEvent", "CallHungUp", "CallPlaced", "DialOutcome", "LinkChanged", "MediaNode",
     "MediaNodes", "Muted", "NodeBooted", "NodeEvent", "NodeShutdown", "ParticipantJoined", "ParticipantLeft",
-    "RecordingWritten", "Ringing", "RoomEnded", "RoomMember", "RoomStarted", "Talking", "check_channel",
-    "is_channel", "translate",
+    "PreparedDial", "RecordingWritten", "Ringing", "RoomEnded", "RoomMember", "RoomStarted", "Talking",
+    "check_channel", "is_channel", "translate",
 ]

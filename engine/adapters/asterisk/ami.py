@@ -10,6 +10,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from panoramisk import Manager
@@ -203,6 +204,15 @@ def _log_ids(event: AmiEvent) -> dict[str, Any]:
 _EVENT_PREFIX = b"Event: "
 _RESPONSE_PREFIX = b"Response: "
 _SESSION_EVENTS = (b"Event: Shutdown\r\n", b"Event: FullyBooted\r\n")
+
+
+@dataclass(frozen=True)
+class PreparedOriginate:
+    """An Originate checked and encoded by one link (AmiLink.prepare_originate), for that link
+    to send: its ActionID is the link's own."""
+
+    action_id: str
+    data: bytes
 
 
 class _OneSendPerTurn:
@@ -542,6 +552,16 @@ class AmiLink:
                         other_channel_id: str | None = None) -> None:
         """Queue an Originate; its outcome comes later as an OriginateResponse event whose
         Uniqueid is ``channel_id``. Returns once Asterisk accepted it (never replayed)."""
+        await self.start_originate(self.prepare_originate(
+            channel_id=channel_id, channel=channel, context=context, exten=exten, variables=variables,
+            timeout_ms=timeout_ms, caller_id=caller_id, other_channel_id=other_channel_id))
+
+    def prepare_originate(self, *, channel_id: str, channel: str, context: str, exten: str,
+                          variables: dict[str, str], timeout_ms: int, caller_id: str | None = None,
+                          other_channel_id: str | None = None) -> PreparedOriginate:
+        """An Originate checked and written out, to be sent later by ``start_originate``: a
+        conference's start prepares its dials while its durable intent is being stored, and
+        sends them the moment it is. Raises AmiError for anything unsafe, as ``originate``."""
         headers: dict[str, Any] = {
             "Channel": self._check_originate_channel(channel),
             "Context": _check_token(context, "context"),
@@ -557,30 +577,37 @@ class AmiLink:
             headers["OtherChannelId"] = self._check_channel_id(other_channel_id)
         if caller_id:
             headers["CallerID"] = self._check_value(caller_id)
-        self._check_accepted("Originate", await self._send_originate(headers))
-
-    async def _send_originate(self, headers: dict[str, Any]) -> dict[str, Any]:
-        """Write one Originate and wait for its response, beside panoramisk: a conference's start
-        sends a burst of them between its durable intent and its first call, and panoramisk's
-        action objects and the wait per action cost several times the text itself. Like every
-        Originate it is never replayed: a link lost before the answer fails it."""
-        manager = self._manager
-        protocol = manager.protocol if manager is not None else None
-        if not self.connected or protocol is None or protocol.transport is None:
-            raise AmiUnavailable("AMI link to %(node)s is down", node=self.node_id)
         action_id = f"originate-{next(self._originate_ids)}"
         lines = ["Action: Originate"]
         for key, value in headers.items():
             lines.extend(f"{key}: {item}" for item in (value if isinstance(value, list) else [value]))
         lines.append(f"ActionID: {action_id}")
+        return PreparedOriginate(action_id, ("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def start_originate(self, prepared: PreparedOriginate) -> Awaitable[None]:
+        """Send a prepared Originate now (with the rest of this turn's writes), beside panoramisk:
+        a conference's start sends a burst of them between its durable intent and its first
+        call, and panoramisk's action objects and the wait per action cost several times the
+        text itself. ``prepared`` comes from this link's ``prepare_originate``. The returned
+        awaitable ends once Asterisk accepted it (AmiError if it refused or did not answer) and
+        must be awaited. Like every Originate it is never replayed: a link lost before the answer
+        fails it. AmiUnavailable at once when the link is down."""
+        manager = self._manager
+        protocol = manager.protocol if manager is not None else None
+        if not self.connected or protocol is None or protocol.transport is None:
+            raise AmiUnavailable("AMI link to %(node)s is down", node=self.node_id)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._originating[action_id] = future
+        self._originating[prepared.action_id] = future
         self._pending.add(future)
-        protocol.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        late = loop.call_later(self.action_timeout, self._unanswered, action_id)
+        protocol.transport.write(prepared.data)
+        late = loop.call_later(self.action_timeout, self._unanswered, prepared.action_id)
+        return self._accepted(prepared.action_id, future, late)
+
+    async def _accepted(self, action_id: str, future: asyncio.Future[dict[str, Any]],
+                        late: asyncio.TimerHandle) -> None:
         try:
-            return await future
+            self._check_accepted("Originate", await future)
         finally:
             late.cancel()
             self._originating.pop(action_id, None)

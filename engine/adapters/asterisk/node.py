@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from engine.adapters.asterisk import contract
-from engine.adapters.asterisk.ami import AmiEvent, is_channel
+from engine.adapters.asterisk.ami import AmiEvent, PreparedOriginate, is_channel
 from engine.adapters.asterisk.events import (
     AMI_EVENTS,
     CallHungUp,
@@ -27,6 +27,7 @@ from engine.domain.speech import Announcement
 log = logging.getLogger(__name__)
 
 NodeCallback = Callable[[NodeEvent], Awaitable[None] | None]
+PreparedDial = PreparedOriginate  # a dial checked and written out, for MediaNode.start_dial
 PLAY_TIMEOUT_MS = 10000
 
 
@@ -48,6 +49,12 @@ class Link(Protocol):
     async def originate(self, *, channel_id: str, channel: str, context: str, exten: str,
                         variables: dict[str, str], timeout_ms: int, caller_id: str | None = None,
                         other_channel_id: str | None = None) -> None: ...
+
+    def prepare_originate(self, *, channel_id: str, channel: str, context: str, exten: str,
+                          variables: dict[str, str], timeout_ms: int, caller_id: str | None = None,
+                          other_channel_id: str | None = None) -> PreparedOriginate: ...
+
+    def start_originate(self, prepared: PreparedOriginate) -> Awaitable[None]: ...
 
     async def hangup(self, channel: str) -> None: ...
 
@@ -144,12 +151,26 @@ class MediaNode:
                    ring_seconds: int, caller_id: str | None) -> None:
         """Dial ``number`` (through the number plan's ``veche-dialout``) into ``room``; the outcome
         comes as CallPlaced / DialOutcome / Ringing / ParticipantJoined events of ``call_id``."""
-        await self.link.originate(
+        await self.start_dial(self.prepare_dial(call_id, number, room=room, role=role, language=language,
+                                                max_members=max_members, ring_seconds=ring_seconds,
+                                                caller_id=caller_id))
+
+    def prepare_dial(self, call_id: str, number: str, *, room: str, role: Role, language: str, max_members: int,
+                     ring_seconds: int, caller_id: str | None) -> PreparedDial:
+        """``dial`` in two steps: the dial checked and written out now (AmiError if anything in it
+        is unsafe), placed later by ``start_dial``."""
+        return self.link.prepare_originate(
             channel_id=call_id, other_channel_id=f"{call_id}{contract.FAR_LEG_SUFFIX}",
             channel=contract.dialout_channel(number), context=contract.ROOM_CONTEXT, exten=contract.ROOM_EXTEN,
             variables={"VECHE_ROOM": room, contract.PROFILE_VARIABLE: contract.profile_for(role, invited=True),
                        "VECHE_CALL": call_id, "VECHE_LANG": language, "VECHE_MAX_MEMBERS": str(max_members)},
             timeout_ms=(ring_seconds + 5) * 1000, caller_id=caller_id)
+
+    def start_dial(self, prepared: PreparedDial) -> Awaitable[None]:
+        """Place a prepared dial now, with the rest of this turn's; the returned awaitable ends
+        once the node accepted it and must be awaited. AmiUnavailable at once when the node's
+        link is down."""
+        return self.link.start_originate(prepared)
 
     async def play(self, room: str, spoken: Announcement, *, max_members: int,
                    wait_seconds: float | None = None) -> str:

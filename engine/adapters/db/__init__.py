@@ -29,13 +29,14 @@ async def _release(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20, timeout: float = 10.0,
-                      name: str = "veche") -> asyncpg.Pool:
+                      name: str = "veche", settings: dict[str, str] | None = None) -> asyncpg.Pool:
     """Open the pool, or raise ConfigError naming what and where in one line. ``name`` is its
-    connections' ``application_name``: what they serve, in ``pg_stat_activity``."""
+    connections' ``application_name``: what they serve, in ``pg_stat_activity``; ``settings``
+    are further server settings of its sessions."""
     try:
         return await asyncio.wait_for(
             asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30, reset=_release,
-                                server_settings={"application_name": name}),
+                                server_settings={"application_name": name, **(settings or {})}),
             timeout)
     except (TimeoutError, OSError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
