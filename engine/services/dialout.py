@@ -174,7 +174,11 @@ class DialOutService:
             rules_stamp=rules.stamp))
         try:
             await asyncio.sleep(0)  # the claim's statement leaves in this turn
-            prepared = self._prepare(fields, participants, call_ids, rules.number_plan)
+            try:
+                prepared = self._prepare(fields, participants, call_ids, rules.number_plan)
+            except Exception:  # noqa: BLE001 - the claim goes on; its dials go the usual way
+                log.exception("dial-out: the dials of a start could not be prepared")
+                prepared = {}
             conference, grant = await claim
         except BaseException:
             claim.cancel()
