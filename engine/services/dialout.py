@@ -203,10 +203,9 @@ class DialOutService:
         for call_id, participant in zip(call_ids, participants, strict=True):
             try:
                 prepared[call_id] = node.prepare_dial(
-                    call_id, number_plan.validate(participant["number"], "number"), room=fields["room"],
-                    role=Role(participant.get("role", Role.GUEST)), language=fields["language"],
-                    max_members=fields["max_participants"] + ROOM_EXTRA_MEMBERS,
-                    ring_seconds=self.settings.ring_timeout, caller_id=self.settings.access_number)
+                    call_id, number_plan.validate(participant["number"], "number"),
+                    role=Role(participant.get("role", Role.GUEST)),
+                    **self._dial_options(fields["room"], fields["language"], fields["max_participants"]))
             except (AmiError, ValidationError, KeyError, ValueError):
                 continue
         return prepared
@@ -295,6 +294,11 @@ class DialOutService:
         self._count_originate(conference, participant)
         return placed
 
+    def _dial_options(self, room: str, language: str, max_participants: int) -> dict[str, Any]:
+        """What every dial of a conference carries besides its call, number and role."""
+        return {"room": room, "language": language, "max_members": max_participants + ROOM_EXTRA_MEMBERS,
+                "ring_seconds": self.settings.ring_timeout, "caller_id": self.settings.access_number}
+
     def _count_originate(self, conference: Conference, participant: Participant) -> None:
         self.originates += 1
         self.originated.append((conference.owner_id, participant.id))
@@ -315,9 +319,8 @@ class DialOutService:
                 number = number_plan.validate(participant.number, "number")  # checked again right before use
                 self._count_originate(conference, participant)
                 placed = self.nodes.node(conference.node_id).dial(
-                    attempt.call_id, number, room=conference.room, role=participant.role,
-                    language=conference.language, max_members=conference.max_participants + ROOM_EXTRA_MEMBERS,
-                    ring_seconds=self.settings.ring_timeout, caller_id=self.settings.access_number)
+                    attempt.call_id, number, role=participant.role,
+                    **self._dial_options(conference.room, conference.language, conference.max_participants))
             await placed
             self._spawn(self._watchdog(attempt), f"watchdog-{attempt.call_id}")
         except (AmiError, ValidationError) as exc:
