@@ -48,7 +48,7 @@ WATCHDOG_EXTRA_SECONDS = 20.0
 # connected without it.
 RING_LINGER_SECONDS = 0.1
 JOINED_CALLS_KEPT = 10_000  # dial-outs remembered in their rooms, awaiting their hang-ups
-PREPARED_STARTS_KEPT = 100  # starts whose prepared dials wait for dial_claimed (one each, for a moment)
+LAUNCHED_STARTS_KEPT = 100  # starts whose placed calls wait for dial_claimed (one each, for a moment)
 COUNTS_PURGE_SECONDS = 60.0  # the per-minute limit's old dial-out counts are deleted this often
 
 
@@ -67,8 +67,7 @@ class DialAttempt:
     dial_cause: int | None = None
     hangup_cause: int | None = None
     outcome: asyncio.Event = field(default_factory=asyncio.Event)  # the dialplan's result came
-    resolved: asyncio.Event = field(default_factory=asyncio.Event)  # joined the room or failed
-    finished: bool = False
+    finished: bool = False  # joined the room, failed or forgotten
     participant: Participant | None = None  # as the claim stored it (who the call is for)
 
 
@@ -94,7 +93,9 @@ class DialOutService:
         self.originated: deque[tuple[int | None, int]] = deque(maxlen=10000)  # (owner, participant), in order
         self.max_concurrent_calls = self.settings.max_concurrent_calls  # system-wide cap
         self._tasks: set[asyncio.Task] = set()
-        self._prepared: dict[int, dict[str, PreparedDial]] = {}  # conference id -> its claimed dials, by call id
+        self._watches: dict[str, asyncio.TimerHandle] = {}  # call id -> its watchdog's timer (_watch)
+        # conference id -> the calls claim_new placed, until dial_claimed tells of them
+        self._launched: dict[int, list[tuple[Participant, DialAttempt]]] = {}
         # Calls that start ringing together (a dial-out's burst) are stored ringing in one
         # statement, after RING_LINGER_SECONDS; a call that joins meanwhile is not stored ringing
         # at all (connected supersedes it).
@@ -112,6 +113,9 @@ class DialOutService:
 
     async def stop(self) -> None:
         await self._housekeeper.stop()
+        for handle in self._watches.values():
+            handle.cancel()
+        self._watches.clear()
         for task in list(self._tasks):
             task.cancel()
         await self._ring_writes.close()
@@ -162,10 +166,11 @@ class DialOutService:
                         rules: AccountRules, actor: str = "engine") -> tuple[Conference, SlotGrant]:
         """Store an immediate conference, running, and claim a slot for each of its participants
         within the limits, in one transaction (CallSlotRepository.open_and_claim): every call it
-        will make is durable before the first is sent (``dial_claimed`` sends them). Unpaced, the
-        dials are prepared while PostgreSQL runs the statement, so that they leave the moment it
-        returns. Raises as ConferenceRepository.insert_conference does; Forbidden for a blocked
-        account; StaleRules when ``rules`` changed since they were read."""
+        will make is durable before the first is sent. Unpaced, the dials are prepared while
+        PostgreSQL runs the statement and leave the moment it returns, before the start's
+        bookkeeping; ``dial_claimed`` then tells of them and fails what the limits left out.
+        Raises as ConferenceRepository.insert_conference does; Forbidden for a blocked account;
+        StaleRules when ``rules`` changed since they were read."""
         if rules.blocked:
             raise Forbidden("the account is blocked")
         call_ids = [new_dialout_id() for _ in participants]
@@ -183,11 +188,9 @@ class DialOutService:
         except BaseException:
             claim.cancel()
             raise
-        if prepared:
-            claimed = {participant.call_id for participant in grant.claimed}
-            if len(self._prepared) >= PREPARED_STARTS_KEPT:  # starts that never reached dial_claimed
-                self._prepared.clear()
-            self._prepared[conference.id] = {call_id: dial for call_id, dial in prepared.items() if call_id in claimed}
+        if len(self._launched) >= LAUNCHED_STARTS_KEPT:  # starts that never reached dial_claimed
+            self._launched.clear()
+        self._launched[conference.id] = self._launch(conference, grant, rules.number_plan, prepared)
         return conference, grant
 
     def _prepare(self, fields: dict[str, Any], participants: list[dict[str, Any]], call_ids: list[str],
@@ -237,8 +240,9 @@ class DialOutService:
 
     async def _dispatch(self, conference: Conference, wanted: list[Participant], grant: SlotGrant,
                         number_plan: NumberPlan, *, strict_rate: bool) -> list[int]:
-        """After a claim: each claimed call's dial is spawned, the console hears of each
-        ('calling') once the unpaced Originates are on their way, then the bus's asynchronous
+        """After a claim: each claimed call is placed and followed (unless claim_new did so
+        already), the console hears of each ('calling') once the unpaced Originates are on their
+        way, then the bus's asynchronous
         listeners run while Asterisk places the calls; the participants the limits left out fail
         (or, ``strict_rate``, the whole request is refused)."""
         if grant.bound_by is not None:
@@ -248,21 +252,13 @@ class DialOutService:
             log.info("conference %s: dial-outs limited by %s (%s)", conference.id, grant.bound_by, detail)
             if strict_rate:
                 raise limit_refusal(grant.bound_by, grant.limits.get(grant.bound_by, 0), grant.room)
-        self.states.remember(conference)
-        prepared = self._prepared.pop(conference.id, {})
-        dials: list[tuple[Participant, DialAttempt]] = []
-        for updated in grant.claimed:
-            attempt = DialAttempt(updated.call_id or "", updated.id, conference.id, conference.owner_id,
-                                  conference.node_id, participant=updated)
-            self.attempts[attempt.call_id] = attempt
-            self.states.track_call(attempt.call_id)
-            dials.append((updated, attempt))
-            placed = self._place_prepared(conference, updated, prepared.get(attempt.call_id))
-            self._spawn(self._dial_one(conference, updated, attempt, number_plan, placed), f"dial-{updated.id}")
-        # Two turns of the loop before the console hears of any call: the link writes what one
-        # turn handed it at the start of the next (one write for the whole burst); a prepared
-        # dial was handed to it above, any other takes its first step in the first turn, so
-        # after the second the Originates are with Asterisk, and telling 100 'calling' states
+        dials = self._launched.pop(conference.id, None)
+        if dials is None:
+            dials = self._launch(conference, grant, number_plan, {})
+        # Two turns of the loop before the console hears of any call: prepared dials left in
+        # _launch, any other takes its first step in the first turn, and the link writes what
+        # one turn handed it at the start of the next (one write for the whole burst), so after
+        # the second the Originates are with Asterisk, and telling 100 'calling' states
         # (3-5 ms) no longer holds them back. Nothing a dial does can be told before its
         # 'calling': an outcome comes from Asterisk or the database, later still.
         await asyncio.sleep(0)
@@ -279,6 +275,27 @@ class DialOutService:
                                                   detail={"why": LIMIT_WHY[grant.bound_by]},
                                                   only_states=DIALABLE_STATES)
         return [updated.id for updated, _ in dials]
+
+    def _launch(self, conference: Conference, grant: SlotGrant, number_plan: NumberPlan,
+                 prepared: dict[str, PreparedDial]) -> list[tuple[Participant, DialAttempt]]:
+        """Place and follow each claimed call: the dials prepared during the claim leave the
+        socket together, now; any other takes its turn at the pacer in its task."""
+        placed = {participant.call_id: self._place_prepared(conference, participant,
+                                                            prepared.get(participant.call_id or ""))
+                  for participant in grant.claimed}
+        if any(placed.values()):
+            self.nodes.node(conference.node_id).send_now()
+        self.states.remember(conference)
+        dials: list[tuple[Participant, DialAttempt]] = []
+        for updated in grant.claimed:
+            attempt = DialAttempt(updated.call_id or "", updated.id, conference.id, conference.owner_id,
+                                  conference.node_id, participant=updated)
+            self.attempts[attempt.call_id] = attempt
+            self.states.track_call(attempt.call_id)
+            dials.append((updated, attempt))
+            self._spawn(self._dial_one(conference, updated, attempt, number_plan, placed[updated.call_id]),
+                        f"dial-{updated.id}")
+        return dials
 
     def _place_prepared(self, conference: Conference, participant: Participant,
                         prepared: PreparedDial | None) -> Awaitable[None] | None:
@@ -322,7 +339,7 @@ class DialOutService:
                     attempt.call_id, number, role=participant.role,
                     **self._dial_options(conference.room, conference.language, conference.max_participants))
             await placed
-            self._spawn(self._watchdog(attempt), f"watchdog-{attempt.call_id}")
+            self._watch(attempt)
         except (AmiError, ValidationError) as exc:
             log.warning("dial-out of participant %s failed: %s", participant.id, exc)
             self.attempts.pop(attempt.call_id, None)
@@ -330,20 +347,36 @@ class DialOutService:
             await self.states.mark_failed(participant, attempt.owner_id, reason, None, detail={"error": str(exc)},
                                           only_states=IN_CALL_STATES)
 
-    async def _watchdog(self, attempt: DialAttempt) -> None:
+    def _watch(self, attempt: DialAttempt) -> None:
         """An attempt whose outcome never arrived (events lost with the AMI link) must not stay
-        'calling' forever: once its time is well over and its call is gone, it failed."""
-        limit = self.settings.ring_timeout + WATCHDOG_EXTRA_SECONDS
-        while self.attempts.get(attempt.call_id) is attempt:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(attempt.resolved.wait(), limit)
-            if self.attempts.get(attempt.call_id) is not attempt or attempt.resolved.is_set():
-                return
-            if await self.nodes.node(attempt.node_id).call_alive(attempt.call_id):
-                continue  # answered, in the room or on its way
-            log.warning("dial-out %s: no outcome seen, call gone; marking it failed", attempt.call_id)
-            await self._finish_attempt(attempt, wait_for_detail=False)
+        'calling' forever: once its time is well over, its call is looked for, and if the call is
+        gone the attempt failed. A timer per call, not a task: a burst puts hundreds in flight at
+        once, and their waiting costs nothing while Asterisk places them."""
+        handle = asyncio.get_running_loop().call_later(self.settings.ring_timeout + WATCHDOG_EXTRA_SECONDS,
+                                                       self._watch_due, attempt)
+        self._watches[attempt.call_id] = handle
+
+    def _watch_due(self, attempt: DialAttempt) -> None:
+        self._watches.pop(attempt.call_id, None)
+        if self.attempts.get(attempt.call_id) is attempt and not attempt.finished:
+            self._spawn(self._look_for_call(attempt), f"watchdog-{attempt.call_id}")
+
+    def _resolve(self, attempt: DialAttempt) -> None:
+        """The attempt is over (joined, failed or forgotten): its watchdog has nothing to watch."""
+        attempt.finished = True
+        handle = self._watches.pop(attempt.call_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _look_for_call(self, attempt: DialAttempt) -> None:
+        if await self.nodes.node(attempt.node_id).call_alive(attempt.call_id):
+            if self.attempts.get(attempt.call_id) is attempt and not attempt.finished:
+                self._watch(attempt)  # answered, in the room or on its way
             return
+        if self.attempts.get(attempt.call_id) is not attempt or attempt.finished:
+            return
+        log.warning("dial-out %s: no outcome seen, call gone; marking it failed", attempt.call_id)
+        await self._finish_attempt(attempt, wait_for_detail=False)
 
     async def _finish_attempt(self, attempt: DialAttempt, wait_for_detail: bool) -> None:
         """The dial failed: record why, once, after the dialplan's result had a chance to come."""
@@ -354,8 +387,7 @@ class DialOutService:
                 await asyncio.wait_for(attempt.outcome.wait(), OUTCOME_GRACE_SECONDS)
         if attempt.finished:
             return
-        attempt.finished = True
-        attempt.resolved.set()
+        self._resolve(attempt)
         self.attempts.pop(attempt.call_id, None)
         self.states.untrack_call(attempt.call_id)
         reason, cause = failure_from(attempt.dial_status, attempt.dial_cause, attempt.originate_reason,
@@ -389,8 +421,7 @@ class DialOutService:
         no retry, and a dial still waiting for its slot is not sent."""
         attempt = self.attempts.pop(call_id or "", None)
         if attempt is not None:
-            attempt.finished = True
-            attempt.resolved.set()
+            self._resolve(attempt)
 
     # ----------------------------------------------------------------- outcomes
 
@@ -427,8 +458,7 @@ class DialOutService:
             attempt = self.attempts.pop(event.call_id, None)
             if attempt is not None:
                 self._ring_writes.withdraw(attempt.participant_id)
-                attempt.finished = True
-                attempt.resolved.set()
+                self._resolve(attempt)
                 if len(self._joined_calls) >= JOINED_CALLS_KEPT:  # hang-ups lost with a link: start afresh
                     self._joined_calls.clear()
                 self._joined_calls.add(event.call_id)
@@ -448,7 +478,7 @@ class DialOutService:
         owner_id = await self.states.owner_of(participant.conference_id)
         attempt = DialAttempt(call_id, participant.id, participant.conference_id, owner_id, node_id)
         self.attempts[call_id] = attempt
-        self._spawn(self._watchdog(attempt), f"watchdog-{call_id}")
+        self._watch(attempt)
         log.info("adopted dial-out %s of participant %s (started by a previous engine)", call_id, participant.id)
         return attempt
 

@@ -48,6 +48,7 @@ class FakeNode:
         self.originates: list[dict[str, Any]] = []
         self.hangups: list[str] = []
         self.live_channels: set[str] = set()  # what getvar finds (the watchdog's question)
+        self.sends_now = 0  # bursts sent at once (send_now)
         self.getvars = 0
         self.variables: dict[tuple[str, str], str] = {}
         self.members: list[dict[str, str]] = []
@@ -90,6 +91,9 @@ class FakeNode:
                 self.emit("Hangup", Uniqueid=action["channel_id"], Cause="16")))
             self._played = {task for task in self._played if not task.done()}
         return asyncio.sleep(0)
+
+    def send_now(self) -> None:
+        self.sends_now += 1
 
     async def getvar(self, channel: str, name: str) -> str:
         self.getvars += 1

@@ -177,7 +177,7 @@ async def test_a_burst_of_originates_is_answered_each_and_the_calls_events_still
 async def test_originates_prepared_ahead_leave_together_when_started(link) -> None:  # noqa: ANN001
     """A start prepares its dials while its claim is stored: preparing checks and writes out
     each Originate and sends nothing; starting them hands all to the socket in one turn, as
-    ``originate`` would, and each answer reaches its own."""
+    ``originate`` would, ``send_now`` writes them at once, and each answer reaches its own."""
     adapter, speaker, _ = link
     ids = [f"vo-{n:016x}" for n in range(100, 105)]
     prepared = [adapter.prepare_originate(channel_id=i, **ORIGINATE) for i in ids]
@@ -186,6 +186,10 @@ async def test_originates_prepared_ahead_leave_together_when_started(link) -> No
     await adapter.action("Ping")
     assert speaker.originates == [] and adapter._originating == {}
     accepted = [adapter.start_originate(p) for p in prepared]
+    socket = adapter._manager.protocol.transport
+    assert len(socket._pending) == 5  # handed over, to be written at the next turn ...
+    adapter.send_now()
+    assert socket._pending == []  # ... or now, in one write
     await asyncio.gather(*accepted)
     assert [b.split("ChannelId: ")[1].split("\r\n")[0] for b in speaker.originates] == ids
     assert speaker.originates[0].count("Variable: ") == 2 and adapter._originating == {}

@@ -62,6 +62,7 @@ async def test_dial_sends_one_originate_through_the_dialout_context(stack: Stack
 
 async def test_ringing_connected_then_left(stack: Stack) -> None:
     call_id = await dial_one(stack)
+    await until(lambda: call_id in stack.dialout._watches)  # placed: its watchdog's timer runs
     await stack.node.emit("DialBegin", Uniqueid=f"{call_id}-2")
     await until(lambda: stack.states() == {1: "ringing"})  # stored once the burst's ringing is written
     await stack.node.emit("OriginateResponse", Uniqueid=call_id, Response="Success", Reason="4")
@@ -69,6 +70,7 @@ async def test_ringing_connected_then_left(stack: Stack) -> None:
                           Conference="veche-1", Muted="no")
     assert stack.states() == {1: "connected"}
     assert call_id not in stack.dialout.attempts  # the attempt is over: no outcome, no watchdog
+    assert stack.dialout._watches == {}
     await stack.node.emit("ConfbridgeLeave", Uniqueid=call_id, Conference="veche-1")
     assert stack.states() == {1: "left"}
     assert [e.data.get("state") for e in stack.published] == ["calling", "ringing", "connected", "left"]
@@ -331,10 +333,12 @@ async def test_an_unpaced_start_writes_its_dials_while_its_claim_is_stored_and_s
     assert stack.dialled() == []  # the claim is not stored yet
     stack.slots.stored.set()
     started, grant = await claiming
-    assert stack.dialled() == []  # sent by the dispatch, with the attempts in place for their events
-    assert await stack.dialout.dial_claimed(started, grant, RULES) == [p.id for p in grant.claimed]
+    # sent together the moment the claim returned, each followed before any event can come
     assert [o["channel_id"] for o in stack.dialled()] == [p.call_id for p in grant.claimed] == prepared[:2]
-    assert stack.dialout.originates == 2 and stack.dialout._prepared == {}
+    assert stack.node.sends_now == 1
+    assert all(p.call_id in stack.dialout.attempts for p in grant.claimed)
+    assert await stack.dialout.dial_claimed(started, grant, RULES) == [p.id for p in grant.claimed]
+    assert stack.dialout.originates == 2 and stack.dialout._launched == {}
     await until(lambda: stack.repo.participants_by_id[3].state == ParticipantState.FAILED)
 
 

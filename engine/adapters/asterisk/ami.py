@@ -228,10 +228,11 @@ class _OneSendPerTurn:
 
     def write(self, data: bytes) -> None:
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._pending.append(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write this turn's writes now."""
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
@@ -239,7 +240,7 @@ class _OneSendPerTurn:
                 self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -603,6 +604,15 @@ class AmiLink:
         protocol.transport.write(prepared.data)
         late = loop.call_later(self.action_timeout, self._unanswered, prepared.action_id)
         return self._accepted(prepared.action_id, future, late)
+
+    def send_now(self) -> None:
+        """Write what this turn handed the socket now rather than at the start of the next turn:
+        a start's burst of Originates leaves before the start's own bookkeeping."""
+        manager = self._manager
+        protocol = manager.protocol if manager is not None else None
+        transport = protocol.transport if protocol is not None else None
+        if isinstance(transport, _OneSendPerTurn):
+            transport.flush()
 
     async def _accepted(self, action_id: str, future: asyncio.Future[dict[str, Any]],
                         late: asyncio.TimerHandle) -> None:

@@ -56,6 +56,8 @@ class Link(Protocol):
 
     def start_originate(self, prepared: PreparedOriginate) -> Awaitable[None]: ...
 
+    def send_now(self) -> None: ...
+
     async def hangup(self, channel: str) -> None: ...
 
     async def getvar(self, channel: str, variable: str) -> str: ...
@@ -171,6 +173,10 @@ class MediaNode:
         once the node accepted it and must be awaited. AmiUnavailable at once when the node's
         link is down."""
         return self.link.start_originate(prepared)
+
+    def send_now(self) -> None:
+        """Send the dials placed in this turn now (``start_dial`` sends them at the next turn)."""
+        self.link.send_now()
 
     async def play(self, room: str, spoken: Announcement, *, max_members: int,
                    wait_seconds: float | None = None) -> str:
