@@ -242,9 +242,8 @@ class DialOutService:
                         number_plan: NumberPlan, *, strict_rate: bool) -> list[int]:
         """After a claim: each claimed call is placed and followed (unless claim_new did so
         already), the console hears of each ('calling') once the unpaced Originates are on their
-        way, then the bus's asynchronous
-        listeners run while Asterisk places the calls; the participants the limits left out fail
-        (or, ``strict_rate``, the whole request is refused)."""
+        way, then the bus's asynchronous listeners run while Asterisk places the calls; the
+        participants the limits left out fail (or, ``strict_rate``, the whole request is refused)."""
         if grant.bound_by is not None:
             detail = f"{len(wanted)} wanted, {grant.room} left"
             if grant.bound_by != "system_concurrent_calls":
@@ -279,15 +278,20 @@ class DialOutService:
     def _launch(self, conference: Conference, grant: SlotGrant, number_plan: NumberPlan,
                  prepared: dict[str, PreparedDial]) -> list[tuple[Participant, DialAttempt]]:
         """Place and follow each claimed call: the dials prepared during the claim leave the
-        socket together, now; any other takes its turn at the pacer in its task."""
+        socket together, now; any other takes its turn at the pacer in its task. A call already
+        followed is never placed again (its call id is dialled once)."""
+        fresh = [participant for participant in grant.claimed if participant.call_id not in self.attempts]
         placed = {participant.call_id: self._place_prepared(conference, participant,
                                                             prepared.get(participant.call_id or ""))
-                  for participant in grant.claimed}
+                  for participant in fresh}
         if any(placed.values()):
             self.nodes.node(conference.node_id).send_now()
         self.states.remember(conference)
         dials: list[tuple[Participant, DialAttempt]] = []
         for updated in grant.claimed:
+            if updated.call_id not in placed:
+                dials.append((updated, self.attempts[updated.call_id or ""]))
+                continue
             attempt = DialAttempt(updated.call_id or "", updated.id, conference.id, conference.owner_id,
                                   conference.node_id, participant=updated)
             self.attempts[attempt.call_id] = attempt
@@ -354,6 +358,9 @@ class DialOutService:
         once, and their waiting costs nothing while Asterisk places them."""
         handle = asyncio.get_running_loop().call_later(self.settings.ring_timeout + WATCHDOG_EXTRA_SECONDS,
                                                        self._watch_due, attempt)
+        earlier = self._watches.pop(attempt.call_id, None)
+        if earlier is not None:
+            earlier.cancel()
         self._watches[attempt.call_id] = handle
 
     def _watch_due(self, attempt: DialAttempt) -> None:

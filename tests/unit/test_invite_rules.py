@@ -342,6 +342,15 @@ async def test_an_unpaced_start_writes_its_dials_while_its_claim_is_stored_and_s
     await until(lambda: stack.repo.participants_by_id[3].state == ParticipantState.FAILED)
 
 
+async def test_a_start_whose_placed_calls_were_forgotten_never_dials_them_twice(stack: Stack) -> None:
+    started, grant = await stack.dialout.claim_new(start_fields(), invited(NUMBER, "375291234568"), [], rules=RULES)
+    assert len(stack.dialled()) == 2
+    stack.dialout._launched.clear()  # as when more starts than LAUNCHED_STARTS_KEPT never reached dial_claimed
+    assert await stack.dialout.dial_claimed(started, grant, RULES) == [p.id for p in grant.claimed]
+    await asyncio.sleep(0.01)
+    assert len(stack.dialled()) == 2 and stack.dialout.originates == 2
+
+
 @pytest.mark.parametrize("stack", [{"calls_per_second": 50}], indirect=True)
 async def test_a_paced_start_checks_and_writes_each_dial_at_its_turn(stack: Stack) -> None:
     stack.slots.stored = asyncio.Event()
