@@ -249,8 +249,9 @@ class Engine:
         # written on connections of their own too: the last join of a start stands between its
         # calls and their being stored connected. Every statement there finds its row by id,
         # call id or room, so a generic plan serves each from its first execution, and the
-        # connections keep them prepared (bench/README.md, dial-out, fourteenth round).
-        self._calls_pool = await create_pool(settings.database_url, min_size=1, max_size=CALL_STATE_CONNECTIONS,
+        # connections keep them prepared (bench/README.md, dial-out, fourteenth round). Two are
+        # always open: a burst's last join is written beside the rest of its burst.
+        self._calls_pool = await create_pool(settings.database_url, min_size=2, max_size=CALL_STATE_CONNECTIONS,
                                              name="veche-calls", settings={"plan_cache_mode": "force_generic_plan"})
         await self._connect_nodes()
         self.agi = AgiServer(settings.agi_host, settings.agi_port, settings.agi_secret,

@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 ANNOUNCE_TIMEOUT_SECONDS = 30.0  # an announcement is a few seconds; never hold an end longer
 # How long a join waits for the rest of its burst while dial-outs are in flight: a burst's joins
 # come a few ms apart when Asterisk is busy, each statement wakes PostgreSQL on the cores Asterisk
-# needs, and the console's 'connected' may come a moment late; the last call in flight ends the wait.
+# needs, and the console's 'connected' may come a moment late; the call before the last one in
+# flight ends the wait, and the last is written on its own at once.
 JOIN_LINGER_SECONDS = 0.03
 REJOIN_TIMEOUT = 10.0  # how long a call moved back into its room may take to re-enter
 CAUSE_LINGER_SECONDS = 0.01  # nothing waits for a hang-up cause: it waits for the rest of its ending
@@ -74,11 +75,12 @@ class CallService:
         self._in_room: dict[str, Participant] = {}  # call_id -> its participant, from its join until it leaves
         self._gone: dict[str, Participant] = {}  # call_id -> its participant as stored left, until its hang-up
         self._rejoining: dict[str, asyncio.Future] = {}  # call_id -> its re-entry (role change)
-        # calls that join together (a dial-out's burst) are stored connected in one statement:
-        # while dial-outs are still being placed a join waits up to JOIN_LINGER_SECONDS for the
-        # rest of its burst, and the last call of a burst is written at once
+        # calls that join together (a dial-out's burst) are stored connected together: while
+        # dial-outs are still being placed a join waits up to JOIN_LINGER_SECONDS for the rest of
+        # its burst; the one before the last ends the wait, so the join a start's last
+        # 'connected' waits for is one row, written at once beside the rest of the burst
         self._joins: Coalescer[int, Joined, Participant | None] = Coalescer(
-            self.repo.mark_joined, missing=None, linger=JOIN_LINGER_SECONDS, linger_while=dialout.placing)
+            self.repo.mark_joined, missing=None, linger=JOIN_LINGER_SECONDS, coming=dialout.calls_in_flight)
         # the hang-up causes of calls that left their rooms together (a conference ending), in one statement
         self._causes: Coalescer[int, int, bool] = Coalescer(self._store_causes, missing=False,
                                                              linger=CAUSE_LINGER_SECONDS)

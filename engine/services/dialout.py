@@ -213,9 +213,9 @@ class DialOutService:
                 continue
         return prepared
 
-    def placing(self) -> bool:
-        """Whether some dial-out is still being placed (neither in its room nor ended)."""
-        return bool(self.attempts)
+    def calls_in_flight(self) -> int:
+        """How many dial-outs are still being placed (neither in their rooms nor ended)."""
+        return len(self.attempts)
 
     async def settled(self, conference_id: int, quiet: float, longest: float) -> None:
         """Wait while the conference's dial-outs in flight progress, looking every ``quiet``

@@ -89,25 +89,55 @@ async def test_a_lingering_write_takes_the_whole_burst_and_leaves_out_what_was_w
     assert writes == [[1, 3]]  # nothing left to write: no empty write
 
 
-async def test_a_write_lingers_only_while_more_is_coming_and_the_last_item_ends_the_wait() -> None:
-    writes: list[list[int]] = []
-    more_coming = True
+async def test_a_write_lingers_while_more_than_one_is_coming_and_the_last_item_is_written_alone_at_once() -> None:
+    started: list[list[int]] = []
+    gate = asyncio.Event()
+    coming = 3
 
     async def write(batch: dict[int, None]) -> dict[int, bool]:
-        writes.append(sorted(batch))
+        started.append(sorted(batch))
+        if len(batch) > 1:
+            await gate.wait()  # the burst's write is still in flight when its last item comes
         return dict.fromkeys(batch, True)
 
-    # a linger far longer than the test may take: only the last item can end it in time
-    coalescer: Coalescer[int, None, bool] = Coalescer(write, missing=False, linger=600.0,
-                                                      linger_while=lambda: more_coming)
+    # a linger far longer than the test may take: only the items can end it in time
+    coalescer: Coalescer[int, None, bool] = Coalescer(write, missing=False, linger=600.0, coming=lambda: coming)
     first = asyncio.ensure_future(coalescer.submit(1, None))
     await asyncio.sleep(0)  # the submitter starts the write...
     await asyncio.sleep(0)  # ...which, more coming, waits for company
-    assert coalescer.waiting(1) and writes == []
-    more_coming = False
-    last = asyncio.ensure_future(coalescer.submit(2, None))
-    assert await asyncio.wait_for(asyncio.gather(first, last), 10) == [True, True]
-    assert writes == [[1, 2]]
+    coming = 2
+    second = asyncio.ensure_future(coalescer.submit(2, None))
+    await asyncio.sleep(0)
+    assert coalescer.waiting(1) and coalescer.waiting(2) and started == []
+    coming = 1  # the item before the last ends the wait
+    third = asyncio.ensure_future(coalescer.submit(3, None))
+    for _ in range(20):  # the wait ends a few loop turns later, without the linger's timer
+        await asyncio.sleep(0)
+    assert started == [[1, 2, 3]]
+    coming = 0  # the last is written at once, beside the burst's write, and does not wait for it
+    assert await asyncio.wait_for(coalescer.submit(4, None), 10) is True
+    assert started == [[1, 2, 3], [4]] and not first.done()
+    # a key whose write is in flight waits for that write to end before it is written again
+    again = asyncio.ensure_future(coalescer.submit(2, None))
+    await asyncio.sleep(0)
+    assert coalescer.waiting(2) and started == [[1, 2, 3], [4]]
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(first, second, third, again), 10) == [True] * 4
+    assert started == [[1, 2, 3], [4], [2]]
     # nothing more coming: the next item is written at once, without the linger
-    assert await asyncio.wait_for(coalescer.submit(3, None), 10) is True
-    assert writes == [[1, 2], [3]]
+    assert await asyncio.wait_for(coalescer.submit(5, None), 10) is True
+    assert started[-1] == [5]
+
+
+async def test_closing_cancels_the_submitters_of_the_writes_in_flight() -> None:
+    async def write(batch: dict[int, None]) -> dict[int, bool]:
+        await asyncio.Event().wait()
+        return {}
+
+    coalescer: Coalescer[int, None, bool] = Coalescer(write, missing=False)
+    waiter = asyncio.ensure_future(coalescer.submit(1, None))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    await coalescer.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiter, 10)
