@@ -25,7 +25,8 @@ class Coalescer(Generic[Key, Item, Result]):
     way: a write waits for company only while more than one is, so the item before the last ends
     the wait, and the last is written alone and at once, beside a write still in flight if need
     be (its keys are not in that write). The write that a burst's last item waits for is then one
-    row, not the whole burst."""
+    row, not the whole burst. At most one such write runs beside the writer's: items that come
+    while both run (calls joining with no dial-out in flight) go into the writer's next write."""
 
     def __init__(self, write: Callable[[dict[Key, Item]], Awaitable[dict[Key, Result]]], missing: Result, *,
                  linger: float = 0.0, coming: Callable[[], int] | None = None) -> None:
@@ -65,7 +66,7 @@ class Coalescer(Generic[Key, Item, Result]):
             if self._lingering is not None:
                 if still_coming <= 1 and not self._lingering.done():
                     self._lingering.set_result(None)
-            elif still_coming == 0 and self._writing:
+            elif still_coming == 0 and self._writing and not self._asides:
                 self._write_aside()
         return await asyncio.shield(queued[1])
 

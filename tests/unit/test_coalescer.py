@@ -91,39 +91,53 @@ async def test_a_lingering_write_takes_the_whole_burst_and_leaves_out_what_was_w
 
 async def test_a_write_lingers_while_more_than_one_is_coming_and_the_last_item_is_written_alone_at_once() -> None:
     started: list[list[int]] = []
-    gate = asyncio.Event()
+    gates = {1: asyncio.Event(), 6: asyncio.Event()}  # writes held in flight, by their first key
     coming = 3
 
     async def write(batch: dict[int, None]) -> dict[int, bool]:
         started.append(sorted(batch))
-        if len(batch) > 1:
-            await gate.wait()  # the burst's write is still in flight when its last item comes
+        gate = gates.get(min(batch))
+        if gate is not None:
+            await gate.wait()
         return dict.fromkeys(batch, True)
+
+    async def turns() -> None:  # what a few loop turns settle (no timer in this test can)
+        for _ in range(20):
+            await asyncio.sleep(0)
 
     # a linger far longer than the test may take: only the items can end it in time
     coalescer: Coalescer[int, None, bool] = Coalescer(write, missing=False, linger=600.0, coming=lambda: coming)
     first = asyncio.ensure_future(coalescer.submit(1, None))
-    await asyncio.sleep(0)  # the submitter starts the write...
-    await asyncio.sleep(0)  # ...which, more coming, waits for company
+    await turns()  # the write waits for company: more are coming
     coming = 2
     second = asyncio.ensure_future(coalescer.submit(2, None))
-    await asyncio.sleep(0)
+    await turns()
     assert coalescer.waiting(1) and coalescer.waiting(2) and started == []
     coming = 1  # the item before the last ends the wait
     third = asyncio.ensure_future(coalescer.submit(3, None))
-    for _ in range(20):  # the wait ends a few loop turns later, without the linger's timer
-        await asyncio.sleep(0)
+    await turns()
     assert started == [[1, 2, 3]]
     coming = 0  # the last is written at once, beside the burst's write, and does not wait for it
     assert await asyncio.wait_for(coalescer.submit(4, None), 10) is True
     assert started == [[1, 2, 3], [4]] and not first.done()
-    # a key whose write is in flight waits for that write to end before it is written again
+    await turns()
+    # at most one write beside the writer's: while both run, an item waits
+    beside = asyncio.ensure_future(coalescer.submit(6, None))
+    await turns()
+    later = asyncio.ensure_future(coalescer.submit(7, None))
+    await turns()
+    assert started == [[1, 2, 3], [4], [6]] and coalescer.waiting(7)
+    gates[6].set()
+    assert await asyncio.wait_for(beside, 10) is True
+    await turns()
+    # a key whose write is in flight is not written beside it; the next item goes beside the
+    # writer's write again, with what waited
     again = asyncio.ensure_future(coalescer.submit(2, None))
-    await asyncio.sleep(0)
-    assert coalescer.waiting(2) and started == [[1, 2, 3], [4]]
-    gate.set()
+    assert await asyncio.wait_for(later, 10) is True
+    assert started == [[1, 2, 3], [4], [6], [7]] and coalescer.waiting(2)
+    gates[1].set()
     assert await asyncio.wait_for(asyncio.gather(first, second, third, again), 10) == [True] * 4
-    assert started == [[1, 2, 3], [4], [2]]
+    assert started == [[1, 2, 3], [4], [6], [7], [2]]
     # nothing more coming: the next item is written at once, without the linger
     assert await asyncio.wait_for(coalescer.submit(5, None), 10) is True
     assert started[-1] == [5]
