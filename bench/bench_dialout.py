@@ -57,14 +57,21 @@ WARM_UP_CONFERENCES = 30
 
 # Sizes up to SMALL_SIZE run at least --small-runs times a side: a run of ten calls takes about
 # 20 ms, this shared box's runs of one and the same script range from 11 to 37 ms, and three of
-# them cannot tell the engine's few milliseconds from the box's drift.
+# them cannot tell the engine's few milliseconds from the box's drift. Sizes up to MEDIUM_SIZE
+# run at least MEDIUM_RUNS times: runs of a hundred calls (about 0.2 s) range from 0.17 to
+# 0.36 s, so a median of three is one draw of that spread; nine keep the README's command of
+# N = 100 within its three minutes.
 SMALL_SIZE = 10
 SMALL_RUNS = 15
+MEDIUM_SIZE = 100
+MEDIUM_RUNS = 9
 
 
 def runs_for(size: int, repeats: int, small_runs: int = SMALL_RUNS) -> int:
     """How many runs each side makes at ``size``."""
-    return max(repeats, small_runs) if size <= SMALL_SIZE else repeats
+    if size <= SMALL_SIZE:
+        return max(repeats, small_runs)
+    return max(repeats, MEDIUM_RUNS) if size <= MEDIUM_SIZE else repeats
 
 
 def callees(size: int, run: int, busy_every: int = 0) -> list[str]:
@@ -294,7 +301,8 @@ def report(args: argparse.Namespace, where: str, results: dict[int, SizeResult],
         "## Dial-out: start to all N callees joined", "",
         f"Machine: {where}.", "",
         f"{args.repeats} run(s) per size and side ({runs_for(1, args.repeats, args.small_runs)} at sizes of at "
-        f"most {SMALL_SIZE} callees, whose runs of 20 ms drift with the box more than they differ), "
+        f"most {SMALL_SIZE} callees and {runs_for(MEDIUM_SIZE, args.repeats)} at most {MEDIUM_SIZE}, whose "
+        "runs of 20 ms and 0.2 s drift with the box more than they differ), "
         f"after {WARM_UP_CONFERENCES} untimed runs of {WARM_UP_CALLS} "
         "callees on each side (an engine's first conferences after its start pay its imports and each pooled "
         "connection's first statements), with a pause after each run for the teardown of its calls. The "
